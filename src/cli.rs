@@ -1,0 +1,142 @@
+//! Command-line arguments (clap). Validation into typed settings happens in
+//! `config.rs`, so every bad flag becomes an error in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Performance regression gate for streaming LLM APIs.
+///
+/// Drives short fixed-concurrency workflow load tests against a streaming LLM
+/// API (the Dreaminkflora novel-writing API or any OpenAI-compatible server),
+/// measures time to first token, time per output token, throughput and errors
+/// per step, and writes a result file for the gate.
+///
+/// Exit codes: 0 success, 1 regression found, 2 usage, input or environment error.
+#[derive(Debug, Parser)]
+#[command(name = "flora-gate", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Zero set-up: start the mock, run the novel workflow against it, print the summary.
+    Demo(DemoArgs),
+    /// Serve the mock Dreaminkflora + OpenAI-compatible API.
+    Mock(MockArgs),
+    /// Run one load test and write the result JSON.
+    Run(RunArgs),
+}
+
+/// `flora-gate run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario TOML file, or a bundled scenario name (`novel`, `openai-chat`).
+    #[arg(long, short = 's', value_name = "FILE|NAME")]
+    pub scenario: String,
+    /// Base URL of the target (overrides the scenario's `base_url`).
+    #[arg(long, short = 't', value_name = "URL")]
+    pub target: Option<String>,
+    /// Tokens CSV (`user_id,access_token`, or one token per line); one token per virtual user, round-robin.
+    #[arg(long, value_name = "CSV", env = "FLORA_GATE_TOKENS_FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Virtual users (overrides `load.concurrency`).
+    #[arg(long, short = 'c', value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// How long to send requests, e.g. `30s`, `2m` (overrides `load.duration`).
+    #[arg(long, short = 'd', value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Stop after this many requests instead of (or before) the duration.
+    #[arg(long, value_name = "N")]
+    pub requests: Option<u64>,
+    /// Requests started in this first period are not measured, e.g. `5s`.
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<String>,
+    /// Seed for sampling the test data (overrides `load.seed`).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Set a template variable, e.g. `--var model=qwen --var prompt_chars=2000`.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Where to write the result JSON.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "result.json")]
+    pub out: PathBuf,
+    /// Also write every request as one JSON line.
+    #[arg(long, value_name = "FILE")]
+    pub requests_out: Option<PathBuf>,
+    /// Longest wait for in-flight requests after sending stops, e.g. `60s`.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub drain: String,
+    /// No progress line on stderr (it is only drawn on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `flora-gate mock`.
+#[derive(Debug, Args, Clone)]
+pub struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, short = 'p', default_value_t = 8080)]
+    pub port: u16,
+    #[command(flatten)]
+    pub behaviour: MockBehaviour,
+    /// Accept only the tokens in this CSV (others get 401).
+    #[arg(long, value_name = "CSV")]
+    pub tokens: Option<PathBuf>,
+}
+
+/// How the mock behaves (shared by `mock` and `demo`).
+#[derive(Debug, Args, Clone)]
+pub struct MockBehaviour {
+    /// Time to first token, ms.
+    #[arg(long, default_value_t = 80.0, value_name = "MS")]
+    pub ttft_ms: f64,
+    /// Inter-token latency, ms.
+    #[arg(long, default_value_t = 8.0, value_name = "MS")]
+    pub itl_ms: f64,
+    /// Content tokens per streamed answer.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub output_tokens: u32,
+    /// Uniform jitter added to every delay, ± ms.
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    pub jitter_ms: f64,
+    /// Factor on both latencies (1.3 = 30% slower).
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub slowdown: f64,
+    /// Requests served at once; more wait in a queue (0 = unlimited).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_concurrency: usize,
+    /// Injected faults per request, e.g. `500=0.02,429=0.01,hang=0.005,disconnect=0.01,malformed=0.01`.
+    #[arg(long, value_name = "KIND=RATE,...", default_value = "")]
+    pub error_rate: String,
+    /// Seconds sent in `Retry-After` with injected 429s.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub retry_after: u64,
+    /// Seed of the jitter and fault draws.
+    #[arg(long = "mock-seed", default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+}
+
+/// `flora-gate demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long to run.
+    #[arg(long, short = 'd', default_value = "15s")]
+    pub duration: String,
+    /// Virtual users.
+    #[arg(long, short = 'c', default_value_t = 4)]
+    pub concurrency: u32,
+    /// Make the mock slower by this factor (1.3 = 30% slower).
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub slowdown: f64,
+    /// Also write the result JSON here.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,160 @@
+//! From arguments to validated settings: every bad flag or file becomes a
+//! [`UserError`] here, before anything runs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::{MockBehaviour, RunArgs};
+use crate::engine::Plan;
+use crate::error::UserError;
+use crate::mock::{FaultRates, MockConfig};
+use crate::scenario::{parse_duration, AuthKind, Scenario};
+use crate::tokens;
+
+/// Upper bounds that protect the target and this machine.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+/// Longest run accepted.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
+    parse_duration(s).map_err(|m| UserError::flag(flag, m))
+}
+
+/// Parse `KEY=VALUE` pairs.
+pub fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>, UserError> {
+    vars.iter()
+        .map(|v| {
+            v.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| UserError::flag("--var", format!("`{v}` is not KEY=VALUE")))
+        })
+        .collect()
+}
+
+/// Validate `run` arguments into a plan.
+pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
+    let vars = parse_vars(&args.vars)?;
+    let scenario = Scenario::load(&args.scenario, &vars).map_err(|e| match e {
+        UserError::Read { path, source } => UserError::Read { path, source }.into_scenario_hint(),
+        other => other,
+    })?;
+    let target = match (&args.target, &scenario.base_url) {
+        (Some(t), _) => t.trim_end_matches('/').to_string(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => {
+            return Err(UserError::flag("--target", "no target: the scenario has no `base_url`")
+                .with_hint("pass `--target http://host:port`"))
+        }
+    };
+    let url = reqwest::Url::parse(&target).map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(UserError::flag("--target", format!("`{target}` must start with http:// or https://")));
+    }
+    let mut load = scenario.load.clone();
+    if let Some(c) = args.concurrency {
+        load.concurrency = c;
+    }
+    if load.concurrency == 0 || load.concurrency > MAX_CONCURRENCY {
+        return Err(UserError::flag("--concurrency", format!("must be between 1 and {MAX_CONCURRENCY}")));
+    }
+    if let Some(d) = &args.duration {
+        load.duration = Some(duration_flag("--duration", d)?);
+    }
+    if let Some(n) = args.requests {
+        if n == 0 {
+            return Err(UserError::flag("--requests", "must be at least 1"));
+        }
+        load.requests = Some(n);
+        if args.duration.is_none() {
+            load.duration = None;
+        }
+    }
+    if let Some(d) = load.duration {
+        if d.is_zero() || d > MAX_DURATION {
+            return Err(UserError::flag("--duration", "must be more than 0 and at most 24h"));
+        }
+    } else if load.requests.is_none() {
+        return Err(UserError::flag("--duration", "give a duration or `--requests`"));
+    }
+    if let Some(w) = &args.warmup {
+        load.warmup = duration_flag("--warmup", w)?;
+    }
+    if let Some(d) = load.duration {
+        if load.warmup >= d {
+            return Err(UserError::flag("--warmup", format!("the warm-up ({:?}) must be shorter than the duration ({d:?})", load.warmup)));
+        }
+    }
+    if let Some(s) = args.seed {
+        load.seed = s;
+    }
+    let drain = duration_flag("--drain", &args.drain)?;
+    let tokens = match (&args.tokens, scenario.auth.kind) {
+        (Some(p), _) => tokens::load(p)?,
+        (None, AuthKind::None) => Vec::new(),
+        (None, AuthKind::Bearer) => {
+            return Err(UserError::flag("--tokens", "the scenario uses bearer tokens, and none were given")
+                .with_hint("pass `--tokens access_tokens.csv` (header `user_id,access_token`), or set `[auth] kind = \"none\"` in the scenario"))
+        }
+    };
+    Ok(Plan {
+        scenario: Arc::new(scenario),
+        target,
+        tokens: Arc::new(tokens),
+        load,
+        progress: !args.no_progress && crate::engine::progress_wanted(),
+        drain,
+        notes: Vec::new(),
+    })
+}
+
+impl UserError {
+    fn into_scenario_hint(self) -> Self {
+        match self {
+            UserError::Read { path, source } => UserError::Invalid {
+                what: "scenario",
+                place: None,
+                message: source.to_string(),
+                hint: Some(format!(
+                    "`--scenario` takes a TOML file or a bundled name: {}",
+                    crate::scenario::BUNDLED.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                )),
+                path,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Validate mock settings.
+pub fn mock_config(b: &MockBehaviour, tokens_file: Option<&std::path::Path>) -> Result<MockConfig, UserError> {
+    let non_negative = |flag: &'static str, v: f64| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v / 1000.0))
+        } else {
+            Err(UserError::flag(flag, format!("`{v}` must be a number of milliseconds, 0 or more")))
+        }
+    };
+    if !(b.slowdown.is_finite() && b.slowdown > 0.0) {
+        return Err(UserError::flag("--slowdown", "must be a positive factor, like 1.3"));
+    }
+    let faults: FaultRates = b.error_rate.parse().map_err(|m: String| UserError::flag("--error-rate", m))?;
+    let tokens = match tokens_file {
+        Some(p) => Some(tokens::load(p)?.into_iter().map(|t| t.token.expose().to_string()).collect::<HashSet<_>>()),
+        None => None,
+    };
+    Ok(MockConfig {
+        ttft: non_negative("--ttft-ms", b.ttft_ms)?,
+        itl: non_negative("--itl-ms", b.itl_ms)?,
+        output_tokens: b.output_tokens,
+        jitter: non_negative("--jitter-ms", b.jitter_ms)?,
+        slowdown: b.slowdown,
+        max_concurrency: (b.max_concurrency > 0).then_some(b.max_concurrency),
+        faults,
+        retry_after_s: b.retry_after,
+        hang: Duration::from_secs(120),
+        tokens,
+        seed: b.seed,
+    })
+}

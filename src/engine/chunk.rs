@@ -1,0 +1,146 @@
+//! Reading one SSE event of an LLM stream: content, usage, end marker.
+//!
+//! What counts as content follows aiperf and vLLM bench: a non-empty text
+//! delta (answer or reasoning). Role-only deltas, usage-only chunks and the
+//! end marker carry no content and never stop the TTFT clock.
+
+use serde_json::Value;
+
+/// Where the interesting values sit inside each event's JSON.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// JSON pointers to text deltas; the first non-empty one counts.
+    pub content: Vec<String>,
+    /// JSON pointer to the server's count of generated tokens.
+    pub usage_completion_tokens: Option<String>,
+    /// JSON pointer to the server's count of prompt tokens.
+    pub usage_prompt_tokens: Option<String>,
+    /// The data payload that ends the stream.
+    pub done: String,
+    /// Whether a stream that ends without `done` is broken.
+    pub require_done: bool,
+}
+
+impl Default for StreamSpec {
+    fn default() -> Self {
+        Self {
+            content: vec![
+                "/choices/0/delta/content".into(),
+                "/choices/0/delta/reasoning_content".into(),
+                "/choices/0/delta/reasoning".into(),
+            ],
+            usage_completion_tokens: Some("/usage/completion_tokens".into()),
+            usage_prompt_tokens: Some("/usage/prompt_tokens".into()),
+            done: "[DONE]".into(),
+            require_done: true,
+        }
+    }
+}
+
+/// What one event said.
+#[derive(Debug, Default, PartialEq)]
+pub struct ChunkInfo {
+    /// Length in bytes of the content text, 0 when the event carries none.
+    pub content_len: usize,
+    /// The server's completion-token count, when this event carries usage.
+    pub completion_tokens: Option<u64>,
+    /// The server's prompt-token count, when this event carries usage.
+    pub prompt_tokens: Option<u64>,
+    /// The event is the end marker.
+    pub done: bool,
+}
+
+/// The event's data is not JSON (and not the end marker).
+#[derive(Debug, PartialEq)]
+pub struct MalformedChunk;
+
+impl StreamSpec {
+    /// Interpret one event. `text` receives the content when present, so a
+    /// caller that needs the generated text (to carry it to a later step) can
+    /// keep it.
+    pub fn interpret(&self, data: &[u8], text: Option<&mut String>) -> Result<ChunkInfo, MalformedChunk> {
+        if data == self.done.as_bytes() {
+            return Ok(ChunkInfo {
+                done: true,
+                ..ChunkInfo::default()
+            });
+        }
+        let value: Value = serde_json::from_slice(data).map_err(|_| MalformedChunk)?;
+        let mut info = ChunkInfo::default();
+        for ptr in &self.content {
+            if let Some(Value::String(s)) = value.pointer(ptr) {
+                if !s.is_empty() {
+                    info.content_len = s.len();
+                    if let Some(t) = text {
+                        t.push_str(s);
+                    }
+                    break;
+                }
+            }
+        }
+        let count = |ptr: &Option<String>| ptr.as_deref().and_then(|p| value.pointer(p)).and_then(Value::as_u64);
+        info.completion_tokens = count(&self.usage_completion_tokens);
+        info.prompt_tokens = count(&self.usage_prompt_tokens);
+        Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(data: &str) -> Result<ChunkInfo, MalformedChunk> {
+        StreamSpec::default().interpret(data.as_bytes(), None)
+    }
+
+    #[test]
+    fn content_delta_counts() {
+        let i = read(r#"{"choices":[{"delta":{"content":"夜色"}}]}"#).expect("json");
+        assert_eq!(i.content_len, "夜色".len());
+        assert!(!i.done);
+    }
+
+    #[test]
+    fn role_only_first_chunk_is_not_content() {
+        let i = read(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#).expect("json");
+        assert_eq!(i.content_len, 0);
+        let i = read(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).expect("json");
+        assert_eq!(i.content_len, 0);
+    }
+
+    #[test]
+    fn reasoning_text_is_content() {
+        let i = read(r#"{"choices":[{"delta":{"reasoning_content":"思考"}}]}"#).expect("json");
+        assert_eq!(i.content_len, "思考".len());
+    }
+
+    #[test]
+    fn usage_only_chunk_carries_counts_but_no_content() {
+        let i = read(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64}}"#).expect("json");
+        assert_eq!(i.content_len, 0);
+        assert_eq!(i.completion_tokens, Some(64));
+        assert_eq!(i.prompt_tokens, Some(12));
+    }
+
+    #[test]
+    fn done_marker() {
+        assert!(read("[DONE]").expect("done").done);
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert_eq!(read("{\"choices\":[{\"delta\":"), Err(MalformedChunk));
+        assert_eq!(read("<html>"), Err(MalformedChunk));
+    }
+
+    #[test]
+    fn text_is_collected() {
+        let mut text = String::new();
+        let spec = StreamSpec::default();
+        spec.interpret(br#"{"choices":[{"delta":{"content":"a"}}]}"#, Some(&mut text))
+            .expect("json");
+        spec.interpret(br#"{"choices":[{"delta":{"content":"b"}}]}"#, Some(&mut text))
+            .expect("json");
+        assert_eq!(text, "ab");
+    }
+}

@@ -1,0 +1,279 @@
+//! The load engine: virtual users, requests, stream parsing, recording.
+//!
+//! A load shape is a schedule of virtual users over time; today the shape is
+//! a fixed number of users for a duration or a request count. Each user is
+//! one task with its own recorder; everything is merged once at the end. Two
+//! cancellation tokens carry the stop: `stop` (deadline, request count, first
+//! Ctrl-C) ends the starting of new requests and lets in-flight ones finish;
+//! `hard_stop` (grace over, second Ctrl-C) abandons them.
+
+pub mod chunk;
+pub mod request;
+pub mod sample;
+pub mod selfcheck;
+pub mod sse;
+mod vu;
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::UserError;
+use crate::scenario::{LoadSpec, Scenario};
+use crate::tokens::UserToken;
+pub use sample::{ErrorClass, IterationSample, Recorder, Sample};
+pub use selfcheck::SelfCheck;
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The scenario.
+    pub scenario: Arc<Scenario>,
+    /// Base URL requests go to.
+    pub target: String,
+    /// Tokens, one per user, round-robin.
+    pub tokens: Arc<Vec<UserToken>>,
+    /// Load settings after command-line overrides.
+    pub load: LoadSpec,
+    /// Draw a progress line on stderr.
+    pub progress: bool,
+    /// Longest wait for in-flight requests after sending stops.
+    pub drain: Duration,
+    /// Notes for the self-check (for example: the mock runs in this process).
+    pub notes: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Ran its whole duration or request count.
+    Complete,
+    /// Stopped early by a signal; the result holds what was measured.
+    Partial(String),
+}
+
+/// The raw outcome of a run, before summaries.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Merged recordings.
+    pub recorder: Recorder,
+    /// Wall-clock start.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Run length.
+    pub elapsed: Duration,
+    /// Complete or partial.
+    pub status: RunStatus,
+    /// The generator's health.
+    pub self_check: SelfCheck,
+}
+
+/// Counters read by the progress line.
+#[derive(Debug, Default)]
+struct Live {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    tokens: AtomicU64,
+}
+
+struct Shared {
+    scenario: Arc<Scenario>,
+    client: reqwest::Client,
+    target: String,
+    t0: Instant,
+    warmup: Duration,
+    think_time: Duration,
+    seed: u64,
+    stop: CancellationToken,
+    hard_stop: CancellationToken,
+    requests_left: Option<AtomicU64>,
+    live: Live,
+}
+
+impl Shared {
+    /// Take one request from the request budget; false when it is spent.
+    fn claim_request(&self) -> bool {
+        match &self.requests_left {
+            None => true,
+            Some(left) => {
+                let ok = left
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                    .is_ok();
+                if !ok {
+                    self.stop.cancel();
+                }
+                ok
+            }
+        }
+    }
+}
+
+/// Build the HTTP client shared by all users.
+pub fn client(scenario: &Scenario, concurrency: u32) -> Result<reqwest::Client, UserError> {
+    // reqwest is built without a default TLS provider; install ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(scenario.timeouts.connect)
+        .pool_max_idle_per_host(concurrency as usize)
+        .tcp_nodelay(true)
+        .user_agent(concat!("flora-gate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UserError::Environment {
+            message: format!("cannot build the HTTP client: {e}"),
+            hint: None,
+        })
+}
+
+/// Check that something listens at the target before starting users.
+pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError> {
+    let url = reqwest::Url::parse(target).map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| UserError::flag("--target", format!("`{target}` has no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| UserError::flag("--target", format!("`{target}` has no port")))?;
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(UserError::Environment {
+            message: format!("cannot connect to the target {host}:{port}: {e}"),
+            hint: Some("start the server, or point `--target` at one that is running".into()),
+        }),
+        Err(_) => Err(UserError::Environment {
+            message: format!("connecting to the target {host}:{port} timed out after {timeout:?}"),
+            hint: Some("check `--target` and the network path to it".into()),
+        }),
+    }
+}
+
+/// Run the load test. `signals` is cancelled on the first Ctrl-C/SIGTERM and
+/// `kill` on the second.
+pub async fn run(plan: Plan, signals: CancellationToken, kill: CancellationToken) -> Result<RunOutput, UserError> {
+    let sc = plan.scenario.clone();
+    preflight(&plan.target, sc.timeouts.connect).await?;
+    let client = client(&sc, plan.load.concurrency)?;
+    let started_at = chrono::Utc::now();
+    let t0 = Instant::now();
+    let cpu0 = selfcheck::process_cpu_seconds();
+    let stop = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        scenario: sc.clone(),
+        client,
+        target: plan.target.trim_end_matches('/').to_string(),
+        t0,
+        warmup: plan.load.warmup,
+        think_time: plan.load.think_time,
+        seed: plan.load.seed,
+        stop: stop.clone(),
+        hard_stop: hard_stop.clone(),
+        requests_left: plan.load.requests.map(AtomicU64::new),
+        live: Live::default(),
+    });
+
+    let lag_stop = CancellationToken::new();
+    let lag_task = tokio::spawn(selfcheck::watch_lag(lag_stop.clone()));
+
+    let mut users = tokio::task::JoinSet::new();
+    for vu in 0..plan.load.concurrency {
+        let user = if plan.tokens.is_empty() {
+            None
+        } else {
+            Some(plan.tokens[vu as usize % plan.tokens.len()].clone())
+        };
+        users.spawn(vu::run_user(shared.clone(), vu, user));
+    }
+
+    let progress = plan.progress.then(|| tokio::spawn(progress_line(shared.clone(), plan.load.clone())));
+
+    // The stop: deadline, request budget (users cancel `stop` themselves), or a signal.
+    let deadline = plan.load.duration.map(|d| t0 + d);
+    let mut interrupted = None;
+    tokio::select! {
+        () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}
+        () = stop.cancelled() => {}
+        () = signals.cancelled() => interrupted = Some("interrupted by a signal".to_string()),
+    }
+    stop.cancel();
+
+    // Drain: in-flight requests may finish within the grace period.
+    let mut recorder = Recorder::new(sc.steps.len());
+    let drain_deadline = Instant::now() + plan.drain;
+    loop {
+        tokio::select! {
+            joined = users.join_next() => match joined {
+                Some(Ok(r)) => recorder.absorb(r),
+                Some(Err(_)) => {}
+                None => break,
+            },
+            () = tokio::time::sleep_until(drain_deadline), if !hard_stop.is_cancelled() => {
+                hard_stop.cancel();
+                interrupted.get_or_insert_with(|| format!("in-flight requests abandoned after a {:?} grace period", plan.drain));
+            }
+            () = kill.cancelled(), if !hard_stop.is_cancelled() => {
+                hard_stop.cancel();
+                interrupted = Some("stopped at once by a second signal".to_string());
+            }
+        }
+    }
+    let elapsed = t0.elapsed();
+    lag_stop.cancel();
+    let lag = lag_task.await.unwrap_or_default();
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let cpu = match (cpu0, selfcheck::process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    recorder.samples.sort_by_key(|s| s.start);
+    recorder.iterations.sort_by_key(|s| s.start);
+    let self_check = selfcheck::assess(&lag, cpu, elapsed, plan.notes.clone());
+    Ok(RunOutput {
+        recorder,
+        started_at,
+        elapsed,
+        status: match interrupted {
+            Some(reason) => RunStatus::Partial(reason),
+            None => RunStatus::Complete,
+        },
+        self_check,
+    })
+}
+
+async fn progress_line(shared: Arc<Shared>, load: LoadSpec) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_tokens = 0;
+    loop {
+        tick.tick().await;
+        let t = shared.t0.elapsed().as_secs();
+        let total = load
+            .duration
+            .map_or_else(|| format!("{} requests", load.requests.unwrap_or(0)), |d| format!("{}s", d.as_secs()));
+        let tokens = shared.live.tokens.load(Ordering::Relaxed);
+        let phase = if shared.t0.elapsed() < load.warmup { " warm-up" } else { "" };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2K[{t}s/{total}{phase}] {} requests, {} errors, {} tok/s",
+            shared.live.requests.load(Ordering::Relaxed),
+            shared.live.errors.load(Ordering::Relaxed),
+            tokens.saturating_sub(last_tokens),
+        );
+        let _ = err.flush();
+        last_tokens = tokens;
+    }
+}
+
+/// Whether a progress line should be drawn: stderr is a terminal.
+pub fn progress_wanted() -> bool {
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,290 @@
+//! One HTTP request of a step, timed from just before it is written to the
+//! last content event, with a timeout per phase.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use tokio::time::{timeout_at, Instant};
+
+use super::sample::{ErrorClass, TimeoutPhase};
+use super::sse::SseParser;
+use crate::scenario::{ResponseKind, Step, Timeouts};
+use crate::stats::LatencyHist;
+
+/// Largest response body read (a stream or a JSON document); more is a
+/// protocol error, so an endless response cannot exhaust memory.
+pub const MAX_BODY: usize = 64 << 20;
+
+/// What came back from one request.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Start to first content event.
+    pub ttft: Option<Duration>,
+    /// Start to last content event (or full body).
+    pub e2e: Option<Duration>,
+    /// Start to response end.
+    pub stream_end: Duration,
+    /// Server-reported completion tokens.
+    pub usage_tokens: Option<u64>,
+    /// Content events.
+    pub chunks: u32,
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// Failure class.
+    pub error: Option<ErrorClass>,
+    /// Seconds the server asked to wait (429 `Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// Parsed JSON body of a JSON step.
+    pub json: Option<serde_json::Value>,
+    /// Generated text, when the step captures it.
+    pub text: Option<String>,
+}
+
+/// A request ready to send.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    /// The step.
+    pub step: &'a Step,
+    /// Full URL.
+    pub url: String,
+    /// Rendered body.
+    pub body: Option<String>,
+    /// `Authorization` (or configured) header.
+    pub auth: Option<(&'a str, HeaderValue)>,
+}
+
+/// Send it and read the response to the end.
+pub async fn execute(client: &reqwest::Client, req: Prepared<'_>, timeouts: &Timeouts, itl: &mut LatencyHist) -> Outcome {
+    let step = req.step;
+    let mut builder = client.request(step.method.clone(), &req.url);
+    if let Some((name, value)) = req.auth {
+        builder = builder.header(name, value);
+    }
+    for (k, v) in &step.headers {
+        builder = builder.header(k, v);
+    }
+    if let Some(body) = req.body {
+        builder = builder
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body);
+    }
+    if step.response == ResponseKind::Sse {
+        builder = builder.header(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+    }
+
+    let start = Instant::now();
+    let total_deadline = start + timeouts.total;
+    let first_deadline = (start + timeouts.first_token).min(total_deadline);
+    let mut out = Outcome::default();
+    let phase_at = |deadline: Instant, phase: TimeoutPhase| {
+        if deadline == total_deadline {
+            TimeoutPhase::Total
+        } else {
+            phase
+        }
+    };
+
+    let response = match timeout_at(first_deadline, builder.send()).await {
+        Err(_) => {
+            out.error = Some(ErrorClass::Timeout(phase_at(first_deadline, TimeoutPhase::FirstToken)));
+            out.stream_end = start.elapsed();
+            return out;
+        }
+        Ok(Err(e)) => {
+            out.error = Some(if e.is_connect() {
+                if e.is_timeout() {
+                    ErrorClass::Timeout(TimeoutPhase::Connect)
+                } else {
+                    ErrorClass::Connect
+                }
+            } else if e.is_timeout() {
+                ErrorClass::Timeout(TimeoutPhase::Connect)
+            } else {
+                ErrorClass::Transport
+            });
+            out.stream_end = start.elapsed();
+            return out;
+        }
+        Ok(Ok(r)) => r,
+    };
+
+    let status = response.status().as_u16();
+    out.status = Some(status);
+    let expected = if step.expect_status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        step.expect_status.contains(&status)
+    };
+    if !expected {
+        out.retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Read (and drop) a bounded error body so the connection can be reused.
+        let _ = timeout_at(first_deadline.max(Instant::now() + Duration::from_secs(1)), read_capped(response, 64 << 10)).await;
+        out.error = Some(if status == 429 {
+            ErrorClass::RateLimited
+        } else {
+            ErrorClass::Status(status)
+        });
+        out.stream_end = start.elapsed();
+        return out;
+    }
+
+    match step.response {
+        ResponseKind::Json => read_json(response, start, first_deadline, total_deadline, &mut out).await,
+        ResponseKind::Sse => read_stream(response, step, start, timeouts, first_deadline, total_deadline, itl, &mut out).await,
+    }
+    out
+}
+
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, ErrorClass> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => {
+                if body.len() + bytes.len() > cap {
+                    return Err(ErrorClass::Protocol);
+                }
+                body.extend_from_slice(&bytes);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(ErrorClass::StreamBroken),
+        }
+    }
+}
+
+async fn read_json(
+    response: reqwest::Response,
+    start: Instant,
+    first_deadline: Instant,
+    total_deadline: Instant,
+    out: &mut Outcome,
+) {
+    let result = timeout_at(first_deadline, read_capped(response, MAX_BODY)).await;
+    let end = Instant::now();
+    out.stream_end = end - start;
+    match result {
+        Err(_) => {
+            out.error = Some(ErrorClass::Timeout(if first_deadline == total_deadline {
+                TimeoutPhase::Total
+            } else {
+                TimeoutPhase::FirstToken
+            }));
+        }
+        Ok(Err(class)) => out.error = Some(class),
+        Ok(Ok(body)) => match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v) => {
+                out.e2e = Some(end - start);
+                out.usage_tokens = v.pointer("/usage/completion_tokens").and_then(serde_json::Value::as_u64);
+                out.json = Some(v);
+            }
+            Err(_) => out.error = Some(ErrorClass::Protocol),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "one call site; the phases need every deadline")]
+async fn read_stream(
+    mut response: reqwest::Response,
+    step: &Step,
+    start: Instant,
+    timeouts: &Timeouts,
+    first_deadline: Instant,
+    total_deadline: Instant,
+    itl: &mut LatencyHist,
+    out: &mut Outcome,
+) {
+    let mut parser = SseParser::new();
+    let mut text = step.capture_text.as_ref().map(|_| String::new());
+    let mut first: Option<Instant> = None;
+    let mut last: Option<Instant> = None;
+    let mut done = false;
+    let mut bad = false;
+    let mut received = 0usize;
+    let mut gaps: Vec<Duration> = Vec::new();
+    let spec = &step.stream;
+
+    while !done {
+        let deadline = match first {
+            None => first_deadline,
+            Some(_) => (Instant::now() + timeouts.idle).min(total_deadline),
+        };
+        let piece = match timeout_at(deadline, response.chunk()).await {
+            Err(_) => {
+                let phase = if deadline == total_deadline {
+                    TimeoutPhase::Total
+                } else if first.is_none() {
+                    TimeoutPhase::FirstToken
+                } else {
+                    TimeoutPhase::Idle
+                };
+                out.error = Some(ErrorClass::Timeout(phase));
+                break;
+            }
+            Ok(Err(_)) => {
+                out.error = Some(ErrorClass::StreamBroken);
+                break;
+            }
+            Ok(Ok(None)) => {
+                if spec.require_done || parser.has_partial() {
+                    out.error = Some(ErrorClass::StreamBroken);
+                }
+                break;
+            }
+            Ok(Ok(Some(bytes))) => bytes,
+        };
+        let now = Instant::now();
+        received += piece.len();
+        if received > MAX_BODY {
+            out.error = Some(ErrorClass::Protocol);
+            break;
+        }
+        let fed = parser.feed(&piece, |data| {
+            if done || bad {
+                return;
+            }
+            match spec.interpret(data, text.as_mut()) {
+                Err(_) => bad = true,
+                Ok(info) => {
+                    if info.done {
+                        done = true;
+                        return;
+                    }
+                    if info.content_len > 0 {
+                        out.chunks += 1;
+                        if first.is_none() {
+                            first = Some(now);
+                        }
+                        if let Some(prev) = last {
+                            gaps.push(now - prev);
+                        }
+                        last = Some(now);
+                    }
+                    if let Some(n) = info.completion_tokens {
+                        out.usage_tokens = Some(n);
+                    }
+                }
+            }
+        });
+        if fed.is_err() || bad {
+            out.error = Some(ErrorClass::Protocol);
+            break;
+        }
+    }
+    out.stream_end = start.elapsed();
+    out.ttft = first.map(|t| t - start);
+    out.e2e = last.map(|t| t - start);
+    if out.error.is_none() && first.is_none() && out.usage_tokens.unwrap_or(0) > 0 {
+        // The server says it generated tokens, yet no content reached us.
+        out.error = Some(ErrorClass::Protocol);
+    }
+    if out.error.is_none() {
+        for g in gaps {
+            itl.record(g);
+        }
+    }
+    out.text = text;
+}

@@ -1,0 +1,215 @@
+//! What one request and one workflow iteration leave behind.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::stats::LatencyHist;
+
+/// Phase in which a timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimeoutPhase {
+    /// TCP/TLS connect.
+    Connect,
+    /// Waiting for the first content token (or a JSON body).
+    FirstToken,
+    /// Silence inside a stream.
+    Idle,
+    /// The whole request.
+    Total,
+}
+
+/// Why a request failed. A failure is data: counted by class, +∞ in percentiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorClass {
+    /// The connection could not be made.
+    Connect,
+    /// A timeout fired.
+    Timeout(TimeoutPhase),
+    /// 429 Too Many Requests.
+    RateLimited,
+    /// Another unexpected HTTP status.
+    Status(u16),
+    /// The connection broke after the response started, or the stream ended
+    /// without its end marker.
+    StreamBroken,
+    /// The response is not what the protocol says (bad SSE, bad JSON, too large).
+    Protocol,
+    /// A variable to extract was missing from the response.
+    Extract,
+    /// A request template failed to render with this iteration's values.
+    Template,
+    /// Another transport failure before the response started.
+    Transport,
+}
+
+impl ErrorClass {
+    /// The name used in results and reports.
+    pub fn name(&self) -> String {
+        match self {
+            ErrorClass::Connect => "connect".into(),
+            ErrorClass::Timeout(TimeoutPhase::Connect) => "timeout_connect".into(),
+            ErrorClass::Timeout(TimeoutPhase::FirstToken) => "timeout_first_token".into(),
+            ErrorClass::Timeout(TimeoutPhase::Idle) => "timeout_idle".into(),
+            ErrorClass::Timeout(TimeoutPhase::Total) => "timeout_total".into(),
+            ErrorClass::RateLimited => "rate_limited".into(),
+            ErrorClass::Status(s) => format!("http_{s}"),
+            ErrorClass::StreamBroken => "stream_broken".into(),
+            ErrorClass::Protocol => "protocol".into(),
+            ErrorClass::Extract => "extract".into(),
+            ErrorClass::Template => "template".into(),
+            ErrorClass::Transport => "transport".into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for ErrorClass {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+/// One request, with explicit timestamps from the run's monotonic clock.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Step index in the workflow.
+    pub step: u16,
+    /// Virtual user.
+    pub vu: u32,
+    /// The user's workflow iteration.
+    pub iteration: u64,
+    /// Offset of the request start from the run start.
+    pub start: Duration,
+    /// Request start to the first content event (streams only).
+    pub ttft: Option<Duration>,
+    /// Request start to the last content event (streams) or the full body (JSON).
+    pub e2e: Option<Duration>,
+    /// Request start to the end of the response.
+    pub stream_end: Duration,
+    /// Completion tokens as the server reported them.
+    pub usage_tokens: Option<u64>,
+    /// Content events received.
+    pub chunks: u32,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<ErrorClass>,
+    /// Started inside the warm-up: written to the request log, not measured.
+    pub warmup: bool,
+}
+
+impl Sample {
+    /// Output tokens: the server's count when present, else content events.
+    pub fn output_tokens(&self) -> u64 {
+        self.usage_tokens.unwrap_or(u64::from(self.chunks))
+    }
+
+    /// Time per output token: (E2E − TTFT) / (tokens − 1), defined from 2 tokens.
+    pub fn tpot(&self) -> Option<Duration> {
+        let (ttft, e2e) = (self.ttft?, self.e2e?);
+        let n = self.output_tokens();
+        (n >= 2).then(|| e2e.saturating_sub(ttft) / u32::try_from(n - 1).unwrap_or(u32::MAX))
+    }
+
+    /// True when it succeeded.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// One workflow iteration of one user.
+#[derive(Debug, Clone)]
+pub struct IterationSample {
+    /// Virtual user.
+    pub vu: u32,
+    /// Iteration number of that user.
+    pub iteration: u64,
+    /// Offset of its first request from the run start.
+    pub start: Duration,
+    /// First request start to last response end.
+    pub duration: Duration,
+    /// Every step succeeded.
+    pub ok: bool,
+    /// Started inside the warm-up.
+    pub warmup: bool,
+}
+
+/// What one virtual user records; merged once at the end.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// Requests.
+    pub samples: Vec<Sample>,
+    /// Workflow iterations.
+    pub iterations: Vec<IterationSample>,
+    /// Pooled gaps between content events, per step (measured requests only).
+    pub itl: Vec<LatencyHist>,
+}
+
+impl Recorder {
+    /// A recorder for a workflow of `steps` steps.
+    pub fn new(steps: usize) -> Self {
+        Self {
+            samples: Vec::new(),
+            iterations: Vec::new(),
+            itl: (0..steps).map(|_| LatencyHist::new()).collect(),
+        }
+    }
+
+    /// Add another recorder's data.
+    pub fn absorb(&mut self, other: Recorder) {
+        self.samples.extend(other.samples);
+        self.iterations.extend(other.iterations);
+        for (a, b) in self.itl.iter_mut().zip(&other.itl) {
+            a.merge(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ttft: u64, e2e: u64, chunks: u32, usage: Option<u64>) -> Sample {
+        Sample {
+            step: 0,
+            vu: 0,
+            iteration: 0,
+            start: Duration::ZERO,
+            ttft: Some(Duration::from_millis(ttft)),
+            e2e: Some(Duration::from_millis(e2e)),
+            stream_end: Duration::from_millis(e2e),
+            usage_tokens: usage,
+            chunks,
+            status: Some(200),
+            error: None,
+            warmup: false,
+        }
+    }
+
+    #[test]
+    fn tpot_uses_usage_when_present() {
+        let s = sample(100, 1100, 50, Some(101));
+        assert_eq!(s.tpot(), Some(Duration::from_millis(10)));
+        let s = sample(100, 1100, 11, None);
+        assert_eq!(s.tpot(), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn tpot_undefined_below_two_tokens() {
+        assert_eq!(sample(100, 100, 1, None).tpot(), None);
+        assert_eq!(sample(100, 100, 0, Some(1)).tpot(), None);
+    }
+
+    #[test]
+    fn error_class_names() {
+        assert_eq!(ErrorClass::Status(503).name(), "http_503");
+        assert_eq!(ErrorClass::Timeout(TimeoutPhase::FirstToken).name(), "timeout_first_token");
+    }
+}

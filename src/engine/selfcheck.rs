@@ -1,0 +1,106 @@
+//! Is the load generator itself the bottleneck? Event-loop lag and CPU.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::LatencyHist;
+
+const TICK: Duration = Duration::from_millis(20);
+/// Event-loop lag p99 above which the generator is called saturated.
+pub const LAG_LIMIT_MS: f64 = 10.0;
+/// Share of all cores busy above which the generator is called saturated.
+pub const CPU_LIMIT: f64 = 0.9;
+
+/// The generator's own health during the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SelfCheck {
+    /// Lateness of a 20 ms timer, p50, ms.
+    pub loop_lag_p50_ms: Option<f64>,
+    /// Lateness of a 20 ms timer, p99, ms.
+    pub loop_lag_p99_ms: Option<f64>,
+    /// Largest lateness, ms.
+    pub loop_lag_max_ms: Option<f64>,
+    /// CPU time of this process during the run, seconds (Linux only).
+    pub cpu_time_s: Option<f64>,
+    /// `cpu_time_s` / (wall time × cores).
+    pub cpu_utilization: Option<f64>,
+    /// Peak resident memory of this process, MiB (Linux only).
+    pub peak_rss_mib: Option<f64>,
+    /// Cores available.
+    pub cores: usize,
+    /// True when lag or CPU passed its limit: the numbers may measure the
+    /// generator, not the target.
+    pub saturated: bool,
+    /// Why it is saturated, or notes (for example a mock in the same process).
+    pub notes: Vec<String>,
+}
+
+/// Samples event-loop lag until cancelled.
+pub async fn watch_lag(stop: CancellationToken) -> LatencyHist {
+    let mut h = LatencyHist::new();
+    let mut next = tokio::time::Instant::now() + TICK;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = stop.cancelled() => break,
+        }
+        let late = tokio::time::Instant::now().saturating_duration_since(next);
+        h.record(late.max(Duration::from_micros(1)));
+        next += TICK;
+        let now = tokio::time::Instant::now();
+        if next < now {
+            next = now + TICK;
+        }
+    }
+    h
+}
+
+/// CPU seconds used by this process so far, from `/proc/self/stat`.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks of USER_HZ (100 on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Peak resident set size in MiB, from `/proc/self/status`.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Judge the figures.
+pub fn assess(lag: &LatencyHist, cpu_s: Option<f64>, wall: Duration, notes: Vec<String>) -> SelfCheck {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let d = lag.dist();
+    let util = cpu_s.map(|c| c / (wall.as_secs_f64().max(1e-9) * cores as f64));
+    let mut notes = notes;
+    let mut saturated = false;
+    if let Some(p99) = d.p99.filter(|p| *p > LAG_LIMIT_MS) {
+        saturated = true;
+        notes.push(format!("event-loop lag p99 {p99:.1} ms is over {LAG_LIMIT_MS} ms"));
+    }
+    if let Some(u) = util.filter(|u| *u > CPU_LIMIT) {
+        saturated = true;
+        notes.push(format!("CPU use {:.0}% of {cores} cores is over {:.0}%", u * 100.0, CPU_LIMIT * 100.0));
+    }
+    SelfCheck {
+        loop_lag_p50_ms: d.p50,
+        loop_lag_p99_ms: d.p99,
+        loop_lag_max_ms: d.max,
+        cpu_time_s: cpu_s,
+        cpu_utilization: util,
+        peak_rss_mib: peak_rss_mib(),
+        cores,
+        saturated,
+        notes,
+    }
+}

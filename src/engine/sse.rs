@@ -1,0 +1,190 @@
+//! Incremental Server-Sent Events parser.
+//!
+//! Bytes arrive in arbitrary pieces; an event may be split anywhere, lines end
+//! in LF, CRLF or CR, `:` starts a comment, and several `data:` lines of one
+//! event are joined with `\n` (WHATWG HTML, "Server-sent events"). Only the
+//! `data` field matters for LLM streams; `event`, `id` and `retry` are read
+//! past. The parser never fails: what is not SSE is left for the caller to
+//! judge when it reads the data as JSON.
+
+/// Upper bound on one line; a longer line means the server is not speaking SSE.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// What went wrong at the byte level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseError {
+    /// A line grew past [`MAX_LINE`] bytes without ending.
+    LineTooLong,
+}
+
+/// State carried between reads.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+    /// The previous byte was a CR, so a leading LF in the next piece belongs to it.
+    after_cr: bool,
+}
+
+impl SseParser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed the next piece of the body; `on_event` gets the data of every
+    /// event completed by this piece, in order.
+    pub fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), SseError> {
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(rest) = bytes.strip_prefix(b"\n") {
+                bytes = rest;
+            }
+        }
+        while !bytes.is_empty() {
+            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    let ending = bytes[i];
+                    if self.line.is_empty() {
+                        self.process_line(&bytes[..i], &mut on_event);
+                    } else {
+                        self.line.extend_from_slice(&bytes[..i]);
+                        let line = std::mem::take(&mut self.line);
+                        self.process_line(&line, &mut on_event);
+                        self.line = line;
+                        self.line.clear();
+                    }
+                    bytes = &bytes[i + 1..];
+                    if ending == b'\r' {
+                        match bytes.first() {
+                            Some(b'\n') => bytes = &bytes[1..],
+                            Some(_) => {}
+                            None => self.after_cr = true,
+                        }
+                    }
+                }
+                None => {
+                    if self.line.len() + bytes.len() > MAX_LINE {
+                        return Err(SseError::LineTooLong);
+                    }
+                    self.line.extend_from_slice(bytes);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when bytes of an unfinished event are buffered: the stream ended
+    /// inside an event.
+    pub fn has_partial(&self) -> bool {
+        self.has_data || !self.line.is_empty()
+    }
+
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(&[u8])) {
+        if line.is_empty() {
+            if self.has_data {
+                on_event(&self.data);
+                self.data.clear();
+                self.has_data = false;
+            }
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        if field == b"data" {
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_pieces(pieces: &[&[u8]]) -> Vec<String> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for piece in pieces {
+            p.feed(piece, |d| out.push(String::from_utf8_lossy(d).into_owned()))
+                .expect("feed");
+        }
+        out
+    }
+
+    #[test]
+    fn single_event() {
+        assert_eq!(parse_pieces(&[b"data: {\"a\":1}\n\n"]), vec!["{\"a\":1}"]);
+    }
+
+    #[test]
+    fn event_split_at_every_byte() {
+        let stream = b"data: first\n\ndata: second\r\n\r\n: comment\ndata: [DONE]\n\n";
+        let pieces: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(parse_pieces(&pieces), vec!["first", "second", "[DONE]"]);
+    }
+
+    #[test]
+    fn crlf_split_between_cr_and_lf() {
+        assert_eq!(parse_pieces(&[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn bare_cr_line_endings() {
+        assert_eq!(parse_pieces(&[b"data: a\r\rdata: b\r\r"]), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn comments_and_other_fields_are_skipped() {
+        let s = b": keep-alive\nevent: message\nid: 7\nretry: 100\ndata: x\n\n:\n\n";
+        assert_eq!(parse_pieces(&[s]), vec!["x"]);
+    }
+
+    #[test]
+    fn multi_line_data_joined_with_newline() {
+        assert_eq!(parse_pieces(&[b"data: one\ndata:two\ndata\n\n"]), vec!["one\ntwo\n"]);
+    }
+
+    #[test]
+    fn blank_lines_without_data_dispatch_nothing() {
+        assert!(parse_pieces(&[b"\n\n\r\n\n"]).is_empty());
+    }
+
+    #[test]
+    fn unfinished_event_is_partial() {
+        let mut p = SseParser::new();
+        let mut n = 0;
+        p.feed(b"data: {\"choices\":[{\"delta\":", |_| n += 1).expect("feed");
+        assert_eq!(n, 0);
+        assert!(p.has_partial());
+        p.feed(b"{}}]}\n\n", |_| n += 1).expect("feed");
+        assert_eq!(n, 1);
+        assert!(!p.has_partial());
+    }
+
+    #[test]
+    fn garbage_does_not_panic_and_yields_no_event_without_data_field() {
+        let out = parse_pieces(&[b"\xff\xfe garbage\n<html>\n\n", b"\0\0\0\n\n"]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn overlong_line_is_an_error() {
+        let mut p = SseParser::new();
+        let big = vec![b'a'; MAX_LINE + 1];
+        assert_eq!(p.feed(&big, |_| {}), Err(SseError::LineTooLong));
+    }
+}

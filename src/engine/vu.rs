@@ -1,0 +1,161 @@
+//! One virtual user: loops the workflow until told to stop.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use reqwest::header::HeaderValue;
+use tokio::time::Instant;
+
+use super::request::{execute, Outcome, Prepared};
+use super::sample::{ErrorClass, IterationSample, Recorder, Sample};
+use super::Shared;
+use crate::scenario::{AuthKind, TemplateContext};
+use crate::stats::LatencyHist;
+use crate::tokens::UserToken;
+
+/// Run one user until `stop`; returns what it recorded.
+pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToken>) -> Recorder {
+    let sc = &shared.scenario;
+    let mut rec = Recorder::new(sc.steps.len());
+    let mut scratch = LatencyHist::new();
+    let mut rng = SmallRng::seed_from_u64(sc_seed(shared.seed, vu));
+    let auth_value = match (&sc.auth.kind, &user) {
+        (AuthKind::Bearer, Some(u)) => {
+            let mut v = HeaderValue::from_str(&format!("{} {}", sc.auth.scheme, u.token.expose())).ok();
+            if let Some(v) = v.as_mut() {
+                v.set_sensitive(true);
+            }
+            v
+        }
+        _ => None,
+    };
+    let user_id = user.as_ref().map_or_else(|| format!("user-{vu}"), |u| u.user_id.clone());
+    let mut iteration: u64 = 0;
+    let mut consecutive_connect_errors: u32 = 0;
+
+    'iterations: while !shared.stop.is_cancelled() {
+        iteration += 1;
+        let mut ctx = TemplateContext::new(sc, vu, &user_id, iteration, sc.data.sample(&mut rng));
+        let iter_start = shared.t0.elapsed();
+        let mut iter_ok = true;
+        let mut completed_steps = 0;
+        let mut cut_short = false;
+        for (i, step) in sc.steps.iter().enumerate() {
+            if shared.stop.is_cancelled() || !shared.claim_request() {
+                cut_short = true;
+                break;
+            }
+            let start = shared.t0.elapsed();
+            let warmup = start < shared.warmup;
+            let rendered = sc
+                .render(&step.path_template, &ctx)
+                .and_then(|p| step.body_template.as_ref().map(|b| sc.render(b, &ctx)).transpose().map(|b| (p, b)));
+            let outcome = match rendered {
+                Err(_) => Outcome {
+                    error: Some(ErrorClass::Template),
+                    ..Outcome::default()
+                },
+                Ok((path, body)) => {
+                    let req = Prepared {
+                        step,
+                        url: format!("{}{}", shared.target, path),
+                        body,
+                        auth: auth_value.clone().map(|v| (sc.auth.header.as_str(), v)),
+                    };
+                    let itl = if warmup { &mut scratch } else { &mut rec.itl[i] };
+                    tokio::select! {
+                        o = execute(&shared.client, req, &sc.timeouts, itl) => o,
+                        () = shared.hard_stop.cancelled() => break 'iterations,
+                    }
+                }
+            };
+            completed_steps += 1;
+            let sample = Sample {
+                step: u16::try_from(i).unwrap_or(u16::MAX),
+                vu,
+                iteration,
+                start,
+                ttft: outcome.ttft,
+                e2e: outcome.e2e,
+                stream_end: outcome.stream_end,
+                usage_tokens: outcome.usage_tokens,
+                chunks: outcome.chunks,
+                status: outcome.status,
+                error: outcome.error,
+                warmup,
+            };
+            shared.live.requests.fetch_add(1, Ordering::Relaxed);
+            shared.live.tokens.fetch_add(sample.output_tokens(), Ordering::Relaxed);
+            let mut failed = sample.error;
+            if failed.is_none() {
+                if let Some(err) = apply_outputs(step, &outcome, &mut ctx) {
+                    failed = Some(err);
+                }
+            }
+            rec.samples.push(Sample { error: failed, ..sample });
+            if let Some(class) = failed {
+                shared.live.errors.fetch_add(1, Ordering::Relaxed);
+                iter_ok = false;
+                if matches!(class, ErrorClass::Connect | ErrorClass::Timeout(_)) {
+                    consecutive_connect_errors += 1;
+                } else {
+                    consecutive_connect_errors = 0;
+                }
+                break;
+            }
+            consecutive_connect_errors = 0;
+            if !step.think_time.is_zero() {
+                pause(&shared, step.think_time).await;
+            }
+        }
+        // An iteration the stop cut in half is neither a success nor a failure.
+        if completed_steps > 0 && (!cut_short || !iter_ok) {
+            let end = shared.t0.elapsed();
+            rec.iterations.push(IterationSample {
+                vu,
+                iteration,
+                start: iter_start,
+                duration: end.saturating_sub(iter_start),
+                ok: iter_ok && completed_steps == sc.steps.len(),
+                warmup: iter_start < shared.warmup,
+            });
+        }
+        if consecutive_connect_errors > 0 {
+            // A dead or overloaded target must not turn into a hot loop.
+            let backoff = Duration::from_millis(50 << consecutive_connect_errors.min(5));
+            pause(&shared, backoff).await;
+        }
+        if !shared.think_time.is_zero() {
+            pause(&shared, shared.think_time).await;
+        }
+    }
+    rec
+}
+
+/// Store extracted variables and captured text; a missing variable fails the request.
+fn apply_outputs(step: &crate::scenario::Step, outcome: &Outcome, ctx: &mut TemplateContext) -> Option<ErrorClass> {
+    for (var, ptr) in &step.extract {
+        match outcome.json.as_ref().and_then(|j| j.pointer(ptr)) {
+            Some(v) if !v.is_null() => ctx.set(var, v.clone()),
+            _ => return Some(ErrorClass::Extract),
+        }
+    }
+    if let (Some(var), Some(text)) = (&step.capture_text, &outcome.text) {
+        ctx.set(var, serde_json::Value::String(text.clone()));
+    }
+    None
+}
+
+async fn pause(shared: &Shared, d: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep_until(Instant::now() + d) => {}
+        () = shared.stop.cancelled() => {}
+    }
+}
+
+fn sc_seed(seed: u64, vu: u32) -> u64 {
+    seed ^ u64::from(vu).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

@@ -1,0 +1,148 @@
+//! One streamed answer as a sequence of SSE events on an absolute schedule.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use futures_util::Stream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::{App, Fault, RequestCtx};
+
+enum Phase {
+    Role,
+    Token(u32),
+    Finish,
+    Usage,
+    Done,
+    End,
+}
+
+pub(super) struct ChunkStream {
+    app: Arc<App>,
+    ctx: RequestCtx,
+    tokens: u32,
+    model: String,
+    phase: Phase,
+    next_at: Instant,
+    created: i64,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl ChunkStream {
+    pub(super) fn new(
+        app: Arc<App>,
+        mut ctx: RequestCtx,
+        tokens: u32,
+        model: String,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        let ttft = app.delay(app.cfg.ttft, &mut ctx.rng);
+        Self {
+            next_at: Instant::from_std(ctx.t0) + ttft,
+            app,
+            ctx,
+            tokens,
+            model,
+            phase: Phase::Role,
+            created: chrono::Utc::now().timestamp(),
+            _permit: permit,
+        }
+    }
+
+    fn chunk(&self, delta: &str, finish: Option<&str>) -> Bytes {
+        let mut s = String::with_capacity(192);
+        let _ = write!(
+            s,
+            "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":\"{}\",\"choices\":[{{\"index\":0,\"delta\":{{{}}},\"finish_reason\":{}}}]}}\n\n",
+            self.ctx.id,
+            self.created,
+            self.model,
+            delta,
+            finish.map_or("null".to_string(), |f| format!("\"{f}\"")),
+        );
+        Bytes::from(s)
+    }
+
+    /// The next event, after waiting for its time.
+    async fn next_event(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        let stats = &self.app.stats;
+        let event = match self.phase {
+            Phase::Role => {
+                self.phase = if self.tokens == 0 { Phase::Finish } else { Phase::Token(0) };
+                self.chunk("\"role\":\"assistant\",\"content\":\"\"", None)
+            }
+            Phase::Token(i) => {
+                if i == 0 && self.ctx.fault == Some(Fault::Hang) {
+                    let wake = Instant::now() + self.app.cfg.hang;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => {}
+                        () = self.app.shutdown.cancelled() => {}
+                    }
+                    self.phase = Phase::End;
+                    return None;
+                }
+                tokio::time::sleep_until(self.next_at).await;
+                let itl = self.app.delay(self.app.cfg.itl, &mut self.ctx.rng);
+                self.next_at += itl;
+                let half = self.tokens / 2;
+                if i == half && i > 0 {
+                    match self.ctx.fault {
+                        Some(Fault::Disconnect) => {
+                            self.phase = Phase::End;
+                            return Some(Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "injected disconnect",
+                            )));
+                        }
+                        Some(Fault::Malformed) => {
+                            self.phase = Phase::Token(i + 1);
+                            stats.sse_events.fetch_add(1, Ordering::Relaxed);
+                            return Some(Ok(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"\xe6\x96\n\n")));
+                        }
+                        _ => {}
+                    }
+                }
+                if i == 0 {
+                    let us = u64::try_from(self.ctx.t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    if let Ok(mut h) = stats.ttft_us.lock() {
+                        let _ = h.record(us.max(1));
+                    }
+                }
+                self.phase = if i + 1 >= self.tokens { Phase::Finish } else { Phase::Token(i + 1) };
+                let tok = self.app.prose.token_json(self.ctx.id as usize * 7 + i as usize);
+                self.chunk(&format!("\"content\":{tok}"), None)
+            }
+            Phase::Finish => {
+                self.phase = Phase::Usage;
+                self.chunk("", Some("stop"))
+            }
+            Phase::Usage => {
+                self.phase = Phase::Done;
+                let s = format!(
+                    "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":\"{}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":32,\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                    self.ctx.id,
+                    self.created,
+                    self.model,
+                    self.tokens,
+                    self.tokens + 32
+                );
+                Bytes::from(s)
+            }
+            Phase::Done => {
+                self.phase = Phase::End;
+                Bytes::from_static(b"data: [DONE]\n\n")
+            }
+            Phase::End => return None,
+        };
+        stats.sse_events.fetch_add(1, Ordering::Relaxed);
+        Some(Ok(event))
+    }
+
+    pub(super) fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        futures_util::stream::unfold(self, |mut s| async move { s.next_event().await.map(|e| (e, s)) })
+    }
+}
+

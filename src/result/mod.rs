@@ -1,0 +1,635 @@
+//! The result file: schema-versioned JSON with summaries, serialized
+//! histograms, time blocks (the gate's unit of evidence) and provenance.
+//!
+//! `schema/result.schema.json` describes it and a test validates real results
+//! against it. Failed requests are +∞ in every latency distribution.
+
+pub mod requests;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{RunOutput, RunStatus, Sample, SelfCheck};
+use crate::error::UserError;
+use crate::scenario::{ResponseKind, Scenario, Slo};
+use crate::stats::{Dist, LatencyHist};
+
+/// Version of the result format; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The `kind` field of a result file.
+pub const KIND: &str = "flora-gate/result";
+/// How histograms are encoded.
+pub const HIST_ENCODING: &str = "hdrhistogram-v2-deflate+base64, microseconds; failures counted in the summary";
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// [`KIND`].
+    pub kind: String,
+    /// `complete` or `partial`.
+    pub status: String,
+    /// Why the run is partial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// Where the numbers come from.
+    pub provenance: Provenance,
+    /// The measured window.
+    pub window: Window,
+    /// All steps together.
+    pub totals: Totals,
+    /// Per step, in workflow order.
+    pub steps: Vec<StepResult>,
+    /// Whole workflow iterations.
+    pub workflow: WorkflowResult,
+    /// The measured window cut into equal time blocks.
+    pub blocks: Vec<Block>,
+    /// The generator's own health.
+    pub self_check: SelfCheck,
+    /// Objectives goodput was counted against.
+    pub slo: Slo,
+}
+
+/// Where a result comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    /// `flora-gate`.
+    pub tool: String,
+    /// Its version.
+    pub tool_version: String,
+    /// The scenario.
+    pub scenario: ScenarioRef,
+    /// Base URL of the target.
+    pub target: String,
+    /// Virtual users.
+    pub concurrency: u32,
+    /// Configured duration, seconds.
+    pub duration_s: Option<f64>,
+    /// Configured request count.
+    pub requests_limit: Option<u64>,
+    /// Warm-up, seconds.
+    pub warmup_s: f64,
+    /// Data sampling seed.
+    pub seed: u64,
+    /// Start, RFC 3339.
+    pub started_at: String,
+    /// Run length including warm-up and drain, seconds.
+    pub elapsed_s: f64,
+    /// The machine that generated the load.
+    pub host: Host,
+}
+
+/// Which scenario, exactly.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScenarioRef {
+    /// Its name.
+    pub name: String,
+    /// Path or `bundled:NAME`.
+    pub origin: String,
+    /// sha256 of its text.
+    pub sha256: String,
+}
+
+/// Load-generator host facts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Host {
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// Cores available to the process.
+    pub cores: usize,
+    /// Host name, when known.
+    pub hostname: Option<String>,
+}
+
+/// The measured window: warm-up excluded, from the first measured request
+/// sent to the last measured response ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Window {
+    /// Offset from run start, ms.
+    pub start_ms: f64,
+    /// Offset from run start, ms.
+    pub end_ms: f64,
+    /// Length, seconds.
+    pub duration_s: f64,
+}
+
+/// All steps together.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    /// Measured requests.
+    pub requests: u64,
+    /// Succeeded.
+    pub ok: u64,
+    /// Failed.
+    pub failed: u64,
+    /// failed / requests.
+    pub error_rate: f64,
+    /// Requests per second over the window.
+    pub requests_per_s: f64,
+    /// Output tokens per second over the window.
+    pub output_tokens_per_s: f64,
+    /// Requests meeting every SLO, per second.
+    pub goodput_per_s: f64,
+    /// Failures by class.
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// One step's figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepResult {
+    /// Step name.
+    pub name: String,
+    /// `sse` or `json`.
+    pub response: ResponseKind,
+    /// Measured requests.
+    pub requests: u64,
+    /// Succeeded.
+    pub ok: u64,
+    /// Failed.
+    pub failed: u64,
+    /// ok / requests.
+    pub success_rate: f64,
+    /// Failures by class.
+    pub errors: BTreeMap<String, u64>,
+    /// HTTP statuses seen.
+    pub statuses: BTreeMap<String, u64>,
+    /// Time to first content token (streams).
+    pub ttft_ms: Dist,
+    /// Start to last content token (streams) or full body (JSON).
+    pub e2e_ms: Dist,
+    /// Start to end of the response.
+    pub stream_end_ms: Dist,
+    /// Time per output token.
+    pub tpot_ms: Dist,
+    /// Pooled gaps between content chunks (successful requests).
+    pub itl_ms: Dist,
+    /// Token counts.
+    pub output_tokens: TokenCounts,
+    /// Rates over the measured window.
+    pub throughput: Throughput,
+    /// Serialized histograms, for exact merging.
+    pub histograms: Histograms,
+}
+
+/// Output-token accounting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TokenCounts {
+    /// Output tokens of successful requests (server count, else chunks).
+    pub total: u64,
+    /// Mean per successful request.
+    pub mean_per_request: Option<f64>,
+    /// Successful requests whose server reported usage.
+    pub usage_reported: u64,
+    /// Content chunks of successful requests.
+    pub chunks: u64,
+    /// Sum of (usage − chunks) over requests that have both.
+    pub usage_minus_chunks: i64,
+}
+
+/// Rates over the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Throughput {
+    /// Completed requests per second.
+    pub requests_per_s: f64,
+    /// Output tokens per second.
+    pub output_tokens_per_s: f64,
+    /// Requests meeting every SLO, per second.
+    pub goodput_per_s: f64,
+    /// Median of per-request output tokens / E2E seconds.
+    pub per_user_tokens_per_s_p50: Option<f64>,
+}
+
+/// Serialized HdrHistograms (see [`HIST_ENCODING`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Histograms {
+    /// Encoding of the strings below.
+    pub encoding: String,
+    /// TTFT.
+    pub ttft: String,
+    /// E2E.
+    pub e2e: String,
+    /// Stream end.
+    pub stream_end: String,
+    /// TPOT.
+    pub tpot: String,
+    /// ITL.
+    pub itl: String,
+}
+
+/// Whole workflow iterations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WorkflowResult {
+    /// Measured iterations.
+    pub iterations: u64,
+    /// All steps succeeded.
+    pub ok: u64,
+    /// Some step failed.
+    pub failed: u64,
+    /// ok / iterations.
+    pub success_rate: f64,
+    /// Iteration duration; failures are +∞.
+    pub duration_ms: Dist,
+    /// Iterations per second.
+    pub iterations_per_s: f64,
+    /// Serialized duration histogram.
+    pub histogram: String,
+}
+
+/// One time block of the measured window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Block {
+    /// 0-based.
+    pub index: u32,
+    /// Offset from run start, ms.
+    pub start_ms: f64,
+    /// Offset from run start, ms.
+    pub end_ms: f64,
+    /// Per step, requests started in this block.
+    pub steps: BTreeMap<String, BlockStats>,
+    /// Workflow iterations started in this block.
+    pub workflow: BlockStats,
+}
+
+/// Figures of one step in one block. A latency is `null` when nothing was
+/// measured or when failures push it to +∞ (then `failed` > 0).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BlockStats {
+    /// Requests (or iterations).
+    pub requests: u64,
+    /// Failures.
+    pub failed: u64,
+    /// TTFT median.
+    pub ttft_p50_ms: Option<f64>,
+    /// TTFT 90th percentile.
+    pub ttft_p90_ms: Option<f64>,
+    /// TPOT median.
+    pub tpot_p50_ms: Option<f64>,
+    /// E2E (or iteration duration) median.
+    pub e2e_p50_ms: Option<f64>,
+    /// Output tokens per second of the block.
+    pub output_tokens_per_s: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn meets_slo(s: &Sample, slo: &Slo) -> bool {
+    let within = |limit: Option<f64>, v: Option<Duration>| match (limit, v) {
+        (Some(l), Some(v)) => ms(v) <= l,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    s.ok()
+        && (slo.ttft_ms.is_none() || s.ttft.is_none() && s.e2e.is_some() || within(slo.ttft_ms, s.ttft))
+        && (slo.tpot_ms.is_none() || s.tpot().is_none() || within(slo.tpot_ms, s.tpot()))
+        && within(slo.e2e_ms, s.e2e)
+}
+
+/// Latency histograms of a set of requests of one step.
+#[derive(Default)]
+struct StepHists {
+    ttft: LatencyHist,
+    e2e: LatencyHist,
+    stream_end: LatencyHist,
+    tpot: LatencyHist,
+    per_user_tps: Vec<f64>,
+    tokens: TokenCounts,
+    errors: BTreeMap<String, u64>,
+    statuses: BTreeMap<String, u64>,
+    requests: u64,
+    failed: u64,
+    good: u64,
+}
+
+impl StepHists {
+    fn add(&mut self, s: &Sample, kind: ResponseKind, slo: &Slo) {
+        self.requests += 1;
+        if let Some(st) = s.status {
+            *self.statuses.entry(st.to_string()).or_default() += 1;
+        }
+        match s.error {
+            Some(e) => {
+                self.failed += 1;
+                *self.errors.entry(e.name()).or_default() += 1;
+                if kind == ResponseKind::Sse {
+                    self.ttft.record_failure();
+                    self.tpot.record_failure();
+                }
+                self.e2e.record_failure();
+                self.stream_end.record_failure();
+            }
+            None => {
+                if let Some(t) = s.ttft {
+                    self.ttft.record(t);
+                }
+                if let Some(t) = s.tpot() {
+                    self.tpot.record(t);
+                }
+                if let Some(e) = s.e2e {
+                    self.e2e.record(e);
+                }
+                self.stream_end.record(s.stream_end);
+                let n = s.output_tokens();
+                self.tokens.total += n;
+                self.tokens.chunks += u64::from(s.chunks);
+                if let Some(u) = s.usage_tokens {
+                    self.tokens.usage_reported += 1;
+                    self.tokens.usage_minus_chunks += i64::try_from(u).unwrap_or(i64::MAX) - i64::from(s.chunks);
+                }
+                if let Some(e) = s.e2e.filter(|e| !e.is_zero() && kind == ResponseKind::Sse) {
+                    self.per_user_tps.push(n as f64 / e.as_secs_f64());
+                }
+                if meets_slo(s, slo) {
+                    self.good += 1;
+                }
+            }
+        }
+    }
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+fn host() -> Host {
+    Host {
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+        cores: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        hostname: std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+    }
+}
+
+/// Everything about the run that is not a measurement.
+#[derive(Debug, Clone)]
+pub struct RunMeta<'a> {
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// Base URL.
+    pub target: &'a str,
+    /// Load settings used.
+    pub load: &'a crate::scenario::LoadSpec,
+}
+
+/// Summarise a run.
+pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
+    let sc = meta.scenario;
+    let measured: Vec<&Sample> = out.recorder.samples.iter().filter(|s| !s.warmup).collect();
+    let w_start = measured.iter().map(|s| s.start).min().unwrap_or_default();
+    let w_end = measured.iter().map(|s| s.start + s.stream_end).max().unwrap_or(w_start);
+    let window_s = (w_end - w_start).as_secs_f64().max(1e-3);
+
+    let mut totals_errors = BTreeMap::new();
+    let mut steps = Vec::with_capacity(sc.steps.len());
+    let (mut t_req, mut t_failed, mut t_tokens, mut t_good) = (0u64, 0u64, 0u64, 0u64);
+    for (i, step) in sc.steps.iter().enumerate() {
+        let mut h = StepHists::default();
+        for s in measured.iter().filter(|s| usize::from(s.step) == i) {
+            h.add(s, step.response, &sc.slo);
+        }
+        let itl = &out.recorder.itl[i];
+        for (k, v) in &h.errors {
+            *totals_errors.entry(k.clone()).or_insert(0) += v;
+        }
+        t_req += h.requests;
+        t_failed += h.failed;
+        t_tokens += h.tokens.total;
+        t_good += h.good;
+        let ok = h.requests - h.failed;
+        h.tokens.mean_per_request = (ok > 0).then(|| h.tokens.total as f64 / ok as f64);
+        steps.push(StepResult {
+            name: step.name.clone(),
+            response: step.response,
+            requests: h.requests,
+            ok,
+            failed: h.failed,
+            success_rate: if h.requests == 0 { 0.0 } else { ok as f64 / h.requests as f64 },
+            errors: h.errors.clone(),
+            statuses: h.statuses.clone(),
+            ttft_ms: h.ttft.dist(),
+            e2e_ms: h.e2e.dist(),
+            stream_end_ms: h.stream_end.dist(),
+            tpot_ms: h.tpot.dist(),
+            itl_ms: itl.dist(),
+            output_tokens: h.tokens.clone(),
+            throughput: Throughput {
+                requests_per_s: h.requests as f64 / window_s,
+                output_tokens_per_s: h.tokens.total as f64 / window_s,
+                goodput_per_s: h.good as f64 / window_s,
+                per_user_tokens_per_s_p50: median(&mut h.per_user_tps),
+            },
+            histograms: Histograms {
+                encoding: HIST_ENCODING.into(),
+                ttft: h.ttft.encode(),
+                e2e: h.e2e.encode(),
+                stream_end: h.stream_end.encode(),
+                tpot: h.tpot.encode(),
+                itl: itl.encode(),
+            },
+        });
+    }
+
+    let iters: Vec<_> = out.recorder.iterations.iter().filter(|i| !i.warmup).collect();
+    let mut wf = LatencyHist::new();
+    for it in &iters {
+        if it.ok {
+            wf.record(it.duration);
+        } else {
+            wf.record_failure();
+        }
+    }
+    let wf_ok = iters.iter().filter(|i| i.ok).count() as u64;
+    let workflow = WorkflowResult {
+        iterations: iters.len() as u64,
+        ok: wf_ok,
+        failed: iters.len() as u64 - wf_ok,
+        success_rate: if iters.is_empty() { 0.0 } else { wf_ok as f64 / iters.len() as f64 },
+        duration_ms: wf.dist(),
+        iterations_per_s: iters.len() as f64 / window_s,
+        histogram: wf.encode(),
+    };
+
+    let blocks = build_blocks(sc, &measured, &iters, w_start, meta.load.blocks);
+
+    let (status, status_reason) = match &out.status {
+        RunStatus::Complete => ("complete".to_string(), None),
+        RunStatus::Partial(r) => ("partial".to_string(), Some(r.clone())),
+    };
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        kind: KIND.into(),
+        status,
+        status_reason,
+        provenance: Provenance {
+            tool: "flora-gate".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            scenario: ScenarioRef {
+                name: sc.name.clone(),
+                origin: sc.origin.clone(),
+                sha256: sc.sha256.clone(),
+            },
+            target: meta.target.to_string(),
+            concurrency: meta.load.concurrency,
+            duration_s: meta.load.duration.map(|d| d.as_secs_f64()),
+            requests_limit: meta.load.requests,
+            warmup_s: meta.load.warmup.as_secs_f64(),
+            seed: meta.load.seed,
+            started_at: out.started_at.to_rfc3339(),
+            elapsed_s: out.elapsed.as_secs_f64(),
+            host: host(),
+        },
+        window: Window {
+            start_ms: ms(w_start),
+            end_ms: ms(w_end),
+            duration_s: window_s,
+        },
+        totals: Totals {
+            requests: t_req,
+            ok: t_req - t_failed,
+            failed: t_failed,
+            error_rate: if t_req == 0 { 0.0 } else { t_failed as f64 / t_req as f64 },
+            requests_per_s: t_req as f64 / window_s,
+            output_tokens_per_s: t_tokens as f64 / window_s,
+            goodput_per_s: t_good as f64 / window_s,
+            errors: totals_errors,
+        },
+        steps,
+        workflow,
+        blocks,
+        self_check: out.self_check.clone(),
+        slo: sc.slo.clone(),
+    }
+}
+
+/// Cut the sending part of the window into `n` equal blocks and summarise
+/// the requests that started in each.
+fn build_blocks(
+    sc: &Scenario,
+    measured: &[&Sample],
+    iters: &[&crate::engine::IterationSample],
+    w_start: Duration,
+    n: u32,
+) -> Vec<Block> {
+    let last_start = measured.iter().map(|s| s.start).max().unwrap_or(w_start);
+    let span = (last_start - w_start).max(Duration::from_millis(1));
+    let width = span.as_secs_f64() / f64::from(n);
+    let index_of = |start: Duration| -> usize {
+        let x = (start.saturating_sub(w_start)).as_secs_f64() / width;
+        (x.floor() as usize).min(n as usize - 1)
+    };
+    let mut per_block: Vec<Vec<StepHists>> = (0..n).map(|_| sc.steps.iter().map(|_| StepHists::default()).collect()).collect();
+    for s in measured {
+        let b = index_of(s.start);
+        per_block[b][usize::from(s.step)].add(s, sc.steps[usize::from(s.step)].response, &sc.slo);
+    }
+    let mut wf: Vec<(LatencyHist, u64)> = (0..n).map(|_| (LatencyHist::new(), 0)).collect();
+    for it in iters {
+        let b = index_of(it.start);
+        if it.ok {
+            wf[b].0.record(it.duration);
+        } else {
+            wf[b].0.record_failure();
+            wf[b].1 += 1;
+        }
+    }
+    let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+    (0..n as usize)
+        .map(|b| {
+            let start = w_start.as_secs_f64() + width * b as f64;
+            let steps = sc
+                .steps
+                .iter()
+                .zip(&per_block[b])
+                .map(|(step, h)| {
+                    (
+                        step.name.clone(),
+                        BlockStats {
+                            requests: h.requests,
+                            failed: h.failed,
+                            ttft_p50_ms: finite(h.ttft.quantile_ms(0.5)),
+                            ttft_p90_ms: finite(h.ttft.quantile_ms(0.9)),
+                            tpot_p50_ms: finite(h.tpot.quantile_ms(0.5)),
+                            e2e_p50_ms: finite(h.e2e.quantile_ms(0.5)),
+                            output_tokens_per_s: h.tokens.total as f64 / width,
+                        },
+                    )
+                })
+                .collect();
+            let tokens: u64 = per_block[b].iter().map(|h| h.tokens.total).sum();
+            Block {
+                index: b as u32,
+                start_ms: start * 1000.0,
+                end_ms: (start + width) * 1000.0,
+                steps,
+                workflow: BlockStats {
+                    requests: wf[b].0.count(),
+                    failed: wf[b].1,
+                    ttft_p50_ms: None,
+                    ttft_p90_ms: None,
+                    tpot_p50_ms: None,
+                    e2e_p50_ms: finite(wf[b].0.quantile_ms(0.5)),
+                    output_tokens_per_s: tokens as f64 / width,
+                },
+            }
+        })
+        .collect()
+}
+
+impl RunResult {
+    /// Write as pretty JSON, atomically.
+    pub fn write(&self, path: &Path) -> Result<(), UserError> {
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| UserError::Environment {
+            message: format!("cannot serialise the result: {e}"),
+            hint: None,
+        })?;
+        text.push(b'\n');
+        crate::error::write_atomic(path, &text)
+    }
+
+    /// Read a result file, refusing other kinds and schema versions.
+    pub fn read(path: &Path) -> Result<Self, UserError> {
+        let text = crate::error::read_to_string(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse result JSON; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            UserError::invalid("result", path, Some(format!("line {}, column {}", e.line(), e.column())), e.to_string())
+        })?;
+        if value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
+            return Err(UserError::invalid("result", path, Some("`kind`".into()), format!("not a flora-gate result (expected kind `{KIND}`)")));
+        }
+        let version = value.get("schema_version").and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(UserError::invalid(
+                "result",
+                path,
+                Some("`schema_version`".into()),
+                format!("schema version {version:?} is not {SCHEMA_VERSION}"),
+            )
+            .with_hint("re-run `flora-gate run` with this version to make a current result"));
+        }
+        serde_json::from_value(value).map_err(|e| UserError::invalid("result", path, None, e.to_string()))
+    }
+
+    /// True if the generator reported itself saturated.
+    pub fn saturated(&self) -> bool {
+        self.self_check.saturated
+    }
+}
