@@ -14,7 +14,12 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 success, 1 regression found, 2 usage, input or environment error.
 #[derive(Debug, Parser)]
-#[command(name = "flora-gate", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "flora-gate",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

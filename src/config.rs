@@ -44,20 +44,29 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         (Some(t), _) => t.trim_end_matches('/').to_string(),
         (None, Some(b)) => b.clone(),
         (None, None) => {
-            return Err(UserError::flag("--target", "no target: the scenario has no `base_url`")
-                .with_hint("pass `--target http://host:port`"))
+            return Err(
+                UserError::flag("--target", "no target: the scenario has no `base_url`")
+                    .with_hint("pass `--target http://host:port`"),
+            )
         }
     };
-    let url = reqwest::Url::parse(&target).map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(&target)
+        .map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(UserError::flag("--target", format!("`{target}` must start with http:// or https://")));
+        return Err(UserError::flag(
+            "--target",
+            format!("`{target}` must start with http:// or https://"),
+        ));
     }
     let mut load = scenario.load.clone();
     if let Some(c) = args.concurrency {
         load.concurrency = c;
     }
     if load.concurrency == 0 || load.concurrency > MAX_CONCURRENCY {
-        return Err(UserError::flag("--concurrency", format!("must be between 1 and {MAX_CONCURRENCY}")));
+        return Err(UserError::flag(
+            "--concurrency",
+            format!("must be between 1 and {MAX_CONCURRENCY}"),
+        ));
     }
     if let Some(d) = &args.duration {
         load.duration = Some(duration_flag("--duration", d)?);
@@ -73,17 +82,37 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     }
     if let Some(d) = load.duration {
         if d.is_zero() || d > MAX_DURATION {
-            return Err(UserError::flag("--duration", "must be more than 0 and at most 24h"));
+            return Err(UserError::flag(
+                "--duration",
+                "must be more than 0 and at most 24h",
+            ));
         }
     } else if load.requests.is_none() {
-        return Err(UserError::flag("--duration", "give a duration or `--requests`"));
+        return Err(UserError::flag(
+            "--duration",
+            "give a duration or `--requests`",
+        ));
     }
     if let Some(w) = &args.warmup {
         load.warmup = duration_flag("--warmup", w)?;
     }
     if let Some(d) = load.duration {
         if load.warmup >= d {
-            return Err(UserError::flag("--warmup", format!("the warm-up ({:?}) must be shorter than the duration ({d:?})", load.warmup)));
+            if args.warmup.is_some() {
+                return Err(UserError::flag(
+                    "--warmup",
+                    format!(
+                        "the warm-up ({:?}) must be shorter than the duration ({d:?})",
+                        load.warmup
+                    ),
+                ));
+            }
+            // The scenario's warm-up is longer than this short run: keep a quarter.
+            load.warmup = d / 4;
+            eprintln!(
+                "note: the scenario's warm-up is not shorter than --duration; using {} (set it with --warmup)",
+                humantime::format_duration(load.warmup)
+            );
         }
     }
     if let Some(s) = args.seed {
@@ -118,7 +147,11 @@ impl UserError {
                 message: source.to_string(),
                 hint: Some(format!(
                     "`--scenario` takes a TOML file or a bundled name: {}",
-                    crate::scenario::BUNDLED.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    crate::scenario::BUNDLED
+                        .iter()
+                        .map(|(n, _)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
                 path,
             },
@@ -128,20 +161,37 @@ impl UserError {
 }
 
 /// Validate mock settings.
-pub fn mock_config(b: &MockBehaviour, tokens_file: Option<&std::path::Path>) -> Result<MockConfig, UserError> {
+pub fn mock_config(
+    b: &MockBehaviour,
+    tokens_file: Option<&std::path::Path>,
+) -> Result<MockConfig, UserError> {
     let non_negative = |flag: &'static str, v: f64| {
         if v.is_finite() && v >= 0.0 {
             Ok(Duration::from_secs_f64(v / 1000.0))
         } else {
-            Err(UserError::flag(flag, format!("`{v}` must be a number of milliseconds, 0 or more")))
+            Err(UserError::flag(
+                flag,
+                format!("`{v}` must be a number of milliseconds, 0 or more"),
+            ))
         }
     };
     if !(b.slowdown.is_finite() && b.slowdown > 0.0) {
-        return Err(UserError::flag("--slowdown", "must be a positive factor, like 1.3"));
+        return Err(UserError::flag(
+            "--slowdown",
+            "must be a positive factor, like 1.3",
+        ));
     }
-    let faults: FaultRates = b.error_rate.parse().map_err(|m: String| UserError::flag("--error-rate", m))?;
+    let faults: FaultRates = b
+        .error_rate
+        .parse()
+        .map_err(|m: String| UserError::flag("--error-rate", m))?;
     let tokens = match tokens_file {
-        Some(p) => Some(tokens::load(p)?.into_iter().map(|t| t.token.expose().to_string()).collect::<HashSet<_>>()),
+        Some(p) => Some(
+            tokens::load(p)?
+                .into_iter()
+                .map(|t| t.token.expose().to_string())
+                .collect::<HashSet<_>>(),
+        ),
         None => None,
     };
     Ok(MockConfig {

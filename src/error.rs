@@ -47,14 +47,17 @@ impl UserError {
     /// The hint printed after the error, if any.
     pub fn hint(&self) -> Option<String> {
         match self {
-            UserError::Read { path, .. } => Some(format!("check that `{}` exists and is readable", path.display())),
+            UserError::Read { path, .. } => Some(format!(
+                "check that `{}` exists and is readable",
+                path.display()
+            )),
             UserError::Write { path, .. } => Some(format!(
                 "check that the directory of `{}` exists and is writable",
                 path.display()
             )),
-            UserError::Invalid { hint, .. } | UserError::Flag { hint, .. } | UserError::Environment { hint, .. } => {
-                hint.clone()
-            }
+            UserError::Invalid { hint, .. }
+            | UserError::Flag { hint, .. }
+            | UserError::Environment { hint, .. } => hint.clone(),
         }
     }
 
@@ -87,7 +90,9 @@ impl UserError {
     #[must_use]
     pub fn with_hint(mut self, new: impl Into<String>) -> Self {
         match &mut self {
-            UserError::Invalid { hint, .. } | UserError::Flag { hint, .. } | UserError::Environment { hint, .. } => {
+            UserError::Invalid { hint, .. }
+            | UserError::Flag { hint, .. }
+            | UserError::Environment { hint, .. } => {
                 *hint = Some(new.into());
             }
             UserError::Read { .. } | UserError::Write { .. } => {}

@@ -54,7 +54,9 @@ pub fn signal_tokens() -> (CancellationToken, CancellationToken) {
         if wait_signal().await.is_err() {
             return;
         }
-        eprintln!("\nstopping: no new requests; waiting for in-flight ones (signal again to stop now)");
+        eprintln!(
+            "\nstopping: no new requests; waiting for in-flight ones (signal again to stop now)"
+        );
         f.cancel();
         if wait_signal().await.is_ok() {
             eprintln!("stopping now");
@@ -130,11 +132,16 @@ async fn serve_mock(args: &MockArgs) -> anyhow::Result<Outcome> {
         .host
         .parse()
         .map_err(|_| UserError::flag("--host", format!("`{}` is not an IP address", args.host)))?;
-    let handle = mock::start(cfg, SocketAddr::new(ip, args.port)).await.map_err(|e| UserError::Environment {
-        message: format!("cannot listen on {}:{}: {e}", args.host, args.port),
-        hint: Some("choose another `--port`, or 0 for a free one".into()),
-    })?;
-    eprintln!("mock Dreaminkflora/OpenAI server listening on {} (Ctrl-C to stop)", handle.url());
+    let handle = mock::start(cfg, SocketAddr::new(ip, args.port))
+        .await
+        .map_err(|e| UserError::Environment {
+            message: format!("cannot listen on {}:{}: {e}", args.host, args.port),
+            hint: Some("choose another `--port`, or 0 for a free one".into()),
+        })?;
+    eprintln!(
+        "mock Dreaminkflora/OpenAI server listening on {} (Ctrl-C to stop)",
+        handle.url()
+    );
     // The address on stdout, for scripts that start the mock on port 0.
     println!("{}", handle.url());
     let (signals, _) = signal_tokens();

@@ -5,7 +5,10 @@ use flora_gate::{cli::Cli, Outcome, UserError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -20,7 +23,11 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            if let Some(hint) = e.chain().find_map(|c| c.downcast_ref::<UserError>()).and_then(UserError::hint) {
+            if let Some(hint) = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<UserError>())
+                .and_then(UserError::hint)
+            {
                 eprintln!("hint: {hint}");
             }
             ExitCode::from(2)

@@ -82,7 +82,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<UserToken>, UserError> {
         return Err(invalid(None, "the file holds no tokens"));
     };
     let first_lower: Vec<String> = first.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let (token_col, user_col, skip) = if let Some(t) = first_lower.iter().position(|c| c == "access_token" || c == "token") {
+    let (token_col, user_col, skip) = if let Some(t) = first_lower
+        .iter()
+        .position(|c| c == "access_token" || c == "token")
+    {
         (t, first_lower.iter().position(|c| c == "user_id"), 1)
     } else if first.len() == 1 {
         (0, None, 0)
@@ -97,17 +100,26 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<UserToken>, UserError> {
     let mut seen = HashSet::new();
     for (line, row) in rows.into_iter().skip(skip) {
         if row.len() != width {
-            return Err(invalid(Some(line), &format!("expected {width} column(s), found {}", row.len())));
+            return Err(invalid(
+                Some(line),
+                &format!("expected {width} column(s), found {}", row.len()),
+            ));
         }
         let token = row[token_col].clone();
         if token.is_empty() {
             return Err(invalid(Some(line), "empty token"));
         }
         if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid(Some(line), "the token contains whitespace or control characters"));
+            return Err(invalid(
+                Some(line),
+                "the token contains whitespace or control characters",
+            ));
         }
         if !seen.insert(token.clone()) {
-            return Err(invalid(Some(line), "duplicate token (each virtual user needs its own)"));
+            return Err(invalid(
+                Some(line),
+                "duplicate token (each virtual user needs its own)",
+            ));
         }
         let user_id = match user_col {
             Some(c) if !row[c].is_empty() => row[c].clone(),
@@ -165,13 +177,20 @@ mod tests {
         assert!(msg.contains("line 3"), "{msg}");
         assert!(msg.contains("duplicate"), "{msg}");
         assert!(!msg.contains("secret-1"), "{msg}");
-        let err = p("user_id,access_token\nu1,\n").expect_err("empty").to_string();
-        assert!(err.contains("line 2") && err.contains("empty token"), "{err}");
+        let err = p("user_id,access_token\nu1,\n")
+            .expect_err("empty")
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("empty token"),
+            "{err}"
+        );
         let err = p("").expect_err("no tokens").to_string();
         assert!(err.contains("no tokens"), "{err}");
         let err = p("a,b\nc,d\n").expect_err("no header").to_string();
         assert!(err.contains("header"), "{err}");
-        let err = p("user_id,access_token\nu1,t1,extra\n").expect_err("ragged").to_string();
+        let err = p("user_id,access_token\nu1,t1,extra\n")
+            .expect_err("ragged")
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
     }
 

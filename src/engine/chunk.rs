@@ -58,7 +58,11 @@ impl StreamSpec {
     /// Interpret one event. `text` receives the content when present, so a
     /// caller that needs the generated text (to carry it to a later step) can
     /// keep it.
-    pub fn interpret(&self, data: &[u8], text: Option<&mut String>) -> Result<ChunkInfo, MalformedChunk> {
+    pub fn interpret(
+        &self,
+        data: &[u8],
+        text: Option<&mut String>,
+    ) -> Result<ChunkInfo, MalformedChunk> {
         if data == self.done.as_bytes() {
             return Ok(ChunkInfo {
                 done: true,
@@ -78,7 +82,11 @@ impl StreamSpec {
                 }
             }
         }
-        let count = |ptr: &Option<String>| ptr.as_deref().and_then(|p| value.pointer(p)).and_then(Value::as_u64);
+        let count = |ptr: &Option<String>| {
+            ptr.as_deref()
+                .and_then(|p| value.pointer(p))
+                .and_then(Value::as_u64)
+        };
         info.completion_tokens = count(&self.usage_completion_tokens);
         info.prompt_tokens = count(&self.usage_prompt_tokens);
         Ok(info)
@@ -116,7 +124,8 @@ mod tests {
 
     #[test]
     fn usage_only_chunk_carries_counts_but_no_content() {
-        let i = read(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64}}"#).expect("json");
+        let i = read(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64}}"#)
+            .expect("json");
         assert_eq!(i.content_len, 0);
         assert_eq!(i.completion_tokens, Some(64));
         assert_eq!(i.prompt_tokens, Some(12));
@@ -137,10 +146,16 @@ mod tests {
     fn text_is_collected() {
         let mut text = String::new();
         let spec = StreamSpec::default();
-        spec.interpret(br#"{"choices":[{"delta":{"content":"a"}}]}"#, Some(&mut text))
-            .expect("json");
-        spec.interpret(br#"{"choices":[{"delta":{"content":"b"}}]}"#, Some(&mut text))
-            .expect("json");
+        spec.interpret(
+            br#"{"choices":[{"delta":{"content":"a"}}]}"#,
+            Some(&mut text),
+        )
+        .expect("json");
+        spec.interpret(
+            br#"{"choices":[{"delta":{"content":"b"}}]}"#,
+            Some(&mut text),
+        )
+        .expect("json");
         assert_eq!(text, "ab");
     }
 }

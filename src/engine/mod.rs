@@ -129,7 +129,8 @@ pub fn client(scenario: &Scenario, concurrency: u32) -> Result<reqwest::Client, 
 
 /// Check that something listens at the target before starting users.
 pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError> {
-    let url = reqwest::Url::parse(target).map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
+    let url = reqwest::Url::parse(target)
+        .map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
     let host = url
         .host_str()
         .ok_or_else(|| UserError::flag("--target", format!("`{target}` has no host")))?
@@ -155,7 +156,11 @@ pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError>
 
 /// Run the load test. `signals` is cancelled on the first Ctrl-C/SIGTERM and
 /// `kill` on the second.
-pub async fn run(plan: Plan, signals: CancellationToken, kill: CancellationToken) -> Result<RunOutput, UserError> {
+pub async fn run(
+    plan: Plan,
+    signals: CancellationToken,
+    kill: CancellationToken,
+) -> Result<RunOutput, UserError> {
     let sc = plan.scenario.clone();
     preflight(&plan.target, sc.timeouts.connect).await?;
     let client = client(&sc, plan.load.concurrency)?;
@@ -191,7 +196,9 @@ pub async fn run(plan: Plan, signals: CancellationToken, kill: CancellationToken
         users.spawn(vu::run_user(shared.clone(), vu, user));
     }
 
-    let progress = plan.progress.then(|| tokio::spawn(progress_line(shared.clone(), plan.load.clone())));
+    let progress = plan
+        .progress
+        .then(|| tokio::spawn(progress_line(shared.clone(), plan.load.clone())));
 
     // The stop: deadline, request budget (users cancel `stop` themselves), or a signal.
     let deadline = plan.load.duration.map(|d| t0 + d);
@@ -255,11 +262,16 @@ async fn progress_line(shared: Arc<Shared>, load: LoadSpec) {
     loop {
         tick.tick().await;
         let t = shared.t0.elapsed().as_secs();
-        let total = load
-            .duration
-            .map_or_else(|| format!("{} requests", load.requests.unwrap_or(0)), |d| format!("{}s", d.as_secs()));
+        let total = load.duration.map_or_else(
+            || format!("{} requests", load.requests.unwrap_or(0)),
+            |d| format!("{}s", d.as_secs()),
+        );
         let tokens = shared.live.tokens.load(Ordering::Relaxed);
-        let phase = if shared.t0.elapsed() < load.warmup { " warm-up" } else { "" };
+        let phase = if shared.t0.elapsed() < load.warmup {
+            " warm-up"
+        } else {
+            ""
+        };
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,

@@ -54,7 +54,12 @@ pub struct Prepared<'a> {
 }
 
 /// Send it and read the response to the end.
-pub async fn execute(client: &reqwest::Client, req: Prepared<'_>, timeouts: &Timeouts, itl: &mut LatencyHist) -> Outcome {
+pub async fn execute(
+    client: &reqwest::Client,
+    req: Prepared<'_>,
+    timeouts: &Timeouts,
+    itl: &mut LatencyHist,
+) -> Outcome {
     let step = req.step;
     let mut builder = client.request(step.method.clone(), &req.url);
     if let Some((name, value)) = req.auth {
@@ -69,7 +74,10 @@ pub async fn execute(client: &reqwest::Client, req: Prepared<'_>, timeouts: &Tim
             .body(body);
     }
     if step.response == ResponseKind::Sse {
-        builder = builder.header(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        builder = builder.header(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
     }
 
     let start = Instant::now();
@@ -86,7 +94,10 @@ pub async fn execute(client: &reqwest::Client, req: Prepared<'_>, timeouts: &Tim
 
     let response = match timeout_at(first_deadline, builder.send()).await {
         Err(_) => {
-            out.error = Some(ErrorClass::Timeout(phase_at(first_deadline, TimeoutPhase::FirstToken)));
+            out.error = Some(ErrorClass::Timeout(phase_at(
+                first_deadline,
+                TimeoutPhase::FirstToken,
+            )));
             out.stream_end = start.elapsed();
             return out;
         }
@@ -123,7 +134,11 @@ pub async fn execute(client: &reqwest::Client, req: Prepared<'_>, timeouts: &Tim
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         // Read (and drop) a bounded error body so the connection can be reused.
-        let _ = timeout_at(first_deadline.max(Instant::now() + Duration::from_secs(1)), read_capped(response, 64 << 10)).await;
+        let _ = timeout_at(
+            first_deadline.max(Instant::now() + Duration::from_secs(1)),
+            read_capped(response, 64 << 10),
+        )
+        .await;
         out.error = Some(if status == 429 {
             ErrorClass::RateLimited
         } else {
@@ -134,8 +149,22 @@ pub async fn execute(client: &reqwest::Client, req: Prepared<'_>, timeouts: &Tim
     }
 
     match step.response {
-        ResponseKind::Json => read_json(response, start, first_deadline, total_deadline, &mut out).await,
-        ResponseKind::Sse => read_stream(response, step, start, timeouts, first_deadline, total_deadline, itl, &mut out).await,
+        ResponseKind::Json => {
+            read_json(response, start, first_deadline, total_deadline, &mut out).await
+        }
+        ResponseKind::Sse => {
+            read_stream(
+                response,
+                step,
+                start,
+                timeouts,
+                first_deadline,
+                total_deadline,
+                itl,
+                &mut out,
+            )
+            .await
+        }
     }
     out
 }
@@ -178,7 +207,9 @@ async fn read_json(
         Ok(Ok(body)) => match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(v) => {
                 out.e2e = Some(end - start);
-                out.usage_tokens = v.pointer("/usage/completion_tokens").and_then(serde_json::Value::as_u64);
+                out.usage_tokens = v
+                    .pointer("/usage/completion_tokens")
+                    .and_then(serde_json::Value::as_u64);
                 out.json = Some(v);
             }
             Err(_) => out.error = Some(ErrorClass::Protocol),
@@ -186,7 +217,10 @@ async fn read_json(
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call site; the phases need every deadline")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the phases need every deadline"
+)]
 async fn read_stream(
     mut response: reqwest::Response,
     step: &Step,

@@ -210,6 +210,9 @@ mod tests {
     #[test]
     fn error_class_names() {
         assert_eq!(ErrorClass::Status(503).name(), "http_503");
-        assert_eq!(ErrorClass::Timeout(TimeoutPhase::FirstToken).name(), "timeout_first_token");
+        assert_eq!(
+            ErrorClass::Timeout(TimeoutPhase::FirstToken).name(),
+            "timeout_first_token"
+        );
     }
 }

@@ -78,7 +78,12 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Judge the figures.
-pub fn assess(lag: &LatencyHist, cpu_s: Option<f64>, wall: Duration, notes: Vec<String>) -> SelfCheck {
+pub fn assess(
+    lag: &LatencyHist,
+    cpu_s: Option<f64>,
+    wall: Duration,
+    notes: Vec<String>,
+) -> SelfCheck {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let d = lag.dist();
     let util = cpu_s.map(|c| c / (wall.as_secs_f64().max(1e-9) * cores as f64));
@@ -86,11 +91,17 @@ pub fn assess(lag: &LatencyHist, cpu_s: Option<f64>, wall: Duration, notes: Vec<
     let mut saturated = false;
     if let Some(p99) = d.p99.filter(|p| *p > LAG_LIMIT_MS) {
         saturated = true;
-        notes.push(format!("event-loop lag p99 {p99:.1} ms is over {LAG_LIMIT_MS} ms"));
+        notes.push(format!(
+            "event-loop lag p99 {p99:.1} ms is over {LAG_LIMIT_MS} ms"
+        ));
     }
     if let Some(u) = util.filter(|u| *u > CPU_LIMIT) {
         saturated = true;
-        notes.push(format!("CPU use {:.0}% of {cores} cores is over {:.0}%", u * 100.0, CPU_LIMIT * 100.0));
+        notes.push(format!(
+            "CPU use {:.0}% of {cores} cores is over {:.0}%",
+            u * 100.0,
+            CPU_LIMIT * 100.0
+        ));
     }
     SelfCheck {
         loop_lag_p50_ms: d.p50,

@@ -35,7 +35,11 @@ impl SseParser {
 
     /// Feed the next piece of the body; `on_event` gets the data of every
     /// event completed by this piece, in order.
-    pub fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), SseError> {
+    pub fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        mut on_event: impl FnMut(&[u8]),
+    ) -> Result<(), SseError> {
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -139,7 +143,10 @@ mod tests {
 
     #[test]
     fn crlf_split_between_cr_and_lf() {
-        assert_eq!(parse_pieces(&[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]), vec!["a", "b"]);
+        assert_eq!(
+            parse_pieces(&[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]),
+            vec!["a", "b"]
+        );
     }
 
     #[test]
@@ -155,7 +162,10 @@ mod tests {
 
     #[test]
     fn multi_line_data_joined_with_newline() {
-        assert_eq!(parse_pieces(&[b"data: one\ndata:two\ndata\n\n"]), vec!["one\ntwo\n"]);
+        assert_eq!(
+            parse_pieces(&[b"data: one\ndata:two\ndata\n\n"]),
+            vec!["one\ntwo\n"]
+        );
     }
 
     #[test]
@@ -167,7 +177,8 @@ mod tests {
     fn unfinished_event_is_partial() {
         let mut p = SseParser::new();
         let mut n = 0;
-        p.feed(b"data: {\"choices\":[{\"delta\":", |_| n += 1).expect("feed");
+        p.feed(b"data: {\"choices\":[{\"delta\":", |_| n += 1)
+            .expect("feed");
         assert_eq!(n, 0);
         assert!(p.has_partial());
         p.feed(b"{}}]}\n\n", |_| n += 1).expect("feed");

@@ -24,7 +24,8 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
     let mut rng = SmallRng::seed_from_u64(sc_seed(shared.seed, vu));
     let auth_value = match (&sc.auth.kind, &user) {
         (AuthKind::Bearer, Some(u)) => {
-            let mut v = HeaderValue::from_str(&format!("{} {}", sc.auth.scheme, u.token.expose())).ok();
+            let mut v =
+                HeaderValue::from_str(&format!("{} {}", sc.auth.scheme, u.token.expose())).ok();
             if let Some(v) = v.as_mut() {
                 v.set_sensitive(true);
             }
@@ -32,7 +33,9 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
         }
         _ => None,
     };
-    let user_id = user.as_ref().map_or_else(|| format!("user-{vu}"), |u| u.user_id.clone());
+    let user_id = user
+        .as_ref()
+        .map_or_else(|| format!("user-{vu}"), |u| u.user_id.clone());
     let mut iteration: u64 = 0;
     let mut consecutive_connect_errors: u32 = 0;
 
@@ -50,9 +53,13 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
             }
             let start = shared.t0.elapsed();
             let warmup = start < shared.warmup;
-            let rendered = sc
-                .render(&step.path_template, &ctx)
-                .and_then(|p| step.body_template.as_ref().map(|b| sc.render(b, &ctx)).transpose().map(|b| (p, b)));
+            let rendered = sc.render(&step.path_template, &ctx).and_then(|p| {
+                step.body_template
+                    .as_ref()
+                    .map(|b| sc.render(b, &ctx))
+                    .transpose()
+                    .map(|b| (p, b))
+            });
             let outcome = match rendered {
                 Err(_) => Outcome {
                     error: Some(ErrorClass::Template),
@@ -65,7 +72,11 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                         body,
                         auth: auth_value.clone().map(|v| (sc.auth.header.as_str(), v)),
                     };
-                    let itl = if warmup { &mut scratch } else { &mut rec.itl[i] };
+                    let itl = if warmup {
+                        &mut scratch
+                    } else {
+                        &mut rec.itl[i]
+                    };
                     tokio::select! {
                         o = execute(&shared.client, req, &sc.timeouts, itl) => o,
                         () = shared.hard_stop.cancelled() => break 'iterations,
@@ -88,14 +99,20 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                 warmup,
             };
             shared.live.requests.fetch_add(1, Ordering::Relaxed);
-            shared.live.tokens.fetch_add(sample.output_tokens(), Ordering::Relaxed);
+            shared
+                .live
+                .tokens
+                .fetch_add(sample.output_tokens(), Ordering::Relaxed);
             let mut failed = sample.error;
             if failed.is_none() {
                 if let Some(err) = apply_outputs(step, &outcome, &mut ctx) {
                     failed = Some(err);
                 }
             }
-            rec.samples.push(Sample { error: failed, ..sample });
+            rec.samples.push(Sample {
+                error: failed,
+                ..sample
+            });
             if let Some(class) = failed {
                 shared.live.errors.fetch_add(1, Ordering::Relaxed);
                 iter_ok = false;
@@ -136,7 +153,11 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
 }
 
 /// Store extracted variables and captured text; a missing variable fails the request.
-fn apply_outputs(step: &crate::scenario::Step, outcome: &Outcome, ctx: &mut TemplateContext) -> Option<ErrorClass> {
+fn apply_outputs(
+    step: &crate::scenario::Step,
+    outcome: &Outcome,
+    ctx: &mut TemplateContext,
+) -> Option<ErrorClass> {
     for (var, ptr) in &step.extract {
         match outcome.json.as_ref().and_then(|j| j.pointer(ptr)) {
             Some(v) if !v.is_null() => ctx.set(var, v.clone()),
@@ -157,5 +178,7 @@ async fn pause(shared: &Shared, d: Duration) {
 }
 
 fn sc_seed(seed: u64, vu: u32) -> u64 {
-    seed ^ u64::from(vu).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    seed ^ u64::from(vu)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }

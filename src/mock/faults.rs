@@ -135,7 +135,9 @@ mod tests {
         assert_eq!(rates.0.len(), 3);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
         let n = 20_000;
-        let hits = (0..n).filter(|_| rates.draw(&mut rng) == Some(Fault::Status(500))).count();
+        let hits = (0..n)
+            .filter(|_| rates.draw(&mut rng) == Some(Fault::Status(500)))
+            .count();
         let share = hits as f64 / f64::from(n);
         assert!((0.18..0.22).contains(&share), "{share}");
     }

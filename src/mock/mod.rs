@@ -8,6 +8,11 @@
 //! its own first content token per request (`GET /_mock/stats`), which is what
 //! the client's TTFT is checked against.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "handlers return a ready response on the error path; boxing it buys nothing"
+)]
+
 mod faults;
 mod prose;
 mod stream;
@@ -23,6 +28,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
@@ -100,7 +106,9 @@ impl MockStats {
             sse_events: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             #[allow(clippy::expect_used, reason = "constant, valid bounds")]
-            ttft_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")),
+            ttft_us: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            ),
             started: Instant::now(),
         }
     }
@@ -108,7 +116,11 @@ impl MockStats {
     /// A JSON snapshot, as `GET /_mock/stats` returns it.
     pub fn snapshot(&self) -> serde_json::Value {
         let h = self.ttft_us.lock().map(|h| h.clone()).ok();
-        let q = |p: f64| h.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(p) as f64 / 1000.0);
+        let q = |p: f64| {
+            h.as_ref()
+                .filter(|h| !h.is_empty())
+                .map(|h| h.value_at_quantile(p) as f64 / 1000.0)
+        };
         json!({
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "requests": self.requests.load(Ordering::Relaxed),
@@ -172,6 +184,11 @@ pub async fn start(cfg: MockConfig, addr: SocketAddr) -> std::io::Result<MockHan
     let shutdown = CancellationToken::new();
     let (router, stats) = router(cfg, shutdown.clone());
     let token = shutdown.clone();
+    // Without TCP_NODELAY, Nagle's algorithm holds each small SSE write until
+    // the client's delayed ACK: tokens would arrive in 40 ms batches.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async move { token.cancelled().await })
@@ -189,7 +206,9 @@ pub async fn start(cfg: MockConfig, addr: SocketAddr) -> std::io::Result<MockHan
 pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<MockStats>) {
     let stats = Arc::new(MockStats::new());
     let app = Arc::new(App {
-        limit: cfg.max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))),
+        limit: cfg
+            .max_concurrency
+            .map(|n| Arc::new(Semaphore::new(n.max(1)))),
         cfg,
         stats: stats.clone(),
         next_book: AtomicU64::new(1),
@@ -202,19 +221,28 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         .route("/api/v1/books/{id}/outline", post(outline))
         .route("/api/v1/books/{id}/summary", post(summary))
         .route("/api/v1/books/{id}/chapters/{n}/draft", post(chapter_step))
-        .route("/api/v1/books/{id}/chapters/{n}/continue", post(chapter_step))
+        .route(
+            "/api/v1/books/{id}/chapters/{n}/continue",
+            post(chapter_step),
+        )
         .route("/api/v1/books/{id}/chapters/{n}/expand", post(chapter_step))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/_mock/stats", get(get_stats))
         .route("/_mock/reset", post(reset_stats))
-        .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .with_state(app);
     (r, stats)
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 /// Everything a request must pass before it is served: auth, then an
@@ -252,7 +280,8 @@ impl App {
                 "missing or unknown bearer token",
             ));
         }
-        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            SmallRng::seed_from_u64(self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let fault = self.cfg.faults.draw(&mut rng);
         if let Some(f) = fault {
             self.stats.faults.fetch_add(1, Ordering::Relaxed);
@@ -286,7 +315,11 @@ impl App {
         if known {
             Ok(())
         } else {
-            Err(error_response(StatusCode::NOT_FOUND, "book_not_found", "no such book"))
+            Err(error_response(
+                StatusCode::NOT_FOUND,
+                "book_not_found",
+                "no such book",
+            ))
         }
     }
 }
@@ -312,7 +345,11 @@ async fn create_book(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
         Err(r) => return r,
     };
     let Some(title) = fields.get("title").and_then(|v| v.as_str()) else {
-        return error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`title` is required");
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`title` is required",
+        );
     };
     let mut rng = ctx.rng;
     let _permit = match &app.limit {
@@ -332,11 +369,21 @@ async fn create_book(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
     (StatusCode::CREATED, axum::Json(book)).into_response()
 }
 
-async fn outline(state: State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn outline(
+    state: State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     book_stream(state, headers, &id, body).await
 }
 
-async fn summary(state: State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn summary(
+    state: State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     book_stream(state, headers, &id, body).await
 }
 
@@ -347,12 +394,21 @@ async fn chapter_step(
     body: Bytes,
 ) -> Response {
     if chapter.parse::<u32>().is_err() {
-        return error_response(StatusCode::NOT_FOUND, "chapter_not_found", "chapter must be a number");
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "chapter_not_found",
+            "chapter must be a number",
+        );
     }
     book_stream(state, headers, &id, body).await
 }
 
-async fn book_stream(State(app): State<Arc<App>>, headers: HeaderMap, id: &str, body: Bytes) -> Response {
+async fn book_stream(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    id: &str,
+    body: Bytes,
+) -> Response {
     let ctx = match app.admit(&headers) {
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
@@ -364,11 +420,25 @@ async fn book_stream(State(app): State<Arc<App>>, headers: HeaderMap, id: &str, 
         Ok(m) => m,
         Err(r) => return r,
     };
-    let streamed = fields.get("stream").and_then(|v| v.as_bool()).unwrap_or(false);
-    respond(app.clone(), ctx, app.cfg.output_tokens, streamed, "dreaminkflora-writer").await
+    let streamed = fields
+        .get("stream")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    respond(
+        app.clone(),
+        ctx,
+        app.cfg.output_tokens,
+        streamed,
+        "dreaminkflora-writer",
+    )
+    .await
 }
 
-async fn chat_completions(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat_completions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ctx = match app.admit(&headers) {
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
@@ -378,19 +448,38 @@ async fn chat_completions(State(app): State<Arc<App>>, headers: HeaderMap, body:
         Err(r) => return r,
     };
     if !fields.get("messages").is_some_and(|m| m.is_array()) {
-        return error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "`messages` must be an array");
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "`messages` must be an array",
+        );
     }
     let n = fields
         .get("max_tokens")
         .or_else(|| fields.get("max_completion_tokens"))
         .and_then(|v| v.as_u64())
-        .map_or(app.cfg.output_tokens, |m| m.min(u64::from(app.cfg.output_tokens)) as u32);
-    let streamed = fields.get("stream").and_then(|v| v.as_bool()).unwrap_or(false);
-    let model = fields.get("model").and_then(|v| v.as_str()).unwrap_or("mock-novelist").to_string();
+        .map_or(app.cfg.output_tokens, |m| {
+            m.min(u64::from(app.cfg.output_tokens)) as u32
+        });
+    let streamed = fields
+        .get("stream")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let model = fields
+        .get("model")
+        .and_then(|v| v.as_str())
+        .unwrap_or("mock-novelist")
+        .to_string();
     respond(app, ctx, n, streamed, &model).await
 }
 
-async fn respond(app: Arc<App>, mut ctx: RequestCtx, tokens: u32, streamed: bool, model: &str) -> Response {
+async fn respond(
+    app: Arc<App>,
+    mut ctx: RequestCtx,
+    tokens: u32,
+    streamed: bool,
+    model: &str,
+) -> Response {
     let permit = match &app.limit {
         Some(s) => s.clone().acquire_owned().await.ok(),
         None => None,
@@ -399,7 +488,10 @@ async fn respond(app: Arc<App>, mut ctx: RequestCtx, tokens: u32, streamed: bool
         let s = stream::ChunkStream::new(app, ctx, tokens, model.to_string(), permit);
         let mut resp = Body::from_stream(s.into_stream()).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         return resp;
     }
@@ -410,7 +502,9 @@ async fn respond(app: Arc<App>, mut ctx: RequestCtx, tokens: u32, streamed: bool
     }
     tokio::time::sleep(total).await;
     drop(permit);
-    let text: String = (0..tokens as usize).map(|i| app.prose.token(ctx.id as usize + i)).collect();
+    let text: String = (0..tokens as usize)
+        .map(|i| app.prose.token(ctx.id as usize + i))
+        .collect();
     axum::Json(json!({
         "id": format!("chatcmpl-{}", ctx.id),
         "object": "chat.completion",
@@ -423,7 +517,8 @@ async fn respond(app: Arc<App>, mut ctx: RequestCtx, tokens: u32, streamed: bool
 }
 
 async fn models() -> Response {
-    axum::Json(json!({"object": "list", "data": [{"id": "mock-novelist", "object": "model"}]})).into_response()
+    axum::Json(json!({"object": "list", "data": [{"id": "mock-novelist", "object": "model"}]}))
+        .into_response()
 }
 
 async fn get_stats(State(app): State<Arc<App>>) -> Response {

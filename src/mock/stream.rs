@@ -40,8 +40,9 @@ impl ChunkStream {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         let ttft = app.delay(app.cfg.ttft, &mut ctx.rng);
+        // Generation starts once a slot is free: queueing adds to the TTFT.
         Self {
-            next_at: Instant::from_std(ctx.t0) + ttft,
+            next_at: Instant::now() + ttft,
             app,
             ctx,
             tokens,
@@ -71,7 +72,11 @@ impl ChunkStream {
         let stats = &self.app.stats;
         let event = match self.phase {
             Phase::Role => {
-                self.phase = if self.tokens == 0 { Phase::Finish } else { Phase::Token(0) };
+                self.phase = if self.tokens == 0 {
+                    Phase::Finish
+                } else {
+                    Phase::Token(0)
+                };
                 self.chunk("\"role\":\"assistant\",\"content\":\"\"", None)
             }
             Phase::Token(i) => {
@@ -100,7 +105,9 @@ impl ChunkStream {
                         Some(Fault::Malformed) => {
                             self.phase = Phase::Token(i + 1);
                             stats.sse_events.fetch_add(1, Ordering::Relaxed);
-                            return Some(Ok(Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"\xe6\x96\n\n")));
+                            return Some(Ok(Bytes::from_static(
+                                b"data: {\"choices\":[{\"delta\":{\"content\":\"\xe6\x96\n\n",
+                            )));
                         }
                         _ => {}
                     }
@@ -111,8 +118,15 @@ impl ChunkStream {
                         let _ = h.record(us.max(1));
                     }
                 }
-                self.phase = if i + 1 >= self.tokens { Phase::Finish } else { Phase::Token(i + 1) };
-                let tok = self.app.prose.token_json(self.ctx.id as usize * 7 + i as usize);
+                self.phase = if i + 1 >= self.tokens {
+                    Phase::Finish
+                } else {
+                    Phase::Token(i + 1)
+                };
+                let tok = self
+                    .app
+                    .prose
+                    .token_json(self.ctx.id as usize * 7 + i as usize);
                 self.chunk(&format!("\"content\":{tok}"), None)
             }
             Phase::Finish => {
@@ -142,7 +156,9 @@ impl ChunkStream {
     }
 
     pub(super) fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
-        futures_util::stream::unfold(self, |mut s| async move { s.next_event().await.map(|e| (e, s)) })
+        futures_util::stream::unfold(
+            self,
+            |mut s| async move { s.next_event().await.map(|e| (e, s)) },
+        )
     }
 }
-

@@ -33,7 +33,11 @@ pub fn summary(r: &RunResult) -> String {
         let errors = if s.errors.is_empty() {
             "-".to_string()
         } else {
-            s.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect::<Vec<_>>().join(" ")
+            s.errors
+                .iter()
+                .map(|(k, v)| format!("{k}×{v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         rows.push([
             s.name.clone(),
@@ -59,7 +63,11 @@ pub fn summary(r: &RunResult) -> String {
         fmt_ms(&w.duration_ms, "p50"),
         fmt_ms(&w.duration_ms, "p90"),
         format!("{:.0}", r.totals.output_tokens_per_s),
-        if w.failed > 0 { format!("failed×{}", w.failed) } else { "-".into() },
+        if w.failed > 0 {
+            format!("failed×{}", w.failed)
+        } else {
+            "-".into()
+        },
     ]);
     let widths: Vec<usize> = (0..10)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -72,7 +80,15 @@ pub fn summary(r: &RunResult) -> String {
         r.provenance.target,
         r.provenance.concurrency,
         r.window.duration_s,
-        if r.status == "complete" { String::new() } else { format!(" · {} ({})", r.status, r.status_reason.as_deref().unwrap_or("")) }
+        if r.status == "complete" {
+            String::new()
+        } else {
+            format!(
+                " · {} ({})",
+                r.status,
+                r.status_reason.as_deref().unwrap_or("")
+            )
+        }
     );
     for (i, row) in rows.iter().enumerate() {
         let mut line = String::new();
@@ -89,7 +105,10 @@ pub fn summary(r: &RunResult) -> String {
             let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * 9));
         }
     }
-    let _ = writeln!(out, "latencies in ms; failed requests count as ∞ in percentiles");
+    let _ = writeln!(
+        out,
+        "latencies in ms; failed requests count as ∞ in percentiles"
+    );
     let t = &r.totals;
     let _ = writeln!(
         out,
@@ -101,14 +120,26 @@ pub fn summary(r: &RunResult) -> String {
         t.goodput_per_s
     );
     let sc = &r.self_check;
-    let lag = sc.loop_lag_p99_ms.map_or("-".into(), |v| format!("{v:.1} ms"));
-    let cpu = sc.cpu_utilization.map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
+    let lag = sc
+        .loop_lag_p99_ms
+        .map_or("-".into(), |v| format!("{v:.1} ms"));
+    let cpu = sc
+        .cpu_utilization
+        .map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
     let _ = writeln!(
         out,
         "load generator: {} (loop lag p99 {lag}, CPU {cpu} of {} cores){}",
-        if sc.saturated { "SATURATED, numbers may measure the generator" } else { "ok" },
+        if sc.saturated {
+            "SATURATED, numbers may measure the generator"
+        } else {
+            "ok"
+        },
         sc.cores,
-        if sc.notes.is_empty() { String::new() } else { format!(" — {}", sc.notes.join("; ")) }
+        if sc.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", sc.notes.join("; "))
+        }
     );
     out
 }

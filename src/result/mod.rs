@@ -22,7 +22,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The `kind` field of a result file.
 pub const KIND: &str = "flora-gate/result";
 /// How histograms are encoded.
-pub const HIST_ENCODING: &str = "hdrhistogram-v2-deflate+base64, microseconds; failures counted in the summary";
+pub const HIST_ENCODING: &str =
+    "hdrhistogram-v2-deflate+base64, microseconds; failures counted in the summary";
 
 /// A whole run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -287,7 +288,9 @@ fn meets_slo(s: &Sample, slo: &Slo) -> bool {
         (None, _) => true,
     };
     s.ok()
-        && (slo.ttft_ms.is_none() || s.ttft.is_none() && s.e2e.is_some() || within(slo.ttft_ms, s.ttft))
+        && (slo.ttft_ms.is_none()
+            || s.ttft.is_none() && s.e2e.is_some()
+            || within(slo.ttft_ms, s.ttft))
         && (slo.tpot_ms.is_none() || s.tpot().is_none() || within(slo.tpot_ms, s.tpot()))
         && within(slo.e2e_ms, s.e2e)
 }
@@ -341,7 +344,8 @@ impl StepHists {
                 self.tokens.chunks += u64::from(s.chunks);
                 if let Some(u) = s.usage_tokens {
                     self.tokens.usage_reported += 1;
-                    self.tokens.usage_minus_chunks += i64::try_from(u).unwrap_or(i64::MAX) - i64::from(s.chunks);
+                    self.tokens.usage_minus_chunks +=
+                        i64::try_from(u).unwrap_or(i64::MAX) - i64::from(s.chunks);
                 }
                 if let Some(e) = s.e2e.filter(|e| !e.is_zero() && kind == ResponseKind::Sse) {
                     self.per_user_tps.push(n as f64 / e.as_secs_f64());
@@ -360,7 +364,11 @@ fn median(v: &mut [f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 fn host() -> Host {
@@ -391,7 +399,11 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
     let sc = meta.scenario;
     let measured: Vec<&Sample> = out.recorder.samples.iter().filter(|s| !s.warmup).collect();
     let w_start = measured.iter().map(|s| s.start).min().unwrap_or_default();
-    let w_end = measured.iter().map(|s| s.start + s.stream_end).max().unwrap_or(w_start);
+    let w_end = measured
+        .iter()
+        .map(|s| s.start + s.stream_end)
+        .max()
+        .unwrap_or(w_start);
     let window_s = (w_end - w_start).as_secs_f64().max(1e-3);
 
     let mut totals_errors = BTreeMap::new();
@@ -418,7 +430,11 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
             requests: h.requests,
             ok,
             failed: h.failed,
-            success_rate: if h.requests == 0 { 0.0 } else { ok as f64 / h.requests as f64 },
+            success_rate: if h.requests == 0 {
+                0.0
+            } else {
+                ok as f64 / h.requests as f64
+            },
             errors: h.errors.clone(),
             statuses: h.statuses.clone(),
             ttft_ms: h.ttft.dist(),
@@ -444,7 +460,12 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         });
     }
 
-    let iters: Vec<_> = out.recorder.iterations.iter().filter(|i| !i.warmup).collect();
+    let iters: Vec<_> = out
+        .recorder
+        .iterations
+        .iter()
+        .filter(|i| !i.warmup)
+        .collect();
     let mut wf = LatencyHist::new();
     for it in &iters {
         if it.ok {
@@ -458,7 +479,11 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         iterations: iters.len() as u64,
         ok: wf_ok,
         failed: iters.len() as u64 - wf_ok,
-        success_rate: if iters.is_empty() { 0.0 } else { wf_ok as f64 / iters.len() as f64 },
+        success_rate: if iters.is_empty() {
+            0.0
+        } else {
+            wf_ok as f64 / iters.len() as f64
+        },
         duration_ms: wf.dist(),
         iterations_per_s: iters.len() as f64 / window_s,
         histogram: wf.encode(),
@@ -502,7 +527,11 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
             requests: t_req,
             ok: t_req - t_failed,
             failed: t_failed,
-            error_rate: if t_req == 0 { 0.0 } else { t_failed as f64 / t_req as f64 },
+            error_rate: if t_req == 0 {
+                0.0
+            } else {
+                t_failed as f64 / t_req as f64
+            },
             requests_per_s: t_req as f64 / window_s,
             output_tokens_per_s: t_tokens as f64 / window_s,
             goodput_per_s: t_good as f64 / window_s,
@@ -532,7 +561,9 @@ fn build_blocks(
         let x = (start.saturating_sub(w_start)).as_secs_f64() / width;
         (x.floor() as usize).min(n as usize - 1)
     };
-    let mut per_block: Vec<Vec<StepHists>> = (0..n).map(|_| sc.steps.iter().map(|_| StepHists::default()).collect()).collect();
+    let mut per_block: Vec<Vec<StepHists>> = (0..n)
+        .map(|_| sc.steps.iter().map(|_| StepHists::default()).collect())
+        .collect();
     for s in measured {
         let b = index_of(s.start);
         per_block[b][usize::from(s.step)].add(s, sc.steps[usize::from(s.step)].response, &sc.slo);
@@ -610,12 +641,24 @@ impl RunResult {
     /// Parse result JSON; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            UserError::invalid("result", path, Some(format!("line {}, column {}", e.line(), e.column())), e.to_string())
+            UserError::invalid(
+                "result",
+                path,
+                Some(format!("line {}, column {}", e.line(), e.column())),
+                e.to_string(),
+            )
         })?;
         if value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
-            return Err(UserError::invalid("result", path, Some("`kind`".into()), format!("not a flora-gate result (expected kind `{KIND}`)")));
+            return Err(UserError::invalid(
+                "result",
+                path,
+                Some("`kind`".into()),
+                format!("not a flora-gate result (expected kind `{KIND}`)"),
+            ));
         }
-        let version = value.get("schema_version").and_then(serde_json::Value::as_u64);
+        let version = value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64);
         if version != Some(u64::from(SCHEMA_VERSION)) {
             return Err(UserError::invalid(
                 "result",
@@ -625,7 +668,8 @@ impl RunResult {
             )
             .with_hint("re-run `flora-gate run` with this version to make a current result"));
         }
-        serde_json::from_value(value).map_err(|e| UserError::invalid("result", path, None, e.to_string()))
+        serde_json::from_value(value)
+            .map_err(|e| UserError::invalid("result", path, None, e.to_string()))
     }
 
     /// True if the generator reported itself saturated.

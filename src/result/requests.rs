@@ -36,7 +36,10 @@ pub fn write(path: &Path, scenario: &Scenario, samples: &[Sample]) -> Result<(),
     let mut buf = Vec::with_capacity(samples.len() * 220);
     for s in samples {
         let line = Line {
-            step: scenario.steps.get(usize::from(s.step)).map_or("?", |st| st.name.as_str()),
+            step: scenario
+                .steps
+                .get(usize::from(s.step))
+                .map_or("?", |st| st.name.as_str()),
             vu: s.vu,
             iteration: s.iteration,
             start_ms: ms(s.start),

@@ -25,7 +25,9 @@ pub struct DataSet {
 
 impl std::fmt::Debug for DataSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.fields.iter().map(|(k, v)| (k, v.len()))).finish()
+        f.debug_map()
+            .entries(self.fields.iter().map(|(k, v)| (k, v.len())))
+            .finish()
     }
 }
 
@@ -41,28 +43,52 @@ impl DataSet {
             )
         })?;
         let obj = value.as_object().ok_or_else(|| {
-            UserError::invalid("data file", origin, None, "expected a JSON object of string arrays")
+            UserError::invalid(
+                "data file",
+                origin,
+                None,
+                "expected a JSON object of string arrays",
+            )
         })?;
         let mut fields = BTreeMap::new();
         for (key, v) in obj {
             let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
-                UserError::invalid("data file", origin, Some(format!("key `{key}`")), "expected a non-empty array of strings")
+                UserError::invalid(
+                    "data file",
+                    origin,
+                    Some(format!("key `{key}`")),
+                    "expected a non-empty array of strings",
+                )
             })?;
             let mut items = Vec::with_capacity(arr.len());
             for (i, item) in arr.iter().enumerate() {
                 let s = item.as_str().ok_or_else(|| {
-                    UserError::invalid("data file", origin, Some(format!("`{key}[{i}]`")), "expected a string")
+                    UserError::invalid(
+                        "data file",
+                        origin,
+                        Some(format!("`{key}[{i}]`")),
+                        "expected a string",
+                    )
                 })?;
                 items.push(s.to_owned());
             }
             fields.insert(key.clone(), items);
         }
         if fields.is_empty() {
-            return Err(UserError::invalid("data file", origin, None, "the object has no fields"));
+            return Err(UserError::invalid(
+                "data file",
+                origin,
+                None,
+                "the object has no fields",
+            ));
         }
         let source = fields
             .get("passage")
-            .or_else(|| fields.values().max_by_key(|v| v.iter().map(String::len).sum::<usize>()))
+            .or_else(|| {
+                fields
+                    .values()
+                    .max_by_key(|v| v.iter().map(String::len).sum::<usize>())
+            })
             .cloned()
             .unwrap_or_default();
         let filler: Vec<char> = source.concat().chars().collect();
@@ -72,7 +98,8 @@ impl DataSet {
     /// The bundled novel data set.
     pub fn bundled() -> Self {
         #[allow(clippy::expect_used, reason = "the bundled file is checked by a test")]
-        Self::parse(BUNDLED_NOVEL, Path::new("<bundled data/novel.json>")).expect("bundled data set is valid")
+        Self::parse(BUNDLED_NOVEL, Path::new("<bundled data/novel.json>"))
+            .expect("bundled data set is valid")
     }
 
     /// One draw: an element of every field.
@@ -85,7 +112,10 @@ impl DataSet {
 
     /// The first element of every field, for checking templates at load time.
     pub fn first(&self) -> BTreeMap<String, String> {
-        self.fields.iter().map(|(k, v)| (k.clone(), v[0].clone())).collect()
+        self.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v[0].clone()))
+            .collect()
     }
 
     /// `n` characters of prose, starting at `offset` and wrapping around.

@@ -24,7 +24,10 @@ pub use data::DataSet;
 /// Bundled scenarios, selectable by name instead of a path.
 pub const BUNDLED: &[(&str, &str)] = &[
     ("novel", include_str!("../../scenarios/novel.toml")),
-    ("openai-chat", include_str!("../../scenarios/openai-chat.toml")),
+    (
+        "openai-chat",
+        include_str!("../../scenarios/openai-chat.toml"),
+    ),
 ];
 
 const BUILTIN_VARS: &[&str] = &["vars", "data", "vu", "user_id", "iteration"];
@@ -204,14 +207,17 @@ struct Dur(Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
 /// Parse a human duration (`15s`, `500ms`, `2m`, `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like \"15s\", \"500ms\" or \"2m\""))
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("`{s}` is not a duration ({e}); write it like \"15s\", \"500ms\" or \"2m\"")
+    })
 }
 
 /// A JSON pointer (`/choices/0/delta/content`).
@@ -338,7 +344,10 @@ pub struct Scenario {
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -357,7 +366,10 @@ impl Scenario {
         }
         Err(UserError::Read {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file, and not a bundled scenario name"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file, and not a bundled scenario name",
+            ),
         })
     }
 
@@ -369,7 +381,8 @@ impl Scenario {
         dir: Option<&Path>,
         var_overrides: &[(String, String)],
     ) -> Result<Self, UserError> {
-        let invalid = |place: Option<String>, msg: String| UserError::invalid("scenario", origin, place, msg);
+        let invalid =
+            |place: Option<String>, msg: String| UserError::invalid("scenario", origin, place, msg);
         let file: FileScenario = toml::from_str(text).map_err(|e| {
             let place = e.span().map(|s| {
                 let (l, c) = line_col(text, s.start);
@@ -383,7 +396,10 @@ impl Scenario {
         };
 
         if file.name.trim().is_empty() {
-            return Err(invalid(Some("key `name`".into()), "the scenario needs a name".into()));
+            return Err(invalid(
+                Some("key `name`".into()),
+                "the scenario needs a name".into(),
+            ));
         }
         if file.steps.is_empty() {
             return Err(invalid(None, "the workflow has no `[[steps]]`".into()));
@@ -392,8 +408,9 @@ impl Scenario {
         let base_url = match &file.base_url {
             Some(u) => {
                 let s = u.get_ref().trim_end_matches('/').to_string();
-                reqwest::Url::parse(&s)
-                    .map_err(|e| invalid(at(u.span(), "base_url"), format!("`{s}` is not a URL: {e}")))?;
+                reqwest::Url::parse(&s).map_err(|e| {
+                    invalid(at(u.span(), "base_url"), format!("`{s}` is not a URL: {e}"))
+                })?;
                 Some(s)
             }
             None => None,
@@ -414,7 +431,10 @@ impl Scenario {
             blocks: l.blocks.unwrap_or(10),
         };
         if load.concurrency == 0 {
-            return Err(invalid(Some("`load.concurrency`".into()), "must be at least 1".into()));
+            return Err(invalid(
+                Some("`load.concurrency`".into()),
+                "must be at least 1".into(),
+            ));
         }
         if load.blocks < 6 {
             return Err(invalid(
@@ -445,7 +465,8 @@ impl Scenario {
 
         let mut vars = serde_json::Map::new();
         for (k, v) in &file.vars {
-            let j = serde_json::to_value(v).map_err(|e| invalid(Some(format!("`vars.{k}`")), e.to_string()))?;
+            let j = serde_json::to_value(v)
+                .map_err(|e| invalid(Some(format!("`vars.{k}`")), e.to_string()))?;
             vars.insert(k.clone(), j);
         }
         for (k, v) in var_overrides {
@@ -474,8 +495,12 @@ impl Scenario {
                     "`workflow` is reserved for whole workflow iterations".into(),
                 ));
             }
-            let method = reqwest::Method::from_bytes(s.method.as_bytes())
-                .map_err(|_| invalid(Some(format!("`{}`", key("method"))), format!("`{}` is not an HTTP method", s.method)))?;
+            let method = reqwest::Method::from_bytes(s.method.as_bytes()).map_err(|_| {
+                invalid(
+                    Some(format!("`{}`", key("method"))),
+                    format!("`{}` is not an HTTP method", s.method),
+                )
+            })?;
             let path_name = format!("{}.path", s.name);
             env.add_template_owned(path_name.clone(), s.path.get_ref().clone())
                 .map_err(|e| invalid(at(s.path.span(), &key("path")), template_message(&e)))?;
@@ -519,10 +544,18 @@ impl Scenario {
                 method,
                 path_template: path_name,
                 body_template: body_name,
-                headers: s.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                headers: s
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 response: s.response,
                 expect_status: s.expect_status.clone().unwrap_or_default(),
-                extract: s.extract.iter().map(|(k, p)| (k.clone(), p.0.clone())).collect(),
+                extract: s
+                    .extract
+                    .iter()
+                    .map(|(k, p)| (k.clone(), p.0.clone()))
+                    .collect(),
                 capture_text: s.capture_text.clone(),
                 stream,
                 think_time: s.think_time.map_or(Duration::ZERO, |d| d.0),
@@ -563,11 +596,21 @@ impl Scenario {
                 Some(format!("line {l}, key `steps[{i}].{k}`"))
             };
             self.render(&step.path_template, &ctx).map_err(|e| {
-                UserError::invalid("scenario", origin, place(fs.path.span(), "path"), template_message(&e))
+                UserError::invalid(
+                    "scenario",
+                    origin,
+                    place(fs.path.span(), "path"),
+                    template_message(&e),
+                )
             })?;
             if let (Some(b), Some(fb)) = (&step.body_template, &fs.body) {
                 let body = self.render(b, &ctx).map_err(|e| {
-                    UserError::invalid("scenario", origin, place(fb.span(), "body"), template_message(&e))
+                    UserError::invalid(
+                        "scenario",
+                        origin,
+                        place(fb.span(), "body"),
+                        template_message(&e),
+                    )
                 })?;
                 serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
                     UserError::invalid(
@@ -631,7 +674,10 @@ impl TemplateContext {
         data: BTreeMap<String, String>,
     ) -> Self {
         let mut values = BTreeMap::new();
-        values.insert("vars".into(), minijinja::Value::from_serialize(&scenario.vars));
+        values.insert(
+            "vars".into(),
+            minijinja::Value::from_serialize(&scenario.vars),
+        );
         values.insert("data".into(), minijinja::Value::from_serialize(&data));
         values.insert("vu".into(), minijinja::Value::from(vu));
         values.insert("user_id".into(), minijinja::Value::from(user_id));
@@ -641,7 +687,8 @@ impl TemplateContext {
 
     /// Set a variable extracted from a response.
     pub fn set(&mut self, name: &str, value: serde_json::Value) {
-        self.values.insert(name.to_string(), minijinja::Value::from_serialize(&value));
+        self.values
+            .insert(name.to_string(), minijinja::Value::from_serialize(&value));
     }
 }
 
@@ -652,23 +699,42 @@ pub fn template_env(data: Arc<DataSet>) -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.add_filter("clip", |s: String, n: usize| -> String { s.chars().take(n).collect() });
+    env.add_filter("clip", |s: String, n: usize| -> String {
+        s.chars().take(n).collect()
+    });
     // Like the built-in, but an undefined value is an error, not `null`, so
     // a misspelt variable in a body fails at load time.
-    env.add_filter("tojson", |v: minijinja::Value| -> Result<String, minijinja::Error> {
-        if v.is_undefined() {
-            return Err(minijinja::Error::new(
-                minijinja::ErrorKind::UndefinedError,
-                "`tojson` of an undefined value",
-            ));
-        }
-        serde_json::to_string(&v).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))
-    });
-    env.add_function("filler", move |state: &minijinja::State, n: usize| -> String {
-        let vu = state.lookup("vu").and_then(|v| usize::try_from(v).ok()).unwrap_or(0);
-        let it = state.lookup("iteration").and_then(|v| usize::try_from(v).ok()).unwrap_or(0);
-        data.filler(n.min(1 << 20), vu.wrapping_mul(131).wrapping_add(it.wrapping_mul(17)))
-    });
+    env.add_filter(
+        "tojson",
+        |v: minijinja::Value| -> Result<String, minijinja::Error> {
+            if v.is_undefined() {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::UndefinedError,
+                    "`tojson` of an undefined value",
+                ));
+            }
+            serde_json::to_string(&v).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+            })
+        },
+    );
+    env.add_function(
+        "filler",
+        move |state: &minijinja::State, n: usize| -> String {
+            let vu = state
+                .lookup("vu")
+                .and_then(|v| usize::try_from(v).ok())
+                .unwrap_or(0);
+            let it = state
+                .lookup("iteration")
+                .and_then(|v| usize::try_from(v).ok())
+                .unwrap_or(0);
+            data.filler(
+                n.min(1 << 20),
+                vu.wrapping_mul(131).wrapping_add(it.wrapping_mul(17)),
+            )
+        },
+    );
     env
 }
 
@@ -771,7 +837,13 @@ extract = { book_id = "/id" }
 
     #[test]
     fn var_override_wins_and_keeps_numbers() {
-        let s = Scenario::parse(MINIMAL, Path::new("s.toml"), None, &[("n".into(), "12".into())]).expect("valid");
+        let s = Scenario::parse(
+            MINIMAL,
+            Path::new("s.toml"),
+            None,
+            &[("n".into(), "12".into())],
+        )
+        .expect("valid");
         assert_eq!(s.vars["n"], serde_json::json!(12));
     }
 }

@@ -44,7 +44,9 @@ impl LatencyHist {
 
     /// Record one finite latency (clamped into the tracked range).
     pub fn record(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(HIGHEST_US).clamp(1, HIGHEST_US);
+        let us = u64::try_from(d.as_micros())
+            .unwrap_or(HIGHEST_US)
+            .clamp(1, HIGHEST_US);
         // Saturating record cannot fail inside the bounds.
         self.hist.saturating_record(us);
     }
@@ -52,7 +54,8 @@ impl LatencyHist {
     /// Record a latency given in microseconds as f64 (derived metrics like TPOT).
     pub fn record_us(&mut self, us: f64) {
         if us.is_finite() {
-            self.hist.saturating_record((us.round() as u64).clamp(1, HIGHEST_US));
+            self.hist
+                .saturating_record((us.round() as u64).clamp(1, HIGHEST_US));
         }
     }
 
@@ -142,7 +145,9 @@ impl LatencyHist {
             let decoded: Histogram<u64> = Deserializer::new()
                 .deserialize(&mut bytes.as_slice())
                 .map_err(|e| HistDecodeError(format!("{e:?}")))?;
-            h.hist.add(&decoded).map_err(|e| HistDecodeError(format!("{e:?}")))?;
+            h.hist
+                .add(&decoded)
+                .map_err(|e| HistDecodeError(format!("{e:?}")))?;
         }
         h.failures = failures;
         Ok(h)

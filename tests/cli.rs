@@ -1,0 +1,268 @@
+//! The built binary end to end: mock as a child process, `run`, files, exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flora-gate");
+
+struct MockProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_mock(extra: &[&str]) -> MockProcess {
+    let mut child = Command::new(BIN)
+        .args([
+            "mock",
+            "--port",
+            "0",
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "2",
+            "--output-tokens",
+            "12",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mock starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("mock prints its URL");
+    MockProcess {
+        child,
+        url: line.trim().to_string(),
+    }
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
+
+#[test]
+fn run_writes_result_and_request_log_and_never_leaks_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_a = "sk-live-7f3a9c0e1d2b";
+    let secret_b = "sk-live-0b1c2d3e4f5a";
+    let tokens = write(
+        dir.path(),
+        "access_tokens.csv",
+        &format!("user_id,access_token\nalice,{secret_a}\nbob,{secret_b}\n"),
+    );
+    let mock = spawn_mock(&["--tokens", &tokens]);
+    let result = dir.path().join("result.json").display().to_string();
+    let jsonl = dir.path().join("requests.jsonl").display().to_string();
+    let (code, stdout, stderr) = run(&[
+        "run",
+        "--scenario",
+        "novel",
+        "--target",
+        &mock.url,
+        "--tokens",
+        &tokens,
+        "--concurrency",
+        "2",
+        "--requests",
+        "24",
+        "--warmup",
+        "0s",
+        "--out",
+        &result,
+        "--requests-out",
+        &jsonl,
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("summarize"), "{stdout}");
+    assert!(
+        stdout.contains("totals: 24 requests, 0.00% errors"),
+        "{stdout}"
+    );
+
+    let result_text = std::fs::read_to_string(&result).expect("result written");
+    let jsonl_text = std::fs::read_to_string(&jsonl).expect("jsonl written");
+    let lines: Vec<serde_json::Value> = jsonl_text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 24);
+    let stream = lines
+        .iter()
+        .find(|l| l["step"] == "outline")
+        .expect("an outline request");
+    for key in [
+        "step",
+        "vu",
+        "start_ms",
+        "ttft_ms",
+        "e2e_ms",
+        "output_tokens",
+        "status",
+        "error",
+    ] {
+        assert!(stream.get(key).is_some(), "missing {key} in {stream}");
+    }
+    assert_eq!(stream["status"], 200);
+    assert_eq!(stream["output_tokens"], 12);
+    assert!(stream["ttft_ms"].as_f64().expect("ttft") >= 20.0);
+    assert!(stream["error"].is_null());
+
+    for (what, text) in [
+        ("stdout", &stdout),
+        ("stderr", &stderr),
+        ("result", &result_text),
+        ("jsonl", &jsonl_text),
+    ] {
+        assert!(
+            !text.contains(secret_a) && !text.contains(secret_b),
+            "a token leaked into {what}"
+        );
+    }
+}
+
+#[test]
+fn wrong_tokens_are_counted_as_401() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write(dir.path(), "good.csv", "access_token\nright-token\n");
+    let bad = write(dir.path(), "bad.csv", "wrong-token\n");
+    let mock = spawn_mock(&["--tokens", &good]);
+    let result = dir.path().join("r.json").display().to_string();
+    let (code, stdout, _) = run(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &bad,
+        "-c",
+        "1",
+        "--requests",
+        "3",
+        "--warmup",
+        "0s",
+        "-o",
+        &result,
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("http_401×3"), "{stdout}");
+}
+
+#[test]
+fn dead_target_exits_2_with_a_hint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = write(dir.path(), "t.csv", "tok\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let (code, _, stderr) = run(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &format!("http://127.0.0.1:{port}"),
+        "--tokens",
+        &tokens,
+        "-d",
+        "2s",
+        "-o",
+        &dir.path().join("r.json").display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("error: cannot connect"), "{stderr}");
+    assert!(
+        stderr.contains("hint:") && stderr.contains("--target"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_inputs_name_the_file_and_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = write(dir.path(), "t.csv", "user_id,access_token\nu1,\n");
+    let (code, _, stderr) = run(&[
+        "run",
+        "-s",
+        "novel",
+        "-t",
+        "http://127.0.0.1:9",
+        "--tokens",
+        &tokens,
+        "-d",
+        "2s",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("t.csv") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+
+    let sc = write(
+        dir.path(),
+        "bad.toml",
+        "name = \"x\"\n[load]\nconcurrency = -1\n[[steps]]\nname = \"a\"\npath = \"/\"\n",
+    );
+    let (code, _, stderr) = run(&["run", "-s", &sc, "-t", "http://127.0.0.1:9", "-d", "2s"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(&["run", "-s", "no-such-scenario", "-d", "2s"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("no-such-scenario") && stderr.contains("openai-chat"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(&["run", "-s", "novel", "--tokens", &tokens, "-d", "soon"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--duration"), "{stderr}");
+
+    let (code, _, stderr) = run(&["mock", "--error-rate", "500=2"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--error-rate"), "{stderr}");
+}
+
+#[test]
+fn demo_runs_with_nothing_set_up() {
+    let (code, stdout, stderr) = run(&["demo", "--duration", "3s"]);
+    assert_eq!(code, 0, "{stderr}");
+    for step in [
+        "create_book",
+        "outline",
+        "draft",
+        "continue",
+        "expand",
+        "summarize",
+        "workflow",
+    ] {
+        assert!(stdout.contains(step), "{step} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("0.00% errors"), "{stdout}");
+}

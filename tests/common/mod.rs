@@ -1,0 +1,77 @@
+//! Helpers shared by the integration tests: an in-process mock and runs against it.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flora_gate::engine::{self, Plan, RunOutput};
+use flora_gate::mock::{self, MockConfig, MockHandle};
+use flora_gate::result::{self, RunResult};
+use flora_gate::scenario::Scenario;
+use flora_gate::tokens;
+use tokio_util::sync::CancellationToken;
+
+pub async fn start_mock(cfg: MockConfig) -> MockHandle {
+    mock::start(cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .expect("mock binds to a free port")
+}
+
+pub fn scenario(text: &str) -> Scenario {
+    Scenario::parse(text, Path::new("test.toml"), None, &[]).expect("test scenario is valid")
+}
+
+pub struct Load {
+    pub concurrency: u32,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    pub warmup: Duration,
+}
+
+pub async fn run(sc: Scenario, target: &str, load: Load) -> (RunResult, RunOutput) {
+    let mut spec = sc.load.clone();
+    spec.concurrency = load.concurrency;
+    spec.duration = load.duration;
+    spec.requests = load.requests;
+    spec.warmup = load.warmup;
+    let plan = Plan {
+        scenario: Arc::new(sc),
+        target: target.to_string(),
+        tokens: Arc::new(tokens::generated(load.concurrency as usize)),
+        load: spec,
+        progress: false,
+        drain: Duration::from_secs(10),
+        notes: vec![],
+    };
+    let out = engine::run(
+        plan.clone(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run completes");
+    let meta = result::RunMeta {
+        scenario: &plan.scenario,
+        target: &plan.target,
+        load: &plan.load,
+    };
+    (result::build(&meta, &out), out)
+}
+
+/// A one-step OpenAI chat scenario with the given extra TOML (timeouts etc.).
+pub fn chat_scenario(extra: &str) -> Scenario {
+    scenario(&format!(
+        r#"
+name = "chat-test"
+[auth]
+kind = "bearer"
+{extra}
+[[steps]]
+name = "chat"
+path = "/v1/chat/completions"
+body = '{{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "stream": true}}'
+"#
+    ))
+}
