@@ -4,6 +4,9 @@
 //! delta (answer or reasoning). Role-only deltas, usage-only chunks and the
 //! end marker carry no content and never stop the TTFT clock.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Where the interesting values sit inside each event's JSON.
@@ -19,6 +22,8 @@ pub struct StreamSpec {
     pub done: String,
     /// Whether a stream that ends without `done` is broken.
     pub require_done: bool,
+    /// Use the typed reader (set by [`StreamSpec::finish`] when the pointers are the defaults).
+    pub fast: bool,
 }
 
 impl Default for StreamSpec {
@@ -33,6 +38,7 @@ impl Default for StreamSpec {
             usage_prompt_tokens: Some("/usage/prompt_tokens".into()),
             done: "[DONE]".into(),
             require_done: true,
+            fast: true,
         }
     }
 }
@@ -54,7 +60,78 @@ pub struct ChunkInfo {
 #[derive(Debug, PartialEq)]
 pub struct MalformedChunk;
 
+/// The OpenAI chunk shape, read without building a JSON tree: the hot path
+/// when a scenario keeps the default pointers.
+#[derive(Deserialize)]
+struct FastChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<FastChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<FastUsage>,
+}
+
+#[derive(Deserialize)]
+struct FastChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<FastDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct FastUsage {
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+}
+
 impl StreamSpec {
+    /// Settle the reader after the pointers were changed.
+    #[must_use]
+    pub fn finish(mut self) -> Self {
+        self.fast = self.is_default_shape();
+        self
+    }
+
+    /// True when the pointers are the defaults, so the typed reader applies.
+    fn is_default_shape(&self) -> bool {
+        let d = StreamSpec::default();
+        self.content == d.content
+            && self.usage_completion_tokens == d.usage_completion_tokens
+            && self.usage_prompt_tokens == d.usage_prompt_tokens
+    }
+
+    fn interpret_fast(data: &[u8], text: Option<&mut String>) -> Result<ChunkInfo, MalformedChunk> {
+        let chunk: FastChunk<'_> = serde_json::from_slice(data).map_err(|_| MalformedChunk)?;
+        let mut info = ChunkInfo::default();
+        if let Some(delta) = chunk.choices.as_ref().and_then(|c| c.first()).and_then(|c| c.delta.as_ref()) {
+            let piece = [&delta.content, &delta.reasoning_content, &delta.reasoning]
+                .into_iter()
+                .flatten()
+                .find(|s| !s.is_empty());
+            if let Some(s) = piece {
+                info.content_len = s.len();
+                if let Some(t) = text {
+                    t.push_str(s);
+                }
+            }
+        }
+        if let Some(u) = chunk.usage {
+            info.completion_tokens = u.completion_tokens;
+            info.prompt_tokens = u.prompt_tokens;
+        }
+        Ok(info)
+    }
+
     /// Interpret one event. `text` receives the content when present, so a
     /// caller that needs the generated text (to carry it to a later step) can
     /// keep it.
@@ -68,6 +145,9 @@ impl StreamSpec {
                 done: true,
                 ..ChunkInfo::default()
             });
+        }
+        if self.fast {
+            return Self::interpret_fast(data, text);
         }
         let value: Value = serde_json::from_slice(data).map_err(|_| MalformedChunk)?;
         let mut info = ChunkInfo::default();
@@ -97,8 +177,35 @@ impl StreamSpec {
 mod tests {
     use super::*;
 
+    /// Both readers must agree on every input.
     fn read(data: &str) -> Result<ChunkInfo, MalformedChunk> {
-        StreamSpec::default().interpret(data.as_bytes(), None)
+        let fast = StreamSpec::default().interpret(data.as_bytes(), None);
+        let generic = StreamSpec {
+            fast: false,
+            ..StreamSpec::default()
+        }
+        .interpret(data.as_bytes(), None);
+        assert_eq!(fast, generic, "readers disagree on {data}");
+        fast
+    }
+
+    #[test]
+    fn custom_pointers_use_the_generic_reader() {
+        let spec = StreamSpec {
+            content: vec!["/text".into()],
+            usage_completion_tokens: Some("/n".into()),
+            ..StreamSpec::default()
+        }
+        .finish();
+        assert!(!spec.fast);
+        let i = spec.interpret(br#"{"text":"abc","n":3}"#, None).expect("json");
+        assert_eq!((i.content_len, i.completion_tokens), (3, Some(3)));
+    }
+
+    #[test]
+    fn escaped_content_is_read() {
+        let i = read(r#"{"choices":[{"delta":{"content":"\u591c\n"}}]}"#).expect("json");
+        assert_eq!(i.content_len, "夜\n".len());
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Prepared<'a> {
     pub body: Option<String>,
     /// `Authorization` (or configured) header.
     pub auth: Option<(&'a str, HeaderValue)>,
+    /// Sent as `X-Request-Id`, so server logs can be matched to the request log.
+    pub request_id: String,
 }
 
 /// Send it and read the response to the end.
@@ -64,6 +66,9 @@ pub async fn execute(
     let mut builder = client.request(step.method.clone(), &req.url);
     if let Some((name, value)) = req.auth {
         builder = builder.header(name, value);
+    }
+    if let Ok(v) = HeaderValue::from_str(&req.request_id) {
+        builder = builder.header("x-request-id", v);
     }
     for (k, v) in &step.headers {
         builder = builder.header(k, v);
@@ -307,6 +312,12 @@ async fn read_stream(
             out.error = Some(ErrorClass::Protocol);
             break;
         }
+    }
+    if done {
+        // Read to the end of the body so the connection goes back to the pool;
+        // a server that stays open after its end marker is not waited for long.
+        let drain_until = (Instant::now() + timeouts.idle.min(Duration::from_secs(2))).min(total_deadline);
+        while let Ok(Ok(Some(_))) = timeout_at(drain_until, response.chunk()).await {}
     }
     out.stream_end = start.elapsed();
     out.ttft = first.map(|t| t - start);

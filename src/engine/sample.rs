@@ -105,6 +105,11 @@ pub struct Sample {
     pub warmup: bool,
 }
 
+/// The id sent as `X-Request-Id` and written to the request log.
+pub fn request_id(vu: u32, iteration: u64, step: u16) -> String {
+    format!("fg-{vu}-{iteration}-{step}")
+}
+
 impl Sample {
     /// Output tokens: the server's count when present, else content events.
     pub fn output_tokens(&self) -> u64 {

@@ -96,8 +96,14 @@ pub struct MockStats {
     /// Server-side TTFT in microseconds: handler entry (queueing included) to
     /// the first content chunk handed to the connection.
     pub ttft_us: Mutex<Histogram<u64>>,
+    /// Server-side TTFT per `X-Request-Id`, for pairing with the client's log
+    /// (bounded; the oldest entries are kept).
+    pub timings: Mutex<Vec<(String, u64)>>,
     started: Instant,
 }
+
+/// Most per-request timings kept.
+const MAX_TIMINGS: usize = 1_000_000;
 
 impl MockStats {
     fn new() -> Self {
@@ -109,6 +115,7 @@ impl MockStats {
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
             ),
+            timings: Mutex::new(Vec::new()),
             started: Instant::now(),
         }
     }
@@ -139,6 +146,23 @@ impl MockStats {
         self.faults.store(0, Ordering::Relaxed);
         if let Ok(mut h) = self.ttft_us.lock() {
             h.reset();
+        }
+        if let Ok(mut t) = self.timings.lock() {
+            t.clear();
+        }
+    }
+
+    /// Record the server-side TTFT of one request.
+    pub(crate) fn record_ttft(&self, us: u64, request_id: Option<&str>) {
+        if let Ok(mut h) = self.ttft_us.lock() {
+            let _ = h.record(us.max(1));
+        }
+        if let Some(id) = request_id {
+            if let Ok(mut t) = self.timings.lock() {
+                if t.len() < MAX_TIMINGS {
+                    t.push((id.to_string(), us));
+                }
+            }
         }
     }
 }
@@ -230,6 +254,7 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         .route("/v1/models", get(models))
         .route("/_mock/stats", get(get_stats))
         .route("/_mock/reset", post(reset_stats))
+        .route("/_mock/timings", get(get_timings))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -254,6 +279,7 @@ enum Gate {
 
 struct RequestCtx {
     t0: Instant,
+    request_id: Option<String>,
     rng: SmallRng,
     fault: Option<Fault>,
     id: u64,
@@ -295,7 +321,18 @@ impl App {
                 return Gate::Reject(resp);
             }
         }
-        Gate::Serve(RequestCtx { t0, rng, fault, id })
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned);
+        Gate::Serve(RequestCtx {
+            t0,
+            request_id,
+            rng,
+            fault,
+            id,
+        })
     }
 
     fn delay(&self, base: Duration, rng: &mut SmallRng) -> Duration {
@@ -523,6 +560,17 @@ async fn models() -> Response {
 
 async fn get_stats(State(app): State<Arc<App>>) -> Response {
     axum::Json(app.stats.snapshot()).into_response()
+}
+
+/// `{"<x-request-id>": server TTFT in ms, …}`.
+async fn get_timings(State(app): State<Arc<App>>) -> Response {
+    let map: serde_json::Map<String, serde_json::Value> = app
+        .stats
+        .timings
+        .lock()
+        .map(|t| t.iter().map(|(id, us)| (id.clone(), json!(*us as f64 / 1000.0))).collect())
+        .unwrap_or_default();
+    axum::Json(serde_json::Value::Object(map)).into_response()
 }
 
 async fn reset_stats(State(app): State<Arc<App>>) -> Response {

@@ -114,9 +114,7 @@ impl ChunkStream {
                 }
                 if i == 0 {
                     let us = u64::try_from(self.ctx.t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    if let Ok(mut h) = stats.ttft_us.lock() {
-                        let _ = h.record(us.max(1));
-                    }
+                    stats.record_ttft(us, self.ctx.request_id.as_deref());
                 }
                 self.phase = if i + 1 >= self.tokens {
                     Phase::Finish

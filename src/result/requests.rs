@@ -11,6 +11,7 @@ use crate::scenario::Scenario;
 
 #[derive(Serialize)]
 struct Line<'a> {
+    request_id: String,
     step: &'a str,
     vu: u32,
     iteration: u64,
@@ -36,6 +37,7 @@ pub fn write(path: &Path, scenario: &Scenario, samples: &[Sample]) -> Result<(),
     let mut buf = Vec::with_capacity(samples.len() * 220);
     for s in samples {
         let line = Line {
+            request_id: crate::engine::sample::request_id(s.vu, s.iteration, s.step),
             step: scenario
                 .steps
                 .get(usize::from(s.step))

@@ -539,6 +539,7 @@ impl Scenario {
                     stream.require_done = r;
                 }
             }
+            let stream = stream.finish();
             steps.push(Step {
                 name: s.name.clone(),
                 method,

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Performance figures of the load generator and the mock, measured in one run
+# on this machine, all traffic on 127.0.0.1:
+#   1. client CPU time per 64-token streamed request at 64 concurrent streams,
+#      and the client's peak resident memory;
+#   2. client TTFT against the mock's own timing of the same requests at 32
+#      streams (p50, p99);
+#   3. mock SSE events per second on one core.
+# Usage: benches/perf.sh [seconds per phase, default 15]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-15}
+cargo build --release --quiet
+BIN=target/release/flora-gate
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+printf 'user_id,access_token\n' > "$WORK/tokens.csv"
+for i in $(seq 1 256); do printf 'u%d,bench-token-%04d\n' "$i" "$i" >> "$WORK/tokens.csv"; done
+
+# The mock gets core 0 (one worker thread), the client core 1.
+PIN0=(); PIN1=()
+if command -v taskset >/dev/null; then PIN0=(taskset -c 0); PIN1=(taskset -c 1); fi
+pin() { if [ "$1" = 0 ]; then "${PIN0[@]}" "${@:2}"; else "${PIN1[@]}" "${@:2}"; fi; }
+
+start_mock() { # port args...
+  local port=$1; shift
+  : > "$WORK/mock.url"
+  TOKIO_WORKER_THREADS=1 "${PIN0[@]}" "$BIN" mock --port "$port" "$@" > "$WORK/mock.url" 2>/dev/null &
+  MOCK_PID=$!
+  for _ in $(seq 50); do [ -s "$WORK/mock.url" ] && break; sleep 0.1; done
+  MOCK_URL=$(head -1 "$WORK/mock.url")
+}
+stop_mock() { kill "$MOCK_PID" 2>/dev/null || true; wait "$MOCK_PID" 2>/dev/null || true; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+echo "== 1. client CPU per 64-token streamed request, 64 concurrent streams (${SECS}s)"
+start_mock 0 --ttft-ms 20 --itl-ms 5 --output-tokens 64
+pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 64 -d "${SECS}s" --warmup 0s \
+  --var max_tokens=64 --no-progress -o "$WORK/r1.json" --requests-out "$WORK/r1.jsonl" > /dev/null 2>&1
+stop_mock
+python3 - "$WORK/r1.json" "$WORK/r1.jsonl" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); n = sum(1 for _ in open(sys.argv[2]))
+sc = r["self_check"]; chat = r["steps"][0]
+print(f"requests: {n} ({chat['failed']} failed), output tokens/request: {chat['output_tokens']['mean_per_request']}")
+print(f"client CPU per request: {sc['cpu_time_s'] / n * 1000:.3f} ms  (target <= 0.3 ms)")
+print(f"client peak RSS: {sc['peak_rss_mib']:.1f} MiB; loop lag p99 {sc['loop_lag_p99_ms']} ms; saturated: {sc['saturated']}")
+PY
+
+echo "== 2. TTFT accuracy against the mock's own timing, 32 concurrent streams (${SECS}s, 2s warm-up)"
+start_mock 0 --ttft-ms 50 --itl-ms 5 --output-tokens 64
+pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 32 -d "${SECS}s" --warmup 2s \
+  --var max_tokens=64 --no-progress -o "$WORK/r2.json" --requests-out "$WORK/r2.jsonl" > /dev/null 2>&1
+curl -s "$MOCK_URL/_mock/timings" > "$WORK/timings2.json"
+stop_mock
+python3 - "$WORK/r2.jsonl" "$WORK/timings2.json" <<'PY'
+import json, sys
+server = json.load(open(sys.argv[2]))
+rows = [json.loads(l) for l in open(sys.argv[1])]
+pairs = [(r["ttft_ms"], server[r["request_id"]]) for r in rows
+         if not r["warmup"] and r["ttft_ms"] is not None and r["request_id"] in server]
+diff = sorted(c - s for c, s in pairs)
+client = sorted(c for c, _ in pairs); srv = sorted(s for _, s in pairs)
+def q(v, p): return v[min(len(v) - 1, int(p * len(v)))]
+print(f"paired requests (by X-Request-Id, warm-up excluded): {len(pairs)}")
+for p, name in ((0.5, "p50"), (0.99, "p99")):
+    print(f"TTFT {name}: client {q(client, p):.3f} ms, server {q(srv, p):.3f} ms; "
+          f"per-request excess {name} {q(diff, p):+.3f} ms")
+print("targets: excess <= 1 ms at p50, <= 3 ms at p99")
+PY
+
+echo "== 3. mock SSE events/s on one core (${SECS}s, no delays, 128 streams)"
+start_mock 0 --ttft-ms 0 --itl-ms 0 --output-tokens 64
+before=$(cpu_ticks "$MOCK_PID"); t0=$(date +%s.%N)
+pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 128 -d "${SECS}s" --warmup 0s \
+  --var max_tokens=64 --no-progress -o "$WORK/r3.json" > /dev/null 2>&1
+t1=$(date +%s.%N); after=$(cpu_ticks "$MOCK_PID")
+curl -s "$MOCK_URL/_mock/stats" > "$WORK/stats3.json"
+stop_mock
+python3 - "$WORK/stats3.json" "$before" "$after" "$t0" "$t1" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); ticks = float(sys.argv[3]) - float(sys.argv[2]); wall = float(sys.argv[5]) - float(sys.argv[4])
+cpu = ticks / 100.0; ev = s["sse_events"]
+print(f"mock: {ev} events in {wall:.1f}s = {ev / wall:,.0f} events/s using {cpu / wall * 100:.0f}% of one core")
+print(f"mock capacity: {ev / cpu:,.0f} events per CPU-second")
+PY
