@@ -113,7 +113,12 @@ impl StreamSpec {
     fn interpret_fast(data: &[u8], text: Option<&mut String>) -> Result<ChunkInfo, MalformedChunk> {
         let chunk: FastChunk<'_> = serde_json::from_slice(data).map_err(|_| MalformedChunk)?;
         let mut info = ChunkInfo::default();
-        if let Some(delta) = chunk.choices.as_ref().and_then(|c| c.first()).and_then(|c| c.delta.as_ref()) {
+        if let Some(delta) = chunk
+            .choices
+            .as_ref()
+            .and_then(|c| c.first())
+            .and_then(|c| c.delta.as_ref())
+        {
             let piece = [&delta.content, &delta.reasoning_content, &delta.reasoning]
                 .into_iter()
                 .flatten()
@@ -198,7 +203,9 @@ mod tests {
         }
         .finish();
         assert!(!spec.fast);
-        let i = spec.interpret(br#"{"text":"abc","n":3}"#, None).expect("json");
+        let i = spec
+            .interpret(br#"{"text":"abc","n":3}"#, None)
+            .expect("json");
         assert_eq!((i.content_len, i.completion_tokens), (3, Some(3)));
     }
 

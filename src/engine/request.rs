@@ -316,7 +316,8 @@ async fn read_stream(
     if done {
         // Read to the end of the body so the connection goes back to the pool;
         // a server that stays open after its end marker is not waited for long.
-        let drain_until = (Instant::now() + timeouts.idle.min(Duration::from_secs(2))).min(total_deadline);
+        let drain_until =
+            (Instant::now() + timeouts.idle.min(Duration::from_secs(2))).min(total_deadline);
         while let Ok(Ok(Some(_))) = timeout_at(drain_until, response.chunk()).await {}
     }
     out.stream_end = start.elapsed();

@@ -71,7 +71,11 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                         url: format!("{}{}", shared.target, path),
                         body,
                         auth: auth_value.clone().map(|v| (sc.auth.header.as_str(), v)),
-                        request_id: super::sample::request_id(vu, iteration, u16::try_from(i).unwrap_or(u16::MAX)),
+                        request_id: super::sample::request_id(
+                            vu,
+                            iteration,
+                            u16::try_from(i).unwrap_or(u16::MAX),
+                        ),
                     };
                     let itl = if warmup {
                         &mut scratch

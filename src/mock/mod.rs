@@ -568,7 +568,11 @@ async fn get_timings(State(app): State<Arc<App>>) -> Response {
         .stats
         .timings
         .lock()
-        .map(|t| t.iter().map(|(id, us)| (id.clone(), json!(*us as f64 / 1000.0))).collect())
+        .map(|t| {
+            t.iter()
+                .map(|(id, us)| (id.clone(), json!(*us as f64 / 1000.0)))
+                .collect()
+        })
         .unwrap_or_default();
     axum::Json(serde_json::Value::Object(map)).into_response()
 }
