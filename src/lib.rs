@@ -8,11 +8,13 @@
 //! - [`mock`]: the mock Dreaminkflora/OpenAI server;
 //! - [`scenario`] and [`tokens`]: the inputs.
 
+pub mod baseline;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod mock;
 pub mod render;
 pub mod result;

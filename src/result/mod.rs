@@ -53,6 +53,8 @@ pub struct RunResult {
     pub self_check: SelfCheck,
     /// Objectives goodput was counted against.
     pub slo: Slo,
+    /// The scenario's gate policy, so `compare` needs only files.
+    pub gate: crate::gate::policy::Policy,
 }
 
 /// Where a result comes from.
@@ -542,6 +544,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         blocks,
         self_check: out.self_check.clone(),
         slo: sc.slo.clone(),
+        gate: sc.gate.clone(),
     }
 }
 

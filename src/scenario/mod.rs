@@ -54,9 +54,9 @@ struct FileScenario {
     slo: Slo,
     #[serde(default)]
     vars: BTreeMap<String, toml::Value>,
-    /// Gate policy, read by the gate.
+    /// Gate policy.
     #[serde(default)]
-    gate: Option<toml::Table>,
+    gate: Option<crate::gate::policy::PolicyFile>,
     steps: Vec<FileStep>,
 }
 
@@ -331,8 +331,8 @@ pub struct Scenario {
     pub slo: Slo,
     /// Static template variables.
     pub vars: serde_json::Map<String, serde_json::Value>,
-    /// The gate table, unparsed here.
-    pub gate: Option<toml::Table>,
+    /// The gate policy (defaults overlaid with the `[gate]` table).
+    pub gate: crate::gate::policy::Policy,
     /// The data set.
     pub data: Arc<DataSet>,
     /// Workflow steps in order.
@@ -478,6 +478,9 @@ impl Scenario {
             vars.insert(k.clone(), j);
         }
 
+        let gate = crate::gate::policy::Policy::from_file(&file.gate.clone().unwrap_or_default())
+            .map_err(|m| invalid(Some("table `[gate]`".into()), m))?;
+
         let mut env = crate::scenario::template_env(data.clone());
         let mut steps = Vec::with_capacity(file.steps.len());
         let mut names = BTreeSet::new();
@@ -578,7 +581,7 @@ impl Scenario {
             timeouts,
             slo: file.slo,
             vars,
-            gate: file.gate,
+            gate,
             data,
             steps,
             templates: Arc::new(env),
@@ -834,6 +837,16 @@ extract = { book_id = "/id" }
         let text = MINIMAL.replace("[vars]", "extract = { id = \"id\" }\n[vars]");
         let err = parse(&text).expect_err("bad pointer").to_string();
         assert!(err.contains("JSON pointer"), "{err}");
+    }
+
+    #[test]
+    fn gate_table_is_read_and_checked() {
+        let s = parse(&format!("{MINIMAL}\n[gate]\nmargin = 0.2\n")).expect("valid");
+        assert_eq!(s.gate.margin, 0.2);
+        let err = parse(&format!("{MINIMAL}\n[gate]\nmetrics = [\"ttft_p42\"]\n")).expect_err("bad metric").to_string();
+        assert!(err.contains("[gate]") && err.contains("ttft_p42"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[gate]\nmargn = 0.2\n")).expect_err("bad key").to_string();
+        assert!(err.contains("margn") && err.contains("line"), "{err}");
     }
 
     #[test]

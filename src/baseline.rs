@@ -1,0 +1,186 @@
+//! Baselines: per-run summaries of N runs of one scenario, with provenance.
+//! `schema/baseline.schema.json` describes the file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::UserError;
+use crate::gate::metrics;
+use crate::gate::policy::Policy;
+use crate::result::{Block, Host, RunResult, ScenarioRef};
+
+/// Version of the baseline format.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The `kind` field of a baseline file.
+pub const KIND: &str = "flora-gate/baseline";
+
+/// A committed baseline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// [`KIND`].
+    pub kind: String,
+    /// Where it comes from.
+    pub provenance: BaselineProvenance,
+    /// The gate policy of the scenario when the baseline was made.
+    pub gate: Policy,
+    /// One entry per run.
+    pub runs: Vec<BaselineRun>,
+}
+
+/// Where a baseline comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BaselineProvenance {
+    /// Version of flora-gate that made it.
+    pub tool_version: String,
+    /// Git commit of the measured code, when known (`GITHUB_SHA` or `git rev-parse HEAD`).
+    pub git_commit: Option<String>,
+    /// When it was made, RFC 3339.
+    pub created_at: String,
+    /// The scenario.
+    pub scenario: ScenarioRef,
+    /// Target of the runs.
+    pub target: String,
+    /// Virtual users.
+    pub concurrency: u32,
+    /// Load-generator host.
+    pub runner: Host,
+}
+
+/// One run's summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BaselineRun {
+    /// Start of the run.
+    pub started_at: String,
+    /// scope → metric → value; `null` when the value was +∞ or not measured.
+    pub metrics: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    /// The run's time blocks.
+    pub blocks: Vec<Block>,
+}
+
+fn git_commit() -> Option<String> {
+    if let Ok(sha) = std::env::var("GITHUB_SHA") {
+        if !sha.is_empty() {
+            return Some(sha);
+        }
+    }
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl BaselineRun {
+    /// Summarise one result.
+    pub fn from_result(r: &RunResult) -> Self {
+        let metrics = metrics::extract(r)
+            .into_iter()
+            .map(|(scope, vals)| (scope, vals.into_iter().map(|(k, v)| (k, Some(v).filter(|x| x.is_finite()))).collect()))
+            .collect();
+        Self {
+            started_at: r.provenance.started_at.clone(),
+            metrics,
+            blocks: r.blocks.clone(),
+        }
+    }
+}
+
+impl Baseline {
+    /// Combine results of one scenario at one concurrency.
+    pub fn from_results(results: &[(String, RunResult)]) -> Result<Self, UserError> {
+        let Some((_, first)) = results.first() else {
+            return Err(UserError::flag("--runs", "a baseline needs at least one run"));
+        };
+        for (name, r) in results {
+            if r.provenance.scenario.sha256 != first.provenance.scenario.sha256
+                || r.provenance.concurrency != first.provenance.concurrency
+            {
+                return Err(UserError::invalid(
+                    "result",
+                    name,
+                    None,
+                    "it comes from another scenario or concurrency than the first result; a baseline holds runs of one setup",
+                ));
+            }
+            if r.status != "complete" {
+                return Err(UserError::invalid("result", name, Some("`status`".into()), "a partial run cannot be part of a baseline"));
+            }
+        }
+        Ok(Baseline {
+            schema_version: SCHEMA_VERSION,
+            kind: KIND.into(),
+            provenance: BaselineProvenance {
+                tool_version: env!("CARGO_PKG_VERSION").into(),
+                git_commit: git_commit(),
+                created_at: chrono::Utc::now().to_rfc3339(),
+                scenario: first.provenance.scenario.clone(),
+                target: first.provenance.target.clone(),
+                concurrency: first.provenance.concurrency,
+                runner: first.provenance.host.clone(),
+            },
+            gate: first.gate.clone(),
+            runs: results.iter().map(|(_, r)| BaselineRun::from_result(r)).collect(),
+        })
+    }
+
+    /// Finite values of one metric across runs.
+    pub fn values(&self, scope: &str, metric: &str) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.metrics.get(scope).and_then(|m| m.get(metric)).copied().flatten())
+            .collect()
+    }
+
+    /// Write as pretty JSON, atomically.
+    pub fn write(&self, path: &Path) -> Result<(), UserError> {
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| UserError::Environment {
+            message: format!("cannot serialise the baseline: {e}"),
+            hint: None,
+        })?;
+        text.push(b'\n');
+        crate::error::write_atomic(path, &text)
+    }
+
+    /// Read a baseline file.
+    pub fn read(path: &Path) -> Result<Self, UserError> {
+        let text = crate::error::read_to_string(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse baseline JSON; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            UserError::invalid("baseline", path, Some(format!("line {}, column {}", e.line(), e.column())), e.to_string())
+        })?;
+        if value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
+            return Err(UserError::invalid(
+                "baseline",
+                path,
+                Some("`kind`".into()),
+                format!("not a flora-gate baseline (expected kind `{KIND}`)"),
+            ));
+        }
+        let version = value.get("schema_version").and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(UserError::invalid(
+                "baseline",
+                path,
+                Some("`schema_version`".into()),
+                format!("schema version {version:?} is not {SCHEMA_VERSION}"),
+            )
+            .with_hint(format!(
+                "refresh it: `flora-gate baseline refresh --scenario … --runs 5 --out {}`",
+                path.display()
+            )));
+        }
+        let b: Baseline = serde_json::from_value(value).map_err(|e| UserError::invalid("baseline", path, None, e.to_string()))?;
+        if b.runs.is_empty() {
+            return Err(UserError::invalid("baseline", path, Some("`runs`".into()), "the baseline holds no runs"));
+        }
+        Ok(b)
+    }
+}

@@ -1,0 +1,160 @@
+//! Duet mode: reference and candidate measured in the same job, in time
+//! slots interleaved at random, judged by a paired test on log ratios.
+
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{metric_def, Values, ALL};
+use super::policy::Policy;
+use super::{finish, math, Check, CheckKind, Judge, Status, Verdict};
+use crate::error::UserError;
+use crate::result::RunResult;
+
+/// Version of the duet format.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The `kind` field of a duet result.
+pub const KIND: &str = "flora-gate/duet";
+
+/// Which deployment a slot measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// `--baseline-target`.
+    Reference,
+    /// `--target`.
+    Candidate,
+}
+
+/// One time slot of the duet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Slot {
+    /// Order in time.
+    pub index: u32,
+    /// Pair number: each pair holds one slot of each side, in random order.
+    pub pair: u32,
+    /// The side measured.
+    pub side: Side,
+    /// Offset from the duet start, ms.
+    pub start_ms: f64,
+    /// Offset from the duet start, ms.
+    pub end_ms: f64,
+    /// Pooled metrics of the slot (`null` when +∞ or not measured).
+    pub metrics: std::collections::BTreeMap<String, Option<f64>>,
+}
+
+/// A duet run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DuetResult {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// [`KIND`].
+    pub kind: String,
+    /// Seed of the slot order.
+    pub seed: u64,
+    /// The reference deployment's merged result.
+    pub reference: RunResult,
+    /// The candidate deployment's merged result.
+    pub candidate: RunResult,
+    /// Every slot in time order.
+    pub slots: Vec<Slot>,
+}
+
+impl DuetResult {
+    /// Slot metrics from a slot's pooled values.
+    pub fn slot_metrics(v: &Values) -> std::collections::BTreeMap<String, Option<f64>> {
+        v.iter().map(|(k, x)| (k.clone(), Some(*x).filter(|x| x.is_finite()))).collect()
+    }
+
+    /// ln(candidate / reference) of one metric, per pair.
+    pub fn log_ratios(&self, metric: &str) -> Vec<f64> {
+        let mut pairs: std::collections::BTreeMap<u32, (Option<f64>, Option<f64>)> = Default::default();
+        for s in &self.slots {
+            let v = s.metrics.get(metric).copied().flatten();
+            let e = pairs.entry(s.pair).or_default();
+            match s.side {
+                Side::Reference => e.0 = v,
+                Side::Candidate => e.1 = v,
+            }
+        }
+        pairs
+            .values()
+            .filter_map(|p| match p {
+                (Some(r), Some(c)) if *r > 0.0 && *c > 0.0 => Some((c / r).ln()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Write as pretty JSON, atomically.
+    pub fn write(&self, path: &std::path::Path) -> Result<(), UserError> {
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| UserError::Environment {
+            message: format!("cannot serialise the duet result: {e}"),
+            hint: None,
+        })?;
+        text.push(b'\n');
+        crate::error::write_atomic(path, &text)
+    }
+}
+
+/// Judge a duet.
+pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
+    let judge = Judge { policy };
+    let cand = super::metrics::extract(&d.candidate);
+    let refr = super::metrics::extract(&d.reference);
+    let empty = Values::new();
+    let (cand_all, ref_all) = (cand.get(ALL).unwrap_or(&empty), refr.get(ALL).unwrap_or(&empty));
+    let tests: Vec<(String, Vec<f64>, Option<math::Paired>)> = policy
+        .metrics
+        .iter()
+        .map(|m| {
+            let hw = metric_def(m).is_none_or(|d| d.higher_is_worse);
+            let lr = d.log_ratios(m);
+            let t = math::paired(&lr, hw);
+            (m.clone(), lr, t)
+        })
+        .collect();
+    let pw: Vec<f64> = tests.iter().map(|t| t.2.as_ref().map_or(f64::NAN, |p| p.p_worse)).collect();
+    let pb: Vec<f64> = tests.iter().map(|t| t.2.as_ref().map_or(f64::NAN, |p| p.p_better)).collect();
+    let worse = math::holm(&pw, policy.alpha);
+    let better = math::holm(&pb, policy.alpha);
+    let mut checks = Vec::new();
+    let mut pairs = 0;
+    for (i, (metric, lr, test)) in tests.iter().enumerate() {
+        let def = metric_def(metric);
+        let hw = def.is_none_or(|d| d.higher_is_worse);
+        pairs = pairs.max(lr.len());
+        let (status, note, change) = match test {
+            Some(t) => {
+                let ch = t.ratio - 1.0;
+                let (s, n) = judge.status(metric, true, worse[i], better[i], ch, hw);
+                (s, n, Some(ch))
+            }
+            None => (Status::Pass, format!("not enough block pairs ({})", lr.len()), None),
+        };
+        let ci = math::bootstrap_ratio_ci(lr, 0.95, 2000, d.seed ^ i as u64).map(|(a, b)| [a, b]);
+        let cur = cand_all.get(metric).copied();
+        checks.push(Check {
+            scope: ALL.into(),
+            metric: metric.clone(),
+            label: def.map_or(metric.clone(), |d| d.label.to_string()),
+            unit: def.map_or(String::new(), |d| d.unit.to_string()),
+            gated: true,
+            kind: CheckKind::Relative,
+            baseline: ref_all.get(metric).copied().filter(|v| v.is_finite()),
+            current: cur.filter(|v| v.is_finite()),
+            current_infinite: cur.is_some_and(f64::is_infinite),
+            change,
+            bound: None,
+            ci,
+            p_value: test.as_ref().map(|t| t.p_worse),
+            significant: worse[i],
+            margin: Some(policy.margin_of(metric)),
+            status,
+            note,
+        });
+    }
+    checks.extend(super::absolute_checks(policy, cand_all, ref_all.get("error_rate").copied()));
+    let notes = vec![format!("reference: {}; candidate: {}", d.reference.provenance.target, d.candidate.provenance.target)];
+    let saturated = d.candidate.saturated() || d.reference.saturated();
+    let partial = (d.candidate.status != "complete").then(|| d.candidate.status_reason.clone().unwrap_or_default());
+    finish("duet", policy, pairs, checks, notes, saturated, partial.as_deref())
+}
