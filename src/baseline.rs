@@ -67,7 +67,10 @@ fn git_commit() -> Option<String> {
             return Some(sha);
         }
     }
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -79,7 +82,14 @@ impl BaselineRun {
     pub fn from_result(r: &RunResult) -> Self {
         let metrics = metrics::extract(r)
             .into_iter()
-            .map(|(scope, vals)| (scope, vals.into_iter().map(|(k, v)| (k, Some(v).filter(|x| x.is_finite()))).collect()))
+            .map(|(scope, vals)| {
+                (
+                    scope,
+                    vals.into_iter()
+                        .map(|(k, v)| (k, Some(v).filter(|x| x.is_finite())))
+                        .collect(),
+                )
+            })
             .collect();
         Self {
             started_at: r.provenance.started_at.clone(),
@@ -93,7 +103,10 @@ impl Baseline {
     /// Combine results of one scenario at one concurrency.
     pub fn from_results(results: &[(String, RunResult)]) -> Result<Self, UserError> {
         let Some((_, first)) = results.first() else {
-            return Err(UserError::flag("--runs", "a baseline needs at least one run"));
+            return Err(UserError::flag(
+                "--runs",
+                "a baseline needs at least one run",
+            ));
         };
         for (name, r) in results {
             if r.provenance.scenario.sha256 != first.provenance.scenario.sha256
@@ -107,7 +120,12 @@ impl Baseline {
                 ));
             }
             if r.status != "complete" {
-                return Err(UserError::invalid("result", name, Some("`status`".into()), "a partial run cannot be part of a baseline"));
+                return Err(UserError::invalid(
+                    "result",
+                    name,
+                    Some("`status`".into()),
+                    "a partial run cannot be part of a baseline",
+                ));
             }
         }
         Ok(Baseline {
@@ -123,7 +141,10 @@ impl Baseline {
                 runner: first.provenance.host.clone(),
             },
             gate: first.gate.clone(),
-            runs: results.iter().map(|(_, r)| BaselineRun::from_result(r)).collect(),
+            runs: results
+                .iter()
+                .map(|(_, r)| BaselineRun::from_result(r))
+                .collect(),
         })
     }
 
@@ -131,7 +152,13 @@ impl Baseline {
     pub fn values(&self, scope: &str, metric: &str) -> Vec<f64> {
         self.runs
             .iter()
-            .filter_map(|r| r.metrics.get(scope).and_then(|m| m.get(metric)).copied().flatten())
+            .filter_map(|r| {
+                r.metrics
+                    .get(scope)
+                    .and_then(|m| m.get(metric))
+                    .copied()
+                    .flatten()
+            })
             .collect()
     }
 
@@ -154,7 +181,12 @@ impl Baseline {
     /// Parse baseline JSON; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            UserError::invalid("baseline", path, Some(format!("line {}, column {}", e.line(), e.column())), e.to_string())
+            UserError::invalid(
+                "baseline",
+                path,
+                Some(format!("line {}, column {}", e.line(), e.column())),
+                e.to_string(),
+            )
         })?;
         if value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
             return Err(UserError::invalid(
@@ -164,7 +196,9 @@ impl Baseline {
                 format!("not a flora-gate baseline (expected kind `{KIND}`)"),
             ));
         }
-        let version = value.get("schema_version").and_then(serde_json::Value::as_u64);
+        let version = value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64);
         if version != Some(u64::from(SCHEMA_VERSION)) {
             return Err(UserError::invalid(
                 "baseline",
@@ -177,9 +211,15 @@ impl Baseline {
                 path.display()
             )));
         }
-        let b: Baseline = serde_json::from_value(value).map_err(|e| UserError::invalid("baseline", path, None, e.to_string()))?;
+        let b: Baseline = serde_json::from_value(value)
+            .map_err(|e| UserError::invalid("baseline", path, None, e.to_string()))?;
         if b.runs.is_empty() {
-            return Err(UserError::invalid("baseline", path, Some("`runs`".into()), "the baseline holds no runs"));
+            return Err(UserError::invalid(
+                "baseline",
+                path,
+                Some("`runs`".into()),
+                "the baseline holds no runs",
+            ));
         }
         Ok(b)
     }

@@ -35,6 +35,127 @@ pub enum Command {
     Mock(MockArgs),
     /// Run one load test and write the result JSON.
     Run(RunArgs),
+    /// Judge a result against a baseline (or a duet result on its own).
+    Compare(CompareArgs),
+    /// Render a result (and its verdict) as Markdown, text or JSON.
+    Report(ReportArgs),
+    /// Make and manage baselines.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+}
+
+/// `flora-gate baseline …`.
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Run N times (or take existing result files) and write a baseline.
+    Refresh(RefreshArgs),
+}
+
+/// Gate policy flags, overriding the scenario's `[gate]` table.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// Gated metric (repeat for several); replaces the policy's list.
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metrics: Vec<String>,
+    /// Smallest relative change that can fail the gate (0.10 = 10%).
+    #[arg(long, value_name = "FRACTION")]
+    pub margin: Option<f64>,
+    /// Smallest significant change that warns.
+    #[arg(long, value_name = "FRACTION")]
+    pub warn_margin: Option<f64>,
+    /// Family-wise false-alarm level across gated metrics (Holm).
+    #[arg(long, value_name = "P")]
+    pub alpha: Option<f64>,
+    /// Absolute bound on the error rate (0.01 = 1%).
+    #[arg(long, value_name = "FRACTION")]
+    pub max_error_rate: Option<f64>,
+    /// Absolute objective, e.g. `--slo ttft_p90=800` (ms) or `--slo output_tokens_per_s=500`.
+    #[arg(long = "slo", value_name = "METRIC=VALUE")]
+    pub slo: Vec<String>,
+}
+
+/// `flora-gate compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Baseline JSON (not needed for a duet result).
+    #[arg(long, short = 'b', value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Result JSON of the run to judge (a run result or a duet result).
+    #[arg(long, short = 'r', value_name = "FILE")]
+    pub current: PathBuf,
+    /// Write the verdict JSON here.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Compare even when scenario or concurrency differ from the baseline's.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// `flora-gate report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result JSON (a run result or a duet result).
+    #[arg(long, short = 'r', value_name = "FILE")]
+    pub current: PathBuf,
+    /// Baseline JSON; with it and no `--verdict`, the verdict is computed.
+    #[arg(long, short = 'b', value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Verdict JSON from `compare`.
+    #[arg(long, value_name = "FILE")]
+    pub verdict: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value = "markdown")]
+    pub format: crate::render::report::Format,
+    /// Directory whose `report.md.j2` / `report.txt.j2` replace the embedded templates.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Write the report here instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Compare even when scenario or concurrency differ from the baseline's.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `flora-gate baseline refresh`.
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Scenario file or bundled name (not needed with result files).
+    #[arg(long, short = 's', value_name = "FILE|NAME")]
+    pub scenario: Option<String>,
+    /// Target base URL.
+    #[arg(long, short = 't', value_name = "URL")]
+    pub target: Option<String>,
+    /// Tokens CSV.
+    #[arg(long, value_name = "CSV", env = "FLORA_GATE_TOKENS_FILE")]
+    pub tokens: Option<PathBuf>,
+    /// How many runs to make.
+    #[arg(long, short = 'n', default_value_t = 5)]
+    pub runs: u32,
+    /// Virtual users per run.
+    #[arg(long, short = 'c')]
+    pub concurrency: Option<u32>,
+    /// Duration of each run.
+    #[arg(long, short = 'd')]
+    pub duration: Option<String>,
+    /// Warm-up of each run.
+    #[arg(long)]
+    pub warmup: Option<String>,
+    /// Set a template variable.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Run against the embedded mock with the demo's settings (this is how
+    /// `baselines/novel-mock.json` is made).
+    #[arg(long, conflicts_with_all = ["target", "tokens"])]
+    pub mock: bool,
+    /// Where to write the baseline.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+    /// Existing result files to combine instead of running.
+    #[arg(value_name = "RESULT", conflicts_with_all = ["scenario", "target", "mock"])]
+    pub from: Vec<PathBuf>,
 }
 
 /// `flora-gate run`.
@@ -79,6 +200,10 @@ pub struct RunArgs {
     /// No progress line on stderr (it is only drawn on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// Duet mode: also drive this reference deployment, in randomly
+    /// interleaved time slots; `--out` then gets a duet result for `compare`.
+    #[arg(long, value_name = "URL")]
+    pub baseline_target: Option<String>,
 }
 
 /// `flora-gate mock`.

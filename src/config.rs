@@ -208,3 +208,36 @@ pub fn mock_config(
         seed: b.seed,
     })
 }
+
+/// Command-line policy flags as a policy layer.
+pub fn policy_overrides(
+    a: &crate::cli::PolicyArgs,
+) -> Result<crate::gate::policy::PolicyFile, UserError> {
+    let mut slo = std::collections::BTreeMap::new();
+    for s in &a.slo {
+        let (k, v) = s
+            .split_once('=')
+            .and_then(|(k, v)| {
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .map(|v| (k.trim().to_string(), v))
+            })
+            .ok_or_else(|| {
+                UserError::flag(
+                    "--slo",
+                    format!("`{s}` is not METRIC=NUMBER (for example `ttft_p90=800`)"),
+                )
+            })?;
+        slo.insert(k, v);
+    }
+    Ok(crate::gate::policy::PolicyFile {
+        metrics: (!a.metrics.is_empty()).then(|| a.metrics.clone()),
+        margin: a.margin,
+        warn_margin: a.warn_margin,
+        alpha: a.alpha,
+        max_error_rate: a.max_error_rate,
+        margins: None,
+        slo: (!slo.is_empty()).then_some(slo),
+    })
+}

@@ -4,43 +4,58 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::baseline::Baseline;
 use crate::cli::DemoArgs;
-use crate::engine::{self, Plan};
+use crate::engine::{self, Plan, RunStatus};
 use crate::error::UserError;
+use crate::gate::{self, Status};
 use crate::mock::{self, MockConfig};
+use crate::render::report;
+use crate::result::{self, RunResult};
 use crate::scenario::{parse_duration, Scenario};
-use crate::{render, result, tokens, Outcome};
+use crate::{tokens, Outcome};
 
-/// Start the mock in this process, run the novel workflow, print the summary.
-pub async fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
-    let duration = parse_duration(&args.duration).map_err(|m| UserError::flag("--duration", m))?;
-    if duration < Duration::from_secs(2) {
-        return Err(UserError::flag("--duration", "the demo needs at least 2s").into());
-    }
-    if args.concurrency == 0 || args.concurrency > 256 {
-        return Err(UserError::flag("--concurrency", "the demo takes 1 to 256 users").into());
-    }
-    if !(args.slowdown.is_finite() && args.slowdown > 0.0) {
-        return Err(UserError::flag("--slowdown", "must be a positive factor, like 1.3").into());
-    }
-    let users = tokens::generated(args.concurrency as usize);
-    let cfg = MockConfig {
-        slowdown: args.slowdown,
+/// The committed baseline the demo gates against, made with
+/// `flora-gate baseline refresh --mock --runs 5 --out baselines/novel-mock.json`.
+pub const BASELINE: &str = include_str!("../baselines/novel-mock.json");
+/// Users in the demo (and in the committed baseline).
+pub const CONCURRENCY: u32 = 4;
+/// Demo run length.
+pub const DURATION: Duration = Duration::from_secs(15);
+
+/// The mock's settings in the demo.
+pub fn mock_config(slowdown: f64, users: &[tokens::UserToken]) -> MockConfig {
+    MockConfig {
+        slowdown,
         jitter: Duration::from_millis(2),
         tokens: Some(users.iter().map(|u| u.token.expose().to_string()).collect()),
         ..MockConfig::default()
-    };
-    let server = mock::start(cfg, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
-        .map_err(|e| UserError::Environment {
-            message: format!("cannot start the mock server: {e}"),
-            hint: None,
-        })?;
+    }
+}
+
+/// Start the embedded mock and run the bundled novel workflow against it.
+pub async fn run_against_mock(
+    duration: Duration,
+    concurrency: u32,
+    slowdown: f64,
+    warmup: Option<Duration>,
+) -> Result<RunResult, UserError> {
+    let users = tokens::generated(concurrency as usize);
+    let server = mock::start(
+        mock_config(slowdown, &users),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await
+    .map_err(|e| UserError::Environment {
+        message: format!("cannot start the mock server: {e}"),
+        hint: None,
+    })?;
     let scenario = Scenario::load("novel", &[])?;
     let mut load = scenario.load.clone();
-    load.concurrency = args.concurrency;
+    load.concurrency = concurrency;
     load.duration = Some(duration);
-    load.warmup = (duration / 8).min(Duration::from_secs(2));
+    load.requests = None;
+    load.warmup = warmup.unwrap_or_else(|| (duration / 8).min(Duration::from_secs(2)));
     let plan = Plan {
         scenario: Arc::new(scenario),
         target: server.url(),
@@ -51,7 +66,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         notes: vec!["the mock server runs in this process".into()],
     };
     eprintln!(
-        "demo: mock server on {}; running the novel workflow with {} users for {}",
+        "mock server on {}; running the novel workflow with {} users for {}",
         server.url(),
         plan.load.concurrency,
         humantime::format_duration(duration)
@@ -66,10 +81,51 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         load: &plan.load,
     };
     let res = result::build(&meta, &out);
+    if let RunStatus::Partial(reason) = &out.status {
+        eprintln!("note: the run is partial: {reason}");
+    }
+    Ok(res)
+}
+
+/// Start the mock in this process, run the novel workflow, gate it against
+/// the committed baseline and print the Markdown report.
+pub async fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
+    let duration = parse_duration(&args.duration).map_err(|m| UserError::flag("--duration", m))?;
+    if duration < Duration::from_secs(2) {
+        return Err(UserError::flag("--duration", "the demo needs at least 2s").into());
+    }
+    if args.concurrency == 0 || args.concurrency > 256 {
+        return Err(UserError::flag("--concurrency", "the demo takes 1 to 256 users").into());
+    }
+    if !(args.slowdown.is_finite() && args.slowdown > 0.0) {
+        return Err(UserError::flag("--slowdown", "must be a positive factor, like 1.3").into());
+    }
+    let res = run_against_mock(duration, args.concurrency, args.slowdown, None).await?;
     if let Some(p) = &args.out {
         res.write(p)?;
         eprintln!("result written to {}", p.display());
     }
-    print!("{}", render::text::summary(&res));
-    Ok(Outcome::Success)
+    let baseline = Baseline::parse(
+        BASELINE,
+        std::path::Path::new("<embedded baselines/novel-mock.json>"),
+    )?;
+    let mut notes = gate::check_comparable(&baseline, &res, true)?;
+    if args.concurrency != CONCURRENCY || duration != DURATION {
+        notes.push(format!(
+            "the baseline was made with {CONCURRENCY} users for {}; this run differs, so the comparison is indicative",
+            humantime::format_duration(DURATION)
+        ));
+    }
+    let verdict = gate::compare_baseline(&baseline, &res, &res.gate, notes);
+    let templates = report::Templates::load(None)?;
+    let ctx = report::context(&res, Some(&verdict), None);
+    print!(
+        "{}",
+        report::render(report::Format::Markdown, &templates, &ctx)?
+    );
+    Ok(if verdict.verdict == Status::Fail {
+        Outcome::Regression
+    } else {
+        Outcome::Success
+    })
 }

@@ -26,8 +26,12 @@ use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, MockArgs, RunArgs};
+use crate::cli::{
+    BaselineCommand, Cli, Command, CompareArgs, MockArgs, RefreshArgs, ReportArgs, RunArgs,
+};
 pub use crate::error::UserError;
+use crate::gate::duet::DuetResult;
+use crate::result::RunResult;
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +48,234 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Demo(args) => demo::demo(&args).await,
         Command::Mock(args) => serve_mock(&args).await,
         Command::Run(args) => run_load(&args).await,
+        Command::Compare(args) => compare(&args),
+        Command::Report(args) => report(&args),
+        Command::Baseline(BaselineCommand::Refresh(args)) => refresh(&args).await,
     }
+}
+
+/// A result file of either kind.
+#[derive(Debug)]
+pub enum Current {
+    /// One run.
+    Single(Box<RunResult>),
+    /// Reference and candidate in one job.
+    Duet(Box<DuetResult>),
+}
+
+impl Current {
+    /// Read a result or duet result, telling them apart by `kind`.
+    pub fn read(path: &std::path::Path) -> Result<Self, UserError> {
+        let text = error::read_to_string(path)?;
+        let kind = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned));
+        if kind.as_deref() == Some(gate::duet::KIND) {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| UserError::invalid("duet result", path, None, e.to_string()))?;
+            if v.get("schema_version").and_then(serde_json::Value::as_u64)
+                != Some(u64::from(gate::duet::SCHEMA_VERSION))
+            {
+                return Err(UserError::invalid(
+                    "duet result",
+                    path,
+                    Some("`schema_version`".into()),
+                    "unsupported schema version",
+                ));
+            }
+            let d: DuetResult = serde_json::from_value(v)
+                .map_err(|e| UserError::invalid("duet result", path, None, e.to_string()))?;
+            return Ok(Current::Duet(Box::new(d)));
+        }
+        Ok(Current::Single(Box::new(RunResult::parse(&text, path)?)))
+    }
+
+    /// The result the report shows: the run, or a duet's candidate.
+    pub fn shown(&self) -> &RunResult {
+        match self {
+            Current::Single(r) => r,
+            Current::Duet(d) => &d.candidate,
+        }
+    }
+}
+
+/// Compute a verdict for `current`, with the policy of the result (or
+/// baseline) overlaid by command-line flags.
+pub fn judge(
+    current: &Current,
+    baseline: Option<&std::path::Path>,
+    overrides: &gate::policy::PolicyFile,
+    force: bool,
+) -> Result<gate::Verdict, UserError> {
+    let mut policy = current.shown().gate.clone();
+    policy
+        .apply(overrides)
+        .map_err(|m| UserError::flag("--metric/--margin/--alpha", m))?;
+    match current {
+        Current::Duet(d) => Ok(gate::duet::compare_duet(d, &policy)),
+        Current::Single(r) => {
+            let path = baseline.ok_or_else(|| {
+                UserError::flag("--baseline", "a single run needs a baseline to compare with")
+                    .with_hint("pass `--baseline baselines/NAME.json`, or run in duet mode with `run --baseline-target`")
+            })?;
+            let b = baseline::Baseline::read(path)?;
+            let notes = gate::check_comparable(&b, r, force)?;
+            Ok(gate::compare_baseline(&b, r, &policy, notes))
+        }
+    }
+}
+
+fn compare(args: &CompareArgs) -> anyhow::Result<Outcome> {
+    let current = Current::read(&args.current)?;
+    let overrides = config::policy_overrides(&args.policy)?;
+    let verdict = judge(&current, args.baseline.as_deref(), &overrides, args.force)?;
+    if let Some(p) = &args.out {
+        verdict.write(p)?;
+        eprintln!("verdict written to {}", p.display());
+    }
+    let templates = render::report::Templates::load(None)?;
+    let reference = match &current {
+        Current::Duet(d) => Some(d.reference.provenance.target.clone()),
+        Current::Single(_) => None,
+    };
+    let ctx = render::report::context(current.shown(), Some(&verdict), reference.as_deref());
+    print!(
+        "{}",
+        render::report::render(render::report::Format::Text, &templates, &ctx)?
+    );
+    Ok(if verdict.verdict == gate::Status::Fail {
+        Outcome::Regression
+    } else {
+        Outcome::Success
+    })
+}
+
+fn report(args: &ReportArgs) -> anyhow::Result<Outcome> {
+    let current = Current::read(&args.current)?;
+    let verdict = match (&args.verdict, &args.baseline, &current) {
+        (Some(v), _, _) => Some(gate::Verdict::read(v)?),
+        (None, Some(b), _) => Some(judge(
+            &current,
+            Some(b),
+            &gate::policy::PolicyFile::default(),
+            args.force,
+        )?),
+        (None, None, Current::Duet(_)) => Some(judge(
+            &current,
+            None,
+            &gate::policy::PolicyFile::default(),
+            false,
+        )?),
+        (None, None, Current::Single(_)) => None,
+    };
+    let templates = render::report::Templates::load(args.templates.as_deref())?;
+    let reference = match &current {
+        Current::Duet(d) => Some(d.reference.provenance.target.clone()),
+        Current::Single(_) => None,
+    };
+    let ctx = render::report::context(current.shown(), verdict.as_ref(), reference.as_deref());
+    let text = render::report::render(args.format, &templates, &ctx)?;
+    match &args.out {
+        Some(p) => {
+            error::write_atomic(p, text.as_bytes())?;
+            eprintln!("report written to {}", p.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(Outcome::Success)
+}
+
+async fn refresh(args: &RefreshArgs) -> anyhow::Result<Outcome> {
+    if args.runs == 0 || args.runs > 100 {
+        return Err(UserError::flag("--runs", "must be between 1 and 100").into());
+    }
+    let mut results: Vec<(String, RunResult)> = Vec::new();
+    if !args.from.is_empty() {
+        for p in &args.from {
+            results.push((p.display().to_string(), RunResult::read(p)?));
+        }
+    } else if args.mock {
+        let duration = match &args.duration {
+            Some(d) => scenario::parse_duration(d).map_err(|m| UserError::flag("--duration", m))?,
+            None => demo::DURATION,
+        };
+        let warmup = match &args.warmup {
+            Some(w) => {
+                Some(scenario::parse_duration(w).map_err(|m| UserError::flag("--warmup", m))?)
+            }
+            None => None,
+        };
+        for i in 0..args.runs {
+            eprintln!("baseline run {}/{}", i + 1, args.runs);
+            let r = demo::run_against_mock(
+                duration,
+                args.concurrency.unwrap_or(demo::CONCURRENCY),
+                1.0,
+                warmup,
+            )
+            .await?;
+            results.push((format!("run {}", i + 1), r));
+        }
+    } else {
+        let scenario = args.scenario.clone().ok_or_else(|| {
+            UserError::flag(
+                "--scenario",
+                "give a scenario to run, result files to combine, or `--mock`",
+            )
+        })?;
+        let run_args = RunArgs {
+            scenario,
+            target: args.target.clone(),
+            tokens: args.tokens.clone(),
+            concurrency: args.concurrency,
+            duration: args.duration.clone(),
+            requests: None,
+            warmup: args.warmup.clone(),
+            seed: None,
+            vars: args.vars.clone(),
+            out: args.out.clone(),
+            requests_out: None,
+            drain: "60s".into(),
+            no_progress: false,
+            baseline_target: None,
+        };
+        let plan = config::run_plan(&run_args)?;
+        for i in 0..args.runs {
+            eprintln!(
+                "baseline run {}/{} against {}",
+                i + 1,
+                args.runs,
+                plan.target
+            );
+            let (signals, kill) = signal_tokens();
+            let out = engine::run(plan.clone(), signals, kill).await?;
+            if let engine::RunStatus::Partial(reason) = &out.status {
+                return Err(UserError::Environment {
+                    message: format!("baseline run {} did not finish: {reason}", i + 1),
+                    hint: Some("nothing was written; run the refresh again".into()),
+                }
+                .into());
+            }
+            let meta = result::RunMeta {
+                scenario: &plan.scenario,
+                target: &plan.target,
+                load: &plan.load,
+            };
+            results.push((format!("run {}", i + 1), result::build(&meta, &out)));
+        }
+    }
+    let b = baseline::Baseline::from_results(&results)?;
+    b.write(&args.out)?;
+    eprintln!(
+        "baseline of {} run(s) of `{}` written to {}",
+        b.runs.len(),
+        b.provenance.scenario.name,
+        args.out.display()
+    );
+    if b.runs.len() < 5 {
+        eprintln!("note: fewer than 5 runs give a wide prediction interval; the gate will rarely call a change significant");
+    }
+    Ok(Outcome::Success)
 }
 
 /// Cancelled on the first SIGINT/SIGTERM, and the second token on the next.
@@ -93,6 +324,23 @@ async fn run_load(args: &RunArgs) -> anyhow::Result<Outcome> {
         plan.load.concurrency,
         describe_stop(&plan.load)
     );
+    if let Some(reference) = &args.baseline_target {
+        let reference = reference.trim_end_matches('/').to_string();
+        reqwest::Url::parse(&reference).map_err(|e| {
+            UserError::flag(
+                "--baseline-target",
+                format!("`{reference}` is not a URL: {e}"),
+            )
+        })?;
+        let pairs = plan.load.blocks;
+        let duet = engine::duet::run_duet(plan.clone(), reference, pairs, signals, kill).await?;
+        duet.write(&args.out)?;
+        eprintln!("duet result written to {}", args.out.display());
+        print!("{}", render::text::summary(&duet.candidate));
+        let verdict = gate::duet::compare_duet(&duet, &duet.candidate.gate);
+        println!("duet verdict: {} — {}", verdict.verdict, verdict.headline);
+        return Ok(Outcome::Success);
+    }
     let out = engine::run(plan.clone(), signals, kill).await?;
     let meta = result::RunMeta {
         scenario: &plan.scenario,

@@ -8,6 +8,7 @@
 //! `hard_stop` (grace over, second Ctrl-C) abandons them.
 
 pub mod chunk;
+pub mod duet;
 pub mod request;
 pub mod sample;
 pub mod selfcheck;

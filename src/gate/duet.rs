@@ -61,12 +61,15 @@ pub struct DuetResult {
 impl DuetResult {
     /// Slot metrics from a slot's pooled values.
     pub fn slot_metrics(v: &Values) -> std::collections::BTreeMap<String, Option<f64>> {
-        v.iter().map(|(k, x)| (k.clone(), Some(*x).filter(|x| x.is_finite()))).collect()
+        v.iter()
+            .map(|(k, x)| (k.clone(), Some(*x).filter(|x| x.is_finite())))
+            .collect()
     }
 
     /// ln(candidate / reference) of one metric, per pair.
     pub fn log_ratios(&self, metric: &str) -> Vec<f64> {
-        let mut pairs: std::collections::BTreeMap<u32, (Option<f64>, Option<f64>)> = Default::default();
+        let mut pairs: std::collections::BTreeMap<u32, (Option<f64>, Option<f64>)> =
+            Default::default();
         for s in &self.slots {
             let v = s.metrics.get(metric).copied().flatten();
             let e = pairs.entry(s.pair).or_default();
@@ -101,7 +104,10 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
     let cand = super::metrics::extract(&d.candidate);
     let refr = super::metrics::extract(&d.reference);
     let empty = Values::new();
-    let (cand_all, ref_all) = (cand.get(ALL).unwrap_or(&empty), refr.get(ALL).unwrap_or(&empty));
+    let (cand_all, ref_all) = (
+        cand.get(ALL).unwrap_or(&empty),
+        refr.get(ALL).unwrap_or(&empty),
+    );
     let tests: Vec<(String, Vec<f64>, Option<math::Paired>)> = policy
         .metrics
         .iter()
@@ -112,8 +118,14 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
             (m.clone(), lr, t)
         })
         .collect();
-    let pw: Vec<f64> = tests.iter().map(|t| t.2.as_ref().map_or(f64::NAN, |p| p.p_worse)).collect();
-    let pb: Vec<f64> = tests.iter().map(|t| t.2.as_ref().map_or(f64::NAN, |p| p.p_better)).collect();
+    let pw: Vec<f64> = tests
+        .iter()
+        .map(|t| t.2.as_ref().map_or(f64::NAN, |p| p.p_worse))
+        .collect();
+    let pb: Vec<f64> = tests
+        .iter()
+        .map(|t| t.2.as_ref().map_or(f64::NAN, |p| p.p_better))
+        .collect();
     let worse = math::holm(&pw, policy.alpha);
     let better = math::holm(&pb, policy.alpha);
     let mut checks = Vec::new();
@@ -128,7 +140,11 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
                 let (s, n) = judge.status(metric, true, worse[i], better[i], ch, hw);
                 (s, n, Some(ch))
             }
-            None => (Status::Pass, format!("not enough block pairs ({})", lr.len()), None),
+            None => (
+                Status::Pass,
+                format!("not enough block pairs ({})", lr.len()),
+                None,
+            ),
         };
         let ci = math::bootstrap_ratio_ci(lr, 0.95, 2000, d.seed ^ i as u64).map(|(a, b)| [a, b]);
         let cur = cand_all.get(metric).copied();
@@ -152,9 +168,25 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
             note,
         });
     }
-    checks.extend(super::absolute_checks(policy, cand_all, ref_all.get("error_rate").copied()));
-    let notes = vec![format!("reference: {}; candidate: {}", d.reference.provenance.target, d.candidate.provenance.target)];
+    checks.extend(super::absolute_checks(
+        policy,
+        cand_all,
+        ref_all.get("error_rate").copied(),
+    ));
+    let notes = vec![format!(
+        "reference: {}; candidate: {}",
+        d.reference.provenance.target, d.candidate.provenance.target
+    )];
     let saturated = d.candidate.saturated() || d.reference.saturated();
-    let partial = (d.candidate.status != "complete").then(|| d.candidate.status_reason.clone().unwrap_or_default());
-    finish("duet", policy, pairs, checks, notes, saturated, partial.as_deref())
+    let partial = (d.candidate.status != "complete")
+        .then(|| d.candidate.status_reason.clone().unwrap_or_default());
+    finish(
+        "duet",
+        policy,
+        pairs,
+        checks,
+        notes,
+        saturated,
+        partial.as_deref(),
+    )
 }

@@ -57,8 +57,17 @@ pub struct Prediction {
 /// Compare `current` with the baseline runs `runs` (all > 0) under the
 /// one-sided prediction interval of a normal model of their logarithms:
 /// t = (ln y − mean) / (sd · √(1 + 1/n)) with n − 1 degrees of freedom.
-pub fn predict(runs: &[f64], current: f64, higher_is_worse: bool, alpha: f64) -> Option<Prediction> {
-    let logs: Vec<f64> = runs.iter().filter(|v| **v > 0.0 && v.is_finite()).map(|v| v.ln()).collect();
+pub fn predict(
+    runs: &[f64],
+    current: f64,
+    higher_is_worse: bool,
+    alpha: f64,
+) -> Option<Prediction> {
+    let logs: Vec<f64> = runs
+        .iter()
+        .filter(|v| **v > 0.0 && v.is_finite())
+        .map(|v| v.ln())
+        .collect();
     if logs.len() < 2 || current.is_nan() {
         return None;
     }
@@ -67,7 +76,11 @@ pub fn predict(runs: &[f64], current: f64, higher_is_worse: bool, alpha: f64) ->
     let sd = sd.max(MIN_LOG_SD);
     let scale = sd * (1.0 + 1.0 / n).sqrt();
     let df = n - 1.0;
-    let y = if current <= 0.0 { f64::NEG_INFINITY } else { current.ln() };
+    let y = if current <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        current.ln()
+    };
     let t = (y - m) / scale;
     let upper = 1.0 - t_cdf(t, df);
     let lower = t_cdf(t, df);
@@ -101,7 +114,11 @@ pub struct Paired {
 /// `log_ratios` are ln(candidate/reference) per block pair; `higher_is_worse`
 /// says which sign is a regression.
 pub fn paired(log_ratios: &[f64], higher_is_worse: bool) -> Option<Paired> {
-    let d: Vec<f64> = log_ratios.iter().copied().filter(|v| v.is_finite()).collect();
+    let d: Vec<f64> = log_ratios
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     if d.len() < 2 {
         return None;
     }
@@ -111,7 +128,11 @@ pub fn paired(log_ratios: &[f64], higher_is_worse: bool) -> Option<Paired> {
     let t = m / se;
     let up = 1.0 - t_cdf(t, n - 1.0);
     let down = t_cdf(t, n - 1.0);
-    let (p_worse, p_better) = if higher_is_worse { (up, down) } else { (down, up) };
+    let (p_worse, p_better) = if higher_is_worse {
+        (up, down)
+    } else {
+        (down, up)
+    };
     Some(Paired {
         ratio: m.exp(),
         p_worse,
@@ -138,14 +159,28 @@ pub fn holm(p: &[f64], alpha: f64) -> Vec<bool> {
 }
 
 /// Percentile bootstrap interval of exp(mean(log_ratios)), `level` two-sided.
-pub fn bootstrap_ratio_ci(log_ratios: &[f64], level: f64, resamples: usize, seed: u64) -> Option<(f64, f64)> {
-    let d: Vec<f64> = log_ratios.iter().copied().filter(|v| v.is_finite()).collect();
+pub fn bootstrap_ratio_ci(
+    log_ratios: &[f64],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    let d: Vec<f64> = log_ratios
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     if d.len() < 2 {
         return None;
     }
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut means: Vec<f64> = (0..resamples)
-        .map(|_| (0..d.len()).map(|_| d[rng.random_range(0..d.len())]).sum::<f64>() / d.len() as f64)
+        .map(|_| {
+            (0..d.len())
+                .map(|_| d[rng.random_range(0..d.len())])
+                .sum::<f64>()
+                / d.len() as f64
+        })
         .collect();
     means.sort_by(f64::total_cmp);
     let lo = ((1.0 - level) / 2.0 * resamples as f64).floor() as usize;
@@ -172,7 +207,10 @@ mod tests {
     #[test]
     fn prediction_interval_known_values() {
         // ln values 0, 0.1, 0.2, 0.3, 0.4: mean 0.2, sd 0.158114, n 5.
-        let runs: Vec<f64> = [0.0f64, 0.1, 0.2, 0.3, 0.4].iter().map(|v| v.exp()).collect();
+        let runs: Vec<f64> = [0.0f64, 0.1, 0.2, 0.3, 0.4]
+            .iter()
+            .map(|v| v.exp())
+            .collect();
         let scale = 0.158_113_883 * (1.2f64).sqrt();
         let bound = (0.2 + 3.746_947 * scale).exp();
         let p = predict(&runs, bound, true, 0.01).expect("enough runs");
@@ -216,7 +254,10 @@ mod tests {
     fn holm_known_example() {
         // Holm (1979)-style example: α = 0.05, p sorted 0.01, 0.02, 0.03, 0.04
         // → thresholds 0.0125, 0.0167: first rejected, second not, stop.
-        assert_eq!(holm(&[0.04, 0.01, 0.03, 0.02], 0.05), vec![false, true, false, false]);
+        assert_eq!(
+            holm(&[0.04, 0.01, 0.03, 0.02], 0.05),
+            vec![false, true, false, false]
+        );
         assert_eq!(holm(&[0.001, 0.002, 0.003], 0.01), vec![true, true, true]);
         assert_eq!(holm(&[f64::NAN, 0.001], 0.01), vec![false, true]);
         assert!(holm(&[], 0.01).is_empty());
@@ -224,12 +265,111 @@ mod tests {
 
     #[test]
     fn bootstrap_covers_the_true_ratio() {
-        let d: Vec<f64> = (0..40).map(|i| 0.1 + 0.02 * ((i % 7) as f64 - 3.0)).collect();
+        let d: Vec<f64> = (0..40)
+            .map(|i| 0.1 + 0.02 * ((i % 7) as f64 - 3.0))
+            .collect();
         let (lo, hi) = bootstrap_ratio_ci(&d, 0.95, 2000, 7).expect("pairs");
         let mean = d.iter().sum::<f64>() / d.len() as f64;
         assert!(lo < mean.exp() && mean.exp() < hi, "{lo} {hi}");
         assert!(hi / lo < 1.05, "interval too wide: {lo} {hi}");
         // Same seed, same interval.
         assert_eq!(bootstrap_ratio_ci(&d, 0.95, 2000, 7), Some((lo, hi)));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! The decision rule on simulated log-normal run-to-run noise: few false
+    //! alarms on A/A, high power against a 15% slowdown, a 3% change passes.
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    fn lognormal(rng: &mut SmallRng, mean: f64, cv: f64) -> f64 {
+        // Box-Muller normal, then exp.
+        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        mean * (cv * z).exp()
+    }
+
+    /// The gate's rule for one latency metric: significant and beyond the margin.
+    fn regresses(base: &[f64], current: f64, alpha: f64, margin: f64) -> bool {
+        let p = predict(base, current, true, alpha).expect("enough runs");
+        p.p_worse < alpha && current / p.center - 1.0 > margin
+    }
+
+    /// Share of trials failing the gate; `runs` baseline runs, the metric's
+    /// α after Holm's first step across 4 gated metrics.
+    fn rate(shift: f64, cv: f64, runs: usize, trials: usize, seed: u64) -> f64 {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let hits = (0..trials)
+            .filter(|_| {
+                let base: Vec<f64> = (0..runs).map(|_| lognormal(&mut rng, 100.0, cv)).collect();
+                let cur = lognormal(&mut rng, 100.0 * shift, cv);
+                regresses(&base, cur, 0.01 / 4.0, 0.10)
+            })
+            .count();
+        hits as f64 / trials as f64
+    }
+
+    #[test]
+    fn aa_false_alarms_are_rare() {
+        for (cv, runs) in [(0.01, 5), (0.03, 5), (0.06, 10)] {
+            let r = rate(1.0, cv, runs, 4000, 11);
+            assert!(r <= 0.01, "A/A false alarm rate {r} at cv {cv}");
+        }
+    }
+
+    #[test]
+    fn a_15_percent_slowdown_is_caught() {
+        // Five runs suffice at 1% run-to-run noise; at 2% it takes ten. At 3%
+        // even ten runs catch only about three in four: that is what duet mode is for.
+        for (cv, runs) in [(0.01, 5), (0.02, 10)] {
+            let r = rate(1.15, cv, runs, 2000, 12);
+            assert!(r >= 0.9, "detection {r} at cv {cv} with {runs} runs");
+        }
+    }
+
+    #[test]
+    fn a_3_percent_change_passes() {
+        let r = rate(1.03, 0.02, 5, 2000, 13);
+        assert!(r <= 0.01, "3% change failed {r} of the time");
+    }
+
+    #[test]
+    fn holm_keeps_family_wise_error() {
+        // Four independent null p-values: rejecting any happens at most α.
+        let mut rng = SmallRng::seed_from_u64(14);
+        let trials = 20_000;
+        let any = (0..trials)
+            .filter(|_| {
+                let p: Vec<f64> = (0..4).map(|_| rng.random::<f64>()).collect();
+                holm(&p, 0.05).iter().any(|r| *r)
+            })
+            .count() as f64
+            / trials as f64;
+        assert!(any <= 0.055, "family-wise rate {any}");
+    }
+
+    #[test]
+    fn paired_test_on_block_ratios() {
+        let mut rng = SmallRng::seed_from_u64(15);
+        let mut fa = 0;
+        let mut hit = 0;
+        for _ in 0..1000 {
+            let aa: Vec<f64> = (0..10)
+                .map(|_| lognormal(&mut rng, 1.0, 0.03).ln())
+                .collect();
+            let slow: Vec<f64> = (0..10)
+                .map(|_| lognormal(&mut rng, 1.15, 0.03).ln())
+                .collect();
+            let judge = |d: &[f64]| {
+                paired(d, true).is_some_and(|p| p.p_worse < 0.01 && p.ratio - 1.0 > 0.10)
+            };
+            fa += usize::from(judge(&aa));
+            hit += usize::from(judge(&slow));
+        }
+        assert!(fa <= 10, "duet false alarms {fa}/1000");
+        assert!(hit >= 900, "duet detection {hit}/1000");
     }
 }

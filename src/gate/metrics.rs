@@ -25,18 +25,78 @@ pub struct MetricDef {
 
 /// Every metric the gate knows.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef { name: "ttft_p50", label: "TTFT p50", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "ttft_p90", label: "TTFT p90", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "ttft_p99", label: "TTFT p99", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "tpot_p50", label: "TPOT p50", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "tpot_p90", label: "TPOT p90", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "itl_p50", label: "ITL p50", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "e2e_p50", label: "E2E p50", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "e2e_p90", label: "E2E p90", unit: "ms", higher_is_worse: true },
-    MetricDef { name: "output_tokens_per_s", label: "output tok/s", unit: "tok/s", higher_is_worse: false },
-    MetricDef { name: "requests_per_s", label: "requests/s", unit: "req/s", higher_is_worse: false },
-    MetricDef { name: "goodput_per_s", label: "goodput", unit: "req/s", higher_is_worse: false },
-    MetricDef { name: "error_rate", label: "error rate", unit: "", higher_is_worse: true },
+    MetricDef {
+        name: "ttft_p50",
+        label: "TTFT p50",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "ttft_p90",
+        label: "TTFT p90",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "ttft_p99",
+        label: "TTFT p99",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "tpot_p50",
+        label: "TPOT p50",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "tpot_p90",
+        label: "TPOT p90",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "itl_p50",
+        label: "ITL p50",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "e2e_p50",
+        label: "E2E p50",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "e2e_p90",
+        label: "E2E p90",
+        unit: "ms",
+        higher_is_worse: true,
+    },
+    MetricDef {
+        name: "output_tokens_per_s",
+        label: "output tok/s",
+        unit: "tok/s",
+        higher_is_worse: false,
+    },
+    MetricDef {
+        name: "requests_per_s",
+        label: "requests/s",
+        unit: "req/s",
+        higher_is_worse: false,
+    },
+    MetricDef {
+        name: "goodput_per_s",
+        label: "goodput",
+        unit: "req/s",
+        higher_is_worse: false,
+    },
+    MetricDef {
+        name: "error_rate",
+        label: "error rate",
+        unit: "",
+        higher_is_worse: true,
+    },
 ];
 
 /// Look a metric up by name.
@@ -76,7 +136,10 @@ fn step_values(s: &StepResult) -> Values {
         put_dist(&mut v, "itl", &s.itl_ms, &["p50"]);
     }
     put_dist(&mut v, "e2e", &s.e2e_ms, &["p50", "p90"]);
-    v.insert("output_tokens_per_s".into(), s.throughput.output_tokens_per_s);
+    v.insert(
+        "output_tokens_per_s".into(),
+        s.throughput.output_tokens_per_s,
+    );
     v.insert("requests_per_s".into(), s.throughput.requests_per_s);
     v.insert("goodput_per_s".into(), s.throughput.goodput_per_s);
     if s.requests > 0 {
@@ -108,7 +171,12 @@ pub fn extract(r: &RunResult) -> BTreeMap<String, Values> {
         }
     }
     let mut all = Values::new();
-    put_hist(&mut all, "ttft", &ttft, &[("p50", 0.5), ("p90", 0.9), ("p99", 0.99)]);
+    put_hist(
+        &mut all,
+        "ttft",
+        &ttft,
+        &[("p50", 0.5), ("p90", 0.9), ("p99", 0.99)],
+    );
     put_hist(&mut all, "tpot", &tpot, &[("p50", 0.5), ("p90", 0.9)]);
     put_hist(&mut all, "itl", &itl, &[("p50", 0.5)]);
     put_hist(&mut all, "e2e", &e2e, &[("p50", 0.5), ("p90", 0.9)]);

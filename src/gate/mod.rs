@@ -159,14 +159,26 @@ impl Verdict {
     pub fn read(path: &Path) -> Result<Self, UserError> {
         let text = crate::error::read_to_string(path)?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            UserError::invalid("verdict", path, Some(format!("line {}, column {}", e.line(), e.column())), e.to_string())
+            UserError::invalid(
+                "verdict",
+                path,
+                Some(format!("line {}, column {}", e.line(), e.column())),
+                e.to_string(),
+            )
         })?;
         if v.get("kind").and_then(|k| k.as_str()) != Some(KIND)
-            || v.get("schema_version").and_then(serde_json::Value::as_u64) != Some(u64::from(SCHEMA_VERSION))
+            || v.get("schema_version").and_then(serde_json::Value::as_u64)
+                != Some(u64::from(SCHEMA_VERSION))
         {
-            return Err(UserError::invalid("verdict", path, None, format!("not a version {SCHEMA_VERSION} flora-gate verdict")));
+            return Err(UserError::invalid(
+                "verdict",
+                path,
+                None,
+                format!("not a version {SCHEMA_VERSION} flora-gate verdict"),
+            ));
         }
-        serde_json::from_value(v).map_err(|e| UserError::invalid("verdict", path, None, e.to_string()))
+        serde_json::from_value(v)
+            .map_err(|e| UserError::invalid("verdict", path, None, e.to_string()))
     }
 
     /// Gated checks.
@@ -176,7 +188,11 @@ impl Verdict {
 }
 
 /// Refuse to compare different setups unless forced.
-pub fn check_comparable(b: &Baseline, r: &RunResult, force: bool) -> Result<Vec<String>, UserError> {
+pub fn check_comparable(
+    b: &Baseline,
+    r: &RunResult,
+    force: bool,
+) -> Result<Vec<String>, UserError> {
     let mut diffs = Vec::new();
     if b.provenance.scenario.sha256 != r.provenance.scenario.sha256 {
         diffs.push(format!(
@@ -194,7 +210,10 @@ pub fn check_comparable(b: &Baseline, r: &RunResult, force: bool) -> Result<Vec<
         ));
     }
     if diffs.is_empty() || force {
-        return Ok(diffs.into_iter().map(|d| format!("compared anyway (--force): {d}")).collect());
+        return Ok(diffs
+            .into_iter()
+            .map(|d| format!("compared anyway (--force): {d}"))
+            .collect());
     }
     Err(UserError::Environment {
         message: format!("the result and the baseline measure different things: {}", diffs.join("; ")),
@@ -212,17 +231,51 @@ pub(crate) struct Judge<'a> {
 
 impl Judge<'_> {
     /// Status of a relative check from its significance and change.
-    pub(crate) fn status(&self, metric: &str, gated: bool, worse_sig: bool, better_sig: bool, change: f64, higher_is_worse: bool) -> (Status, String) {
+    pub(crate) fn status(
+        &self,
+        metric: &str,
+        gated: bool,
+        worse_sig: bool,
+        better_sig: bool,
+        change: f64,
+        higher_is_worse: bool,
+    ) -> (Status, String) {
         let margin = self.policy.margin_of(metric);
         let bad = if higher_is_worse { change } else { -change };
-        let pct = |x: f64| if x.is_infinite() { "∞".to_string() } else { format!("{:.1}%", x * 100.0) };
+        let pct = |x: f64| {
+            if x.is_infinite() {
+                "∞".to_string()
+            } else {
+                format!("{:.1}%", x * 100.0)
+            }
+        };
         if worse_sig && bad > margin {
             let s = if gated { Status::Fail } else { Status::Warn };
-            (s, format!("{} worse, beyond the {} margin and outside run-to-run noise", pct(bad), pct(margin)))
+            (
+                s,
+                format!(
+                    "{} worse, beyond the {} margin and outside run-to-run noise",
+                    pct(bad),
+                    pct(margin)
+                ),
+            )
         } else if bad > margin && gated {
-            (Status::Warn, format!("{} worse, beyond the margin but within run-to-run noise", pct(bad)))
+            (
+                Status::Warn,
+                format!(
+                    "{} worse, beyond the margin but within run-to-run noise",
+                    pct(bad)
+                ),
+            )
         } else if worse_sig && bad > self.policy.warn_margin && gated {
-            (Status::Warn, format!("{} worse: significant, under the {} margin", pct(bad), pct(margin)))
+            (
+                Status::Warn,
+                format!(
+                    "{} worse: significant, under the {} margin",
+                    pct(bad),
+                    pct(margin)
+                ),
+            )
         } else if better_sig && -bad > margin {
             (Status::Improved, format!("{} better", pct(-bad)))
         } else {
@@ -232,13 +285,27 @@ impl Judge<'_> {
 }
 
 /// Absolute objectives and the error bound on the current values of scope `all`.
-pub(crate) fn absolute_checks(policy: &Policy, current: &Values, reference_error: Option<f64>) -> Vec<Check> {
+pub(crate) fn absolute_checks(
+    policy: &Policy,
+    current: &Values,
+    reference_error: Option<f64>,
+) -> Vec<Check> {
     let mut checks = Vec::new();
     let er = current.get("error_rate").copied().unwrap_or(0.0);
     let (status, note) = if er > policy.max_error_rate {
-        (Status::Fail, format!("{:.2}% of requests failed; the bound is {:.2}%", er * 100.0, policy.max_error_rate * 100.0))
+        (
+            Status::Fail,
+            format!(
+                "{:.2}% of requests failed; the bound is {:.2}%",
+                er * 100.0,
+                policy.max_error_rate * 100.0
+            ),
+        )
     } else if reference_error.is_some_and(|b| er > b + 0.005) {
-        (Status::Warn, "more errors than the baseline, within the bound".to_string())
+        (
+            Status::Warn,
+            "more errors than the baseline, within the bound".to_string(),
+        )
     } else {
         (Status::Pass, String::new())
     };
@@ -262,7 +329,9 @@ pub(crate) fn absolute_checks(policy: &Policy, current: &Values, reference_error
         note,
     });
     for (metric, limit) in &policy.slo {
-        let Some(def) = metric_def(metric) else { continue };
+        let Some(def) = metric_def(metric) else {
+            continue;
+        };
         let v = current.get(metric).copied();
         let violated = match v {
             None => true,
@@ -287,7 +356,11 @@ pub(crate) fn absolute_checks(policy: &Policy, current: &Values, reference_error
             margin: None,
             status: if violated { Status::Fail } else { Status::Pass },
             note: if violated {
-                format!("objective {} {limit} {} not met", if def.higher_is_worse { "≤" } else { "≥" }, def.unit)
+                format!(
+                    "objective {} {limit} {} not met",
+                    if def.higher_is_worse { "≤" } else { "≥" },
+                    def.unit
+                )
             } else {
                 String::new()
             },
@@ -296,9 +369,23 @@ pub(crate) fn absolute_checks(policy: &Policy, current: &Values, reference_error
     checks
 }
 
-pub(crate) fn finish(mode: &str, policy: &Policy, evidence: usize, mut checks: Vec<Check>, mut notes: Vec<String>, saturated: bool, partial: Option<&str>) -> Verdict {
+pub(crate) fn finish(
+    mode: &str,
+    policy: &Policy,
+    evidence: usize,
+    mut checks: Vec<Check>,
+    mut notes: Vec<String>,
+    saturated: bool,
+    partial: Option<&str>,
+) -> Verdict {
     checks.sort_by_key(|c| (!c.gated, c.scope != ALL));
-    let mut verdict = checks.iter().filter(|c| c.gated).map(|c| c.status).filter(|s| *s != Status::Improved).max().unwrap_or(Status::Pass);
+    let mut verdict = checks
+        .iter()
+        .filter(|c| c.gated)
+        .map(|c| c.status)
+        .filter(|s| *s != Status::Improved)
+        .max()
+        .unwrap_or(Status::Pass);
     if verdict == Status::Pass && checks.iter().any(|c| c.status == Status::Warn) {
         verdict = Status::Warn;
     }
@@ -318,7 +405,10 @@ pub(crate) fn finish(mode: &str, policy: &Policy, evidence: usize, mut checks: V
             _ => c.label.clone(),
         })
         .collect();
-    let improved = checks.iter().filter(|c| c.gated && c.status == Status::Improved).count();
+    let improved = checks
+        .iter()
+        .filter(|c| c.gated && c.status == Status::Improved)
+        .count();
     let headline = match verdict {
         Status::Fail => format!("regression: {}", failing.join(", ")),
         Status::Warn => {
@@ -342,7 +432,12 @@ pub(crate) fn finish(mode: &str, policy: &Policy, evidence: usize, mut checks: V
 }
 
 /// Committed-baseline mode.
-pub fn compare_baseline(b: &Baseline, r: &RunResult, policy: &Policy, notes: Vec<String>) -> Verdict {
+pub fn compare_baseline(
+    b: &Baseline,
+    r: &RunResult,
+    policy: &Policy,
+    notes: Vec<String>,
+) -> Verdict {
     let judge = Judge { policy };
     let current = metrics::extract(r);
     let empty = Values::new();
@@ -367,15 +462,37 @@ pub fn compare_baseline(b: &Baseline, r: &RunResult, policy: &Policy, notes: Vec
                 (Some(d), Some(v)) => math::predict(&runs, v, d.higher_is_worse, policy.alpha),
                 _ => None,
             };
-            Pending { metric: m.clone(), pred, value, runs: runs.len() }
+            Pending {
+                metric: m.clone(),
+                pred,
+                value,
+                runs: runs.len(),
+            }
         })
         .collect();
-    let p_worse: Vec<f64> = pending.iter().map(|p| p.pred.as_ref().map_or(f64::NAN, |x| x.p_worse)).collect();
-    let p_better: Vec<f64> = pending.iter().map(|p| p.pred.as_ref().map_or(f64::NAN, |x| x.p_better)).collect();
+    let p_worse: Vec<f64> = pending
+        .iter()
+        .map(|p| p.pred.as_ref().map_or(f64::NAN, |x| x.p_worse))
+        .collect();
+    let p_better: Vec<f64> = pending
+        .iter()
+        .map(|p| p.pred.as_ref().map_or(f64::NAN, |x| x.p_better))
+        .collect();
     let worse = math::holm(&p_worse, policy.alpha);
     let better = math::holm(&p_better, policy.alpha);
     for (i, p) in pending.iter().enumerate() {
-        checks.push(relative_check(&judge, ALL, &p.metric, true, p.value, p.pred.as_ref(), worse[i], better[i], p.runs, &b.values(ALL, &p.metric)));
+        checks.push(relative_check(
+            &judge,
+            ALL,
+            &p.metric,
+            true,
+            p.value,
+            p.pred.as_ref(),
+            worse[i],
+            better[i],
+            p.runs,
+            &b.values(ALL, &p.metric),
+        ));
     }
 
     // The same metrics per step: reported, warn only.
@@ -383,11 +500,35 @@ pub fn compare_baseline(b: &Baseline, r: &RunResult, policy: &Policy, notes: Vec
         let cur = current.get(&s.name).unwrap_or(&empty);
         for m in &policy.metrics {
             let Some(def) = metric_def(m) else { continue };
-            let Some(v) = cur.get(m).copied() else { continue };
+            let Some(v) = cur.get(m).copied() else {
+                continue;
+            };
             let runs = b.values(&s.name, m);
             let pred = math::predict(&runs, v, def.higher_is_worse, policy.alpha);
-            let (w, bt) = pred.as_ref().map_or((false, false), |p| (p.p_worse < policy.alpha, p.p_better < policy.alpha));
-            checks.push(relative_check(&judge, &s.name, m, false, Some(v), pred.as_ref(), w, bt, runs.len(), &runs));
+            let (w, bt) = pred.as_ref().map_or((false, false), |p| {
+                (p.p_worse < policy.alpha, p.p_better < policy.alpha)
+            });
+            let mut check = relative_check(
+                &judge,
+                &s.name,
+                m,
+                false,
+                Some(v),
+                pred.as_ref(),
+                w,
+                bt,
+                runs.len(),
+                &runs,
+            );
+            if !def.higher_is_worse {
+                // A step's rate counts whole requests in the window: in short
+                // runs one request more or less moves it by several percent.
+                // It is shown, and judged only pooled over all steps.
+                check.status = Status::Pass;
+                check.significant = false;
+                check.note = "per-step rates are shown, not judged".into();
+            }
+            checks.push(check);
         }
     }
 
@@ -397,10 +538,21 @@ pub fn compare_baseline(b: &Baseline, r: &RunResult, policy: &Policy, notes: Vec
     };
     checks.extend(absolute_checks(policy, cur_all, base_err));
     let partial = (r.status != "complete").then(|| r.status_reason.clone().unwrap_or_default());
-    finish("baseline", policy, b.runs.len(), checks, notes, r.saturated(), partial.as_deref())
+    finish(
+        "baseline",
+        policy,
+        b.runs.len(),
+        checks,
+        notes,
+        r.saturated(),
+        partial.as_deref(),
+    )
 }
 
-#[allow(clippy::too_many_arguments, reason = "one private call shape for gated and per-step checks")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one private call shape for gated and per-step checks"
+)]
 fn relative_check(
     judge: &Judge<'_>,
     scope: &str,
@@ -424,10 +576,17 @@ fn relative_check(
         _ => None,
     };
     let (status, note) = match (change, pred) {
-        (Some(ch), Some(_)) => judge.status(metric, gated, worse_sig, better_sig, ch, higher_is_worse),
+        (Some(ch), Some(_)) => {
+            judge.status(metric, gated, worse_sig, better_sig, ch, higher_is_worse)
+        }
         (Some(ch), None) => {
             let (s, n) = judge.status(metric, gated, false, false, ch, higher_is_worse);
-            (s, format!("{n} (one baseline run: no noise estimate)").trim().to_string())
+            (
+                s,
+                format!("{n} (one baseline run: no noise estimate)")
+                    .trim()
+                    .to_string(),
+            )
         }
         (None, _) if value.is_none() => (Status::Pass, "not measured in this run".into()),
         (None, _) => (Status::Pass, format!("not enough baseline runs ({runs})")),

@@ -106,8 +106,19 @@ impl Policy {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let known = || METRICS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
-        for m in self.metrics.iter().chain(self.margins.keys()).chain(self.slo.keys()) {
+        let known = || {
+            METRICS
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for m in self
+            .metrics
+            .iter()
+            .chain(self.margins.keys())
+            .chain(self.slo.keys())
+        {
             match metric_def(m) {
                 Some(d) if d.name != "error_rate" || !self.metrics.contains(m) => {}
                 Some(_) => {
@@ -129,10 +140,16 @@ impl Policy {
             frac(&format!("margins.{k}"), *v)?;
         }
         if !(self.alpha > 0.0 && self.alpha < 0.5) {
-            return Err(format!("`alpha` = {} must be between 0 and 0.5", self.alpha));
+            return Err(format!(
+                "`alpha` = {} must be between 0 and 0.5",
+                self.alpha
+            ));
         }
         if !(0.0..=1.0).contains(&self.max_error_rate) {
-            return Err(format!("`max_error_rate` = {} must be between 0 and 1", self.max_error_rate));
+            return Err(format!(
+                "`max_error_rate` = {} must be between 0 and 1",
+                self.max_error_rate
+            ));
         }
         Ok(())
     }
@@ -163,8 +180,20 @@ mod tests {
     #[test]
     fn bad_policies_are_explained() {
         let bad = |f: PolicyFile| Policy::from_file(&f).expect_err("invalid");
-        assert!(bad(PolicyFile { metrics: Some(vec!["ttft_p51".into()]), ..Default::default() }).contains("unknown metric"));
-        assert!(bad(PolicyFile { alpha: Some(0.7), ..Default::default() }).contains("alpha"));
-        assert!(bad(PolicyFile { metrics: Some(vec!["error_rate".into()]), ..Default::default() }).contains("max_error_rate"));
+        assert!(bad(PolicyFile {
+            metrics: Some(vec!["ttft_p51".into()]),
+            ..Default::default()
+        })
+        .contains("unknown metric"));
+        assert!(bad(PolicyFile {
+            alpha: Some(0.7),
+            ..Default::default()
+        })
+        .contains("alpha"));
+        assert!(bad(PolicyFile {
+            metrics: Some(vec!["error_rate".into()]),
+            ..Default::default()
+        })
+        .contains("max_error_rate"));
     }
 }

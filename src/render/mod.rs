@@ -1,3 +1,4 @@
 //! Rendering results for people.
 
+pub mod report;
 pub mod text;

@@ -843,9 +843,13 @@ extract = { book_id = "/id" }
     fn gate_table_is_read_and_checked() {
         let s = parse(&format!("{MINIMAL}\n[gate]\nmargin = 0.2\n")).expect("valid");
         assert_eq!(s.gate.margin, 0.2);
-        let err = parse(&format!("{MINIMAL}\n[gate]\nmetrics = [\"ttft_p42\"]\n")).expect_err("bad metric").to_string();
+        let err = parse(&format!("{MINIMAL}\n[gate]\nmetrics = [\"ttft_p42\"]\n"))
+            .expect_err("bad metric")
+            .to_string();
         assert!(err.contains("[gate]") && err.contains("ttft_p42"), "{err}");
-        let err = parse(&format!("{MINIMAL}\n[gate]\nmargn = 0.2\n")).expect_err("bad key").to_string();
+        let err = parse(&format!("{MINIMAL}\n[gate]\nmargn = 0.2\n"))
+            .expect_err("bad key")
+            .to_string();
         assert!(err.contains("margn") && err.contains("line"), "{err}");
     }
 
