@@ -249,7 +249,10 @@ impl Judge<'_> {
                 format!("{:.1}%", x * 100.0)
             }
         };
-        if worse_sig && bad > margin {
+        if worse_sig && bad.is_infinite() {
+            let s = if gated { Status::Fail } else { Status::Warn };
+            (s, "failed requests reach this percentile (they count as ∞)".to_string())
+        } else if worse_sig && bad > margin {
             let s = if gated { Status::Fail } else { Status::Warn };
             (
                 s,

@@ -254,15 +254,28 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
     let gated: Vec<GatedRow> = verdict
         .map(|v| v.gated().map(gated_row).collect())
         .unwrap_or_default();
-    let failing: Vec<GatedRow> = verdict
-        .map(|v| {
-            v.checks
-                .iter()
-                .filter(|c| matches!(c.status, Status::Fail | Status::Warn))
-                .map(gated_row)
-                .collect()
-        })
-        .unwrap_or_default();
+    // Gated findings in full; per-step warnings only as many as stay readable.
+    const MAX_STEP_FINDINGS: usize = 6;
+    let mut failing: Vec<GatedRow> = Vec::new();
+    if let Some(v) = verdict {
+        let bad = |c: &&Check| matches!(c.status, Status::Fail | Status::Warn);
+        failing.extend(v.checks.iter().filter(|c| c.gated).filter(bad).map(gated_row));
+        let steps: Vec<&Check> = v.checks.iter().filter(|c| !c.gated).filter(bad).collect();
+        failing.extend(steps.iter().take(MAX_STEP_FINDINGS).map(|c| gated_row(c)));
+        if steps.len() > MAX_STEP_FINDINGS {
+            failing.push(GatedRow {
+                scope: ALL.into(),
+                label: format!("{} more per-step warnings", steps.len() - MAX_STEP_FINDINGS),
+                baseline: String::new(),
+                current: String::new(),
+                change: String::new(),
+                bound: String::new(),
+                mark: Status::Warn.mark().into(),
+                status: Status::Warn.to_string(),
+                note: "see the table below".into(),
+            });
+        }
+    }
     let empty = metrics::Values::new();
     let all = current.get(ALL).unwrap_or(&empty);
     let overall: Vec<GatedRow> = policy
