@@ -264,5 +264,192 @@ fn demo_runs_with_nothing_set_up() {
     ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
-    assert!(stdout.contains("0.00% errors"), "{stdout}");
+    assert!(stdout.contains("flora-gate: **"), "{stdout}");
+}
+
+fn run_novel(mock: &MockProcess, tokens: &str, out: &str, concurrency: &str) {
+    let (code, _, stderr) = run(&[
+        "run",
+        "-s",
+        "novel",
+        "-t",
+        &mock.url,
+        "--tokens",
+        tokens,
+        "-c",
+        concurrency,
+        "--requests",
+        "36",
+        "--warmup",
+        "0s",
+        "-o",
+        out,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn baseline_compare_and_report_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let tokens = write(dir.path(), "t.csv", "tok-a\ntok-b\n");
+    let fast = spawn_mock(&["--jitter-ms", "1"]);
+    for i in 0..3 {
+        run_novel(&fast, &tokens, &p(&format!("b{i}.json")), "2");
+    }
+    run_novel(&fast, &tokens, &p("same.json"), "2");
+    run_novel(&fast, &tokens, &p("other-concurrency.json"), "3");
+    drop(fast);
+    let slow = spawn_mock(&["--jitter-ms", "1", "--slowdown", "1.5"]);
+    run_novel(&slow, &tokens, &p("slow.json"), "2");
+    drop(slow);
+
+    let (code, _, stderr) = run(&[
+        "baseline",
+        "refresh",
+        "-o",
+        &p("baseline.json"),
+        &p("b0.json"),
+        &p("b1.json"),
+        &p("b2.json"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("baseline of 3 run(s)"), "{stderr}");
+
+    let (code, stdout, stderr) = run(&[
+        "compare",
+        "-b",
+        &p("baseline.json"),
+        "-r",
+        &p("same.json"),
+        "-o",
+        &p("v.json"),
+    ]);
+    assert_eq!(code, 0, "same setup must not fail:\n{stdout}\n{stderr}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("v.json")).expect("verdict"))
+            .expect("json");
+    assert_eq!(v["kind"], "flora-gate/verdict");
+
+    let (code, stdout, _) = run(&["compare", "-b", &p("baseline.json"), "-r", &p("slow.json")]);
+    assert_eq!(code, 1, "a 50% slowdown fails:\n{stdout}");
+    assert!(
+        stdout.contains("flora-gate: FAIL") && stdout.contains("TTFT p50"),
+        "{stdout}"
+    );
+
+    // A looser margin on the command line turns the TTFT failure off.
+    let (code, stdout, _) = run(&[
+        "compare",
+        "-b",
+        &p("baseline.json"),
+        "-r",
+        &p("slow.json"),
+        "--metric",
+        "ttft_p50",
+        "--margin",
+        "0.9",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+
+    let (code, _, stderr) = run(&[
+        "compare",
+        "-b",
+        &p("baseline.json"),
+        "-r",
+        &p("other-concurrency.json"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("concurrency 3 differs") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = run(&[
+        "compare",
+        "-b",
+        &p("baseline.json"),
+        "-r",
+        &p("other-concurrency.json"),
+        "--force",
+    ]);
+    assert_ne!(code, 2, "{stdout}");
+    assert!(
+        stdout.contains("--force"),
+        "the note says it was forced: {stdout}"
+    );
+
+    let (code, md, _) = run(&[
+        "report",
+        "-r",
+        &p("slow.json"),
+        "--verdict",
+        &p("v.json"),
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(code, 0);
+    assert!(md.starts_with("## ✅ flora-gate: **PASS**"), "{md}");
+    let (code, md, _) = run(&["report", "-r", &p("slow.json"), "-b", &p("baseline.json")]);
+    assert_eq!(code, 0, "report renders, whatever the verdict");
+    assert!(
+        md.starts_with("## ❌ flora-gate: **FAIL**") && md.contains("```mermaid"),
+        "{md}"
+    );
+    let (code, json, _) = run(&["report", "-r", &p("same.json"), "--format", "json"]);
+    assert_eq!(code, 0);
+    let j: serde_json::Value = serde_json::from_str(&json).expect("json report");
+    assert!(j["verdict"].is_null());
+    let (code, _, _) = run(&[
+        "report",
+        "-r",
+        &p("same.json"),
+        "--format",
+        "text",
+        "-o",
+        &p("r.txt"),
+    ]);
+    assert_eq!(code, 0);
+    assert!(std::fs::read_to_string(p("r.txt"))
+        .expect("written")
+        .contains("per step"));
+
+    // Bad files are named.
+    std::fs::write(
+        p("broken.json"),
+        "{\"kind\": \"flora-gate/baseline\", \"schema_version\": 0}",
+    )
+    .expect("write");
+    let (code, _, stderr) = run(&["compare", "-b", &p("broken.json"), "-r", &p("same.json")]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("broken.json") && stderr.contains("hint: refresh it"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["compare", "-r", &p("same.json")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--baseline"), "{stderr}");
+}
+
+#[test]
+fn demo_fails_on_a_planted_slowdown() {
+    let (code, stdout, stderr) = run(&["demo", "--duration", "4s", "--slowdown", "1.3"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("## ❌ flora-gate: **FAIL**"), "{stdout}");
+}
+
+#[test]
+fn committed_baseline_matches_the_bundled_scenario() {
+    let b = flora_gate::baseline::Baseline::parse(
+        flora_gate::demo::BASELINE,
+        Path::new("baselines/novel-mock.json"),
+    )
+    .expect("committed baseline parses");
+    let sc = flora_gate::scenario::Scenario::load("novel", &[]).expect("bundled");
+    assert_eq!(
+        b.provenance.scenario.sha256, sc.sha256,
+        "scenarios/novel.toml changed: refresh with `flora-gate baseline refresh --mock --runs 5 --out baselines/novel-mock.json`"
+    );
+    assert_eq!(b.provenance.concurrency, flora_gate::demo::CONCURRENCY);
+    assert!(b.runs.len() >= 5);
 }

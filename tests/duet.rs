@@ -40,9 +40,15 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::gate::duet::DuetResult {
         drain: Duration::from_secs(5),
         notes: vec![],
     };
-    let d = run_duet(plan, reference.url(), 6, CancellationToken::new(), CancellationToken::new())
-        .await
-        .expect("duet runs");
+    let d = run_duet(
+        plan,
+        reference.url(),
+        6,
+        CancellationToken::new(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("duet runs");
     reference.stop().await;
     candidate.stop().await;
     d
@@ -53,13 +59,22 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
     let slow = duet(1.25).await;
     assert_eq!(slow.slots.len(), 12);
     for pair in 0..6 {
-        let sides: Vec<_> = slow.slots.iter().filter(|s| s.pair == pair).map(|s| s.side).collect();
+        let sides: Vec<_> = slow
+            .slots
+            .iter()
+            .filter(|s| s.pair == pair)
+            .map(|s| s.side)
+            .collect();
         assert_eq!(sides.len(), 2, "each pair has one slot per side");
         assert_ne!(sides[0], sides[1]);
     }
     let v = compare_duet(&slow, &slow.candidate.gate);
     assert_eq!(v.verdict, Status::Fail, "{v:#?}");
-    let ttft = v.checks.iter().find(|c| c.metric == "ttft_p50").expect("ttft check");
+    let ttft = v
+        .checks
+        .iter()
+        .find(|c| c.metric == "ttft_p50")
+        .expect("ttft check");
     let change = ttft.change.expect("change");
     assert!((0.15..0.35).contains(&change), "ratio {change}");
     let [lo, hi] = ttft.ci.expect("bootstrap interval");

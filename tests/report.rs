@@ -48,7 +48,8 @@ fn markdown_report_without_a_verdict() {
 fn json_report_is_json_with_the_verdict() {
     let (b, r) = fixtures();
     let v = gate::compare_baseline(&b, &r, &r.gate, vec![]);
-    let j: serde_json::Value = serde_json::from_str(&render(Format::Json, &r, Some(&v))).expect("json");
+    let j: serde_json::Value =
+        serde_json::from_str(&render(Format::Json, &r, Some(&v))).expect("json");
     assert_eq!(j["verdict"], "fail");
     assert!(j["gated"].as_array().expect("rows").len() >= 5);
 }
@@ -102,7 +103,11 @@ fn huge_reports_stay_under_the_comment_limit_keeping_the_verdict() {
     }
     let v = gate::compare_baseline(&b, &r, &r.gate, vec![]);
     let md = render(Format::Markdown, &r, Some(&v));
-    assert!(md.chars().count() <= MAX_MARKDOWN_CHARS, "{} chars", md.chars().count());
+    assert!(
+        md.chars().count() <= MAX_MARKDOWN_CHARS,
+        "{} chars",
+        md.chars().count()
+    );
     assert!(md.contains("flora-gate: **FAIL**"));
     assert!(md.contains("| gated metric"));
     assert!(md.contains("steps shown"), "the cut is said");
@@ -113,14 +118,28 @@ fn huge_reports_stay_under_the_comment_limit_keeping_the_verdict() {
 fn templates_can_be_overridden_and_bad_ones_are_named() {
     let (_, r) = fixtures();
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("report.md.j2"), "custom {{ run.scenario }} {{ run.requests }}\n").expect("write");
+    std::fs::write(
+        dir.path().join("report.md.j2"),
+        "custom {{ run.scenario }} {{ run.requests }}\n",
+    )
+    .expect("write");
     let t = Templates::load(Some(dir.path())).expect("override loads");
-    let out = report::render(Format::Markdown, &t, &report::context(&r, None, None)).expect("renders");
+    let out =
+        report::render(Format::Markdown, &t, &report::context(&r, None, None)).expect("renders");
     assert_eq!(out, "custom novel 60\n");
     // The text template was not overridden and still renders.
-    assert!(report::render(Format::Text, &t, &report::context(&r, None, None)).expect("text").contains("per step"));
+    assert!(
+        report::render(Format::Text, &t, &report::context(&r, None, None))
+            .expect("text")
+            .contains("per step")
+    );
 
     std::fs::write(dir.path().join("report.md.j2"), "{% for x in %}\n").expect("write");
-    let err = Templates::load(Some(dir.path())).expect_err("syntax error").to_string();
-    assert!(err.contains("report.md.j2") && err.contains("line 1"), "{err}");
+    let err = Templates::load(Some(dir.path()))
+        .expect_err("syntax error")
+        .to_string();
+    assert!(
+        err.contains("report.md.j2") && err.contains("line 1"),
+        "{err}"
+    );
 }

@@ -79,3 +79,30 @@ fn other_schema_versions_are_refused_with_a_hint() {
     let err = flora_gate::result::RunResult::read(&path).expect_err("bad json");
     assert!(err.to_string().contains("line 1"), "{err}");
 }
+
+#[test]
+fn baselines_validate_against_their_schema() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/baseline.schema.json"
+    ))
+    .expect("schema");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    for path in ["baselines/novel-mock.json", "tests/fixtures/baseline.json"] {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&full).expect("read")).expect("json");
+        let errors: Vec<String> = v
+            .iter_errors(&value)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{path}: {errors:#?}");
+        let mut broken = value.clone();
+        broken["runs"] = serde_json::json!([]);
+        assert!(
+            !v.is_valid(&broken),
+            "{path}: an empty baseline must not validate"
+        );
+    }
+}

@@ -251,7 +251,10 @@ impl Judge<'_> {
         };
         if worse_sig && bad.is_infinite() {
             let s = if gated { Status::Fail } else { Status::Warn };
-            (s, "failed requests reach this percentile (they count as ∞)".to_string())
+            (
+                s,
+                "failed requests reach this percentile (they count as ∞)".to_string(),
+            )
         } else if worse_sig && bad > margin {
             let s = if gated { Status::Fail } else { Status::Warn };
             (

@@ -259,7 +259,13 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
     let mut failing: Vec<GatedRow> = Vec::new();
     if let Some(v) = verdict {
         let bad = |c: &&Check| matches!(c.status, Status::Fail | Status::Warn);
-        failing.extend(v.checks.iter().filter(|c| c.gated).filter(bad).map(gated_row));
+        failing.extend(
+            v.checks
+                .iter()
+                .filter(|c| c.gated)
+                .filter(bad)
+                .map(gated_row),
+        );
         let steps: Vec<&Check> = v.checks.iter().filter(|c| !c.gated).filter(bad).collect();
         failing.extend(steps.iter().take(MAX_STEP_FINDINGS).map(|c| gated_row(c)));
         if steps.len() > MAX_STEP_FINDINGS {
