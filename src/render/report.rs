@@ -99,6 +99,7 @@ pub struct ReportContext {
     reference: String,
     notes: Vec<String>,
     gated: Vec<GatedRow>,
+    step_checks: Vec<GatedRow>,
     overall: Vec<GatedRow>,
     failing: Vec<GatedRow>,
     step_headers: Vec<String>,
@@ -253,6 +254,15 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
 
     let gated: Vec<GatedRow> = verdict
         .map(|v| v.gated().map(gated_row).collect())
+        .unwrap_or_default();
+    let step_checks: Vec<GatedRow> = verdict
+        .map(|v| {
+            v.checks
+                .iter()
+                .filter(|c| !c.gated)
+                .map(gated_row)
+                .collect()
+        })
         .unwrap_or_default();
     // Gated findings in full; per-step warnings only as many as stay readable.
     const MAX_STEP_FINDINGS: usize = 6;
@@ -424,6 +434,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         reference: reference.unwrap_or_default().into(),
         notes,
         gated,
+        step_checks,
         overall,
         failing,
         step_headers,
@@ -535,6 +546,7 @@ impl Renderer for Markdown<'_> {
             return Ok(out);
         }
         ctx.details = false;
+        ctx.step_checks.clear();
         ctx.chart = None;
         out = self.0.render("report.md.j2", &ctx)?;
         let total = ctx.steps.len();
