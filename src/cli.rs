@@ -42,6 +42,69 @@ pub enum Command {
     /// Make and manage baselines.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Run + compare + report in one; in GitHub Actions also the job summary,
+    /// step outputs, annotations and the sticky PR comment.
+    Gate(GateArgs),
+    /// Create or update the sticky PR comment with a report.
+    Comment(CommentArgs),
+}
+
+/// When `gate` posts a PR comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CommentMode {
+    /// On pull_request events inside GitHub Actions.
+    Auto,
+    /// Whenever a PR number is known.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `flora-gate gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Baseline JSON (not needed with `--baseline-target`).
+    #[arg(long, short = 'b', value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Compare even when scenario or concurrency differ from the baseline's.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to write the verdict JSON.
+    #[arg(long, value_name = "FILE", default_value = "verdict.json")]
+    pub verdict_out: PathBuf,
+    /// Where to write the Markdown report.
+    #[arg(long, value_name = "FILE", default_value = "report.md")]
+    pub report_out: PathBuf,
+    /// Post the sticky PR comment.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub comment: CommentMode,
+    /// Id in the comment's hidden marker, so several gates can share a PR.
+    #[arg(long, default_value = "default", value_name = "ID")]
+    pub comment_id: String,
+    /// Exit 1 on a regression (`false`: report only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub fail_on_regression: bool,
+}
+
+/// `flora-gate comment`.
+#[derive(Debug, Args)]
+pub struct CommentArgs {
+    /// The Markdown to post (a report from `report` or `gate`).
+    #[arg(long, value_name = "FILE")]
+    pub body: PathBuf,
+    /// Id in the hidden marker.
+    #[arg(long, default_value = "default", value_name = "ID")]
+    pub id: String,
+    /// PR number (default: from `GITHUB_EVENT_PATH`).
+    #[arg(long, value_name = "N")]
+    pub pr: Option<u64>,
+    /// owner/name (default: `GITHUB_REPOSITORY`).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
 }
 
 /// `flora-gate baseline …`.
@@ -49,6 +112,28 @@ pub enum Command {
 pub enum BaselineCommand {
     /// Run N times (or take existing result files) and write a baseline.
     Refresh(RefreshArgs),
+    /// Propose a baseline file as a pull request (nightly refresh).
+    Propose(ProposeArgs),
+}
+
+/// `flora-gate baseline propose`.
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    /// The baseline file, at its path in the repository.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// Branch to push to (created or reset to the base).
+    #[arg(long, default_value = "flora-gate/baseline-refresh")]
+    pub branch: String,
+    /// Branch the pull request targets.
+    #[arg(long, default_value = "main")]
+    pub base: String,
+    /// owner/name (default: `GITHUB_REPOSITORY`).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Pull request title.
+    #[arg(long, default_value = "Refresh the flora-gate baseline")]
+    pub title: String,
 }
 
 /// Gate policy flags, overriding the scenario's `[gate]` table.
@@ -159,7 +244,7 @@ pub struct RefreshArgs {
 }
 
 /// `flora-gate run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Scenario TOML file, or a bundled scenario name (`novel`, `openai-chat`).
     #[arg(long, short = 's', value_name = "FILE|NAME")]

@@ -9,12 +9,14 @@
 //! - [`scenario`] and [`tokens`]: the inputs.
 
 pub mod baseline;
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod github;
 pub mod mock;
 pub mod render;
 pub mod result;
@@ -51,6 +53,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Compare(args) => compare(&args),
         Command::Report(args) => report(&args),
         Command::Baseline(BaselineCommand::Refresh(args)) => refresh(&args).await,
+        Command::Baseline(BaselineCommand::Propose(args)) => ci::propose(&args).await,
+        Command::Gate(args) => ci::gate(&args).await,
+        Command::Comment(args) => ci::comment(&args).await,
     }
 }
 

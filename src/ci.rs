@@ -1,0 +1,330 @@
+//! `gate`, `comment` and `baseline propose`: the commands the GitHub Action
+//! and workflows call. Result, verdict and report files are written before
+//! anything that can fail afterwards (summary, outputs, comment), and no
+//! comment failure changes the exit code: that is the gate's verdict.
+
+use std::io::Write;
+
+use crate::cli::{CommentArgs, CommentMode, GateArgs, ProposeArgs};
+use crate::error::UserError;
+use crate::gate::{self, Status, Verdict};
+use crate::github::actions::{self, ActionsEnv, MAX_ANNOTATIONS};
+use crate::github::api::{Api, RetryPolicy};
+use crate::github::comment::{self, CommentOutcome};
+use crate::render::report;
+use crate::{config, engine, result, signal_tokens, Current, Outcome};
+
+fn github_token(env: &ActionsEnv) -> Result<String, UserError> {
+    env.token
+        .as_ref()
+        .map(|t| t.expose().to_string())
+        .ok_or_else(|| {
+            UserError::flag("GITHUB_TOKEN", "no token to call the GitHub API with")
+                .with_hint("pass `github-token` to the action, or set `GITHUB_TOKEN`")
+        })
+}
+
+fn repository(env: &ActionsEnv, flag: Option<&str>) -> Result<String, UserError> {
+    flag.map(str::to_owned)
+        .or_else(|| env.repository.clone())
+        .filter(|r| r.split('/').count() == 2 && !r.starts_with('/') && !r.ends_with('/'))
+        .ok_or_else(|| {
+            UserError::flag(
+                "--repo",
+                "no repository: pass `--repo owner/name` or set `GITHUB_REPOSITORY`",
+            )
+        })
+}
+
+fn event_payload(env: &ActionsEnv) -> Option<serde_json::Value> {
+    let path = env.event_path.as_ref()?;
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Post the comment for `gate`: `Ok(None)` when it was not attempted.
+async fn maybe_comment(
+    env: &ActionsEnv,
+    mode: CommentMode,
+    id: &str,
+    markdown: &str,
+) -> Result<Option<CommentOutcome>, UserError> {
+    if mode == CommentMode::Never {
+        return Ok(None);
+    }
+    let is_pr_event = matches!(
+        env.event_name.as_deref(),
+        Some("pull_request" | "pull_request_target")
+    );
+    if mode == CommentMode::Auto && !(env.active && is_pr_event) {
+        return Ok(None);
+    }
+    let Some(pr) = event_payload(env)
+        .as_ref()
+        .and_then(comment::pull_request_from_event)
+    else {
+        eprintln!("no pull request in the event payload: no comment");
+        return Ok(None);
+    };
+    if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
+        println!(
+            "::notice title=flora-gate::PR #{} comes from a fork, whose token cannot comment; the report is in the job summary (see the workflow_run pattern in the README to comment anyway)",
+            pr.number
+        );
+        return Ok(None);
+    }
+    let api = Api::new(&env.api_url, &github_token(env)?, RetryPolicy::default())?;
+    let repo = repository(env, None)?;
+    comment::upsert(&api, &repo, pr.number, id, markdown)
+        .await
+        .map(Some)
+}
+
+/// `flora-gate gate`.
+pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
+    let env = ActionsEnv::from_env();
+    let mut out = std::io::stdout();
+    let plan = config::run_plan(&args.run)?;
+    if env.active {
+        for t in plan.tokens.iter() {
+            actions::mask(&mut out, t.token.expose());
+        }
+        if let Some(t) = &env.token {
+            actions::mask(&mut out, t.expose());
+        }
+    }
+    let overrides = config::policy_overrides(&args.policy)?;
+    if args.baseline.is_none() && args.run.baseline_target.is_none() {
+        return Err(UserError::flag(
+            "--baseline",
+            "the gate needs a baseline file or `--baseline-target`",
+        )
+        .into());
+    }
+
+    if env.active {
+        actions::group(
+            &mut out,
+            &format!("flora-gate: load test of {}", plan.scenario.name),
+        );
+    }
+    let _ = out.flush();
+    let (signals, kill) = signal_tokens();
+    let current = match &args.run.baseline_target {
+        Some(reference) => {
+            let d = engine::duet::run_duet(
+                plan.clone(),
+                reference.trim_end_matches('/').to_string(),
+                plan.load.blocks,
+                signals,
+                kill,
+            )
+            .await?;
+            d.write(&args.run.out)?;
+            Current::Duet(Box::new(d))
+        }
+        None => {
+            let o = engine::run(plan.clone(), signals, kill).await?;
+            if let Some(p) = &args.run.requests_out {
+                result::requests::write(p, &plan.scenario, &o.recorder.samples)?;
+            }
+            let meta = result::RunMeta {
+                scenario: &plan.scenario,
+                target: &plan.target,
+                load: &plan.load,
+            };
+            let r = result::build(&meta, &o);
+            r.write(&args.run.out)?;
+            Current::Single(Box::new(r))
+        }
+    };
+    eprintln!("result written to {}", args.run.out.display());
+    if env.active {
+        actions::endgroup(&mut out);
+    }
+
+    let verdict = crate::judge(&current, args.baseline.as_deref(), &overrides, args.force)?;
+    verdict.write(&args.verdict_out)?;
+    let reference = match &current {
+        Current::Duet(d) => Some(d.reference.provenance.target.clone()),
+        Current::Single(_) => None,
+    };
+    let templates = report::Templates::load(None)?;
+    let ctx = report::context(current.shown(), Some(&verdict), reference.as_deref());
+    let markdown = report::render(report::Format::Markdown, &templates, &ctx)?;
+    crate::error::write_atomic(&args.report_out, markdown.as_bytes())?;
+    eprintln!(
+        "verdict in {}, report in {}",
+        args.verdict_out.display(),
+        args.report_out.display()
+    );
+    print!(
+        "{}",
+        report::render(report::Format::Text, &templates, &ctx)?
+    );
+
+    // From here on nothing changes the exit code.
+    let mut comment_url = String::new();
+    if env.active {
+        if let Some(p) = &env.step_summary {
+            if let Err(e) = actions::append_summary(p, &markdown) {
+                actions::annotate(
+                    &mut out,
+                    "warning",
+                    "flora-gate",
+                    &format!("job summary not written: {e}"),
+                );
+            }
+        }
+        annotate(&mut out, &verdict);
+    }
+    match maybe_comment(&env, args.comment, &args.comment_id, &markdown).await {
+        Ok(Some(c)) => {
+            eprintln!("PR comment {}: {}", describe(&c), c.url());
+            comment_url = c.url().to_string();
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let hint = e
+                .hint()
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default();
+            let msg = format!("the PR comment failed: {e}{hint}; the verdict stands");
+            if env.active {
+                actions::annotate(&mut out, "warning", "flora-gate comment", &msg);
+            }
+            eprintln!("warning: {msg}");
+        }
+    }
+    if let Some(p) = env.output.as_ref().filter(|_| env.active) {
+        let outputs = [
+            ("verdict", verdict.verdict.to_string()),
+            ("result", args.run.out.display().to_string()),
+            ("verdict-file", args.verdict_out.display().to_string()),
+            ("report", args.report_out.display().to_string()),
+            ("comment-url", comment_url),
+        ];
+        if let Err(e) = actions::set_outputs(p, &outputs) {
+            eprintln!("warning: step outputs not written: {e}");
+        }
+    }
+    let _ = out.flush();
+    Ok(
+        if verdict.verdict == Status::Fail && args.fail_on_regression {
+            Outcome::Regression
+        } else {
+            Outcome::Success
+        },
+    )
+}
+
+fn describe(c: &CommentOutcome) -> &'static str {
+    match c {
+        CommentOutcome::Created(_) => "created",
+        CommentOutcome::Updated(_) => "updated",
+        CommentOutcome::Unchanged(_) => "unchanged",
+    }
+}
+
+/// At most [`MAX_ANNOTATIONS`] `::error`/`::warning` lines for gated findings.
+pub fn annotate(out: &mut impl Write, v: &Verdict) {
+    let findings: Vec<&gate::Check> = v
+        .checks
+        .iter()
+        .filter(|c| c.gated && matches!(c.status, Status::Fail | Status::Warn))
+        .collect();
+    for c in findings.iter().take(MAX_ANNOTATIONS) {
+        let level = if c.status == Status::Fail {
+            "error"
+        } else {
+            "warning"
+        };
+        let change = c
+            .change
+            .map(|x| format!(" {:+.1}%", x * 100.0))
+            .unwrap_or_default();
+        actions::annotate(
+            out,
+            level,
+            &format!("flora-gate: {}", c.label),
+            &format!("{}{change}: {}", c.label, c.note),
+        );
+    }
+}
+
+/// `flora-gate comment`.
+pub async fn comment(args: &CommentArgs) -> anyhow::Result<Outcome> {
+    let env = ActionsEnv::from_env();
+    let body = crate::error::read_to_string(&args.body)?;
+    let number = match args.pr {
+        Some(n) => n,
+        None => {
+            let pr = event_payload(&env)
+                .as_ref()
+                .and_then(comment::pull_request_from_event)
+                .ok_or_else(|| {
+                    UserError::flag(
+                        "--pr",
+                        "no pull request number: pass `--pr N` or run on a pull_request event",
+                    )
+                })?;
+            if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
+                println!("::notice title=flora-gate::PR #{} comes from a fork: no comment (use the workflow_run pattern)", pr.number);
+                return Ok(Outcome::Success);
+            }
+            pr.number
+        }
+    };
+    let api = Api::new(&env.api_url, &github_token(&env)?, RetryPolicy::default())?;
+    let repo = repository(&env, args.repo.as_deref())?;
+    let c = comment::upsert(&api, &repo, number, &args.id, &body).await?;
+    eprintln!("PR comment {}: {}", describe(&c), c.url());
+    if let Some(p) = env.output.as_ref().filter(|_| env.active) {
+        actions::set_outputs(p, &[("comment-url", c.url().to_string())])?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// `flora-gate baseline propose`.
+pub async fn propose(args: &ProposeArgs) -> anyhow::Result<Outcome> {
+    let env = ActionsEnv::from_env();
+    let content = std::fs::read(&args.baseline).map_err(|source| UserError::Read {
+        path: args.baseline.clone(),
+        source,
+    })?;
+    let b = crate::baseline::Baseline::parse(&String::from_utf8_lossy(&content), &args.baseline)?;
+    let repo = repository(&env, args.repo.as_deref())?;
+    let api = Api::new(&env.api_url, &github_token(&env)?, RetryPolicy::default())?;
+    let path = args
+        .baseline
+        .to_string_lossy()
+        .replace('\\', "/")
+        .trim_start_matches("./")
+        .to_string();
+    let body = format!(
+        "Nightly refresh of `{path}`: {} run(s) of scenario `{}` ({}) against `{}` at {} users, made {} by flora-gate {}{}.\n\nReview the numbers before merging: the next pull requests are gated against them.",
+        b.runs.len(),
+        b.provenance.scenario.name,
+        &b.provenance.scenario.sha256[..12.min(b.provenance.scenario.sha256.len())],
+        b.provenance.target,
+        b.provenance.concurrency,
+        b.provenance.created_at,
+        b.provenance.tool_version,
+        b.provenance.git_commit.as_deref().map(|c| format!(" at commit {c}")).unwrap_or_default(),
+    );
+    let url = crate::github::propose::propose(
+        &api,
+        &crate::github::propose::Proposal {
+            repo: &repo,
+            base: &args.base,
+            branch: &args.branch,
+            path: &path,
+            content: &content,
+            title: &args.title,
+            body: &body,
+        },
+    )
+    .await?;
+    println!("{url}");
+    eprintln!("baseline proposed: {url}");
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,547 @@
+//! The GitHub side against a fake GitHub REST API on 127.0.0.1.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use flora_gate::github::api::{Api, RetryPolicy};
+use flora_gate::github::comment::{self, CommentOutcome};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Fake {
+    comments: Vec<(u64, u64, String)>, // (pr, id, body)
+    next_id: u64,
+    log: Vec<String>,
+    /// Statuses to answer the next requests with, before normal service.
+    script: VecDeque<(u16, Option<&'static str>, &'static str)>,
+    /// Answer every write with 403 "Resource not accessible by integration".
+    forbid_writes: bool,
+    files: Vec<(String, String)>,
+    pulls: Vec<Value>,
+}
+
+type Shared = Arc<Mutex<Fake>>;
+
+fn scripted(f: &mut Fake) -> Option<Response> {
+    let (status, retry_after, message) = f.script.pop_front()?;
+    let mut resp = (
+        StatusCode::from_u16(status).expect("status"),
+        Json(json!({"message": message})),
+    )
+        .into_response();
+    if let Some(s) = retry_after {
+        resp.headers_mut()
+            .insert("retry-after", s.parse().expect("header"));
+    }
+    Some(resp)
+}
+
+async fn list(
+    State(s): State<Shared>,
+    Path((_o, _r, pr)): Path<(String, String, u64)>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut f = s.lock().expect("lock");
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let per: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+    f.log.push(format!("GET comments page {page}"));
+    if let Some(r) = scripted(&mut f) {
+        return r;
+    }
+    let all: Vec<Value> = f
+        .comments
+        .iter()
+        .filter(|c| c.0 == pr)
+        .map(|c| json!({"id": c.1, "body": c.2, "html_url": format!("https://github.test/c/{}", c.1)}))
+        .collect();
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per)
+        .take(per)
+        .cloned()
+        .collect();
+    let mut headers = HeaderMap::new();
+    if page * per < all.len() {
+        headers.insert(
+            "link",
+            format!("<https://api.test/x?page={}>; rel=\"next\"", page + 1)
+                .parse()
+                .expect("header"),
+        );
+    }
+    (headers, Json(Value::Array(items))).into_response()
+}
+
+async fn create(
+    State(s): State<Shared>,
+    Path((_o, _r, pr)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut f = s.lock().expect("lock");
+    f.log.push("POST comment".into());
+    if let Some(r) = scripted(&mut f) {
+        return r;
+    }
+    if f.forbid_writes {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "Resource not accessible by integration"})),
+        )
+            .into_response();
+    }
+    f.next_id += 1;
+    let id = 1000 + f.next_id;
+    let text = body["body"].as_str().unwrap_or_default().to_string();
+    f.comments.push((pr, id, text));
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "html_url": format!("https://github.test/c/{id}")})),
+    )
+        .into_response()
+}
+
+async fn update(
+    State(s): State<Shared>,
+    Path((_o, _r, id)): Path<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut f = s.lock().expect("lock");
+    f.log.push("PATCH comment".into());
+    if let Some(r) = scripted(&mut f) {
+        return r;
+    }
+    let text = body["body"].as_str().unwrap_or_default().to_string();
+    match f.comments.iter_mut().find(|c| c.1 == id) {
+        Some(c) => {
+            c.2 = text;
+            Json(json!({"id": id, "html_url": format!("https://github.test/c/{id}")}))
+                .into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn base_ref(State(s): State<Shared>) -> Response {
+    s.lock().expect("lock").log.push("GET base ref".into());
+    Json(json!({"object": {"sha": "abc123"}})).into_response()
+}
+
+async fn create_ref(State(s): State<Shared>, Json(b): Json<Value>) -> Response {
+    s.lock()
+        .expect("lock")
+        .log
+        .push(format!("POST ref {}", b["ref"].as_str().unwrap_or("")));
+    (StatusCode::CREATED, Json(json!({}))).into_response()
+}
+
+async fn get_file(State(s): State<Shared>) -> Response {
+    s.lock().expect("lock").log.push("GET file".into());
+    (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
+}
+
+async fn put_file(
+    State(s): State<Shared>,
+    Path((_o, _r, path)): Path<(String, String, String)>,
+    Json(b): Json<Value>,
+) -> Response {
+    let mut f = s.lock().expect("lock");
+    f.log.push(format!("PUT file {path}"));
+    f.files
+        .push((path, b["content"].as_str().unwrap_or("").to_string()));
+    (StatusCode::CREATED, Json(json!({}))).into_response()
+}
+
+async fn list_pulls(State(s): State<Shared>) -> Response {
+    let f = s.lock().expect("lock");
+    Json(Value::Array(f.pulls.clone())).into_response()
+}
+
+async fn create_pull(State(s): State<Shared>, Json(b): Json<Value>) -> Response {
+    let mut f = s.lock().expect("lock");
+    f.log
+        .push(format!("POST pull {}", b["head"].as_str().unwrap_or("")));
+    let pr = json!({"html_url": "https://github.test/pull/42"});
+    f.pulls.push(pr.clone());
+    (StatusCode::CREATED, Json(pr)).into_response()
+}
+
+async fn fake() -> (String, Shared) {
+    let state: Shared = Arc::default();
+    let app = Router::new()
+        .route(
+            "/api/v3/repos/{o}/{r}/issues/{n}/comments",
+            get(list).post(create),
+        )
+        .route("/api/v3/repos/{o}/{r}/issues/comments/{id}", patch(update))
+        .route("/api/v3/repos/{o}/{r}/git/ref/heads/{b}", get(base_ref))
+        .route("/api/v3/repos/{o}/{r}/git/refs", post(create_ref))
+        .route(
+            "/api/v3/repos/{o}/{r}/contents/{*path}",
+            get(get_file).put(put_file),
+        )
+        .route(
+            "/api/v3/repos/{o}/{r}/pulls",
+            get(list_pulls).post(create_pull),
+        )
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    // A GitHub Enterprise-style base path: GITHUB_API_URL must be honoured as given.
+    (format!("http://{addr}/api/v3"), state)
+}
+
+fn api(url: &str) -> Api {
+    Api::new(
+        url,
+        "test-token",
+        RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(10),
+            max_wait: Duration::from_secs(2),
+        },
+    )
+    .expect("client")
+}
+
+fn writes(s: &Shared) -> usize {
+    s.lock()
+        .expect("lock")
+        .log
+        .iter()
+        .filter(|l| l.starts_with("POST") || l.starts_with("PATCH"))
+        .count()
+}
+
+#[tokio::test]
+async fn create_then_update_then_leave_alone() {
+    let (url, s) = fake().await;
+    let api = api(&url);
+    let c1 = comment::upsert(&api, "o/r", 7, "default", "report one")
+        .await
+        .expect("created");
+    assert!(matches!(c1, CommentOutcome::Created(_)), "{c1:?}");
+    let c2 = comment::upsert(&api, "o/r", 7, "default", "report two")
+        .await
+        .expect("updated");
+    assert!(matches!(c2, CommentOutcome::Updated(_)), "{c2:?}");
+    assert_eq!(c1.url(), c2.url());
+    let before = writes(&s);
+    let c3 = comment::upsert(&api, "o/r", 7, "default", "report two")
+        .await
+        .expect("unchanged");
+    assert!(matches!(c3, CommentOutcome::Unchanged(_)), "{c3:?}");
+    assert_eq!(writes(&s), before, "no write for an unchanged body");
+    let f = s.lock().expect("lock");
+    assert_eq!(f.comments.len(), 1);
+    assert!(
+        f.comments[0].2.starts_with("report two")
+            && f.comments[0].2.contains("<!-- flora-gate:default -->")
+    );
+}
+
+#[tokio::test]
+async fn marker_on_page_two_is_found() {
+    let (url, s) = fake().await;
+    {
+        let mut f = s.lock().expect("lock");
+        for i in 0..100 {
+            f.comments.push((7, i + 1, format!("chatter {i}")));
+        }
+        f.comments
+            .push((7, 500, "old report\n\n<!-- flora-gate:default -->\n".into()));
+    }
+    let c = comment::upsert(&api(&url), "o/r", 7, "default", "new report")
+        .await
+        .expect("updated");
+    assert_eq!(
+        c,
+        CommentOutcome::Updated("https://github.test/c/500".into())
+    );
+    let f = s.lock().expect("lock");
+    assert!(
+        f.log.contains(&"GET comments page 2".to_string()),
+        "{:?}",
+        f.log
+    );
+    assert_eq!(f.comments.len(), 101, "no second comment");
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried() {
+    let (url, s) = fake().await;
+    s.lock().expect("lock").script.extend([
+        (429, Some("0"), "rate limited"),
+        (502, None, "bad gateway"),
+        (403, Some("0"), "You have exceeded a secondary rate limit"),
+    ]);
+    let c = comment::upsert(&api(&url), "o/r", 7, "default", "report")
+        .await
+        .expect("eventually created");
+    assert!(matches!(c, CommentOutcome::Created(_)));
+    let f = s.lock().expect("lock");
+    assert_eq!(
+        f.log
+            .iter()
+            .filter(|l| l.starts_with("GET comments"))
+            .count(),
+        4,
+        "{:?}",
+        f.log
+    );
+}
+
+#[tokio::test]
+async fn permission_errors_name_the_permissions_block() {
+    let (url, s) = fake().await;
+    s.lock().expect("lock").forbid_writes = true;
+    let err = comment::upsert(&api(&url), "o/r", 7, "default", "report")
+        .await
+        .expect_err("forbidden");
+    assert!(err.to_string().contains("403"), "{err}");
+    let hint = err.hint().expect("hint");
+    assert!(
+        hint.contains("permissions:") && hint.contains("pull-requests: write"),
+        "{hint}"
+    );
+}
+
+#[tokio::test]
+async fn another_comment_id_makes_a_second_comment() {
+    let (url, s) = fake().await;
+    let api = api(&url);
+    comment::upsert(&api, "o/r", 7, "novel", "a")
+        .await
+        .expect("first");
+    let c = comment::upsert(&api, "o/r", 7, "chat", "b")
+        .await
+        .expect("second");
+    assert!(matches!(c, CommentOutcome::Created(_)));
+    assert_eq!(s.lock().expect("lock").comments.len(), 2);
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_flora-gate");
+
+fn event(dir: &std::path::Path, fork: bool) -> String {
+    let head = if fork { "someone/r" } else { "o/r" };
+    let p = dir.join("event.json");
+    std::fs::write(
+        &p,
+        json!({"pull_request": {"number": 7, "head": {"repo": {"full_name": head}}, "base": {"repo": {"full_name": "o/r"}}}}).to_string(),
+    )
+    .expect("write");
+    p.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_pull_requests_get_no_comment_attempt() {
+    let (url, s) = fake().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = dir.path().join("report.md");
+    std::fs::write(&body, "report").expect("write");
+    let ev = event(dir.path(), true);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["comment", "--body", &body.display().to_string()])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("GITHUB_EVENT_PATH", ev)
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_API_URL", url)
+            .env("GITHUB_TOKEN", "t")
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joined");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("::notice"),
+        "a notice says why"
+    );
+    assert!(
+        s.lock().expect("lock").log.is_empty(),
+        "no request for a fork PR"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_in_actions_writes_summary_outputs_and_comment_and_keeps_its_verdict() {
+    let (url, s) = fake().await;
+    let mock = flora_gate::mock::start(
+        flora_gate::mock::MockConfig {
+            ttft: Duration::from_millis(40),
+            itl: Duration::from_millis(3),
+            output_tokens: 24,
+            ..Default::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    let tokens = d.join("t.csv");
+    std::fs::write(
+        &tokens,
+        "user_id,access_token\nu1,very-secret-token-1\nu2,very-secret-token-2\n",
+    )
+    .expect("write");
+    let ev = event(&d, false);
+    let baseline = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/baseline.json");
+    let target = mock.url();
+    let run_gate = |script_failures: bool| {
+        let (d, ev, url, target, tokens) = (
+            d.clone(),
+            ev.clone(),
+            url.clone(),
+            target.clone(),
+            tokens.clone(),
+        );
+        if script_failures {
+            s.lock()
+                .expect("lock")
+                .script
+                .extend([(500, None, "down"); 8]);
+        }
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(BIN)
+                    .args([
+                        "gate",
+                        "-s",
+                        "novel",
+                        "-t",
+                        &target,
+                        "--tokens",
+                        &tokens.display().to_string(),
+                        "-c",
+                        "2",
+                        "--requests",
+                        "30",
+                        "--warmup",
+                        "0s",
+                    ])
+                    .args([
+                        "-o",
+                        &d.join("result.json").display().to_string(),
+                        "-b",
+                        baseline,
+                    ])
+                    .args([
+                        "--verdict-out",
+                        &d.join("verdict.json").display().to_string(),
+                        "--report-out",
+                        &d.join("report.md").display().to_string(),
+                    ])
+                    .env("GITHUB_ACTIONS", "true")
+                    .env("GITHUB_EVENT_NAME", "pull_request")
+                    .env("GITHUB_EVENT_PATH", ev)
+                    .env("GITHUB_REPOSITORY", "o/r")
+                    .env("GITHUB_API_URL", url)
+                    .env("GITHUB_TOKEN", "gh-token-xyz")
+                    .env("GITHUB_STEP_SUMMARY", d.join("summary.md"))
+                    .env("GITHUB_OUTPUT", d.join("output.txt"))
+                    .output()
+                    .expect("runs")
+            })
+            .await
+            .expect("joined")
+        }
+    };
+    let out = run_gate(false).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let verdict: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("verdict.json")).expect("verdict written"),
+    )
+    .expect("json");
+    let expected = if verdict["verdict"] == "fail" { 1 } else { 0 };
+    assert_eq!(out.status.code(), Some(expected), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("::add-mask::very-secret-token-1")
+            && stdout.contains("::add-mask::gh-token-xyz")
+    );
+    assert!(stdout.contains("::group::") && stdout.contains("::endgroup::"));
+    let summary = std::fs::read_to_string(d.join("summary.md")).expect("summary");
+    assert!(summary.contains("flora-gate: **"), "{summary}");
+    let outputs = std::fs::read_to_string(d.join("output.txt")).expect("outputs");
+    for key in [
+        "verdict<<",
+        "result<<",
+        "report<<",
+        "verdict-file<<",
+        "comment-url<<",
+    ] {
+        assert!(outputs.contains(key), "{key} missing in {outputs}");
+    }
+    assert!(outputs.contains("https://github.test/c/"), "{outputs}");
+    {
+        let f = s.lock().expect("lock");
+        assert_eq!(f.comments.len(), 1);
+        assert!(f.comments[0].2.contains("<!-- flora-gate:default -->"));
+        assert!(
+            !f.comments[0].2.contains("very-secret-token"),
+            "no token in the comment"
+        );
+    }
+    for file in ["result.json", "report.md", "summary.md"] {
+        let text = std::fs::read_to_string(d.join(file)).expect("file");
+        assert!(!text.contains("very-secret-token"), "token in {file}");
+    }
+
+    // The API is down: the gate still writes everything and keeps its verdict.
+    let out = run_gate(true).await;
+    assert_eq!(
+        out.status.code(),
+        Some(expected),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("::warning title=flora-gate comment::"));
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn baseline_is_proposed_as_a_pull_request() {
+    let (url, s) = fake().await;
+    let p = flora_gate::github::propose::Proposal {
+        repo: "o/r",
+        base: "main",
+        branch: "flora-gate/baseline-refresh",
+        path: "baselines/novel.json",
+        content: b"{}",
+        title: "Refresh the flora-gate baseline",
+        body: "numbers",
+    };
+    let pr = flora_gate::github::propose::propose(&api(&url), &p)
+        .await
+        .expect("proposed");
+    assert_eq!(pr, "https://github.test/pull/42");
+    let again = flora_gate::github::propose::propose(&api(&url), &p)
+        .await
+        .expect("reused");
+    assert_eq!(again, pr);
+    let f = s.lock().expect("lock");
+    assert_eq!(
+        f.log.iter().filter(|l| l.starts_with("POST pull")).count(),
+        1,
+        "{:?}",
+        f.log
+    );
+    assert_eq!(
+        f.files[0],
+        ("baselines/novel.json".to_string(), "e30=".to_string())
+    );
+}
