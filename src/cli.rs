@@ -44,7 +44,7 @@ pub enum Command {
     Baseline(BaselineCommand),
     /// Run + compare + report in one; in GitHub Actions also the job summary,
     /// step outputs, annotations and the sticky PR comment.
-    Gate(GateArgs),
+    Gate(Box<GateArgs>),
     /// Create or update the sticky PR comment with a report.
     Comment(CommentArgs),
 }
