@@ -57,7 +57,9 @@ sha256() {
 
 from_source() {
   log "$1; building from source with cargo (this takes a few minutes)"
-  "$cargo_cmd" install --locked --path "$action_path" --root "$dir.cargo" \
+  # Reuse the checkout's target directory when the action builds itself (the self-test).
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$action_path/target}" \
+    "$cargo_cmd" install --locked --path "$action_path" --root "$dir.cargo" \
     || die "cargo install failed; pin \`version:\` to a release that has a binary for $target"
   cp "$dir.cargo/bin/$exe" "$dir/$exe"
   publish
