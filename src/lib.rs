@@ -254,7 +254,9 @@ async fn refresh(args: &RefreshArgs) -> anyhow::Result<Outcome> {
             );
             let (signals, kill) = signal_tokens();
             let out = engine::run(plan.clone(), signals, kill).await?;
-            if let engine::RunStatus::Partial(reason) = &out.status {
+            if let engine::RunStatus::Partial(reason) | engine::RunStatus::Aborted(reason) =
+                &out.status
+            {
                 return Err(UserError::Environment {
                     message: format!("baseline run {} did not finish: {reason}", i + 1),
                     hint: Some("nothing was written; run the refresh again".into()),
@@ -361,7 +363,7 @@ async fn run_load(args: &RunArgs) -> anyhow::Result<Outcome> {
         eprintln!("requests written to {}", p.display());
     }
     print!("{}", render::text::summary(&res));
-    if let engine::RunStatus::Partial(reason) = &out.status {
+    if let engine::RunStatus::Partial(reason) | engine::RunStatus::Aborted(reason) = &out.status {
         return Err(UserError::Environment {
             message: format!("the run did not finish: {reason}"),
             hint: Some(format!("the partial result is in `{}`", args.out.display())),

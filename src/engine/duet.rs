@@ -44,8 +44,8 @@ impl SideRuns {
             if o.self_check.saturated {
                 self_check = o.self_check.clone();
             }
-            if let RunStatus::Partial(r) = &o.status {
-                status = RunStatus::Partial(r.clone());
+            if o.status != RunStatus::Complete {
+                status = o.status.clone();
             }
             rec.absorb(shift(o.recorder, off));
         }
@@ -146,9 +146,13 @@ pub async fn run_duet(
                 metrics: DuetResult::slot_metrics(&vals),
             });
             index += 1;
+            let stop_now = out.status != RunStatus::Complete;
             match side {
                 Side::Reference => refr.outputs.push((start, out)),
                 Side::Candidate => cand.outputs.push((start, out)),
+            }
+            if stop_now {
+                break 'pairs;
             }
         }
     }

@@ -55,6 +55,8 @@ pub enum RunStatus {
     Complete,
     /// Stopped early by a signal; the result holds what was measured.
     Partial(String),
+    /// Stopped by the circuit breaker: the target was failing.
+    Aborted(String),
 }
 
 /// The raw outcome of a run, before summaries.
@@ -155,6 +157,81 @@ pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError>
     }
 }
 
+/// Refuse a target outside the scenario's `allow_hosts`.
+pub fn check_allowed(scenario: &Scenario, target: &str) -> Result<(), UserError> {
+    let allowed = &scenario.safety.allow_hosts;
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let host = reqwest::Url::parse(target)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        })
+        .unwrap_or_default();
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
+        Ok(())
+    } else {
+        Err(UserError::flag(
+            "--target",
+            format!(
+                "host `{host}` is not in the scenario's `safety.allow_hosts` ({})",
+                allowed.join(", ")
+            ),
+        )
+        .with_hint(format!(
+            "add it to `allow_hosts` in {} if it is meant to be load-tested",
+            scenario.origin
+        )))
+    }
+}
+
+/// Watches the error share over a sliding window and trips the breaker.
+async fn breaker(
+    shared: Arc<Shared>,
+    limit: f64,
+    window: Duration,
+    min_requests: u64,
+    tripped: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut history: std::collections::VecDeque<(Instant, u64, u64)> =
+        std::collections::VecDeque::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let req = shared.live.requests.load(Ordering::Relaxed);
+        let err = shared.live.errors.load(Ordering::Relaxed);
+        history.push_back((now, req, err));
+        while history
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > window)
+        {
+            history.pop_front();
+        }
+        let Some(&(_, r0, e0)) = history.front() else {
+            continue;
+        };
+        let (dr, de) = (req - r0, err - e0);
+        if dr >= min_requests && de as f64 / dr as f64 >= limit {
+            let reason = format!(
+                "circuit breaker: {de} of the last {dr} requests failed ({:.0}%) within {}, over the {:.0}% limit",
+                de as f64 * 100.0 / dr as f64,
+                humantime::format_duration(window),
+                limit * 100.0
+            );
+            eprintln!("\n{reason}; stopping");
+            if let Ok(mut t) = tripped.lock() {
+                *t = Some(reason);
+            }
+            shared.stop.cancel();
+            shared.hard_stop.cancel();
+            return;
+        }
+    }
+}
+
 /// Run the load test. `signals` is cancelled on the first Ctrl-C/SIGTERM and
 /// `kill` on the second.
 pub async fn run(
@@ -163,6 +240,7 @@ pub async fn run(
     kill: CancellationToken,
 ) -> Result<RunOutput, UserError> {
     let sc = plan.scenario.clone();
+    check_allowed(&sc, &plan.target)?;
     preflight(&plan.target, sc.timeouts.connect).await?;
     let client = client(&sc, plan.load.concurrency)?;
     let started_at = chrono::Utc::now();
@@ -200,6 +278,16 @@ pub async fn run(
     let progress = plan
         .progress
         .then(|| tokio::spawn(progress_line(shared.clone(), plan.load.clone())));
+    let tripped = Arc::new(std::sync::Mutex::new(None));
+    let breaker_task = sc.safety.abort_error_rate.map(|limit| {
+        tokio::spawn(breaker(
+            shared.clone(),
+            limit,
+            sc.safety.abort_window,
+            sc.safety.abort_min_requests,
+            tripped.clone(),
+        ))
+    });
 
     // The stop: deadline, request budget (users cancel `stop` themselves), or a signal.
     let deadline = plan.load.duration.map(|d| t0 + d);
@@ -233,6 +321,10 @@ pub async fn run(
     }
     let elapsed = t0.elapsed();
     lag_stop.cancel();
+    if let Some(b) = breaker_task {
+        b.abort();
+    }
+    let tripped = tripped.lock().ok().and_then(|t| t.clone());
     let lag = lag_task.await.unwrap_or_default();
     if let Some(p) = progress {
         p.abort();
@@ -249,9 +341,10 @@ pub async fn run(
         recorder,
         started_at,
         elapsed,
-        status: match interrupted {
-            Some(reason) => RunStatus::Partial(reason),
-            None => RunStatus::Complete,
+        status: match (tripped, interrupted) {
+            (Some(reason), _) => RunStatus::Aborted(reason),
+            (None, Some(reason)) => RunStatus::Partial(reason),
+            (None, None) => RunStatus::Complete,
         },
         self_check,
     })

@@ -60,6 +60,7 @@ pub async fn execute(
     client: &reqwest::Client,
     req: Prepared<'_>,
     timeouts: &Timeouts,
+    max_body: usize,
     itl: &mut LatencyHist,
 ) -> Outcome {
     let step = req.step;
@@ -155,20 +156,25 @@ pub async fn execute(
 
     match step.response {
         ResponseKind::Json => {
-            read_json(response, start, first_deadline, total_deadline, &mut out).await
-        }
-        ResponseKind::Sse => {
-            read_stream(
+            read_json(
                 response,
-                step,
                 start,
-                timeouts,
                 first_deadline,
                 total_deadline,
-                itl,
+                max_body,
                 &mut out,
             )
             .await
+        }
+        ResponseKind::Sse => {
+            let deadlines = Deadlines {
+                start,
+                first: first_deadline,
+                total: total_deadline,
+                idle: timeouts.idle,
+                max_body,
+            };
+            read_stream(response, step, deadlines, itl, &mut out).await;
         }
     }
     out
@@ -195,9 +201,10 @@ async fn read_json(
     start: Instant,
     first_deadline: Instant,
     total_deadline: Instant,
+    max_body: usize,
     out: &mut Outcome,
 ) {
-    let result = timeout_at(first_deadline, read_capped(response, MAX_BODY)).await;
+    let result = timeout_at(first_deadline, read_capped(response, max_body)).await;
     let end = Instant::now();
     out.stream_end = end - start;
     match result {
@@ -222,20 +229,29 @@ async fn read_json(
     }
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the phases need every deadline"
-)]
+/// The clock a stream is read against.
+struct Deadlines {
+    start: Instant,
+    first: Instant,
+    total: Instant,
+    idle: Duration,
+    max_body: usize,
+}
+
 async fn read_stream(
     mut response: reqwest::Response,
     step: &Step,
-    start: Instant,
-    timeouts: &Timeouts,
-    first_deadline: Instant,
-    total_deadline: Instant,
+    dl: Deadlines,
     itl: &mut LatencyHist,
     out: &mut Outcome,
 ) {
+    let Deadlines {
+        start,
+        first: first_deadline,
+        total: total_deadline,
+        idle,
+        max_body,
+    } = dl;
     let mut parser = SseParser::new();
     let mut text = step.capture_text.as_ref().map(|_| String::new());
     let mut first: Option<Instant> = None;
@@ -249,7 +265,7 @@ async fn read_stream(
     while !done {
         let deadline = match first {
             None => first_deadline,
-            Some(_) => (Instant::now() + timeouts.idle).min(total_deadline),
+            Some(_) => (Instant::now() + idle).min(total_deadline),
         };
         let piece = match timeout_at(deadline, response.chunk()).await {
             Err(_) => {
@@ -277,7 +293,7 @@ async fn read_stream(
         };
         let now = Instant::now();
         received += piece.len();
-        if received > MAX_BODY {
+        if received > max_body {
             out.error = Some(ErrorClass::Protocol);
             break;
         }
@@ -316,8 +332,7 @@ async fn read_stream(
     if done {
         // Read to the end of the body so the connection goes back to the pool;
         // a server that stays open after its end marker is not waited for long.
-        let drain_until =
-            (Instant::now() + timeouts.idle.min(Duration::from_secs(2))).min(total_deadline);
+        let drain_until = (Instant::now() + idle.min(Duration::from_secs(2))).min(total_deadline);
         while let Ok(Ok(Some(_))) = timeout_at(drain_until, response.chunk()).await {}
     }
     out.stream_end = start.elapsed();

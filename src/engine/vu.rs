@@ -83,7 +83,7 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                         &mut rec.itl[i]
                     };
                     tokio::select! {
-                        o = execute(&shared.client, req, &sc.timeouts, itl) => o,
+                        o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, itl) => o,
                         () = shared.hard_stop.cancelled() => break 'iterations,
                     }
                 }
@@ -118,6 +118,10 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                 error: failed,
                 ..sample
             });
+            if let (true, Some(wait)) = (sc.safety.honor_retry_after, outcome.retry_after) {
+                // The server asked for a pause: this user waits it out.
+                pause(&shared, wait.min(Duration::from_secs(60))).await;
+            }
             if let Some(class) = failed {
                 shared.live.errors.fetch_add(1, Ordering::Relaxed);
                 iter_ok = false;

@@ -178,15 +178,8 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
         d.reference.provenance.target, d.candidate.provenance.target
     )];
     let saturated = d.candidate.saturated() || d.reference.saturated();
+    let reason = d.candidate.status_reason.clone().unwrap_or_default();
     let partial = (d.candidate.status != "complete")
-        .then(|| d.candidate.status_reason.clone().unwrap_or_default());
-    finish(
-        "duet",
-        policy,
-        pairs,
-        checks,
-        notes,
-        saturated,
-        partial.as_deref(),
-    )
+        .then_some((d.candidate.status.as_str(), reason.as_str()));
+    finish("duet", policy, pairs, checks, notes, saturated, partial)
 }

@@ -382,7 +382,7 @@ pub(crate) fn finish(
     mut checks: Vec<Check>,
     mut notes: Vec<String>,
     saturated: bool,
-    partial: Option<&str>,
+    partial: Option<(&str, &str)>,
 ) -> Verdict {
     checks.sort_by_key(|c| (!c.gated, c.scope != ALL));
     let mut verdict = checks
@@ -399,9 +399,16 @@ pub(crate) fn finish(
         notes.push("the load generator reported itself saturated: latencies may measure it, not the target".into());
         verdict = verdict.max(Status::Warn);
     }
-    if let Some(reason) = partial {
-        notes.push(format!("the run is partial ({reason})"));
-        verdict = verdict.max(Status::Warn);
+    let mut aborted = None;
+    if let Some((status, reason)) = partial {
+        if status == "aborted" {
+            notes.push(format!("the run was aborted: {reason}"));
+            verdict = Status::Fail;
+            aborted = Some(reason);
+        } else {
+            notes.push(format!("the run is partial ({reason})"));
+            verdict = verdict.max(Status::Warn);
+        }
     }
     let failing: Vec<String> = checks
         .iter()
@@ -416,6 +423,9 @@ pub(crate) fn finish(
         .filter(|c| c.gated && c.status == Status::Improved)
         .count();
     let headline = match verdict {
+        Status::Fail if aborted.is_some() => {
+            format!("the run was aborted — {}", aborted.unwrap_or_default())
+        }
         Status::Fail => format!("regression: {}", failing.join(", ")),
         Status::Warn => {
             let warns = checks.iter().filter(|c| c.status == Status::Warn).count();
@@ -543,7 +553,8 @@ pub fn compare_baseline(
         (!v.is_empty()).then(|| v.iter().copied().fold(0.0, f64::max))
     };
     checks.extend(absolute_checks(policy, cur_all, base_err));
-    let partial = (r.status != "complete").then(|| r.status_reason.clone().unwrap_or_default());
+    let reason = r.status_reason.clone().unwrap_or_default();
+    let partial = (r.status != "complete").then_some((r.status.as_str(), reason.as_str()));
     finish(
         "baseline",
         policy,
@@ -551,7 +562,7 @@ pub fn compare_baseline(
         checks,
         notes,
         r.saturated(),
-        partial.as_deref(),
+        partial,
     )
 }
 

@@ -19,6 +19,12 @@ pub enum Fault {
     Disconnect,
     /// One event halfway through the stream is not valid JSON.
     Malformed,
+    /// Half the tokens, then silence (an idle stream).
+    Stall,
+    /// A JSON answer that is not JSON (for `json` steps such as create book).
+    BadJson,
+    /// Content forever, never the end marker.
+    Endless,
 }
 
 impl Fault {
@@ -27,7 +33,12 @@ impl Fault {
         match self {
             Fault::Status(s) => StatusCode::from_u16(s).ok(),
             Fault::RateLimited => Some(StatusCode::TOO_MANY_REQUESTS),
-            Fault::Hang | Fault::Disconnect | Fault::Malformed => None,
+            Fault::Hang
+            | Fault::Disconnect
+            | Fault::Malformed
+            | Fault::Stall
+            | Fault::BadJson
+            | Fault::Endless => None,
         }
     }
 
@@ -40,7 +51,12 @@ impl Fault {
             Fault::Status(503) => "overloaded",
             Fault::Status(_) => "internal_error",
             Fault::RateLimited => "rate_limited",
-            Fault::Hang | Fault::Disconnect | Fault::Malformed => "stream_fault",
+            Fault::Hang
+            | Fault::Disconnect
+            | Fault::Malformed
+            | Fault::Stall
+            | Fault::BadJson
+            | Fault::Endless => "stream_fault",
         }
     }
 }
@@ -53,6 +69,9 @@ impl fmt::Display for Fault {
             Fault::Hang => f.write_str("hang"),
             Fault::Disconnect => f.write_str("disconnect"),
             Fault::Malformed => f.write_str("malformed"),
+            Fault::Stall => f.write_str("stall"),
+            Fault::BadJson => f.write_str("badjson"),
+            Fault::Endless => f.write_str("endless"),
         }
     }
 }
@@ -65,10 +84,13 @@ impl FromStr for Fault {
             "hang" => Ok(Fault::Hang),
             "disconnect" => Ok(Fault::Disconnect),
             "malformed" => Ok(Fault::Malformed),
+            "stall" => Ok(Fault::Stall),
+            "badjson" => Ok(Fault::BadJson),
+            "endless" => Ok(Fault::Endless),
             other => match other.parse::<u16>() {
                 Ok(code) if (400..600).contains(&code) => Ok(Fault::Status(code)),
                 _ => Err(format!(
-                    "unknown fault `{other}`: use an HTTP status 400-599 (429 adds Retry-After), `hang`, `disconnect` or `malformed`"
+                    "unknown fault `{other}`: use an HTTP status 400-599 (429 adds Retry-After), `hang`, `stall`, `disconnect`, `malformed`, `badjson` or `endless`"
                 )),
             },
         }

@@ -394,6 +394,14 @@ async fn create_book(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
         None => None,
     };
     tokio::time::sleep(app.delay(app.cfg.ttft / 4, &mut rng)).await;
+    if ctx.fault == Some(Fault::BadJson) {
+        return (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"id\": \"bk_",
+        )
+            .into_response();
+    }
     let n = app.next_book.fetch_add(1, Ordering::Relaxed);
     let book = json!({
         "id": format!("bk_{n}"),

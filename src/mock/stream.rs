@@ -102,7 +102,16 @@ impl ChunkStream {
                                 "injected disconnect",
                             )));
                         }
-                        Some(Fault::Malformed) => {
+                        Some(Fault::Stall) => {
+                            let wake = Instant::now() + self.app.cfg.hang;
+                            tokio::select! {
+                                () = tokio::time::sleep_until(wake) => {}
+                                () = self.app.shutdown.cancelled() => {}
+                            }
+                            self.phase = Phase::End;
+                            return None;
+                        }
+                        Some(Fault::Malformed | Fault::BadJson) => {
                             self.phase = Phase::Token(i + 1);
                             stats.sse_events.fetch_add(1, Ordering::Relaxed);
                             return Some(Ok(Bytes::from_static(
@@ -116,10 +125,10 @@ impl ChunkStream {
                     let us = u64::try_from(self.ctx.t0.elapsed().as_micros()).unwrap_or(u64::MAX);
                     stats.record_ttft(us, self.ctx.request_id.as_deref());
                 }
-                self.phase = if i + 1 >= self.tokens {
+                self.phase = if i + 1 >= self.tokens && self.ctx.fault != Some(Fault::Endless) {
                     Phase::Finish
                 } else {
-                    Phase::Token(i + 1)
+                    Phase::Token(i.saturating_add(1))
                 };
                 let tok = self
                     .app

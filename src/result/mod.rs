@@ -32,7 +32,7 @@ pub struct RunResult {
     pub schema_version: u32,
     /// [`KIND`].
     pub kind: String,
-    /// `complete` or `partial`.
+    /// `complete`, `partial` (stopped by a signal) or `aborted` (circuit breaker).
     pub status: String,
     /// Why the run is partial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -496,6 +496,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
     let (status, status_reason) = match &out.status {
         RunStatus::Complete => ("complete".to_string(), None),
         RunStatus::Partial(r) => ("partial".to_string(), Some(r.clone())),
+        RunStatus::Aborted(r) => ("aborted".to_string(), Some(r.clone())),
     };
     RunResult {
         schema_version: SCHEMA_VERSION,

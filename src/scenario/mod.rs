@@ -57,6 +57,8 @@ struct FileScenario {
     /// Gate policy.
     #[serde(default)]
     gate: Option<crate::gate::policy::PolicyFile>,
+    #[serde(default)]
+    safety: FileSafety,
     steps: Vec<FileStep>,
 }
 
@@ -120,6 +122,47 @@ struct FileTimeouts {
     first_token: Option<Dur>,
     idle: Option<Dur>,
     total: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSafety {
+    allow_hosts: Option<Vec<String>>,
+    abort_error_rate: Option<f64>,
+    abort_window: Option<Dur>,
+    abort_min_requests: Option<u64>,
+    honor_retry_after: Option<bool>,
+    max_response_bytes: Option<usize>,
+}
+
+/// Protections for the target and for the run itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Safety {
+    /// Hosts a run may target; empty allows any.
+    pub allow_hosts: Vec<String>,
+    /// Circuit breaker: stop when the error share over `abort_window` passes this.
+    pub abort_error_rate: Option<f64>,
+    /// The breaker's sliding window.
+    pub abort_window: Duration,
+    /// Fewest requests in the window before the breaker may trip.
+    pub abort_min_requests: u64,
+    /// After a 429, wait its `Retry-After` before the user's next request.
+    pub honor_retry_after: bool,
+    /// Largest response body read before it counts as a protocol error.
+    pub max_response_bytes: usize,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Self {
+            allow_hosts: Vec::new(),
+            abort_error_rate: None,
+            abort_window: Duration::from_secs(10),
+            abort_min_requests: 20,
+            honor_retry_after: false,
+            max_response_bytes: crate::engine::request::MAX_BODY,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +376,8 @@ pub struct Scenario {
     pub vars: serde_json::Map<String, serde_json::Value>,
     /// The gate policy (defaults overlaid with the `[gate]` table).
     pub gate: crate::gate::policy::Policy,
+    /// Protections (`[safety]`).
+    pub safety: Safety,
     /// The data set.
     pub data: Arc<DataSet>,
     /// Workflow steps in order.
@@ -481,6 +526,31 @@ impl Scenario {
         let gate = crate::gate::policy::Policy::from_file(&file.gate.clone().unwrap_or_default())
             .map_err(|m| invalid(Some("table `[gate]`".into()), m))?;
 
+        let fs = &file.safety;
+        let d = Safety::default();
+        let safety = Safety {
+            allow_hosts: fs.allow_hosts.clone().unwrap_or_default(),
+            abort_error_rate: fs.abort_error_rate,
+            abort_window: fs.abort_window.map_or(d.abort_window, |w| w.0),
+            abort_min_requests: fs.abort_min_requests.unwrap_or(d.abort_min_requests),
+            honor_retry_after: fs.honor_retry_after.unwrap_or(false),
+            max_response_bytes: fs.max_response_bytes.unwrap_or(d.max_response_bytes),
+        };
+        if let Some(r) = safety.abort_error_rate {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(invalid(
+                    Some("`safety.abort_error_rate`".into()),
+                    format!("{r} must be in (0, 1]"),
+                ));
+            }
+        }
+        if safety.max_response_bytes == 0 {
+            return Err(invalid(
+                Some("`safety.max_response_bytes`".into()),
+                "must be at least 1".into(),
+            ));
+        }
+
         let mut env = crate::scenario::template_env(data.clone());
         let mut steps = Vec::with_capacity(file.steps.len());
         let mut names = BTreeSet::new();
@@ -582,6 +652,7 @@ impl Scenario {
             slo: file.slo,
             vars,
             gate,
+            safety,
             data,
             steps,
             templates: Arc::new(env),

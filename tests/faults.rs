@@ -1,0 +1,299 @@
+//! Faults and protections: each run completes, classifies and counts the
+//! failure, and reports it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{chat_scenario, run, start_mock, Load};
+use flora_gate::engine::{self, Plan, RunStatus};
+use flora_gate::mock::MockConfig;
+use flora_gate::scenario::Scenario;
+use tokio_util::sync::CancellationToken;
+
+fn quick(faults: &str) -> MockConfig {
+    MockConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        output_tokens: 10,
+        faults: faults.parse().expect("valid faults"),
+        hang: Duration::from_secs(5),
+        ..MockConfig::default()
+    }
+}
+
+fn requests(n: u64, c: u32) -> Load {
+    Load {
+        concurrency: c,
+        duration: None,
+        requests: Some(n),
+        warmup: Duration::ZERO,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_is_an_idle_timeout() {
+    let mock = start_mock(quick("stall=0.5")).await;
+    let (r, _) = run(
+        chat_scenario("[timeouts]\nidle = \"300ms\"\n"),
+        &mock.url(),
+        requests(20, 4),
+    )
+    .await;
+    mock.stop().await;
+    let n = r.steps[0].errors.get("timeout_idle").copied().unwrap_or(0);
+    assert!(n >= 3, "{:?}", r.steps[0].errors);
+    assert_eq!(r.steps[0].requests, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_answer_is_a_protocol_error() {
+    let mock = start_mock(quick("badjson=0.5")).await;
+    let sc = Scenario::load("novel", &[]).expect("bundled");
+    let (r, _) = run(sc, &mock.url(), requests(30, 2)).await;
+    mock.stop().await;
+    let create = &r.steps[0];
+    assert!(
+        create.errors.get("protocol").copied().unwrap_or(0) >= 2,
+        "{:?}",
+        create.errors
+    );
+    assert!(r.totals.failed > 0 && r.totals.ok > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_response_is_capped() {
+    let mock = start_mock(quick("endless=1")).await;
+    let sc = chat_scenario("[safety]\nmax_response_bytes = 20000\n[timeouts]\ntotal = \"20s\"\n");
+    let (r, _) = run(sc, &mock.url(), requests(2, 2)).await;
+    mock.stop().await;
+    assert_eq!(
+        r.steps[0].errors.get("protocol"),
+        Some(&2),
+        "{:?}",
+        r.steps[0].errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_counted_and_can_be_honoured() {
+    let mut cfg = quick("429=1");
+    cfg.retry_after_s = 1;
+    let mock = start_mock(cfg.clone()).await;
+    let load = || Load {
+        concurrency: 2,
+        duration: Some(Duration::from_millis(2500)),
+        requests: None,
+        warmup: Duration::ZERO,
+    };
+    let (eager, _) = run(chat_scenario(""), &mock.url(), load()).await;
+    let (polite, _) = run(
+        chat_scenario("[safety]\nhonor_retry_after = true\n"),
+        &mock.url(),
+        load(),
+    )
+    .await;
+    mock.stop().await;
+    let e = eager.steps[0]
+        .errors
+        .get("rate_limited")
+        .copied()
+        .unwrap_or(0);
+    let p = polite.steps[0]
+        .errors
+        .get("rate_limited")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        p >= 2 && p <= 8,
+        "honouring Retry-After: {p} requests in 2.5 s with 2 users"
+    );
+    assert!(e > p * 2, "without it the users do not wait: {e} vs {p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_goes_away_mid_run_is_counted_as_connect_errors() {
+    let mock = start_mock(quick("")).await;
+    let url = mock.url();
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        mock.stop().await;
+    });
+    let (r, _) = run(
+        chat_scenario("[timeouts]\nconnect = \"500ms\"\n"),
+        &url,
+        Load {
+            concurrency: 2,
+            duration: Some(Duration::from_secs(2)),
+            requests: None,
+            warmup: Duration::ZERO,
+        },
+    )
+    .await;
+    stopper.await.expect("stopped");
+    let chat = &r.steps[0];
+    assert!(chat.ok > 0, "requests before the stop succeeded");
+    let refused = chat.errors.get("connect").copied().unwrap_or(0)
+        + chat.errors.get("transport").copied().unwrap_or(0)
+        + chat.errors.get("stream_broken").copied().unwrap_or(0);
+    assert!(refused > 0, "{:?}", chat.errors);
+    // A dead target must not turn into a hot loop: back-off keeps the count small.
+    assert!(chat.failed < 200, "{} failures in ~1.3 s", chat.failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_host_is_a_clear_error() {
+    let err = engine::preflight(
+        "http://flora-gate-test.invalid:8080",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect_err("no such host");
+    assert!(err.to_string().contains("flora-gate-test.invalid"), "{err}");
+    assert!(err.hint().expect("hint").contains("--target"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
+    let mock = start_mock(quick("500=0.9")).await;
+    let sc = chat_scenario(
+        "[safety]\nabort_error_rate = 0.5\nabort_window = \"2s\"\nabort_min_requests = 10\n",
+    );
+    let mut load = sc.load.clone();
+    load.concurrency = 4;
+    load.duration = Some(Duration::from_secs(20));
+    load.warmup = Duration::ZERO;
+    let plan = Plan {
+        scenario: Arc::new(sc),
+        target: mock.url(),
+        tokens: Arc::new(flora_gate::tokens::generated(4)),
+        load,
+        progress: false,
+        drain: Duration::from_secs(5),
+        notes: vec![],
+    };
+    let started = std::time::Instant::now();
+    let out = engine::run(
+        plan.clone(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("runs");
+    mock.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped early");
+    let RunStatus::Aborted(reason) = &out.status else {
+        panic!("not aborted: {:?}", out.status)
+    };
+    assert!(reason.contains("circuit breaker"), "{reason}");
+    let meta = flora_gate::result::RunMeta {
+        scenario: &plan.scenario,
+        target: &plan.target,
+        load: &plan.load,
+    };
+    let r = flora_gate::result::build(&meta, &out);
+    assert_eq!(r.status, "aborted");
+    let base = flora_gate::baseline::Baseline::read(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/baseline.json"
+    )))
+    .expect("fixture");
+    let v = flora_gate::gate::compare_baseline(&base, &r, &r.gate, vec![]);
+    assert_eq!(v.verdict, flora_gate::gate::Status::Fail);
+    assert!(
+        v.headline.contains("aborted") && v.headline.contains("circuit breaker"),
+        "{}",
+        v.headline
+    );
+}
+
+#[test]
+fn targets_outside_allow_hosts_are_refused() {
+    let sc = chat_scenario("[safety]\nallow_hosts = [\"127.0.0.1\", \"staging.internal\"]\n");
+    assert!(engine::check_allowed(&sc, "http://127.0.0.1:8080").is_ok());
+    assert!(engine::check_allowed(&sc, "https://STAGING.internal").is_ok());
+    let err = engine::check_allowed(&sc, "https://prod.example.com").expect_err("refused");
+    assert!(
+        err.to_string().contains("prod.example.com") && err.to_string().contains("allow_hosts"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_keeps_a_partial_result_and_exits_non_zero() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_flora-gate");
+    let mut mock = Command::new(bin)
+        .args([
+            "mock",
+            "--port",
+            "0",
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "5",
+            "--output-tokens",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mock");
+    let mut url = String::new();
+    BufReader::new(mock.stdout.take().expect("stdout"))
+        .read_line(&mut url)
+        .expect("url");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("t.csv");
+    std::fs::write(&tokens, "tok\n").expect("write");
+    let out = dir.path().join("r.json");
+    let child = Command::new(bin)
+        .args([
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            url.trim(),
+            "--tokens",
+            &tokens.display().to_string(),
+            "-c",
+            "2",
+            "-d",
+            "60s",
+            "--warmup",
+            "0s",
+        ])
+        .args(["-o", &out.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let output = child.wait_with_output().expect("exits");
+    let _ = mock.kill();
+    let _ = mock.wait();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopped promptly"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let r = flora_gate::result::RunResult::read(&out).expect("partial result written");
+    assert_eq!(r.status, "partial");
+    assert!(r.totals.requests > 0);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("did not finish"));
+}
