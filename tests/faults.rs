@@ -106,7 +106,7 @@ async fn retry_after_is_counted_and_can_be_honoured() {
         .copied()
         .unwrap_or(0);
     assert!(
-        p >= 2 && p <= 8,
+        (2..=8).contains(&p),
         "honouring Retry-After: {p} requests in 2.5 s with 2 users"
     );
     assert!(e > p * 2, "without it the users do not wait: {e} vs {p}");
