@@ -331,6 +331,9 @@ pub struct MockBehaviour {
     /// Injected faults per request, e.g. `500=0.02,429=0.01,hang=0.005,disconnect=0.01,malformed=0.01`.
     #[arg(long, value_name = "KIND=RATE,...", default_value = "")]
     pub error_rate: String,
+    /// Periodic error bursts, e.g. `503:500ms/5s` (every 5 s, 500 ms of 503s).
+    #[arg(long, value_name = "STATUS:LEN/PERIOD")]
+    pub burst: Option<String>,
     /// Seconds sent in `Retry-After` with injected 429s.
     #[arg(long, default_value_t = 1, value_name = "S")]
     pub retry_after: u64,

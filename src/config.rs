@@ -206,6 +206,12 @@ pub fn mock_config(
         hang: Duration::from_secs(120),
         tokens,
         seed: b.seed,
+        burst: b
+            .burst
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|m: String| UserError::flag("--burst", m))?,
     })
 }
 

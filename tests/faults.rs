@@ -297,3 +297,116 @@ fn sigint_keeps_a_partial_result_and_exits_non_zero() {
     assert!(r.totals.requests > 0);
     assert!(String::from_utf8_lossy(&output.stderr).contains("did not finish"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_503_are_counted_between_successes() {
+    let mut cfg = quick("");
+    cfg.burst = Some("503:300ms/1s".parse().expect("valid burst"));
+    let mock = start_mock(cfg).await;
+    let (r, _) = run(
+        chat_scenario(""),
+        &mock.url(),
+        Load {
+            concurrency: 2,
+            duration: Some(Duration::from_millis(2500)),
+            requests: None,
+            warmup: Duration::ZERO,
+        },
+    )
+    .await;
+    mock.stop().await;
+    let chat = &r.steps[0];
+    assert!(
+        chat.errors.get("http_503").copied().unwrap_or(0) > 0,
+        "{:?}",
+        chat.errors
+    );
+    // Between bursts the users are served (errors return at once, so they
+    // outnumber successes by count; what matters is that service resumes).
+    assert!(chat.ok > 50, "{} ok, {} failed", chat.ok, chat.failed);
+    assert!("503:2s/1s".parse::<flora_gate::mock::Burst>().is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_sigint_stops_at_once_and_still_writes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_flora-gate");
+    // Long streams: 50 tokens 200 ms apart, so in-flight requests would take ~10 s.
+    let mut mock = Command::new(bin)
+        .args([
+            "mock",
+            "--port",
+            "0",
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "200",
+            "--output-tokens",
+            "50",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mock");
+    let mut url = String::new();
+    BufReader::new(mock.stdout.take().expect("stdout"))
+        .read_line(&mut url)
+        .expect("url");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("t.csv");
+    std::fs::write(&tokens, "tok\n").expect("write");
+    let out = dir.path().join("r.json");
+    let child = Command::new(bin)
+        .args([
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            url.trim(),
+            "--tokens",
+            &tokens.display().to_string(),
+            "-c",
+            "2",
+            "-d",
+            "60s",
+            "--warmup",
+            "0s",
+        ])
+        .args(["-o", &out.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::thread::sleep(Duration::from_millis(1200));
+    let pid = child.id().to_string();
+    let started = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    let output = child.wait_with_output().expect("exits");
+    let _ = mock.kill();
+    let _ = mock.wait();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the second signal does not wait for streams"
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let r = flora_gate::result::RunResult::read(&out).expect("result written");
+    assert_eq!(r.status, "partial");
+    assert!(
+        r.status_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("second signal"),
+        "{:?}",
+        r.status_reason
+    );
+}

@@ -64,6 +64,43 @@ pub struct MockConfig {
     pub tokens: Option<HashSet<String>>,
     /// Seed of the fault and jitter draws.
     pub seed: u64,
+    /// Periodic bursts of an error status.
+    pub burst: Option<Burst>,
+}
+
+/// Every `every`, answer all requests for `length` with `status`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burst {
+    /// The error status.
+    pub status: u16,
+    /// How long each burst lasts.
+    pub length: Duration,
+    /// Period.
+    pub every: Duration,
+}
+
+impl std::str::FromStr for Burst {
+    type Err = String;
+    /// `503:500ms/5s`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not STATUS:LENGTH/PERIOD (for example `503:500ms/5s`)");
+        let (status, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (len, every) = rest.split_once('/').ok_or_else(bad)?;
+        let status: u16 = status.trim().parse().map_err(|_| bad())?;
+        if !(400..600).contains(&status) {
+            return Err(bad());
+        }
+        let length = humantime::parse_duration(len.trim()).map_err(|_| bad())?;
+        let every = humantime::parse_duration(every.trim()).map_err(|_| bad())?;
+        if every.is_zero() || length > every {
+            return Err(format!("`{s}`: the burst must be shorter than its period"));
+        }
+        Ok(Burst {
+            status,
+            length,
+            every,
+        })
+    }
 }
 
 impl Default for MockConfig {
@@ -80,6 +117,7 @@ impl Default for MockConfig {
             hang: Duration::from_secs(120),
             tokens: None,
             seed: 1,
+            burst: None,
         }
     }
 }
@@ -305,6 +343,15 @@ impl App {
                 "unauthorized",
                 "missing or unknown bearer token",
             ));
+        }
+        if let Some(b) = self.cfg.burst {
+            let phase = self.stats.started.elapsed().as_nanos() % b.every.as_nanos().max(1);
+            if phase < b.length.as_nanos() {
+                self.stats.faults.fetch_add(1, Ordering::Relaxed);
+                let status =
+                    StatusCode::from_u16(b.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return Gate::Reject(error_response(status, "burst", "injected error burst"));
+            }
         }
         let mut rng =
             SmallRng::seed_from_u64(self.cfg.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
