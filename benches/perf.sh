@@ -5,17 +5,24 @@
 #      and the client's peak resident memory;
 #   2. client TTFT against the mock's own timing of the same requests at 32
 #      streams (p50, p99);
-#   3. mock SSE events per second on one core.
-# Usage: benches/perf.sh [seconds per phase, default 15]
+#   3. mock SSE events per second on one core;
+#   4. concurrent streams held with the generator's self-check clean (500,
+#      1000, 2000 streams of 64 tokens at 50 ms per token), with peak memory;
+#   5. where oha is installed (cargo install oha), the same plain-HTTP load
+#      through oha and through flora-gate, CPU per request side by side.
+# Usage: benches/perf.sh [seconds per phase, default 15]; PHASES="1 4" picks phases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-15}
+PHASES=${PHASES:-1 2 3 4 5}
+want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
 cargo build --release --quiet
 BIN=target/release/flora-gate
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 printf 'user_id,access_token\n' > "$WORK/tokens.csv"
-for i in $(seq 1 256); do printf 'u%d,bench-token-%04d\n' "$i" "$i" >> "$WORK/tokens.csv"; done
+for i in $(seq 1 2000); do printf 'u%d,bench-token-%04d\n' "$i" "$i" >> "$WORK/tokens.csv"; done
 
 # The mock gets core 0 (one worker thread), the client core 1.
 PIN0=(); PIN1=()
@@ -33,6 +40,7 @@ start_mock() { # port args...
 stop_mock() { kill "$MOCK_PID" 2>/dev/null || true; wait "$MOCK_PID" 2>/dev/null || true; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
+if want 1; then
 echo "== 1. client CPU per 64-token streamed request, 64 concurrent streams (${SECS}s)"
 start_mock 0 --ttft-ms 20 --itl-ms 5 --output-tokens 64
 pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 64 -d "${SECS}s" --warmup 0s \
@@ -47,6 +55,8 @@ print(f"client CPU per request: {sc['cpu_time_s'] / n * 1000:.3f} ms  (target <=
 print(f"client peak RSS: {sc['peak_rss_mib']:.1f} MiB; loop lag p99 {sc['loop_lag_p99_ms']} ms; saturated: {sc['saturated']}")
 PY
 
+fi
+if want 2; then
 echo "== 2. TTFT accuracy against the mock's own timing, 32 concurrent streams (${SECS}s, 2s warm-up)"
 start_mock 0 --ttft-ms 50 --itl-ms 5 --output-tokens 64
 pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 32 -d "${SECS}s" --warmup 2s \
@@ -69,6 +79,8 @@ for p, name in ((0.5, "p50"), (0.99, "p99")):
 print("targets: excess <= 1 ms at p50, <= 3 ms at p99")
 PY
 
+fi
+if want 3; then
 echo "== 3. mock SSE events/s on one core (${SECS}s, no delays, 128 streams)"
 start_mock 0 --ttft-ms 0 --itl-ms 0 --output-tokens 64
 before=$(cpu_ticks "$MOCK_PID"); t0=$(date +%s.%N)
@@ -84,3 +96,62 @@ cpu = ticks / 100.0; ev = s["sse_events"]
 print(f"mock: {ev} events in {wall:.1f}s = {ev / wall:,.0f} events/s using {cpu / wall * 100:.0f}% of one core")
 print(f"mock capacity: {ev / cpu:,.0f} events per CPU-second")
 PY
+fi
+
+if want 4; then
+echo "== 4. concurrent streams with the self-check clean (${SECS}s each, 64 tokens, 50 ms/token)"
+for c in 500 1000 2000; do
+  start_mock 0 --ttft-ms 100 --itl-ms 50 --output-tokens 64
+  pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c "$c" -d "${SECS}s" --warmup 3s \
+    --var max_tokens=64 --no-progress -o "$WORK/r4.json" > /dev/null 2>&1 || true
+  stop_mock
+  python3 - "$WORK/r4.json" "$c" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); sc = r["self_check"]; chat = r["steps"][0]
+print(f"{sys.argv[2]:>5} streams: {chat['requests']} requests, {chat['failed']} failed, "
+      f"TTFT p50 {chat['ttft_ms']['p50']} ms, loop lag p99 {sc['loop_lag_p99_ms']} ms, "
+      f"CPU {sc['cpu_utilization'] * 100:.0f}% of {sc['cores']} cores, peak RSS {sc['peak_rss_mib']:.0f} MiB, "
+      f"self-check {'SATURATED' if sc['saturated'] else 'clean'}")
+PY
+done
+fi
+
+if want 5; then
+OHA=${OHA:-$(command -v oha || echo /tmp/oha-root/bin/oha)}
+if [ -x "$OHA" ]; then
+  echo "== 5. side by side with oha: plain HTTP (non-streamed chat completions), 64 connections, ${SECS}s"
+  start_mock 0 --ttft-ms 0 --itl-ms 0 --output-tokens 16
+  body='{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"stream":false}'
+  /usr/bin/time -f "%U %S" -o "$WORK/oha.time" "${PIN1[@]}" "$OHA" -z "${SECS}s" -c 64 --no-tui -m POST \
+    -H "Authorization: Bearer t" -H "Content-Type: application/json" -d "$body" --output-format json \
+    "$MOCK_URL/v1/chat/completions" > "$WORK/oha.json" 2>/dev/null
+  stop_mock
+  start_mock 0 --ttft-ms 0 --itl-ms 0 --output-tokens 16
+  cat > "$WORK/plain.toml" <<'TOML'
+name = "plain"
+[auth]
+kind = "none"
+[[steps]]
+name = "chat"
+path = "/v1/chat/completions"
+response = "json"
+headers = { Authorization = "Bearer t" }
+body = '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"stream":false}'
+TOML
+  pin 1 "$BIN" run -s "$WORK/plain.toml" -t "$MOCK_URL" -c 64 -d "${SECS}s" --warmup 0s --no-progress \
+    -o "$WORK/r5.json" --requests-out "$WORK/r5.jsonl" > /dev/null 2>&1
+  stop_mock
+  python3 - "$WORK/oha.json" "$WORK/oha.time" "$WORK/r5.json" "$WORK/r5.jsonl" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1])); u, s = map(float, open(sys.argv[2]).read().split()[-2:])
+n_oha = sum(o["statusCodeDistribution"].values())
+r = json.load(open(sys.argv[3])); n_fg = sum(1 for _ in open(sys.argv[4]))
+fg = r["self_check"]["cpu_time_s"] / n_fg * 1000; oh = (u + s) / n_oha * 1000
+print(f"oha:        {n_oha} requests, {oh:.3f} ms CPU per request, {o['summary']['requestsPerSec']:.0f} req/s")
+print(f"flora-gate: {n_fg} requests, {fg:.3f} ms CPU per request, {r['totals']['requests_per_s']:.0f} req/s")
+print(f"ratio flora-gate/oha CPU per request: {fg / oh:.2f}")
+PY
+else
+  echo "== 5. skipped: oha not installed (cargo install oha)"
+fi
+fi

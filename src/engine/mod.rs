@@ -94,9 +94,25 @@ struct Shared {
     hard_stop: CancellationToken,
     requests_left: Option<AtomicU64>,
     live: Live,
+    concurrency: u32,
+    /// Pooled gaps between content chunks, per step.
+    itl: Vec<std::sync::Mutex<crate::stats::LatencyHist>>,
 }
 
 impl Shared {
+    /// Move a user's buffered gaps into the shared histogram of a step.
+    fn flush_gaps(&self, step: usize, gaps: &mut Vec<u32>) {
+        if gaps.is_empty() {
+            return;
+        }
+        if let Some(Ok(mut h)) = self.itl.get(step).map(|m| m.lock()) {
+            for g in gaps.iter() {
+                h.record(Duration::from_micros(u64::from(*g)));
+            }
+        }
+        gaps.clear();
+    }
+
     /// Take one request from the request budget; false when it is spent.
     fn claim_request(&self) -> bool {
         match &self.requests_left {
@@ -260,10 +276,16 @@ pub async fn run(
         hard_stop: hard_stop.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
         live: Live::default(),
+        concurrency: plan.load.concurrency,
+        itl: sc
+            .steps
+            .iter()
+            .map(|_| std::sync::Mutex::new(crate::stats::LatencyHist::new()))
+            .collect(),
     });
 
     let lag_stop = CancellationToken::new();
-    let lag_task = tokio::spawn(selfcheck::watch_lag(lag_stop.clone()));
+    let lag_task = tokio::spawn(selfcheck::watch_lag(lag_stop.clone(), plan.load.warmup));
 
     let mut users = tokio::task::JoinSet::new();
     for vu in 0..plan.load.concurrency {
@@ -334,6 +356,11 @@ pub async fn run(
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    recorder.itl = shared
+        .itl
+        .iter()
+        .map(|m| m.lock().map(|h| h.clone()).unwrap_or_default())
+        .collect();
     recorder.samples.sort_by_key(|s| s.start);
     recorder.iterations.sort_by_key(|s| s.start);
     let self_check = selfcheck::assess(&lag, cpu, elapsed, plan.notes.clone());

@@ -9,7 +9,6 @@ use tokio::time::{timeout_at, Instant};
 use super::sample::{ErrorClass, TimeoutPhase};
 use super::sse::SseParser;
 use crate::scenario::{ResponseKind, Step, Timeouts};
-use crate::stats::LatencyHist;
 
 /// Largest response body read (a stream or a JSON document); more is a
 /// protocol error, so an endless response cannot exhaust memory.
@@ -61,7 +60,7 @@ pub async fn execute(
     req: Prepared<'_>,
     timeouts: &Timeouts,
     max_body: usize,
-    itl: &mut LatencyHist,
+    gaps: &mut Vec<u32>,
 ) -> Outcome {
     let step = req.step;
     let mut builder = client.request(step.method.clone(), &req.url);
@@ -174,7 +173,7 @@ pub async fn execute(
                 idle: timeouts.idle,
                 max_body,
             };
-            read_stream(response, step, deadlines, itl, &mut out).await;
+            read_stream(response, step, deadlines, gaps, &mut out).await;
         }
     }
     out
@@ -242,7 +241,7 @@ async fn read_stream(
     mut response: reqwest::Response,
     step: &Step,
     dl: Deadlines,
-    itl: &mut LatencyHist,
+    itl: &mut Vec<u32>,
     out: &mut Outcome,
 ) {
     let Deadlines {
@@ -343,9 +342,10 @@ async fn read_stream(
         out.error = Some(ErrorClass::Protocol);
     }
     if out.error.is_none() {
-        for g in gaps {
-            itl.record(g);
-        }
+        itl.extend(
+            gaps.iter()
+                .map(|g| u32::try_from(g.as_micros()).unwrap_or(u32::MAX)),
+        );
     }
     out.text = text;
 }

@@ -37,9 +37,14 @@ pub struct SelfCheck {
     pub notes: Vec<String>,
 }
 
-/// Samples event-loop lag until cancelled.
-pub async fn watch_lag(stop: CancellationToken) -> LatencyHist {
+/// Samples event-loop lag until cancelled, from `after` on (the warm-up,
+/// when every user connects at once, is not judged).
+pub async fn watch_lag(stop: CancellationToken, after: Duration) -> LatencyHist {
     let mut h = LatencyHist::new();
+    tokio::select! {
+        () = tokio::time::sleep(after) => {}
+        () = stop.cancelled() => return h,
+    }
     let mut next = tokio::time::Instant::now() + TICK;
     loop {
         tokio::select! {

@@ -13,14 +13,22 @@ use super::request::{execute, Outcome, Prepared};
 use super::sample::{ErrorClass, IterationSample, Recorder, Sample};
 use super::Shared;
 use crate::scenario::{AuthKind, TemplateContext};
-use crate::stats::LatencyHist;
 use crate::tokens::UserToken;
 
 /// Run one user until `stop`; returns what it recorded.
 pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToken>) -> Recorder {
     let sc = &shared.scenario;
     let mut rec = Recorder::new(sc.steps.len());
-    let mut scratch = LatencyHist::new();
+    // Gaps between content chunks, per step, flushed to the shared
+    // histograms in batches so users hold no histogram of their own.
+    let mut gaps: Vec<Vec<u32>> = vec![Vec::new(); sc.steps.len()];
+    let mut discard: Vec<u32> = Vec::new();
+    // Spread the users' first requests over the warm-up (at most a second)
+    // so thousands of streams do not tick in lockstep.
+    let stagger = shared.warmup.min(Duration::from_secs(1)) * vu / shared.concurrency.max(1);
+    if !stagger.is_zero() {
+        pause(&shared, stagger).await;
+    }
     let mut rng = SmallRng::seed_from_u64(sc_seed(shared.seed, vu));
     let auth_value = match (&sc.auth.kind, &user) {
         (AuthKind::Bearer, Some(u)) => {
@@ -77,18 +85,18 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                             u16::try_from(i).unwrap_or(u16::MAX),
                         ),
                     };
-                    let itl = if warmup {
-                        &mut scratch
-                    } else {
-                        &mut rec.itl[i]
-                    };
+                    let sink = if warmup { &mut discard } else { &mut gaps[i] };
                     tokio::select! {
-                        o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, itl) => o,
+                        o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, sink) => o,
                         () = shared.hard_stop.cancelled() => break 'iterations,
                     }
                 }
             };
             completed_steps += 1;
+            discard.clear();
+            if gaps[i].len() >= 4096 {
+                shared.flush_gaps(i, &mut gaps[i]);
+            }
             let sample = Sample {
                 step: u16::try_from(i).unwrap_or(u16::MAX),
                 vu,
@@ -157,6 +165,9 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
         if !shared.think_time.is_zero() {
             pause(&shared, shared.think_time).await;
         }
+    }
+    for (i, g) in gaps.iter_mut().enumerate() {
+        shared.flush_gaps(i, g);
     }
     rec
 }

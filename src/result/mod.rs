@@ -416,7 +416,8 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         for s in measured.iter().filter(|s| usize::from(s.step) == i) {
             h.add(s, step.response, &sc.slo);
         }
-        let itl = &out.recorder.itl[i];
+        let no_gaps = LatencyHist::new();
+        let itl = out.recorder.itl.get(i).unwrap_or(&no_gaps);
         for (k, v) in &h.errors {
             *totals_errors.entry(k.clone()).or_insert(0) += v;
         }
