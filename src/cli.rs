@@ -285,6 +285,9 @@ pub struct RunArgs {
     /// No progress line on stderr (it is only drawn on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// Trust this PEM certificate (a self-signed or private CA) for HTTPS targets.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
     /// Duet mode: also drive this reference deployment, in randomly
     /// interleaved time slots; `--out` then gets a duet result for `compare`.
     #[arg(long, value_name = "URL")]

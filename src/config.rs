@@ -135,6 +135,27 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         progress: !args.no_progress && crate::engine::progress_wanted(),
         drain,
         notes: Vec::new(),
+        ca_cert: match &args.ca_cert {
+            Some(p) => {
+                let pem = std::fs::read(p).map_err(|source| UserError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<rustls::pki_types::CertificateDer<'static>>, _>>();
+                if !matches!(&certs, Ok(c) if !c.is_empty()) {
+                    return Err(UserError::invalid(
+                        "certificate",
+                        p,
+                        None,
+                        "no PEM certificate in the file",
+                    )
+                    .with_hint("`--ca-cert` takes a PEM file (-----BEGIN CERTIFICATE-----)"));
+                }
+                Some(pem)
+            }
+            None => None,
+        },
     })
 }
 

@@ -64,6 +64,7 @@ pub async fn run_against_mock(
         progress: engine::progress_wanted(),
         drain: Duration::from_secs(10),
         notes: vec!["the mock server runs in this process".into()],
+        ca_cert: None,
     };
     eprintln!(
         "mock server on {}; running the novel workflow with {} users for {}",

@@ -243,6 +243,7 @@ async fn refresh(args: &RefreshArgs) -> anyhow::Result<Outcome> {
             drain: "60s".into(),
             no_progress: false,
             baseline_target: None,
+            ca_cert: None,
         };
         let plan = config::run_plan(&run_args)?;
         for i in 0..args.runs {

@@ -39,6 +39,7 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::gate::duet::DuetResult {
         progress: false,
         drain: Duration::from_secs(5),
         notes: vec![],
+        ca_cert: None,
     };
     let d = run_duet(
         plan,

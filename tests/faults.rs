@@ -172,6 +172,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         progress: false,
         drain: Duration::from_secs(5),
         notes: vec![],
+        ca_cert: None,
     };
     let started = std::time::Instant::now();
     let out = engine::run(

@@ -46,6 +46,8 @@ pub struct Plan {
     pub drain: Duration,
     /// Notes for the self-check (for example: the mock runs in this process).
     pub notes: Vec<String>,
+    /// Extra trusted root certificate (PEM), from `--ca-cert`.
+    pub ca_cert: Option<Vec<u8>>,
 }
 
 /// How a run ended.
@@ -131,10 +133,20 @@ impl Shared {
 }
 
 /// Build the HTTP client shared by all users.
-pub fn client(scenario: &Scenario, concurrency: u32) -> Result<reqwest::Client, UserError> {
+pub fn client(
+    scenario: &Scenario,
+    concurrency: u32,
+    ca_cert: Option<&[u8]>,
+) -> Result<reqwest::Client, UserError> {
     // reqwest is built without a default TLS provider; install ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = ca_cert {
+        let cert = reqwest::Certificate::from_pem(pem)
+            .map_err(|e| UserError::flag("--ca-cert", format!("not a PEM certificate: {e}")))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
         .connect_timeout(scenario.timeouts.connect)
         .pool_max_idle_per_host(concurrency as usize)
         .tcp_nodelay(true)
@@ -258,7 +270,7 @@ pub async fn run(
     let sc = plan.scenario.clone();
     check_allowed(&sc, &plan.target)?;
     preflight(&plan.target, sc.timeouts.connect).await?;
-    let client = client(&sc, plan.load.concurrency)?;
+    let client = client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?;
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let cpu0 = selfcheck::process_cpu_seconds();

@@ -107,7 +107,9 @@ pub async fn execute(
             return out;
         }
         Ok(Err(e)) => {
-            out.error = Some(if e.is_connect() {
+            out.error = Some(if is_tls(&e) {
+                ErrorClass::Tls
+            } else if e.is_connect() {
                 if e.is_timeout() {
                     ErrorClass::Timeout(TimeoutPhase::Connect)
                 } else {
@@ -177,6 +179,19 @@ pub async fn execute(
         }
     }
     out
+}
+
+/// True when the error chain says the TLS handshake failed.
+fn is_tls(e: &reqwest::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        let text = err.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("handshake") || text.contains("tls") {
+            return true;
+        }
+        src = err.source();
+    }
+    false
 }
 
 async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, ErrorClass> {

@@ -25,6 +25,8 @@ pub enum TimeoutPhase {
 pub enum ErrorClass {
     /// The connection could not be made.
     Connect,
+    /// The TLS handshake failed (for example an untrusted certificate).
+    Tls,
     /// A timeout fired.
     Timeout(TimeoutPhase),
     /// 429 Too Many Requests.
@@ -49,6 +51,7 @@ impl ErrorClass {
     pub fn name(&self) -> String {
         match self {
             ErrorClass::Connect => "connect".into(),
+            ErrorClass::Tls => "tls".into(),
             ErrorClass::Timeout(TimeoutPhase::Connect) => "timeout_connect".into(),
             ErrorClass::Timeout(TimeoutPhase::FirstToken) => "timeout_first_token".into(),
             ErrorClass::Timeout(TimeoutPhase::Idle) => "timeout_idle".into(),

@@ -44,6 +44,7 @@ pub async fn run(sc: Scenario, target: &str, load: Load) -> (RunResult, RunOutpu
         progress: false,
         drain: Duration::from_secs(10),
         notes: vec![],
+        ca_cert: None,
     };
     let out = engine::run(
         plan.clone(),
