@@ -9,12 +9,16 @@
 #   4. concurrent streams held with the generator's self-check clean (500,
 #      1000, 2000 streams of 64 tokens at 50 ms per token), with peak memory;
 #   5. where oha is installed (cargo install oha), the same plain-HTTP load
-#      through oha and through flora-gate, CPU per request side by side.
+#      through oha and through flora-gate, CPU per request side by side;
+#   6. where aiperf is installed (pip install aiperf; AIPERF=path), the
+#      streamed load of phase 1 through aiperf: marginal CPU per request (a run
+#      of 2N minus a run of N requests, so start-up cost cancels) and TTFT
+#      against the server's own.
 # Usage: benches/perf.sh [seconds per phase, default 15]; PHASES="1 4" picks phases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-15}
-PHASES=${PHASES:-1 2 3 4 5}
+PHASES=${PHASES:-1 2 3 4 5 6}
 want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
 cargo build --release --quiet
@@ -153,5 +157,46 @@ print(f"ratio flora-gate/oha CPU per request: {fg / oh:.2f}")
 PY
 else
   echo "== 5. skipped: oha not installed (cargo install oha)"
+fi
+fi
+
+if want 6; then
+AIPERF=${AIPERF:-$(command -v aiperf || echo /tmp/aiperf-venv/bin/aiperf)}
+if [ -x "$AIPERF" ]; then
+  echo "== 6. side by side with aiperf: 64 streams of 64 tokens (phase 1's load)"
+  "$(dirname "$AIPERF")/python" benches/train_tokenizer.py "$WORK/tok"
+  aip() { # requests -> "cpu_seconds ttft_p50_ms"
+    rm -rf "$WORK/aip"
+    /usr/bin/time -f "%U %S" -o "$WORK/aip.time" "${PIN1[@]}" "$AIPERF" profile --model mock-novelist --url "$MOCK_URL" \
+      --endpoint-type chat --streaming --concurrency 64 --request-count "$1" --tokenizer "$WORK/tok" \
+      --prompt-input-tokens-mean 32 --prompt-output-tokens-mean 64 --output-artifact-dir "$WORK/aip" --api-key t > "$WORK/aip.log" 2>&1
+    python3 - "$WORK/aip.time" "$WORK/aip" <<'PY'
+import glob, json, sys
+u, s = map(float, open(sys.argv[1]).read().split()[-2:])
+data = json.load(open(glob.glob(sys.argv[2] + "/**/profile_export_aiperf.json", recursive=True)[0]))
+ttft = data.get("time_to_first_token") or data.get("ttft") or {}
+print(u + s, ttft.get("p50", ttft.get("avg", "nan")))
+PY
+  }
+  start_mock 0 --ttft-ms 20 --itl-ms 5 --output-tokens 64
+  read -r cpu1 ttft1 < <(aip 1280)
+  read -r cpu2 ttft2 < <(aip 2560)
+  curl -s "$MOCK_URL/_mock/stats" > "$WORK/stats6.json"
+  stop_mock
+  python3 - "$cpu1" "$cpu2" "$ttft2" "$WORK/stats6.json" "$WORK/r1.json" "$WORK/r1.jsonl" <<'PY'
+import json, sys
+c1, c2, ttft = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+server = json.load(open(sys.argv[4]))["ttft_ms"]["p50"]
+aip = (c2 - c1) / 1280 * 1000
+print(f"aiperf:     {aip:.3f} ms CPU per streamed request (marginal), TTFT p50 {ttft} ms (server p50 {server:.1f} ms)")
+try:
+    r = json.load(open(sys.argv[5])); n = sum(1 for _ in open(sys.argv[6]))
+    fg = r["self_check"]["cpu_time_s"] / n * 1000
+    print(f"flora-gate: {fg:.3f} ms CPU per streamed request (phase 1); ratio aiperf/flora-gate {aip / fg:.1f}")
+except (OSError, KeyError, ZeroDivisionError):
+    print("run phase 1 too for the ratio")
+PY
+else
+  echo "== 6. skipped: aiperf not installed (pip install aiperf; set AIPERF=path)"
 fi
 fi
