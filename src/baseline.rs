@@ -16,6 +16,13 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The `kind` field of a baseline file.
 pub const KIND: &str = "flora-gate/baseline";
 
+const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
+    what: "baseline",
+    kind: KIND,
+    version: SCHEMA_VERSION,
+    stale_hint: "refresh it: `flora-gate baseline refresh --scenario … --runs 5 --out FILE`",
+};
+
 /// A committed baseline.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Baseline {
@@ -164,12 +171,7 @@ impl Baseline {
 
     /// Write as pretty JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<(), UserError> {
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| UserError::Environment {
-            message: format!("cannot serialise the baseline: {e}"),
-            hint: None,
-        })?;
-        text.push(b'\n');
-        crate::error::write_atomic(path, &text)
+        crate::jsonfile::write(path, self, "baseline")
     }
 
     /// Read a baseline file.
@@ -180,39 +182,7 @@ impl Baseline {
 
     /// Parse baseline JSON; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            UserError::invalid(
-                "baseline",
-                path,
-                Some(format!("line {}, column {}", e.line(), e.column())),
-                e.to_string(),
-            )
-        })?;
-        if value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
-            return Err(UserError::invalid(
-                "baseline",
-                path,
-                Some("`kind`".into()),
-                format!("not a flora-gate baseline (expected kind `{KIND}`)"),
-            ));
-        }
-        let version = value
-            .get("schema_version")
-            .and_then(serde_json::Value::as_u64);
-        if version != Some(u64::from(SCHEMA_VERSION)) {
-            return Err(UserError::invalid(
-                "baseline",
-                path,
-                Some("`schema_version`".into()),
-                format!("schema version {version:?} is not {SCHEMA_VERSION}"),
-            )
-            .with_hint(format!(
-                "refresh it: `flora-gate baseline refresh --scenario … --runs 5 --out {}`",
-                path.display()
-            )));
-        }
-        let b: Baseline = serde_json::from_value(value)
-            .map_err(|e| UserError::invalid("baseline", path, None, e.to_string()))?;
+        let b: Baseline = crate::jsonfile::parse(text, path, &FILE_TYPE)?;
         if b.runs.is_empty() {
             return Err(UserError::invalid(
                 "baseline",

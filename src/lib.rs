@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod gate;
 pub mod github;
+pub mod jsonfile;
 pub mod mock;
 pub mod render;
 pub mod result;
@@ -76,21 +77,7 @@ impl Current {
             .ok()
             .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned));
         if kind.as_deref() == Some(gate::duet::KIND) {
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| UserError::invalid("duet result", path, None, e.to_string()))?;
-            if v.get("schema_version").and_then(serde_json::Value::as_u64)
-                != Some(u64::from(gate::duet::SCHEMA_VERSION))
-            {
-                return Err(UserError::invalid(
-                    "duet result",
-                    path,
-                    Some("`schema_version`".into()),
-                    "unsupported schema version",
-                ));
-            }
-            let d: DuetResult = serde_json::from_value(v)
-                .map_err(|e| UserError::invalid("duet result", path, None, e.to_string()))?;
-            return Ok(Current::Duet(Box::new(d)));
+            return Ok(Current::Duet(Box::new(DuetResult::parse(&text, path)?)));
         }
         Ok(Current::Single(Box::new(RunResult::parse(&text, path)?)))
     }

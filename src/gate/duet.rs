@@ -89,12 +89,21 @@ impl DuetResult {
 
     /// Write as pretty JSON, atomically.
     pub fn write(&self, path: &std::path::Path) -> Result<(), UserError> {
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| UserError::Environment {
-            message: format!("cannot serialise the duet result: {e}"),
-            hint: None,
-        })?;
-        text.push(b'\n');
-        crate::error::write_atomic(path, &text)
+        crate::jsonfile::write(path, self, "duet result")
+    }
+
+    /// Parse duet JSON; `path` names it in errors.
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Self, UserError> {
+        crate::jsonfile::parse(
+            text,
+            path,
+            &crate::jsonfile::FileType {
+                what: "duet result",
+                kind: KIND,
+                version: SCHEMA_VERSION,
+                stale_hint: "run the duet again with this version",
+            },
+        )
     }
 }
 

@@ -144,41 +144,22 @@ pub struct Verdict {
     pub notes: Vec<String>,
 }
 
+const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
+    what: "verdict",
+    kind: KIND,
+    version: SCHEMA_VERSION,
+    stale_hint: "make it again with `flora-gate compare --out`",
+};
+
 impl Verdict {
     /// Write as pretty JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<(), UserError> {
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| UserError::Environment {
-            message: format!("cannot serialise the verdict: {e}"),
-            hint: None,
-        })?;
-        text.push(b'\n');
-        crate::error::write_atomic(path, &text)
+        crate::jsonfile::write(path, self, "verdict")
     }
 
     /// Read a verdict file.
     pub fn read(path: &Path) -> Result<Self, UserError> {
-        let text = crate::error::read_to_string(path)?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            UserError::invalid(
-                "verdict",
-                path,
-                Some(format!("line {}, column {}", e.line(), e.column())),
-                e.to_string(),
-            )
-        })?;
-        if v.get("kind").and_then(|k| k.as_str()) != Some(KIND)
-            || v.get("schema_version").and_then(serde_json::Value::as_u64)
-                != Some(u64::from(SCHEMA_VERSION))
-        {
-            return Err(UserError::invalid(
-                "verdict",
-                path,
-                None,
-                format!("not a version {SCHEMA_VERSION} flora-gate verdict"),
-            ));
-        }
-        serde_json::from_value(v)
-            .map_err(|e| UserError::invalid("verdict", path, None, e.to_string()))
+        crate::jsonfile::read(path, &FILE_TYPE)
     }
 
     /// Gated checks.

@@ -626,55 +626,27 @@ fn build_blocks(
         .collect()
 }
 
+const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
+    what: "result",
+    kind: KIND,
+    version: SCHEMA_VERSION,
+    stale_hint: "re-run `flora-gate run` with this version to make a current result",
+};
+
 impl RunResult {
     /// Write as pretty JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<(), UserError> {
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| UserError::Environment {
-            message: format!("cannot serialise the result: {e}"),
-            hint: None,
-        })?;
-        text.push(b'\n');
-        crate::error::write_atomic(path, &text)
+        crate::jsonfile::write(path, self, "result")
     }
 
     /// Read a result file, refusing other kinds and schema versions.
     pub fn read(path: &Path) -> Result<Self, UserError> {
-        let text = crate::error::read_to_string(path)?;
-        Self::parse(&text, path)
+        crate::jsonfile::read(path, &FILE_TYPE)
     }
 
     /// Parse result JSON; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            UserError::invalid(
-                "result",
-                path,
-                Some(format!("line {}, column {}", e.line(), e.column())),
-                e.to_string(),
-            )
-        })?;
-        if value.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
-            return Err(UserError::invalid(
-                "result",
-                path,
-                Some("`kind`".into()),
-                format!("not a flora-gate result (expected kind `{KIND}`)"),
-            ));
-        }
-        let version = value
-            .get("schema_version")
-            .and_then(serde_json::Value::as_u64);
-        if version != Some(u64::from(SCHEMA_VERSION)) {
-            return Err(UserError::invalid(
-                "result",
-                path,
-                Some("`schema_version`".into()),
-                format!("schema version {version:?} is not {SCHEMA_VERSION}"),
-            )
-            .with_hint("re-run `flora-gate run` with this version to make a current result"));
-        }
-        serde_json::from_value(value)
-            .map_err(|e| UserError::invalid("result", path, None, e.to_string()))
+        crate::jsonfile::parse(text, path, &FILE_TYPE)
     }
 
     /// True if the generator reported itself saturated.
