@@ -1,50 +1,16 @@
 //! The built binary end to end: mock as a child process, `run`, files, exit codes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flora-gate");
+mod common;
 
-struct MockProcess {
-    child: Child,
-    url: String,
-}
-
-impl Drop for MockProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{MockProcess, BIN};
 
 fn spawn_mock(extra: &[&str]) -> MockProcess {
-    let mut child = Command::new(BIN)
-        .args([
-            "mock",
-            "--port",
-            "0",
-            "--ttft-ms",
-            "20",
-            "--itl-ms",
-            "2",
-            "--output-tokens",
-            "12",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mock starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("mock prints its URL");
-    MockProcess {
-        child,
-        url: line.trim().to_string(),
-    }
+    let mut args = vec!["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "12"];
+    args.extend_from_slice(extra);
+    common::spawn_mock(&args)
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {

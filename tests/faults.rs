@@ -224,29 +224,10 @@ fn targets_outside_allow_hosts_are_refused() {
 #[cfg(unix)]
 #[test]
 fn sigint_keeps_a_partial_result_and_exits_non_zero() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let bin = env!("CARGO_BIN_EXE_flora-gate");
-    let mut mock = Command::new(bin)
-        .args([
-            "mock",
-            "--port",
-            "0",
-            "--ttft-ms",
-            "20",
-            "--itl-ms",
-            "5",
-            "--output-tokens",
-            "20",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mock");
-    let mut url = String::new();
-    BufReader::new(mock.stdout.take().expect("stdout"))
-        .read_line(&mut url)
-        .expect("url");
+    let mock = common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
+    let url = mock.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = dir.path().join("t.csv");
     std::fs::write(&tokens, "tok\n").expect("write");
@@ -281,8 +262,7 @@ fn sigint_keeps_a_partial_result_and_exits_non_zero() {
         .success();
     assert!(ok);
     let output = child.wait_with_output().expect("exits");
-    let _ = mock.kill();
-    let _ = mock.wait();
+    drop(mock);
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "stopped promptly"
@@ -331,30 +311,18 @@ async fn bursts_of_503_are_counted_between_successes() {
 #[cfg(unix)]
 #[test]
 fn a_second_sigint_stops_at_once_and_still_writes() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let bin = env!("CARGO_BIN_EXE_flora-gate");
     // Long streams: 50 tokens 200 ms apart, so in-flight requests would take ~10 s.
-    let mut mock = Command::new(bin)
-        .args([
-            "mock",
-            "--port",
-            "0",
-            "--ttft-ms",
-            "20",
-            "--itl-ms",
-            "200",
-            "--output-tokens",
-            "50",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mock");
-    let mut url = String::new();
-    BufReader::new(mock.stdout.take().expect("stdout"))
-        .read_line(&mut url)
-        .expect("url");
+    let mock = common::spawn_mock(&[
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "200",
+        "--output-tokens",
+        "50",
+    ]);
+    let url = mock.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = dir.path().join("t.csv");
     std::fs::write(&tokens, "tok\n").expect("write");
@@ -393,8 +361,7 @@ fn a_second_sigint_stops_at_once_and_still_writes() {
         .status()
         .expect("kill");
     let output = child.wait_with_output().expect("exits");
-    let _ = mock.kill();
-    let _ = mock.wait();
+    drop(mock);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the second signal does not wait for streams"

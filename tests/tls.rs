@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{chat_scenario, Load};
-use flora_gate::engine::{self, Plan};
+use flora_gate::engine::Plan;
 use flora_gate::mock::MockConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -84,19 +84,7 @@ async fn run(url: &str, ca: Option<Vec<u8>>) -> flora_gate::result::RunResult {
         notes: vec![],
         ca_cert: ca,
     };
-    let out = engine::run(
-        plan.clone(),
-        CancellationToken::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run completes");
-    let meta = flora_gate::result::RunMeta {
-        scenario: &plan.scenario,
-        target: &plan.target,
-        load: &plan.load,
-    };
-    flora_gate::result::build(&meta, &out)
+    common::run_plan(plan).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,17 @@ impl ChunkStream {
         Bytes::from(s)
     }
 
+    /// The `hang` and `stall` faults: say nothing for the configured time
+    /// (or until the server stops), then end the stream without `[DONE]`.
+    async fn go_silent(&mut self) {
+        let wake = Instant::now() + self.app.cfg.hang;
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = self.app.shutdown.cancelled() => {}
+        }
+        self.phase = Phase::End;
+    }
+
     /// The next event, after waiting for its time.
     async fn next_event(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         let stats = &self.app.stats;
@@ -81,12 +92,7 @@ impl ChunkStream {
             }
             Phase::Token(i) => {
                 if i == 0 && self.ctx.fault == Some(Fault::Hang) {
-                    let wake = Instant::now() + self.app.cfg.hang;
-                    tokio::select! {
-                        () = tokio::time::sleep_until(wake) => {}
-                        () = self.app.shutdown.cancelled() => {}
-                    }
-                    self.phase = Phase::End;
+                    self.go_silent().await;
                     return None;
                 }
                 tokio::time::sleep_until(self.next_at).await;
@@ -103,12 +109,7 @@ impl ChunkStream {
                             )));
                         }
                         Some(Fault::Stall) => {
-                            let wake = Instant::now() + self.app.cfg.hang;
-                            tokio::select! {
-                                () = tokio::time::sleep_until(wake) => {}
-                                () = self.app.shutdown.cancelled() => {}
-                            }
-                            self.phase = Phase::End;
+                            self.go_silent().await;
                             return None;
                         }
                         Some(Fault::Malformed | Fault::BadJson) => {

@@ -46,6 +46,11 @@ pub async fn run(sc: Scenario, target: &str, load: Load) -> (RunResult, RunOutpu
         notes: vec![],
         ca_cert: None,
     };
+    run_plan(plan).await
+}
+
+/// Run a plan to the end and summarise it.
+pub async fn run_plan(plan: Plan) -> (RunResult, RunOutput) {
     let out = engine::run(
         plan.clone(),
         CancellationToken::new(),
@@ -75,4 +80,40 @@ path = "/v1/chat/completions"
 body = '{{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "stream": true}}'
 "#
     ))
+}
+
+/// The built binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_flora-gate");
+
+/// `flora-gate mock --port 0 ARGS…` as a child process, killed on drop.
+pub struct MockProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the mock binary on a free port.
+pub fn spawn_mock(args: &[&str]) -> MockProcess {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(BIN)
+        .args(["mock", "--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mock starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("mock prints its URL");
+    MockProcess {
+        child,
+        url: line.trim().to_string(),
+    }
 }
