@@ -16,6 +16,8 @@ use crate::tokens;
 pub const MAX_CONCURRENCY: u32 = 10_000;
 /// Longest run accepted.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Most requests one run may send.
+pub const MAX_REQUESTS: u64 = 100_000_000;
 
 fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
     parse_duration(s).map_err(|m| UserError::flag(flag, m))
@@ -72,8 +74,11 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         load.duration = Some(duration_flag("--duration", d)?);
     }
     if let Some(n) = args.requests {
-        if n == 0 {
-            return Err(UserError::flag("--requests", "must be at least 1"));
+        if n == 0 || n > MAX_REQUESTS {
+            return Err(UserError::flag(
+                "--requests",
+                format!("must be between 1 and {MAX_REQUESTS}"),
+            ));
         }
         load.requests = Some(n);
         if args.duration.is_none() {

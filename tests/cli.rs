@@ -210,6 +210,22 @@ fn bad_inputs_name_the_file_and_place() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--duration"), "{stderr}");
 
+    let good_tokens = write(dir.path(), "good.csv", "tok\n");
+    let (code, _, stderr) = run(&[
+        "run",
+        "-s",
+        "novel",
+        "--tokens",
+        &good_tokens,
+        "--requests",
+        "200000000",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--requests") && stderr.contains("100000000"),
+        "{stderr}"
+    );
+
     let (code, _, stderr) = run(&["mock", "--error-rate", "500=2"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("--error-rate"), "{stderr}");
