@@ -221,38 +221,47 @@ fn targets_outside_allow_hosts_are_refused() {
     );
 }
 
+/// `flora-gate run` for 60 s against `url`, writing its result to `out`.
 #[cfg(unix)]
-#[test]
-fn sigint_keeps_a_partial_result_and_exits_non_zero() {
+fn start_long_run(url: &str, dir: &std::path::Path, out: &std::path::Path) -> std::process::Child {
     use std::process::{Command, Stdio};
-    let bin = env!("CARGO_BIN_EXE_flora-gate");
-    let mock = common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
-    let url = mock.url.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("t.csv");
+    let tokens = dir.join("t.csv");
     std::fs::write(&tokens, "tok\n").expect("write");
-    let out = dir.path().join("r.json");
-    let child = Command::new(bin)
+    Command::new(env!("CARGO_BIN_EXE_flora-gate"))
         .args([
             "run",
             "-s",
             "openai-chat",
             "-t",
-            url.trim(),
+            url,
             "--tokens",
             &tokens.display().to_string(),
+        ])
+        .args([
             "-c",
             "2",
             "-d",
             "60s",
             "--warmup",
             "0s",
+            "-o",
+            &out.display().to_string(),
         ])
-        .args(["-o", &out.display().to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run");
+        .expect("run")
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_keeps_a_partial_result_and_exits_non_zero() {
+    use std::process::Command;
+    let mock = common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
+    let url = mock.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let child = start_long_run(&url, dir.path(), &out);
     std::thread::sleep(Duration::from_millis(1500));
     let started = std::time::Instant::now();
     let ok = Command::new("kill")
@@ -311,8 +320,7 @@ async fn bursts_of_503_are_counted_between_successes() {
 #[cfg(unix)]
 #[test]
 fn a_second_sigint_stops_at_once_and_still_writes() {
-    use std::process::{Command, Stdio};
-    let bin = env!("CARGO_BIN_EXE_flora-gate");
+    use std::process::Command;
     // Long streams: 50 tokens 200 ms apart, so in-flight requests would take ~10 s.
     let mock = common::spawn_mock(&[
         "--ttft-ms",
@@ -324,30 +332,8 @@ fn a_second_sigint_stops_at_once_and_still_writes() {
     ]);
     let url = mock.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("t.csv");
-    std::fs::write(&tokens, "tok\n").expect("write");
     let out = dir.path().join("r.json");
-    let child = Command::new(bin)
-        .args([
-            "run",
-            "-s",
-            "openai-chat",
-            "-t",
-            url.trim(),
-            "--tokens",
-            &tokens.display().to_string(),
-            "-c",
-            "2",
-            "-d",
-            "60s",
-            "--warmup",
-            "0s",
-        ])
-        .args(["-o", &out.display().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
+    let child = start_long_run(&url, dir.path(), &out);
     std::thread::sleep(Duration::from_millis(1200));
     let pid = child.id().to_string();
     let started = std::time::Instant::now();

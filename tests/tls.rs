@@ -62,27 +62,15 @@ async fn tls_mock() -> (String, String) {
 }
 
 async fn run(url: &str, ca: Option<Vec<u8>>) -> flora_gate::result::RunResult {
-    let sc = chat_scenario("");
     let load = Load {
         concurrency: 2,
         duration: None,
         requests: Some(6),
         warmup: Duration::ZERO,
     };
-    let mut spec = sc.load.clone();
-    spec.concurrency = load.concurrency;
-    spec.duration = load.duration;
-    spec.requests = load.requests;
-    spec.warmup = load.warmup;
     let plan = Plan {
-        scenario: Arc::new(sc),
-        target: url.to_string(),
-        tokens: Arc::new(flora_gate::tokens::generated(2)),
-        load: spec,
-        progress: false,
-        drain: Duration::from_secs(5),
-        notes: vec![],
         ca_cert: ca,
+        ..common::plan_for(chat_scenario(""), url, load)
     };
     common::run_plan(plan).await.0
 }

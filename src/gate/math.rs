@@ -111,17 +111,20 @@ pub struct Paired {
     pub pairs: usize,
 }
 
-/// `log_ratios` are ln(candidate/reference) per block pair; `higher_is_worse`
-/// says which sign is a regression.
-pub fn paired(log_ratios: &[f64], higher_is_worse: bool) -> Option<Paired> {
+/// The finite log ratios, when there are at least two.
+fn finite_pairs(log_ratios: &[f64]) -> Option<Vec<f64>> {
     let d: Vec<f64> = log_ratios
         .iter()
         .copied()
         .filter(|v| v.is_finite())
         .collect();
-    if d.len() < 2 {
-        return None;
-    }
+    (d.len() >= 2).then_some(d)
+}
+
+/// `log_ratios` are ln(candidate/reference) per block pair; `higher_is_worse`
+/// says which sign is a regression.
+pub fn paired(log_ratios: &[f64], higher_is_worse: bool) -> Option<Paired> {
+    let d = finite_pairs(log_ratios)?;
     let n = d.len() as f64;
     let (m, sd) = mean_sd(&d);
     let se = (sd.max(MIN_LOG_SD / 2.0)) / n.sqrt();
@@ -165,14 +168,7 @@ pub fn bootstrap_ratio_ci(
     resamples: usize,
     seed: u64,
 ) -> Option<(f64, f64)> {
-    let d: Vec<f64> = log_ratios
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    if d.len() < 2 {
-        return None;
-    }
+    let d = finite_pairs(log_ratios)?;
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut means: Vec<f64> = (0..resamples)
         .map(|_| {

@@ -30,13 +30,14 @@ pub struct Load {
     pub warmup: Duration,
 }
 
-pub async fn run(sc: Scenario, target: &str, load: Load) -> (RunResult, RunOutput) {
+/// A plan for `sc` against `target` with `load`, generated tokens, no progress line.
+pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
     let mut spec = sc.load.clone();
     spec.concurrency = load.concurrency;
     spec.duration = load.duration;
     spec.requests = load.requests;
     spec.warmup = load.warmup;
-    let plan = Plan {
+    Plan {
         scenario: Arc::new(sc),
         target: target.to_string(),
         tokens: Arc::new(tokens::generated(load.concurrency as usize)),
@@ -45,8 +46,11 @@ pub async fn run(sc: Scenario, target: &str, load: Load) -> (RunResult, RunOutpu
         drain: Duration::from_secs(10),
         notes: vec![],
         ca_cert: None,
-    };
-    run_plan(plan).await
+    }
+}
+
+pub async fn run(sc: Scenario, target: &str, load: Load) -> (RunResult, RunOutput) {
+    run_plan(plan_for(sc, target, load)).await
 }
 
 /// Run a plan to the end and summarise it.
