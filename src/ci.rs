@@ -109,11 +109,11 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
     }
     let _ = out.flush();
     let (signals, kill) = signal_tokens();
-    let current = match &args.run.baseline_target {
+    let current = match plan.reference.clone() {
         Some(reference) => {
             let d = engine::duet::run_duet(
                 plan.clone(),
-                reference.trim_end_matches('/').to_string(),
+                reference,
                 plan.load.blocks,
                 signals,
                 kill,

@@ -12,12 +12,9 @@ use crate::mock::{FaultRates, MockConfig};
 use crate::scenario::{parse_duration, AuthKind, Scenario};
 use crate::tokens;
 
-/// Upper bounds that protect the target and this machine.
-pub const MAX_CONCURRENCY: u32 = 10_000;
-/// Longest run accepted.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-/// Most requests one run may send.
-pub const MAX_REQUESTS: u64 = 100_000_000;
+pub use crate::scenario::caps::{
+    MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY,
+};
 
 fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
     parse_duration(s).map_err(|m| UserError::flag(flag, m))
@@ -30,7 +27,11 @@ pub fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>, UserError> {
             v.split_once('=')
                 .filter(|(k, _)| !k.trim().is_empty())
                 .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| UserError::flag("--var", format!("`{v}` is not KEY=VALUE")))
+                // The value may be a secret: name the flag, never echo it.
+                .ok_or_else(|| {
+                    UserError::flag("--var", "a value is not KEY=VALUE")
+                        .with_hint("write each variable as `--var KEY=VALUE`")
+                })
         })
         .collect()
 }
@@ -43,8 +44,10 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         other => other,
     })?;
     let target = match (&args.target, &scenario.base_url) {
-        (Some(t), _) => t.trim_end_matches('/').to_string(),
-        (None, Some(b)) => b.clone(),
+        (Some(t), _) => crate::target::parse_base(t, crate::target::Source { name: "--target" })?,
+        (None, Some(b)) => {
+            crate::target::parse_base(b, crate::target::Source { name: "base_url" })?
+        }
         (None, None) => {
             return Err(
                 UserError::flag("--target", "no target: the scenario has no `base_url`")
@@ -52,14 +55,32 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
             )
         }
     };
-    let url = reqwest::Url::parse(&target)
-        .map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(UserError::flag(
-            "--target",
-            format!("`{target}` must start with http:// or https://"),
-        ));
-    }
+    // Every destination is checked before the first request.
+    crate::target::check_allowed(
+        &scenario.safety.allow_hosts,
+        &target,
+        "--target",
+        &scenario.origin,
+    )?;
+    let reference = match &args.baseline_target {
+        Some(r) => {
+            let url = crate::target::parse_base(
+                r,
+                crate::target::Source {
+                    name: "--baseline-target",
+                },
+            )?;
+            crate::target::check_allowed(
+                &scenario.safety.allow_hosts,
+                &url,
+                "--baseline-target",
+                &scenario.origin,
+            )?;
+            Some(crate::target::base_text(&url))
+        }
+        None => None,
+    };
+    let target = crate::target::base_text(&target);
     let mut load = scenario.load.clone();
     if let Some(c) = args.concurrency {
         load.concurrency = c;
@@ -123,6 +144,11 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     if let Some(s) = args.seed {
         load.seed = s;
     }
+    // The same limits whether a value came from a flag or from the scenario.
+    crate::scenario::caps::check(&load).map_err(|e| {
+        UserError::flag(e.flag, e.message)
+            .with_hint(format!("the value may come from `[{}]` in the scenario", e.key.replace('.', "] ")))
+    })?;
     let drain = duration_flag("--drain", &args.drain)?;
     let tokens = match (&args.tokens, scenario.auth.kind) {
         (Some(p), _) => tokens::load(p)?,
@@ -135,6 +161,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     Ok(Plan {
         scenario: Arc::new(scenario),
         target,
+        reference,
         tokens: Arc::new(tokens),
         load,
         progress: !args.no_progress && crate::engine::progress_wanted(),

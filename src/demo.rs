@@ -59,6 +59,7 @@ pub async fn run_against_mock(
     let plan = Plan {
         scenario: Arc::new(scenario),
         target: server.url(),
+        reference: None,
         tokens: Arc::new(users),
         load,
         progress: engine::progress_wanted(),

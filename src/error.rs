@@ -109,29 +109,188 @@ pub fn read_to_string(path: &std::path::Path) -> Result<String, UserError> {
     })
 }
 
-/// Write a file atomically: a temporary file beside it, then a rename, so a
-/// reader never sees half a result.
+/// Write an output file so that nothing but the named file can be harmed.
+///
+/// - A new path or a regular file is replaced atomically: a temporary file
+///   beside it (created exclusively, never through a planted link), then a
+///   rename, so a reader never sees half a result.
+/// - A symlink is followed deliberately: the file it points to is written by
+///   these same rules and the link itself stays. A dangling link is refused.
+/// - A character device or a FIFO (`/dev/null`, `/dev/stdout`, a pipe) is
+///   written through, never replaced: renaming over `/dev/null` as root
+///   would break it for the whole machine.
+/// - Anything else (a directory, a socket, a block device) is refused.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserError> {
     use std::io::Write;
     let err = |source| UserError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
+    let target = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(err(e)),
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
+            err(std::io::Error::new(
+                e.kind(),
+                format!("it is a symbolic link whose target cannot be resolved ({e})"),
+            ))
+        })?,
+        Ok(_) => path.to_path_buf(),
+    };
+    match std::fs::metadata(&target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+        Ok(meta) if meta.is_file() => {}
+        Ok(meta) if is_stream_like(&meta) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&target)
+                .map_err(err)?;
+            return f.write_all(bytes).and_then(|()| f.flush()).map_err(err);
+        }
+        Ok(_) => {
+            return Err(err(std::io::Error::other(
+                "it exists and is not a regular file, a character device or a FIFO",
+            )))
+        }
+    }
+    let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = path
+    let file_name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let (tmp, mut f) = create_temporary(&dir, &file_name).map_err(err)?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| {
+            drop(f);
+            std::fs::rename(&tmp, &target)
+        });
+    written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         err(e)
     })
+}
+
+/// A new temporary file in `dir`, created exclusively so an existing file
+/// or link of that name is never opened.
+fn create_temporary(dir: &std::path::Path, name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let mut last = None;
+    for n in 0..100u32 {
+        let tmp = dir.join(format!(".{name}.tmp{}.{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary file name")))
+}
+
+#[cfg(unix)]
+fn is_stream_like(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    t.is_char_device() || t.is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_stream_like(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_and_regular_files_are_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("r.json");
+        write_atomic(&p, b"one").expect("new");
+        write_atomic(&p, b"two").expect("replace");
+        assert_eq!(std::fs::read(&p).expect("read"), b"two");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dev_null_stays_a_device() {
+        use std::os::unix::fs::FileTypeExt;
+        // Through a link in a directory we own, so the test never touches
+        // /dev when it fails: the link's target is what must survive.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let link = dir.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &link).expect("symlink");
+        write_atomic(&link, b"discarded").expect("written through");
+        let meta = std::fs::metadata("/dev/null").expect("stat");
+        assert!(meta.file_type().is_char_device(), "/dev/null is still a device");
+        assert!(
+            std::fs::symlink_metadata(&link).expect("lstat").file_type().is_symlink(),
+            "the link itself stays"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifo_is_written_through() {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::fs::File::open(reader_path)
+                .expect("open fifo")
+                .read_to_string(&mut s)
+                .expect("read fifo");
+            s
+        });
+        write_atomic(&fifo, b"through the pipe").expect("written");
+        assert_eq!(reader.join().expect("reader"), "through the pipe");
+        let meta = std::fs::symlink_metadata(&fifo).expect("lstat");
+        assert!(meta.file_type().is_fifo(), "the FIFO is still a FIFO");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_to_a_file_is_followed_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.json");
+        std::fs::write(&real, "old").expect("seed");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        write_atomic(&link, b"new").expect("written");
+        assert_eq!(std::fs::read(&real).expect("read"), b"new");
+        assert!(std::fs::symlink_metadata(&link)
+            .expect("lstat")
+            .file_type()
+            .is_symlink());
+        let dangling = dir.path().join("dangling.json");
+        std::os::unix::fs::symlink(dir.path().join("missing/x"), &dangling).expect("symlink");
+        let e = write_atomic(&dangling, b"x").expect_err("dangling link refused");
+        assert!(format!("{:#}", anyhow::Error::from(e)).contains("symbolic link"));
+    }
+
+    #[test]
+    fn directories_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(write_atomic(dir.path(), b"x").is_err());
+        assert!(dir.path().is_dir());
+    }
 }

@@ -23,6 +23,7 @@ pub mod render;
 pub mod result;
 pub mod scenario;
 pub mod stats;
+pub mod target;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -319,14 +320,7 @@ async fn run_load(args: &RunArgs) -> anyhow::Result<Outcome> {
         plan.load.concurrency,
         describe_stop(&plan.load)
     );
-    if let Some(reference) = &args.baseline_target {
-        let reference = reference.trim_end_matches('/').to_string();
-        reqwest::Url::parse(&reference).map_err(|e| {
-            UserError::flag(
-                "--baseline-target",
-                format!("`{reference}` is not a URL: {e}"),
-            )
-        })?;
+    if let Some(reference) = plan.reference.clone() {
         let pairs = plan.load.blocks;
         let duet = engine::duet::run_duet(plan.clone(), reference, pairs, signals, kill).await?;
         duet.write(&args.out)?;

@@ -34,8 +34,10 @@ pub use selfcheck::SelfCheck;
 pub struct Plan {
     /// The scenario.
     pub scenario: Arc<Scenario>,
-    /// Base URL requests go to.
+    /// Base URL requests go to, checked by [`crate::target::parse_base`].
     pub target: String,
+    /// The reference deployment of a duet (`--baseline-target`), checked.
+    pub reference: Option<String>,
     /// Tokens, one per user, round-robin.
     pub tokens: Arc<Vec<UserToken>>,
     /// Load settings after command-line overrides.
@@ -88,6 +90,8 @@ struct Shared {
     scenario: Arc<Scenario>,
     client: reqwest::Client,
     target: String,
+    /// The parsed target every request URL is joined to and checked against.
+    base_url: reqwest::Url,
     t0: Instant,
     warmup: Duration,
     think_time: Duration,
@@ -149,6 +153,10 @@ pub fn client(
     builder
         .connect_timeout(scenario.timeouts.connect)
         .pool_max_idle_per_host(concurrency as usize)
+        // Redirects are not followed: a configured auth header must never
+        // reach another origin, and a redirected load test measures the
+        // wrong server. A 3xx counts as the `redirect` error class.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .user_agent(concat!("flora-gate/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -187,32 +195,8 @@ pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError>
 
 /// Refuse a target outside the scenario's `allow_hosts`.
 pub fn check_allowed(scenario: &Scenario, target: &str) -> Result<(), UserError> {
-    let allowed = &scenario.safety.allow_hosts;
-    if allowed.is_empty() {
-        return Ok(());
-    }
-    let host = reqwest::Url::parse(target)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
-        })
-        .unwrap_or_default();
-    if allowed.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
-        Ok(())
-    } else {
-        Err(UserError::flag(
-            "--target",
-            format!(
-                "host `{host}` is not in the scenario's `safety.allow_hosts` ({})",
-                allowed.join(", ")
-            ),
-        )
-        .with_hint(format!(
-            "add it to `allow_hosts` in {} if it is meant to be load-tested",
-            scenario.origin
-        )))
-    }
+    let url = crate::target::parse_base(target, crate::target::Source { name: "--target" })?;
+    crate::target::check_allowed(&scenario.safety.allow_hosts, &url, "--target", &scenario.origin)
 }
 
 /// Watches the error share over a sliding window and trips the breaker.
@@ -280,6 +264,7 @@ pub async fn run(
         scenario: sc.clone(),
         client,
         target: plan.target.trim_end_matches('/').to_string(),
+        base_url: crate::target::parse_base(&plan.target, crate::target::Source { name: "--target" })?,
         t0,
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,
@@ -324,7 +309,8 @@ pub async fn run(
     });
 
     // The stop: deadline, request budget (users cancel `stop` themselves), or a signal.
-    let deadline = plan.load.duration.map(|d| t0 + d);
+    // A request-count run still ends within the longest run allowed.
+    let deadline = Some(t0 + plan.load.duration.unwrap_or(crate::scenario::caps::MAX_DURATION));
     let mut interrupted = None;
     tokio::select! {
         () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}

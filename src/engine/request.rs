@@ -44,8 +44,8 @@ pub struct Outcome {
 pub struct Prepared<'a> {
     /// The step.
     pub step: &'a Step,
-    /// Full URL.
-    pub url: String,
+    /// Full URL, built by [`crate::target::join`].
+    pub url: reqwest::Url,
     /// Rendered body.
     pub body: Option<String>,
     /// `Authorization` (or configured) header.
@@ -63,7 +63,7 @@ pub async fn execute(
     gaps: &mut Vec<u32>,
 ) -> Outcome {
     let step = req.step;
-    let mut builder = client.request(step.method.clone(), &req.url);
+    let mut builder = client.request(step.method.clone(), req.url);
     if let Some((name, value)) = req.auth {
         builder = builder.header(name, value);
     }
@@ -138,8 +138,7 @@ pub async fn execute(
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         // Read (and drop) a bounded error body so the connection can be reused.
         let _ = timeout_at(
             first_deadline.max(Instant::now() + Duration::from_secs(1)),
@@ -148,6 +147,8 @@ pub async fn execute(
         .await;
         out.error = Some(if status == 429 {
             ErrorClass::RateLimited
+        } else if (300..400).contains(&status) {
+            ErrorClass::Redirect
         } else {
             ErrorClass::Status(status)
         });
@@ -179,6 +180,22 @@ pub async fn execute(
         }
     }
     out
+}
+
+/// `Retry-After` in either form: delay seconds, or an HTTP date (then the
+/// wait is the time from `now` to it; a date in the past is no wait).
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let now = chrono::DateTime::<chrono::Utc>::from(now);
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// True when the error chain says the TLS handshake failed.
@@ -363,4 +380,25 @@ async fn read_stream(
         );
     }
     out.text = text;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // 1994-11-06 08:49:37 UTC
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+    }
 }

@@ -31,6 +31,9 @@ pub enum ErrorClass {
     Timeout(TimeoutPhase),
     /// 429 Too Many Requests.
     RateLimited,
+    /// A 3xx answer: redirects are not followed (credentials stay on the
+    /// target's origin).
+    Redirect,
     /// Another unexpected HTTP status.
     Status(u16),
     /// The connection broke after the response started, or the stream ended
@@ -57,6 +60,7 @@ impl ErrorClass {
             ErrorClass::Timeout(TimeoutPhase::Idle) => "timeout_idle".into(),
             ErrorClass::Timeout(TimeoutPhase::Total) => "timeout_total".into(),
             ErrorClass::RateLimited => "rate_limited".into(),
+            ErrorClass::Redirect => "redirect".into(),
             ErrorClass::Status(s) => format!("http_{s}"),
             ErrorClass::StreamBroken => "stream_broken".into(),
             ErrorClass::Protocol => "protocol".into(),

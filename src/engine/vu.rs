@@ -45,7 +45,11 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
         .as_ref()
         .map_or_else(|| format!("user-{vu}"), |u| u.user_id.clone());
     let mut iteration: u64 = 0;
-    let mut consecutive_connect_errors: u32 = 0;
+    // Back-off after failures: its own generator, so the data a user draws
+    // does not depend on how often the target failed.
+    let mut jitter = SmallRng::seed_from_u64(sc_seed(shared.seed, vu) ^ 0xB0FF);
+    let mut consecutive_failures: u32 = 0;
+    let mut server_wait: Option<Duration> = None;
 
     'iterations: while !shared.stop.is_cancelled() {
         iteration += 1;
@@ -68,15 +72,21 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                     .transpose()
                     .map(|b| (p, b))
             });
+            let rendered = rendered.ok().and_then(|(path, body)| {
+                // A path that would leave the target's origin is never sent.
+                crate::target::join(&shared.target, &shared.base_url, &path)
+                    .ok()
+                    .map(|url| (url, body))
+            });
             let outcome = match rendered {
-                Err(_) => Outcome {
+                None => Outcome {
                     error: Some(ErrorClass::Template),
                     ..Outcome::default()
                 },
-                Ok((path, body)) => {
+                Some((url, body)) => {
                     let req = Prepared {
                         step,
-                        url: format!("{}{}", shared.target, path),
+                        url,
                         body,
                         auth: auth_value.clone().map(|v| (sc.auth.header.as_str(), v)),
                         request_id: super::sample::request_id(
@@ -126,21 +136,17 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                 error: failed,
                 ..sample
             });
-            if let (true, Some(wait)) = (sc.safety.honor_retry_after, outcome.retry_after) {
-                // The server asked for a pause: this user waits it out.
-                pause(&shared, wait.min(Duration::from_secs(60))).await;
-            }
-            if let Some(class) = failed {
+            if failed.is_some() {
                 shared.live.errors.fetch_add(1, Ordering::Relaxed);
                 iter_ok = false;
-                if matches!(class, ErrorClass::Connect | ErrorClass::Timeout(_)) {
-                    consecutive_connect_errors += 1;
-                } else {
-                    consecutive_connect_errors = 0;
-                }
+                consecutive_failures = consecutive_failures.saturating_add(1);
+                server_wait = outcome
+                    .retry_after
+                    .filter(|_| sc.safety.honor_retry_after)
+                    .map(|w| w.min(crate::scenario::MAX_RETRY_AFTER));
                 break;
             }
-            consecutive_connect_errors = 0;
+            consecutive_failures = 0;
             if !step.think_time.is_zero() {
                 pause(&shared, step.think_time).await;
             }
@@ -157,10 +163,14 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                 warmup: iter_start < shared.warmup,
             });
         }
-        if consecutive_connect_errors > 0 {
-            // A dead or overloaded target must not turn into a hot loop.
-            let backoff = Duration::from_millis(50 << consecutive_connect_errors.min(5));
-            pause(&shared, backoff).await;
+        if consecutive_failures > 0 {
+            // A failing target must not turn into a hot loop: back off, and
+            // wait at least as long as the server asked.
+            let wait = backoff(&sc.safety, consecutive_failures, &mut jitter)
+                .max(server_wait.take().unwrap_or_default());
+            if !wait.is_zero() {
+                pause(&shared, wait).await;
+            }
         }
         if !shared.think_time.is_zero() {
             pause(&shared, shared.think_time).await;
@@ -197,8 +207,44 @@ async fn pause(shared: &Shared, d: Duration) {
     }
 }
 
+/// Exponential back-off with "equal jitter": after the n-th consecutive
+/// failure, between half and all of `base · 2^(n-1)`, capped at `max`.
+fn backoff(safety: &crate::scenario::Safety, failures: u32, rng: &mut SmallRng) -> Duration {
+    use rand::Rng;
+    if safety.backoff.is_zero() {
+        return Duration::ZERO;
+    }
+    let full = safety
+        .backoff
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+        .min(safety.backoff_max);
+    let half = full / 2;
+    half + half.mul_f64(rng.random::<f64>())
+}
+
 fn sc_seed(seed: u64, vu: u32) -> u64 {
     seed ^ u64::from(vu)
         .wrapping_add(1)
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let safety = crate::scenario::Safety::default();
+        let mut rng = SmallRng::seed_from_u64(7);
+        for n in 1..40 {
+            let full = (safety.backoff * (1u32 << (n - 1).min(20))).min(safety.backoff_max);
+            let d = backoff(&safety, n, &mut rng);
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?} vs {full:?}");
+        }
+        let off = crate::scenario::Safety {
+            backoff: Duration::ZERO,
+            ..safety
+        };
+        assert_eq!(backoff(&off, 5, &mut rng), Duration::ZERO);
+    }
 }

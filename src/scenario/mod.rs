@@ -133,6 +133,9 @@ struct FileSafety {
     abort_min_requests: Option<u64>,
     honor_retry_after: Option<bool>,
     max_response_bytes: Option<usize>,
+    circuit_breaker: Option<bool>,
+    backoff: Option<Dur>,
+    backoff_max: Option<Dur>,
 }
 
 /// Protections for the target and for the run itself.
@@ -146,21 +149,32 @@ pub struct Safety {
     pub abort_window: Duration,
     /// Fewest requests in the window before the breaker may trip.
     pub abort_min_requests: u64,
-    /// After a 429, wait its `Retry-After` before the user's next request.
+    /// After an error answer carrying `Retry-After` (seconds or an HTTP
+    /// date), the user waits that long (at most [`MAX_RETRY_AFTER`]).
     pub honor_retry_after: bool,
     /// Largest response body read before it counts as a protocol error.
     pub max_response_bytes: usize,
+    /// First pause after a failed request; doubled with each consecutive
+    /// failure of the same user, half of it random. Zero turns it off.
+    pub backoff: Duration,
+    /// Longest back-off pause.
+    pub backoff_max: Duration,
 }
+
+/// Longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl Default for Safety {
     fn default() -> Self {
         Self {
             allow_hosts: Vec::new(),
-            abort_error_rate: None,
+            abort_error_rate: Some(0.5),
             abort_window: Duration::from_secs(10),
-            abort_min_requests: 20,
-            honor_retry_after: false,
+            abort_min_requests: 10,
+            honor_retry_after: true,
             max_response_bytes: crate::engine::request::MAX_BODY,
+            backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
         }
     }
 }
@@ -298,6 +312,80 @@ pub struct LoadSpec {
     pub seed: u64,
     /// Number of time blocks the measured window is cut into (at least 6).
     pub blocks: u32,
+}
+
+/// The one set of limits that protects the target and this machine, for
+/// scenario values and command-line flags alike.
+pub mod caps {
+    use std::time::Duration;
+
+    use super::LoadSpec;
+
+    /// Most virtual users.
+    pub const MAX_USERS: u32 = 10_000;
+    /// Longest run, whether it stops by duration or by request count.
+    pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+    /// Most requests one run may send.
+    pub const MAX_REQUESTS: u64 = 100_000_000;
+    /// Most time blocks (and duet slot pairs).
+    pub const MAX_BLOCKS: u32 = 1_000;
+    /// Longest think time.
+    pub const MAX_THINK: Duration = Duration::from_secs(3600);
+
+    /// A value over a limit: the flag and the scenario key that set it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Exceeded {
+        /// The command-line flag.
+        pub flag: &'static str,
+        /// The scenario key.
+        pub key: &'static str,
+        /// What the limit is.
+        pub message: String,
+    }
+
+    /// Check load settings against the limits.
+    pub fn check(load: &LoadSpec) -> Result<(), Exceeded> {
+        let over = |flag, key, message: String| Err(Exceeded { flag, key, message });
+        if load.concurrency == 0 || load.concurrency > MAX_USERS {
+            return over(
+                "--concurrency",
+                "load.concurrency",
+                format!("must be between 1 and {MAX_USERS}"),
+            );
+        }
+        if let Some(n) = load.requests {
+            if n == 0 || n > MAX_REQUESTS {
+                return over(
+                    "--requests",
+                    "load.requests",
+                    format!("must be between 1 and {MAX_REQUESTS}"),
+                );
+            }
+        }
+        if let Some(d) = load.duration {
+            if d.is_zero() || d > MAX_DURATION {
+                return over(
+                    "--duration",
+                    "load.duration",
+                    "must be more than 0 and at most 24h".into(),
+                );
+            }
+        }
+        if load.warmup > MAX_DURATION {
+            return over("--warmup", "load.warmup", "must be at most 24h".into());
+        }
+        if load.blocks < 6 || load.blocks > MAX_BLOCKS {
+            return over(
+                "--blocks",
+                "load.blocks",
+                format!("must be between 6 (the gate needs at least six time blocks) and {MAX_BLOCKS}"),
+            );
+        }
+        if load.think_time > MAX_THINK {
+            return over("--think-time", "load.think_time", "must be at most 1h".into());
+        }
+        Ok(())
+    }
 }
 
 /// Per-phase request timeouts.
@@ -475,18 +563,7 @@ impl Scenario {
             seed: l.seed.unwrap_or(1),
             blocks: l.blocks.unwrap_or(10),
         };
-        if load.concurrency == 0 {
-            return Err(invalid(
-                Some("`load.concurrency`".into()),
-                "must be at least 1".into(),
-            ));
-        }
-        if load.blocks < 6 {
-            return Err(invalid(
-                Some("`load.blocks`".into()),
-                "must be at least 6: the gate needs at least six time blocks".into(),
-            ));
-        }
+        caps::check(&load).map_err(|e| invalid(Some(format!("`{}`", e.key)), e.message))?;
         let t = &file.timeouts;
         let timeouts = Timeouts {
             connect: t.connect.map_or(Duration::from_secs(10), |d| d.0),
@@ -530,12 +607,29 @@ impl Scenario {
         let d = Safety::default();
         let safety = Safety {
             allow_hosts: fs.allow_hosts.clone().unwrap_or_default(),
-            abort_error_rate: fs.abort_error_rate,
+            abort_error_rate: match fs.circuit_breaker {
+                Some(false) => None,
+                _ => fs.abort_error_rate.or(d.abort_error_rate),
+            },
             abort_window: fs.abort_window.map_or(d.abort_window, |w| w.0),
             abort_min_requests: fs.abort_min_requests.unwrap_or(d.abort_min_requests),
-            honor_retry_after: fs.honor_retry_after.unwrap_or(false),
+            honor_retry_after: fs.honor_retry_after.unwrap_or(d.honor_retry_after),
             max_response_bytes: fs.max_response_bytes.unwrap_or(d.max_response_bytes),
+            backoff: fs.backoff.map_or(d.backoff, |b| b.0),
+            backoff_max: fs.backoff_max.map_or(d.backoff_max, |b| b.0),
         };
+        if safety.backoff > safety.backoff_max {
+            return Err(invalid(
+                Some("`safety.backoff`".into()),
+                "must not be longer than `safety.backoff_max`".into(),
+            ));
+        }
+        if safety.backoff_max > Duration::from_secs(600) || safety.abort_window > Duration::from_secs(3600) {
+            return Err(invalid(
+                Some("`safety.backoff_max` / `safety.abort_window`".into()),
+                "at most 10m and 1h".into(),
+            ));
+        }
         if let Some(r) = safety.abort_error_rate {
             if !(r > 0.0 && r <= 1.0) {
                 return Err(invalid(
@@ -574,6 +668,15 @@ impl Scenario {
                     format!("`{}` is not an HTTP method", s.method),
                 )
             })?;
+            if !s.path.get_ref().starts_with('/') || s.path.get_ref().starts_with("//") {
+                return Err(invalid(
+                    at(s.path.span(), &key("path")),
+                    format!(
+                        "`{}` must start with a single `/`: request paths are joined to the target and cannot name another host",
+                        s.path.get_ref()
+                    ),
+                ));
+            }
             let path_name = format!("{}.path", s.name);
             env.add_template_owned(path_name.clone(), s.path.get_ref().clone())
                 .map_err(|e| invalid(at(s.path.span(), &key("path")), template_message(&e)))?;
@@ -733,6 +836,23 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Most template instructions one render may run (a loop that never ends
+/// fails at load, in the dry run).
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// Percent-encode everything but RFC 3986's unreserved characters.
+pub fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Values visible to the templates of one virtual user's iteration.
 #[derive(Debug, Clone)]
 pub struct TemplateContext {
@@ -774,6 +894,28 @@ pub fn template_env(data: Arc<DataSet>) -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // A template is data from a file: a loop may not run for ever.
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    // Values put into a path are percent-encoded, so an extracted id like
+    // `../../x?` stays one path segment and cannot traverse or add a query.
+    env.set_formatter(|out, state, value| {
+        if state.name().ends_with(".path") {
+            let text = match value.as_str() {
+                Some(s) => s.to_string(),
+                None => value.to_string(),
+            };
+            if text == "." || text == ".." || text.is_empty() {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("`{text}` cannot be a path segment"),
+                ));
+            }
+            out.write_str(&encode_path_segment(&text))
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     env.add_filter("clip", |s: String, n: usize| -> String {
         s.chars().take(n).collect()
     });
@@ -922,6 +1064,52 @@ extract = { book_id = "/id" }
             .expect_err("bad key")
             .to_string();
         assert!(err.contains("margn") && err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn paths_must_start_with_a_slash() {
+        for bad in ["@other-host:8080/x", "v1/chat", "//other/x"] {
+            let text = MINIMAL.replace("/v1/chat/completions", bad);
+            let err = parse(&text).expect_err("refused").to_string();
+            assert!(err.contains("single `/`") && err.contains("line 5"), "{err}");
+        }
+    }
+
+    #[test]
+    fn values_in_paths_are_one_encoded_segment() {
+        let text = r#"
+name = "t"
+[[steps]]
+name = "a"
+path = "/books/{{ vars.id }}/outline"
+response = "json"
+[vars]
+id = "x"
+"#;
+        let s = parse(text).expect("valid");
+        let mut ctx = TemplateContext::new(&s, 0, "u", 1, BTreeMap::new());
+        ctx.set("vars", serde_json::json!({"id": "../../admin?x=1#f"}));
+        assert_eq!(
+            s.render(&s.steps[0].path_template, &ctx).expect("rendered"),
+            "/books/..%2F..%2Fadmin%3Fx%3D1%23f/outline"
+        );
+        ctx.set("vars", serde_json::json!({"id": ".."}));
+        assert!(s.render(&s.steps[0].path_template, &ctx).is_err());
+        ctx.set("vars", serde_json::json!({"id": 42}));
+        assert_eq!(
+            s.render(&s.steps[0].path_template, &ctx).expect("rendered"),
+            "/books/42/outline"
+        );
+    }
+
+    #[test]
+    fn endless_templates_run_out_of_fuel() {
+        let text = MINIMAL.replace(
+            "{\"model\"",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{\"model\"",
+        );
+        let err = parse(&text).expect_err("out of fuel").to_string();
+        assert!(err.contains("fuel"), "{err}");
     }
 
     #[test]
