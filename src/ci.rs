@@ -41,11 +41,40 @@ fn event_payload(env: &ActionsEnv) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
+/// The longest the whole comment phase may take (listing pages, retries,
+/// the write): a silent GitHub never holds the job longer than this.
+pub const COMMENT_BUDGET: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Run a GitHub phase within [`COMMENT_BUDGET`], giving up on a signal.
+async fn bounded<T>(
+    signals: &tokio_util::sync::CancellationToken,
+    what: &str,
+    phase: impl std::future::Future<Output = Result<T, UserError>>,
+) -> Result<T, UserError> {
+    if signals.is_cancelled() {
+        return Err(UserError::Environment {
+            message: format!("{what} skipped: the job was interrupted by a signal"),
+            hint: None,
+        });
+    }
+    tokio::select! {
+        r = tokio::time::timeout(COMMENT_BUDGET, phase) => r.unwrap_or_else(|_| Err(UserError::Environment {
+            message: format!("{what} gave up after {}s without finishing", COMMENT_BUDGET.as_secs()),
+            hint: Some("GitHub did not answer in time; check `GITHUB_API_URL` and the network".into()),
+        })),
+        () = signals.cancelled() => Err(UserError::Environment {
+            message: format!("{what} stopped by a signal"),
+            hint: None,
+        }),
+    }
+}
+
 /// Post the comment for `gate`: `Ok(None)` when it was not attempted.
 async fn maybe_comment(
     env: &ActionsEnv,
     mode: CommentMode,
     id: &str,
+    author: &str,
     markdown: &str,
 ) -> Result<Option<CommentOutcome>, UserError> {
     if mode == CommentMode::Never {
@@ -66,17 +95,23 @@ async fn maybe_comment(
         return Ok(None);
     };
     if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
-        println!(
-            "::notice title=flora-gate::PR #{} comes from a fork, whose token cannot comment; the report is in the job summary (see the workflow_run pattern in the README to comment anyway)",
-            pr.number
+        actions::annotate(
+            &mut std::io::stdout(),
+            "notice",
+            "flora-gate",
+            &format!("PR #{} comes from a fork, whose token cannot comment; the report is in the job summary (see the workflow_run pattern in the README to comment anyway)", pr.number),
         );
         return Ok(None);
     }
     let api = Api::new(&env.api_url, &github_token(env)?, RetryPolicy::default())?;
     let repo = repository(env, None)?;
-    comment::upsert(&api, &repo, pr.number, id, markdown)
-        .await
-        .map(Some)
+    let to = comment::Sticky {
+        repo: &repo,
+        number: pr.number,
+        id,
+        author,
+    };
+    comment::upsert(&api, to, markdown).await.map(Some)
 }
 
 /// `flora-gate gate`.
@@ -109,16 +144,12 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
     }
     let _ = out.flush();
     let (signals, kill) = signal_tokens();
+    let interrupted = signals.clone();
     let current = match plan.reference.clone() {
         Some(reference) => {
-            let d = engine::duet::run_duet(
-                plan.clone(),
-                reference,
-                plan.load.blocks,
-                signals,
-                kill,
-            )
-            .await?;
+            let d =
+                engine::duet::run_duet(plan.clone(), reference, plan.load.blocks, signals, kill)
+                    .await?;
             d.write(&args.run.out)?;
             Current::Duet(Box::new(d))
         }
@@ -157,10 +188,7 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
         args.verdict_out.display(),
         args.report_out.display()
     );
-    print!(
-        "{}",
-        report::render(report::Format::Text, &templates, &ctx)?
-    );
+    crate::output::out(&report::render(report::Format::Text, &templates, &ctx)?);
 
     // From here on nothing changes the exit code.
     let mut comment_url = String::new();
@@ -177,9 +205,16 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
         }
         annotate(&mut out, &verdict);
     }
-    match maybe_comment(&env, args.comment, &args.comment_id, &markdown).await {
+    let posting = maybe_comment(
+        &env,
+        args.comment,
+        &args.comment_id,
+        &args.comment_author,
+        &markdown,
+    );
+    match bounded(&interrupted, "the PR comment", posting).await {
         Ok(Some(c)) => {
-            eprintln!("PR comment {}: {}", describe(&c), c.url());
+            crate::output::err_line(&format!("PR comment {}: {}", describe(&c), c.url()));
             comment_url = c.url().to_string();
         }
         Ok(None) => {}
@@ -192,7 +227,7 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
             if env.active {
                 actions::annotate(&mut out, "warning", "flora-gate comment", &msg);
             }
-            eprintln!("warning: {msg}");
+            crate::output::err_line(&format!("warning: {msg}"));
         }
     }
     if let Some(p) = env.output.as_ref().filter(|_| env.active) {
@@ -268,7 +303,15 @@ pub async fn comment(args: &CommentArgs) -> anyhow::Result<Outcome> {
                     )
                 })?;
             if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
-                println!("::notice title=flora-gate::PR #{} comes from a fork: no comment (use the workflow_run pattern)", pr.number);
+                actions::annotate(
+                    &mut std::io::stdout(),
+                    "notice",
+                    "flora-gate",
+                    &format!(
+                        "PR #{} comes from a fork: no comment (use the workflow_run pattern)",
+                        pr.number
+                    ),
+                );
                 return Ok(Outcome::Success);
             }
             pr.number
@@ -276,8 +319,15 @@ pub async fn comment(args: &CommentArgs) -> anyhow::Result<Outcome> {
     };
     let api = Api::new(&env.api_url, &github_token(&env)?, RetryPolicy::default())?;
     let repo = repository(&env, args.repo.as_deref())?;
-    let c = comment::upsert(&api, &repo, number, &args.id, &body).await?;
-    eprintln!("PR comment {}: {}", describe(&c), c.url());
+    let to = comment::Sticky {
+        repo: &repo,
+        number,
+        id: &args.id,
+        author: &args.author,
+    };
+    let (signals, _) = signal_tokens();
+    let c = bounded(&signals, "the PR comment", comment::upsert(&api, to, &body)).await?;
+    crate::output::err_line(&format!("PR comment {}: {}", describe(&c), c.url()));
     if let Some(p) = env.output.as_ref().filter(|_| env.active) {
         actions::set_outputs(p, &[("comment-url", c.url().to_string())])?;
     }
@@ -311,20 +361,19 @@ pub async fn propose(args: &ProposeArgs) -> anyhow::Result<Outcome> {
         b.provenance.tool_version,
         b.provenance.git_commit.as_deref().map(|c| format!(" at commit {c}")).unwrap_or_default(),
     );
-    let url = crate::github::propose::propose(
-        &api,
-        &crate::github::propose::Proposal {
-            repo: &repo,
-            base: &args.base,
-            branch: &args.branch,
-            path: &path,
-            content: &content,
-            title: &args.title,
-            body: &body,
-        },
-    )
-    .await?;
-    println!("{url}");
-    eprintln!("baseline proposed: {url}");
+    let (signals, _) = signal_tokens();
+    let what = crate::github::propose::Proposal {
+        repo: &repo,
+        base: &args.base,
+        branch: &args.branch,
+        path: &path,
+        content: &content,
+        title: &args.title,
+        body: &body,
+    };
+    let proposal = crate::github::propose::propose(&api, &what);
+    let url = bounded(&signals, "the baseline proposal", proposal).await?;
+    crate::output::out(&format!("{url}\n"));
+    crate::output::err_line(&format!("baseline proposed: {url}"));
     Ok(Outcome::Success)
 }

@@ -85,6 +85,15 @@ pub struct GateArgs {
     /// Id in the comment's hidden marker, so several gates can share a PR.
     #[arg(long, default_value = "default", value_name = "ID")]
     pub comment_id: String,
+    /// Login flora-gate posts as; only its own comments are ever edited
+    /// (`github-actions[bot]` for the workflow token; a PAT's user otherwise).
+    #[arg(
+        long,
+        env = "FLORA_GATE_COMMENT_AUTHOR",
+        default_value = "github-actions[bot]",
+        value_name = "LOGIN"
+    )]
+    pub comment_author: String,
     /// Exit 1 on a regression (`false`: report only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub fail_on_regression: bool,
@@ -99,6 +108,14 @@ pub struct CommentArgs {
     /// Id in the hidden marker.
     #[arg(long, default_value = "default", value_name = "ID")]
     pub id: String,
+    /// Login flora-gate posts as; only its own comments are ever edited.
+    #[arg(
+        long,
+        env = "FLORA_GATE_COMMENT_AUTHOR",
+        default_value = "github-actions[bot]",
+        value_name = "LOGIN"
+    )]
+    pub author: String,
     /// PR number (default: from `GITHUB_EVENT_PATH`).
     #[arg(long, value_name = "N")]
     pub pr: Option<u64>,

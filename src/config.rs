@@ -12,9 +12,7 @@ use crate::mock::{FaultRates, MockConfig};
 use crate::scenario::{parse_duration, AuthKind, Scenario};
 use crate::tokens;
 
-pub use crate::scenario::caps::{
-    MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY,
-};
+pub use crate::scenario::caps::{MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY};
 
 fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
     parse_duration(s).map_err(|m| UserError::flag(flag, m))
@@ -146,8 +144,10 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     }
     // The same limits whether a value came from a flag or from the scenario.
     crate::scenario::caps::check(&load).map_err(|e| {
-        UserError::flag(e.flag, e.message)
-            .with_hint(format!("the value may come from `[{}]` in the scenario", e.key.replace('.', "] ")))
+        UserError::flag(e.flag, e.message).with_hint(format!(
+            "the value may come from `[{}]` in the scenario",
+            e.key.replace('.', "] ")
+        ))
     })?;
     let drain = duration_flag("--drain", &args.drain)?;
     let tokens = match (&args.tokens, scenario.auth.kind) {

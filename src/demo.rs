@@ -129,10 +129,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
     let verdict = gate::compare_baseline(&baseline, &res, &policy, notes);
     let templates = report::Templates::load(None)?;
     let ctx = report::context(&res, Some(&verdict), None);
-    print!(
-        "{}",
-        report::render(report::Format::Markdown, &templates, &ctx)?
-    );
+    crate::output::out(&report::render(report::Format::Markdown, &templates, &ctx)?);
     Ok(if verdict.verdict == Status::Fail {
         Outcome::Regression
     } else {

@@ -178,7 +178,10 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserErro
 
 /// A new temporary file in `dir`, created exclusively so an existing file
 /// or link of that name is never opened.
-fn create_temporary(dir: &std::path::Path, name: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+fn create_temporary(
+    dir: &std::path::Path,
+    name: &str,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
     let mut last = None;
     for n in 0..100u32 {
         let tmp = dir.join(format!(".{name}.tmp{}.{n}", std::process::id()));
@@ -233,9 +236,15 @@ mod tests {
         std::os::unix::fs::symlink("/dev/null", &link).expect("symlink");
         write_atomic(&link, b"discarded").expect("written through");
         let meta = std::fs::metadata("/dev/null").expect("stat");
-        assert!(meta.file_type().is_char_device(), "/dev/null is still a device");
         assert!(
-            std::fs::symlink_metadata(&link).expect("lstat").file_type().is_symlink(),
+            meta.file_type().is_char_device(),
+            "/dev/null is still a device"
+        );
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .expect("lstat")
+                .file_type()
+                .is_symlink(),
             "the link itself stays"
         );
     }

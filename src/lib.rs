@@ -19,6 +19,7 @@ pub mod gate;
 pub mod github;
 pub mod jsonfile;
 pub mod mock;
+pub mod output;
 pub mod render;
 pub mod result;
 pub mod scenario;
@@ -132,10 +133,11 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Outcome> {
         Current::Single(_) => None,
     };
     let ctx = render::report::context(current.shown(), Some(&verdict), reference.as_deref());
-    print!(
-        "{}",
-        render::report::render(render::report::Format::Text, &templates, &ctx)?
-    );
+    output::out(&render::report::render(
+        render::report::Format::Text,
+        &templates,
+        &ctx,
+    )?);
     Ok(if verdict.verdict == gate::Status::Fail {
         Outcome::Regression
     } else {
@@ -173,7 +175,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<Outcome> {
             error::write_atomic(p, text.as_bytes())?;
             eprintln!("report written to {}", p.display());
         }
-        None => print!("{text}"),
+        None => output::out(&text),
     }
     Ok(Outcome::Success)
 }
@@ -299,9 +301,13 @@ pub fn signal_tokens() -> (CancellationToken, CancellationToken) {
 async fn wait_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
+    // A closed terminal or session (SIGHUP) stops a run like SIGTERM does,
+    // so the partial result is still written.
+    let mut hangup = signal(SignalKind::hangup())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r,
         _ = term.recv() => Ok(()),
+        _ = hangup.recv() => Ok(()),
     }
 }
 
@@ -325,9 +331,12 @@ async fn run_load(args: &RunArgs) -> anyhow::Result<Outcome> {
         let duet = engine::duet::run_duet(plan.clone(), reference, pairs, signals, kill).await?;
         duet.write(&args.out)?;
         eprintln!("duet result written to {}", args.out.display());
-        print!("{}", render::text::summary(&duet.candidate));
+        output::out(&render::text::summary(&duet.candidate));
         let verdict = gate::duet::compare_duet(&duet, &duet.candidate.gate);
-        println!("duet verdict: {} — {}", verdict.verdict, verdict.headline);
+        output::out(&format!(
+            "duet verdict: {} — {}\n",
+            verdict.verdict, verdict.headline
+        ));
         return Ok(Outcome::Success);
     }
     let out = engine::run(plan.clone(), signals, kill).await?;
@@ -344,7 +353,7 @@ async fn run_load(args: &RunArgs) -> anyhow::Result<Outcome> {
         result::requests::write(p, &plan.scenario, &out.recorder.samples)?;
         eprintln!("requests written to {}", p.display());
     }
-    print!("{}", render::text::summary(&res));
+    output::out(&render::text::summary(&res));
     if let engine::RunStatus::Partial(reason) | engine::RunStatus::Aborted(reason) = &out.status {
         return Err(UserError::Environment {
             message: format!("the run did not finish: {reason}"),
@@ -382,7 +391,7 @@ async fn serve_mock(args: &MockArgs) -> anyhow::Result<Outcome> {
         handle.url()
     );
     // The address on stdout, for scripts that start the mock on port 0.
-    println!("{}", handle.url());
+    output::out(&format!("{}\n", handle.url()));
     let (signals, _) = signal_tokens();
     signals.cancelled().await;
     handle.stop().await;

@@ -19,17 +19,20 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Regression) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e}");
+            // Error texts can quote files and servers: printed through the
+            // guard, so inside Actions they can never become commands.
+            let mut text = format!("error: {e}");
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                text.push_str(&format!("\n  caused by: {cause}"));
             }
             if let Some(hint) = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<UserError>())
                 .and_then(UserError::hint)
             {
-                eprintln!("hint: {hint}");
+                text.push_str(&format!("\nhint: {hint}"));
             }
+            flora_gate::output::err_line(&text);
             ExitCode::from(2)
         }
     }

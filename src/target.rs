@@ -64,7 +64,7 @@ pub fn parse_base(raw: &str, source: Source) -> Result<Url, UserError> {
             "the URL carries a user name or password; credentials are never taken from URLs",
         )
         .with_hint(
-            "remove `user:password@` from the URL; tokens go in the `--tokens` CSV and the scenario's `[auth]` table says how they are sent",
+            "remove `user:password@` from the URL: load-test tokens go in the `--tokens` CSV and the scenario's `[auth]` table says how they are sent; the GitHub token comes from `GITHUB_TOKEN`",
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -76,7 +76,9 @@ pub fn parse_base(raw: &str, source: Source) -> Result<Url, UserError> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(UserError::flag(
             source.name,
-            format!("`{shown}` has a query or fragment; give only scheme, host, port and path prefix"),
+            format!(
+                "`{shown}` has a query or fragment; give only scheme, host, port and path prefix"
+            ),
         ));
     }
     Ok(url)
@@ -202,7 +204,11 @@ mod tests {
         let ok = join(&text, &base, "/v1/books?x=1").expect("joined");
         assert_eq!(ok.as_str(), "http://127.0.0.1:8080/api/v1/books?x=1");
         for bad in ["@evil:9/x", "evil/x", "//evil/x", "", "\\evil"] {
-            assert_eq!(join(&text, &base, bad), Err(PathError::NotAbsolute), "{bad}");
+            assert_eq!(
+                join(&text, &base, bad),
+                Err(PathError::NotAbsolute),
+                "{bad}"
+            );
         }
         let base = parse_base("http://127.0.0.1:8080", T).expect("ok");
         let text = base_text(&base);

@@ -34,6 +34,7 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::gate::duet::DuetResult {
     let plan = Plan {
         scenario: Arc::new(sc),
         target: candidate.url(),
+        reference: None,
         tokens: Arc::new(flora_gate::tokens::generated(6)),
         load,
         progress: false,

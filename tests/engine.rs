@@ -110,7 +110,10 @@ async fn injected_faults_are_classified_and_counted() {
         ..MockConfig::default()
     })
     .await;
-    let sc = chat_scenario("[timeouts]\nfirst_token = \"300ms\"\nidle = \"300ms\"\n");
+    // 60% failures on purpose: the circuit breaker would stop the run.
+    let sc = chat_scenario(
+        "[timeouts]\nfirst_token = \"300ms\"\nidle = \"300ms\"\n[safety]\ncircuit_breaker = false\n",
+    );
     let (res, _) = run(
         sc,
         &mock.url(),

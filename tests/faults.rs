@@ -87,9 +87,18 @@ async fn retry_after_is_counted_and_can_be_honoured() {
         requests: None,
         warmup: Duration::ZERO,
     };
-    let (eager, _) = run(chat_scenario(""), &mock.url(), load()).await;
+    // Both protections switched off, to see what they prevent.
+    let (eager, _) = run(
+        chat_scenario(
+            "[safety]\nhonor_retry_after = false\nbackoff = \"0s\"\ncircuit_breaker = false\n",
+        ),
+        &mock.url(),
+        load(),
+    )
+    .await;
+    // The defaults honour Retry-After.
     let (polite, _) = run(
-        chat_scenario("[safety]\nhonor_retry_after = true\n"),
+        chat_scenario("[safety]\ncircuit_breaker = false\n"),
         &mock.url(),
         load(),
     )
@@ -167,6 +176,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
     let plan = Plan {
         scenario: Arc::new(sc),
         target: mock.url(),
+        reference: None,
         tokens: Arc::new(flora_gate::tokens::generated(4)),
         load,
         progress: false,

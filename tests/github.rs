@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 #[derive(Default)]
 struct Fake {
-    comments: Vec<(u64, u64, String)>, // (pr, id, body)
+    comments: Vec<(u64, u64, String, String)>, // (pr, id, body, author login)
     next_id: u64,
     log: Vec<String>,
     /// Statuses to answer the next requests with, before normal service.
@@ -59,7 +59,7 @@ async fn list(
         .comments
         .iter()
         .filter(|c| c.0 == pr)
-        .map(|c| json!({"id": c.1, "body": c.2, "html_url": format!("https://github.test/c/{}", c.1)}))
+        .map(|c| json!({"id": c.1, "body": c.2, "user": {"login": c.3}, "html_url": format!("https://github.test/c/{}", c.1)}))
         .collect();
     let items: Vec<Value> = all
         .iter()
@@ -99,7 +99,7 @@ async fn create(
     f.next_id += 1;
     let id = 1000 + f.next_id;
     let text = body["body"].as_str().unwrap_or_default().to_string();
-    f.comments.push((pr, id, text));
+    f.comments.push((pr, id, text, BOT.to_string()));
     (
         StatusCode::CREATED,
         Json(json!({"id": id, "html_url": format!("https://github.test/c/{id}")})),
@@ -202,6 +202,17 @@ async fn fake() -> (String, Shared) {
     (format!("http://{addr}/api/v3"), state)
 }
 
+const BOT: &str = "github-actions[bot]";
+
+fn sticky(number: u64, id: &'static str) -> comment::Sticky<'static> {
+    comment::Sticky {
+        repo: "o/r",
+        number,
+        id,
+        author: BOT,
+    }
+}
+
 fn api(url: &str) -> Api {
     Api::new(
         url,
@@ -210,6 +221,7 @@ fn api(url: &str) -> Api {
             attempts: 4,
             base: Duration::from_millis(10),
             max_wait: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(5),
         },
     )
     .expect("client")
@@ -228,17 +240,17 @@ fn writes(s: &Shared) -> usize {
 async fn create_then_update_then_leave_alone() {
     let (url, s) = fake().await;
     let api = api(&url);
-    let c1 = comment::upsert(&api, "o/r", 7, "default", "report one")
+    let c1 = comment::upsert(&api, sticky(7, "default"), "report one")
         .await
         .expect("created");
     assert!(matches!(c1, CommentOutcome::Created(_)), "{c1:?}");
-    let c2 = comment::upsert(&api, "o/r", 7, "default", "report two")
+    let c2 = comment::upsert(&api, sticky(7, "default"), "report two")
         .await
         .expect("updated");
     assert!(matches!(c2, CommentOutcome::Updated(_)), "{c2:?}");
     assert_eq!(c1.url(), c2.url());
     let before = writes(&s);
-    let c3 = comment::upsert(&api, "o/r", 7, "default", "report two")
+    let c3 = comment::upsert(&api, sticky(7, "default"), "report two")
         .await
         .expect("unchanged");
     assert!(matches!(c3, CommentOutcome::Unchanged(_)), "{c3:?}");
@@ -246,8 +258,8 @@ async fn create_then_update_then_leave_alone() {
     let f = s.lock().expect("lock");
     assert_eq!(f.comments.len(), 1);
     assert!(
-        f.comments[0].2.starts_with("report two")
-            && f.comments[0].2.contains("<!-- flora-gate:default -->")
+        f.comments[0].2.starts_with("<!-- flora-gate:default -->\n")
+            && f.comments[0].2.contains("report two")
     );
 }
 
@@ -257,12 +269,17 @@ async fn marker_on_page_two_is_found() {
     {
         let mut f = s.lock().expect("lock");
         for i in 0..100 {
-            f.comments.push((7, i + 1, format!("chatter {i}")));
+            f.comments
+                .push((7, i + 1, format!("chatter {i}"), "someone".into()));
         }
-        f.comments
-            .push((7, 500, "old report\n\n<!-- flora-gate:default -->\n".into()));
+        f.comments.push((
+            7,
+            500,
+            "old report\n\n<!-- flora-gate:default -->\n".into(),
+            BOT.into(),
+        ));
     }
-    let c = comment::upsert(&api(&url), "o/r", 7, "default", "new report")
+    let c = comment::upsert(&api(&url), sticky(7, "default"), "new report")
         .await
         .expect("updated");
     assert_eq!(
@@ -286,7 +303,7 @@ async fn rate_limits_and_server_errors_are_retried() {
         (502, None, "bad gateway"),
         (403, Some("0"), "You have exceeded a secondary rate limit"),
     ]);
-    let c = comment::upsert(&api(&url), "o/r", 7, "default", "report")
+    let c = comment::upsert(&api(&url), sticky(7, "default"), "report")
         .await
         .expect("eventually created");
     assert!(matches!(c, CommentOutcome::Created(_)));
@@ -306,7 +323,7 @@ async fn rate_limits_and_server_errors_are_retried() {
 async fn permission_errors_name_the_permissions_block() {
     let (url, s) = fake().await;
     s.lock().expect("lock").forbid_writes = true;
-    let err = comment::upsert(&api(&url), "o/r", 7, "default", "report")
+    let err = comment::upsert(&api(&url), sticky(7, "default"), "report")
         .await
         .expect_err("forbidden");
     assert!(err.to_string().contains("403"), "{err}");
@@ -321,10 +338,10 @@ async fn permission_errors_name_the_permissions_block() {
 async fn another_comment_id_makes_a_second_comment() {
     let (url, s) = fake().await;
     let api = api(&url);
-    comment::upsert(&api, "o/r", 7, "novel", "a")
+    comment::upsert(&api, sticky(7, "novel"), "a")
         .await
         .expect("first");
-    let c = comment::upsert(&api, "o/r", 7, "chat", "b")
+    let c = comment::upsert(&api, sticky(7, "chat"), "b")
         .await
         .expect("second");
     assert!(matches!(c, CommentOutcome::Created(_)));
@@ -544,4 +561,163 @@ async fn baseline_is_proposed_as_a_pull_request() {
         f.files[0],
         ("baselines/novel.json".to_string(), "e30=".to_string())
     );
+}
+
+#[tokio::test]
+async fn comments_by_anyone_else_are_never_edited() {
+    let (url, s) = fake().await;
+    let mark = "<!-- flora-gate:default -->";
+    {
+        let mut f = s.lock().expect("lock");
+        // Another participant plants the marker, at the start and quoted.
+        f.comments.push((
+            7,
+            1,
+            format!("{mark}\nfake all-green report"),
+            "mallory".into(),
+        ));
+        f.comments
+            .push((7, 2, format!("> {mark}\n> quoted from the bot"), BOT.into()));
+    }
+    let c = comment::upsert(&api(&url), sticky(7, "default"), "real report")
+        .await
+        .expect("created");
+    assert!(matches!(c, CommentOutcome::Created(_)), "{c:?}");
+    let f = s.lock().expect("lock");
+    assert_eq!(f.comments.len(), 3);
+    assert_eq!(f.comments[0].2, format!("{mark}\nfake all-green report"));
+    assert!(f.comments[1].2.starts_with("> "));
+    assert!(f.comments[2].2.contains("real report") && f.comments[2].3 == BOT);
+}
+
+#[tokio::test]
+async fn github_errors_never_show_the_token() {
+    let (url, s) = fake().await;
+    s.lock()
+        .expect("lock")
+        .script
+        .extend([(422, None, "Bad credentials for token test-token in header"); 1]);
+    let err = comment::upsert(&api(&url), sticky(7, "default"), "report")
+        .await
+        .expect_err("refused");
+    let text = format!("{err} {}", err.hint().unwrap_or_default());
+    assert!(text.contains("422"), "{text}");
+    assert!(!text.contains("test-token"), "{text}");
+}
+
+/// A server that accepts connections and never answers.
+async fn silent() -> String {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    format!("http://{addr}/api/v3")
+}
+
+#[tokio::test]
+async fn a_silent_github_times_out() {
+    let url = silent().await;
+    let api = Api::new(
+        &url,
+        "t",
+        RetryPolicy {
+            attempts: 2,
+            base: Duration::from_millis(10),
+            max_wait: Duration::from_secs(1),
+            call_timeout: Duration::from_millis(300),
+        },
+    )
+    .expect("client");
+    let started = std::time::Instant::now();
+    let err = comment::upsert(&api, sticky(7, "default"), "report")
+        .await
+        .expect_err("no answer");
+    assert!(err.to_string().contains("no answer"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_a_silent_comment_ends_the_gate_with_its_verdict() {
+    let url = silent().await;
+    let mock = flora_gate::mock::start(
+        flora_gate::mock::MockConfig {
+            ttft: Duration::from_millis(20),
+            itl: Duration::from_millis(2),
+            output_tokens: 12,
+            ..Default::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    let tokens = d.join("t.csv");
+    std::fs::write(&tokens, "user_id,access_token\nu1,tok-1\n").expect("write");
+    let ev = event(&d, false);
+    let baseline = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/baseline.json");
+    let child = std::process::Command::new(BIN)
+        .args(["gate", "-s", "novel", "-t", &mock.url()])
+        .args(["--tokens", &tokens.display().to_string(), "-c", "1"])
+        .args([
+            "--requests",
+            "12",
+            "--warmup",
+            "0s",
+            "-b",
+            baseline,
+            "--force",
+        ])
+        .args(["-o", &d.join("result.json").display().to_string()])
+        .args([
+            "--verdict-out",
+            &d.join("verdict.json").display().to_string(),
+        ])
+        .args(["--report-out", &d.join("report.md").display().to_string()])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", ev)
+        .env("GITHUB_REPOSITORY", "o/r")
+        .env("GITHUB_API_URL", url)
+        .env("GITHUB_TOKEN", "gh-token")
+        .env("GITHUB_OUTPUT", d.join("output.txt"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let pid = child.id().to_string();
+    // Wait until the files are written: the gate is then in its comment phase.
+    let verdict = d.join("verdict.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !verdict.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("joined")
+        .expect("exits");
+    mock.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(&verdict).expect("verdict")).expect("json");
+    let expected = if v["verdict"] == "fail" { 1 } else { 0 };
+    assert_eq!(out.status.code(), Some(expected), "{stderr}");
+    let outputs = std::fs::read_to_string(d.join("output.txt")).expect("outputs written");
+    assert!(outputs.contains("verdict<<"), "{outputs}");
+    assert!(stderr.contains("signal"), "{stderr}");
 }

@@ -196,7 +196,12 @@ pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError>
 /// Refuse a target outside the scenario's `allow_hosts`.
 pub fn check_allowed(scenario: &Scenario, target: &str) -> Result<(), UserError> {
     let url = crate::target::parse_base(target, crate::target::Source { name: "--target" })?;
-    crate::target::check_allowed(&scenario.safety.allow_hosts, &url, "--target", &scenario.origin)
+    crate::target::check_allowed(
+        &scenario.safety.allow_hosts,
+        &url,
+        "--target",
+        &scenario.origin,
+    )
 }
 
 /// Watches the error share over a sliding window and trips the breaker.
@@ -264,7 +269,10 @@ pub async fn run(
         scenario: sc.clone(),
         client,
         target: plan.target.trim_end_matches('/').to_string(),
-        base_url: crate::target::parse_base(&plan.target, crate::target::Source { name: "--target" })?,
+        base_url: crate::target::parse_base(
+            &plan.target,
+            crate::target::Source { name: "--target" },
+        )?,
         t0,
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,
@@ -310,7 +318,12 @@ pub async fn run(
 
     // The stop: deadline, request budget (users cancel `stop` themselves), or a signal.
     // A request-count run still ends within the longest run allowed.
-    let deadline = Some(t0 + plan.load.duration.unwrap_or(crate::scenario::caps::MAX_DURATION));
+    let deadline = Some(
+        t0 + plan
+            .load
+            .duration
+            .unwrap_or(crate::scenario::caps::MAX_DURATION),
+    );
     let mut interrupted = None;
     tokio::select! {
         () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}

@@ -9,6 +9,13 @@ use serde::Serialize;
 
 use crate::error::UserError;
 
+/// Longest wait for a connection to the GitHub API.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest silence while reading or writing one request.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest one call (request and body) may take, whatever the server does.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Retries and their waits.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -18,6 +25,8 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Longest wait honoured from `Retry-After`.
     pub max_wait: Duration,
+    /// Longest one call (request and body) may take.
+    pub call_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -26,6 +35,7 @@ impl Default for RetryPolicy {
             attempts: 4,
             base: Duration::from_secs(1),
             max_wait: Duration::from_secs(60),
+            call_timeout: CALL_TIMEOUT,
         }
     }
 }
@@ -46,6 +56,8 @@ pub struct Reply {
 pub struct Api {
     octo: Octocrab,
     retry: RetryPolicy,
+    /// The token, only to redact it from error texts a server echoes.
+    token: crate::tokens::Secret,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,17 +72,42 @@ impl Api {
     /// A client for `api_url` (GitHub Enterprise's `/api/v3` included).
     pub fn new(api_url: &str, token: &str, retry: RetryPolicy) -> Result<Self, UserError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = crate::target::parse_base(
+            api_url,
+            crate::target::Source {
+                name: "GITHUB_API_URL",
+            },
+        )?;
+        let api_url = crate::target::base_text(&url);
         let env_err = |e: String| UserError::Environment {
             message: format!("cannot set up the GitHub client for `{api_url}`: {e}"),
             hint: Some("check `GITHUB_API_URL`".into()),
         };
         let octo = Octocrab::builder()
-            .base_uri(api_url)
+            .base_uri(api_url.as_str())
             .map_err(|e| env_err(e.to_string()))?
             .personal_token(token.to_string())
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .set_write_timeout(Some(IO_TIMEOUT))
             .build()
             .map_err(|e| env_err(e.to_string()))?;
-        Ok(Self { octo, retry })
+        Ok(Self {
+            octo,
+            retry,
+            token: crate::tokens::Secret::new(token.to_string()),
+        })
+    }
+
+    /// A remote text made safe to print: the token and any URL user info removed.
+    fn redact(&self, text: &str) -> String {
+        let t = self.token.expose();
+        let text = if t.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(t, "***")
+        };
+        crate::target::redact_userinfo(&text)
     }
 
     /// GET a path (relative to the API URL).
@@ -102,29 +139,39 @@ impl Api {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = match method {
-                Method::Get => self.octo._get(path).await,
-                Method::Post => self.octo._post(path, body).await,
-                Method::Patch => self.octo._patch(path, body).await,
-                Method::Put => self.octo._put(path, body).await,
+            let call = async {
+                let resp = match method {
+                    Method::Get => self.octo._get(path).await,
+                    Method::Post => self.octo._post(path, body).await,
+                    Method::Patch => self.octo._patch(path, body).await,
+                    Method::Put => self.octo._put(path, body).await,
+                }
+                .map_err(|e| self.redact(&e.to_string()))?;
+                let status = resp.status().as_u16();
+                let header = |name: &str| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let retry_after = header("retry-after").and_then(|v| {
+                    crate::engine::request::parse_retry_after(&v, std::time::SystemTime::now())
+                });
+                let link = header("link");
+                let text = self.octo.body_to_string(resp).await.unwrap_or_default();
+                Ok::<_, String>((status, retry_after, link, text))
+            };
+            // A server that accepts the connection and never answers must
+            // not hold the job: every call has a bound of its own.
+            let limit = self.retry.call_timeout;
+            let result = match tokio::time::timeout(limit, call).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {limit:?}")),
             };
             let (status, retry_after, link, text) = match result {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let header = |name: &str| {
-                        resp.headers()
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned)
-                    };
-                    let retry_after =
-                        header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
-                    let link = header("link");
-                    let text = self.octo.body_to_string(resp).await.unwrap_or_default();
-                    (status, retry_after, link, text)
-                }
+                Ok(parts) => parts,
                 Err(e) if attempt < self.retry.attempts => {
-                    eprintln!("GitHub API {path}: {e}; retrying");
+                    crate::output::err_line(&format!("GitHub API {path}: {e}; retrying"));
                     tokio::time::sleep(self.backoff(attempt, None)).await;
                     continue;
                 }
@@ -146,15 +193,22 @@ impl Api {
             }
             let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
             if status >= 400 {
-                return Err(api_error(status, path, &json));
+                let e = api_error(status, path, &json);
+                return Err(match e {
+                    UserError::Environment { message, hint } => UserError::Environment {
+                        message: self.redact(&message),
+                        hint,
+                    },
+                    other => other,
+                });
             }
             return Ok(Reply { status, json, link });
         }
     }
 
-    fn backoff(&self, attempt: u32, retry_after: Option<u64>) -> Duration {
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
-            Some(s) => Duration::from_secs(s).min(self.retry.max_wait),
+            Some(d) => d.min(self.retry.max_wait),
             None => self.retry.base * 2u32.saturating_pow(attempt - 1),
         }
     }

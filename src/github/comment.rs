@@ -64,31 +64,59 @@ pub fn pull_request_from_event(payload: &serde_json::Value) -> Option<PullReques
     Some(PullRequest { number, from_fork })
 }
 
-/// The body with its marker, cut under GitHub's limit.
+/// The identity the Actions token posts as.
+pub const DEFAULT_AUTHOR: &str = "github-actions[bot]";
+
+/// The body: the marker first (hidden), then the report cut under GitHub's limit.
 pub fn body_with_marker(id: &str, report: &str) -> String {
     let mark = marker(id);
     let room = MAX_COMMENT_CHARS - mark.chars().count() - 80;
-    let mut body = if report.chars().count() > room {
-        let mut b: String = report.chars().take(room).collect();
-        b.push_str("\n\n_… cut to fit GitHub's comment limit._");
-        b
-    } else {
-        report.to_string()
-    };
-    body.push_str("\n\n");
-    body.push_str(&mark);
+    let mut body = mark;
     body.push('\n');
+    if report.chars().count() > room {
+        body.extend(report.chars().take(room));
+        body.push_str("\n\n_… cut to fit GitHub's comment limit._\n");
+    } else {
+        body.push_str(report);
+    }
     body
 }
 
-/// Create or update the sticky comment of gate `id` on PR `number`.
-pub async fn upsert(
-    api: &Api,
-    repo: &str,
-    number: u64,
-    id: &str,
-    report: &str,
-) -> Result<CommentOutcome, UserError> {
+/// Whether an existing comment is this gate's own: written by `author`
+/// (the identity flora-gate posts as) and starting with the marker (or, as
+/// earlier versions wrote it, ending with it). A comment by anyone else is
+/// never edited, whatever it contains or quotes.
+pub fn is_own(comment: &serde_json::Value, mark: &str, author: &str) -> bool {
+    let login = comment
+        .pointer("/user/login")
+        .and_then(|l| l.as_str())
+        .unwrap_or("");
+    let text = comment.get("body").and_then(|b| b.as_str()).unwrap_or("");
+    login.eq_ignore_ascii_case(author)
+        && (text.trim_start().starts_with(mark) || text.trim_end().ends_with(mark))
+}
+
+/// Where the sticky comment goes and whose it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Sticky<'a> {
+    /// owner/name.
+    pub repo: &'a str,
+    /// Pull request number.
+    pub number: u64,
+    /// Id in the hidden marker.
+    pub id: &'a str,
+    /// Login of the identity flora-gate posts as; only its comments are edited.
+    pub author: &'a str,
+}
+
+/// Create or update the sticky comment.
+pub async fn upsert(api: &Api, to: Sticky<'_>, report: &str) -> Result<CommentOutcome, UserError> {
+    let Sticky {
+        repo,
+        number,
+        id,
+        author,
+    } = to;
     let body = body_with_marker(id, report);
     let mark = marker(id);
     let mut page = 1;
@@ -100,18 +128,15 @@ pub async fn upsert(
             ))
             .await?;
         let items = reply.json.as_array().cloned().unwrap_or_default();
-        for c in &items {
+        if let Some(c) = items.iter().find(|c| is_own(c, &mark, author)) {
+            let cid = c.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0);
             let text = c.get("body").and_then(|b| b.as_str()).unwrap_or("");
-            if text.contains(&mark) {
-                let cid = c.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0);
-                let url = c
-                    .get("html_url")
-                    .and_then(|u| u.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                found = Some((cid, text.to_string(), url));
-                break;
-            }
+            let url = c
+                .get("html_url")
+                .and_then(|u| u.as_str())
+                .unwrap_or("")
+                .to_string();
+            found = Some((cid, text.to_string(), url));
         }
         let more =
             has_next(reply.link.as_deref()) || (reply.link.is_none() && items.len() == PER_PAGE);
@@ -121,7 +146,7 @@ pub async fn upsert(
         page += 1;
     }
     match found {
-        Some((_, existing, url)) if existing.trim_end() == body.trim_end() => {
+        Some((_, existing, url)) if existing.trim() == body.trim() => {
             Ok(CommentOutcome::Unchanged(url))
         }
         Some((cid, _, _)) => {
@@ -177,6 +202,22 @@ mod tests {
     fn bodies_carry_the_marker_and_fit() {
         let b = body_with_marker("nightly", &"x".repeat(100_000));
         assert!(b.chars().count() <= MAX_COMMENT_CHARS);
-        assert!(b.trim_end().ends_with("<!-- flora-gate:nightly -->"));
+        assert!(b.starts_with("<!-- flora-gate:nightly -->\n"));
+    }
+
+    #[test]
+    fn only_own_comments_are_taken() {
+        let mark = marker("default");
+        let bot = DEFAULT_AUTHOR;
+        let own = json!({"user": {"login": bot}, "body": format!("{mark}\nreport")});
+        assert!(is_own(&own, &mark, bot));
+        let old_layout = json!({"user": {"login": bot}, "body": format!("report\n\n{mark}\n")});
+        assert!(is_own(&old_layout, &mark, bot));
+        let other = json!({"user": {"login": "mallory"}, "body": format!("{mark}\nmine now")});
+        assert!(!is_own(&other, &mark, bot));
+        let quoting = json!({"user": {"login": bot}, "body": format!("> {mark}\nquoted")});
+        assert!(!is_own(&quoting, &mark, bot));
+        let anonymous = json!({"body": format!("{mark}\nx")});
+        assert!(!is_own(&anonymous, &mark, bot));
     }
 }

@@ -173,7 +173,8 @@ fn reproduce(r: &RunResult) -> String {
         .unwrap_or(&p.scenario.origin);
     let mut cmd = format!(
         "flora-gate run --scenario {scenario} --target {} --tokens access_tokens.csv --concurrency {}",
-        p.target, p.concurrency
+        crate::target::redact_userinfo(&p.target),
+        p.concurrency
     );
     let dur = |s: f64| {
         if s.fract() == 0.0 {
@@ -431,7 +432,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         headline: verdict.map_or_else(String::new, |v| v.headline.clone()),
         mode: verdict.map_or_else(|| "none".into(), |v| v.mode.clone()),
         evidence: verdict.map_or(0, |v| v.evidence),
-        reference: reference.unwrap_or_default().into(),
+        reference: crate::target::redact_userinfo(reference.unwrap_or_default()),
         notes,
         gated,
         step_checks,
@@ -450,7 +451,8 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             scenario: p.scenario.name.clone(),
             origin: p.scenario.origin.clone(),
             sha256: p.scenario.sha256.clone(),
-            target: p.target.clone(),
+            // A result file from elsewhere may hold a URL with a password.
+            target: crate::target::redact_userinfo(&p.target),
             concurrency: p.concurrency,
             window: format!("{:.1}s", r.window.duration_s),
             requests: r.totals.requests,
@@ -485,6 +487,34 @@ pub trait Renderer {
     fn render(&self, ctx: &ReportContext) -> Result<String, UserError>;
 }
 
+/// Most template instructions one report may take.
+pub const TEMPLATE_FUEL: u64 = 50_000_000;
+/// Largest rendered report (the HTML report with charts stays far below).
+pub const MAX_TEMPLATE_OUTPUT: usize = 32 << 20;
+
+/// Collects rendered text and fails once it passes `cap` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            return Err(std::io::Error::other(format!(
+                "the report would be larger than {} MiB",
+                self.cap >> 20
+            )));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Templates: embedded, or overridden from a directory.
 #[derive(Debug)]
 pub struct Templates {
@@ -497,6 +527,9 @@ impl Templates {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_keep_trailing_newline(true);
+        // A user template (`--templates`) may loop for ever or blow up: a
+        // bound on instructions, and one on output in `render` below.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         for (name, text) in EMBEDDED {
             let (source, origin): (String, PathBuf) =
                 match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
@@ -519,9 +552,14 @@ impl Templates {
     }
 
     fn render(&self, name: &str, ctx: &ReportContext) -> Result<String, UserError> {
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            cap: MAX_TEMPLATE_OUTPUT,
+        };
         self.env
             .get_template(name)
-            .and_then(|t| t.render(ctx))
+            .and_then(|t| t.render_captured_to(ctx, &mut out).map(|_| ()))
+            .map(|()| String::from_utf8_lossy(&out.buf).into_owned())
             .map_err(|e| {
                 UserError::invalid(
                     "template",

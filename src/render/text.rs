@@ -77,7 +77,7 @@ pub fn summary(r: &RunResult) -> String {
         out,
         "flora-gate: {} against {} · {} users · {:.1}s measured{}",
         r.provenance.scenario.name,
-        r.provenance.target,
+        crate::target::redact_userinfo(&r.provenance.target),
         r.provenance.concurrency,
         r.window.duration_s,
         if r.status == "complete" {

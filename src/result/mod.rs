@@ -512,7 +512,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
                 origin: sc.origin.clone(),
                 sha256: sc.sha256.clone(),
             },
-            target: meta.target.to_string(),
+            target: crate::target::redact_userinfo(meta.target),
             concurrency: meta.load.concurrency,
             duration_s: meta.load.duration.map(|d| d.as_secs_f64()),
             requests_limit: meta.load.requests,

@@ -378,11 +378,17 @@ pub mod caps {
             return over(
                 "--blocks",
                 "load.blocks",
-                format!("must be between 6 (the gate needs at least six time blocks) and {MAX_BLOCKS}"),
+                format!(
+                    "must be between 6 (the gate needs at least six time blocks) and {MAX_BLOCKS}"
+                ),
             );
         }
         if load.think_time > MAX_THINK {
-            return over("--think-time", "load.think_time", "must be at most 1h".into());
+            return over(
+                "--think-time",
+                "load.think_time",
+                "must be at most 1h".into(),
+            );
         }
         Ok(())
     }
@@ -528,6 +534,12 @@ impl Scenario {
             Some(format!("line {l}, key `{key}`"))
         };
 
+        if file.name.chars().any(char::is_control) {
+            return Err(invalid(
+                Some("key `name`".into()),
+                "the name may not hold control characters (newlines, tabs, escapes)".into(),
+            ));
+        }
         if file.name.trim().is_empty() {
             return Err(invalid(
                 Some("key `name`".into()),
@@ -540,11 +552,19 @@ impl Scenario {
 
         let base_url = match &file.base_url {
             Some(u) => {
-                let s = u.get_ref().trim_end_matches('/').to_string();
-                reqwest::Url::parse(&s).map_err(|e| {
-                    invalid(at(u.span(), "base_url"), format!("`{s}` is not a URL: {e}"))
+                let url = crate::target::parse_base(
+                    u.get_ref(),
+                    crate::target::Source { name: "base_url" },
+                )
+                .map_err(|e| {
+                    let hint = e.hint();
+                    let err = invalid(at(u.span(), "base_url"), e.to_string());
+                    match hint {
+                        Some(h) => err.with_hint(h),
+                        None => err,
+                    }
                 })?;
-                Some(s)
+                Some(crate::target::base_text(&url))
             }
             None => None,
         };
@@ -624,7 +644,9 @@ impl Scenario {
                 "must not be longer than `safety.backoff_max`".into(),
             ));
         }
-        if safety.backoff_max > Duration::from_secs(600) || safety.abort_window > Duration::from_secs(3600) {
+        if safety.backoff_max > Duration::from_secs(600)
+            || safety.abort_window > Duration::from_secs(3600)
+        {
             return Err(invalid(
                 Some("`safety.backoff_max` / `safety.abort_window`".into()),
                 "at most 10m and 1h".into(),
@@ -650,6 +672,12 @@ impl Scenario {
         let mut names = BTreeSet::new();
         for (i, s) in file.steps.iter().enumerate() {
             let key = |k: &str| format!("steps[{i}].{k}");
+            if s.name.chars().any(char::is_control) {
+                return Err(invalid(
+                    Some(format!("`{}`", key("name"))),
+                    "step names may not hold control characters (newlines, tabs, escapes)".into(),
+                ));
+            }
             if s.name.trim().is_empty() || !names.insert(s.name.clone()) {
                 return Err(invalid(
                     Some(format!("`{}`", key("name"))),
@@ -910,8 +938,9 @@ pub fn template_env(data: Arc<DataSet>) -> minijinja::Environment<'static> {
                     format!("`{text}` cannot be a path segment"),
                 ));
             }
-            out.write_str(&encode_path_segment(&text))
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+            out.write_str(&encode_path_segment(&text)).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
+            })
         } else {
             minijinja::escape_formatter(out, state, value)
         }
@@ -1071,7 +1100,10 @@ extract = { book_id = "/id" }
         for bad in ["@other-host:8080/x", "v1/chat", "//other/x"] {
             let text = MINIMAL.replace("/v1/chat/completions", bad);
             let err = parse(&text).expect_err("refused").to_string();
-            assert!(err.contains("single `/`") && err.contains("line 5"), "{err}");
+            assert!(
+                err.contains("single `/`") && err.contains("line 5"),
+                "{err}"
+            );
         }
     }
 

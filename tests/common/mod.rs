@@ -40,6 +40,7 @@ pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
     Plan {
         scenario: Arc::new(sc),
         target: target.to_string(),
+        reference: None,
         tokens: Arc::new(tokens::generated(load.concurrency as usize)),
         load: spec,
         progress: false,
