@@ -53,6 +53,9 @@ pub struct BaselineProvenance {
     pub target: String,
     /// Virtual users.
     pub concurrency: u32,
+    /// The scenario's variables as the runs used them.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
     /// Load-generator host.
     pub runner: Host,
 }
@@ -118,12 +121,13 @@ impl Baseline {
         for (name, r) in results {
             if r.provenance.scenario.sha256 != first.provenance.scenario.sha256
                 || r.provenance.concurrency != first.provenance.concurrency
+                || r.provenance.vars != first.provenance.vars
             {
                 return Err(UserError::invalid(
                     "result",
                     name,
                     None,
-                    "it comes from another scenario or concurrency than the first result; a baseline holds runs of one setup",
+                    "it comes from another scenario, concurrency or `--var` set than the first result; a baseline holds runs of one setup",
                 ));
             }
             if r.status != "complete" {
@@ -145,6 +149,7 @@ impl Baseline {
                 scenario: first.provenance.scenario.clone(),
                 target: first.provenance.target.clone(),
                 concurrency: first.provenance.concurrency,
+                vars: first.provenance.vars.clone(),
                 runner: first.provenance.host.clone(),
             },
             gate: first.gate.clone(),
@@ -191,6 +196,31 @@ impl Baseline {
                 "the baseline holds no runs",
             ));
         }
+        b.validate().map_err(|(field, msg)| {
+            UserError::invalid("baseline", path, Some(format!("`{field}`")), msg)
+                .with_hint("a baseline is made by `flora-gate baseline refresh`; make it again rather than editing it")
+        })?;
         Ok(b)
+    }
+
+    /// Check every value a verdict could rest on: `Err((field, why))`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let mut v = crate::result::Validator::default();
+        v.hash("provenance.scenario.sha256", &self.provenance.scenario.sha256);
+        for (i, run) in self.runs.iter().enumerate() {
+            for (scope, values) in &run.metrics {
+                for (metric, x) in values {
+                    let Some(x) = *x else { continue };
+                    let field = format!("runs[{i}].metrics.{scope}.{metric}");
+                    match metrics::metric_def(metric) {
+                        Some(d) if d.name == "error_rate" => v.fraction(&field, x),
+                        Some(d) if d.unit == "ms" => v.latency(&field, x),
+                        _ => v.rate(&field, x),
+                    }
+                }
+            }
+            v.blocks(&format!("runs[{i}].blocks"), &run.blocks);
+        }
+        v.done()
     }
 }

@@ -119,6 +119,15 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
     let env = ActionsEnv::from_env();
     let mut out = std::io::stdout();
     let plan = config::run_plan(&args.run)?;
+    let mut outputs = vec![
+        ("--out", args.run.out.as_path()),
+        ("--verdict-out", args.verdict_out.as_path()),
+        ("--report-out", args.report_out.as_path()),
+    ];
+    if let Some(p) = &args.run.requests_out {
+        outputs.push(("--requests-out", p.as_path()));
+    }
+    crate::error::check_outputs(&outputs)?;
     if env.active {
         for t in plan.tokens.iter() {
             actions::mask(&mut out, t.token.expose());
@@ -171,6 +180,9 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
     eprintln!("result written to {}", args.run.out.display());
     if env.active {
         actions::endgroup(&mut out);
+    }
+    if let Some(diagnosis) = current.shown().failure_diagnosis() {
+        crate::output::err_line(&format!("warning: {diagnosis}"));
     }
 
     let verdict = crate::judge(&current, args.baseline.as_deref(), &overrides, args.force)?;
@@ -354,7 +366,7 @@ pub async fn propose(args: &ProposeArgs) -> anyhow::Result<Outcome> {
         "Nightly refresh of `{path}`: {} run(s) of scenario `{}` ({}) against `{}` at {} users, made {} by flora-gate {}{}.\n\nReview the numbers before merging: the next pull requests are gated against them.",
         b.runs.len(),
         b.provenance.scenario.name,
-        &b.provenance.scenario.sha256[..12.min(b.provenance.scenario.sha256.len())],
+        crate::scenario::short_hash(&b.provenance.scenario.sha256),
         b.provenance.target,
         b.provenance.concurrency,
         b.provenance.created_at,

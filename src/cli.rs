@@ -360,6 +360,9 @@ pub struct MockBehaviour {
     /// Seed of the jitter and fault draws.
     #[arg(long = "mock-seed", default_value_t = 1, value_name = "N")]
     pub seed: u64,
+    /// End streams without `data: [DONE]`, as some servers do.
+    #[arg(long)]
+    pub no_done: bool,
 }
 
 /// `flora-gate demo`.

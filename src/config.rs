@@ -37,6 +37,13 @@ pub fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>, UserError> {
 /// Validate `run` arguments into a plan.
 pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     let vars = parse_vars(&args.vars)?;
+    // Outputs are checked before any request: a long run must not end in an
+    // unwritable file.
+    let mut outputs = vec![("--out", args.out.as_path())];
+    if let Some(p) = &args.requests_out {
+        outputs.push(("--requests-out", p.as_path()));
+    }
+    crate::error::check_outputs(&outputs)?;
     let scenario = Scenario::load(&args.scenario, &vars).map_err(|e| match e {
         UserError::Read { path, source } => UserError::Read { path, source }.into_scenario_hint(),
         other => other,
@@ -259,6 +266,7 @@ pub fn mock_config(
         hang: Duration::from_secs(120),
         tokens,
         seed: b.seed,
+        no_done: b.no_done,
         burst: b
             .burst
             .as_deref()

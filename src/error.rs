@@ -176,6 +176,87 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserErro
     })
 }
 
+/// Check before any work that `path` can be written by [`write_atomic`], so
+/// a long run never ends in an unwritable output. Touches nothing but a
+/// probe file of its own, which it removes.
+pub fn check_writable(path: &std::path::Path) -> Result<(), UserError> {
+    let err = |source| UserError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
+            err(std::io::Error::new(
+                e.kind(),
+                format!("it is a symbolic link whose target cannot be resolved ({e})"),
+            ))
+        })?,
+        _ => path.to_path_buf(),
+    };
+    match std::fs::metadata(&target) {
+        Ok(meta) if is_stream_like(&meta) => return Ok(()),
+        Ok(meta) if !meta.is_file() => {
+            return Err(err(std::io::Error::other(
+                "it exists and is not a regular file, a character device or a FIFO",
+            )))
+        }
+        Ok(meta) if meta.permissions().readonly() => {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the file is read-only",
+            )))
+        }
+        _ => {}
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (probe, f) = create_temporary(&dir, "probe").map_err(err)?;
+    drop(f);
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Check several output paths up front; the same file twice is refused.
+pub fn check_outputs(outputs: &[(&'static str, &std::path::Path)]) -> Result<(), UserError> {
+    for (i, (flag, path)) in outputs.iter().enumerate() {
+        check_writable(path).map_err(|e| match e {
+            UserError::Write { path, source } => UserError::Flag {
+                flag,
+                message: format!("cannot write `{}`: {source}", path.display()),
+                hint: Some("check that the directory exists and is writable".into()),
+            },
+            other => other,
+        })?;
+        for (other_flag, other) in &outputs[..i] {
+            if same_file(path, other) {
+                return Err(UserError::flag(
+                    flag,
+                    format!("`{}` is also given to `{other_flag}`", path.display()),
+                )
+                .with_hint("give each output its own file"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let resolve = |p: &std::path::Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| {
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            match (abs.parent().and_then(|d| std::fs::canonicalize(d).ok()), abs.file_name()) {
+                (Some(d), Some(n)) => d.join(n),
+                _ => abs,
+            }
+        })
+    };
+    // Devices (`/dev/null` twice) are fine to share.
+    let device = std::fs::metadata(a).is_ok_and(|m| is_stream_like(&m));
+    !device && resolve(a) == resolve(b)
+}
+
 /// A new temporary file in `dir`, created exclusively so an existing file
 /// or link of that name is never opened.
 fn create_temporary(

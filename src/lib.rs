@@ -354,6 +354,16 @@ async fn run_load(args: &RunArgs) -> anyhow::Result<Outcome> {
         eprintln!("requests written to {}", p.display());
     }
     output::out(&render::text::summary(&res));
+    if let Some(diagnosis) = res.failure_diagnosis() {
+        return Err(UserError::Environment {
+            message: diagnosis,
+            hint: Some(format!(
+                "the result (with a few examples per error class) is in `{}`; check `--target`, the tokens and the scenario's `--var`s",
+                args.out.display()
+            )),
+        }
+        .into());
+    }
     if let engine::RunStatus::Partial(reason) | engine::RunStatus::Aborted(reason) = &out.status {
         return Err(UserError::Environment {
             message: format!("the run did not finish: {reason}"),

@@ -115,7 +115,7 @@ fn wrong_tokens_are_counted_as_401() {
     let bad = write(dir.path(), "bad.csv", "wrong-token\n");
     let mock = spawn_mock(&["--tokens", &good]);
     let result = dir.path().join("r.json").display().to_string();
-    let (code, stdout, _) = run(&[
+    let (code, stdout, stderr) = run(&[
         "run",
         "-s",
         "openai-chat",
@@ -132,8 +132,14 @@ fn wrong_tokens_are_counted_as_401() {
         "-o",
         &result,
     ]);
-    assert_eq!(code, 0);
+    // Nothing succeeded: the result is written, the end says why, exit 2.
+    assert_eq!(code, 2, "{stderr}");
     assert!(stdout.contains("http_401×3"), "{stdout}");
+    assert!(stderr.contains("every request failed"), "{stderr}");
+    assert!(stderr.contains("mostly `http_401`") && stderr.contains("HTTP 401:"), "{stderr}");
+    assert!(!stderr.contains("wrong-token"), "the token is redacted: {stderr}");
+    let r = flora_gate::result::RunResult::read(std::path::Path::new(&result)).expect("written");
+    assert_eq!(r.error_examples.len(), 3);
 }
 
 #[test]

@@ -20,7 +20,8 @@ pub struct StreamSpec {
     pub usage_prompt_tokens: Option<String>,
     /// The data payload that ends the stream.
     pub done: String,
-    /// Whether a stream that ends without `done` is broken.
+    /// Whether a stream that ends without `done` is broken (by default a
+    /// stream that completes normally after content is fine without it).
     pub require_done: bool,
     /// Use the typed reader (set by [`StreamSpec::finish`] when the pointers are the defaults).
     pub fast: bool,
@@ -37,7 +38,9 @@ impl Default for StreamSpec {
             usage_completion_tokens: Some("/usage/completion_tokens".into()),
             usage_prompt_tokens: Some("/usage/prompt_tokens".into()),
             done: "[DONE]".into(),
-            require_done: true,
+            // `transformers serve` and others end a good stream without
+            // `[DONE]`: a body that completes after content is a success.
+            require_done: false,
             fast: true,
         }
     }
@@ -152,7 +155,18 @@ impl StreamSpec {
             });
         }
         if self.fast {
-            return Self::interpret_fast(data, text);
+            // The typed reader handles the usual shapes; anything it cannot
+            // read (a count that is negative, a float or a string, content
+            // that is not text) goes to the generic reader, which defines
+            // the meaning, so both always agree.
+            let mut scratch = String::new();
+            let fast = Self::interpret_fast(data, text.is_some().then_some(&mut scratch));
+            if let Ok(info) = fast {
+                if let Some(t) = text {
+                    t.push_str(&scratch);
+                }
+                return Ok(info);
+            }
         }
         let value: Value = serde_json::from_slice(data).map_err(|_| MalformedChunk)?;
         let mut info = ChunkInfo::default();
@@ -243,6 +257,22 @@ mod tests {
         assert_eq!(i.content_len, 0);
         assert_eq!(i.completion_tokens, Some(64));
         assert_eq!(i.prompt_tokens, Some(12));
+    }
+
+    #[test]
+    fn odd_counts_are_ignored_by_both_readers() {
+        for count in ["-3", "2.5", "\"12\"", "null", "1e3", "{}"] {
+            let i = read(&format!(
+                r#"{{"choices":[{{"delta":{{"content":"a"}}}}],"usage":{{"completion_tokens":{count}}}}}"#
+            ))
+            .expect("json");
+            assert_eq!(i.completion_tokens, None, "{count}");
+            assert_eq!(i.content_len, 1, "{count}");
+        }
+        let i = read(r#"{"choices":[{"delta":{"content":7}}]}"#).expect("json");
+        assert_eq!(i.content_len, 0);
+        let i = read(r#"{"usage":{"completion_tokens":18446744073709551615}}"#).expect("json");
+        assert_eq!(i.completion_tokens, Some(u64::MAX));
     }
 
     #[test]

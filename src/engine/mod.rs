@@ -332,6 +332,7 @@ pub async fn run(
     }
     stop.cancel();
 
+    let mut crashed: Option<String> = None;
     // Drain: in-flight requests may finish within the grace period.
     let mut recorder = Recorder::new(sc.steps.len());
     let drain_deadline = Instant::now() + plan.drain;
@@ -339,7 +340,12 @@ pub async fn run(
         tokio::select! {
             joined = users.join_next() => match joined {
                 Some(Ok(r)) => recorder.absorb(r),
-                Some(Err(_)) => {}
+                Some(Err(e)) => {
+                    // A user task must never vanish silently: the run fails
+                    // loudly, with what the others measured kept.
+                    crashed.get_or_insert_with(|| format!("a virtual user crashed ({e}); the run is not trustworthy"));
+                    stop.cancel();
+                }
                 None => break,
             },
             () = tokio::time::sleep_until(drain_deadline), if !hard_stop.is_cancelled() => {
@@ -379,7 +385,7 @@ pub async fn run(
         recorder,
         started_at,
         elapsed,
-        status: match (tripped, interrupted) {
+        status: match (tripped.or(crashed), interrupted) {
             (Some(reason), _) => RunStatus::Aborted(reason),
             (None, Some(reason)) => RunStatus::Partial(reason),
             (None, None) => RunStatus::Complete,

@@ -37,6 +37,37 @@ pub struct Outcome {
     pub json: Option<serde_json::Value>,
     /// Generated text, when the step captures it.
     pub text: Option<String>,
+    /// The start of an error response's body (what the server said was wrong).
+    pub error_body: Option<String>,
+}
+
+/// A server count of output tokens above this (per request, on top of 1,000
+/// per byte of content received) cannot be true: a protocol error.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 100_000;
+
+/// Whether a usage count is believable for `bytes` of content received
+/// (hidden reasoning tokens make the count legitimately exceed the text).
+pub fn plausible_usage(count: u64, bytes: usize) -> bool {
+    count <= MAX_PLAUSIBLE_TOKENS.saturating_add((bytes as u64).saturating_mul(1_000))
+}
+
+/// Longest error-body excerpt kept, in characters.
+pub const ERROR_BODY_CHARS: usize = 300;
+
+/// The start of a body as one line of text: invalid UTF-8 replaced,
+/// control characters turned into spaces, cut at [`ERROR_BODY_CHARS`].
+pub fn body_excerpt(body: &[u8]) -> String {
+    let head = &body[..body.len().min(ERROR_BODY_CHARS * 4)];
+    let text: String = String::from_utf8_lossy(head)
+        .chars()
+        .take(ERROR_BODY_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut t = text.trim().to_string();
+    if body.len() > head.len() || String::from_utf8_lossy(head).chars().count() > ERROR_BODY_CHARS {
+        t.push('…');
+    }
+    t
 }
 
 /// A request ready to send.
@@ -139,12 +170,16 @@ pub async fn execute(
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        // Read (and drop) a bounded error body so the connection can be reused.
-        let _ = timeout_at(
+        // Read a bounded error body so the connection can be reused; its
+        // start says what was wrong and is kept for the error examples.
+        if let Ok(Ok(body)) = timeout_at(
             first_deadline.max(Instant::now() + Duration::from_secs(1)),
             read_capped(response, 64 << 10),
         )
-        .await;
+        .await
+        {
+            out.error_body = Some(body_excerpt(&body)).filter(|s| !s.is_empty());
+        }
         out.error = Some(if status == 429 {
             ErrorClass::RateLimited
         } else if (300..400).contains(&status) {
@@ -253,6 +288,9 @@ async fn read_json(
                 out.usage_tokens = v
                     .pointer("/usage/completion_tokens")
                     .and_then(serde_json::Value::as_u64);
+                if out.usage_tokens.is_some_and(|n| !plausible_usage(n, body.len())) {
+                    out.error = Some(ErrorClass::Protocol);
+                }
                 out.json = Some(v);
             }
             Err(_) => out.error = Some(ErrorClass::Protocol),
@@ -290,6 +328,7 @@ async fn read_stream(
     let mut done = false;
     let mut bad = false;
     let mut received = 0usize;
+    let mut content_bytes = 0usize;
     let mut gaps: Vec<Duration> = Vec::new();
     let spec = &step.stream;
 
@@ -315,7 +354,10 @@ async fn read_stream(
                 break;
             }
             Ok(Ok(None)) => {
-                if spec.require_done || parser.has_partial() {
+                // Ended without the end marker: fine after content, unless
+                // the scenario requires the marker; an event cut in half or
+                // a stream with no content at all is broken.
+                if spec.require_done || parser.has_partial() || first.is_none() {
                     out.error = Some(ErrorClass::StreamBroken);
                 }
                 break;
@@ -340,7 +382,8 @@ async fn read_stream(
                         return;
                     }
                     if info.content_len > 0 {
-                        out.chunks += 1;
+                        content_bytes += info.content_len;
+                        out.chunks = out.chunks.saturating_add(1);
                         if first.is_none() {
                             first = Some(now);
                         }
@@ -369,6 +412,14 @@ async fn read_stream(
     out.stream_end = start.elapsed();
     out.ttft = first.map(|t| t - start);
     out.e2e = last.map(|t| t - start);
+    if out.error.is_none()
+        && out
+            .usage_tokens
+            .is_some_and(|n| !plausible_usage(n, content_bytes))
+    {
+        // A count no stream of this size can carry.
+        out.error = Some(ErrorClass::Protocol);
+    }
     if out.error.is_none() && first.is_none() && out.usage_tokens.unwrap_or(0) > 0 {
         // The server says it generated tokens, yet no content reached us.
         out.error = Some(ErrorClass::Protocol);

@@ -47,6 +47,8 @@ pub enum ErrorClass {
     Template,
     /// Another transport failure before the response started.
     Transport,
+    /// Still in flight when the run ended (drain over, or a second signal).
+    Abandoned,
 }
 
 impl ErrorClass {
@@ -67,6 +69,7 @@ impl ErrorClass {
             ErrorClass::Extract => "extract".into(),
             ErrorClass::Template => "template".into(),
             ErrorClass::Transport => "transport".into(),
+            ErrorClass::Abandoned => "abandoned".into(),
         }
     }
 }
@@ -153,11 +156,31 @@ pub struct IterationSample {
     pub warmup: bool,
 }
 
+/// Most examples kept per step and error class.
+pub const EXAMPLES_PER_CLASS: usize = 3;
+
+/// A failed request kept as an example of its class: what the server said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorExample {
+    /// Step index.
+    pub step: u16,
+    /// The class.
+    pub class: ErrorClass,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// The start of the error body, credentials redacted.
+    pub body: Option<String>,
+    /// The request's `X-Request-Id`.
+    pub request_id: String,
+}
+
 /// What one virtual user records; merged once at the end.
 #[derive(Debug, Default)]
 pub struct Recorder {
     /// Requests.
     pub samples: Vec<Sample>,
+    /// A few failed requests per step and class, with what the server said.
+    pub examples: Vec<ErrorExample>,
     /// Workflow iterations.
     pub iterations: Vec<IterationSample>,
     /// Pooled gaps between content events, per step (measured requests only).
@@ -173,10 +196,25 @@ impl Recorder {
         Self::default()
     }
 
+    /// Keep an example unless its step and class have enough already.
+    pub fn add_example(&mut self, e: ErrorExample) {
+        let have = self
+            .examples
+            .iter()
+            .filter(|x| x.step == e.step && x.class == e.class)
+            .count();
+        if have < EXAMPLES_PER_CLASS {
+            self.examples.push(e);
+        }
+    }
+
     /// Add another recorder's data.
     pub fn absorb(&mut self, other: Recorder) {
         self.samples.extend(other.samples);
         self.iterations.extend(other.iterations);
+        for e in other.examples {
+            self.add_example(e);
+        }
         if self.itl.len() < other.itl.len() {
             self.itl.resize_with(other.itl.len(), LatencyHist::new);
         }

@@ -51,6 +51,7 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
     let mut consecutive_failures: u32 = 0;
     let mut server_wait: Option<Duration> = None;
 
+    let mut abandoned = false;
     'iterations: while !shared.stop.is_cancelled() {
         iteration += 1;
         let mut ctx = TemplateContext::new(sc, vu, &user_id, iteration, sc.data.sample(&mut rng));
@@ -98,7 +99,15 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                     let sink = if warmup { &mut discard } else { &mut gaps[i] };
                     tokio::select! {
                         o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, sink) => o,
-                        () = shared.hard_stop.cancelled() => break 'iterations,
+                        () = shared.hard_stop.cancelled() => {
+                            // Still open when the run ended: counted, never dropped.
+                            abandoned = true;
+                            Outcome {
+                                error: Some(ErrorClass::Abandoned),
+                                stream_end: shared.t0.elapsed().saturating_sub(start),
+                                ..Outcome::default()
+                            }
+                        }
                     }
                 }
             };
@@ -136,7 +145,29 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                 error: failed,
                 ..sample
             });
-            if failed.is_some() {
+            if abandoned {
+                shared.live.errors.fetch_add(1, Ordering::Relaxed);
+                break 'iterations;
+            }
+            if let Some(class) = failed {
+                let have = rec
+                    .examples
+                    .iter()
+                    .filter(|x| usize::from(x.step) == i && x.class == class)
+                    .count();
+                if have < super::sample::EXAMPLES_PER_CLASS && !warmup {
+                    rec.examples.push(super::sample::ErrorExample {
+                        step: u16::try_from(i).unwrap_or(u16::MAX),
+                        class,
+                        status: outcome.status,
+                        body: outcome.error_body.as_deref().map(|b| redact(b, user.as_ref())),
+                        request_id: super::sample::request_id(
+                            vu,
+                            iteration,
+                            u16::try_from(i).unwrap_or(u16::MAX),
+                        ),
+                    });
+                }
                 shared.live.errors.fetch_add(1, Ordering::Relaxed);
                 iter_ok = false;
                 consecutive_failures = consecutive_failures.saturating_add(1);
@@ -180,6 +211,18 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
         shared.flush_gaps(i, g);
     }
     rec
+}
+
+/// A server's words made safe to keep: the user's token (servers echo it in
+/// "invalid token …" errors) and any URL user info replaced.
+fn redact(text: &str, user: Option<&UserToken>) -> String {
+    let t = user.map(|u| u.token.expose()).unwrap_or("");
+    let text = if t.len() >= 4 {
+        text.replace(t, "***")
+    } else {
+        text.to_string()
+    };
+    crate::target::redact_userinfo(&text)
 }
 
 /// Store extracted variables and captured text; a missing variable fails the request.

@@ -161,6 +161,30 @@ pub fn holm(p: &[f64], alpha: f64) -> Vec<bool> {
     rejected
 }
 
+/// The significance level Holm's step-down applied to each p-value: α/(k−rank)
+/// up to the first non-rejection, and that threshold for it and every later
+/// one. So `p[i] <= level[i]` exactly when [`holm`] rejects `i`, and a bound
+/// drawn at `level[i]` agrees with the verdict. NaN entries get `alpha`.
+pub fn holm_levels(p: &[f64], alpha: f64) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| !p[i].is_nan()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let k = order.len();
+    let mut levels = vec![alpha; p.len()];
+    let mut stopped: Option<f64> = None;
+    for (rank, &i) in order.iter().enumerate() {
+        let threshold = alpha / (k - rank) as f64;
+        levels[i] = match stopped {
+            Some(t) => t,
+            None if p[i] <= threshold => threshold,
+            None => {
+                stopped = Some(threshold);
+                threshold
+            }
+        };
+    }
+    levels
+}
+
 /// Percentile bootstrap interval of exp(mean(log_ratios)), `level` two-sided.
 pub fn bootstrap_ratio_ci(
     log_ratios: &[f64],
@@ -187,6 +211,25 @@ pub fn bootstrap_ratio_ci(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holm_levels_agree_with_holm() {
+        let cases: [&[f64]; 4] = [
+            &[0.001, 0.02, 0.004, f64::NAN],
+            &[0.3, 0.0001, 0.012, 0.0124],
+            &[0.5, 0.6],
+            &[0.0, 0.0, 0.0],
+        ];
+        for p in cases {
+            let rejected = holm(p, 0.05);
+            let levels = holm_levels(p, 0.05);
+            for i in 0..p.len() {
+                if !p[i].is_nan() {
+                    assert_eq!(p[i] <= levels[i], rejected[i], "{p:?} at {i}");
+                }
+            }
+        }
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol

@@ -179,10 +179,37 @@ pub fn check_comparable(
         diffs.push(format!(
             "scenario `{}` ({}) differs from the baseline's `{}` ({})",
             r.provenance.scenario.name,
-            &r.provenance.scenario.sha256[..12],
+            crate::scenario::short_hash(&r.provenance.scenario.sha256),
             b.provenance.scenario.name,
-            &b.provenance.scenario.sha256[..12.min(b.provenance.scenario.sha256.len())]
+            crate::scenario::short_hash(&b.provenance.scenario.sha256)
         ));
+    }
+    // `--var` changes the workload (a model, `max_tokens`): part of the identity.
+    // Files from before variables were recorded hold none and are not compared.
+    if !b.provenance.vars.is_empty()
+        && !r.provenance.vars.is_empty()
+        && b.provenance.vars != r.provenance.vars
+    {
+        let differing: Vec<String> = b
+            .provenance
+            .vars
+            .keys()
+            .chain(r.provenance.vars.keys())
+            .filter(|k| b.provenance.vars.get(*k) != r.provenance.vars.get(*k))
+            .map(|k| {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or_else(|| "unset".to_string(), |v| v.to_string())
+                };
+                format!(
+                    "{k} = {} (baseline {})",
+                    show(r.provenance.vars.get(k)),
+                    show(b.provenance.vars.get(k))
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        diffs.push(format!("variables differ: {}", differing.join(", ")));
     }
     if b.provenance.concurrency != r.provenance.concurrency {
         diffs.push(format!(
@@ -477,14 +504,30 @@ pub fn compare_baseline(
         .collect();
     let worse = math::holm(&p_worse, policy.alpha);
     let better = math::holm(&p_better, policy.alpha);
+    // The bound printed is the one the verdict used: at the Holm level of
+    // each metric, so "outside the bound" and "significant" always agree.
+    let levels = math::holm_levels(&p_worse, policy.alpha);
+    let level_of = |m: &str| {
+        pending
+            .iter()
+            .position(|p| p.metric == m)
+            .map_or(policy.alpha, |i| levels[i])
+    };
     for (i, p) in pending.iter().enumerate() {
+        let def = metric_def(&p.metric);
+        let pred = match (def, p.value, p.pred.as_ref()) {
+            (Some(d), Some(v), Some(_)) => {
+                math::predict(&b.values(ALL, &p.metric), v, d.higher_is_worse, levels[i])
+            }
+            _ => None,
+        };
         checks.push(relative_check(
             &judge,
             ALL,
             &p.metric,
             true,
             p.value,
-            p.pred.as_ref(),
+            pred.as_ref(),
             worse[i],
             better[i],
             p.runs,
@@ -501,9 +544,12 @@ pub fn compare_baseline(
                 continue;
             };
             let runs = b.values(&s.name, m);
-            let pred = math::predict(&runs, v, def.higher_is_worse, policy.alpha);
+            // Per step, the same level as the pooled metric: the same
+            // numbers always get the same words.
+            let level = level_of(m);
+            let pred = math::predict(&runs, v, def.higher_is_worse, level);
             let (w, bt) = pred.as_ref().map_or((false, false), |p| {
-                (p.p_worse < policy.alpha, p.p_better < policy.alpha)
+                (p.p_worse <= level, p.p_better <= level)
             });
             let mut check = relative_check(
                 &judge,
@@ -573,7 +619,13 @@ fn relative_check(
         (Some(v), Some(c)) if c > 0.0 => Some(v / c - 1.0),
         _ => None,
     };
+    let infinite = value.is_some_and(f64::is_infinite);
     let (status, note) = match (change, pred) {
+        // Failures reaching the percentile: never a pass, whatever the baseline.
+        _ if infinite && gated => (
+            Status::Fail,
+            "failed requests reach this percentile (they count as ∞)".to_string(),
+        ),
         (Some(ch), Some(_)) => {
             judge.status(metric, gated, worse_sig, better_sig, ch, higher_is_worse)
         }
@@ -586,7 +638,20 @@ fn relative_check(
                     .to_string(),
             )
         }
+        // A gated metric that was not measured cannot pass.
+        (None, _) if value.is_none() && gated && runs > 0 => (
+            Status::Fail,
+            "not measured in this run (the baseline measured it)".into(),
+        ),
+        (None, _) if value.is_none() && gated => (
+            Status::Warn,
+            "measured neither in this run nor in the baseline".into(),
+        ),
         (None, _) if value.is_none() => (Status::Pass, "not measured in this run".into()),
+        (None, _) if gated => (
+            Status::Warn,
+            format!("the baseline holds no usable value of it ({runs} run(s)): not judged"),
+        ),
         (None, _) => (Status::Pass, format!("not enough baseline runs ({runs})")),
     };
     Check {

@@ -66,6 +66,9 @@ pub struct MockConfig {
     pub seed: u64,
     /// Periodic bursts of an error status.
     pub burst: Option<Burst>,
+    /// End streams without `data: [DONE]` (the body just completes), as
+    /// `transformers serve` does.
+    pub no_done: bool,
 }
 
 /// Every `every`, answer all requests for `length` with `status`.
@@ -118,6 +121,7 @@ impl Default for MockConfig {
             tokens: None,
             seed: 1,
             burst: None,
+            no_done: false,
         }
     }
 }

@@ -142,7 +142,11 @@ impl ChunkStream {
                 self.chunk("", Some("stop"))
             }
             Phase::Usage => {
-                self.phase = Phase::Done;
+                self.phase = if self.app.cfg.no_done {
+                    Phase::End
+                } else {
+                    Phase::Done
+                };
                 let s = format!(
                     "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":\"{}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":32,\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
                     self.ctx.id,

@@ -69,6 +69,20 @@ pub struct ErrorRow {
     step: String,
     class: String,
     count: u64,
+    /// What the server said, safe inside a Markdown table cell.
+    example: String,
+}
+
+/// Foreign text made safe inside a Markdown table cell: no cell breaks, no
+/// code spans, no HTML, one line.
+pub fn md_cell(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('|', "\\|")
+        .replace('`', "'")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Facts about the run.
@@ -164,6 +178,18 @@ fn gated_row(c: &Check) -> GatedRow {
     }
 }
 
+/// Quote a word for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_=.,/:@+%".contains(c));
+    if plain && !s.is_empty() {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 fn reproduce(r: &RunResult) -> String {
     let p = &r.provenance;
     let scenario = p
@@ -188,6 +214,9 @@ fn reproduce(r: &RunResult) -> String {
     }
     if let Some(n) = p.requests_limit {
         cmd.push_str(&format!(" --requests {n}"));
+    }
+    for (k, v) in &p.var_overrides {
+        cmd.push_str(&format!(" --var {}", shell_quote(&format!("{k}={v}"))));
     }
     cmd.push_str(&format!(
         " --warmup {} --seed {} --out result.json",
@@ -328,6 +357,12 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
                 step: s.name.clone(),
                 class: k.clone(),
                 count: *v,
+                example: r
+                    .error_examples
+                    .iter()
+                    .find(|e| e.step == s.name && &e.class == k)
+                    .map(|e| md_cell(&e.describe()))
+                    .unwrap_or_default(),
             })
         })
         .collect();

@@ -49,12 +49,41 @@ pub struct RunResult {
     pub workflow: WorkflowResult,
     /// The measured window cut into equal time blocks.
     pub blocks: Vec<Block>,
+    /// A few failed requests per step and error class, with what the server said.
+    #[serde(default)]
+    pub error_examples: Vec<ErrorExampleOut>,
     /// The generator's own health.
     pub self_check: SelfCheck,
     /// Objectives goodput was counted against.
     pub slo: Slo,
     /// The scenario's gate policy, so `compare` needs only files.
     pub gate: crate::gate::policy::Policy,
+}
+
+/// A failed request kept as an example of its class.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorExampleOut {
+    /// Step name.
+    pub step: String,
+    /// Error class.
+    pub class: String,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// The start of the error body, credentials redacted.
+    pub body: Option<String>,
+    /// Its `X-Request-Id`.
+    pub request_id: String,
+}
+
+impl ErrorExampleOut {
+    /// One line: `HTTP 400: {"error": …}` or the class alone.
+    pub fn describe(&self) -> String {
+        match (self.status, self.body.as_deref()) {
+            (Some(s), Some(b)) => format!("HTTP {s}: {b}"),
+            (Some(s), None) => format!("HTTP {s} ({})", self.class),
+            (None, _) => self.class.clone(),
+        }
+    }
 }
 
 /// Where a result comes from.
@@ -78,6 +107,12 @@ pub struct Provenance {
     pub warmup_s: f64,
     /// Data sampling seed.
     pub seed: u64,
+    /// The scenario's variables as used (part of the workload identity).
+    #[serde(default)]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// The `--var` overrides given, for the reproduce command.
+    #[serde(default)]
+    pub var_overrides: BTreeMap<String, String>,
     /// Start, RFC 3339.
     pub started_at: String,
     /// Run length including warm-up and drain, seconds.
@@ -342,12 +377,16 @@ impl StepHists {
                 }
                 self.stream_end.record(s.stream_end);
                 let n = s.output_tokens();
-                self.tokens.total += n;
-                self.tokens.chunks += u64::from(s.chunks);
+                // Counts come from servers: sums saturate, never wrap.
+                self.tokens.total = self.tokens.total.saturating_add(n);
+                self.tokens.chunks = self.tokens.chunks.saturating_add(u64::from(s.chunks));
                 if let Some(u) = s.usage_tokens {
                     self.tokens.usage_reported += 1;
-                    self.tokens.usage_minus_chunks +=
-                        i64::try_from(u).unwrap_or(i64::MAX) - i64::from(s.chunks);
+                    self.tokens.usage_minus_chunks = self.tokens.usage_minus_chunks.saturating_add(
+                        i64::try_from(u)
+                            .unwrap_or(i64::MAX)
+                            .saturating_sub(i64::from(s.chunks)),
+                    );
                 }
                 if let Some(e) = s.e2e.filter(|e| !e.is_zero() && kind == ResponseKind::Sse) {
                     self.per_user_tps.push(n as f64 / e.as_secs_f64());
@@ -423,7 +462,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         }
         t_req += h.requests;
         t_failed += h.failed;
-        t_tokens += h.tokens.total;
+        t_tokens = t_tokens.saturating_add(h.tokens.total);
         t_good += h.good;
         let ok = h.requests - h.failed;
         h.tokens.mean_per_request = (ok > 0).then(|| h.tokens.total as f64 / ok as f64);
@@ -518,6 +557,8 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
             requests_limit: meta.load.requests,
             warmup_s: meta.load.warmup.as_secs_f64(),
             seed: meta.load.seed,
+            vars: sc.vars.clone(),
+            var_overrides: sc.var_overrides.clone(),
             started_at: out.started_at.to_rfc3339(),
             elapsed_s: out.elapsed.as_secs_f64(),
             host: host(),
@@ -544,6 +585,21 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         steps,
         workflow,
         blocks,
+        error_examples: out
+            .recorder
+            .examples
+            .iter()
+            .map(|e| ErrorExampleOut {
+                step: sc
+                    .steps
+                    .get(usize::from(e.step))
+                    .map_or_else(|| "?".into(), |s| s.name.clone()),
+                class: e.class.name(),
+                status: e.status,
+                body: e.body.clone(),
+                request_id: e.request_id.clone(),
+            })
+            .collect(),
         self_check: out.self_check.clone(),
         slo: sc.slo.clone(),
         gate: sc.gate.clone(),
@@ -606,7 +662,9 @@ fn build_blocks(
                     )
                 })
                 .collect();
-            let tokens: u64 = per_block[b].iter().map(|h| h.tokens.total).sum();
+            let tokens: u64 = per_block[b]
+                .iter()
+                .fold(0u64, |a, h| a.saturating_add(h.tokens.total));
             Block {
                 index: b as u32,
                 start_ms: start * 1000.0,
@@ -624,6 +682,69 @@ fn build_blocks(
             }
         })
         .collect()
+}
+
+/// Collects the first invalid number of a file.
+#[derive(Default)]
+pub(crate) struct Validator {
+    first: Option<(String, String)>,
+}
+
+impl Validator {
+    pub(crate) fn fail(&mut self, field: &str, why: &str) {
+        self.first
+            .get_or_insert_with(|| (field.to_string(), why.to_string()));
+    }
+
+    pub(crate) fn hash(&mut self, field: &str, s: &str) {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.fail(field, "must be 64 hexadecimal characters");
+        }
+    }
+
+    pub(crate) fn fraction(&mut self, field: &str, x: f64) {
+        if !(x.is_finite() && (0.0..=1.0).contains(&x)) {
+            self.fail(field, &format!("{x} is not a fraction between 0 and 1"));
+        }
+    }
+
+    pub(crate) fn rate(&mut self, field: &str, x: f64) {
+        if !(x.is_finite() && x >= 0.0) {
+            self.fail(field, &format!("{x} is not a rate (finite, 0 or more)"));
+        }
+    }
+
+    pub(crate) fn latency(&mut self, field: &str, x: f64) {
+        if !(x.is_finite() && x > 0.0) {
+            self.fail(field, &format!("{x} is not a latency (finite, more than 0)"));
+        }
+    }
+
+    pub(crate) fn blocks(&mut self, field: &str, blocks: &[Block]) {
+        for (b, block) in blocks.iter().enumerate() {
+            for (name, s) in block.steps.iter().map(|(k, v)| (k.as_str(), v)).chain([("workflow", &block.workflow)]) {
+                let f = |k: &str| format!("{field}[{b}].{name}.{k}");
+                for (k, x) in [
+                    ("ttft_p50_ms", s.ttft_p50_ms),
+                    ("ttft_p90_ms", s.ttft_p90_ms),
+                    ("tpot_p50_ms", s.tpot_p50_ms),
+                    ("e2e_p50_ms", s.e2e_p50_ms),
+                ] {
+                    if let Some(x) = x {
+                        self.latency(&f(k), x);
+                    }
+                }
+                self.rate(&f("output_tokens_per_s"), s.output_tokens_per_s);
+                if s.failed > s.requests {
+                    self.fail(&f("failed"), "more failures than requests");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn done(self) -> Result<(), (String, String)> {
+        self.first.map_or(Ok(()), Err)
+    }
 }
 
 const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
@@ -644,9 +765,96 @@ impl RunResult {
         crate::jsonfile::read(path, &FILE_TYPE)
     }
 
-    /// Parse result JSON; `path` names it in errors.
+    /// Parse result JSON; `path` names it in errors. The numbers are
+    /// checked too: a file that says a latency is negative or an error rate
+    /// is 3 would otherwise pass every gate.
     pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
-        crate::jsonfile::parse(text, path, &FILE_TYPE)
+        let r: Self = crate::jsonfile::parse(text, path, &FILE_TYPE)?;
+        r.validate()
+            .map_err(|(field, msg)| UserError::invalid("result", path, Some(format!("`{field}`")), msg))?;
+        Ok(r)
+    }
+
+    /// Check every number a verdict could rest on: `Err((field, why))`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let mut v = Validator::default();
+        v.hash("provenance.scenario.sha256", &self.provenance.scenario.sha256);
+        let t = &self.totals;
+        v.fraction("totals.error_rate", t.error_rate);
+        v.rate("totals.requests_per_s", t.requests_per_s);
+        v.rate("totals.output_tokens_per_s", t.output_tokens_per_s);
+        v.rate("totals.goodput_per_s", t.goodput_per_s);
+        if t.ok.checked_add(t.failed) != Some(t.requests) {
+            v.fail("totals.failed", "ok + failed is not the number of requests");
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            let f = |k: &str| format!("steps[{i}].{k}");
+            v.fraction(&f("success_rate"), s.success_rate);
+            for (k, d) in [
+                ("ttft_ms", &s.ttft_ms),
+                ("e2e_ms", &s.e2e_ms),
+                ("stream_end_ms", &s.stream_end_ms),
+                ("tpot_ms", &s.tpot_ms),
+                ("itl_ms", &s.itl_ms),
+            ] {
+                for (p, x) in [("p50", d.p50), ("p90", d.p90), ("p95", d.p95), ("p99", d.p99)] {
+                    if let Some(x) = x {
+                        v.latency(&f(&format!("{k}.{p}")), x);
+                    }
+                }
+            }
+            v.rate(&f("throughput.requests_per_s"), s.throughput.requests_per_s);
+            v.rate(&f("throughput.output_tokens_per_s"), s.throughput.output_tokens_per_s);
+            v.rate(&f("throughput.goodput_per_s"), s.throughput.goodput_per_s);
+        }
+        v.blocks("blocks", &self.blocks);
+        v.done()
+    }
+
+    /// When nothing (or nothing of some step) succeeded, what to tell the
+    /// user: the dominant error class and what the server said.
+    pub fn failure_diagnosis(&self) -> Option<String> {
+        if self.totals.requests == 0 {
+            return Some(if self.provenance.warmup_s > 0.0 {
+                format!(
+                    "nothing was measured: every request fell inside the {}s warm-up, or none was sent",
+                    self.provenance.warmup_s
+                )
+            } else {
+                "nothing was measured: no request was sent".to_string()
+            });
+        }
+        let dead: Vec<&StepResult> = self
+            .steps
+            .iter()
+            .filter(|s| s.requests > 0 && s.ok == 0)
+            .collect();
+        if dead.is_empty() {
+            return None;
+        }
+        let what = if self.totals.ok == 0 {
+            format!("every request failed ({} of {})", self.totals.failed, self.totals.requests)
+        } else {
+            format!(
+                "every request of step{} {} failed",
+                if dead.len() > 1 { "s" } else { "" },
+                dead.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let mut lines = vec![what];
+        for s in dead {
+            let Some((class, n)) = s.errors.iter().max_by_key(|(_, n)| **n) else {
+                continue;
+            };
+            let example = self
+                .error_examples
+                .iter()
+                .find(|e| e.step == s.name && &e.class == class)
+                .map(|e| format!("; e.g. {}", e.describe()))
+                .unwrap_or_default();
+            lines.push(format!("  step `{}`: mostly `{class}` ({n} of {}){example}", s.name, s.requests));
+        }
+        Some(lines.join("\n"))
     }
 
     /// True if the generator reported itself saturated.

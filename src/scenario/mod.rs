@@ -272,9 +272,15 @@ impl<'de> Deserialize<'de> for Dur {
 
 /// Parse a human duration (`15s`, `500ms`, `2m`, `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
         format!("`{s}` is not a duration ({e}); write it like \"15s\", \"500ms\" or \"2m\"")
-    })
+    })?;
+    // Every duration is added to clock readings; a bound here means no
+    // deadline anywhere can overflow.
+    if d > caps::MAX_ANY_DURATION {
+        return Err(format!("`{s}` is longer than the 7 days any duration may be"));
+    }
+    Ok(d)
 }
 
 /// A JSON pointer (`/choices/0/delta/content`).
@@ -331,6 +337,9 @@ pub mod caps {
     pub const MAX_BLOCKS: u32 = 1_000;
     /// Longest think time.
     pub const MAX_THINK: Duration = Duration::from_secs(3600);
+    /// Longest duration of any kind (timeouts, drain, back-off, …) accepted
+    /// when parsed: clock arithmetic with it can never overflow.
+    pub const MAX_ANY_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
     /// A value over a limit: the flag and the scenario key that set it.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -466,8 +475,10 @@ pub struct Scenario {
     pub timeouts: Timeouts,
     /// Objectives for goodput.
     pub slo: Slo,
-    /// Static template variables.
+    /// Template variables: the file's `[vars]` with `--var` overrides.
     pub vars: serde_json::Map<String, serde_json::Value>,
+    /// The `--var` overrides as given (recorded for the reproduce command).
+    pub var_overrides: BTreeMap<String, String>,
     /// The gate policy (defaults overlaid with the `[gate]` table).
     pub gate: crate::gate::policy::Policy,
     /// Protections (`[safety]`).
@@ -782,6 +793,7 @@ impl Scenario {
             timeouts,
             slo: file.slo,
             vars,
+            var_overrides: var_overrides.iter().cloned().collect(),
             gate,
             safety,
             data,
@@ -844,7 +856,7 @@ impl Scenario {
 
     /// The scenario's short display form: name and hash prefix.
     pub fn label(&self) -> String {
-        format!("{} ({})", self.name, &self.sha256[..12])
+        format!("{} ({})", self.name, short_hash(&self.sha256))
     }
 }
 
@@ -856,6 +868,12 @@ fn template_message(e: &minijinja::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+/// The first 12 characters of a hash, for display; never slices by byte,
+/// so a short or non-ASCII value from a file cannot panic.
+pub fn short_hash(s: &str) -> String {
+    s.chars().take(12).collect()
 }
 
 /// Hex sha256 of some bytes.
