@@ -206,7 +206,10 @@ impl Baseline {
     /// Check every value a verdict could rest on: `Err((field, why))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let mut v = crate::result::Validator::default();
-        v.hash("provenance.scenario.sha256", &self.provenance.scenario.sha256);
+        v.hash(
+            "provenance.scenario.sha256",
+            &self.provenance.scenario.sha256,
+        );
         for (i, run) in self.runs.iter().enumerate() {
             for (scope, values) in &run.metrics {
                 for (metric, x) in values {

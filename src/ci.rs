@@ -159,8 +159,18 @@ pub async fn gate(args: &GateArgs) -> anyhow::Result<Outcome> {
             let d =
                 engine::duet::run_duet(plan.clone(), reference, plan.load.blocks, signals, kill)
                     .await?;
-            d.write(&args.run.out)?;
-            Current::Duet(Box::new(d))
+            d.result.write(&args.run.out)?;
+            if let Some(p) = &args.run.requests_out {
+                result::requests::write_sides(
+                    p,
+                    &plan.scenario,
+                    &[
+                        (Some("reference"), &d.reference),
+                        (Some("candidate"), &d.candidate),
+                    ],
+                )?;
+            }
+            Current::Duet(Box::new(d.result))
         }
         None => {
             let o = engine::run(plan.clone(), signals, kill).await?;

@@ -246,7 +246,10 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     let resolve = |p: &std::path::Path| {
         std::fs::canonicalize(p).unwrap_or_else(|_| {
             let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-            match (abs.parent().and_then(|d| std::fs::canonicalize(d).ok()), abs.file_name()) {
+            match (
+                abs.parent().and_then(|d| std::fs::canonicalize(d).ok()),
+                abs.file_name(),
+            ) {
                 (Some(d), Some(n)) => d.join(n),
                 _ => abs,
             }

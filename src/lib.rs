@@ -329,7 +329,19 @@ async fn run_load(args: &RunArgs) -> anyhow::Result<Outcome> {
     if let Some(reference) = plan.reference.clone() {
         let pairs = plan.load.blocks;
         let duet = engine::duet::run_duet(plan.clone(), reference, pairs, signals, kill).await?;
-        duet.write(&args.out)?;
+        duet.result.write(&args.out)?;
+        if let Some(p) = &args.requests_out {
+            result::requests::write_sides(
+                p,
+                &plan.scenario,
+                &[
+                    (Some("reference"), &duet.reference),
+                    (Some("candidate"), &duet.candidate),
+                ],
+            )?;
+            eprintln!("requests written to {}", p.display());
+        }
+        let duet = duet.result;
         eprintln!("duet result written to {}", args.out.display());
         output::out(&render::text::summary(&duet.candidate));
         let verdict = gate::duet::compare_duet(&duet, &duet.candidate.gate);

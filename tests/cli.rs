@@ -136,8 +136,14 @@ fn wrong_tokens_are_counted_as_401() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stdout.contains("http_401×3"), "{stdout}");
     assert!(stderr.contains("every request failed"), "{stderr}");
-    assert!(stderr.contains("mostly `http_401`") && stderr.contains("HTTP 401:"), "{stderr}");
-    assert!(!stderr.contains("wrong-token"), "the token is redacted: {stderr}");
+    assert!(
+        stderr.contains("mostly `http_401`") && stderr.contains("HTTP 401:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong-token"),
+        "the token is redacted: {stderr}"
+    );
     let r = flora_gate::result::RunResult::read(std::path::Path::new(&result)).expect("written");
     assert_eq!(r.error_examples.len(), 3);
 }

@@ -22,6 +22,26 @@ fn cfg(slowdown: f64) -> MockConfig {
     }
 }
 
+fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
+    let sc = chat_scenario("");
+    let mut load = sc.load.clone();
+    load.concurrency = concurrency;
+    load.duration = Some(Duration::from_secs(secs));
+    load.requests = None;
+    load.warmup = Duration::from_millis(200);
+    Plan {
+        scenario: Arc::new(sc),
+        target,
+        reference: None,
+        tokens: Arc::new(flora_gate::tokens::generated(concurrency as usize)),
+        load,
+        progress: false,
+        drain: Duration::from_secs(5),
+        notes: vec![],
+        ca_cert: None,
+    }
+}
+
 async fn duet(candidate_slowdown: f64) -> flora_gate::gate::duet::DuetResult {
     let reference = start_mock(cfg(1.0)).await;
     let candidate = start_mock(cfg(candidate_slowdown)).await;
@@ -53,7 +73,7 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::gate::duet::DuetResult {
     .expect("duet runs");
     reference.stop().await;
     candidate.stop().await;
-    d
+    d.result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,4 +105,124 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
     let same = duet(1.0).await;
     let v = compare_duet(&same, &same.candidate.gate);
     assert_ne!(v.verdict, Status::Fail, "{v:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_side_rate_is_over_its_own_slots() {
+    let server = start_mock(cfg(1.0)).await;
+    let (single, _) = common::run_plan(plan(server.url(), 4, 6)).await;
+    let d = run_duet(
+        plan(server.url(), 4, 12),
+        server.url(),
+        6,
+        CancellationToken::new(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("duet runs")
+    .result;
+    server.stop().await;
+    let one = single.totals.output_tokens_per_s;
+    for side in [&d.reference, &d.candidate] {
+        let r = side.totals.output_tokens_per_s / one;
+        // Divided by the whole duet, each side showed about half (or less).
+        assert!(
+            (0.75..1.3).contains(&r),
+            "side {} vs single {one}",
+            side.totals.output_tokens_per_s
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_that_dies_mid_run_still_gives_a_result() {
+    let reference = start_mock(cfg(1.0)).await;
+    let candidate = start_mock(cfg(1.0)).await;
+    let url = reference.url();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        reference.stop().await;
+    });
+    let d = run_duet(
+        plan(candidate.url(), 4, 12),
+        url,
+        6,
+        CancellationToken::new(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("the duet goes on")
+    .result;
+    killer.await.expect("stopped");
+    candidate.stop().await;
+    assert_eq!(d.slots.len(), 12, "every slot ran");
+    assert!(d.reference.totals.failed > 0, "{:?}", d.reference.totals);
+    assert!(d.candidate.totals.ok > 0);
+    let v = compare_duet(&d, &d.candidate.gate);
+    assert!(v.verdict >= Status::Warn, "{v:#?}");
+    assert!(
+        v.notes.iter().any(|n| n.contains("reference")),
+        "{:?}",
+        v.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_too_short_for_requests_are_lengthened() {
+    // ~1 s requests (40 tokens 25 ms apart) in 2 s slots: under 3 per user.
+    let slow = MockConfig {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(25),
+        output_tokens: 40,
+        ..MockConfig::default()
+    };
+    let reference = start_mock(slow.clone()).await;
+    let candidate = start_mock(slow).await;
+    let d = run_duet(
+        plan(candidate.url(), 2, 48),
+        reference.url(),
+        12,
+        CancellationToken::new(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("duet runs")
+    .result;
+    reference.stop().await;
+    candidate.stop().await;
+    let pairs = d.slots.iter().map(|s| s.pair).max().map_or(0, |p| p + 1);
+    assert!((6..12).contains(&pairs), "{pairs} pairs");
+    assert!(
+        d.notes.iter().any(|n| n.contains("lengthened")),
+        "{:?}",
+        d.notes
+    );
+}
+
+#[test]
+fn duet_requests_are_logged_with_their_side() {
+    let reference =
+        common::spawn_mock(&["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"]);
+    let candidate =
+        common::spawn_mock(&["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("t.csv");
+    std::fs::write(&tokens, "tok\n").expect("write");
+    let log = dir.path().join("requests.jsonl");
+    let out = std::process::Command::new(common::BIN)
+        .args(["run", "-s", "openai-chat", "-t", &candidate.url])
+        .args(["--baseline-target", &reference.url, "-c", "2", "-d", "12s"])
+        .args(["--tokens", tokens.to_str().expect("utf8")])
+        .args(["-o", dir.path().join("d.json").to_str().expect("utf8")])
+        .args(["--requests-out", log.to_str().expect("utf8")])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).expect("request log written");
+    assert!(text.lines().any(|l| l.contains("\"side\":\"reference\"")));
+    assert!(text.lines().any(|l| l.contains("\"side\":\"candidate\"")));
 }

@@ -9,7 +9,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use super::{run, Plan, Recorder, RunOutput, RunStatus};
+use super::{Plan, Recorder, RunOutput, RunStatus};
 use crate::error::UserError;
 use crate::gate::duet::{DuetResult, Side, Slot};
 use crate::gate::metrics::{self, ALL};
@@ -38,9 +38,11 @@ impl SideRuns {
         let mut self_check = first.self_check.clone();
         let started_at = first.started_at;
         let mut end = off0 + first.elapsed;
+        let mut active = measured_span(&first);
         rec.absorb(shift(first.recorder, off0));
         for (off, o) in it {
             end = off + o.elapsed;
+            active += measured_span(&o);
             if o.self_check.saturated {
                 self_check = o.self_check.clone();
             }
@@ -57,33 +59,76 @@ impl SideRuns {
             elapsed: end.saturating_sub(off0),
             status,
             self_check,
+            active: Some(active),
         })
     }
 }
 
+/// Fewest measured requests per user a slot should hold: below it, the
+/// slow side finishes few requests per slot and the paired figures are noise.
+pub const MIN_REQUESTS_PER_USER: f64 = 3.0;
+
+/// Time from the first measured request sent to the last response ended.
+fn measured_span(out: &RunOutput) -> Duration {
+    let measured = out.recorder.samples.iter().filter(|s| !s.warmup);
+    let first = measured.clone().map(|s| s.start).min();
+    let last = measured.map(|s| s.start + s.stream_end).max();
+    match (first, last) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => Duration::ZERO,
+    }
+}
+
+fn requests_per_user(out: &RunOutput, users: u32) -> f64 {
+    let n = out.recorder.samples.iter().filter(|s| !s.warmup).count();
+    n as f64 / f64::from(users.max(1))
+}
+
+/// A duet and every request it sent, by side.
+#[derive(Debug)]
+pub struct DuetRun {
+    /// The result file.
+    pub result: DuetResult,
+    /// Requests sent to the reference, on the duet's clock.
+    pub reference: Vec<super::Sample>,
+    /// Requests sent to the candidate, on the duet's clock.
+    pub candidate: Vec<super::Sample>,
+}
+
 /// Run a duet: `plan.target` is the candidate, `reference` the baseline
 /// deployment. `pairs` slot pairs share `plan.load.duration`.
+///
+/// Each slot is a whole run of its own: requests started in it finish
+/// (within the drain) before the other side starts, and its figures are
+/// over its own measured time. When the first pairs show fewer than
+/// [`MIN_REQUESTS_PER_USER`] requests per user, the remaining slots are
+/// lengthened (fewer pairs, never under six). A side that goes down mid-run
+/// is measured as errors; the duet goes on and the result is written.
 pub async fn run_duet(
     plan: Plan,
     reference: String,
     pairs: u32,
     signals: CancellationToken,
     kill: CancellationToken,
-) -> Result<DuetResult, UserError> {
+) -> Result<DuetRun, UserError> {
     let total = plan.load.duration.ok_or_else(|| {
         UserError::flag(
             "--baseline-target",
             "a duet needs `--duration` (slots are cut from it)",
         )
     })?;
-    let pairs = pairs.max(6);
-    let slot = total / (2 * pairs);
+    // Fewer pairs before slots under a second (never under six pairs).
+    let fit = u32::try_from(total.as_secs() / 2).unwrap_or(u32::MAX);
+    let mut planned = pairs.min(fit).max(6);
+    let mut slot = total / (2 * planned);
     if slot < Duration::from_secs(1) {
         return Err(UserError::flag(
             "--duration",
-            format!("{pairs} slot pairs in {total:?} leave {slot:?} per slot; give the duet at least {}s", 2 * pairs),
+            format!("{planned} slot pairs in {total:?} leave {slot:?} per slot; give the duet at least {}s", 2 * planned),
         ));
     }
+    super::check_allowed(&plan.scenario, &reference)?;
+    super::check_allowed(&plan.scenario, &plan.target)?;
     super::preflight(&reference, plan.scenario.timeouts.connect).await?;
     super::preflight(&plan.target, plan.scenario.timeouts.connect).await?;
     let mut rng = SmallRng::seed_from_u64(plan.load.seed ^ 0xD0E7);
@@ -95,14 +140,18 @@ pub async fn run_duet(
         outputs: Vec::new(),
     };
     let mut slots = Vec::new();
+    let mut notes = Vec::new();
     let t0 = tokio::time::Instant::now();
     let mut index = 0;
-    'pairs: for pair in 0..pairs {
+    let mut pair = 0;
+    let mut thinnest = f64::INFINITY;
+    'pairs: while pair < planned {
         let order = if rng.random_bool(0.5) {
             [Side::Reference, Side::Candidate]
         } else {
             [Side::Candidate, Side::Reference]
         };
+        let mut per_user = f64::INFINITY;
         for side in order {
             if signals.is_cancelled() {
                 break 'pairs;
@@ -119,7 +168,7 @@ pub async fn run_duet(
             p.progress = false;
             let start = t0.elapsed();
             eprintln!(
-                "duet: pair {}/{pairs}, {} slot",
+                "duet: pair {}/{planned}, {} slot",
                 pair + 1,
                 if side == Side::Reference {
                     "reference"
@@ -127,7 +176,8 @@ pub async fn run_duet(
                     "candidate"
                 }
             );
-            let out = run(p.clone(), signals.clone(), kill.clone()).await?;
+            let out = super::run_checked(p.clone(), signals.clone(), kill.clone()).await?;
+            per_user = per_user.min(requests_per_user(&out, p.load.concurrency));
             let meta = RunMeta {
                 scenario: &p.scenario,
                 target: &p.target,
@@ -146,7 +196,9 @@ pub async fn run_duet(
                 metrics: DuetResult::slot_metrics(&vals),
             });
             index += 1;
-            let stop_now = out.status != RunStatus::Complete;
+            // A signal stops the duet; a side that failed (its breaker
+            // tripped) does not: its errors are the finding.
+            let stop_now = matches!(out.status, RunStatus::Partial(_));
             match side {
                 Side::Reference => refr.outputs.push((start, out)),
                 Side::Candidate => cand.outputs.push((start, out)),
@@ -155,6 +207,24 @@ pub async fn run_duet(
                 break 'pairs;
             }
         }
+        pair += 1;
+        thinnest = thinnest.min(per_user);
+        let left = planned - pair;
+        if per_user < MIN_REQUESTS_PER_USER && left >= 2 && pair + left / 2 >= 6 {
+            let remaining = total.saturating_sub(t0.elapsed());
+            planned = pair + left / 2;
+            slot = remaining / (2 * (planned - pair));
+            notes.push(format!(
+                "slots held {per_user:.1} requests per user: the remaining slots were lengthened to {} ({planned} pairs in all)",
+                humantime::format_duration(Duration::from_millis(slot.as_millis() as u64))
+            ));
+            thinnest = f64::INFINITY;
+        }
+    }
+    if thinnest < MIN_REQUESTS_PER_USER {
+        notes.push(format!(
+            "some slots held only {thinnest:.1} requests per user (fewer than {MIN_REQUESTS_PER_USER}): slow requests are under-represented; give the duet a longer `--duration`"
+        ));
     }
     let (Some(c), Some(r)) = (cand.merge(steps), refr.merge(steps)) else {
         return Err(UserError::Environment {
@@ -174,12 +244,18 @@ pub async fn run_duet(
             out,
         )
     };
-    Ok(DuetResult {
+    let result = DuetResult {
         schema_version: crate::gate::duet::SCHEMA_VERSION,
         kind: crate::gate::duet::KIND.into(),
         seed: plan.load.seed,
         candidate: build(&plan.target, &c),
         reference: build(&reference, &r),
         slots,
+        notes,
+    };
+    Ok(DuetRun {
+        result,
+        reference: r.recorder.samples,
+        candidate: c.recorder.samples,
     })
 }

@@ -76,6 +76,9 @@ pub struct RunOutput {
     pub status: RunStatus,
     /// The generator's health.
     pub self_check: SelfCheck,
+    /// Time this output was actually measuring, when it is not one stretch
+    /// (a duet side's slots): rates are divided by it, not by the span.
+    pub active: Option<Duration>,
 }
 
 /// Counters read by the progress line.
@@ -256,9 +259,21 @@ pub async fn run(
     signals: CancellationToken,
     kill: CancellationToken,
 ) -> Result<RunOutput, UserError> {
+    check_allowed(&plan.scenario, &plan.target)?;
+    preflight(&plan.target, plan.scenario.timeouts.connect).await?;
+    run_checked(plan, signals, kill).await
+}
+
+/// [`run`] without the up-front checks, for a caller that made them once
+/// (a duet slot whose target went down mid-run is measured as errors,
+/// not refused).
+pub async fn run_checked(
+    plan: Plan,
+    signals: CancellationToken,
+    kill: CancellationToken,
+) -> Result<RunOutput, UserError> {
     let sc = plan.scenario.clone();
     check_allowed(&sc, &plan.target)?;
-    preflight(&plan.target, sc.timeouts.connect).await?;
     let client = client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?;
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
@@ -391,6 +406,7 @@ pub async fn run(
             (None, None) => RunStatus::Complete,
         },
         self_check,
+        active: None,
     })
 }
 

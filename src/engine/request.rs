@@ -288,7 +288,10 @@ async fn read_json(
                 out.usage_tokens = v
                     .pointer("/usage/completion_tokens")
                     .and_then(serde_json::Value::as_u64);
-                if out.usage_tokens.is_some_and(|n| !plausible_usage(n, body.len())) {
+                if out
+                    .usage_tokens
+                    .is_some_and(|n| !plausible_usage(n, body.len()))
+                {
                     out.error = Some(ErrorClass::Protocol);
                 }
                 out.json = Some(v);

@@ -160,7 +160,10 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                         step: u16::try_from(i).unwrap_or(u16::MAX),
                         class,
                         status: outcome.status,
-                        body: outcome.error_body.as_deref().map(|b| redact(b, user.as_ref())),
+                        body: outcome
+                            .error_body
+                            .as_deref()
+                            .map(|b| redact(b, user.as_ref())),
                         request_id: super::sample::request_id(
                             vu,
                             iteration,

@@ -56,6 +56,10 @@ pub struct DuetResult {
     pub candidate: RunResult,
     /// Every slot in time order.
     pub slots: Vec<Slot>,
+    /// What the reader should know about how the duet ran (lengthened or
+    /// thin slots).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl DuetResult {
@@ -94,7 +98,7 @@ impl DuetResult {
 
     /// Parse duet JSON; `path` names it in errors.
     pub fn parse(text: &str, path: &std::path::Path) -> Result<Self, UserError> {
-        crate::jsonfile::parse(
+        let d: Self = crate::jsonfile::parse(
             text,
             path,
             &crate::jsonfile::FileType {
@@ -103,7 +107,13 @@ impl DuetResult {
                 version: SCHEMA_VERSION,
                 stale_hint: "run the duet again with this version",
             },
-        )
+        )?;
+        for (side, r) in [("reference", &d.reference), ("candidate", &d.candidate)] {
+            r.validate().map_err(|(field, msg)| {
+                UserError::invalid("duet result", path, Some(format!("`{side}.{field}`")), msg)
+            })?;
+        }
+        Ok(d)
     }
 }
 
@@ -182,13 +192,26 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
         cand_all,
         ref_all.get("error_rate").copied(),
     ));
-    let notes = vec![format!(
+    let mut notes = vec![format!(
         "reference: {}; candidate: {}",
         d.reference.provenance.target, d.candidate.provenance.target
     )];
+    notes.extend(d.notes.iter().cloned());
+    if d.reference.status != "complete" {
+        notes.push(format!(
+            "the reference deployment did not run cleanly ({}: {}); only pairs where both sides measured are compared",
+            d.reference.status,
+            d.reference.status_reason.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
     let saturated = d.candidate.saturated() || d.reference.saturated();
     let reason = d.candidate.status_reason.clone().unwrap_or_default();
     let partial = (d.candidate.status != "complete")
         .then_some((d.candidate.status.as_str(), reason.as_str()));
-    finish("duet", policy, pairs, checks, notes, saturated, partial)
+    let mut v = finish("duet", policy, pairs, checks, notes, saturated, partial);
+    if d.reference.status != "complete" && v.verdict < Status::Warn {
+        v.verdict = Status::Warn;
+        v.headline = "the reference failed during the duet: not a clean comparison".into();
+    }
+    v
 }

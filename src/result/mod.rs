@@ -445,7 +445,13 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         .map(|s| s.start + s.stream_end)
         .max()
         .unwrap_or(w_start);
-    let window_s = (w_end - w_start).as_secs_f64().max(1e-3);
+    // Rates are over the time that was measuring: one stretch for a run,
+    // the sum of its own slots for a duet side.
+    let window_s = out
+        .active
+        .unwrap_or(w_end - w_start)
+        .as_secs_f64()
+        .max(1e-3);
 
     let mut totals_errors = BTreeMap::new();
     let mut steps = Vec::with_capacity(sc.steps.len());
@@ -716,13 +722,21 @@ impl Validator {
 
     pub(crate) fn latency(&mut self, field: &str, x: f64) {
         if !(x.is_finite() && x > 0.0) {
-            self.fail(field, &format!("{x} is not a latency (finite, more than 0)"));
+            self.fail(
+                field,
+                &format!("{x} is not a latency (finite, more than 0)"),
+            );
         }
     }
 
     pub(crate) fn blocks(&mut self, field: &str, blocks: &[Block]) {
         for (b, block) in blocks.iter().enumerate() {
-            for (name, s) in block.steps.iter().map(|(k, v)| (k.as_str(), v)).chain([("workflow", &block.workflow)]) {
+            for (name, s) in block
+                .steps
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .chain([("workflow", &block.workflow)])
+            {
                 let f = |k: &str| format!("{field}[{b}].{name}.{k}");
                 for (k, x) in [
                     ("ttft_p50_ms", s.ttft_p50_ms),
@@ -770,15 +784,19 @@ impl RunResult {
     /// is 3 would otherwise pass every gate.
     pub fn parse(text: &str, path: &Path) -> Result<Self, UserError> {
         let r: Self = crate::jsonfile::parse(text, path, &FILE_TYPE)?;
-        r.validate()
-            .map_err(|(field, msg)| UserError::invalid("result", path, Some(format!("`{field}`")), msg))?;
+        r.validate().map_err(|(field, msg)| {
+            UserError::invalid("result", path, Some(format!("`{field}`")), msg)
+        })?;
         Ok(r)
     }
 
     /// Check every number a verdict could rest on: `Err((field, why))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let mut v = Validator::default();
-        v.hash("provenance.scenario.sha256", &self.provenance.scenario.sha256);
+        v.hash(
+            "provenance.scenario.sha256",
+            &self.provenance.scenario.sha256,
+        );
         let t = &self.totals;
         v.fraction("totals.error_rate", t.error_rate);
         v.rate("totals.requests_per_s", t.requests_per_s);
@@ -797,14 +815,22 @@ impl RunResult {
                 ("tpot_ms", &s.tpot_ms),
                 ("itl_ms", &s.itl_ms),
             ] {
-                for (p, x) in [("p50", d.p50), ("p90", d.p90), ("p95", d.p95), ("p99", d.p99)] {
+                for (p, x) in [
+                    ("p50", d.p50),
+                    ("p90", d.p90),
+                    ("p95", d.p95),
+                    ("p99", d.p99),
+                ] {
                     if let Some(x) = x {
                         v.latency(&f(&format!("{k}.{p}")), x);
                     }
                 }
             }
             v.rate(&f("throughput.requests_per_s"), s.throughput.requests_per_s);
-            v.rate(&f("throughput.output_tokens_per_s"), s.throughput.output_tokens_per_s);
+            v.rate(
+                &f("throughput.output_tokens_per_s"),
+                s.throughput.output_tokens_per_s,
+            );
             v.rate(&f("throughput.goodput_per_s"), s.throughput.goodput_per_s);
         }
         v.blocks("blocks", &self.blocks);
@@ -833,12 +859,18 @@ impl RunResult {
             return None;
         }
         let what = if self.totals.ok == 0 {
-            format!("every request failed ({} of {})", self.totals.failed, self.totals.requests)
+            format!(
+                "every request failed ({} of {})",
+                self.totals.failed, self.totals.requests
+            )
         } else {
             format!(
                 "every request of step{} {} failed",
                 if dead.len() > 1 { "s" } else { "" },
-                dead.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ")
+                dead.iter()
+                    .map(|s| format!("`{}`", s.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         let mut lines = vec![what];
@@ -852,7 +884,10 @@ impl RunResult {
                 .find(|e| e.step == s.name && &e.class == class)
                 .map(|e| format!("; e.g. {}", e.describe()))
                 .unwrap_or_default();
-            lines.push(format!("  step `{}`: mostly `{class}` ({n} of {}){example}", s.name, s.requests));
+            lines.push(format!(
+                "  step `{}`: mostly `{class}` ({n} of {}){example}",
+                s.name, s.requests
+            ));
         }
         Some(lines.join("\n"))
     }

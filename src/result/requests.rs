@@ -11,6 +11,9 @@ use crate::scenario::Scenario;
 
 #[derive(Serialize)]
 struct Line<'a> {
+    /// `reference` or `candidate` in a duet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    side: Option<&'a str>,
     request_id: String,
     step: &'a str,
     vu: u32,
@@ -34,9 +37,25 @@ fn ms(d: std::time::Duration) -> f64 {
 
 /// Write every request, in start order, atomically.
 pub fn write(path: &Path, scenario: &Scenario, samples: &[Sample]) -> Result<(), UserError> {
-    let mut buf = Vec::with_capacity(samples.len() * 220);
-    for s in samples {
+    write_sides(path, scenario, &[(None, samples)])
+}
+
+/// Write the requests of several sides (a duet's reference and candidate),
+/// each line naming its side, in start order.
+pub fn write_sides(
+    path: &Path,
+    scenario: &Scenario,
+    sides: &[(Option<&str>, &[Sample])],
+) -> Result<(), UserError> {
+    let mut all: Vec<(Option<&str>, &Sample)> = sides
+        .iter()
+        .flat_map(|(side, samples)| samples.iter().map(move |s| (*side, s)))
+        .collect();
+    all.sort_by_key(|(_, s)| s.start);
+    let mut buf = Vec::with_capacity(all.len() * 220);
+    for (side, s) in all {
         let line = Line {
+            side,
             request_id: crate::engine::sample::request_id(s.vu, s.iteration, s.step),
             step: scenario
                 .steps

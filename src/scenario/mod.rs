@@ -278,7 +278,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     // Every duration is added to clock readings; a bound here means no
     // deadline anywhere can overflow.
     if d > caps::MAX_ANY_DURATION {
-        return Err(format!("`{s}` is longer than the 7 days any duration may be"));
+        return Err(format!(
+            "`{s}` is longer than the 7 days any duration may be"
+        ));
     }
     Ok(d)
 }
