@@ -278,6 +278,7 @@ pub async fn run_checked(
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let cpu0 = selfcheck::process_cpu_seconds();
+    let host0 = selfcheck::host_cpu_ticks();
     let stop = CancellationToken::new();
     let hard_stop = CancellationToken::new();
     let shared = Arc::new(Shared {
@@ -395,7 +396,13 @@ pub async fn run_checked(
         .collect();
     recorder.samples.sort_by_key(|s| s.start);
     recorder.iterations.sort_by_key(|s| s.start);
-    let self_check = selfcheck::assess(&lag, cpu, elapsed, plan.notes.clone());
+    let host = match (host0, selfcheck::host_cpu_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+            Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64)
+        }
+        _ => None,
+    };
+    let self_check = selfcheck::assess(&lag, cpu, host, elapsed, plan.notes.clone());
     Ok(RunOutput {
         recorder,
         started_at,

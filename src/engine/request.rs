@@ -17,6 +17,11 @@ pub const MAX_BODY: usize = 64 << 20;
 /// What came back from one request.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// Start to the response headers (time to first byte).
+    pub ttfb: Option<Duration>,
+    /// Start to the first SSE event of any kind (a role-only chunk counts):
+    /// far from TTFT when the server queues after answering.
+    pub first_event: Option<Duration>,
     /// Start to first content event.
     pub ttft: Option<Duration>,
     /// Start to last content event (or full body).
@@ -156,6 +161,7 @@ pub async fn execute(
         }
         Ok(Ok(r)) => r,
     };
+    out.ttfb = Some(start.elapsed());
 
     let status = response.status().as_u16();
     out.status = Some(status);
@@ -332,6 +338,7 @@ async fn read_stream(
     let mut bad = false;
     let mut received = 0usize;
     let mut content_bytes = 0usize;
+    let mut first_event: Option<Instant> = None;
     let mut gaps: Vec<Duration> = Vec::new();
     let spec = &step.stream;
 
@@ -377,6 +384,9 @@ async fn read_stream(
             if done || bad {
                 return;
             }
+            if first_event.is_none() {
+                first_event = Some(now);
+            }
             match spec.interpret(data, text.as_mut()) {
                 Err(_) => bad = true,
                 Ok(info) => {
@@ -414,6 +424,7 @@ async fn read_stream(
     }
     out.stream_end = start.elapsed();
     out.ttft = first.map(|t| t - start);
+    out.first_event = first_event.map(|t| t - start);
     out.e2e = last.map(|t| t - start);
     if out.error.is_none()
         && out

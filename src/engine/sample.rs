@@ -97,6 +97,10 @@ pub struct Sample {
     pub iteration: u64,
     /// Offset of the request start from the run start.
     pub start: Duration,
+    /// Request start to the response headers.
+    pub ttfb: Option<Duration>,
+    /// Request start to the first SSE event of any kind (streams only).
+    pub first_event: Option<Duration>,
     /// Request start to the first content event (streams only).
     pub ttft: Option<Duration>,
     /// Request start to the last content event (streams) or the full body (JSON).
@@ -234,6 +238,8 @@ mod tests {
             vu: 0,
             iteration: 0,
             start: Duration::ZERO,
+            ttfb: Some(Duration::from_millis(1)),
+            first_event: Some(Duration::from_millis(1)),
             ttft: Some(Duration::from_millis(ttft)),
             e2e: Some(Duration::from_millis(e2e)),
             stream_end: Duration::from_millis(e2e),

@@ -35,6 +35,40 @@ pub struct SelfCheck {
     pub saturated: bool,
     /// Why it is saturated, or notes (for example a mock in the same process).
     pub notes: Vec<String>,
+    /// Share of the whole machine's CPU busy during the run (Linux only).
+    #[serde(default)]
+    pub host_cpu_utilization: Option<f64>,
+    /// Who is to blame when `saturated`: `generator` (its own CPU was high)
+    /// or `machine` (the host was busy with other work while the generator's
+    /// own CPU was low: it was starved, not overloaded).
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+impl SelfCheck {
+    /// One phrase for reports: `ok`, or saturated and by what.
+    pub fn verdict(&self) -> &'static str {
+        match (self.saturated, self.cause.as_deref()) {
+            (false, _) => "ok",
+            (true, Some("machine")) => "BUSY MACHINE: other processes starved the generator; numbers may measure that",
+            (true, _) => "SATURATED: the generator itself was the limit; numbers may measure it",
+        }
+    }
+}
+
+/// Busy and total CPU ticks of the whole machine, from `/proc/stat`.
+pub fn host_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    let total: u64 = v.iter().take(8).sum();
+    Some((total.saturating_sub(idle), total))
 }
 
 /// Samples event-loop lag until cancelled, from `after` on (the warm-up,
@@ -86,6 +120,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 pub fn assess(
     lag: &LatencyHist,
     cpu_s: Option<f64>,
+    host: Option<f64>,
     wall: Duration,
     notes: Vec<String>,
 ) -> SelfCheck {
@@ -108,7 +143,27 @@ pub fn assess(
             CPU_LIMIT * 100.0
         ));
     }
+    // Lag with little CPU of our own, on a machine busy with other work:
+    // the generator was starved, not overloaded.
+    let cause = saturated.then(|| {
+        let own_low = util.is_none_or(|u| u < 0.5);
+        let host_busy = host.is_some_and(|h| h > 0.8);
+        if own_low && host_busy {
+            "machine".to_string()
+        } else {
+            "generator".to_string()
+        }
+    });
+    if cause.as_deref() == Some("machine") {
+        notes.push(format!(
+            "the machine was {:.0}% busy while this process used {:.0}%: other work starved the generator",
+            host.unwrap_or(0.0) * 100.0,
+            util.unwrap_or(0.0) * 100.0
+        ));
+    }
     SelfCheck {
+        host_cpu_utilization: host,
+        cause,
         loop_lag_p50_ms: d.p50,
         loop_lag_p99_ms: d.p99,
         loop_lag_max_ms: d.max,

@@ -121,6 +121,8 @@ pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToke
                 vu,
                 iteration,
                 start,
+                ttfb: outcome.ttfb,
+                first_event: outcome.first_event,
                 ttft: outcome.ttft,
                 e2e: outcome.e2e,
                 stream_end: outcome.stream_end,

@@ -165,7 +165,9 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
                 None,
             ),
         };
-        let ci = math::bootstrap_ratio_ci(lr, 0.95, 2000, d.seed ^ i as u64).map(|(a, b)| [a, b]);
+        // As a change, like `change`: one unit everywhere in the verdict.
+        let ci = math::bootstrap_ratio_ci(lr, 0.95, 2000, d.seed ^ i as u64)
+            .map(|(a, b)| [a - 1.0, b - 1.0]);
         let cur = cand_all.get(metric).copied();
         checks.push(Check {
             scope: ALL.into(),
@@ -204,7 +206,10 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
             d.reference.status_reason.as_deref().unwrap_or("no reason recorded")
         ));
     }
-    let saturated = d.candidate.saturated() || d.reference.saturated();
+    let saturated = d
+        .candidate
+        .saturation_note()
+        .or_else(|| d.reference.saturation_note());
     let reason = d.candidate.status_reason.clone().unwrap_or_default();
     let partial = (d.candidate.status != "complete")
         .then_some((d.candidate.status.as_str(), reason.as_str()));

@@ -25,8 +25,8 @@ use crate::result::RunResult;
 use metrics::{metric_def, Values, ALL};
 use policy::Policy;
 
-/// Version of the verdict format.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the verdict format (2: `ci` is a change, like `change`).
+pub const SCHEMA_VERSION: u32 = 2;
 /// The `kind` field of a verdict file.
 pub const KIND: &str = "flora-gate/verdict";
 
@@ -107,7 +107,8 @@ pub struct Check {
     /// One-sided prediction bound of the baseline runs on the worse side
     /// (baseline mode), or the error-rate bound.
     pub bound: Option<f64>,
-    /// Bootstrap 95% interval of candidate / reference (duet mode).
+    /// Bootstrap 95% interval of the change, candidate / reference − 1, in
+    /// the same unit as `change` (duet mode).
     pub ci: Option<[f64; 2]>,
     /// One-sided p-value of "worse".
     pub p_value: Option<f64>,
@@ -389,7 +390,7 @@ pub(crate) fn finish(
     evidence: usize,
     mut checks: Vec<Check>,
     mut notes: Vec<String>,
-    saturated: bool,
+    saturated: Option<String>,
     partial: Option<(&str, &str)>,
 ) -> Verdict {
     checks.sort_by_key(|c| (!c.gated, c.scope != ALL));
@@ -403,8 +404,8 @@ pub(crate) fn finish(
     if verdict == Status::Pass && checks.iter().any(|c| c.status == Status::Warn) {
         verdict = Status::Warn;
     }
-    if saturated {
-        notes.push("the load generator reported itself saturated: latencies may measure it, not the target".into());
+    if let Some(why) = saturated {
+        notes.push(why);
         verdict = verdict.max(Status::Warn);
     }
     let mut aborted = None;
@@ -588,7 +589,7 @@ pub fn compare_baseline(
         b.runs.len(),
         checks,
         notes,
-        r.saturated(),
+        r.saturation_note(),
         partial,
     )
 }

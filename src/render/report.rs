@@ -154,7 +154,7 @@ fn fmt_change(c: Option<f64>) -> String {
 fn gated_row(c: &Check) -> GatedRow {
     let unit = c.unit.as_str();
     let bound = match (c.ci, c.bound) {
-        (Some([a, b]), _) => format!("{:+.1}% … {:+.1}%", (a - 1.0) * 100.0, (b - 1.0) * 100.0),
+        (Some([a, b]), _) => format!("{:+.1}% … {:+.1}%", a * 100.0, b * 100.0),
         (None, Some(b)) => {
             let hw = metric_def(&c.metric).is_none_or(|d| d.higher_is_worse);
             format!(
@@ -496,7 +496,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             host: format!("{} {} × {} cores", p.host.os, p.host.arch, p.host.cores),
             self_check: format!(
                 "{}; loop lag p99 {}, CPU {}, peak RSS {}",
-                if sc.saturated { "SATURATED" } else { "ok" },
+                sc.verdict(),
                 sc.loop_lag_p99_ms
                     .map_or("–".into(), |v| format!("{v:.1} ms")),
                 sc.cpu_utilization

@@ -129,11 +129,7 @@ pub fn summary(r: &RunResult) -> String {
     let _ = writeln!(
         out,
         "load generator: {} (loop lag p99 {lag}, CPU {cpu} of {} cores){}",
-        if sc.saturated {
-            "SATURATED, numbers may measure the generator"
-        } else {
-            "ok"
-        },
+        sc.verdict(),
         sc.cores,
         if sc.notes.is_empty() {
             String::new()

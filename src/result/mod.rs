@@ -197,6 +197,13 @@ pub struct StepResult {
     pub errors: BTreeMap<String, u64>,
     /// HTTP statuses seen.
     pub statuses: BTreeMap<String, u64>,
+    /// Time to the response headers (first byte); failures are +∞.
+    #[serde(default)]
+    pub ttfb_ms: Dist,
+    /// Time to the first SSE event of any kind (streams); failures are +∞.
+    /// Headers and a role chunk fast but content late is queueing.
+    #[serde(default)]
+    pub first_event_ms: Dist,
     /// Time to first content token (streams).
     pub ttft_ms: Dist,
     /// Start to last content token (streams) or full body (JSON).
@@ -248,6 +255,12 @@ pub struct Throughput {
 pub struct Histograms {
     /// Encoding of the strings below.
     pub encoding: String,
+    /// Time to first byte.
+    #[serde(default)]
+    pub ttfb: String,
+    /// Time to the first SSE event.
+    #[serde(default)]
+    pub first_event: String,
     /// TTFT.
     pub ttft: String,
     /// E2E.
@@ -335,6 +348,8 @@ fn meets_slo(s: &Sample, slo: &Slo) -> bool {
 /// Latency histograms of a set of requests of one step.
 #[derive(Default)]
 struct StepHists {
+    ttfb: LatencyHist,
+    first_event: LatencyHist,
     ttft: LatencyHist,
     e2e: LatencyHist,
     stream_end: LatencyHist,
@@ -358,7 +373,9 @@ impl StepHists {
             Some(e) => {
                 self.failed += 1;
                 *self.errors.entry(e.name()).or_default() += 1;
+                self.ttfb.record_failure();
                 if kind == ResponseKind::Sse {
+                    self.first_event.record_failure();
                     self.ttft.record_failure();
                     self.tpot.record_failure();
                 }
@@ -366,6 +383,12 @@ impl StepHists {
                 self.stream_end.record_failure();
             }
             None => {
+                if let Some(t) = s.ttfb {
+                    self.ttfb.record(t);
+                }
+                if let Some(t) = s.first_event {
+                    self.first_event.record(t);
+                }
                 if let Some(t) = s.ttft {
                     self.ttft.record(t);
                 }
@@ -485,6 +508,8 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
             },
             errors: h.errors.clone(),
             statuses: h.statuses.clone(),
+            ttfb_ms: h.ttfb.dist(),
+            first_event_ms: h.first_event.dist(),
             ttft_ms: h.ttft.dist(),
             e2e_ms: h.e2e.dist(),
             stream_end_ms: h.stream_end.dist(),
@@ -499,6 +524,8 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
             },
             histograms: Histograms {
                 encoding: HIST_ENCODING.into(),
+                ttfb: h.ttfb.encode(),
+                first_event: h.first_event.encode(),
                 ttft: h.ttft.encode(),
                 e2e: h.e2e.encode(),
                 stream_end: h.stream_end.encode(),
@@ -809,6 +836,8 @@ impl RunResult {
             let f = |k: &str| format!("steps[{i}].{k}");
             v.fraction(&f("success_rate"), s.success_rate);
             for (k, d) in [
+                ("ttfb_ms", &s.ttfb_ms),
+                ("first_event_ms", &s.first_event_ms),
                 ("ttft_ms", &s.ttft_ms),
                 ("e2e_ms", &s.e2e_ms),
                 ("stream_end_ms", &s.stream_end_ms),
@@ -890,6 +919,15 @@ impl RunResult {
             ));
         }
         Some(lines.join("\n"))
+    }
+
+    /// What to tell the reader when the generator could not keep up, and why.
+    pub fn saturation_note(&self) -> Option<String> {
+        let sc = &self.self_check;
+        sc.saturated.then(|| match sc.cause.as_deref() {
+            Some("machine") => "the machine running the load was busy with other work and starved the generator: latencies may measure that, not the target".to_string(),
+            _ => "the load generator itself was saturated (its own CPU or event loop): latencies may measure it, not the target".to_string(),
+        })
     }
 
     /// True if the generator reported itself saturated.
