@@ -109,9 +109,64 @@ impl BaselineRun {
     }
 }
 
+/// Why a run must not enter a baseline, if it must not: aborted, partial,
+/// saturated, or failing beyond the policy's error bound.
+pub fn unfit(r: &RunResult) -> Option<String> {
+    if r.status != "complete" {
+        return Some(format!(
+            "it is {} ({})",
+            r.status,
+            r.status_reason.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
+    if r.saturated() {
+        return Some("the load generator was saturated during it".into());
+    }
+    if r.totals.ok == 0 {
+        return Some("no request succeeded".into());
+    }
+    if r.totals.error_rate > r.gate.max_error_rate {
+        return Some(format!(
+            "{:.1}% of its requests failed, over the {:.1}% bound",
+            r.totals.error_rate * 100.0,
+            r.gate.max_error_rate * 100.0
+        ));
+    }
+    None
+}
+
 impl Baseline {
+    /// Add the runs of `newer` (the same setup) and keep the newest `keep`.
+    pub fn append(mut self, newer: Baseline, keep: usize, path: &Path) -> Result<Self, UserError> {
+        let (a, b) = (&self.provenance, &newer.provenance);
+        if a.scenario.sha256 != b.scenario.sha256
+            || a.concurrency != b.concurrency
+            || (!a.vars.is_empty() && a.vars != b.vars)
+        {
+            return Err(UserError::invalid(
+                "baseline",
+                path,
+                Some("`provenance`".into()),
+                "the new runs measure another scenario, user count or `--var` set than this baseline",
+            )
+            .with_hint("append only runs of the same setup, or write a new baseline without `--append`"));
+        }
+        self.runs.extend(newer.runs);
+        let drop = self.runs.len().saturating_sub(keep.max(1));
+        self.runs.drain(..drop);
+        self.provenance = BaselineProvenance {
+            vars: newer.provenance.vars.clone(),
+            ..newer.provenance
+        };
+        self.gate = newer.gate;
+        Ok(self)
+    }
+
     /// Combine results of one scenario at one concurrency.
-    pub fn from_results(results: &[(String, RunResult)]) -> Result<Self, UserError> {
+    pub fn from_results(
+        results: &[(String, RunResult)],
+        accept_bad: bool,
+    ) -> Result<Self, UserError> {
         let Some((_, first)) = results.first() else {
             return Err(UserError::flag(
                 "--runs",
@@ -130,12 +185,12 @@ impl Baseline {
                     "it comes from another scenario, concurrency or `--var` set than the first result; a baseline holds runs of one setup",
                 ));
             }
-            if r.status != "complete" {
+            if let Some(why) = unfit(r).filter(|_| !accept_bad) {
                 return Err(UserError::invalid(
                     "result",
                     name,
-                    Some("`status`".into()),
-                    "a partial run cannot be part of a baseline",
+                    None,
+                    format!("not fit for a baseline: {why}"),
                 ));
             }
         }

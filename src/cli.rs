@@ -94,6 +94,11 @@ pub struct GateArgs {
         value_name = "LOGIN"
     )]
     pub comment_author: String,
+    /// On a failure, run once more and fail only when both runs fail (the
+    /// second run's result and verdict are reported; the first is kept as
+    /// `RESULT.unconfirmed.json`).
+    #[arg(long)]
+    pub confirm: bool,
     /// Exit 1 on a regression (`false`: report only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub fail_on_regression: bool,
@@ -255,6 +260,17 @@ pub struct RefreshArgs {
     /// Where to write the baseline.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: PathBuf,
+    /// Add the new runs to the baseline already in `--out` (same scenario,
+    /// users and variables), so its spread includes day-to-day drift.
+    #[arg(long)]
+    pub append: bool,
+    /// With `--append`: keep only the newest K runs.
+    #[arg(long, value_name = "K", default_value_t = 20, requires = "append")]
+    pub keep: u32,
+    /// Take runs that were aborted, partial, saturated or mostly failing
+    /// (refused by default: a baseline of bad runs passes everything).
+    #[arg(long)]
+    pub accept_bad_runs: bool,
     /// Existing result files to combine instead of running.
     #[arg(value_name = "RESULT", conflicts_with_all = ["scenario", "target", "mock"])]
     pub from: Vec<PathBuf>,

@@ -184,10 +184,39 @@ async fn refresh(args: &RefreshArgs) -> anyhow::Result<Outcome> {
     if args.runs == 0 || args.runs > 100 {
         return Err(UserError::flag("--runs", "must be between 1 and 100").into());
     }
+    error::check_outputs(&[("--out", args.out.as_path())])?;
+    // With `--append`, the baseline to extend is read (and checked) first.
+    let existing = match (args.append, args.out.exists()) {
+        (true, true) => Some(baseline::Baseline::read(&args.out)?),
+        _ => None,
+    };
+    // A run that is not fit to be a baseline stops the refresh at once,
+    // naming it: a baseline of failed runs would pass everything.
+    let admit = |name: &str, r: &RunResult| -> Result<(), UserError> {
+        match baseline::unfit(r) {
+            Some(why) if !args.accept_bad_runs => Err(UserError::invalid(
+                "result",
+                name,
+                None,
+                format!("not fit for a baseline: {why}"),
+            )
+            .with_hint(
+                "fix the target and refresh again; `--accept-bad-runs` takes such runs anyway",
+            )),
+            Some(why) => {
+                eprintln!("warning: {name} is taken although {why} (--accept-bad-runs)");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    };
     let mut results: Vec<(String, RunResult)> = Vec::new();
     if !args.from.is_empty() {
         for p in &args.from {
-            results.push((p.display().to_string(), RunResult::read(p)?));
+            let name = p.display().to_string();
+            let r = RunResult::read(p)?;
+            admit(&name, &r)?;
+            results.push((name, r));
         }
     } else if args.mock {
         let duration = match &args.duration {
@@ -209,7 +238,9 @@ async fn refresh(args: &RefreshArgs) -> anyhow::Result<Outcome> {
                 warmup,
             )
             .await?;
-            results.push((format!("run {}", i + 1), r));
+            let name = format!("run {}", i + 1);
+            admit(&name, &r)?;
+            results.push((name, r));
         }
     } else {
         let scenario = args.scenario.clone().ok_or_else(|| {
@@ -245,9 +276,7 @@ async fn refresh(args: &RefreshArgs) -> anyhow::Result<Outcome> {
             );
             let (signals, kill) = signal_tokens();
             let out = engine::run(plan.clone(), signals, kill).await?;
-            if let engine::RunStatus::Partial(reason) | engine::RunStatus::Aborted(reason) =
-                &out.status
-            {
+            if let engine::RunStatus::Partial(reason) = &out.status {
                 return Err(UserError::Environment {
                     message: format!("baseline run {} did not finish: {reason}", i + 1),
                     hint: Some("nothing was written; run the refresh again".into()),
@@ -259,10 +288,23 @@ async fn refresh(args: &RefreshArgs) -> anyhow::Result<Outcome> {
                 target: &plan.target,
                 load: &plan.load,
             };
-            results.push((format!("run {}", i + 1), result::build(&meta, &out)));
+            let r = result::build(&meta, &out);
+            let name = format!("run {}", i + 1);
+            admit(&name, &r)?;
+            results.push((name, r));
         }
     }
-    let b = baseline::Baseline::from_results(&results)?;
+    let mut b = baseline::Baseline::from_results(&results, args.accept_bad_runs)?;
+    if let Some(old) = existing {
+        let before = old.runs.len();
+        b = old.append(b, args.keep as usize, &args.out)?;
+        eprintln!(
+            "appended {} run(s) to the {before} in {}; keeping the newest {}",
+            results.len(),
+            args.out.display(),
+            b.runs.len()
+        );
+    }
     b.write(&args.out)?;
     eprintln!(
         "baseline of {} run(s) of `{}` written to {}",

@@ -55,6 +55,7 @@ async fn aa_passes_slowdown_fails_small_change_passes() {
             .enumerate()
             .map(|(i, r)| (format!("b{i}"), r))
             .collect::<Vec<_>>(),
+        false,
     )
     .expect("baseline");
     let verdicts = |rs: Vec<RunResult>| -> Vec<Status> {

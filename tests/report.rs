@@ -75,7 +75,8 @@ async fn live_markdown_report_with_numbers_filtered() {
     let (b, _) = common::run(sc(), &mock.url(), load()).await;
     let (c, _) = common::run(sc(), &mock.url(), load()).await;
     mock.stop().await;
-    let base = Baseline::from_results(&[("a".into(), a), ("b".into(), b)]).expect("baseline");
+    let base =
+        Baseline::from_results(&[("a".into(), a), ("b".into(), b)], false).expect("baseline");
     let v = gate::compare_baseline(&base, &c, &c.gate, vec![]);
     let md = render(Format::Markdown, &c, Some(&v));
     insta::with_settings!({filters => vec![

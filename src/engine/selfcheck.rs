@@ -50,7 +50,9 @@ impl SelfCheck {
     pub fn verdict(&self) -> &'static str {
         match (self.saturated, self.cause.as_deref()) {
             (false, _) => "ok",
-            (true, Some("machine")) => "BUSY MACHINE: other processes starved the generator; numbers may measure that",
+            (true, Some("machine")) => {
+                "BUSY MACHINE: other processes starved the generator; numbers may measure that"
+            }
             (true, _) => "SATURATED: the generator itself was the limit; numbers may measure it",
         }
     }

@@ -576,6 +576,26 @@ pub fn compare_baseline(
         }
     }
 
+    // A baseline whose own spread is wider than the margin cannot call a
+    // change of the margin's size significant: say so, and what helps.
+    let mut notes = notes;
+    let wide: Vec<String> = checks
+        .iter()
+        .filter(|c| c.gated && c.kind == CheckKind::Relative)
+        .filter_map(|c| {
+            let (bound, center) = (c.bound?, c.baseline?);
+            let width = (bound / center - 1.0).abs();
+            (center > 0.0 && width > policy.margin_of(&c.metric))
+                .then(|| format!("{} ±{:.0}%", c.label, width * 100.0))
+        })
+        .collect();
+    if !wide.is_empty() {
+        notes.push(format!(
+            "the baseline's run-to-run spread is wider than the margin ({}): a regression of the margin's size cannot be told from noise; add runs with `baseline refresh --append`, or use duet mode (`--baseline-target`), which cancels runner and time-of-day drift",
+            wide.join(", ")
+        ));
+    }
+
     let base_err = {
         let v = b.values(ALL, "error_rate");
         (!v.is_empty()).then(|| v.iter().copied().fold(0.0, f64::max))
