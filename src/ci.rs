@@ -36,9 +36,39 @@ fn repository(env: &ActionsEnv, flag: Option<&str>) -> Result<String, UserError>
         })
 }
 
-fn event_payload(env: &ActionsEnv) -> Option<serde_json::Value> {
-    let path = env.event_path.as_ref()?;
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+/// The event payload, or an error naming `GITHUB_EVENT_PATH` and what is
+/// wrong with it.
+fn event_payload(env: &ActionsEnv) -> Result<serde_json::Value, UserError> {
+    let path = env.event_path.as_ref().ok_or_else(|| {
+        UserError::flag(
+            "GITHUB_EVENT_PATH",
+            "is not set: no event payload to read the pull request from",
+        )
+        .with_hint("pass `--pr N`, or run inside a GitHub Actions pull_request job")
+    })?;
+    let text = crate::error::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| {
+        UserError::invalid(
+            "event payload (GITHUB_EVENT_PATH)",
+            path,
+            Some(format!("line {}, column {}", e.line(), e.column())),
+            e.to_string(),
+        )
+    })
+}
+
+/// The pull request of the event, or an error saying why there is none.
+fn event_pull_request(env: &ActionsEnv) -> Result<comment::PullRequest, UserError> {
+    let payload = event_payload(env)?;
+    comment::pull_request_from_event(&payload).ok_or_else(|| {
+        UserError::invalid(
+            "event payload (GITHUB_EVENT_PATH)",
+            env.event_path.clone().unwrap_or_default(),
+            Some("`pull_request.number`".into()),
+            "the event is not about a pull request",
+        )
+        .with_hint("pass `--pr N`, or run on a pull_request event")
+    })
 }
 
 /// The longest the whole comment phase may take (listing pages, retries,
@@ -87,12 +117,12 @@ async fn maybe_comment(
     if mode == CommentMode::Auto && !(env.active && is_pr_event) {
         return Ok(None);
     }
-    let Some(pr) = event_payload(env)
-        .as_ref()
-        .and_then(comment::pull_request_from_event)
-    else {
-        eprintln!("no pull request in the event payload: no comment");
-        return Ok(None);
+    let pr = match event_pull_request(env) {
+        Ok(pr) => pr,
+        Err(e) => {
+            crate::output::err_line(&format!("no comment: {e}"));
+            return Ok(None);
+        }
     };
     if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
         actions::annotate(
@@ -367,15 +397,7 @@ pub async fn comment(args: &CommentArgs) -> anyhow::Result<Outcome> {
     let number = match args.pr {
         Some(n) => n,
         None => {
-            let pr = event_payload(&env)
-                .as_ref()
-                .and_then(comment::pull_request_from_event)
-                .ok_or_else(|| {
-                    UserError::flag(
-                        "--pr",
-                        "no pull request number: pass `--pr N` or run on a pull_request event",
-                    )
-                })?;
+            let pr = event_pull_request(&env)?;
             if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
                 actions::annotate(
                     &mut std::io::stdout(),

@@ -45,7 +45,11 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     }
     crate::error::check_outputs(&outputs)?;
     let scenario = Scenario::load(&args.scenario, &vars).map_err(|e| match e {
-        UserError::Read { path, source } => UserError::Read { path, source }.into_scenario_hint(),
+        // Only the scenario itself is "not a scenario"; a data file it names
+        // that cannot be read stays a read error naming that file.
+        UserError::Read { path, source } if path == std::path::Path::new(&args.scenario) => {
+            UserError::Read { path, source }.into_scenario_hint()
+        }
         other => other,
     })?;
     let target = match (&args.target, &scenario.base_url) {
@@ -126,6 +130,14 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     }
     if let Some(w) = &args.warmup {
         load.warmup = duration_flag("--warmup", w)?;
+    } else if load.duration.is_none() && !load.warmup.is_zero() {
+        // A request-count run has no length to fit a warm-up into: the
+        // scenario's would swallow a short run. Only `--warmup` sets one.
+        eprintln!(
+            "note: a `--requests` run does not use the scenario's {} warm-up (set one with --warmup)",
+            humantime::format_duration(load.warmup)
+        );
+        load.warmup = Duration::ZERO;
     }
     if let Some(d) = load.duration {
         if load.warmup >= d {

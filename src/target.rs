@@ -67,7 +67,9 @@ pub fn parse_base(raw: &str, source: Source) -> Result<Url, UserError> {
             "remove `user:password@` from the URL: load-test tokens go in the `--tokens` CSV and the scenario's `[auth]` table says how they are sent; the GitHub token comes from `GITHUB_TOKEN`",
         ));
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    // `http:///x` parses with `x` as the host: refuse what was surely a typo.
+    let after_scheme = trimmed.split_once("://").map_or("", |(_, rest)| rest);
+    if url.host_str().is_none_or(str::is_empty) || after_scheme.starts_with('/') {
         return Err(UserError::flag(
             source.name,
             format!("`{shown}` has no host"),
@@ -185,6 +187,10 @@ mod tests {
         assert_eq!(base_text(&u), "https://api.example.test/prefix");
         assert!(parse_base("ftp://x", T).is_err());
         assert!(parse_base("http://x/?q=1", T).is_err());
+        assert!(parse_base("http://x/#f", T).is_err());
+        assert!(parse_base("http:///path", T).is_err());
+        let u = parse_base(" http://127.0.0.1:8080 ", T).expect("trimmed");
+        assert_eq!(base_text(&u), "http://127.0.0.1:8080");
     }
 
     #[test]

@@ -76,6 +76,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<UserToken>, UserError> {
         if rec.iter().all(str::is_empty) {
             continue;
         }
+        // A quote that is never closed swallows the rest of the file into
+        // one field: say that, not "whitespace in the token".
+        if rec.iter().any(|f| f.contains('\n') || f.contains('\r')) {
+            return Err(invalid(
+                Some(line),
+                "a quoted field (\") that starts here is never closed",
+            ));
+        }
         rows.push((line, rec.iter().map(str::to_owned).collect::<Vec<_>>()));
     }
     let Some((_, first)) = rows.first() else {
@@ -88,6 +96,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<UserToken>, UserError> {
     {
         (t, first_lower.iter().position(|c| c == "user_id"), 1)
     } else if first.len() == 1 {
+        // One column: a `;` or tab-separated file lands here with its header
+        // as the first "token"; refuse it rather than send the header.
+        let looks_separated = rows
+            .iter()
+            .any(|(_, r)| r[0].contains(';') || r[0].contains('\t'));
+        if looks_separated || first_lower[0].contains("token") {
+            return Err(invalid(
+                Some(rows[0].0),
+                "this looks like a `;`- or tab-separated file or a misspelt header; the tokens file is comma-separated",
+            ));
+        }
         (0, None, 0)
     } else {
         return Err(invalid(
@@ -192,6 +211,25 @@ mod tests {
             .expect_err("ragged")
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn wrong_separators_and_open_quotes_are_named() {
+        let err = p("user_id;access_token\nu1;tok-a\n")
+            .expect_err("semicolons")
+            .to_string();
+        assert!(
+            err.contains("comma-separated") && err.contains("line 1"),
+            "{err}"
+        );
+        assert!(!err.contains("tok-a"), "{err}");
+        let err = p("user_id,access_token\nu1,\"tok-a\nu2,tok-b\n")
+            .expect_err("open quote")
+            .to_string();
+        assert!(
+            err.contains("never closed") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

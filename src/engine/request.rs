@@ -143,6 +143,9 @@ pub async fn execute(
             return out;
         }
         Ok(Err(e)) => {
+            // Why it failed (an untrusted certificate, a refused connection)
+            // is kept for the error examples.
+            out.error_body = Some(body_excerpt(error_chain(&e).as_bytes()));
             out.error = Some(if is_tls(&e) {
                 ErrorClass::Tls
             } else if e.is_connect() {
@@ -237,6 +240,20 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
             .to_std()
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// An error and its causes, one line.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        let t = err.to_string();
+        if !parts.iter().any(|p: &String| p.contains(&t)) {
+            parts.push(t);
+        }
+        src = err.source();
+    }
+    parts.join(": ")
 }
 
 /// True when the error chain says the TLS handshake failed.

@@ -106,6 +106,9 @@ impl Policy {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.metrics.is_empty() {
+            return Err("`metrics` is empty: a gate needs at least one metric (the default is ttft_p50, ttft_p90, tpot_p50, output_tokens_per_s)".into());
+        }
         let known = || {
             METRICS
                 .iter()

@@ -127,7 +127,16 @@ pub async fn upsert(api: &Api, to: Sticky<'_>, report: &str) -> Result<CommentOu
                 "/repos/{repo}/issues/{number}/comments?per_page={PER_PAGE}&page={page}"
             ))
             .await?;
-        let items = reply.json.as_array().cloned().unwrap_or_default();
+        // An HTML error page or a proxy's answer is not "no comments":
+        // creating a second sticky comment on that basis would be wrong.
+        let Some(items) = reply.json.as_array().cloned() else {
+            return Err(UserError::Environment {
+                message: format!(
+                    "GitHub answered the comment list of PR #{number} with something that is not a JSON list"
+                ),
+                hint: Some("check `GITHUB_API_URL`: it must be the REST API (https://api.github.com, or https://HOST/api/v3)".into()),
+            });
+        };
         if let Some(c) = items.iter().find(|c| is_own(c, &mark, author)) {
             let cid = c.get("id").and_then(serde_json::Value::as_u64).unwrap_or(0);
             let text = c.get("body").and_then(|b| b.as_str()).unwrap_or("");

@@ -81,7 +81,8 @@ impl ErrorExampleOut {
         match (self.status, self.body.as_deref()) {
             (Some(s), Some(b)) => format!("HTTP {s}: {b}"),
             (Some(s), None) => format!("HTTP {s} ({})", self.class),
-            (None, _) => self.class.clone(),
+            (None, Some(b)) => format!("{}: {b}", self.class),
+            (None, None) => self.class.clone(),
         }
     }
 }
@@ -820,6 +821,9 @@ impl RunResult {
     /// Check every number a verdict could rest on: `Err((field, why))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let mut v = Validator::default();
+        if !matches!(self.status.as_str(), "complete" | "partial" | "aborted") {
+            v.fail("status", "must be `complete`, `partial` or `aborted`");
+        }
         v.hash(
             "provenance.scenario.sha256",
             &self.provenance.scenario.sha256,
