@@ -170,6 +170,9 @@ pub struct PolicyArgs {
     /// Smallest significant change that warns.
     #[arg(long, value_name = "FRACTION")]
     pub warn_margin: Option<f64>,
+    /// Margin in duet mode (default 0.05: interleaved slots cancel drift).
+    #[arg(long, value_name = "FRACTION")]
+    pub duet_margin: Option<f64>,
     /// Family-wise false-alarm level across gated metrics (Holm).
     #[arg(long, value_name = "P")]
     pub alpha: Option<f64>,

@@ -314,6 +314,7 @@ pub fn policy_overrides(
         metrics: (!a.metrics.is_empty()).then(|| a.metrics.clone()),
         margin: a.margin,
         warn_margin: a.warn_margin,
+        duet_margin: a.duet_margin,
         alpha: a.alpha,
         max_error_rate: a.max_error_rate,
         margins: None,

@@ -101,10 +101,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<UserToken>, UserError> {
         let looks_separated = rows
             .iter()
             .any(|(_, r)| r[0].contains(';') || r[0].contains('\t'));
-        if looks_separated || first_lower[0].contains("token") {
+        if looks_separated {
             return Err(invalid(
                 Some(rows[0].0),
-                "this looks like a `;`- or tab-separated file or a misspelt header; the tokens file is comma-separated",
+                "this looks like a `;`- or tab-separated file; the tokens file is comma-separated",
             ));
         }
         (0, None, 0)

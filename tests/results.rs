@@ -450,7 +450,8 @@ fn a_run_that_measured_nothing_is_not_a_pass() {
 fn corrupt_files_are_refused_naming_the_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let current = format!("{}/tests/fixtures/current.json", env!("CARGO_MANIFEST_DIR"));
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str, &str)> = vec![
         (
             "baseline.json",
             Box::new(|b| b["runs"][0]["metrics"]["all"]["ttft_p50"] = (-5.0).into()),

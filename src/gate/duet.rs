@@ -119,6 +119,7 @@ impl DuetResult {
 
 /// Judge a duet.
 pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
+    let policy = &policy.for_duet();
     let judge = Judge { policy };
     let cand = super::metrics::extract(&d.candidate);
     let refr = super::metrics::extract(&d.reference);

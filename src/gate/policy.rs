@@ -21,6 +21,10 @@ pub struct PolicyFile {
     /// Smallest significant change that warns.
     #[serde(default)]
     pub warn_margin: Option<f64>,
+    /// The margin in duet mode (default 0.05): interleaved slots cancel the
+    /// drift that makes a committed baseline need 10%.
+    #[serde(default)]
+    pub duet_margin: Option<f64>,
     /// Family-wise false-alarm level (Holm across gated metrics).
     #[serde(default)]
     pub alpha: Option<f64>,
@@ -45,6 +49,9 @@ pub struct Policy {
     pub margin: f64,
     /// Warn margin.
     pub warn_margin: f64,
+    /// Margin in duet mode.
+    #[serde(default = "default_duet_margin")]
+    pub duet_margin: f64,
     /// Family-wise α.
     pub alpha: f64,
     /// Error-rate bound.
@@ -63,6 +70,7 @@ impl Default for Policy {
                 .to_vec(),
             margin: 0.10,
             warn_margin: 0.05,
+            duet_margin: default_duet_margin(),
             alpha: 0.01,
             max_error_rate: 0.01,
             margins: BTreeMap::new(),
@@ -71,7 +79,21 @@ impl Default for Policy {
     }
 }
 
+fn default_duet_margin() -> f64 {
+    0.05
+}
+
 impl Policy {
+    /// The policy a duet is judged by: `duet_margin` in place of `margin`
+    /// (per-metric margins still win), and warnings from half of it.
+    pub fn for_duet(&self) -> Policy {
+        Policy {
+            margin: self.duet_margin,
+            warn_margin: self.warn_margin.min(self.duet_margin / 2.0),
+            ..self.clone()
+        }
+    }
+
     /// Defaults overlaid with a file's settings; `Err` names the bad key.
     pub fn from_file(f: &PolicyFile) -> Result<Self, String> {
         let mut p = Policy::default();
@@ -89,6 +111,9 @@ impl Policy {
         }
         if let Some(v) = f.warn_margin {
             self.warn_margin = v;
+        }
+        if let Some(v) = f.duet_margin {
+            self.duet_margin = v;
         }
         if let Some(v) = f.alpha {
             self.alpha = v;
@@ -139,6 +164,7 @@ impl Policy {
         };
         frac("margin", self.margin)?;
         frac("warn_margin", self.warn_margin)?;
+        frac("duet_margin", self.duet_margin)?;
         for (k, v) in &self.margins {
             frac(&format!("margins.{k}"), *v)?;
         }
