@@ -184,6 +184,17 @@ pub struct PolicyArgs {
     pub slo: Vec<String>,
 }
 
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// GitHub-flavoured Markdown.
+    Markdown,
+    /// Plain text.
+    Text,
+    /// The report's data as JSON.
+    Json,
+}
+
 /// `flora-gate compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -217,7 +228,7 @@ pub struct ReportArgs {
     pub verdict: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value = "markdown")]
-    pub format: crate::render::report::Format,
+    pub format: FormatArg,
     /// Directory whose `report.md.j2` / `report.txt.j2` replace the embedded templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -316,7 +327,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub requests_out: Option<PathBuf>,
     /// Longest wait for in-flight requests after sending stops, e.g. `60s`.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    #[arg(long, value_name = "DURATION", default_value = crate::config::DEFAULT_DRAIN)]
     pub drain: String,
     /// No progress line on stderr (it is only drawn on a terminal anyway).
     #[arg(long)]

@@ -1,11 +1,22 @@
 //! From arguments to validated settings: every bad flag or file becomes a
-//! [`UserError`] here, before anything runs.
+//! [`UserError`] here, before anything runs. With `cli.rs` this is the
+//! command-line layer: the only code that knows clap's structs or names a
+//! flag in a validation error.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{MockBehaviour, RunArgs};
+use crate::cli::{
+    BaselineCommand, Cli, Command, CommentArgs, CompareArgs, DemoArgs, FormatArg, GateArgs,
+    MockArgs, MockBehaviour, ProposeArgs, RefreshArgs, ReportArgs, RunArgs,
+};
+use crate::commands::{
+    CommentMode, CommentSettings, CompareSettings, DemoSettings, GateSettings, JudgeSettings,
+    MockSettings, ProposeSettings, RefreshSettings, RefreshSource, ReportSettings, RunSettings,
+    Settings, Sticky,
+};
 use crate::engine::Plan;
 use crate::error::UserError;
 use crate::mock::{FaultRates, MockConfig};
@@ -13,6 +24,9 @@ use crate::scenario::{parse_duration, AuthKind, Scenario};
 use crate::tokens;
 
 pub use crate::scenario::caps::{MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY};
+
+/// `--drain` when not given (also the value refresh runs use).
+pub const DEFAULT_DRAIN: &str = "60s";
 
 fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
     parse_duration(s).map_err(|m| UserError::flag(flag, m))
@@ -291,7 +305,7 @@ pub fn mock_config(
 /// Command-line policy flags as a policy layer.
 pub fn policy_overrides(
     a: &crate::cli::PolicyArgs,
-) -> Result<crate::gate::policy::PolicyFile, UserError> {
+) -> Result<crate::policy::PolicyFile, UserError> {
     let mut slo = std::collections::BTreeMap::new();
     for s in &a.slo {
         let (k, v) = s
@@ -310,7 +324,7 @@ pub fn policy_overrides(
             })?;
         slo.insert(k, v);
     }
-    Ok(crate::gate::policy::PolicyFile {
+    Ok(crate::policy::PolicyFile {
         metrics: (!a.metrics.is_empty()).then(|| a.metrics.clone()),
         margin: a.margin,
         warn_margin: a.warn_margin,
@@ -319,5 +333,231 @@ pub fn policy_overrides(
         max_error_rate: a.max_error_rate,
         margins: None,
         slo: (!slo.is_empty()).then_some(slo),
+    })
+}
+
+/// Every command line into the settings of its command.
+pub fn settings(cli: Cli) -> Result<Settings, UserError> {
+    Ok(match cli.command {
+        Command::Demo(a) => Settings::Demo(demo(&a)?),
+        Command::Mock(a) => Settings::Mock(mock(&a)?),
+        Command::Run(a) => Settings::Run(run(&a)?),
+        Command::Compare(a) => Settings::Compare(compare(&a)?),
+        Command::Report(a) => Settings::Report(report(&a)?),
+        Command::Baseline(BaselineCommand::Refresh(a)) => Settings::Refresh(refresh(&a)?),
+        Command::Baseline(BaselineCommand::Propose(a)) => Settings::Propose(propose(a)),
+        Command::Gate(a) => Settings::Gate(Box::new(gate(&a)?)),
+        Command::Comment(a) => Settings::Comment(comment(a)),
+    })
+}
+
+/// `run`: a plan and where its files go.
+pub fn run(a: &RunArgs) -> Result<RunSettings, UserError> {
+    Ok(RunSettings {
+        plan: run_plan(a)?,
+        out: a.out.clone(),
+        requests_out: a.requests_out.clone(),
+    })
+}
+
+fn judge(
+    baseline: Option<&std::path::Path>,
+    policy: &crate::cli::PolicyArgs,
+    force: bool,
+) -> Result<JudgeSettings, UserError> {
+    let overrides = policy_overrides(policy)?;
+    // Checked against the defaults now, so a bad value is a flag error
+    // before any file is read.
+    crate::policy::Policy::default()
+        .apply(&overrides)
+        .map_err(|m| UserError::flag("--metric/--margin/--alpha", m))?;
+    Ok(JudgeSettings {
+        baseline: baseline.map(std::path::Path::to_path_buf),
+        overrides,
+        force,
+    })
+}
+
+fn compare(a: &CompareArgs) -> Result<CompareSettings, UserError> {
+    if let Some(p) = &a.out {
+        crate::error::check_outputs(&[("--out", p.as_path())])?;
+    }
+    Ok(CompareSettings {
+        current: a.current.clone(),
+        judge: judge(a.baseline.as_deref(), &a.policy, a.force)?,
+        out: a.out.clone(),
+    })
+}
+
+fn report(a: &ReportArgs) -> Result<ReportSettings, UserError> {
+    if let Some(p) = &a.out {
+        crate::error::check_outputs(&[("--out", p.as_path())])?;
+    }
+    Ok(ReportSettings {
+        current: a.current.clone(),
+        verdict: a.verdict.clone(),
+        judge: JudgeSettings {
+            baseline: a.baseline.clone(),
+            overrides: crate::policy::PolicyFile::default(),
+            force: a.force,
+        },
+        format: match a.format {
+            FormatArg::Markdown => crate::render::report::Format::Markdown,
+            FormatArg::Text => crate::render::report::Format::Text,
+            FormatArg::Json => crate::render::report::Format::Json,
+        },
+        templates: a.templates.clone(),
+        out: a.out.clone(),
+    })
+}
+
+fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
+    if a.runs == 0 || a.runs > 100 {
+        return Err(UserError::flag("--runs", "must be between 1 and 100"));
+    }
+    let source = if !a.from.is_empty() {
+        RefreshSource::Files(a.from.clone())
+    } else if a.mock {
+        RefreshSource::Mock {
+            duration: match &a.duration {
+                Some(d) => duration_flag("--duration", d)?,
+                None => crate::commands::DURATION,
+            },
+            warmup: a
+                .warmup
+                .as_deref()
+                .map(|w| duration_flag("--warmup", w))
+                .transpose()?,
+            concurrency: a.concurrency.unwrap_or(crate::commands::CONCURRENCY),
+        }
+    } else {
+        let scenario = a.scenario.clone().ok_or_else(|| {
+            UserError::flag(
+                "--scenario",
+                "give a scenario to run, result files to combine, or `--mock`",
+            )
+        })?;
+        RefreshSource::Plan(Box::new(run_plan(&RunArgs {
+            scenario,
+            target: a.target.clone(),
+            tokens: a.tokens.clone(),
+            concurrency: a.concurrency,
+            duration: a.duration.clone(),
+            requests: None,
+            warmup: a.warmup.clone(),
+            seed: None,
+            vars: a.vars.clone(),
+            out: a.out.clone(),
+            requests_out: None,
+            drain: DEFAULT_DRAIN.into(),
+            no_progress: false,
+            baseline_target: None,
+            ca_cert: None,
+        })?))
+    };
+    Ok(RefreshSettings {
+        source,
+        runs: a.runs,
+        out: a.out.clone(),
+        append: a.append,
+        keep: a.keep as usize,
+        accept_bad_runs: a.accept_bad_runs,
+    })
+}
+
+fn propose(a: ProposeArgs) -> ProposeSettings {
+    ProposeSettings {
+        baseline: a.baseline,
+        branch: a.branch,
+        base: a.base,
+        repo: a.repo,
+        title: a.title,
+    }
+}
+
+fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
+    if a.baseline.is_none() && a.run.baseline_target.is_none() {
+        return Err(UserError::flag(
+            "--baseline",
+            "the gate needs a baseline file or `--baseline-target`",
+        ));
+    }
+    let run = run(&a.run)?;
+    let mut outputs = vec![
+        ("--out", a.run.out.as_path()),
+        ("--verdict-out", a.verdict_out.as_path()),
+        ("--report-out", a.report_out.as_path()),
+    ];
+    if let Some(p) = &a.run.requests_out {
+        outputs.push(("--requests-out", p.as_path()));
+    }
+    crate::error::check_outputs(&outputs)?;
+    Ok(GateSettings {
+        run,
+        judge: judge(a.baseline.as_deref(), &a.policy, a.force)?,
+        verdict_out: a.verdict_out.clone(),
+        report_out: a.report_out.clone(),
+        comment: match a.comment {
+            crate::cli::CommentMode::Auto => CommentMode::Auto,
+            crate::cli::CommentMode::Always => CommentMode::Always,
+            crate::cli::CommentMode::Never => CommentMode::Never,
+        },
+        sticky: Sticky {
+            id: a.comment_id.clone(),
+            author: a.comment_author.clone(),
+        },
+        fail_on_regression: a.fail_on_regression,
+        confirm: a.confirm,
+    })
+}
+
+fn comment(a: CommentArgs) -> CommentSettings {
+    CommentSettings {
+        body: a.body,
+        sticky: Sticky {
+            id: a.id,
+            author: a.author,
+        },
+        pr: a.pr,
+        repo: a.repo,
+    }
+}
+
+fn mock(a: &MockArgs) -> Result<MockSettings, UserError> {
+    let ip: std::net::IpAddr = a
+        .host
+        .parse()
+        .map_err(|_| UserError::flag("--host", format!("`{}` is not an IP address", a.host)))?;
+    Ok(MockSettings {
+        config: mock_config(&a.behaviour, a.tokens.as_deref())?,
+        addr: SocketAddr::new(ip, a.port),
+    })
+}
+
+fn demo(a: &DemoArgs) -> Result<DemoSettings, UserError> {
+    let duration = duration_flag("--duration", &a.duration)?;
+    if duration < Duration::from_secs(2) {
+        return Err(UserError::flag("--duration", "the demo needs at least 2s"));
+    }
+    if a.concurrency == 0 || a.concurrency > 256 {
+        return Err(UserError::flag(
+            "--concurrency",
+            "the demo takes 1 to 256 users",
+        ));
+    }
+    if !(a.slowdown.is_finite() && a.slowdown > 0.0) {
+        return Err(UserError::flag(
+            "--slowdown",
+            "must be a positive factor, like 1.3",
+        ));
+    }
+    if let Some(p) = &a.out {
+        crate::error::check_outputs(&[("--out", p.as_path())])?;
+    }
+    Ok(DemoSettings {
+        duration,
+        concurrency: a.concurrency,
+        slowdown: a.slowdown,
+        out: a.out.clone(),
     })
 }

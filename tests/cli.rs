@@ -434,8 +434,8 @@ fn demo_fails_on_a_planted_slowdown() {
 
 #[test]
 fn committed_baseline_matches_the_bundled_scenario() {
-    let b = flora_gate::baseline::Baseline::parse(
-        flora_gate::demo::BASELINE,
+    let b = flora_gate::result::baseline::Baseline::parse(
+        flora_gate::commands::BASELINE,
         Path::new("baselines/novel-mock.json"),
     )
     .expect("committed baseline parses");
@@ -444,6 +444,6 @@ fn committed_baseline_matches_the_bundled_scenario() {
         b.provenance.scenario.sha256, sc.sha256,
         "scenarios/novel.toml changed: refresh with `flora-gate baseline refresh --mock --runs 5 --out baselines/novel-mock.json`"
     );
-    assert_eq!(b.provenance.concurrency, flora_gate::demo::CONCURRENCY);
+    assert_eq!(b.provenance.concurrency, flora_gate::commands::CONCURRENCY);
     assert!(b.runs.len() >= 5);
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{chat_scenario, start_mock};
-use flora_gate::engine::{duet::run_duet, Plan};
+use flora_gate::engine::Plan;
 use flora_gate::gate::{duet::compare_duet, Status};
 use flora_gate::mock::MockConfig;
+use flora_gate::result::{measure, Current};
 use tokio_util::sync::CancellationToken;
 
 fn cfg(slowdown: f64) -> MockConfig {
@@ -19,6 +20,23 @@ fn cfg(slowdown: f64) -> MockConfig {
         jitter: Duration::from_millis(2),
         slowdown,
         ..MockConfig::default()
+    }
+}
+
+/// A duet through the one pipeline, as every command runs it.
+async fn duet_of(
+    mut plan: Plan,
+    reference: String,
+    pairs: u32,
+) -> Result<flora_gate::result::duet::DuetResult, flora_gate::UserError> {
+    plan.reference = Some(reference);
+    plan.load.blocks = pairs;
+    match measure(&plan, CancellationToken::new(), CancellationToken::new())
+        .await?
+        .current
+    {
+        Current::Duet(d) => Ok(*d),
+        Current::Single(_) => panic!("a plan with a reference measures a duet"),
     }
 }
 
@@ -42,7 +60,7 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
     }
 }
 
-async fn duet(candidate_slowdown: f64) -> flora_gate::gate::duet::DuetResult {
+async fn duet(candidate_slowdown: f64) -> flora_gate::result::duet::DuetResult {
     let reference = start_mock(cfg(1.0)).await;
     let candidate = start_mock(cfg(candidate_slowdown)).await;
     let sc = chat_scenario("");
@@ -62,18 +80,10 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::gate::duet::DuetResult {
         notes: vec![],
         ca_cert: None,
     };
-    let d = run_duet(
-        plan,
-        reference.url(),
-        6,
-        CancellationToken::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("duet runs");
+    let d = duet_of(plan, reference.url(), 6).await.expect("duet runs");
     reference.stop().await;
     candidate.stop().await;
-    d.result
+    d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,16 +123,9 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
 async fn each_side_rate_is_over_its_own_slots() {
     let server = start_mock(cfg(1.0)).await;
     let (single, _) = common::run_plan(plan(server.url(), 4, 6)).await;
-    let d = run_duet(
-        plan(server.url(), 4, 12),
-        server.url(),
-        6,
-        CancellationToken::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("duet runs")
-    .result;
+    let d = duet_of(plan(server.url(), 4, 12), server.url(), 6)
+        .await
+        .expect("duet runs");
     server.stop().await;
     let one = single.totals.output_tokens_per_s;
     for side in [&d.reference, &d.candidate] {
@@ -145,16 +148,9 @@ async fn a_reference_that_dies_mid_run_still_gives_a_result() {
         tokio::time::sleep(Duration::from_secs(4)).await;
         reference.stop().await;
     });
-    let d = run_duet(
-        plan(candidate.url(), 4, 12),
-        url,
-        6,
-        CancellationToken::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("the duet goes on")
-    .result;
+    let d = duet_of(plan(candidate.url(), 4, 12), url, 6)
+        .await
+        .expect("the duet goes on");
     killer.await.expect("stopped");
     candidate.stop().await;
     assert_eq!(d.slots.len(), 12, "every slot ran");
@@ -180,16 +176,9 @@ async fn slots_too_short_for_requests_are_lengthened() {
     };
     let reference = start_mock(slow.clone()).await;
     let candidate = start_mock(slow).await;
-    let d = run_duet(
-        plan(candidate.url(), 2, 48),
-        reference.url(),
-        12,
-        CancellationToken::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("duet runs")
-    .result;
+    let d = duet_of(plan(candidate.url(), 2, 48), reference.url(), 12)
+        .await
+        .expect("duet runs");
     reference.stop().await;
     candidate.stop().await;
     let pairs = d.slots.iter().map(|s| s.pair).max().map_or(0, |p| p + 1);

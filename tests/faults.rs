@@ -205,7 +205,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
     };
     let r = flora_gate::result::build(&meta, &out);
     assert_eq!(r.status, "aborted");
-    let base = flora_gate::baseline::Baseline::read(std::path::Path::new(concat!(
+    let base = flora_gate::result::baseline::Baseline::read(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/baseline.json"
     )))

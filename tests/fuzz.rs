@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use flora_gate::engine::chunk::StreamSpec;
-use flora_gate::engine::sse::SseParser;
+use flora_gate::stream::chunk::StreamSpec;
+use flora_gate::stream::sse::SseParser;
 use proptest::prelude::*;
 
 fn parse_all(pieces: &[Vec<u8>]) -> Vec<Vec<u8>> {
@@ -90,20 +90,20 @@ proptest! {
 
     #[test]
     fn baseline_result_and_tokens_readers_never_panic(pos in any::<usize>(), len in 0usize..40, insert in "\\PC{0,10}") {
-        let base = flora_gate::demo::BASELINE;
+        let base = flora_gate::commands::BASELINE;
         let mut chars: Vec<char> = base.chars().take(4000).collect();
         let at = pos % chars.len();
         let end = (at + len).min(chars.len());
         chars.splice(at..end, insert.chars());
         let text: String = chars.into_iter().collect();
-        let _ = flora_gate::baseline::Baseline::parse(&text, Path::new("b.json"));
+        let _ = flora_gate::result::baseline::Baseline::parse(&text, Path::new("b.json"));
         let _ = flora_gate::result::RunResult::parse(&text, Path::new("r.json"));
         let _ = flora_gate::tokens::parse(&insert, Path::new("t.csv"));
     }
 
     #[test]
     fn whole_baseline_with_one_value_changed_never_panics(pos in any::<usize>(), replacement in prop::sample::select(vec!["null", "-1", "1e308", "\"x\"", "[]", "{}", "true"])) {
-        let base = flora_gate::demo::BASELINE;
+        let base = flora_gate::commands::BASELINE;
         // Replace one number in the file.
         let numbers: Vec<(usize, usize)> = base
             .char_indices()
@@ -118,7 +118,7 @@ proptest! {
             });
         let (a, b) = numbers[pos % numbers.len()];
         let text = format!("{}{}{}", &base[..a], replacement, &base[b..]);
-        if let Ok(b) = flora_gate::baseline::Baseline::parse(&text, Path::new("b.json")) {
+        if let Ok(b) = flora_gate::result::baseline::Baseline::parse(&text, Path::new("b.json")) {
             // A parsed baseline must be usable by the gate without panicking.
             let (_, current) = (0, flora_gate::result::RunResult::parse(
                 &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/current.json")).expect("fixture"),

@@ -8,9 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{chat_scenario, run, start_mock, Load};
-use flora_gate::baseline::Baseline;
 use flora_gate::gate::{self, Status};
 use flora_gate::mock::MockConfig;
+use flora_gate::result::baseline::Baseline;
 use flora_gate::result::RunResult;
 
 fn cfg(slowdown: f64) -> MockConfig {

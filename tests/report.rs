@@ -5,9 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use flora_gate::baseline::Baseline;
 use flora_gate::gate;
 use flora_gate::render::report::{self, Format, Templates, MAX_MARKDOWN_CHARS};
+use flora_gate::result::baseline::Baseline;
 use flora_gate::result::RunResult;
 
 fn fixtures() -> (Baseline, RunResult) {

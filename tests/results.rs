@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use common::{run, run_plan, spawn_mock, start_mock, Load, BIN};
-use flora_gate::baseline::Baseline;
 use flora_gate::gate::{self, Status};
 use flora_gate::mock::MockConfig;
+use flora_gate::result::baseline::Baseline;
 use flora_gate::result::RunResult;
 
 fn flora(args: &[&str]) -> Output {
@@ -207,7 +207,7 @@ fn the_printed_bound_is_the_one_the_verdict_used() {
                 let all = &mut run["metrics"]["all"];
                 let wiggle = 1.0 + spread * (i as f64 - 1.0);
                 for m in ["ttft_p50", "ttft_p90", "tpot_p50"] {
-                    let cur = gate::metrics::extract(&current)["all"][m];
+                    let cur = flora_gate::result::values::extract(&current)["all"][m];
                     all[m] = (cur / factor * wiggle).into();
                 }
             }
@@ -221,7 +221,8 @@ fn the_printed_bound_is_the_one_the_verdict_used() {
                 let (Some(cur), Some(bound)) = (c.current, c.bound) else {
                     continue;
                 };
-                let hw = gate::metrics::metric_def(&c.metric).is_none_or(|d| d.higher_is_worse);
+                let hw = flora_gate::policy::metrics::metric_def(&c.metric)
+                    .is_none_or(|d| d.higher_is_worse);
                 let outside = if hw { cur > bound } else { cur < bound };
                 let says_outside = c.note.contains("outside run-to-run noise");
                 let says_within = c.note.contains("within run-to-run noise");

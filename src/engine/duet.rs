@@ -9,11 +9,42 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Plan, Recorder, RunOutput, RunStatus};
 use crate::error::UserError;
-use crate::gate::duet::{DuetResult, Side, Slot};
-use crate::gate::metrics::{self, ALL};
-use crate::result::{self, RunMeta};
+
+/// Which deployment a slot measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// `--baseline-target`.
+    Reference,
+    /// `--target`.
+    Candidate,
+}
+
+/// One time slot of the duet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Slot {
+    /// Order in time.
+    pub index: u32,
+    /// Pair number: each pair holds one slot of each side, in random order.
+    pub pair: u32,
+    /// The side measured.
+    pub side: Side,
+    /// Offset from the duet start, ms.
+    pub start_ms: f64,
+    /// Offset from the duet start, ms.
+    pub end_ms: f64,
+    /// Pooled metrics of the slot (`null` when +∞ or not measured).
+    pub metrics: std::collections::BTreeMap<String, Option<f64>>,
+}
+
+/// Summarises one slot's output into the metrics the paired test uses; the
+/// caller (above the engine) knows how results are summarised.
+pub type SlotSummary<'a> =
+    &'a (dyn Fn(&Plan, &RunOutput) -> std::collections::BTreeMap<String, Option<f64>> + Sync);
 
 struct SideRuns {
     outputs: Vec<(Duration, RunOutput)>,
@@ -84,15 +115,18 @@ fn requests_per_user(out: &RunOutput, users: u32) -> f64 {
     n as f64 / f64::from(users.max(1))
 }
 
-/// A duet and every request it sent, by side.
+/// What a duet measured: each side's slots merged on the duet's clock, and
+/// every slot's summary.
 #[derive(Debug)]
-pub struct DuetRun {
-    /// The result file.
-    pub result: DuetResult,
-    /// Requests sent to the reference, on the duet's clock.
-    pub reference: Vec<super::Sample>,
-    /// Requests sent to the candidate, on the duet's clock.
-    pub candidate: Vec<super::Sample>,
+pub struct DuetOutput {
+    /// The reference deployment's slots, merged.
+    pub reference: RunOutput,
+    /// The candidate deployment's slots, merged.
+    pub candidate: RunOutput,
+    /// Every slot in time order.
+    pub slots: Vec<Slot>,
+    /// How the duet ran (lengthened or thin slots).
+    pub notes: Vec<String>,
 }
 
 /// Run a duet: `plan.target` is the candidate, `reference` the baseline
@@ -110,7 +144,8 @@ pub async fn run_duet(
     pairs: u32,
     signals: CancellationToken,
     kill: CancellationToken,
-) -> Result<DuetRun, UserError> {
+    summarize: SlotSummary<'_>,
+) -> Result<DuetOutput, UserError> {
     let total = plan.load.duration.ok_or_else(|| {
         UserError::flag(
             "--baseline-target",
@@ -178,22 +213,14 @@ pub async fn run_duet(
             );
             let out = super::run_checked(p.clone(), signals.clone(), kill.clone()).await?;
             per_user = per_user.min(requests_per_user(&out, p.load.concurrency));
-            let meta = RunMeta {
-                scenario: &p.scenario,
-                target: &p.target,
-                load: &p.load,
-            };
-            let slot_result = result::build(&meta, &out);
-            let vals = metrics::extract(&slot_result)
-                .remove(ALL)
-                .unwrap_or_default();
+            let metrics = summarize(&p, &out);
             slots.push(Slot {
                 index,
                 pair,
                 side,
                 start_ms: start.as_secs_f64() * 1000.0,
                 end_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                metrics: DuetResult::slot_metrics(&vals),
+                metrics,
             });
             index += 1;
             // A signal stops the duet; a side that failed (its breaker
@@ -232,30 +259,10 @@ pub async fn run_duet(
             hint: None,
         });
     };
-    let mut load = plan.load.clone();
-    load.blocks = load.blocks.max(6);
-    let build = |target: &str, out: &RunOutput| {
-        result::build(
-            &RunMeta {
-                scenario: &plan.scenario,
-                target,
-                load: &load,
-            },
-            out,
-        )
-    };
-    let result = DuetResult {
-        schema_version: crate::gate::duet::SCHEMA_VERSION,
-        kind: crate::gate::duet::KIND.into(),
-        seed: plan.load.seed,
-        candidate: build(&plan.target, &c),
-        reference: build(&reference, &r),
+    Ok(DuetOutput {
+        reference: r,
+        candidate: c,
         slots,
         notes,
-    };
-    Ok(DuetRun {
-        result,
-        reference: r.recorder.samples,
-        candidate: c.recorder.samples,
     })
 }

@@ -7,12 +7,10 @@
 //! Ctrl-C) ends the starting of new requests and lets in-flight ones finish;
 //! `hard_stop` (grace over, second Ctrl-C) abandons them.
 
-pub mod chunk;
 pub mod duet;
 pub mod request;
 pub mod sample;
 pub mod selfcheck;
-pub mod sse;
 mod vu;
 
 use std::io::{IsTerminal, Write};

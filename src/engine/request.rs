@@ -7,12 +7,8 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use tokio::time::{timeout_at, Instant};
 
 use super::sample::{ErrorClass, TimeoutPhase};
-use super::sse::SseParser;
 use crate::scenario::{ResponseKind, Step, Timeouts};
-
-/// Largest response body read (a stream or a JSON document); more is a
-/// protocol error, so an endless response cannot exhaust memory.
-pub const MAX_BODY: usize = 64 << 20;
+use crate::stream::sse::SseParser;
 
 /// What came back from one request.
 #[derive(Debug, Default)]

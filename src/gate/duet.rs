@@ -1,128 +1,17 @@
 //! Duet mode: reference and candidate measured in the same job, in time
 //! slots interleaved at random, judged by a paired test on log ratios.
 
-use serde::{Deserialize, Serialize};
-
-use super::metrics::{metric_def, Values, ALL};
-use super::policy::Policy;
 use super::{finish, math, Check, CheckKind, Judge, Status, Verdict};
-use crate::error::UserError;
-use crate::result::RunResult;
-
-/// Version of the duet format.
-pub const SCHEMA_VERSION: u32 = 1;
-/// The `kind` field of a duet result.
-pub const KIND: &str = "flora-gate/duet";
-
-/// Which deployment a slot measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// `--baseline-target`.
-    Reference,
-    /// `--target`.
-    Candidate,
-}
-
-/// One time slot of the duet.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Slot {
-    /// Order in time.
-    pub index: u32,
-    /// Pair number: each pair holds one slot of each side, in random order.
-    pub pair: u32,
-    /// The side measured.
-    pub side: Side,
-    /// Offset from the duet start, ms.
-    pub start_ms: f64,
-    /// Offset from the duet start, ms.
-    pub end_ms: f64,
-    /// Pooled metrics of the slot (`null` when +∞ or not measured).
-    pub metrics: std::collections::BTreeMap<String, Option<f64>>,
-}
-
-/// A duet run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DuetResult {
-    /// [`SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// [`KIND`].
-    pub kind: String,
-    /// Seed of the slot order.
-    pub seed: u64,
-    /// The reference deployment's merged result.
-    pub reference: RunResult,
-    /// The candidate deployment's merged result.
-    pub candidate: RunResult,
-    /// Every slot in time order.
-    pub slots: Vec<Slot>,
-    /// What the reader should know about how the duet ran (lengthened or
-    /// thin slots).
-    #[serde(default)]
-    pub notes: Vec<String>,
-}
-
-impl DuetResult {
-    /// Slot metrics from a slot's pooled values.
-    pub fn slot_metrics(v: &Values) -> std::collections::BTreeMap<String, Option<f64>> {
-        v.iter()
-            .map(|(k, x)| (k.clone(), Some(*x).filter(|x| x.is_finite())))
-            .collect()
-    }
-
-    /// ln(candidate / reference) of one metric, per pair.
-    pub fn log_ratios(&self, metric: &str) -> Vec<f64> {
-        let mut pairs: std::collections::BTreeMap<u32, (Option<f64>, Option<f64>)> =
-            Default::default();
-        for s in &self.slots {
-            let v = s.metrics.get(metric).copied().flatten();
-            let e = pairs.entry(s.pair).or_default();
-            match s.side {
-                Side::Reference => e.0 = v,
-                Side::Candidate => e.1 = v,
-            }
-        }
-        pairs
-            .values()
-            .filter_map(|p| match p {
-                (Some(r), Some(c)) if *r > 0.0 && *c > 0.0 => Some((c / r).ln()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Write as pretty JSON, atomically.
-    pub fn write(&self, path: &std::path::Path) -> Result<(), UserError> {
-        crate::jsonfile::write(path, self, "duet result")
-    }
-
-    /// Parse duet JSON; `path` names it in errors.
-    pub fn parse(text: &str, path: &std::path::Path) -> Result<Self, UserError> {
-        let d: Self = crate::jsonfile::parse(
-            text,
-            path,
-            &crate::jsonfile::FileType {
-                what: "duet result",
-                kind: KIND,
-                version: SCHEMA_VERSION,
-                stale_hint: "run the duet again with this version",
-            },
-        )?;
-        for (side, r) in [("reference", &d.reference), ("candidate", &d.candidate)] {
-            r.validate().map_err(|(field, msg)| {
-                UserError::invalid("duet result", path, Some(format!("`{side}.{field}`")), msg)
-            })?;
-        }
-        Ok(d)
-    }
-}
+use crate::policy::metrics::{metric_def, Values, ALL};
+use crate::policy::Policy;
+use crate::result::duet::DuetResult;
 
 /// Judge a duet.
 pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
     let policy = &policy.for_duet();
     let judge = Judge { policy };
-    let cand = super::metrics::extract(&d.candidate);
-    let refr = super::metrics::extract(&d.reference);
+    let cand = crate::result::values::extract(&d.candidate);
+    let refr = crate::result::values::extract(&d.reference);
     let empty = Values::new();
     let (cand_all, ref_all) = (
         cand.get(ALL).unwrap_or(&empty),

@@ -10,8 +10,6 @@
 
 pub mod duet;
 pub mod math;
-pub mod metrics;
-pub mod policy;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,11 +17,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::Baseline;
 use crate::error::UserError;
+use crate::policy::metrics::{metric_def, Values, ALL};
+use crate::policy::Policy;
+use crate::result::baseline::Baseline;
+use crate::result::values as metrics;
 use crate::result::RunResult;
-use metrics::{metric_def, Values, ALL};
-use policy::Policy;
 
 /// Version of the verdict format (2: `ci` is a change, like `change`).
 pub const SCHEMA_VERSION: u32 = 2;

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::UserError;
-use crate::gate::metrics::{self, metric_def, ALL};
 use crate::gate::{Check, Status, Verdict};
+use crate::policy::metrics::{self, metric_def, ALL};
+use crate::result::values;
 use crate::result::RunResult;
 
 /// GitHub's limit for a comment body is 65,536 characters; stay under it.
@@ -24,7 +25,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// GitHub-flavoured Markdown.
     Markdown,
@@ -228,7 +229,7 @@ fn reproduce(r: &RunResult) -> String {
 
 /// Build the context from a result and, when there is one, its verdict.
 pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>) -> ReportContext {
-    let current = metrics::extract(r);
+    let current = values::extract(r);
     let policy = verdict.map_or_else(|| r.gate.clone(), |v| v.policy.clone());
     let step_metrics: Vec<&str> = policy.metrics.iter().map(String::as_str).collect();
     let step_headers: Vec<String> = step_metrics

@@ -4,7 +4,13 @@
 //! `schema/result.schema.json` describes it and a test validates real results
 //! against it. Failed requests are +∞ in every latency distribution.
 
+pub mod baseline;
+pub mod duet;
+pub mod measure;
 pub mod requests;
+pub mod values;
+
+pub use measure::{measure, Current, Measured};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,7 +63,7 @@ pub struct RunResult {
     /// Objectives goodput was counted against.
     pub slo: Slo,
     /// The scenario's gate policy, so `compare` needs only files.
-    pub gate: crate::gate::policy::Policy,
+    pub gate: crate::policy::Policy,
 }
 
 /// A failed request kept as an example of its class.

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::engine::chunk::StreamSpec;
 use crate::error::UserError;
+use crate::stream::chunk::StreamSpec;
 pub use data::DataSet;
 
 /// Bundled scenarios, selectable by name instead of a path.
@@ -56,7 +56,7 @@ struct FileScenario {
     vars: BTreeMap<String, toml::Value>,
     /// Gate policy.
     #[serde(default)]
-    gate: Option<crate::gate::policy::PolicyFile>,
+    gate: Option<crate::policy::PolicyFile>,
     #[serde(default)]
     safety: FileSafety,
     steps: Vec<FileStep>,
@@ -172,7 +172,7 @@ impl Default for Safety {
             abort_window: Duration::from_secs(10),
             abort_min_requests: 10,
             honor_retry_after: true,
-            max_response_bytes: crate::engine::request::MAX_BODY,
+            max_response_bytes: crate::stream::MAX_BODY,
             backoff: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
         }
@@ -482,7 +482,7 @@ pub struct Scenario {
     /// The `--var` overrides as given (recorded for the reproduce command).
     pub var_overrides: BTreeMap<String, String>,
     /// The gate policy (defaults overlaid with the `[gate]` table).
-    pub gate: crate::gate::policy::Policy,
+    pub gate: crate::policy::Policy,
     /// Protections (`[safety]`).
     pub safety: Safety,
     /// The data set.
@@ -633,7 +633,7 @@ impl Scenario {
             vars.insert(k.clone(), j);
         }
 
-        let gate = crate::gate::policy::Policy::from_file(&file.gate.clone().unwrap_or_default())
+        let gate = crate::policy::Policy::from_file(&file.gate.clone().unwrap_or_default())
             .map_err(|m| invalid(Some("table `[gate]`".into()), m))?;
 
         let fs = &file.safety;

@@ -4,20 +4,20 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::baseline::Baseline;
-use crate::cli::DemoArgs;
-use crate::engine::{self, Plan, RunStatus};
+use super::{DemoSettings, Outcome};
+use crate::engine::{self, Plan};
 use crate::error::UserError;
-use crate::gate::{self, Status};
+use crate::gate;
 use crate::mock::{self, MockConfig};
 use crate::render::report;
+use crate::result::baseline::Baseline;
 use crate::result::{self, RunResult};
-use crate::scenario::{parse_duration, Scenario};
-use crate::{tokens, Outcome};
+use crate::scenario::Scenario;
+use crate::tokens;
 
 /// The committed baseline the demo gates against, made with
 /// `flora-gate baseline refresh --mock --runs 5 --out baselines/novel-mock.json`.
-pub const BASELINE: &str = include_str!("../baselines/novel-mock.json");
+pub const BASELINE: &str = include_str!("../../baselines/novel-mock.json");
 /// Users in the demo (and in the committed baseline).
 pub const CONCURRENCY: u32 = 4;
 /// Demo run length.
@@ -73,35 +73,23 @@ pub async fn run_against_mock(
         plan.load.concurrency,
         humantime::format_duration(duration)
     );
-    let (signals, kill) = crate::signal_tokens();
-    let out = engine::run(plan.clone(), signals, kill).await;
+    let (signals, kill) = super::signal_tokens();
+    let measured = result::measure(&plan, signals, kill).await;
     server.stop().await;
-    let out = out?;
-    let meta = result::RunMeta {
-        scenario: &plan.scenario,
-        target: &plan.target,
-        load: &plan.load,
-    };
-    let res = result::build(&meta, &out);
-    if let RunStatus::Partial(reason) = &out.status {
-        eprintln!("note: the run is partial: {reason}");
+    let res = measured?.current.shown().clone();
+    if res.status == "partial" {
+        eprintln!(
+            "note: the run is partial: {}",
+            res.status_reason.as_deref().unwrap_or("stopped")
+        );
     }
     Ok(res)
 }
 
 /// Start the mock in this process, run the novel workflow, gate it against
 /// the committed baseline and print the Markdown report.
-pub async fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
-    let duration = parse_duration(&args.duration).map_err(|m| UserError::flag("--duration", m))?;
-    if duration < Duration::from_secs(2) {
-        return Err(UserError::flag("--duration", "the demo needs at least 2s").into());
-    }
-    if args.concurrency == 0 || args.concurrency > 256 {
-        return Err(UserError::flag("--concurrency", "the demo takes 1 to 256 users").into());
-    }
-    if !(args.slowdown.is_finite() && args.slowdown > 0.0) {
-        return Err(UserError::flag("--slowdown", "must be a positive factor, like 1.3").into());
-    }
+pub(super) async fn demo(args: &DemoSettings) -> anyhow::Result<Outcome> {
+    let duration = args.duration;
     let res = run_against_mock(duration, args.concurrency, args.slowdown, None).await?;
     if let Some(p) = &args.out {
         res.write(p)?;
@@ -123,16 +111,12 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<Outcome> {
         // Rates depend on the run's length and load; latencies do not.
         policy
             .metrics
-            .retain(|m| crate::gate::metrics::metric_def(m).is_some_and(|d| d.higher_is_worse));
+            .retain(|m| crate::policy::metrics::metric_def(m).is_some_and(|d| d.higher_is_worse));
         notes.push("throughput is not gated across different run lengths or user counts".into());
     }
     let verdict = gate::compare_baseline(&baseline, &res, &policy, notes);
     let templates = report::Templates::load(None)?;
     let ctx = report::context(&res, Some(&verdict), None);
     crate::output::out(&report::render(report::Format::Markdown, &templates, &ctx)?);
-    Ok(if verdict.verdict == Status::Fail {
-        Outcome::Regression
-    } else {
-        Outcome::Success
-    })
+    Ok(Outcome::of(&verdict))
 }

@@ -7,8 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::UserError;
-use crate::gate::metrics;
-use crate::gate::policy::Policy;
+use crate::policy::Policy;
 use crate::result::{Block, Host, RunResult, ScenarioRef};
 
 /// Version of the baseline format.
@@ -90,7 +89,7 @@ fn git_commit() -> Option<String> {
 impl BaselineRun {
     /// Summarise one result.
     pub fn from_result(r: &RunResult) -> Self {
-        let metrics = metrics::extract(r)
+        let metrics = super::values::extract(r)
             .into_iter()
             .map(|(scope, vals)| {
                 (
@@ -270,7 +269,7 @@ impl Baseline {
                 for (metric, x) in values {
                     let Some(x) = *x else { continue };
                     let field = format!("runs[{i}].metrics.{scope}.{metric}");
-                    match metrics::metric_def(metric) {
+                    match crate::policy::metrics::metric_def(metric) {
                         Some(d) if d.name == "error_rate" => v.fraction(&field, x),
                         Some(d) if d.unit == "ms" => v.latency(&field, x),
                         _ => v.rate(&field, x),

@@ -1,12 +1,15 @@
 //! Gate policy: which metrics gate, by what margin, at what error rate.
-//! Read from the scenario's `[gate]` table, copied into every result, and
-//! overridable on the command line.
+//! Plain data at the foundation: read from the scenario's `[gate]` table,
+//! copied into every result, overridable on the command line, applied by the
+//! gate.
+
+pub mod metrics;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{metric_def, METRICS};
+use metrics::{metric_def, METRICS};
 
 /// The `[gate]` table as written; every key optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

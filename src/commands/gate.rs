@@ -1,0 +1,195 @@
+//! `flora-gate gate`: run + compare + report, and inside GitHub Actions the
+//! job summary, step outputs, annotations and the sticky PR comment. Result,
+//! verdict and report files are written before anything that can fail
+//! afterwards, and nothing after them changes the exit code: that is the
+//! verdict's.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+use super::github::{annotate, bounded, describe, maybe_comment};
+use super::{judge, signal_tokens, GateSettings, Outcome};
+use crate::error::UserError;
+use crate::gate::{Status, Verdict};
+use crate::github::actions::{self, ActionsEnv};
+use crate::render::report;
+use crate::result::{self, Current};
+
+pub(super) async fn gate(args: &GateSettings) -> anyhow::Result<Outcome> {
+    let env = ActionsEnv::from_env();
+    let mut out = std::io::stdout();
+    let plan = &args.run.plan;
+    if env.active {
+        for t in plan.tokens.iter() {
+            actions::mask(&mut out, t.token.expose());
+        }
+        if let Some(t) = &env.token {
+            actions::mask(&mut out, t.expose());
+        }
+        actions::group(
+            &mut out,
+            &format!("flora-gate: load test of {}", plan.scenario.name),
+        );
+    }
+    let _ = out.flush();
+    let (signals, kill) = signal_tokens();
+    let (current, verdict) = measure_and_judge(args, &signals, &kill, &env, &mut out).await?;
+    let markdown = write_reports(args, &current, &verdict)?;
+
+    // From here on nothing changes the exit code.
+    let comment_url = publish(args, &env, &signals, &verdict, &markdown, &mut out).await;
+    if let Some(p) = env.output.as_ref().filter(|_| env.active) {
+        let outputs = [
+            ("verdict", verdict.verdict.to_string()),
+            ("result", args.run.out.display().to_string()),
+            ("verdict-file", args.verdict_out.display().to_string()),
+            ("report", args.report_out.display().to_string()),
+            ("comment-url", comment_url),
+        ];
+        if let Err(e) = actions::set_outputs(p, &outputs) {
+            eprintln!("warning: step outputs not written: {e}");
+        }
+    }
+    let _ = out.flush();
+    Ok(
+        if verdict.verdict == Status::Fail && args.fail_on_regression {
+            Outcome::Regression
+        } else {
+            Outcome::Success
+        },
+    )
+}
+
+/// Measure, write the result, judge; with `confirm`, a failing run is
+/// measured once more and fails only when both agree.
+async fn measure_and_judge(
+    args: &GateSettings,
+    signals: &CancellationToken,
+    kill: &CancellationToken,
+    env: &ActionsEnv,
+    out: &mut impl Write,
+) -> Result<(Current, Verdict), UserError> {
+    let plan = &args.run.plan;
+    let measured = result::measure(plan, signals.clone(), kill.clone()).await?;
+    measured.write(&args.run.out, args.run.requests_out.as_deref(), plan)?;
+    eprintln!("result written to {}", args.run.out.display());
+    if env.active {
+        actions::endgroup(out);
+    }
+    let current = measured.current;
+    if let Some(diagnosis) = current.shown().failure_diagnosis() {
+        crate::output::err_line(&format!("warning: {diagnosis}"));
+    }
+    let verdict = judge(&current, &args.judge)?;
+    let confirmable = matches!(&current, Current::Single(r) if r.status == "complete");
+    if !(args.confirm && verdict.verdict == Status::Fail && confirmable) || signals.is_cancelled() {
+        return Ok((current, verdict));
+    }
+    // One failing run may be a noisy minute. The first run's result is kept
+    // beside the second.
+    let first = sibling(&args.run.out, "unconfirmed");
+    current.shown().write(&first)?;
+    crate::output::err_line(&format!(
+        "the gate failed ({}); running once more to confirm (--confirm); the first result is in {}",
+        verdict.headline,
+        first.display()
+    ));
+    let again = result::measure(plan, signals.clone(), kill.clone()).await?;
+    again.write(&args.run.out, args.run.requests_out.as_deref(), plan)?;
+    let second = again.current;
+    let mut v2 = judge(&second, &args.judge)?;
+    if v2.verdict == Status::Fail {
+        v2.notes.push(format!(
+            "confirmed: the first run failed too ({})",
+            verdict.headline
+        ));
+    } else {
+        v2.notes.push(format!(
+            "not confirmed: the first run failed ({}) but the confirmation run did not; reported as a warning (first result: {})",
+            verdict.headline,
+            first.display()
+        ));
+        v2.verdict = v2.verdict.max(Status::Warn);
+        v2.headline = format!("not confirmed by a second run: {}", verdict.headline);
+    }
+    Ok((second, v2))
+}
+
+/// The verdict and the Markdown report to files, the text report to stdout;
+/// returns the Markdown for the summary and the comment.
+fn write_reports(
+    args: &GateSettings,
+    current: &Current,
+    verdict: &Verdict,
+) -> Result<String, UserError> {
+    verdict.write(&args.verdict_out)?;
+    let templates = report::Templates::load(None)?;
+    let ctx = report::context(current.shown(), Some(verdict), current.reference());
+    let markdown = report::render(report::Format::Markdown, &templates, &ctx)?;
+    crate::error::write_atomic(&args.report_out, markdown.as_bytes())?;
+    eprintln!(
+        "verdict in {}, report in {}",
+        args.verdict_out.display(),
+        args.report_out.display()
+    );
+    crate::output::out(&report::render(report::Format::Text, &templates, &ctx)?);
+    Ok(markdown)
+}
+
+/// Job summary, annotations and the sticky comment; returns the comment's
+/// URL (empty when none). Failures here are warnings only.
+async fn publish(
+    args: &GateSettings,
+    env: &ActionsEnv,
+    signals: &CancellationToken,
+    verdict: &Verdict,
+    markdown: &str,
+    out: &mut impl Write,
+) -> String {
+    if env.active {
+        if let Some(p) = &env.step_summary {
+            if let Err(e) = actions::append_summary(p, markdown) {
+                actions::annotate(
+                    out,
+                    "warning",
+                    "flora-gate",
+                    &format!("job summary not written: {e}"),
+                );
+            }
+        }
+        annotate(out, verdict);
+    }
+    let posting = maybe_comment(env, args.comment, &args.sticky, markdown);
+    match bounded(signals, "the PR comment", posting).await {
+        Ok(Some(c)) => {
+            crate::output::err_line(&format!("PR comment {}: {}", describe(&c), c.url()));
+            c.url().to_string()
+        }
+        Ok(None) => String::new(),
+        Err(e) => {
+            let hint = e
+                .hint()
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default();
+            let msg = format!("the PR comment failed: {e}{hint}; the verdict stands");
+            if env.active {
+                actions::annotate(out, "warning", "flora-gate comment", &msg);
+            }
+            crate::output::err_line(&format!("warning: {msg}"));
+            String::new()
+        }
+    }
+}
+
+/// `dir/result.json` → `dir/result.TAG.json`.
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "result".into(), |s| s.to_string_lossy().into_owned());
+    let ext = path
+        .extension()
+        .map_or_else(String::new, |e| format!(".{}", e.to_string_lossy()));
+    path.with_file_name(format!("{stem}.{tag}{ext}"))
+}

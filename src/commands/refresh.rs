@@ -1,0 +1,110 @@
+//! `flora-gate baseline refresh`: runs (or result files) into a baseline,
+//! refusing runs unfit to judge against, optionally appended to a rolling
+//! window.
+
+use super::{run_against_mock, signal_tokens, Outcome, RefreshSettings, RefreshSource};
+use crate::error::UserError;
+use crate::result::baseline::{unfit, Baseline};
+use crate::result::{self, RunResult};
+
+pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
+    crate::error::check_outputs(&[("--out", args.out.as_path())])?;
+    // With `--append`, the baseline to extend is read (and checked) first.
+    let existing = match (args.append, args.out.exists()) {
+        (true, true) => Some(Baseline::read(&args.out)?),
+        _ => None,
+    };
+    // A run that is not fit to be a baseline stops the refresh at once,
+    // naming it: a baseline of failed runs would pass everything.
+    let admit = |name: &str, r: &RunResult| -> Result<(), UserError> {
+        match unfit(r) {
+            Some(why) if !args.accept_bad_runs => Err(UserError::invalid(
+                "result",
+                name,
+                None,
+                format!("not fit for a baseline: {why}"),
+            )
+            .with_hint(
+                "fix the target and refresh again; `--accept-bad-runs` takes such runs anyway",
+            )),
+            Some(why) => {
+                eprintln!("warning: {name} is taken although {why} (--accept-bad-runs)");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    };
+    let mut results: Vec<(String, RunResult)> = Vec::new();
+    match &args.source {
+        RefreshSource::Files(files) => {
+            for p in files {
+                let name = p.display().to_string();
+                let r = RunResult::read(p)?;
+                admit(&name, &r)?;
+                results.push((name, r));
+            }
+        }
+        RefreshSource::Mock {
+            duration,
+            warmup,
+            concurrency,
+        } => {
+            for i in 0..args.runs {
+                eprintln!("baseline run {}/{}", i + 1, args.runs);
+                let r = run_against_mock(*duration, *concurrency, 1.0, *warmup).await?;
+                let name = format!("run {}", i + 1);
+                admit(&name, &r)?;
+                results.push((name, r));
+            }
+        }
+        RefreshSource::Plan(plan) => {
+            for i in 0..args.runs {
+                eprintln!(
+                    "baseline run {}/{} against {}",
+                    i + 1,
+                    args.runs,
+                    plan.target
+                );
+                let (signals, kill) = signal_tokens();
+                let measured = result::measure(plan, signals, kill).await?;
+                let r = measured.current.shown().clone();
+                if r.status == "partial" {
+                    return Err(UserError::Environment {
+                        message: format!(
+                            "baseline run {} did not finish: {}",
+                            i + 1,
+                            r.status_reason.as_deref().unwrap_or("stopped")
+                        ),
+                        hint: Some("nothing was written; run the refresh again".into()),
+                    }
+                    .into());
+                }
+                let name = format!("run {}", i + 1);
+                admit(&name, &r)?;
+                results.push((name, r));
+            }
+        }
+    }
+    let mut b = Baseline::from_results(&results, args.accept_bad_runs)?;
+    if let Some(old) = existing {
+        let before = old.runs.len();
+        b = old.append(b, args.keep, &args.out)?;
+        eprintln!(
+            "appended {} run(s) to the {before} in {}; keeping the newest {}",
+            results.len(),
+            args.out.display(),
+            b.runs.len()
+        );
+    }
+    b.write(&args.out)?;
+    eprintln!(
+        "baseline of {} run(s) of `{}` written to {}",
+        b.runs.len(),
+        b.provenance.scenario.name,
+        args.out.display()
+    );
+    if b.runs.len() < 5 {
+        eprintln!("note: fewer than 5 runs give a wide prediction interval; the gate will rarely call a change significant");
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,55 @@
+//! `flora-gate run`: one measurement, its files and its summary.
+
+use super::{describe_stop, signal_tokens, Outcome, RunSettings};
+use crate::error::UserError;
+use crate::result::{self, Current};
+use crate::{gate, output, render};
+
+pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
+    let plan = &args.plan;
+    let (signals, kill) = signal_tokens();
+    eprintln!(
+        "running {} against {} with {} users for {}",
+        plan.scenario.label(),
+        plan.target,
+        plan.load.concurrency,
+        describe_stop(&plan.load)
+    );
+    let measured = result::measure(plan, signals, kill).await?;
+    // Files first: a later failure must not lose them.
+    measured.write(&args.out, args.requests_out.as_deref(), plan)?;
+    eprintln!("result written to {}", args.out.display());
+    if let Some(p) = &args.requests_out {
+        eprintln!("requests written to {}", p.display());
+    }
+    let res = measured.current.shown();
+    output::out(&render::text::summary(res));
+    if let Current::Duet(d) = &measured.current {
+        let verdict = gate::duet::compare_duet(d, &d.candidate.gate);
+        output::out(&format!(
+            "duet verdict: {} — {}\n",
+            verdict.verdict, verdict.headline
+        ));
+    }
+    if let Some(diagnosis) = res.failure_diagnosis() {
+        return Err(UserError::Environment {
+            message: diagnosis,
+            hint: Some(format!(
+                "the result (with a few examples per error class) is in `{}`; check `--target`, the tokens and the scenario's `--var`s",
+                args.out.display()
+            )),
+        }
+        .into());
+    }
+    if res.status != "complete" {
+        return Err(UserError::Environment {
+            message: format!(
+                "the run did not finish: {}",
+                res.status_reason.as_deref().unwrap_or(&res.status)
+            ),
+            hint: Some(format!("the partial result is in `{}`", args.out.display())),
+        }
+        .into());
+    }
+    Ok(Outcome::Success)
+}

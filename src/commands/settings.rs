@@ -1,0 +1,210 @@
+//! What each command takes: typed, validated settings. The CLI layer builds
+//! them (every bad flag becomes an error there); nothing here knows clap.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::Plan;
+use crate::mock::MockConfig;
+use crate::policy::PolicyFile;
+use crate::render::report::Format;
+
+/// One validated command.
+#[derive(Debug)]
+pub enum Settings {
+    /// `demo`.
+    Demo(DemoSettings),
+    /// `mock`.
+    Mock(MockSettings),
+    /// `run`.
+    Run(RunSettings),
+    /// `compare`.
+    Compare(CompareSettings),
+    /// `report`.
+    Report(ReportSettings),
+    /// `baseline refresh`.
+    Refresh(RefreshSettings),
+    /// `baseline propose`.
+    Propose(ProposeSettings),
+    /// `gate`.
+    Gate(Box<GateSettings>),
+    /// `comment`.
+    Comment(CommentSettings),
+}
+
+/// A measurement and where its files go.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// What to run (a duet when it has a reference).
+    pub plan: Plan,
+    /// The result file.
+    pub out: PathBuf,
+    /// The request log, if wanted.
+    pub requests_out: Option<PathBuf>,
+}
+
+/// How a result is judged.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeSettings {
+    /// The baseline file (a duet needs none).
+    pub baseline: Option<PathBuf>,
+    /// Policy settings over the result's own.
+    pub overrides: PolicyFile,
+    /// Compare different setups anyway.
+    pub force: bool,
+}
+
+/// `compare`.
+#[derive(Debug, Clone)]
+pub struct CompareSettings {
+    /// The result to judge.
+    pub current: PathBuf,
+    /// How.
+    pub judge: JudgeSettings,
+    /// Where the verdict goes, if anywhere.
+    pub out: Option<PathBuf>,
+}
+
+/// `report`.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// The result.
+    pub current: PathBuf,
+    /// A verdict file to show.
+    pub verdict: Option<PathBuf>,
+    /// Or a baseline to judge against.
+    pub judge: JudgeSettings,
+    /// Output format.
+    pub format: Format,
+    /// Template overrides.
+    pub templates: Option<PathBuf>,
+    /// The report file (stdout when none).
+    pub out: Option<PathBuf>,
+}
+
+/// Where the runs of a baseline come from.
+#[derive(Debug, Clone)]
+pub enum RefreshSource {
+    /// Existing result files.
+    Files(Vec<PathBuf>),
+    /// The embedded mock with the demo's workflow.
+    Mock {
+        /// Run length.
+        duration: Duration,
+        /// Warm-up (the demo's when none).
+        warmup: Option<Duration>,
+        /// Users.
+        concurrency: u32,
+    },
+    /// Runs of a plan.
+    Plan(Box<Plan>),
+}
+
+/// `baseline refresh`.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    /// Where the runs come from.
+    pub source: RefreshSource,
+    /// How many runs to make (not for files).
+    pub runs: u32,
+    /// The baseline file.
+    pub out: PathBuf,
+    /// Add to the baseline in `out`.
+    pub append: bool,
+    /// Keep the newest this many runs when appending.
+    pub keep: usize,
+    /// Take unfit runs anyway.
+    pub accept_bad_runs: bool,
+}
+
+/// `mock`.
+#[derive(Debug, Clone)]
+pub struct MockSettings {
+    /// Behaviour.
+    pub config: MockConfig,
+    /// Where to listen.
+    pub addr: SocketAddr,
+}
+
+/// `demo`.
+#[derive(Debug, Clone)]
+pub struct DemoSettings {
+    /// Run length.
+    pub duration: Duration,
+    /// Users.
+    pub concurrency: u32,
+    /// Factor on the mock's latencies.
+    pub slowdown: f64,
+    /// The result file, if wanted.
+    pub out: Option<PathBuf>,
+}
+
+/// When `gate` posts a PR comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommentMode {
+    /// On pull_request events inside GitHub Actions.
+    Auto,
+    /// Whenever a PR number is known.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Which sticky comment is ours.
+#[derive(Debug, Clone)]
+pub struct Sticky {
+    /// Id in the hidden marker.
+    pub id: String,
+    /// Login flora-gate posts as; only its comments are edited.
+    pub author: String,
+}
+
+/// `gate`.
+#[derive(Debug, Clone)]
+pub struct GateSettings {
+    /// The measurement.
+    pub run: RunSettings,
+    /// The judgement.
+    pub judge: JudgeSettings,
+    /// The verdict file.
+    pub verdict_out: PathBuf,
+    /// The Markdown report file.
+    pub report_out: PathBuf,
+    /// When to comment.
+    pub comment: CommentMode,
+    /// Which comment.
+    pub sticky: Sticky,
+    /// Exit 1 on a regression.
+    pub fail_on_regression: bool,
+    /// Run once more before failing.
+    pub confirm: bool,
+}
+
+/// `comment`.
+#[derive(Debug, Clone)]
+pub struct CommentSettings {
+    /// The Markdown to post.
+    pub body: PathBuf,
+    /// Which comment.
+    pub sticky: Sticky,
+    /// The PR (from the event when none).
+    pub pr: Option<u64>,
+    /// owner/name (from the environment when none).
+    pub repo: Option<String>,
+}
+
+/// `baseline propose`.
+#[derive(Debug, Clone)]
+pub struct ProposeSettings {
+    /// The baseline file, at its path in the repository.
+    pub baseline: PathBuf,
+    /// The branch to push to.
+    pub branch: String,
+    /// The branch the PR targets.
+    pub base: String,
+    /// owner/name (from the environment when none).
+    pub repo: Option<String>,
+    /// PR title.
+    pub title: String,
+}

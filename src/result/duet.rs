@@ -1,0 +1,131 @@
+//! The duet result file: both deployments' merged results and every slot's
+//! pooled metrics, for the paired test in the gate.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::extract;
+use super::{build as build_result, RunMeta, RunResult};
+use crate::engine::duet::{DuetOutput, Side, Slot};
+use crate::engine::{Plan, RunOutput};
+use crate::error::UserError;
+use crate::policy::metrics::{Values, ALL};
+
+/// Version of the duet format.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The `kind` field of a duet result.
+pub const KIND: &str = "flora-gate/duet";
+
+/// A duet run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DuetResult {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// [`KIND`].
+    pub kind: String,
+    /// Seed of the slot order.
+    pub seed: u64,
+    /// The reference deployment's merged result.
+    pub reference: RunResult,
+    /// The candidate deployment's merged result.
+    pub candidate: RunResult,
+    /// Every slot in time order.
+    pub slots: Vec<Slot>,
+    /// What the reader should know about how the duet ran (lengthened or
+    /// thin slots).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl DuetResult {
+    /// Slot metrics from a slot's pooled values.
+    pub fn slot_metrics(v: &Values) -> BTreeMap<String, Option<f64>> {
+        v.iter()
+            .map(|(k, x)| (k.clone(), Some(*x).filter(|x| x.is_finite())))
+            .collect()
+    }
+
+    /// ln(candidate / reference) of one metric, per pair.
+    pub fn log_ratios(&self, metric: &str) -> Vec<f64> {
+        let mut pairs: BTreeMap<u32, (Option<f64>, Option<f64>)> = Default::default();
+        for s in &self.slots {
+            let v = s.metrics.get(metric).copied().flatten();
+            let e = pairs.entry(s.pair).or_default();
+            match s.side {
+                Side::Reference => e.0 = v,
+                Side::Candidate => e.1 = v,
+            }
+        }
+        pairs
+            .values()
+            .filter_map(|p| match p {
+                (Some(r), Some(c)) if *r > 0.0 && *c > 0.0 => Some((c / r).ln()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Write as pretty JSON, atomically.
+    pub fn write(&self, path: &std::path::Path) -> Result<(), UserError> {
+        crate::jsonfile::write(path, self, "duet result")
+    }
+
+    /// Parse duet JSON; `path` names it in errors.
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Self, UserError> {
+        let d: Self = crate::jsonfile::parse(
+            text,
+            path,
+            &crate::jsonfile::FileType {
+                what: "duet result",
+                kind: KIND,
+                version: SCHEMA_VERSION,
+                stale_hint: "run the duet again with this version",
+            },
+        )?;
+        for (side, r) in [("reference", &d.reference), ("candidate", &d.candidate)] {
+            r.validate().map_err(|(field, msg)| {
+                UserError::invalid("duet result", path, Some(format!("`{side}.{field}`")), msg)
+            })?;
+        }
+        Ok(d)
+    }
+}
+
+/// A slot's pooled metrics, as the paired test reads them.
+pub fn slot_metrics(plan: &Plan, out: &RunOutput) -> BTreeMap<String, Option<f64>> {
+    let meta = RunMeta {
+        scenario: &plan.scenario,
+        target: &plan.target,
+        load: &plan.load,
+    };
+    let vals = extract(&build_result(&meta, out))
+        .remove(ALL)
+        .unwrap_or_default();
+    DuetResult::slot_metrics(&vals)
+}
+
+/// The duet result of what the engine measured.
+pub fn build(plan: &Plan, reference: &str, out: &DuetOutput) -> DuetResult {
+    let mut load = plan.load.clone();
+    load.blocks = load.blocks.max(6);
+    let side = |target: &str, o: &RunOutput| {
+        build_result(
+            &RunMeta {
+                scenario: &plan.scenario,
+                target,
+                load: &load,
+            },
+            o,
+        )
+    };
+    DuetResult {
+        schema_version: SCHEMA_VERSION,
+        kind: KIND.into(),
+        seed: plan.load.seed,
+        candidate: side(&plan.target, &out.candidate),
+        reference: side(reference, &out.reference),
+        slots: out.slots.clone(),
+        notes: out.notes.clone(),
+    }
+}
