@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `--drain` when not given (also what `baseline refresh` runs use).
+pub const DEFAULT_DRAIN: &str = "60s";
+
 /// Performance regression gate for streaming LLM APIs.
 ///
 /// Drives short fixed-concurrency workflow load tests against a streaming LLM
@@ -327,7 +330,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub requests_out: Option<PathBuf>,
     /// Longest wait for in-flight requests after sending stops, e.g. `60s`.
-    #[arg(long, value_name = "DURATION", default_value = crate::config::DEFAULT_DRAIN)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_DRAIN)]
     pub drain: String,
     /// No progress line on stderr (it is only drawn on a terminal anyway).
     #[arg(long)]

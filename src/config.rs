@@ -25,9 +25,6 @@ use crate::tokens;
 
 pub use crate::scenario::caps::{MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY};
 
-/// `--drain` when not given (also the value refresh runs use).
-pub const DEFAULT_DRAIN: &str = "60s";
-
 fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
     parse_duration(s).map_err(|m| UserError::flag(flag, m))
 }
@@ -82,7 +79,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     crate::target::check_allowed(
         &scenario.safety.allow_hosts,
         &target,
-        "--target",
+        "the target",
         &scenario.origin,
     )?;
     let reference = match &args.baseline_target {
@@ -96,7 +93,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
             crate::target::check_allowed(
                 &scenario.safety.allow_hosts,
                 &url,
-                "--baseline-target",
+                "the reference (`--baseline-target`)",
                 &scenario.origin,
             )?;
             Some(crate::target::base_text(&url))
@@ -175,9 +172,26 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     if let Some(s) = args.seed {
         load.seed = s;
     }
+    if reference.is_some() {
+        let total = load.duration.ok_or_else(|| {
+            UserError::flag(
+                "--baseline-target",
+                "a duet needs `--duration` (slots are cut from it)",
+            )
+        })?;
+        crate::engine::duet::slots(total, load.blocks)
+            .map_err(|m| UserError::flag("--duration", m))?;
+    }
     // The same limits whether a value came from a flag or from the scenario.
     crate::scenario::caps::check(&load).map_err(|e| {
-        UserError::flag(e.flag, e.message).with_hint(format!(
+        let flag = match e.key {
+            "load.concurrency" => "--concurrency",
+            "load.requests" => "--requests",
+            "load.duration" => "--duration",
+            "load.warmup" => "--warmup",
+            _ => e.key,
+        };
+        UserError::flag(flag, e.message).with_hint(format!(
             "the value may come from `[{}]` in the scenario",
             e.key.replace('.', "] ")
         ))
@@ -449,7 +463,7 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
             vars: a.vars.clone(),
             out: a.out.clone(),
             requests_out: None,
-            drain: DEFAULT_DRAIN.into(),
+            drain: crate::cli::DEFAULT_DRAIN.into(),
             no_progress: false,
             baseline_target: None,
             ca_cert: None,

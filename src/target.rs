@@ -132,7 +132,7 @@ pub fn join(base: &str, base_url: &Url, path: &str) -> Result<Url, PathError> {
 }
 
 /// Refuse a destination outside `allow_hosts` (empty allows any). `what`
-/// names the flag or key the URL came from; `origin` names the scenario.
+/// says which URL it is ("the target"); `origin` names the scenario.
 pub fn check_allowed(
     allow_hosts: &[String],
     url: &Url,
@@ -146,16 +146,15 @@ pub fn check_allowed(
     if allow_hosts.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
         return Ok(());
     }
-    Err(UserError::flag(
-        what,
-        format!(
-            "host `{host}` is not in the scenario's `safety.allow_hosts` ({})",
+    Err(UserError::Environment {
+        message: format!(
+            "{what}'s host `{host}` is not in the scenario's `safety.allow_hosts` ({})",
             allow_hosts.join(", ")
         ),
-    )
-    .with_hint(format!(
-        "add it to `allow_hosts` in {origin} if it is meant to be load-tested"
-    )))
+        hint: Some(format!(
+            "add it to `allow_hosts` in {origin} if it is meant to be load-tested"
+        )),
+    })
 }
 
 #[cfg(test)]
@@ -228,8 +227,8 @@ mod tests {
     #[test]
     fn allow_hosts_compares_hosts() {
         let u = parse_base("http://[::1]:8080", T).expect("ok");
-        assert!(check_allowed(&["::1".into()], &u, "--target", "s.toml").is_ok());
-        assert!(check_allowed(&["127.0.0.1".into()], &u, "--target", "s.toml").is_err());
-        assert!(check_allowed(&[], &u, "--target", "s.toml").is_ok());
+        assert!(check_allowed(&["::1".into()], &u, "the target", "s.toml").is_ok());
+        assert!(check_allowed(&["127.0.0.1".into()], &u, "the target", "s.toml").is_err());
+        assert!(check_allowed(&[], &u, "the target", "s.toml").is_ok());
     }
 }

@@ -115,6 +115,24 @@ fn requests_per_user(out: &RunOutput, users: u32) -> f64 {
     n as f64 / f64::from(users.max(1))
 }
 
+/// How a duet of `total` cuts into slot pairs: fewer than `pairs` when
+/// slots would be under a second, never under six. `Err` says why it cannot.
+pub fn slots(total: Duration, pairs: u32) -> Result<(u32, Duration), String> {
+    if total.is_zero() {
+        return Err("a duet needs a duration: its slots are cut from it".into());
+    }
+    let fit = u32::try_from(total.as_secs() / 2).unwrap_or(u32::MAX);
+    let planned = pairs.min(fit).max(6);
+    let slot = total / (2 * planned);
+    if slot < Duration::from_secs(1) {
+        return Err(format!(
+            "{planned} slot pairs in {total:?} leave {slot:?} per slot; a duet needs at least {}s",
+            2 * planned
+        ));
+    }
+    Ok((planned, slot))
+}
+
 /// What a duet measured: each side's slots merged on the duet's clock, and
 /// every slot's summary.
 #[derive(Debug)]
@@ -146,22 +164,12 @@ pub async fn run_duet(
     kill: CancellationToken,
     summarize: SlotSummary<'_>,
 ) -> Result<DuetOutput, UserError> {
-    let total = plan.load.duration.ok_or_else(|| {
-        UserError::flag(
-            "--baseline-target",
-            "a duet needs `--duration` (slots are cut from it)",
-        )
-    })?;
-    // Fewer pairs before slots under a second (never under six pairs).
-    let fit = u32::try_from(total.as_secs() / 2).unwrap_or(u32::MAX);
-    let mut planned = pairs.min(fit).max(6);
-    let mut slot = total / (2 * planned);
-    if slot < Duration::from_secs(1) {
-        return Err(UserError::flag(
-            "--duration",
-            format!("{planned} slot pairs in {total:?} leave {slot:?} per slot; give the duet at least {}s", 2 * planned),
-        ));
-    }
+    let total = plan.load.duration.unwrap_or_default();
+    let (mut planned, mut slot) =
+        slots(total, pairs).map_err(|message| UserError::Environment {
+            message,
+            hint: None,
+        })?;
     super::check_allowed(&plan.scenario, &reference)?;
     super::check_allowed(&plan.scenario, &plan.target)?;
     super::preflight(&reference, plan.scenario.timeouts.connect).await?;

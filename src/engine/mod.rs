@@ -147,8 +147,10 @@ pub fn client(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder();
     if let Some(pem) = ca_cert {
-        let cert = reqwest::Certificate::from_pem(pem)
-            .map_err(|e| UserError::flag("--ca-cert", format!("not a PEM certificate: {e}")))?;
+        let cert = reqwest::Certificate::from_pem(pem).map_err(|e| UserError::Environment {
+            message: format!("the extra root certificate is not PEM: {e}"),
+            hint: None,
+        })?;
         builder = builder.add_root_certificate(cert);
     }
     builder
@@ -169,17 +171,21 @@ pub fn client(
 
 /// Check that something listens at the target before starting users.
 pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError> {
-    let url = reqwest::Url::parse(target)
-        .map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
+    let bad = |why: String| UserError::Environment {
+        message: format!("the target {why}"),
+        hint: Some("check `--target`".into()),
+    };
+    let url =
+        reqwest::Url::parse(target).map_err(|e| bad(format!("`{target}` is not a URL: {e}")))?;
     let host = url
         .host_str()
-        .ok_or_else(|| UserError::flag("--target", format!("`{target}` has no host")))?
+        .ok_or_else(|| bad(format!("`{target}` has no host")))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| UserError::flag("--target", format!("`{target}` has no port")))?;
+        .ok_or_else(|| bad(format!("`{target}` has no port")))?;
     let connect = tokio::net::TcpStream::connect((host.as_str(), port));
     match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(_)) => Ok(()),
@@ -194,15 +200,27 @@ pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError>
     }
 }
 
-/// Refuse a target outside the scenario's `allow_hosts`.
+/// Refuse a target outside the scenario's `allow_hosts` (checked again here,
+/// right before any request, whatever built the plan).
 pub fn check_allowed(scenario: &Scenario, target: &str) -> Result<(), UserError> {
-    let url = crate::target::parse_base(target, crate::target::Source { name: "--target" })?;
+    let url = base_url(target)?;
     crate::target::check_allowed(
         &scenario.safety.allow_hosts,
         &url,
-        "--target",
+        "the target",
         &scenario.origin,
     )
+}
+
+/// The plan's target as a URL (validated when the plan was built).
+fn base_url(target: &str) -> Result<reqwest::Url, UserError> {
+    reqwest::Url::parse(target).map_err(|e| UserError::Environment {
+        message: format!(
+            "the target `{}` is not a URL: {e}",
+            crate::target::redact_userinfo(target)
+        ),
+        hint: None,
+    })
 }
 
 /// Watches the error share over a sliding window and trips the breaker.
@@ -283,10 +301,7 @@ pub async fn run_checked(
         scenario: sc.clone(),
         client,
         target: plan.target.trim_end_matches('/').to_string(),
-        base_url: crate::target::parse_base(
-            &plan.target,
-            crate::target::Source { name: "--target" },
-        )?,
+        base_url: base_url(&plan.target)?,
         t0,
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,

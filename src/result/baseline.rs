@@ -167,10 +167,10 @@ impl Baseline {
         accept_bad: bool,
     ) -> Result<Self, UserError> {
         let Some((_, first)) = results.first() else {
-            return Err(UserError::flag(
-                "--runs",
-                "a baseline needs at least one run",
-            ));
+            return Err(UserError::Environment {
+                message: "a baseline needs at least one run".into(),
+                hint: None,
+            });
         };
         for (name, r) in results {
             if r.provenance.scenario.sha256 != first.provenance.scenario.sha256

@@ -343,11 +343,10 @@ pub mod caps {
     /// when parsed: clock arithmetic with it can never overflow.
     pub const MAX_ANY_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-    /// A value over a limit: the flag and the scenario key that set it.
+    /// A value over a limit, named by its scenario key (the command line
+    /// maps the key to its flag).
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Exceeded {
-        /// The command-line flag.
-        pub flag: &'static str,
         /// The scenario key.
         pub key: &'static str,
         /// What the limit is.
@@ -356,10 +355,9 @@ pub mod caps {
 
     /// Check load settings against the limits.
     pub fn check(load: &LoadSpec) -> Result<(), Exceeded> {
-        let over = |flag, key, message: String| Err(Exceeded { flag, key, message });
+        let over = |key, message: String| Err(Exceeded { key, message });
         if load.concurrency == 0 || load.concurrency > MAX_USERS {
             return over(
-                "--concurrency",
                 "load.concurrency",
                 format!("must be between 1 and {MAX_USERS}"),
             );
@@ -367,7 +365,6 @@ pub mod caps {
         if let Some(n) = load.requests {
             if n == 0 || n > MAX_REQUESTS {
                 return over(
-                    "--requests",
                     "load.requests",
                     format!("must be between 1 and {MAX_REQUESTS}"),
                 );
@@ -376,18 +373,16 @@ pub mod caps {
         if let Some(d) = load.duration {
             if d.is_zero() || d > MAX_DURATION {
                 return over(
-                    "--duration",
                     "load.duration",
                     "must be more than 0 and at most 24h".into(),
                 );
             }
         }
         if load.warmup > MAX_DURATION {
-            return over("--warmup", "load.warmup", "must be at most 24h".into());
+            return over("load.warmup", "must be at most 24h".into());
         }
         if load.blocks < 6 || load.blocks > MAX_BLOCKS {
             return over(
-                "--blocks",
                 "load.blocks",
                 format!(
                     "must be between 6 (the gate needs at least six time blocks) and {MAX_BLOCKS}"
@@ -395,11 +390,7 @@ pub mod caps {
             );
         }
         if load.think_time > MAX_THINK {
-            return over(
-                "--think-time",
-                "load.think_time",
-                "must be at most 1h".into(),
-            );
+            return over("load.think_time", "must be at most 1h".into());
         }
         Ok(())
     }
