@@ -139,7 +139,11 @@ fn imports_point_down() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports that point up:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports that point up:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -158,7 +162,11 @@ fn clap_lives_in_the_command_line_layer_only() {
             }
         }
     }
-    assert!(wrong.is_empty(), "clap outside cli.rs:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "clap outside cli.rs:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

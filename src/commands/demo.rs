@@ -77,7 +77,7 @@ pub async fn run_against_mock(
     let measured = result::measure(&plan, signals, kill).await;
     server.stop().await;
     let res = measured?.current.shown().clone();
-    if res.status == "partial" {
+    if res.state() == result::RunState::Partial {
         eprintln!(
             "note: the run is partial: {}",
             res.status_reason.as_deref().unwrap_or("stopped")

@@ -83,7 +83,8 @@ async fn measure_and_judge(
         crate::output::err_line(&format!("warning: {diagnosis}"));
     }
     let verdict = judge(&current, &args.judge)?;
-    let confirmable = matches!(&current, Current::Single(r) if r.status == "complete");
+    let confirmable =
+        matches!(&current, Current::Single(r) if r.state() == result::RunState::Complete);
     if !(args.confirm && verdict.verdict == Status::Fail && confirmable) || signals.is_cancelled() {
         return Ok((current, verdict));
     }

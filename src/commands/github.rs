@@ -121,12 +121,7 @@ pub(super) async fn maybe_comment(
         }
     };
     if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
-        actions::annotate(
-            &mut std::io::stdout(),
-            "notice",
-            "flora-gate",
-            &format!("PR #{} comes from a fork, whose token cannot comment; the report is in the job summary (see the workflow_run pattern in the README to comment anyway)", pr.number),
-        );
+        fork_notice(pr.number);
         return Ok(None);
     }
     let api = Api::new(&env.api_url, &github_token(env)?, RetryPolicy::default())?;
@@ -174,6 +169,16 @@ pub(super) fn annotate(out: &mut impl Write, v: &Verdict) {
     }
 }
 
+/// The one notice for a pull request from a fork, whose token cannot comment.
+fn fork_notice(number: u64) {
+    actions::annotate(
+        &mut std::io::stdout(),
+        "notice",
+        "flora-gate",
+        &format!("PR #{number} comes from a fork, whose token cannot comment; the report is in the job summary (see the workflow_run pattern in the README to comment anyway)"),
+    );
+}
+
 /// `flora-gate comment`.
 pub(super) async fn comment(args: &CommentSettings) -> anyhow::Result<Outcome> {
     let env = ActionsEnv::from_env();
@@ -183,15 +188,7 @@ pub(super) async fn comment(args: &CommentSettings) -> anyhow::Result<Outcome> {
         None => {
             let pr = event_pull_request(&env)?;
             if pr.from_fork && env.event_name.as_deref() == Some("pull_request") {
-                actions::annotate(
-                    &mut std::io::stdout(),
-                    "notice",
-                    "flora-gate",
-                    &format!(
-                        "PR #{} comes from a fork: no comment (use the workflow_run pattern)",
-                        pr.number
-                    ),
-                );
+                fork_notice(pr.number);
                 return Ok(Outcome::Success);
             }
             pr.number

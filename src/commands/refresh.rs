@@ -68,7 +68,7 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
                 let (signals, kill) = signal_tokens();
                 let measured = result::measure(plan, signals, kill).await?;
                 let r = measured.current.shown().clone();
-                if r.status == "partial" {
+                if r.state() == result::RunState::Partial {
                     return Err(UserError::Environment {
                         message: format!(
                             "baseline run {} did not finish: {}",

@@ -41,7 +41,7 @@ pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
         }
         .into());
     }
-    if res.status != "complete" {
+    if res.state() != result::RunState::Complete {
         return Err(UserError::Environment {
             message: format!(
                 "the run did not finish: {}",

@@ -5,6 +5,7 @@ use super::{finish, math, Check, CheckKind, Judge, Status, Verdict};
 use crate::policy::metrics::{metric_def, Values, ALL};
 use crate::policy::Policy;
 use crate::result::duet::DuetResult;
+use crate::result::RunState;
 
 /// Judge a duet.
 pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
@@ -89,7 +90,7 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
         d.reference.provenance.target, d.candidate.provenance.target
     )];
     notes.extend(d.notes.iter().cloned());
-    if d.reference.status != "complete" {
+    if d.reference.state() != RunState::Complete {
         notes.push(format!(
             "the reference deployment did not run cleanly ({}: {}); only pairs where both sides measured are compared",
             d.reference.status,
@@ -101,10 +102,18 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
         .saturation_note()
         .or_else(|| d.reference.saturation_note());
     let reason = d.candidate.status_reason.clone().unwrap_or_default();
-    let partial = (d.candidate.status != "complete")
-        .then_some((d.candidate.status.as_str(), reason.as_str()));
-    let mut v = finish("duet", policy, pairs, checks, notes, saturated, partial);
-    if d.reference.status != "complete" && v.verdict < Status::Warn {
+    let partial = (d.candidate.state() != RunState::Complete)
+        .then_some((d.candidate.state(), reason.as_str()));
+    let mut v = finish(
+        super::Mode::Duet,
+        policy,
+        pairs,
+        checks,
+        notes,
+        saturated,
+        partial,
+    );
+    if d.reference.state() != RunState::Complete && v.verdict < Status::Warn {
         v.verdict = Status::Warn;
         v.headline = "the reference failed during the duet: not a clean comparison".into();
     }

@@ -22,7 +22,7 @@ use crate::policy::metrics::{metric_def, Values, ALL};
 use crate::policy::Policy;
 use crate::result::baseline::Baseline;
 use crate::result::values as metrics;
-use crate::result::RunResult;
+use crate::result::{RunResult, RunState};
 
 /// Version of the verdict format (2: `ci` is a change, like `change`).
 pub const SCHEMA_VERSION: u32 = 2;
@@ -63,6 +63,26 @@ impl fmt::Display for Status {
             Status::Warn => "warn",
             Status::Fail => "fail",
         })
+    }
+}
+
+/// What a verdict compared against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A committed baseline of runs.
+    Baseline,
+    /// A reference deployment in the same job.
+    Duet,
+}
+
+impl Mode {
+    /// The word in files and templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Baseline => "baseline",
+            Mode::Duet => "duet",
+        }
     }
 }
 
@@ -129,7 +149,7 @@ pub struct Verdict {
     /// [`KIND`].
     pub kind: String,
     /// `baseline` or `duet`.
-    pub mode: String,
+    pub mode: Mode,
     /// Overall.
     pub verdict: Status,
     /// One line for the top of a report.
@@ -384,13 +404,13 @@ pub(crate) fn absolute_checks(
 }
 
 pub(crate) fn finish(
-    mode: &str,
+    mode: Mode,
     policy: &Policy,
     evidence: usize,
     mut checks: Vec<Check>,
     mut notes: Vec<String>,
     saturated: Option<String>,
-    partial: Option<(&str, &str)>,
+    partial: Option<(RunState, &str)>,
 ) -> Verdict {
     checks.sort_by_key(|c| (!c.gated, c.scope != ALL));
     let mut verdict = checks
@@ -409,7 +429,7 @@ pub(crate) fn finish(
     }
     let mut aborted = None;
     if let Some((status, reason)) = partial {
-        if status == "aborted" {
+        if status == RunState::Aborted {
             notes.push(format!("the run was aborted: {reason}"));
             verdict = Status::Fail;
             aborted = Some(reason);
@@ -445,7 +465,7 @@ pub(crate) fn finish(
     Verdict {
         schema_version: SCHEMA_VERSION,
         kind: KIND.into(),
-        mode: mode.into(),
+        mode,
         verdict,
         headline,
         policy: policy.clone(),
@@ -601,9 +621,9 @@ pub fn compare_baseline(
     };
     checks.extend(absolute_checks(policy, cur_all, base_err));
     let reason = r.status_reason.clone().unwrap_or_default();
-    let partial = (r.status != "complete").then_some((r.status.as_str(), reason.as_str()));
+    let partial = (r.state() != RunState::Complete).then_some((r.state(), reason.as_str()));
     finish(
-        "baseline",
+        Mode::Baseline,
         policy,
         b.runs.len(),
         checks,

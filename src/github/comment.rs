@@ -6,8 +6,7 @@ use serde_json::json;
 use super::api::{has_next, Api};
 use crate::error::UserError;
 
-/// GitHub's limit for a comment body.
-pub const MAX_COMMENT_CHARS: usize = 65_536;
+pub use crate::render::report::MAX_COMMENT_CHARS;
 const PER_PAGE: usize = 100;
 const MAX_PAGES: usize = 100;
 

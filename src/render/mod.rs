@@ -2,3 +2,15 @@
 
 pub mod report;
 pub mod text;
+
+/// A latency in milliseconds as a number, with the same precision wherever
+/// it is printed: whole above 100, one decimal above 10, two below.
+pub fn ms_number(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}

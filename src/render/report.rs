@@ -14,7 +14,13 @@ use crate::result::values;
 use crate::result::RunResult;
 
 /// GitHub's limit for a comment body is 65,536 characters; stay under it.
-pub const MAX_MARKDOWN_CHARS: usize = 65_000;
+pub const MAX_MARKDOWN_CHARS: usize = MAX_COMMENT_CHARS - COMMENT_OVERHEAD;
+
+/// GitHub's limit for a comment body, in characters: the one limit the
+/// report and the sticky comment both keep.
+pub const MAX_COMMENT_CHARS: usize = 65_536;
+/// Room kept for the comment's hidden marker and a cut note.
+pub const COMMENT_OVERHEAD: usize = 536;
 
 const EMBEDDED: &[(&str, &str)] = &[
     ("report.md.j2", include_str!("../../templates/report.md.j2")),
@@ -138,9 +144,7 @@ pub fn fmt_value(v: Option<f64>, infinite: bool, unit: &str) -> String {
     }
     let Some(v) = v else { return "–".into() };
     match unit {
-        "ms" if v >= 100.0 => format!("{v:.0} ms"),
-        "ms" if v >= 10.0 => format!("{v:.1} ms"),
-        "ms" => format!("{v:.2} ms"),
+        "ms" => format!("{} ms", super::ms_number(v)),
         "tok/s" => format!("{v:.0} tok/s"),
         "req/s" => format!("{v:.2} req/s"),
         "%" | "" => format!("{:.2}%", v * 100.0),
@@ -455,7 +459,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
 
     let sc = &r.self_check;
     let mut notes = verdict.map(|v| v.notes.clone()).unwrap_or_default();
-    if verdict.is_none() && r.status != "complete" {
+    if verdict.is_none() && r.state() != crate::result::RunState::Complete {
         notes.push(format!(
             "the run is partial: {}",
             r.status_reason.clone().unwrap_or_default()
@@ -466,7 +470,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         verdict: verdict.map(|v| v.verdict.to_string()),
         mark: verdict.map_or("", |v| v.verdict.mark()).into(),
         headline: verdict.map_or_else(String::new, |v| v.headline.clone()),
-        mode: verdict.map_or_else(|| "none".into(), |v| v.mode.clone()),
+        mode: verdict.map_or("none", |v| v.mode.as_str()).into(),
         evidence: verdict.map_or(0, |v| v.evidence),
         reference: crate::target::redact_userinfo(reference.unwrap_or_default()),
         notes,

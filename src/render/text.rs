@@ -9,9 +9,7 @@ fn fmt_ms(d: &Dist, p: &str) -> String {
     match d.get(p) {
         None => "-".into(),
         Some(v) if v.is_infinite() => "∞".into(),
-        Some(v) if v >= 10_000.0 => format!("{:.1}s", v / 1000.0),
-        Some(v) if v >= 100.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.1}"),
+        Some(v) => super::ms_number(v),
     }
 }
 
@@ -80,7 +78,7 @@ pub fn summary(r: &RunResult) -> String {
         crate::target::redact_userinfo(&r.provenance.target),
         r.provenance.concurrency,
         r.window.duration_s,
-        if r.status == "complete" {
+        if r.state() == crate::result::RunState::Complete {
             String::new()
         } else {
             format!(

@@ -111,7 +111,7 @@ impl BaselineRun {
 /// Why a run must not enter a baseline, if it must not: aborted, partial,
 /// saturated, or failing beyond the policy's error bound.
 pub fn unfit(r: &RunResult) -> Option<String> {
-    if r.status != "complete" {
+    if r.state() != super::RunState::Complete {
         return Some(format!(
             "it is {} ({})",
             r.status,

@@ -66,6 +66,34 @@ pub struct RunResult {
     pub gate: crate::policy::Policy,
 }
 
+/// How a run ended, as the result file says it (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Ran its whole duration or request count.
+    Complete,
+    /// Stopped early by a signal.
+    Partial,
+    /// Stopped by the circuit breaker, or a crashed user.
+    Aborted,
+}
+
+impl RunState {
+    /// The word in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Complete => "complete",
+            RunState::Partial => "partial",
+            RunState::Aborted => "aborted",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [RunState::Complete, RunState::Partial, RunState::Aborted]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
 /// A failed request kept as an example of its class.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorExampleOut {
@@ -574,9 +602,9 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
     let blocks = build_blocks(sc, &measured, &iters, w_start, meta.load.blocks);
 
     let (status, status_reason) = match &out.status {
-        RunStatus::Complete => ("complete".to_string(), None),
-        RunStatus::Partial(r) => ("partial".to_string(), Some(r.clone())),
-        RunStatus::Aborted(r) => ("aborted".to_string(), Some(r.clone())),
+        RunStatus::Complete => (RunState::Complete.as_str().to_string(), None),
+        RunStatus::Partial(r) => (RunState::Partial.as_str().to_string(), Some(r.clone())),
+        RunStatus::Aborted(r) => (RunState::Aborted.as_str().to_string(), Some(r.clone())),
     };
     RunResult {
         schema_version: SCHEMA_VERSION,
@@ -827,7 +855,7 @@ impl RunResult {
     /// Check every number a verdict could rest on: `Err((field, why))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let mut v = Validator::default();
-        if !matches!(self.status.as_str(), "complete" | "partial" | "aborted") {
+        if RunState::parse(&self.status).is_none() {
             v.fail("status", "must be `complete`, `partial` or `aborted`");
         }
         v.hash(
@@ -929,6 +957,17 @@ impl RunResult {
             ));
         }
         Some(lines.join("\n"))
+    }
+
+    /// How the run ended (a file that validated always has a known status;
+    /// anything else reads as aborted, never as complete).
+    pub fn state(&self) -> RunState {
+        RunState::parse(&self.status).unwrap_or(RunState::Aborted)
+    }
+
+    /// Why the run did not complete, for messages.
+    pub fn reason(&self) -> &str {
+        self.status_reason.as_deref().unwrap_or(&self.status)
     }
 
     /// What to tell the reader when the generator could not keep up, and why.
