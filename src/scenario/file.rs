@@ -1,0 +1,278 @@
+//! The scenario file as written: serde structs that mirror the TOML
+//! (unknown keys refused, spans kept for line numbers), and the small value
+//! types both forms share.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::caps;
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileScenario {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) base_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) auth: FileAuth,
+    #[serde(default)]
+    pub(super) load: FileLoad,
+    #[serde(default)]
+    pub(super) timeouts: FileTimeouts,
+    #[serde(default)]
+    pub(super) data: FileData,
+    #[serde(default)]
+    pub(super) slo: Slo,
+    #[serde(default)]
+    pub(super) vars: BTreeMap<String, toml::Value>,
+    /// Gate policy.
+    #[serde(default)]
+    pub(super) gate: Option<crate::policy::PolicyFile>,
+    #[serde(default)]
+    pub(super) safety: FileSafety,
+    pub(super) steps: Vec<FileStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAuth {
+    #[serde(default = "default_auth_kind")]
+    pub(super) kind: AuthKind,
+    #[serde(default = "default_auth_header")]
+    pub(super) header: String,
+    #[serde(default = "default_auth_scheme")]
+    pub(super) scheme: String,
+}
+
+impl Default for FileAuth {
+    fn default() -> Self {
+        Self {
+            kind: default_auth_kind(),
+            header: default_auth_header(),
+            scheme: default_auth_scheme(),
+        }
+    }
+}
+
+pub(super) fn default_auth_kind() -> AuthKind {
+    AuthKind::Bearer
+}
+pub(super) fn default_auth_header() -> String {
+    "Authorization".into()
+}
+pub(super) fn default_auth_scheme() -> String {
+    "Bearer".into()
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// A token from the tokens CSV, one per virtual user, round-robin.
+    Bearer,
+    /// No credentials.
+    None,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileLoad {
+    pub(super) concurrency: Option<u32>,
+    pub(super) duration: Option<Dur>,
+    pub(super) requests: Option<u64>,
+    pub(super) warmup: Option<Dur>,
+    pub(super) think_time: Option<Dur>,
+    pub(super) seed: Option<u64>,
+    pub(super) blocks: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTimeouts {
+    pub(super) connect: Option<Dur>,
+    pub(super) first_token: Option<Dur>,
+    pub(super) idle: Option<Dur>,
+    pub(super) total: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSafety {
+    pub(super) allow_hosts: Option<Vec<String>>,
+    pub(super) abort_error_rate: Option<f64>,
+    pub(super) abort_window: Option<Dur>,
+    pub(super) abort_min_requests: Option<u64>,
+    pub(super) honor_retry_after: Option<bool>,
+    pub(super) max_response_bytes: Option<usize>,
+    pub(super) circuit_breaker: Option<bool>,
+    pub(super) backoff: Option<Dur>,
+    pub(super) backoff_max: Option<Dur>,
+}
+
+/// Protections for the target and for the run itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Safety {
+    /// Hosts a run may target; empty allows any.
+    pub allow_hosts: Vec<String>,
+    /// Circuit breaker: stop when the error share over `abort_window` passes this.
+    pub abort_error_rate: Option<f64>,
+    /// The breaker's sliding window.
+    pub abort_window: Duration,
+    /// Fewest requests in the window before the breaker may trip.
+    pub abort_min_requests: u64,
+    /// After an error answer carrying `Retry-After` (seconds or an HTTP
+    /// date), the user waits that long (at most [`MAX_RETRY_AFTER`]).
+    pub honor_retry_after: bool,
+    /// Largest response body read before it counts as a protocol error.
+    pub max_response_bytes: usize,
+    /// First pause after a failed request; doubled with each consecutive
+    /// failure of the same user, half of it random. Zero turns it off.
+    pub backoff: Duration,
+    /// Longest back-off pause.
+    pub backoff_max: Duration,
+}
+
+/// Longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+impl Default for Safety {
+    fn default() -> Self {
+        Self {
+            allow_hosts: Vec::new(),
+            abort_error_rate: Some(0.5),
+            abort_window: Duration::from_secs(10),
+            abort_min_requests: 10,
+            honor_retry_after: true,
+            max_response_bytes: crate::stream::MAX_BODY,
+            backoff: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileData {
+    pub(super) file: Option<PathBuf>,
+}
+
+/// Service-level objectives; a request meeting all of them counts to goodput.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Time to first token, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// Time per output token, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    /// End-to-end latency, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStep {
+    pub(super) name: String,
+    #[serde(default = "default_method")]
+    pub(super) method: String,
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) body: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+    #[serde(default = "default_response")]
+    pub(super) response: ResponseKind,
+    #[serde(default)]
+    pub(super) expect_status: Option<Vec<u16>>,
+    #[serde(default)]
+    pub(super) extract: BTreeMap<String, Pointer>,
+    #[serde(default)]
+    pub(super) capture_text: Option<String>,
+    #[serde(default)]
+    pub(super) stream: Option<FileStream>,
+    #[serde(default)]
+    pub(super) think_time: Option<Dur>,
+}
+
+pub(super) fn default_method() -> String {
+    "POST".into()
+}
+pub(super) fn default_response() -> ResponseKind {
+    ResponseKind::Sse
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStream {
+    #[serde(default)]
+    pub(super) content: Option<Vec<Pointer>>,
+    #[serde(default)]
+    pub(super) usage_completion_tokens: Option<Pointer>,
+    #[serde(default)]
+    pub(super) usage_prompt_tokens: Option<Pointer>,
+    #[serde(default)]
+    pub(super) done: Option<String>,
+    #[serde(default)]
+    pub(super) require_done: Option<bool>,
+}
+
+/// The kind of response a step expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseKind {
+    /// A Server-Sent Events stream of chat-completion chunks.
+    Sse,
+    /// One JSON document.
+    Json,
+}
+
+/// A duration written as `"15s"`, `"500ms"`, `"2m"`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dur(pub(super) Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parse a human duration (`15s`, `500ms`, `2m`, `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("`{s}` is not a duration ({e}); write it like \"15s\", \"500ms\" or \"2m\"")
+    })?;
+    // Every duration is added to clock readings; a bound here means no
+    // deadline anywhere can overflow.
+    if d > caps::MAX_ANY_DURATION {
+        return Err(format!(
+            "`{s}` is longer than the 7 days any duration may be"
+        ));
+    }
+    Ok(d)
+}
+
+/// A JSON pointer (`/choices/0/delta/content`).
+#[derive(Debug, Clone)]
+pub(super) struct Pointer(pub(super) String);
+
+impl<'de> Deserialize<'de> for Pointer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !(s.is_empty() || s.starts_with('/')) {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is not a JSON pointer; it must start with `/`, like \"/id\" or \"/choices/0/delta/content\""
+            )));
+        }
+        Ok(Pointer(s))
+    }
+}

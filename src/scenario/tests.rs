@@ -1,0 +1,169 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Scenario, UserError> {
+    Scenario::parse(text, Path::new("s.toml"), None, &[])
+}
+
+const MINIMAL: &str = r#"
+name = "t"
+[[steps]]
+name = "chat"
+path = "/v1/chat/completions"
+body = '{"model": {{ vars.model | tojson }}, "stream": true}'
+[vars]
+model = "m"
+"#;
+
+#[test]
+fn bundled_scenarios_load() {
+    for (name, _) in BUNDLED {
+        let s = Scenario::load(name, &[]).expect("bundled scenario loads");
+        assert!(!s.steps.is_empty());
+    }
+}
+
+#[test]
+fn minimal_scenario_has_defaults() {
+    let s = parse(MINIMAL).expect("valid");
+    assert_eq!(s.load.concurrency, 4);
+    assert_eq!(s.steps[0].method, reqwest::Method::POST);
+    assert_eq!(s.steps[0].response, ResponseKind::Sse);
+}
+
+#[test]
+fn unknown_key_names_line() {
+    let text = MINIMAL.replace("[vars]", "[load]\nconcurency = 3\n[vars]");
+    let err = parse(&text).expect_err("unknown key").to_string();
+    assert!(err.contains("s.toml"), "{err}");
+    assert!(err.contains("line 8"), "{err}");
+    assert!(err.contains("concurency"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_line() {
+    let text = MINIMAL.replace("[vars]", "[load]\nconcurrency = \"many\"\n[vars]");
+    let err = parse(&text).expect_err("wrong type").to_string();
+    assert!(err.contains("line 8"), "{err}");
+}
+
+#[test]
+fn bad_duration_is_explained() {
+    let text = MINIMAL.replace("[vars]", "[load]\nduration = \"fast\"\n[vars]");
+    let err = parse(&text).expect_err("bad duration").to_string();
+    assert!(err.contains("not a duration"), "{err}");
+}
+
+#[test]
+fn undefined_variable_names_step_and_line() {
+    let text = MINIMAL.replace("vars.model", "vars.modle");
+    let err = parse(&text).expect_err("undefined").to_string();
+    assert!(err.contains("steps[0].body"), "{err}");
+    assert!(err.contains("line 6"), "{err}");
+}
+
+#[test]
+fn variable_used_before_extraction_is_refused() {
+    let text = r#"
+name = "t"
+[[steps]]
+name = "a"
+path = "/books/{{ book_id }}"
+response = "json"
+[[steps]]
+name = "b"
+path = "/books"
+response = "json"
+extract = { book_id = "/id" }
+"#;
+    let err = parse(text).expect_err("used before set").to_string();
+    assert!(err.contains("steps[0].path"), "{err}");
+}
+
+#[test]
+fn body_that_is_not_json_is_refused() {
+    let text = MINIMAL.replace("{{ vars.model | tojson }}", "{{ vars.model }}");
+    let err = parse(&text).expect_err("not json").to_string();
+    assert!(err.contains("not JSON"), "{err}");
+}
+
+#[test]
+fn bad_pointer_is_refused() {
+    let text = MINIMAL.replace("[vars]", "extract = { id = \"id\" }\n[vars]");
+    let err = parse(&text).expect_err("bad pointer").to_string();
+    assert!(err.contains("JSON pointer"), "{err}");
+}
+
+#[test]
+fn gate_table_is_read_and_checked() {
+    let s = parse(&format!("{MINIMAL}\n[gate]\nmargin = 0.2\n")).expect("valid");
+    assert_eq!(s.gate.margin, 0.2);
+    let err = parse(&format!("{MINIMAL}\n[gate]\nmetrics = [\"ttft_p42\"]\n"))
+        .expect_err("bad metric")
+        .to_string();
+    assert!(err.contains("[gate]") && err.contains("ttft_p42"), "{err}");
+    let err = parse(&format!("{MINIMAL}\n[gate]\nmargn = 0.2\n"))
+        .expect_err("bad key")
+        .to_string();
+    assert!(err.contains("margn") && err.contains("line"), "{err}");
+}
+
+#[test]
+fn paths_must_start_with_a_slash() {
+    for bad in ["@other-host:8080/x", "v1/chat", "//other/x"] {
+        let text = MINIMAL.replace("/v1/chat/completions", bad);
+        let err = parse(&text).expect_err("refused").to_string();
+        assert!(
+            err.contains("single `/`") && err.contains("line 5"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn values_in_paths_are_one_encoded_segment() {
+    let text = r#"
+name = "t"
+[[steps]]
+name = "a"
+path = "/books/{{ vars.id }}/outline"
+response = "json"
+[vars]
+id = "x"
+"#;
+    let s = parse(text).expect("valid");
+    let mut ctx = TemplateContext::new(&s, 0, "u", 1, BTreeMap::new());
+    ctx.set("vars", serde_json::json!({"id": "../../admin?x=1#f"}));
+    assert_eq!(
+        s.render(&s.steps[0].path_template, &ctx).expect("rendered"),
+        "/books/..%2F..%2Fadmin%3Fx%3D1%23f/outline"
+    );
+    ctx.set("vars", serde_json::json!({"id": ".."}));
+    assert!(s.render(&s.steps[0].path_template, &ctx).is_err());
+    ctx.set("vars", serde_json::json!({"id": 42}));
+    assert_eq!(
+        s.render(&s.steps[0].path_template, &ctx).expect("rendered"),
+        "/books/42/outline"
+    );
+}
+
+#[test]
+fn endless_templates_run_out_of_fuel() {
+    let text = MINIMAL.replace(
+        "{\"model\"",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{\"model\"",
+    );
+    let err = parse(&text).expect_err("out of fuel").to_string();
+    assert!(err.contains("fuel"), "{err}");
+}
+
+#[test]
+fn var_override_wins_and_keeps_numbers() {
+    let s = Scenario::parse(
+        MINIMAL,
+        Path::new("s.toml"),
+        None,
+        &[("n".into(), "12".into())],
+    )
+    .expect("valid");
+    assert_eq!(s.vars["n"], serde_json::json!(12));
+}
