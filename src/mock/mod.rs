@@ -13,14 +13,14 @@
     reason = "handlers return a ready response on the error path; boxing it buys nothing"
 )]
 
+mod config;
 mod faults;
 mod prose;
 mod stream;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -30,184 +30,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
-use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub use config::{Burst, MockConfig, MockStats};
 pub use faults::{Fault, FaultRates};
-
-/// How the mock behaves.
-#[derive(Debug, Clone)]
-pub struct MockConfig {
-    /// Time to first content token.
-    pub ttft: Duration,
-    /// Gap between content tokens.
-    pub itl: Duration,
-    /// Content tokens per streamed answer (OpenAI requests may ask for fewer with `max_tokens`).
-    pub output_tokens: u32,
-    /// Each delay is moved by a uniform amount in ±jitter.
-    pub jitter: Duration,
-    /// Factor on both latencies (1.3 = 30% slower).
-    pub slowdown: f64,
-    /// Requests served at once; more wait in a queue. `None`: unlimited.
-    pub max_concurrency: Option<usize>,
-    /// Injected faults.
-    pub faults: FaultRates,
-    /// Seconds sent in `Retry-After` with a 429.
-    pub retry_after_s: u64,
-    /// How long a `hang` fault stays silent before ending the stream.
-    pub hang: Duration,
-    /// Accepted bearer tokens; `None` accepts any (but still requires the header).
-    pub tokens: Option<HashSet<String>>,
-    /// Seed of the fault and jitter draws.
-    pub seed: u64,
-    /// Periodic bursts of an error status.
-    pub burst: Option<Burst>,
-    /// End streams without `data: [DONE]` (the body just completes), as
-    /// `transformers serve` does.
-    pub no_done: bool,
-}
-
-/// Every `every`, answer all requests for `length` with `status`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Burst {
-    /// The error status.
-    pub status: u16,
-    /// How long each burst lasts.
-    pub length: Duration,
-    /// Period.
-    pub every: Duration,
-}
-
-impl std::str::FromStr for Burst {
-    type Err = String;
-    /// `503:500ms/5s`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not STATUS:LENGTH/PERIOD (for example `503:500ms/5s`)");
-        let (status, rest) = s.split_once(':').ok_or_else(bad)?;
-        let (len, every) = rest.split_once('/').ok_or_else(bad)?;
-        let status: u16 = status.trim().parse().map_err(|_| bad())?;
-        if !(400..600).contains(&status) {
-            return Err(bad());
-        }
-        let length = humantime::parse_duration(len.trim()).map_err(|_| bad())?;
-        let every = humantime::parse_duration(every.trim()).map_err(|_| bad())?;
-        if every.is_zero() || length > every {
-            return Err(format!("`{s}`: the burst must be shorter than its period"));
-        }
-        Ok(Burst {
-            status,
-            length,
-            every,
-        })
-    }
-}
-
-impl Default for MockConfig {
-    fn default() -> Self {
-        Self {
-            ttft: Duration::from_millis(80),
-            itl: Duration::from_millis(8),
-            output_tokens: 64,
-            jitter: Duration::ZERO,
-            slowdown: 1.0,
-            max_concurrency: None,
-            faults: FaultRates::default(),
-            retry_after_s: 1,
-            hang: Duration::from_secs(120),
-            tokens: None,
-            seed: 1,
-            burst: None,
-            no_done: false,
-        }
-    }
-}
-
-/// Counters and the server's own timing, shared by all requests.
-#[derive(Debug)]
-pub struct MockStats {
-    /// Requests received.
-    pub requests: AtomicU64,
-    /// SSE events written (every `data:` event, `[DONE]` included).
-    pub sse_events: AtomicU64,
-    /// Requests answered with an injected fault.
-    pub faults: AtomicU64,
-    /// Server-side TTFT in microseconds: handler entry (queueing included) to
-    /// the first content chunk handed to the connection.
-    pub ttft_us: Mutex<Histogram<u64>>,
-    /// Server-side TTFT per `X-Request-Id`, for pairing with the client's log
-    /// (bounded; the oldest entries are kept).
-    pub timings: Mutex<Vec<(String, u64)>>,
-    started: Instant,
-}
-
-/// Most per-request timings kept.
-const MAX_TIMINGS: usize = 1_000_000;
-
-impl MockStats {
-    fn new() -> Self {
-        Self {
-            requests: AtomicU64::new(0),
-            sse_events: AtomicU64::new(0),
-            faults: AtomicU64::new(0),
-            #[allow(clippy::expect_used, reason = "constant, valid bounds")]
-            ttft_us: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
-            ),
-            timings: Mutex::new(Vec::new()),
-            started: Instant::now(),
-        }
-    }
-
-    /// A JSON snapshot, as `GET /_mock/stats` returns it.
-    pub fn snapshot(&self) -> serde_json::Value {
-        let h = self.ttft_us.lock().map(|h| h.clone()).ok();
-        let q = |p: f64| {
-            h.as_ref()
-                .filter(|h| !h.is_empty())
-                .map(|h| h.value_at_quantile(p) as f64 / 1000.0)
-        };
-        json!({
-            "uptime_s": self.started.elapsed().as_secs_f64(),
-            "requests": self.requests.load(Ordering::Relaxed),
-            "sse_events": self.sse_events.load(Ordering::Relaxed),
-            "faults": self.faults.load(Ordering::Relaxed),
-            "ttft_ms": {
-                "count": h.as_ref().map_or(0, Histogram::len),
-                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
-            },
-        })
-    }
-
-    fn reset(&self) {
-        self.requests.store(0, Ordering::Relaxed);
-        self.sse_events.store(0, Ordering::Relaxed);
-        self.faults.store(0, Ordering::Relaxed);
-        if let Ok(mut h) = self.ttft_us.lock() {
-            h.reset();
-        }
-        if let Ok(mut t) = self.timings.lock() {
-            t.clear();
-        }
-    }
-
-    /// Record the server-side TTFT of one request.
-    pub(crate) fn record_ttft(&self, us: u64, request_id: Option<&str>) {
-        if let Ok(mut h) = self.ttft_us.lock() {
-            let _ = h.record(us.max(1));
-        }
-        if let Some(id) = request_id {
-            if let Ok(mut t) = self.timings.lock() {
-                if t.len() < MAX_TIMINGS {
-                    t.push((id.to_string(), us));
-                }
-            }
-        }
-    }
-}
 
 struct App {
     cfg: MockConfig,

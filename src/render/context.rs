@@ -1,0 +1,489 @@
+//! What a report shows, computed once: every number formatted, every row
+//! built, so templates only place text.
+
+use serde::Serialize;
+
+use crate::gate::{Check, Status, Verdict};
+use crate::policy::metrics::{self, metric_def, ALL};
+use crate::result::values;
+use crate::result::RunResult;
+
+/// One gated row.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatedRow {
+    scope: String,
+    label: String,
+    baseline: String,
+    current: String,
+    change: String,
+    bound: String,
+    mark: String,
+    status: String,
+    note: String,
+}
+
+/// One step row.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    name: String,
+    cells: Vec<String>,
+    errors: String,
+}
+
+/// A row of the all-metrics table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllRow {
+    name: String,
+    values: Vec<String>,
+}
+
+/// A row of the error table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorRow {
+    step: String,
+    class: String,
+    count: u64,
+    /// What the server said, safe inside a Markdown table cell.
+    example: String,
+}
+
+/// Foreign text made safe inside a Markdown table cell: no cell breaks, no
+/// code spans, no HTML, one line.
+pub fn md_cell(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('|', "\\|")
+        .replace('`', "'")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Facts about the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFacts {
+    scenario: String,
+    origin: String,
+    sha256: String,
+    target: String,
+    concurrency: u32,
+    window: String,
+    requests: u64,
+    started_at: String,
+    tool_version: String,
+    host: String,
+    self_check: String,
+}
+
+/// Everything a template sees. Numbers are formatted here, so templates
+/// only place text.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportContext {
+    pub(super) verdict: Option<String>,
+    pub(super) mark: String,
+    pub(super) headline: String,
+    pub(super) mode: String,
+    pub(super) evidence: usize,
+    pub(super) reference: String,
+    pub(super) notes: Vec<String>,
+    pub(super) gated: Vec<GatedRow>,
+    pub(super) step_checks: Vec<GatedRow>,
+    pub(super) overall: Vec<GatedRow>,
+    pub(super) failing: Vec<GatedRow>,
+    pub(super) step_headers: Vec<String>,
+    pub(super) steps: Vec<StepRow>,
+    pub(super) truncated: Option<String>,
+    pub(super) error_rows: Vec<ErrorRow>,
+    pub(super) chart: Option<String>,
+    pub(super) chart_caption: String,
+    pub(super) details: bool,
+    pub(super) all_headers: Vec<String>,
+    pub(super) all_rows: Vec<AllRow>,
+    pub(super) run: RunFacts,
+    pub(super) policy: String,
+    pub(super) reproduce: String,
+}
+
+/// Format a value in its unit.
+pub fn fmt_value(v: Option<f64>, infinite: bool, unit: &str) -> String {
+    if infinite {
+        return "∞".into();
+    }
+    let Some(v) = v else { return "–".into() };
+    match unit {
+        "ms" => format!("{} ms", super::ms_number(v)),
+        "tok/s" => format!("{v:.0} tok/s"),
+        "req/s" => format!("{v:.2} req/s"),
+        "%" | "" => format!("{:.2}%", v * 100.0),
+        _ => format!("{v:.3} {unit}"),
+    }
+}
+
+fn fmt_change(c: Option<f64>) -> String {
+    c.map_or("–".into(), |c| format!("{:+.1}%", c * 100.0))
+}
+
+fn gated_row(c: &Check) -> GatedRow {
+    let unit = c.unit.as_str();
+    let bound = match (c.ci, c.bound) {
+        (Some([a, b]), _) => format!("{:+.1}% … {:+.1}%", a * 100.0, b * 100.0),
+        (None, Some(b)) => {
+            let hw = metric_def(&c.metric).is_none_or(|d| d.higher_is_worse);
+            format!(
+                "{} {}",
+                if hw { "≤" } else { "≥" },
+                fmt_value(Some(b), false, unit)
+            )
+        }
+        _ => "–".into(),
+    };
+    GatedRow {
+        scope: c.scope.clone(),
+        label: c.label.clone(),
+        baseline: fmt_value(c.baseline, false, unit),
+        current: fmt_value(c.current, c.current_infinite, unit),
+        change: fmt_change(c.change),
+        bound,
+        mark: c.status.mark().into(),
+        status: c.status.to_string(),
+        note: c.note.clone(),
+    }
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_=.,/:@+%".contains(c));
+    if plain && !s.is_empty() {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn reproduce(r: &RunResult) -> String {
+    let p = &r.provenance;
+    let scenario = p
+        .scenario
+        .origin
+        .strip_prefix("bundled:")
+        .unwrap_or(&p.scenario.origin);
+    let mut cmd = format!(
+        "flora-gate run --scenario {scenario} --target {} --tokens access_tokens.csv --concurrency {}",
+        crate::target::redact_userinfo(&p.target),
+        p.concurrency
+    );
+    let dur = |s: f64| {
+        if s.fract() == 0.0 {
+            format!("{s}s")
+        } else {
+            format!("{}ms", (s * 1000.0).round())
+        }
+    };
+    if let Some(d) = p.duration_s {
+        cmd.push_str(&format!(" --duration {}", dur(d)));
+    }
+    if let Some(n) = p.requests_limit {
+        cmd.push_str(&format!(" --requests {n}"));
+    }
+    for (k, v) in &p.var_overrides {
+        cmd.push_str(&format!(" --var {}", shell_quote(&format!("{k}={v}"))));
+    }
+    cmd.push_str(&format!(
+        " --warmup {} --seed {} --out result.json",
+        dur(p.warmup_s),
+        p.seed
+    ));
+    cmd
+}
+
+/// Build the context from a result and, when there is one, its verdict.
+pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>) -> ReportContext {
+    let current = values::extract(r);
+    let policy = verdict.map_or_else(|| r.gate.clone(), |v| v.policy.clone());
+    let step_metrics: Vec<&str> = policy.metrics.iter().map(String::as_str).collect();
+    let step_headers: Vec<String> = step_metrics
+        .iter()
+        .map(|m| metric_def(m).map_or((*m).to_string(), |d| d.label.to_string()))
+        .collect();
+
+    let steps: Vec<StepRow> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let cur = current.get(&s.name);
+            let cells = step_metrics
+                .iter()
+                .map(|m| {
+                    let unit = metric_def(m).map_or("", |d| d.unit);
+                    let check = verdict.and_then(|v| {
+                        v.checks
+                            .iter()
+                            .find(|c| c.scope == s.name && c.metric == *m)
+                    });
+                    match (check, cur.and_then(|c| c.get(*m))) {
+                        (Some(c), _) => {
+                            let mut cell = fmt_value(c.current, c.current_infinite, unit);
+                            if let Some(ch) = c.change {
+                                cell.push_str(&format!(" ({:+.1}%)", ch * 100.0));
+                            }
+                            if c.status != Status::Pass {
+                                cell.push(' ');
+                                cell.push_str(c.status.mark());
+                            }
+                            cell
+                        }
+                        (None, Some(v)) => {
+                            fmt_value(Some(*v).filter(|x| x.is_finite()), v.is_infinite(), unit)
+                        }
+                        (None, None) => "–".into(),
+                    }
+                })
+                .collect();
+            let errors = if s.failed == 0 {
+                "–".to_string()
+            } else {
+                format!("{} ({:.1}%)", s.failed, (1.0 - s.success_rate) * 100.0)
+            };
+            StepRow {
+                name: s.name.clone(),
+                cells,
+                errors,
+            }
+        })
+        .collect();
+
+    let gated: Vec<GatedRow> = verdict
+        .map(|v| v.gated().map(gated_row).collect())
+        .unwrap_or_default();
+    let step_checks: Vec<GatedRow> = verdict
+        .map(|v| {
+            v.checks
+                .iter()
+                .filter(|c| !c.gated)
+                .map(gated_row)
+                .collect()
+        })
+        .unwrap_or_default();
+    // Gated findings in full; per-step warnings only as many as stay readable.
+    const MAX_STEP_FINDINGS: usize = 6;
+    let mut failing: Vec<GatedRow> = Vec::new();
+    if let Some(v) = verdict {
+        let bad = |c: &&Check| matches!(c.status, Status::Fail | Status::Warn);
+        failing.extend(
+            v.checks
+                .iter()
+                .filter(|c| c.gated)
+                .filter(bad)
+                .map(gated_row),
+        );
+        let steps: Vec<&Check> = v.checks.iter().filter(|c| !c.gated).filter(bad).collect();
+        failing.extend(steps.iter().take(MAX_STEP_FINDINGS).map(|c| gated_row(c)));
+        if steps.len() > MAX_STEP_FINDINGS {
+            failing.push(GatedRow {
+                scope: ALL.into(),
+                label: format!("{} more per-step warnings", steps.len() - MAX_STEP_FINDINGS),
+                baseline: String::new(),
+                current: String::new(),
+                change: String::new(),
+                bound: String::new(),
+                mark: Status::Warn.mark().into(),
+                status: Status::Warn.to_string(),
+                note: "see the table below".into(),
+            });
+        }
+    }
+    let empty = metrics::Values::new();
+    let all = current.get(ALL).unwrap_or(&empty);
+    let overall: Vec<GatedRow> = policy
+        .metrics
+        .iter()
+        .chain(std::iter::once(&"error_rate".to_string()))
+        .filter_map(|m| {
+            let d = metric_def(m)?;
+            let v = all.get(m).copied();
+            Some(GatedRow {
+                scope: ALL.into(),
+                label: d.label.into(),
+                baseline: "–".into(),
+                current: fmt_value(
+                    v.filter(|x| x.is_finite()),
+                    v.is_some_and(f64::is_infinite),
+                    d.unit,
+                ),
+                change: "–".into(),
+                bound: "–".into(),
+                mark: String::new(),
+                status: String::new(),
+                note: String::new(),
+            })
+        })
+        .collect();
+
+    let error_rows = r
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.errors.iter().map(|(k, v)| ErrorRow {
+                step: s.name.clone(),
+                class: k.clone(),
+                count: *v,
+                example: r
+                    .error_examples
+                    .iter()
+                    .find(|e| e.step == s.name && &e.class == k)
+                    .map(|e| md_cell(&e.describe()))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+
+    // Mermaid xychart: bars are the current run, the line the baseline/reference.
+    let streamed: Vec<_> = r.steps.iter().filter(|s| s.ttft_ms.count > 0).collect();
+    let (chart, chart_caption) = if streamed.is_empty() {
+        (None, String::new())
+    } else {
+        let names: Vec<String> = streamed
+            .iter()
+            .map(|s| format!("\"{}\"", s.name.replace('"', "'")))
+            .collect();
+        let num = |v: Option<f64>| {
+            v.filter(|x| x.is_finite())
+                .map_or("0".to_string(), |x| format!("{x:.1}"))
+        };
+        let cur: Vec<String> = streamed.iter().map(|s| num(s.ttft_ms.p50)).collect();
+        let base: Vec<String> = streamed
+            .iter()
+            .map(|s| {
+                num(verdict
+                    .and_then(|v| {
+                        v.checks
+                            .iter()
+                            .find(|c| c.scope == s.name && c.metric == "ttft_p50")
+                    })
+                    .and_then(|c| c.baseline))
+            })
+            .collect();
+        let has_base = base.iter().any(|b| b != "0");
+        let mut c = format!(
+            "xychart-beta\n    title \"TTFT p50 by step (ms)\"\n    x-axis [{}]\n    y-axis \"ms\"\n    bar [{}]",
+            names.join(", "),
+            cur.join(", ")
+        );
+        if has_base {
+            c.push_str(&format!("\n    line [{}]", base.join(", ")));
+        }
+        let caption = if has_base {
+            "Bars: this run; line: baseline."
+        } else {
+            "Bars: this run."
+        };
+        (Some(c), caption.to_string())
+    };
+
+    let all_metric_names = [
+        "ttft_p50",
+        "ttft_p90",
+        "ttft_p99",
+        "tpot_p50",
+        "tpot_p90",
+        "itl_p50",
+        "e2e_p50",
+        "e2e_p90",
+        "output_tokens_per_s",
+        "requests_per_s",
+        "goodput_per_s",
+        "error_rate",
+    ];
+    let all_headers = all_metric_names
+        .iter()
+        .map(|m| metric_def(m).map_or((*m).to_string(), |d| d.label.to_string()))
+        .collect();
+    let mut scopes: Vec<String> = r.steps.iter().map(|s| s.name.clone()).collect();
+    scopes.push(metrics::WORKFLOW.into());
+    scopes.push(ALL.into());
+    let all_rows = scopes
+        .iter()
+        .map(|scope| {
+            let vals = current.get(scope);
+            AllRow {
+                name: scope.clone(),
+                values: all_metric_names
+                    .iter()
+                    .map(|m| {
+                        let v = vals.and_then(|x| x.get(*m)).copied();
+                        fmt_value(
+                            v.filter(|x| x.is_finite()),
+                            v.is_some_and(f64::is_infinite),
+                            metric_def(m).map_or("", |d| d.unit),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+
+    let sc = &r.self_check;
+    let mut notes = verdict.map(|v| v.notes.clone()).unwrap_or_default();
+    if verdict.is_none() && r.state() != crate::result::RunState::Complete {
+        notes.push(format!(
+            "the run is partial: {}",
+            r.status_reason.clone().unwrap_or_default()
+        ));
+    }
+    let p = &r.provenance;
+    ReportContext {
+        verdict: verdict.map(|v| v.verdict.to_string()),
+        mark: verdict.map_or("", |v| v.verdict.mark()).into(),
+        headline: verdict.map_or_else(String::new, |v| v.headline.clone()),
+        mode: verdict.map_or("none", |v| v.mode.as_str()).into(),
+        evidence: verdict.map_or(0, |v| v.evidence),
+        reference: crate::target::redact_userinfo(reference.unwrap_or_default()),
+        notes,
+        gated,
+        step_checks,
+        overall,
+        failing,
+        step_headers,
+        steps,
+        truncated: None,
+        error_rows,
+        chart,
+        chart_caption,
+        details: true,
+        all_headers,
+        all_rows,
+        run: RunFacts {
+            scenario: p.scenario.name.clone(),
+            origin: p.scenario.origin.clone(),
+            sha256: p.scenario.sha256.clone(),
+            // A result file from elsewhere may hold a URL with a password.
+            target: crate::target::redact_userinfo(&p.target),
+            concurrency: p.concurrency,
+            window: format!("{:.1}s", r.window.duration_s),
+            requests: r.totals.requests,
+            started_at: p.started_at.clone(),
+            tool_version: p.tool_version.clone(),
+            host: format!("{} {} × {} cores", p.host.os, p.host.arch, p.host.cores),
+            self_check: format!(
+                "{}; loop lag p99 {}, CPU {}, peak RSS {}",
+                sc.verdict(),
+                sc.loop_lag_p99_ms
+                    .map_or("–".into(), |v| format!("{v:.1} ms")),
+                sc.cpu_utilization
+                    .map_or("–".into(), |v| format!("{:.0}%", v * 100.0)),
+                sc.peak_rss_mib
+                    .map_or("–".into(), |v| format!("{v:.0} MiB")),
+            ),
+        },
+        policy: format!(
+            "gated {} · margin {:.0}% · α {} (Holm) · max error rate {:.2}%",
+            policy.metrics.join(", "),
+            policy.margin * 100.0,
+            policy.alpha,
+            policy.max_error_rate * 100.0
+        ),
+        reproduce: reproduce(r),
+    }
+}
