@@ -1,6 +1,8 @@
 //! What a report shows, computed once: every number formatted, every row
 //! built, so templates only place text.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::gate::{Check, Status, Verdict};
@@ -208,6 +210,70 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         .map(|m| metric_def(m).map_or((*m).to_string(), |d| d.label.to_string()))
         .collect();
 
+    let steps = step_rows(r, verdict, &current, &step_metrics);
+    let gated: Vec<GatedRow> = verdict
+        .map(|v| v.gated().map(gated_row).collect())
+        .unwrap_or_default();
+    let step_checks: Vec<GatedRow> = verdict
+        .map(|v| {
+            v.checks
+                .iter()
+                .filter(|c| !c.gated)
+                .map(gated_row)
+                .collect()
+        })
+        .unwrap_or_default();
+    let failing = findings(verdict);
+    let overall = overall_rows(&current, &policy);
+    let error_rows = error_rows(r);
+    let (chart, chart_caption) = ttft_chart(r, verdict);
+    let (all_headers, all_rows) = all_rows(r, &current);
+    let mut notes = verdict.map(|v| v.notes.clone()).unwrap_or_default();
+    if verdict.is_none() && r.state() != crate::result::RunState::Complete {
+        notes.push(format!(
+            "the run is partial: {}",
+            r.status_reason.clone().unwrap_or_default()
+        ));
+    }
+    ReportContext {
+        verdict: verdict.map(|v| v.verdict.to_string()),
+        mark: verdict.map_or("", |v| v.verdict.mark()).into(),
+        headline: verdict.map_or_else(String::new, |v| v.headline.clone()),
+        mode: verdict.map_or("none", |v| v.mode.as_str()).into(),
+        evidence: verdict.map_or(0, |v| v.evidence),
+        reference: crate::target::redact_userinfo(reference.unwrap_or_default()),
+        notes,
+        gated,
+        step_checks,
+        overall,
+        failing,
+        step_headers,
+        steps,
+        truncated: None,
+        error_rows,
+        chart,
+        chart_caption,
+        details: true,
+        all_headers,
+        all_rows,
+        run: run_facts(r),
+        policy: format!(
+            "gated {} · margin {:.0}% · α {} (Holm) · max error rate {:.2}%",
+            policy.metrics.join(", "),
+            policy.margin * 100.0,
+            policy.alpha,
+            policy.max_error_rate * 100.0
+        ),
+        reproduce: reproduce(r),
+    }
+}
+
+fn step_rows(
+    r: &RunResult,
+    verdict: Option<&Verdict>,
+    current: &BTreeMap<String, metrics::Values>,
+    step_metrics: &[&str],
+) -> Vec<StepRow> {
     let steps: Vec<StepRow> = r
         .steps
         .iter()
@@ -253,20 +319,11 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             }
         })
         .collect();
+    steps
+}
 
-    let gated: Vec<GatedRow> = verdict
-        .map(|v| v.gated().map(gated_row).collect())
-        .unwrap_or_default();
-    let step_checks: Vec<GatedRow> = verdict
-        .map(|v| {
-            v.checks
-                .iter()
-                .filter(|c| !c.gated)
-                .map(gated_row)
-                .collect()
-        })
-        .unwrap_or_default();
-    // Gated findings in full; per-step warnings only as many as stay readable.
+/// Gated findings in full; per-step warnings only as many as stay readable.
+fn findings(verdict: Option<&Verdict>) -> Vec<GatedRow> {
     const MAX_STEP_FINDINGS: usize = 6;
     let mut failing: Vec<GatedRow> = Vec::new();
     if let Some(v) = verdict {
@@ -294,6 +351,14 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             });
         }
     }
+    failing
+}
+
+/// The pooled figures when there is no verdict to show.
+fn overall_rows(
+    current: &BTreeMap<String, metrics::Values>,
+    policy: &crate::policy::Policy,
+) -> Vec<GatedRow> {
     let empty = metrics::Values::new();
     let all = current.get(ALL).unwrap_or(&empty);
     let overall: Vec<GatedRow> = policy
@@ -320,8 +385,11 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             })
         })
         .collect();
+    overall
+}
 
-    let error_rows = r
+fn error_rows(r: &RunResult) -> Vec<ErrorRow> {
+    let error_rows: Vec<ErrorRow> = r
         .steps
         .iter()
         .flat_map(|s| {
@@ -338,8 +406,11 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             })
         })
         .collect();
+    error_rows
+}
 
-    // Mermaid xychart: bars are the current run, the line the baseline/reference.
+/// Mermaid xychart: bars are the current run, the line the baseline/reference.
+fn ttft_chart(r: &RunResult, verdict: Option<&Verdict>) -> (Option<String>, String) {
     let streamed: Vec<_> = r.steps.iter().filter(|s| s.ttft_ms.count > 0).collect();
     let (chart, chart_caption) = if streamed.is_empty() {
         (None, String::new())
@@ -381,7 +452,14 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         };
         (Some(c), caption.to_string())
     };
+    (chart, chart_caption)
+}
 
+/// Every metric of every scope, for the details.
+fn all_rows(
+    r: &RunResult,
+    current: &BTreeMap<String, metrics::Values>,
+) -> (Vec<String>, Vec<AllRow>) {
     let all_metric_names = [
         "ttft_p50",
         "ttft_p90",
@@ -396,14 +474,14 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         "goodput_per_s",
         "error_rate",
     ];
-    let all_headers = all_metric_names
+    let all_headers: Vec<String> = all_metric_names
         .iter()
         .map(|m| metric_def(m).map_or((*m).to_string(), |d| d.label.to_string()))
         .collect();
     let mut scopes: Vec<String> = r.steps.iter().map(|s| s.name.clone()).collect();
     scopes.push(metrics::WORKFLOW.into());
     scopes.push(ALL.into());
-    let all_rows = scopes
+    let all_rows: Vec<AllRow> = scopes
         .iter()
         .map(|scope| {
             let vals = current.get(scope);
@@ -423,67 +501,33 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             }
         })
         .collect();
+    (all_headers, all_rows)
+}
 
-    let sc = &r.self_check;
-    let mut notes = verdict.map(|v| v.notes.clone()).unwrap_or_default();
-    if verdict.is_none() && r.state() != crate::result::RunState::Complete {
-        notes.push(format!(
-            "the run is partial: {}",
-            r.status_reason.clone().unwrap_or_default()
-        ));
-    }
+fn run_facts(r: &RunResult) -> RunFacts {
     let p = &r.provenance;
-    ReportContext {
-        verdict: verdict.map(|v| v.verdict.to_string()),
-        mark: verdict.map_or("", |v| v.verdict.mark()).into(),
-        headline: verdict.map_or_else(String::new, |v| v.headline.clone()),
-        mode: verdict.map_or("none", |v| v.mode.as_str()).into(),
-        evidence: verdict.map_or(0, |v| v.evidence),
-        reference: crate::target::redact_userinfo(reference.unwrap_or_default()),
-        notes,
-        gated,
-        step_checks,
-        overall,
-        failing,
-        step_headers,
-        steps,
-        truncated: None,
-        error_rows,
-        chart,
-        chart_caption,
-        details: true,
-        all_headers,
-        all_rows,
-        run: RunFacts {
-            scenario: p.scenario.name.clone(),
-            origin: p.scenario.origin.clone(),
-            sha256: p.scenario.sha256.clone(),
-            // A result file from elsewhere may hold a URL with a password.
-            target: crate::target::redact_userinfo(&p.target),
-            concurrency: p.concurrency,
-            window: format!("{:.1}s", r.window.duration_s),
-            requests: r.totals.requests,
-            started_at: p.started_at.clone(),
-            tool_version: p.tool_version.clone(),
-            host: format!("{} {} × {} cores", p.host.os, p.host.arch, p.host.cores),
-            self_check: format!(
-                "{}; loop lag p99 {}, CPU {}, peak RSS {}",
-                sc.verdict(),
-                sc.loop_lag_p99_ms
-                    .map_or("–".into(), |v| format!("{v:.1} ms")),
-                sc.cpu_utilization
-                    .map_or("–".into(), |v| format!("{:.0}%", v * 100.0)),
-                sc.peak_rss_mib
-                    .map_or("–".into(), |v| format!("{v:.0} MiB")),
-            ),
-        },
-        policy: format!(
-            "gated {} · margin {:.0}% · α {} (Holm) · max error rate {:.2}%",
-            policy.metrics.join(", "),
-            policy.margin * 100.0,
-            policy.alpha,
-            policy.max_error_rate * 100.0
+    let sc = &r.self_check;
+    RunFacts {
+        scenario: p.scenario.name.clone(),
+        origin: p.scenario.origin.clone(),
+        sha256: p.scenario.sha256.clone(),
+        // A result file from elsewhere may hold a URL with a password.
+        target: crate::target::redact_userinfo(&p.target),
+        concurrency: p.concurrency,
+        window: format!("{:.1}s", r.window.duration_s),
+        requests: r.totals.requests,
+        started_at: p.started_at.clone(),
+        tool_version: p.tool_version.clone(),
+        host: format!("{} {} × {} cores", p.host.os, p.host.arch, p.host.cores),
+        self_check: format!(
+            "{}; loop lag p99 {}, CPU {}, peak RSS {}",
+            sc.verdict(),
+            sc.loop_lag_p99_ms
+                .map_or("–".into(), |v| format!("{v:.1} ms")),
+            sc.cpu_utilization
+                .map_or("–".into(), |v| format!("{:.0}%", v * 100.0)),
+            sc.peak_rss_mib
+                .map_or("–".into(), |v| format!("{v:.0} MiB")),
         ),
-        reproduce: reproduce(r),
     }
 }
