@@ -276,3 +276,47 @@ impl<'de> Deserialize<'de> for Pointer {
         Ok(Pointer(s))
     }
 }
+
+impl FileSafety {
+    /// The `[safety]` table with defaults, checked: `Err((key, why))`.
+    pub(super) fn resolve(&self) -> Result<Safety, (&'static str, String)> {
+        let fs = self;
+        let d = Safety::default();
+        let safety = Safety {
+            allow_hosts: fs.allow_hosts.clone().unwrap_or_default(),
+            abort_error_rate: match fs.circuit_breaker {
+                Some(false) => None,
+                _ => fs.abort_error_rate.or(d.abort_error_rate),
+            },
+            abort_window: fs.abort_window.map_or(d.abort_window, |w| w.0),
+            abort_min_requests: fs.abort_min_requests.unwrap_or(d.abort_min_requests),
+            honor_retry_after: fs.honor_retry_after.unwrap_or(d.honor_retry_after),
+            max_response_bytes: fs.max_response_bytes.unwrap_or(d.max_response_bytes),
+            backoff: fs.backoff.map_or(d.backoff, |b| b.0),
+            backoff_max: fs.backoff_max.map_or(d.backoff_max, |b| b.0),
+        };
+        if safety.backoff > safety.backoff_max {
+            return Err((
+                "safety.backoff",
+                "must not be longer than `safety.backoff_max`".into(),
+            ));
+        }
+        if safety.backoff_max > Duration::from_secs(600)
+            || safety.abort_window > Duration::from_secs(3600)
+        {
+            return Err((
+                "safety.backoff_max` / `safety.abort_window",
+                "at most 10m and 1h".into(),
+            ));
+        }
+        if let Some(r) = safety.abort_error_rate {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(("safety.abort_error_rate", format!("{r} must be in (0, 1]")));
+            }
+        }
+        if safety.max_response_bytes == 0 {
+            return Err(("safety.max_response_bytes", "must be at least 1".into()));
+        }
+        Ok(safety)
+    }
+}

@@ -289,148 +289,16 @@ impl Scenario {
         let gate = crate::policy::Policy::from_file(&file.gate.clone().unwrap_or_default())
             .map_err(|m| invalid(Some("table `[gate]`".into()), m))?;
 
-        let fs = &file.safety;
-        let d = Safety::default();
-        let safety = Safety {
-            allow_hosts: fs.allow_hosts.clone().unwrap_or_default(),
-            abort_error_rate: match fs.circuit_breaker {
-                Some(false) => None,
-                _ => fs.abort_error_rate.or(d.abort_error_rate),
-            },
-            abort_window: fs.abort_window.map_or(d.abort_window, |w| w.0),
-            abort_min_requests: fs.abort_min_requests.unwrap_or(d.abort_min_requests),
-            honor_retry_after: fs.honor_retry_after.unwrap_or(d.honor_retry_after),
-            max_response_bytes: fs.max_response_bytes.unwrap_or(d.max_response_bytes),
-            backoff: fs.backoff.map_or(d.backoff, |b| b.0),
-            backoff_max: fs.backoff_max.map_or(d.backoff_max, |b| b.0),
-        };
-        if safety.backoff > safety.backoff_max {
-            return Err(invalid(
-                Some("`safety.backoff`".into()),
-                "must not be longer than `safety.backoff_max`".into(),
-            ));
-        }
-        if safety.backoff_max > Duration::from_secs(600)
-            || safety.abort_window > Duration::from_secs(3600)
-        {
-            return Err(invalid(
-                Some("`safety.backoff_max` / `safety.abort_window`".into()),
-                "at most 10m and 1h".into(),
-            ));
-        }
-        if let Some(r) = safety.abort_error_rate {
-            if !(r > 0.0 && r <= 1.0) {
-                return Err(invalid(
-                    Some("`safety.abort_error_rate`".into()),
-                    format!("{r} must be in (0, 1]"),
-                ));
-            }
-        }
-        if safety.max_response_bytes == 0 {
-            return Err(invalid(
-                Some("`safety.max_response_bytes`".into()),
-                "must be at least 1".into(),
-            ));
-        }
+        let safety = file
+            .safety
+            .resolve()
+            .map_err(|(key, msg)| invalid(Some(format!("`{key}`")), msg))?;
 
         let mut env = crate::scenario::template_env(data.clone());
         let mut steps = Vec::with_capacity(file.steps.len());
         let mut names = BTreeSet::new();
         for (i, s) in file.steps.iter().enumerate() {
-            let key = |k: &str| format!("steps[{i}].{k}");
-            if s.name.chars().any(char::is_control) {
-                return Err(invalid(
-                    Some(format!("`{}`", key("name"))),
-                    "step names may not hold control characters (newlines, tabs, escapes)".into(),
-                ));
-            }
-            if s.name.trim().is_empty() || !names.insert(s.name.clone()) {
-                return Err(invalid(
-                    Some(format!("`{}`", key("name"))),
-                    format!("step names must be non-empty and unique (`{}`)", s.name),
-                ));
-            }
-            if s.name == "workflow" {
-                return Err(invalid(
-                    Some(format!("`{}`", key("name"))),
-                    "`workflow` is reserved for whole workflow iterations".into(),
-                ));
-            }
-            let method = reqwest::Method::from_bytes(s.method.as_bytes()).map_err(|_| {
-                invalid(
-                    Some(format!("`{}`", key("method"))),
-                    format!("`{}` is not an HTTP method", s.method),
-                )
-            })?;
-            if !s.path.get_ref().starts_with('/') || s.path.get_ref().starts_with("//") {
-                return Err(invalid(
-                    at(s.path.span(), &key("path")),
-                    format!(
-                        "`{}` must start with a single `/`: request paths are joined to the target and cannot name another host",
-                        s.path.get_ref()
-                    ),
-                ));
-            }
-            let path_name = format!("{}.path", s.name);
-            env.add_template_owned(path_name.clone(), s.path.get_ref().clone())
-                .map_err(|e| invalid(at(s.path.span(), &key("path")), template_message(&e)))?;
-            let body_name = match &s.body {
-                Some(b) => {
-                    let n = format!("{}.body", s.name);
-                    env.add_template_owned(n.clone(), b.get_ref().clone())
-                        .map_err(|e| invalid(at(b.span(), &key("body")), template_message(&e)))?;
-                    Some(n)
-                }
-                None => None,
-            };
-            for var in s.extract.keys().chain(s.capture_text.iter()) {
-                if BUILTIN_VARS.contains(&var.as_str()) {
-                    return Err(invalid(
-                        Some(format!("`{}`", key("extract"))),
-                        format!("`{var}` is a built-in variable; choose another name"),
-                    ));
-                }
-            }
-            let mut stream = StreamSpec::default();
-            if let Some(fs) = &s.stream {
-                if let Some(c) = &fs.content {
-                    stream.content = c.iter().map(|p| p.0.clone()).collect();
-                }
-                if let Some(p) = &fs.usage_completion_tokens {
-                    stream.usage_completion_tokens = Some(p.0.clone()).filter(|s| !s.is_empty());
-                }
-                if let Some(p) = &fs.usage_prompt_tokens {
-                    stream.usage_prompt_tokens = Some(p.0.clone()).filter(|s| !s.is_empty());
-                }
-                if let Some(d) = &fs.done {
-                    stream.done = d.clone();
-                }
-                if let Some(r) = fs.require_done {
-                    stream.require_done = r;
-                }
-            }
-            let stream = stream.finish();
-            steps.push(Step {
-                name: s.name.clone(),
-                method,
-                path_template: path_name,
-                body_template: body_name,
-                headers: s
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                response: s.response,
-                expect_status: s.expect_status.clone().unwrap_or_default(),
-                extract: s
-                    .extract
-                    .iter()
-                    .map(|(k, p)| (k.clone(), p.0.clone()))
-                    .collect(),
-                capture_text: s.capture_text.clone(),
-                stream,
-                think_time: s.think_time.map_or(Duration::ZERO, |d| d.0),
-            });
+            steps.push(build_step(i, s, &mut env, &mut names, text, &invalid)?);
         }
 
         let scenario = Scenario {
@@ -513,6 +381,115 @@ impl Scenario {
     pub fn label(&self) -> String {
         format!("{} ({})", self.name, short_hash(&self.sha256))
     }
+}
+
+/// One `[[steps]]` entry checked and compiled: its templates join `env`.
+fn build_step(
+    i: usize,
+    s: &FileStep,
+    env: &mut minijinja::Environment<'static>,
+    names: &mut BTreeSet<String>,
+    text: &str,
+    invalid: &dyn Fn(Option<String>, String) -> UserError,
+) -> Result<Step, UserError> {
+    let at = |span: std::ops::Range<usize>, key: &str| {
+        let (l, _) = line_col(text, span.start);
+        Some(format!("line {l}, key `{key}`"))
+    };
+    let key = |k: &str| format!("steps[{i}].{k}");
+    if s.name.chars().any(char::is_control) {
+        return Err(invalid(
+            Some(format!("`{}`", key("name"))),
+            "step names may not hold control characters (newlines, tabs, escapes)".into(),
+        ));
+    }
+    if s.name.trim().is_empty() || !names.insert(s.name.clone()) {
+        return Err(invalid(
+            Some(format!("`{}`", key("name"))),
+            format!("step names must be non-empty and unique (`{}`)", s.name),
+        ));
+    }
+    if s.name == "workflow" {
+        return Err(invalid(
+            Some(format!("`{}`", key("name"))),
+            "`workflow` is reserved for whole workflow iterations".into(),
+        ));
+    }
+    let method = reqwest::Method::from_bytes(s.method.as_bytes()).map_err(|_| {
+        invalid(
+            Some(format!("`{}`", key("method"))),
+            format!("`{}` is not an HTTP method", s.method),
+        )
+    })?;
+    if !s.path.get_ref().starts_with('/') || s.path.get_ref().starts_with("//") {
+        return Err(invalid(
+            at(s.path.span(), &key("path")),
+            format!(
+                "`{}` must start with a single `/`: request paths are joined to the target and cannot name another host",
+                s.path.get_ref()
+            ),
+        ));
+    }
+    let path_name = format!("{}.path", s.name);
+    env.add_template_owned(path_name.clone(), s.path.get_ref().clone())
+        .map_err(|e| invalid(at(s.path.span(), &key("path")), template_message(&e)))?;
+    let body_name = match &s.body {
+        Some(b) => {
+            let n = format!("{}.body", s.name);
+            env.add_template_owned(n.clone(), b.get_ref().clone())
+                .map_err(|e| invalid(at(b.span(), &key("body")), template_message(&e)))?;
+            Some(n)
+        }
+        None => None,
+    };
+    for var in s.extract.keys().chain(s.capture_text.iter()) {
+        if BUILTIN_VARS.contains(&var.as_str()) {
+            return Err(invalid(
+                Some(format!("`{}`", key("extract"))),
+                format!("`{var}` is a built-in variable; choose another name"),
+            ));
+        }
+    }
+    let mut stream = StreamSpec::default();
+    if let Some(fs) = &s.stream {
+        if let Some(c) = &fs.content {
+            stream.content = c.iter().map(|p| p.0.clone()).collect();
+        }
+        if let Some(p) = &fs.usage_completion_tokens {
+            stream.usage_completion_tokens = Some(p.0.clone()).filter(|s| !s.is_empty());
+        }
+        if let Some(p) = &fs.usage_prompt_tokens {
+            stream.usage_prompt_tokens = Some(p.0.clone()).filter(|s| !s.is_empty());
+        }
+        if let Some(d) = &fs.done {
+            stream.done = d.clone();
+        }
+        if let Some(r) = fs.require_done {
+            stream.require_done = r;
+        }
+    }
+    let stream = stream.finish();
+    Ok(Step {
+        name: s.name.clone(),
+        method,
+        path_template: path_name,
+        body_template: body_name,
+        headers: s
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        response: s.response,
+        expect_status: s.expect_status.clone().unwrap_or_default(),
+        extract: s
+            .extract
+            .iter()
+            .map(|(k, p)| (k.clone(), p.0.clone()))
+            .collect(),
+        capture_text: s.capture_text.clone(),
+        stream,
+        think_time: s.think_time.map_or(Duration::ZERO, |d| d.0),
+    })
 }
 
 #[cfg(test)]
