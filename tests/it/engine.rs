@@ -1,10 +1,8 @@
 //! The engine against the project's own mock server on 127.0.0.1.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{chat_scenario, run, start_mock, Load};
+use crate::common::{chat_scenario, run, start_mock, Load};
 use flora_gate::mock::MockConfig;
 use flora_gate::scenario::Scenario;
 

@@ -1,17 +1,15 @@
 //! Results that never lie: what real servers and broken inputs do to the
 //! numbers, the files and the exit code.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::common::{run, run_plan, spawn_mock, start_mock, Load, BIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use common::{run, run_plan, spawn_mock, start_mock, Load, BIN};
 use flora_gate::gate::{self, Status};
 use flora_gate::mock::MockConfig;
 use flora_gate::result::baseline::Baseline;
@@ -84,7 +82,12 @@ async fn streams_that_end_without_done_are_fine_and_cut_ones_are_not() {
         ..quick()
     })
     .await;
-    let (r, _) = run(common::chat_scenario(""), &mock.url(), requests(10, 2)).await;
+    let (r, _) = run(
+        crate::common::chat_scenario(""),
+        &mock.url(),
+        requests(10, 2),
+    )
+    .await;
     mock.stop().await;
     assert_eq!(r.steps[0].ok, 10, "{:?}", r.steps[0].errors);
     assert_eq!(r.steps[0].output_tokens.total, 120);
@@ -97,7 +100,7 @@ async fn streams_that_end_without_done_are_fine_and_cut_ones_are_not() {
     })
     .await;
     let (r, _) = run(
-        common::chat_scenario("[safety]\ncircuit_breaker = false\n"),
+        crate::common::chat_scenario("[safety]\ncircuit_breaker = false\n"),
         &mock.url(),
         requests(6, 2),
     )
@@ -111,7 +114,7 @@ async fn streams_that_end_without_done_are_fine_and_cut_ones_are_not() {
         ..quick()
     })
     .await;
-    let sc = common::scenario(
+    let sc = crate::common::scenario(
         r#"
 name = "strict"
 [auth]
@@ -339,7 +342,12 @@ async fn first_byte_and_first_event_are_recorded() {
         ..quick()
     })
     .await;
-    let (r, out) = run(common::chat_scenario(""), &mock.url(), requests(6, 1)).await;
+    let (r, out) = run(
+        crate::common::chat_scenario(""),
+        &mock.url(),
+        requests(6, 1),
+    )
+    .await;
     mock.stop().await;
     let s = &r.steps[0];
     let (ttfb, first, ttft) = (
@@ -378,9 +386,10 @@ async fn requests_still_open_at_the_end_are_counted() {
         ..quick()
     })
     .await;
-    let sc =
-        common::chat_scenario("[timeouts]\nidle = \"60s\"\n[safety]\ncircuit_breaker = false\n");
-    let mut plan = common::plan_for(
+    let sc = crate::common::chat_scenario(
+        "[timeouts]\nidle = \"60s\"\n[safety]\ncircuit_breaker = false\n",
+    );
+    let mut plan = crate::common::plan_for(
         sc,
         &mock.url(),
         Load {
@@ -703,7 +712,7 @@ fn absurd_usage(_: &HeaderMap) -> Response {
 async fn absurd_usage_counts_are_protocol_errors() {
     let url = serve(absurd_usage).await;
     let (r, _) = run(
-        common::chat_scenario("[safety]\ncircuit_breaker = false\nbackoff = \"0s\"\n"),
+        crate::common::chat_scenario("[safety]\ncircuit_breaker = false\nbackoff = \"0s\"\n"),
         &url,
         requests(4, 1),
     )

@@ -1,8 +1,6 @@
 //! Rendered reports: snapshots of fixed fixtures (so no number varies), a
 //! filtered snapshot of a live run, the size cap and template overrides.
 
-mod common;
-
 use std::path::Path;
 
 use flora_gate::gate;
@@ -57,23 +55,23 @@ fn json_report_is_json_with_the_verdict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_markdown_report_with_numbers_filtered() {
     use std::time::Duration;
-    let mock = common::start_mock(flora_gate::mock::MockConfig {
+    let mock = crate::common::start_mock(flora_gate::mock::MockConfig {
         ttft: Duration::from_millis(10),
         itl: Duration::from_millis(1),
         output_tokens: 8,
         ..Default::default()
     })
     .await;
-    let load = || common::Load {
+    let load = || crate::common::Load {
         concurrency: 2,
         duration: None,
         requests: Some(30),
         warmup: Duration::ZERO,
     };
     let sc = || flora_gate::scenario::Scenario::load("novel", &[]).expect("bundled");
-    let (a, _) = common::run(sc(), &mock.url(), load()).await;
-    let (b, _) = common::run(sc(), &mock.url(), load()).await;
-    let (c, _) = common::run(sc(), &mock.url(), load()).await;
+    let (a, _) = crate::common::run(sc(), &mock.url(), load()).await;
+    let (b, _) = crate::common::run(sc(), &mock.url(), load()).await;
+    let (c, _) = crate::common::run(sc(), &mock.url(), load()).await;
     mock.stop().await;
     let base =
         Baseline::from_results(&[("a".into(), a), ("b".into(), b)], false).expect("baseline");

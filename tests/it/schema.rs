@@ -1,10 +1,8 @@
 //! Results validate against the checked-in JSON Schema.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{chat_scenario, run, start_mock, Load};
+use crate::common::{chat_scenario, run, start_mock, Load};
 use flora_gate::mock::MockConfig;
 
 fn validator() -> jsonschema::Validator {

@@ -3,18 +3,16 @@
 //! Each test plays an attacker, a careless user or a broken network against
 //! local servers of its own.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{run, Load, BIN};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use common::{run, Load, BIN};
 
 /// One request a recording server saw: method, path and headers.
 type Seen1 = (String, String, Vec<(String, String)>);
@@ -231,7 +229,7 @@ async fn credentials_never_follow_a_redirect_to_another_origin() {
     let (other, other_log) = recorder(ok).await;
     *OTHER.lock().expect("lock") = other;
     let (target, target_log) = recorder(redirect_elsewhere).await;
-    let sc = common::scenario(
+    let sc = crate::common::scenario(
         r#"
 name = "api-key"
 [auth]
@@ -316,7 +314,7 @@ async fn extracted_ids_cannot_traverse_paths() {
         }
     }
     let (target, log) = recorder(evil_id).await;
-    let sc = common::scenario(
+    let sc = crate::common::scenario(
         r#"
 name = "t"
 [auth]
@@ -368,7 +366,7 @@ fn always_503(_: &str) -> Response {
 async fn a_failing_target_gets_backed_off_not_hammered() {
     let (target, log) = recorder(always_503).await;
     // The breaker off, to see what the back-off alone does over 4 s.
-    let sc = common::chat_scenario("[safety]\ncircuit_breaker = false\n");
+    let sc = crate::common::chat_scenario("[safety]\ncircuit_breaker = false\n");
     let (r, _) = run(
         sc,
         &target,
@@ -392,7 +390,7 @@ async fn the_circuit_breaker_is_on_by_default() {
     let (target, _log) = recorder(always_503).await;
     let started = Instant::now();
     let (r, out) = run(
-        common::chat_scenario(""),
+        crate::common::chat_scenario(""),
         &target,
         Load {
             concurrency: 4,
@@ -638,7 +636,8 @@ fn a_closed_stdout_pipe_ends_quietly() {
 #[cfg(unix)]
 #[test]
 fn sighup_keeps_the_partial_result() {
-    let mock = common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
+    let mock =
+        crate::common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("r.json");
     let tokens = tokens_file(dir.path());

@@ -1,12 +1,10 @@
 //! Faults and protections: each run completes, classifies and counts the
 //! failure, and reports it.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{chat_scenario, run, start_mock, Load};
+use crate::common::{chat_scenario, run, start_mock, Load};
 use flora_gate::engine::{self, Plan, RunStatus};
 use flora_gate::mock::MockConfig;
 use flora_gate::scenario::Scenario;
@@ -267,7 +265,8 @@ fn start_long_run(url: &str, dir: &std::path::Path, out: &std::path::Path) -> st
 #[test]
 fn sigint_keeps_a_partial_result_and_exits_non_zero() {
     use std::process::Command;
-    let mock = common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
+    let mock =
+        crate::common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
     let url = mock.url.clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("r.json");
@@ -332,7 +331,7 @@ async fn bursts_of_503_are_counted_between_successes() {
 fn a_second_sigint_stops_at_once_and_still_writes() {
     use std::process::Command;
     // Long streams: 50 tokens 200 ms apart, so in-flight requests would take ~10 s.
-    let mock = common::spawn_mock(&[
+    let mock = crate::common::spawn_mock(&[
         "--ttft-ms",
         "20",
         "--itl-ms",

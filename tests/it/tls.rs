@@ -2,13 +2,11 @@
 //! is a counted `tls` failure and the run completes; trusted with
 //! `--ca-cert`, the same run succeeds.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{chat_scenario, Load};
+use crate::common::{chat_scenario, Load};
 use flora_gate::engine::Plan;
 use flora_gate::mock::MockConfig;
 use tokio_util::sync::CancellationToken;
@@ -70,9 +68,9 @@ async fn run(url: &str, ca: Option<Vec<u8>>) -> flora_gate::result::RunResult {
     };
     let plan = Plan {
         ca_cert: ca,
-        ..common::plan_for(chat_scenario(""), url, load)
+        ..crate::common::plan_for(chat_scenario(""), url, load)
     };
-    common::run_plan(plan).await.0
+    crate::common::run_plan(plan).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

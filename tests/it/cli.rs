@@ -3,14 +3,12 @@
 use std::path::Path;
 use std::process::Command;
 
-mod common;
-
-use common::{MockProcess, BIN};
+use crate::common::{MockProcess, BIN};
 
 fn spawn_mock(extra: &[&str]) -> MockProcess {
     let mut args = vec!["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "12"];
     args.extend_from_slice(extra);
-    common::spawn_mock(&args)
+    crate::common::spawn_mock(&args)
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {

@@ -3,11 +3,9 @@
 //! slowdown fails at least 9 times in 10, a 3% slowdown passes.
 //! One test, so the runs happen one after another and do not compete for CPU.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{chat_scenario, run, start_mock, Load};
+use crate::common::{chat_scenario, run, start_mock, Load};
 use flora_gate::gate::{self, Status};
 use flora_gate::mock::MockConfig;
 use flora_gate::result::baseline::Baseline;

@@ -1,11 +1,9 @@
 //! Duet mode end to end: two mocks, interleaved slots, paired verdict.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{chat_scenario, start_mock};
+use crate::common::{chat_scenario, start_mock};
 use flora_gate::engine::Plan;
 use flora_gate::gate::{duet::compare_duet, Status};
 use flora_gate::mock::MockConfig;
@@ -122,7 +120,7 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_side_rate_is_over_its_own_slots() {
     let server = start_mock(cfg(1.0)).await;
-    let (single, _) = common::run_plan(plan(server.url(), 4, 6)).await;
+    let (single, _) = crate::common::run_plan(plan(server.url(), 4, 6)).await;
     let d = duet_of(plan(server.url(), 4, 12), server.url(), 6)
         .await
         .expect("duet runs");
@@ -193,14 +191,14 @@ async fn slots_too_short_for_requests_are_lengthened() {
 #[test]
 fn duet_requests_are_logged_with_their_side() {
     let reference =
-        common::spawn_mock(&["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"]);
+        crate::common::spawn_mock(&["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"]);
     let candidate =
-        common::spawn_mock(&["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"]);
+        crate::common::spawn_mock(&["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = dir.path().join("t.csv");
     std::fs::write(&tokens, "tok\n").expect("write");
     let log = dir.path().join("requests.jsonl");
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(crate::common::BIN)
         .args(["run", "-s", "openai-chat", "-t", &candidate.url])
         .args(["--baseline-target", &reference.url, "-c", "2", "-d", "12s"])
         .args(["--tokens", tokens.to_str().expect("utf8")])

@@ -1,0 +1,20 @@
+//! The integration tests, one crate so the library links once: every module
+//! drives flora-gate in process or as the built binary, against servers of
+//! its own on 127.0.0.1.
+
+mod common;
+
+mod architecture;
+mod cli;
+mod duet;
+mod engine;
+mod faults;
+mod fuzz;
+mod gate_properties;
+mod github;
+mod install;
+mod report;
+mod results;
+mod schema;
+mod tls;
+mod trust;
