@@ -14,15 +14,19 @@
 #      streamed load of phase 1 through aiperf: marginal CPU per request (a run
 #      of 2N minus a run of N requests, so start-up cost cancels) and TTFT
 #      against the server's own.
-# Usage: benches/perf.sh [seconds per phase, default 15]; PHASES="1 4" picks phases.
+# Usage: benches/perf.sh [seconds per phase, default 15]; PHASES="1 4" picks phases;
+# BIN=path/to/flora-gate measures that binary instead of a fresh release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-15}
 PHASES=${PHASES:-1 2 3 4 5 6}
 want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
-cargo build --release --quiet
-BIN=target/release/flora-gate
+# BIN=path measures another build (say, an older one) with the same script.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/flora-gate
+fi
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 printf 'user_id,access_token\n' > "$WORK/tokens.csv"

@@ -63,6 +63,36 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         }
         other => other,
     })?;
+    let (target, reference) = destinations(args, &scenario)?;
+    let load = load_spec(args, &scenario, reference.is_some())?;
+    let drain = duration_flag("--drain", &args.drain)?;
+    let tokens = match (&args.tokens, scenario.auth.kind) {
+        (Some(p), _) => tokens::load(p)?,
+        (None, AuthKind::None) => Vec::new(),
+        (None, AuthKind::Bearer) => {
+            return Err(UserError::flag("--tokens", "the scenario uses bearer tokens, and none were given")
+                .with_hint("pass `--tokens access_tokens.csv` (header `user_id,access_token`), or set `[auth] kind = \"none\"` in the scenario"))
+        }
+    };
+    Ok(Plan {
+        scenario: Arc::new(scenario),
+        target,
+        reference,
+        tokens: Arc::new(tokens),
+        load,
+        progress: !args.no_progress && crate::engine::progress_wanted(),
+        drain,
+        notes: Vec::new(),
+        ca_cert: ca_cert(args)?,
+    })
+}
+
+/// The target and the duet reference, parsed and checked against
+/// `allow_hosts` before anything is sent.
+fn destinations(
+    args: &RunArgs,
+    scenario: &Scenario,
+) -> Result<(String, Option<String>), UserError> {
     let target = match (&args.target, &scenario.base_url) {
         (Some(t), _) => crate::target::parse_base(t, crate::target::Source { name: "--target" })?,
         (None, Some(b)) => {
@@ -101,6 +131,15 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         None => None,
     };
     let target = crate::target::base_text(&target);
+    Ok((target, reference))
+}
+
+/// The scenario's load with the flags over it, within the one set of caps.
+fn load_spec(
+    args: &RunArgs,
+    scenario: &Scenario,
+    duet: bool,
+) -> Result<crate::scenario::LoadSpec, UserError> {
     let mut load = scenario.load.clone();
     if let Some(c) = args.concurrency {
         load.concurrency = c;
@@ -172,7 +211,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     if let Some(s) = args.seed {
         load.seed = s;
     }
-    if reference.is_some() {
+    if duet {
         let total = load.duration.ok_or_else(|| {
             UserError::flag(
                 "--baseline-target",
@@ -196,45 +235,31 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
             e.key.replace('.', "] ")
         ))
     })?;
-    let drain = duration_flag("--drain", &args.drain)?;
-    let tokens = match (&args.tokens, scenario.auth.kind) {
-        (Some(p), _) => tokens::load(p)?,
-        (None, AuthKind::None) => Vec::new(),
-        (None, AuthKind::Bearer) => {
-            return Err(UserError::flag("--tokens", "the scenario uses bearer tokens, and none were given")
-                .with_hint("pass `--tokens access_tokens.csv` (header `user_id,access_token`), or set `[auth] kind = \"none\"` in the scenario"))
-        }
-    };
-    Ok(Plan {
-        scenario: Arc::new(scenario),
-        target,
-        reference,
-        tokens: Arc::new(tokens),
-        load,
-        progress: !args.no_progress && crate::engine::progress_wanted(),
-        drain,
-        notes: Vec::new(),
-        ca_cert: match &args.ca_cert {
-            Some(p) => {
-                let pem = std::fs::read(p).map_err(|source| UserError::Read {
-                    path: p.clone(),
-                    source,
-                })?;
-                let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
-                    .collect::<Result<Vec<rustls::pki_types::CertificateDer<'static>>, _>>();
-                if !matches!(&certs, Ok(c) if !c.is_empty()) {
-                    return Err(UserError::invalid(
-                        "certificate",
-                        p,
-                        None,
-                        "no PEM certificate in the file",
-                    )
-                    .with_hint("`--ca-cert` takes a PEM file (-----BEGIN CERTIFICATE-----)"));
-                }
-                Some(pem)
+    Ok(load)
+}
+
+/// The extra root certificate of `--ca-cert`, checked to hold PEM.
+fn ca_cert(args: &RunArgs) -> Result<Option<Vec<u8>>, UserError> {
+    Ok(match &args.ca_cert {
+        Some(p) => {
+            let pem = std::fs::read(p).map_err(|source| UserError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+                .collect::<Result<Vec<rustls::pki_types::CertificateDer<'static>>, _>>();
+            if !matches!(&certs, Ok(c) if !c.is_empty()) {
+                return Err(UserError::invalid(
+                    "certificate",
+                    p,
+                    None,
+                    "no PEM certificate in the file",
+                )
+                .with_hint("`--ca-cert` takes a PEM file (-----BEGIN CERTIFICATE-----)"));
             }
-            None => None,
-        },
+            Some(pem)
+        }
+        None => None,
     })
 }
 
