@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::engine::{RunOutput, RunStatus, Sample};
+use crate::engine::{IterationSample, RunOutput, RunStatus, Sample};
 use crate::scenario::{ResponseKind, Scenario, Slo};
 use crate::stats::LatencyHist;
 
@@ -217,34 +217,13 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         });
     }
 
-    let iters: Vec<_> = out
+    let iters: Vec<&IterationSample> = out
         .recorder
         .iterations
         .iter()
         .filter(|i| !i.warmup)
         .collect();
-    let mut wf = LatencyHist::new();
-    for it in &iters {
-        if it.ok {
-            wf.record(it.duration);
-        } else {
-            wf.record_failure();
-        }
-    }
-    let wf_ok = iters.iter().filter(|i| i.ok).count() as u64;
-    let workflow = WorkflowResult {
-        iterations: iters.len() as u64,
-        ok: wf_ok,
-        failed: iters.len() as u64 - wf_ok,
-        success_rate: if iters.is_empty() {
-            0.0
-        } else {
-            wf_ok as f64 / iters.len() as f64
-        },
-        duration_ms: wf.dist(),
-        iterations_per_s: iters.len() as f64 / window_s,
-        histogram: wf.encode(),
-    };
+    let workflow = workflow_result(&iters, window_s);
 
     let blocks = build_blocks(sc, &measured, &iters, w_start, meta.load.blocks);
 
@@ -397,4 +376,30 @@ fn build_blocks(
             }
         })
         .collect()
+}
+
+/// Whole workflow iterations: failures are +∞ in the duration.
+fn workflow_result(iters: &[&IterationSample], window_s: f64) -> WorkflowResult {
+    let mut wf = LatencyHist::new();
+    for it in iters {
+        if it.ok {
+            wf.record(it.duration);
+        } else {
+            wf.record_failure();
+        }
+    }
+    let wf_ok = iters.iter().filter(|i| i.ok).count() as u64;
+    WorkflowResult {
+        iterations: iters.len() as u64,
+        ok: wf_ok,
+        failed: iters.len() as u64 - wf_ok,
+        success_rate: if iters.is_empty() {
+            0.0
+        } else {
+            wf_ok as f64 / iters.len() as f64
+        },
+        duration_ms: wf.dist(),
+        iterations_per_s: iters.len() as f64 / window_s,
+        histogram: wf.encode(),
+    }
 }
