@@ -10,6 +10,7 @@
 pub mod duet;
 pub mod request;
 pub mod sample;
+pub mod schedule;
 pub mod selfcheck;
 mod vu;
 
@@ -101,7 +102,6 @@ struct Shared {
     hard_stop: CancellationToken,
     requests_left: Option<AtomicU64>,
     live: Live,
-    concurrency: u32,
     /// Pooled gaps between content chunks, per step.
     itl: Vec<std::sync::Mutex<crate::stats::LatencyHist>>,
 }
@@ -310,7 +310,6 @@ pub async fn run_checked(
         hard_stop: hard_stop.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
         live: Live::default(),
-        concurrency: plan.load.concurrency,
         itl: sc
             .steps
             .iter()
@@ -321,14 +320,10 @@ pub async fn run_checked(
     let lag_stop = CancellationToken::new();
     let lag_task = tokio::spawn(selfcheck::watch_lag(lag_stop.clone(), plan.load.warmup));
 
+    // Users start as the load plan says.
     let mut users = tokio::task::JoinSet::new();
-    for vu in 0..plan.load.concurrency {
-        let user = if plan.tokens.is_empty() {
-            None
-        } else {
-            Some(plan.tokens[vu as usize % plan.tokens.len()].clone())
-        };
-        users.spawn(vu::run_user(shared.clone(), vu, user));
+    for start in schedule::Schedule::closed(&plan.load, &plan.tokens).users {
+        users.spawn(vu::run_user(shared.clone(), start));
     }
 
     let progress = plan

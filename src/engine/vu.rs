@@ -11,23 +11,26 @@ use tokio::time::Instant;
 
 use super::request::{execute, Outcome, Prepared};
 use super::sample::{ErrorClass, IterationSample, Recorder, Sample};
+use super::schedule::UserStart;
 use super::Shared;
 use crate::scenario::{AuthKind, TemplateContext};
 use crate::tokens::UserToken;
 
 /// Run one user until `stop`; returns what it recorded.
-pub(super) async fn run_user(shared: Arc<Shared>, vu: u32, user: Option<UserToken>) -> Recorder {
+pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder {
+    let UserStart {
+        vu,
+        at,
+        token: user,
+    } = start;
     let sc = &shared.scenario;
     let mut rec = Recorder::new(sc.steps.len());
     // Gaps between content chunks, per step, flushed to the shared
     // histograms in batches so users hold no histogram of their own.
     let mut gaps: Vec<Vec<u32>> = vec![Vec::new(); sc.steps.len()];
     let mut discard: Vec<u32> = Vec::new();
-    // Spread the users' first requests over the warm-up (at most a second)
-    // so thousands of streams do not tick in lockstep.
-    let stagger = shared.warmup.min(Duration::from_secs(1)) * vu / shared.concurrency.max(1);
-    if !stagger.is_zero() {
-        pause(&shared, stagger).await;
+    if !at.is_zero() {
+        pause(&shared, at).await;
     }
     let mut rng = SmallRng::seed_from_u64(sc_seed(shared.seed, vu));
     let auth_value = match (&sc.auth.kind, &user) {
