@@ -1,0 +1,268 @@
+//! `run` flags and a scenario into a validated plan: destinations checked,
+//! load within the caps, credentials read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{duration_flag, MAX_CONCURRENCY, MAX_DURATION, MAX_REQUESTS};
+use crate::cli::RunArgs;
+use crate::engine::Plan;
+use crate::error::UserError;
+use crate::scenario::{AuthKind, Scenario};
+use crate::tokens;
+
+/// Parse `KEY=VALUE` pairs.
+pub fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>, UserError> {
+    vars.iter()
+        .map(|v| {
+            v.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                // The value may be a secret: name the flag, never echo it.
+                .ok_or_else(|| {
+                    UserError::flag("--var", "a value is not KEY=VALUE")
+                        .with_hint("write each variable as `--var KEY=VALUE`")
+                })
+        })
+        .collect()
+}
+
+/// Validate `run` arguments into a plan.
+pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
+    let vars = parse_vars(&args.vars)?;
+    // Outputs are checked before any request: a long run must not end in an
+    // unwritable file.
+    let mut outputs = vec![("--out", args.out.as_path())];
+    if let Some(p) = &args.requests_out {
+        outputs.push(("--requests-out", p.as_path()));
+    }
+    crate::error::check_outputs(&outputs)?;
+    let scenario = Scenario::load(&args.scenario, &vars).map_err(|e| match e {
+        // Only the scenario itself is "not a scenario"; a data file it names
+        // that cannot be read stays a read error naming that file.
+        UserError::Read { path, source } if path == std::path::Path::new(&args.scenario) => {
+            UserError::Read { path, source }.into_scenario_hint()
+        }
+        other => other,
+    })?;
+    let (target, reference) = destinations(args, &scenario)?;
+    let load = load_spec(args, &scenario, reference.is_some())?;
+    let drain = duration_flag("--drain", &args.drain)?;
+    let tokens = match (&args.tokens, scenario.auth.kind) {
+        (Some(p), _) => tokens::load(p)?,
+        (None, AuthKind::None) => Vec::new(),
+        (None, AuthKind::Bearer) => {
+            return Err(UserError::flag("--tokens", "the scenario uses bearer tokens, and none were given")
+                .with_hint("pass `--tokens access_tokens.csv` (header `user_id,access_token`), or set `[auth] kind = \"none\"` in the scenario"))
+        }
+    };
+    Ok(Plan {
+        scenario: Arc::new(scenario),
+        target,
+        reference,
+        tokens: Arc::new(tokens),
+        load,
+        progress: !args.no_progress && crate::engine::progress_wanted(),
+        drain,
+        notes: Vec::new(),
+        ca_cert: ca_cert(args)?,
+    })
+}
+
+/// The target and the duet reference, parsed and checked against
+/// `allow_hosts` before anything is sent.
+fn destinations(
+    args: &RunArgs,
+    scenario: &Scenario,
+) -> Result<(String, Option<String>), UserError> {
+    let target = match (&args.target, &scenario.base_url) {
+        (Some(t), _) => crate::target::parse_base(t, crate::target::Source { name: "--target" })?,
+        (None, Some(b)) => {
+            crate::target::parse_base(b, crate::target::Source { name: "base_url" })?
+        }
+        (None, None) => {
+            return Err(
+                UserError::flag("--target", "no target: the scenario has no `base_url`")
+                    .with_hint("pass `--target http://host:port`"),
+            )
+        }
+    };
+    // Every destination is checked before the first request.
+    crate::target::check_allowed(
+        &scenario.safety.allow_hosts,
+        &target,
+        "the target",
+        &scenario.origin,
+    )?;
+    let reference = match &args.baseline_target {
+        Some(r) => {
+            let url = crate::target::parse_base(
+                r,
+                crate::target::Source {
+                    name: "--baseline-target",
+                },
+            )?;
+            crate::target::check_allowed(
+                &scenario.safety.allow_hosts,
+                &url,
+                "the reference (`--baseline-target`)",
+                &scenario.origin,
+            )?;
+            Some(crate::target::base_text(&url))
+        }
+        None => None,
+    };
+    let target = crate::target::base_text(&target);
+    Ok((target, reference))
+}
+
+/// The scenario's load with the flags over it, within the one set of caps.
+fn load_spec(
+    args: &RunArgs,
+    scenario: &Scenario,
+    duet: bool,
+) -> Result<crate::scenario::LoadSpec, UserError> {
+    let mut load = scenario.load.clone();
+    if let Some(c) = args.concurrency {
+        load.concurrency = c;
+    }
+    if load.concurrency == 0 || load.concurrency > MAX_CONCURRENCY {
+        return Err(UserError::flag(
+            "--concurrency",
+            format!("must be between 1 and {MAX_CONCURRENCY}"),
+        ));
+    }
+    if let Some(d) = &args.duration {
+        load.duration = Some(duration_flag("--duration", d)?);
+    }
+    if let Some(n) = args.requests {
+        if n == 0 || n > MAX_REQUESTS {
+            return Err(UserError::flag(
+                "--requests",
+                format!("must be between 1 and {MAX_REQUESTS}"),
+            ));
+        }
+        load.requests = Some(n);
+        if args.duration.is_none() {
+            load.duration = None;
+        }
+    }
+    if let Some(d) = load.duration {
+        if d.is_zero() || d > MAX_DURATION {
+            return Err(UserError::flag(
+                "--duration",
+                "must be more than 0 and at most 24h",
+            ));
+        }
+    } else if load.requests.is_none() {
+        return Err(UserError::flag(
+            "--duration",
+            "give a duration or `--requests`",
+        ));
+    }
+    if let Some(w) = &args.warmup {
+        load.warmup = duration_flag("--warmup", w)?;
+    } else if load.duration.is_none() && !load.warmup.is_zero() {
+        // A request-count run has no length to fit a warm-up into: the
+        // scenario's would swallow a short run. Only `--warmup` sets one.
+        eprintln!(
+            "note: a `--requests` run does not use the scenario's {} warm-up (set one with --warmup)",
+            humantime::format_duration(load.warmup)
+        );
+        load.warmup = Duration::ZERO;
+    }
+    if let Some(d) = load.duration {
+        if load.warmup >= d {
+            if args.warmup.is_some() {
+                return Err(UserError::flag(
+                    "--warmup",
+                    format!(
+                        "the warm-up ({:?}) must be shorter than the duration ({d:?})",
+                        load.warmup
+                    ),
+                ));
+            }
+            // The scenario's warm-up is longer than this short run: keep a quarter.
+            load.warmup = d / 4;
+            eprintln!(
+                "note: the scenario's warm-up is not shorter than --duration; using {} (set it with --warmup)",
+                humantime::format_duration(load.warmup)
+            );
+        }
+    }
+    if let Some(s) = args.seed {
+        load.seed = s;
+    }
+    if duet {
+        let total = load.duration.ok_or_else(|| {
+            UserError::flag(
+                "--baseline-target",
+                "a duet needs `--duration` (slots are cut from it)",
+            )
+        })?;
+        crate::engine::duet::slots(total, load.blocks)
+            .map_err(|m| UserError::flag("--duration", m))?;
+    }
+    // The same limits whether a value came from a flag or from the scenario.
+    crate::scenario::caps::check(&load).map_err(|e| {
+        let flag = match e.key {
+            "load.concurrency" => "--concurrency",
+            "load.requests" => "--requests",
+            "load.duration" => "--duration",
+            "load.warmup" => "--warmup",
+            _ => e.key,
+        };
+        UserError::flag(flag, e.message).with_hint(format!(
+            "the value may come from `[{}]` in the scenario",
+            e.key.replace('.', "] ")
+        ))
+    })?;
+    Ok(load)
+}
+
+/// The extra root certificate of `--ca-cert`, checked to hold PEM.
+fn ca_cert(args: &RunArgs) -> Result<Option<Vec<u8>>, UserError> {
+    Ok(match &args.ca_cert {
+        Some(p) => {
+            let pem = std::fs::read(p).map_err(|source| UserError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+                .collect::<Result<Vec<rustls::pki_types::CertificateDer<'static>>, _>>();
+            if !matches!(&certs, Ok(c) if !c.is_empty()) {
+                return Err(UserError::invalid(
+                    "certificate",
+                    p,
+                    None,
+                    "no PEM certificate in the file",
+                )
+                .with_hint("`--ca-cert` takes a PEM file (-----BEGIN CERTIFICATE-----)"));
+            }
+            Some(pem)
+        }
+        None => None,
+    })
+}
+
+impl UserError {
+    fn into_scenario_hint(self) -> Self {
+        match self {
+            UserError::Read { path, source } => UserError::Invalid {
+                what: "scenario",
+                place: None,
+                message: source.to_string(),
+                hint: Some(format!(
+                    "`--scenario` takes a TOML file or a bundled name: {}",
+                    crate::scenario::BUNDLED
+                        .iter()
+                        .map(|(n, _)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                path,
+            },
+            other => other,
+        }
+    }
+}
