@@ -83,6 +83,14 @@ async fn self_signed_target_fails_as_tls_until_trusted() {
         "{:?}",
         untrusted.steps[0].errors
     );
+    // The example says why, not only that it failed.
+    let why = untrusted
+        .error_examples
+        .iter()
+        .find(|e| e.class == "tls")
+        .and_then(|e| e.body.clone())
+        .unwrap_or_default();
+    assert!(why.to_lowercase().contains("certificate"), "{why}");
     let trusted = run(&url, Some(pem.into_bytes())).await;
     assert_eq!(trusted.steps[0].failed, 0, "{:?}", trusted.steps[0].errors);
     assert_eq!(trusted.steps[0].ok, 6);
