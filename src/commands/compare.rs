@@ -5,8 +5,8 @@ use crate::result::Current;
 use crate::{error, gate, output, render};
 
 pub(super) fn compare(args: &CompareSettings) -> anyhow::Result<Outcome> {
-    let current = Current::read(&args.current)?;
-    let verdict = judge(&current, &args.judge)?;
+    let current = &args.current;
+    let verdict = judge(current, &args.judge)?;
     if let Some(p) = &args.out {
         verdict.write(p)?;
         eprintln!("verdict written to {}", p.display());
@@ -22,10 +22,10 @@ pub(super) fn compare(args: &CompareSettings) -> anyhow::Result<Outcome> {
 }
 
 pub(super) fn report(args: &ReportSettings) -> anyhow::Result<Outcome> {
-    let current = Current::read(&args.current)?;
-    let verdict = match (&args.verdict, &args.judge.baseline, &current) {
+    let current = &args.current;
+    let verdict = match (&args.verdict, &args.judge.baseline, current) {
         (Some(v), _, _) => Some(gate::Verdict::read(v)?),
-        (None, Some(_), _) | (None, None, Current::Duet(_)) => Some(judge(&current, &args.judge)?),
+        (None, Some(_), _) | (None, None, Current::Duet(_)) => Some(judge(current, &args.judge)?),
         (None, None, Current::Single(_)) => None,
     };
     let templates = render::report::Templates::load(args.templates.as_deref())?;

@@ -25,11 +25,9 @@ fn repository(env: &ActionsEnv, flag: Option<&str>) -> Result<String, UserError>
     flag.map(str::to_owned)
         .or_else(|| env.repository.clone())
         .filter(|r| r.split('/').count() == 2 && !r.starts_with('/') && !r.ends_with('/'))
-        .ok_or_else(|| {
-            UserError::flag(
-                "--repo",
-                "no repository: pass `--repo owner/name` or set `GITHUB_REPOSITORY`",
-            )
+        .ok_or_else(|| UserError::Environment {
+            message: "no repository to post to".into(),
+            hint: Some("pass `--repo owner/name`, or set `GITHUB_REPOSITORY`".into()),
         })
 }
 

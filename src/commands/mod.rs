@@ -71,15 +71,21 @@ fn judge_with(
     force: bool,
 ) -> Result<Verdict, UserError> {
     let mut policy = current.shown().gate.clone();
+    // The settings were checked against the default policy; a result's own
+    // policy takes them the same way.
     policy
         .apply(overrides)
-        .map_err(|m| UserError::flag("--metric/--margin/--alpha", m))?;
+        .map_err(|m| UserError::Environment {
+            message: format!("the policy settings do not apply to this result: {m}"),
+            hint: None,
+        })?;
     match current {
         Current::Duet(d) => Ok(judgement::duet::compare_duet(d, &policy)),
         Current::Single(r) => {
-            let path = baseline.ok_or_else(|| {
-                UserError::flag("--baseline", "a single run needs a baseline to compare with")
-                    .with_hint("pass `--baseline baselines/NAME.json`, or run in duet mode with `run --baseline-target`")
+            // The command line requires a baseline for a single run.
+            let path = baseline.ok_or_else(|| UserError::Environment {
+                message: "a single run needs a baseline to compare with".into(),
+                hint: None,
             })?;
             let b = Baseline::read(path)?;
             let notes = judgement::check_comparable(&b, r, force)?;

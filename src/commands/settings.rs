@@ -9,6 +9,7 @@ use crate::engine::Plan;
 use crate::mock::MockConfig;
 use crate::policy::PolicyFile;
 use crate::render::report::Format;
+use crate::result::Current;
 
 /// One validated command.
 #[derive(Debug)]
@@ -58,8 +59,8 @@ pub struct JudgeSettings {
 /// `compare`.
 #[derive(Debug, Clone)]
 pub struct CompareSettings {
-    /// The result to judge.
-    pub current: PathBuf,
+    /// The result to judge, read and checked.
+    pub current: Current,
     /// How.
     pub judge: JudgeSettings,
     /// Where the verdict goes, if anywhere.
@@ -69,8 +70,8 @@ pub struct CompareSettings {
 /// `report`.
 #[derive(Debug, Clone)]
 pub struct ReportSettings {
-    /// The result.
-    pub current: PathBuf,
+    /// The result, read and checked.
+    pub current: Current,
     /// A verdict file to show.
     pub verdict: Option<PathBuf>,
     /// Or a baseline to judge against.

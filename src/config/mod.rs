@@ -18,6 +18,7 @@ use crate::commands::{
 };
 use crate::error::UserError;
 use crate::mock::{FaultRates, MockConfig};
+use crate::result::Current;
 use crate::scenario::parse_duration;
 use crate::tokens;
 
@@ -166,8 +167,15 @@ fn compare(a: &CompareArgs) -> Result<CompareSettings, UserError> {
     if let Some(p) = &a.out {
         crate::error::check_outputs(&[("--out", p.as_path())])?;
     }
+    let current = Current::read(&a.current)?;
+    if matches!(current, Current::Single(_)) && a.baseline.is_none() {
+        return Err(
+            UserError::flag("--baseline", "a single run needs a baseline to compare with")
+                .with_hint("pass `--baseline baselines/NAME.json`, or run in duet mode with `run --baseline-target`"),
+        );
+    }
     Ok(CompareSettings {
-        current: a.current.clone(),
+        current,
         judge: judge(a.baseline.as_deref(), &a.policy, a.force)?,
         out: a.out.clone(),
     })
@@ -178,7 +186,7 @@ fn report(a: &ReportArgs) -> Result<ReportSettings, UserError> {
         crate::error::check_outputs(&[("--out", p.as_path())])?;
     }
     Ok(ReportSettings {
-        current: a.current.clone(),
+        current: Current::read(&a.current)?,
         verdict: a.verdict.clone(),
         judge: JudgeSettings {
             baseline: a.baseline.clone(),
@@ -199,6 +207,7 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
     if a.runs == 0 || a.runs > 100 {
         return Err(UserError::flag("--runs", "must be between 1 and 100"));
     }
+    crate::error::check_outputs(&[("--out", a.out.as_path())])?;
     let source = if !a.from.is_empty() {
         RefreshSource::Files(a.from.clone())
     } else if a.mock {
