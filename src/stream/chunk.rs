@@ -146,7 +146,7 @@ impl StreamSpec {
     pub fn interpret(
         &self,
         data: &[u8],
-        text: Option<&mut String>,
+        mut text: Option<&mut String>,
     ) -> Result<ChunkInfo, MalformedChunk> {
         if data == self.done.as_bytes() {
             return Ok(ChunkInfo {
@@ -158,13 +158,10 @@ impl StreamSpec {
             // The typed reader handles the usual shapes; anything it cannot
             // read (a count that is negative, a float or a string, content
             // that is not text) goes to the generic reader, which defines
-            // the meaning, so both always agree.
-            let mut scratch = String::new();
-            let fast = Self::interpret_fast(data, text.is_some().then_some(&mut scratch));
-            if let Ok(info) = fast {
-                if let Some(t) = text {
-                    t.push_str(&scratch);
-                }
+            // the meaning, so both always agree. (The typed reader writes
+            // text only after the whole event parsed, so a fallback never
+            // sees half of it.)
+            if let Ok(info) = Self::interpret_fast(data, text.as_deref_mut()) {
                 return Ok(info);
             }
         }
