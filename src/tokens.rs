@@ -23,6 +23,17 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A remote text made safe to keep or print: this secret (servers echo
+    /// tokens in "invalid token …" errors) and any URL user info replaced.
+    pub fn redact_from(&self, text: &str) -> String {
+        let text = if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "***")
+        };
+        crate::target::redact_userinfo(&text)
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -289,7 +289,9 @@ pub async fn run_checked(
     kill: CancellationToken,
 ) -> Result<RunOutput, UserError> {
     let sc = plan.scenario.clone();
-    check_allowed(&sc, &plan.target)?;
+    // Parsed once: checked against `allow_hosts` and joined to every path.
+    let base_url = base_url(&plan.target)?;
+    crate::target::check_allowed(&sc.safety.allow_hosts, &base_url, "the target", &sc.origin)?;
     let client = client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?;
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
@@ -301,7 +303,7 @@ pub async fn run_checked(
         scenario: sc.clone(),
         client,
         target: plan.target.trim_end_matches('/').to_string(),
-        base_url: base_url(&plan.target)?,
+        base_url,
         t0,
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,

@@ -202,14 +202,19 @@ impl Recorder {
 
     /// Keep an example unless its step and class have enough already.
     pub fn add_example(&mut self, e: ErrorExample) {
-        let have = self
-            .examples
-            .iter()
-            .filter(|x| x.step == e.step && x.class == e.class)
-            .count();
-        if have < EXAMPLES_PER_CLASS {
+        if self.wants_example(e.step, e.class) {
             self.examples.push(e);
         }
+    }
+
+    /// Whether a step and class still have room for an example (asked
+    /// before one is built, so a flood of failures costs no allocations).
+    pub fn wants_example(&self, step: u16, class: ErrorClass) -> bool {
+        self.examples
+            .iter()
+            .filter(|x| x.step == step && x.class == class)
+            .count()
+            < EXAMPLES_PER_CLASS
     }
 
     /// Add another recorder's data.

@@ -14,7 +14,6 @@ use super::sample::{ErrorClass, IterationSample, Recorder, Sample};
 use super::schedule::UserStart;
 use super::Shared;
 use crate::scenario::{AuthKind, TemplateContext};
-use crate::tokens::UserToken;
 
 /// Run one user until `stop`; returns what it recorded.
 pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder {
@@ -155,20 +154,16 @@ pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder 
                 break 'iterations;
             }
             if let Some(class) = failed {
-                let have = rec
-                    .examples
-                    .iter()
-                    .filter(|x| usize::from(x.step) == i && x.class == class)
-                    .count();
-                if have < super::sample::EXAMPLES_PER_CLASS && !warmup {
+                let step_no = u16::try_from(i).unwrap_or(u16::MAX);
+                if !warmup && rec.wants_example(step_no, class) {
                     rec.examples.push(super::sample::ErrorExample {
-                        step: u16::try_from(i).unwrap_or(u16::MAX),
+                        step: step_no,
                         class,
                         status: outcome.status,
-                        body: outcome
-                            .error_body
-                            .as_deref()
-                            .map(|b| redact(b, user.as_ref())),
+                        body: outcome.error_body.as_deref().map(|b| match &user {
+                            Some(u) => u.token.redact_from(b),
+                            None => crate::target::redact_userinfo(b),
+                        }),
                         request_id: super::sample::request_id(
                             vu,
                             iteration,
@@ -219,18 +214,6 @@ pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder 
         shared.flush_gaps(i, g);
     }
     rec
-}
-
-/// A server's words made safe to keep: the user's token (servers echo it in
-/// "invalid token …" errors) and any URL user info replaced.
-fn redact(text: &str, user: Option<&UserToken>) -> String {
-    let t = user.map(|u| u.token.expose()).unwrap_or("");
-    let text = if t.len() >= 4 {
-        text.replace(t, "***")
-    } else {
-        text.to_string()
-    };
-    crate::target::redact_userinfo(&text)
 }
 
 /// Store extracted variables and captured text; a missing variable fails the request.

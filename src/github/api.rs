@@ -99,17 +99,6 @@ impl Api {
         })
     }
 
-    /// A remote text made safe to print: the token and any URL user info removed.
-    fn redact(&self, text: &str) -> String {
-        let t = self.token.expose();
-        let text = if t.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(t, "***")
-        };
-        crate::target::redact_userinfo(&text)
-    }
-
     /// GET a path (relative to the API URL).
     pub async fn get(&self, path: &str) -> Result<Reply, UserError> {
         self.send(Method::Get, path, None::<&()>).await
@@ -146,7 +135,7 @@ impl Api {
                     Method::Patch => self.octo._patch(path, body).await,
                     Method::Put => self.octo._put(path, body).await,
                 }
-                .map_err(|e| self.redact(&e.to_string()))?;
+                .map_err(|e| self.token.redact_from(&e.to_string()))?;
                 let status = resp.status().as_u16();
                 let header = |name: &str| {
                     resp.headers()
@@ -196,7 +185,7 @@ impl Api {
                 let e = api_error(status, path, &json);
                 return Err(match e {
                     UserError::Environment { message, hint } => UserError::Environment {
-                        message: self.redact(&message),
+                        message: self.token.redact_from(&message),
                         hint,
                     },
                     other => other,
