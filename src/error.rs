@@ -126,33 +126,17 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserErro
         path: path.to_path_buf(),
         source,
     };
-    let target = match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
-        Err(e) => return Err(err(e)),
-        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
-            err(std::io::Error::new(
-                e.kind(),
-                format!("it is a symbolic link whose target cannot be resolved ({e})"),
-            ))
-        })?,
-        Ok(_) => path.to_path_buf(),
-    };
-    match std::fs::metadata(&target) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-        Ok(meta) if meta.is_file() => {}
-        Ok(meta) if is_stream_like(&meta) => {
+    let (target, kind) = destination(path).map_err(err)?;
+    match kind {
+        Kind::Absent | Kind::Regular { .. } => {}
+        Kind::Stream => {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&target)
                 .map_err(err)?;
             return f.write_all(bytes).and_then(|()| f.flush()).map_err(err);
         }
-        Ok(_) => {
-            return Err(err(std::io::Error::other(
-                "it exists and is not a regular file, a character device or a FIFO",
-            )))
-        }
+        Kind::Other => return Err(err(not_a_file())),
     }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -176,6 +160,49 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserErro
     })
 }
 
+/// What an output path is, after following a symlink.
+enum Kind {
+    /// Nothing there yet.
+    Absent,
+    /// A regular file.
+    Regular { read_only: bool },
+    /// A character device or a FIFO: written through, never replaced.
+    Stream,
+    /// A directory, socket or block device: refused.
+    Other,
+}
+
+/// Where writing `path` lands (a symlink followed deliberately; a dangling
+/// one refused) and what is there: the one decision both the up-front check
+/// and the write make.
+fn destination(path: &std::path::Path) -> std::io::Result<(PathBuf, Kind)> {
+    let target = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(e),
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("it is a symbolic link whose target cannot be resolved ({e})"),
+            )
+        })?,
+        Ok(_) => path.to_path_buf(),
+    };
+    let kind = match std::fs::metadata(&target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Kind::Absent,
+        Err(e) => return Err(e),
+        Ok(meta) if meta.is_file() => Kind::Regular {
+            read_only: meta.permissions().readonly(),
+        },
+        Ok(meta) if is_stream_like(&meta) => Kind::Stream,
+        Ok(_) => Kind::Other,
+    };
+    Ok((target, kind))
+}
+
+fn not_a_file() -> std::io::Error {
+    std::io::Error::other("it exists and is not a regular file, a character device or a FIFO")
+}
+
 /// Check before any work that `path` can be written by [`write_atomic`], so
 /// a long run never ends in an unwritable output. Touches nothing but a
 /// probe file of its own, which it removes.
@@ -184,29 +211,17 @@ pub fn check_writable(path: &std::path::Path) -> Result<(), UserError> {
         path: path.to_path_buf(),
         source,
     };
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
-            err(std::io::Error::new(
-                e.kind(),
-                format!("it is a symbolic link whose target cannot be resolved ({e})"),
-            ))
-        })?,
-        _ => path.to_path_buf(),
-    };
-    match std::fs::metadata(&target) {
-        Ok(meta) if is_stream_like(&meta) => return Ok(()),
-        Ok(meta) if !meta.is_file() => {
-            return Err(err(std::io::Error::other(
-                "it exists and is not a regular file, a character device or a FIFO",
-            )))
-        }
-        Ok(meta) if meta.permissions().readonly() => {
+    let (target, kind) = destination(path).map_err(err)?;
+    match kind {
+        Kind::Stream => return Ok(()),
+        Kind::Other => return Err(err(not_a_file())),
+        Kind::Regular { read_only: true } => {
             return Err(err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 "the file is read-only",
             )))
         }
-        _ => {}
+        Kind::Absent | Kind::Regular { .. } => {}
     }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
