@@ -19,7 +19,6 @@ pub use settings::*;
 
 use crate::error::UserError;
 use crate::gate::{self as judgement, Verdict};
-use crate::policy::PolicyFile;
 use crate::result::baseline::Baseline;
 use crate::result::Current;
 
@@ -61,20 +60,11 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
 /// Compute a verdict for `current`, with the policy of the result (or
 /// baseline) overlaid by the settings' policy.
 pub fn judge(current: &Current, how: &JudgeSettings) -> Result<Verdict, UserError> {
-    judge_with(current, how.baseline.as_deref(), &how.overrides, how.force)
-}
-
-fn judge_with(
-    current: &Current,
-    baseline: Option<&std::path::Path>,
-    overrides: &PolicyFile,
-    force: bool,
-) -> Result<Verdict, UserError> {
     let mut policy = current.shown().gate.clone();
     // The settings were checked against the default policy; a result's own
     // policy takes them the same way.
     policy
-        .apply(overrides)
+        .apply(&how.overrides)
         .map_err(|m| UserError::Environment {
             message: format!("the policy settings do not apply to this result: {m}"),
             hint: None,
@@ -83,12 +73,15 @@ fn judge_with(
         Current::Duet(d) => Ok(judgement::duet::compare_duet(d, &policy)),
         Current::Single(r) => {
             // The command line requires a baseline for a single run.
-            let path = baseline.ok_or_else(|| UserError::Environment {
-                message: "a single run needs a baseline to compare with".into(),
-                hint: None,
-            })?;
+            let path = how
+                .baseline
+                .as_deref()
+                .ok_or_else(|| UserError::Environment {
+                    message: "a single run needs a baseline to compare with".into(),
+                    hint: None,
+                })?;
             let b = Baseline::read(path)?;
-            let notes = judgement::check_comparable(&b, r, force)?;
+            let notes = judgement::check_comparable(&b, r, how.force)?;
             Ok(judgement::compare_baseline(&b, r, &policy, notes))
         }
     }

@@ -59,13 +59,15 @@ pub const ERROR_BODY_CHARS: usize = 300;
 /// control characters turned into spaces, cut at [`ERROR_BODY_CHARS`].
 pub fn body_excerpt(body: &[u8]) -> String {
     let head = &body[..body.len().min(ERROR_BODY_CHARS * 4)];
-    let text: String = String::from_utf8_lossy(head)
-        .chars()
+    let lossy = String::from_utf8_lossy(head);
+    let mut chars = lossy.chars();
+    let text: String = chars
+        .by_ref()
         .take(ERROR_BODY_CHARS)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let mut t = text.trim().to_string();
-    if body.len() > head.len() || String::from_utf8_lossy(head).chars().count() > ERROR_BODY_CHARS {
+    if body.len() > head.len() || chars.next().is_some() {
         t.push('…');
     }
     t
