@@ -122,3 +122,22 @@ pub fn spawn_mock(args: &[&str]) -> MockProcess {
         url: line.trim().to_string(),
     }
 }
+
+/// The built binary with `args`, outside GitHub Actions whatever the
+/// environment, its output captured.
+pub fn flora(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .expect("runs")
+}
+
+/// stdout and stderr of a finished command, as one text.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -3,10 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{run, run_plan, spawn_mock, start_mock, Load, BIN};
+use crate::common::{flora, run, run_plan, spawn_mock, start_mock, text, Load, BIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -14,22 +14,6 @@ use flora_gate::gate::{self, Status};
 use flora_gate::mock::MockConfig;
 use flora_gate::result::baseline::Baseline;
 use flora_gate::result::RunResult;
-
-fn flora(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("GITHUB_ACTIONS")
-        .output()
-        .expect("runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn quick() -> MockConfig {
     MockConfig {

@@ -4,11 +4,11 @@
 //! local servers of its own.
 
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{run, Load, BIN};
+use crate::common::{flora, run, text, Load, BIN};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,22 +60,6 @@ async fn recorder(reply: Reply) -> (String, Log) {
 
 fn seen(log: &Log) -> usize {
     log.lock().expect("lock").requests.len()
-}
-
-fn flora(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("GITHUB_ACTIONS")
-        .output()
-        .expect("runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn tokens_file(dir: &std::path::Path) -> String {
