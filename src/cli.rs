@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// `--drain` when not given (also what `baseline refresh` runs use).
-pub const DEFAULT_DRAIN: &str = "60s";
+pub const DEFAULT_DRAIN: &str = "15s";
 
 /// Performance regression gate for streaming LLM APIs.
 ///
@@ -185,6 +185,9 @@ pub struct PolicyArgs {
     /// Absolute objective, e.g. `--slo ttft_p90=800` (ms) or `--slo output_tokens_per_s=500`.
     #[arg(long = "slo", value_name = "METRIC=VALUE")]
     pub slo: Vec<String>,
+    /// Judge only this stage of a staged run (by name), e.g. `--gate-stage "hold 64"`.
+    #[arg(long, value_name = "NAME")]
+    pub gate_stage: Option<String>,
 }
 
 /// Report formats.
@@ -342,6 +345,21 @@ pub struct RunArgs {
     /// interleaved time slots; `--out` then gets a duet result for `compare`.
     #[arg(long, value_name = "URL")]
     pub baseline_target: Option<String>,
+    /// Load stages, overriding `[[load.stages]]`: `DURATION:TARGET,...` with
+    /// an optional `NAME=` before each, e.g. `30s:10,hold=2m:200,0s:2000`.
+    /// The target moves linearly from the previous one; `0s` is a jump.
+    #[arg(long, value_name = "STAGES", conflicts_with_all = ["concurrency", "duration", "requests"])]
+    pub stages: Option<String>,
+    /// With `--stages`: `closed` (targets are users) or `open` (workflow starts per second).
+    #[arg(long, value_name = "MODEL", requires = "stages")]
+    pub model: Option<String>,
+    /// Length of the result's time-series windows, e.g. `10s` (overrides `load.window`).
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Serve the generator's live figures in the Prometheus text format at
+    /// `ADDR:PORT/metrics` while the run lasts (for Grafana during a soak).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 /// `flora-gate mock`.

@@ -16,8 +16,10 @@ pub struct FileType {
     pub what: &'static str,
     /// The `kind` field.
     pub kind: &'static str,
-    /// The accepted `schema_version`.
+    /// The `schema_version` written (the newest accepted).
     pub version: u32,
+    /// The oldest `schema_version` still read.
+    pub oldest: u32,
     /// What to do about a file of another version.
     pub stale_hint: &'static str,
 }
@@ -53,12 +55,18 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path, ty: &FileType) -> Res
     let version = value
         .get("schema_version")
         .and_then(serde_json::Value::as_u64);
-    if version != Some(u64::from(ty.version)) {
+    if !version.is_some_and(|v| (u64::from(ty.oldest)..=u64::from(ty.version)).contains(&v)) {
         return Err(UserError::invalid(
             ty.what,
             path,
             Some("`schema_version`".into()),
-            format!("schema version {version:?} is not {}", ty.version),
+            match version {
+                Some(v) if ty.oldest < ty.version => format!(
+                    "schema version {v} is not one this version reads ({} to {})",
+                    ty.oldest, ty.version
+                ),
+                _ => format!("schema version {version:?} is not {}", ty.version),
+            },
         )
         .with_hint(ty.stale_hint));
     }

@@ -66,6 +66,7 @@ pub async fn run_against_mock(
         drain: Duration::from_secs(10),
         notes: vec!["the mock server runs in this process".into()],
         ca_cert: None,
+        metrics_listen: None,
     };
     eprintln!(
         "mock server on {}; running the novel workflow with {} users for {}",

@@ -82,7 +82,11 @@ pub fn judge(current: &Current, how: &JudgeSettings) -> Result<Verdict, UserErro
                 })?;
             let b = Baseline::read(path)?;
             let notes = judgement::check_comparable(&b, r, how.force)?;
-            Ok(judgement::compare_baseline(&b, r, &policy, notes))
+            // A policy that names a stage judges that stage only.
+            let part = r
+                .gated_part(policy.stage.as_deref())
+                .map_err(|m| UserError::flag("--gate-stage", m))?;
+            Ok(judgement::compare_baseline(&b, &part, &policy, notes))
         }
     }
 }

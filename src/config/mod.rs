@@ -118,6 +118,7 @@ pub fn policy_overrides(
         max_error_rate: a.max_error_rate,
         margins: None,
         slo: (!slo.is_empty()).then_some(slo),
+        stage: a.gate_stage.clone(),
     })
 }
 
@@ -246,6 +247,10 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
             no_progress: false,
             baseline_target: None,
             ca_cert: None,
+            stages: None,
+            model: None,
+            window: None,
+            metrics_listen: None,
         })?))
     };
     Ok(RefreshSettings {

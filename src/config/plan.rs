@@ -66,6 +66,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         drain,
         notes: Vec::new(),
         ca_cert: ca_cert(args)?,
+        metrics_listen: metrics_listen(args)?,
     })
 }
 
@@ -123,6 +124,62 @@ fn load_spec(
     duet: bool,
 ) -> Result<crate::scenario::LoadSpec, UserError> {
     let mut load = scenario.load.clone();
+    if let Some(w) = &args.window {
+        load.window = duration_flag("--window", w)?;
+    }
+    if let Some(st) = &args.stages {
+        let stages =
+            crate::scenario::shape::parse_stages(st).map_err(|m| UserError::flag("--stages", m))?;
+        let model = match args.model.as_deref() {
+            None => load
+                .shape
+                .as_ref()
+                .map_or(crate::scenario::Model::Closed, |s| s.model),
+            Some("closed") => crate::scenario::Model::Closed,
+            Some("open") => crate::scenario::Model::Open,
+            Some(other) => {
+                return Err(UserError::flag(
+                    "--model",
+                    format!("`{other}` is not `closed` or `open`"),
+                ))
+            }
+        };
+        let prior = load.shape.as_ref();
+        let shape = crate::scenario::shape::Shape {
+            model,
+            stages,
+            arrival: prior.map_or(crate::scenario::Arrival::Poisson, |s| s.arrival),
+            max_in_flight: prior.map_or(1000, |s| s.max_in_flight),
+        };
+        shape
+            .check()
+            .map_err(|(_, m)| UserError::flag("--stages", m))?;
+        load.set_shape(shape);
+    } else if load.shape.is_some()
+        && (args.concurrency.is_some() || args.duration.is_some() || args.requests.is_some())
+    {
+        return Err(UserError::flag(
+            "--concurrency",
+            "the scenario has `[[load.stages]]`: they set users and length",
+        )
+        .with_hint("give `--stages` to change them, e.g. `--stages 30s:10,2m:10`"));
+    }
+    if load.shape.is_some() {
+        if duet {
+            return Err(UserError::flag(
+                "--baseline-target",
+                "a duet runs fixed users; it cannot run stages",
+            ));
+        }
+        if let Some(w) = &args.warmup {
+            load.warmup = duration_flag("--warmup", w)?;
+        }
+        if let Some(s) = args.seed {
+            load.seed = s;
+        }
+        crate::scenario::caps::check(&load).map_err(|e| UserError::flag("--window", e.message))?;
+        return Ok(load);
+    }
     if let Some(c) = args.concurrency {
         load.concurrency = c;
     }
@@ -218,6 +275,25 @@ fn load_spec(
         ))
     })?;
     Ok(load)
+}
+
+/// `--metrics-listen`: an address and port; anything but loopback only
+/// when said explicitly (the figures name steps and rates).
+fn metrics_listen(args: &RunArgs) -> Result<Option<std::net::SocketAddr>, UserError> {
+    let Some(a) = &args.metrics_listen else {
+        return Ok(None);
+    };
+    let a = a.trim();
+    let a = if a.starts_with(':') {
+        format!("127.0.0.1{a}")
+    } else {
+        a.to_string()
+    };
+    a.parse::<std::net::SocketAddr>().map(Some).map_err(|_| {
+        UserError::flag("--metrics-listen", format!("`{a}` is not ADDR:PORT")).with_hint(
+            "for example `--metrics-listen 127.0.0.1:9464` (0.0.0.0 to serve other machines)",
+        )
+    })
 }
 
 /// The extra root certificate of `--ca-cert`, checked to hold PEM.

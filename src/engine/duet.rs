@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use serde::{Deserialize, Serialize};
 
+use super::LoadTrace;
 use super::{Plan, Recorder, RunOutput, RunStatus};
 use crate::error::UserError;
 
@@ -91,6 +92,7 @@ impl SideRuns {
             status,
             self_check,
             active: Some(active),
+            trace: LoadTrace::default(),
         })
     }
 }

@@ -8,6 +8,8 @@
 //! `hard_stop` (grace over, second Ctrl-C) abandons them.
 
 pub mod duet;
+pub mod live;
+pub mod monitor;
 pub mod request;
 pub mod sample;
 pub mod schedule;
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::UserError;
 use crate::scenario::{LoadSpec, Scenario};
 use crate::tokens::UserToken;
+pub use monitor::{ArrivalStats, LoadTrace, StageLoad, WindowLoad};
 pub use sample::{ErrorClass, IterationSample, Recorder, Sample};
 pub use selfcheck::SelfCheck;
 
@@ -49,6 +52,8 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Extra trusted root certificate (PEM), from `--ca-cert`.
     pub ca_cert: Option<Vec<u8>>,
+    /// Serve the live figures (Prometheus text) here during the run.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// How a run ended.
@@ -78,14 +83,8 @@ pub struct RunOutput {
     /// Time this output was actually measuring, when it is not one stretch
     /// (a duet side's slots): rates are divided by it, not by the span.
     pub active: Option<Duration>,
-}
-
-/// Counters read by the progress line.
-#[derive(Debug, Default)]
-struct Live {
-    requests: AtomicU64,
-    errors: AtomicU64,
-    tokens: AtomicU64,
+    /// The load over time, window by window.
+    pub trace: LoadTrace,
 }
 
 struct Shared {
@@ -96,12 +95,18 @@ struct Shared {
     base_url: reqwest::Url,
     t0: Instant,
     warmup: Duration,
-    think_time: Duration,
+    think_time: crate::scenario::Think,
     seed: u64,
+    /// What a stopped user finishes first.
+    finish: crate::scenario::Finish,
+    /// Grace for in-flight requests of a retired user.
+    drain: Duration,
     stop: CancellationToken,
     hard_stop: CancellationToken,
+    /// A signal arrived: nothing new starts, whatever `finish` says.
+    signalled: CancellationToken,
     requests_left: Option<AtomicU64>,
-    live: Live,
+    live: live::Live,
     /// Pooled gaps between content chunks, per step.
     itl: Vec<std::sync::Mutex<crate::stats::LatencyHist>>,
 }
@@ -308,10 +313,13 @@ pub async fn run_checked(
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,
         seed: plan.load.seed,
+        finish: plan.load.finish,
+        drain: plan.drain,
         stop: stop.clone(),
         hard_stop: hard_stop.clone(),
+        signalled: signals.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
-        live: Live::default(),
+        live: live::Live::new(&sc.steps),
         itl: sc
             .steps
             .iter()
@@ -322,11 +330,36 @@ pub async fn run_checked(
     let lag_stop = CancellationToken::new();
     let lag_task = tokio::spawn(selfcheck::watch_lag(lag_stop.clone(), plan.load.warmup));
 
-    // Users start as the load plan says.
+    // Users (or arrivals) start as the load plan says.
     let mut users = tokio::task::JoinSet::new();
-    for start in schedule::Schedule::closed(&plan.load, &plan.tokens).users {
-        users.spawn(vu::run_user(shared.clone(), start));
-    }
+    let arrivals = Arc::new(std::sync::Mutex::new(ArrivalStats::default()));
+    let open = match schedule::Schedule::of(&plan.load, &plan.tokens) {
+        schedule::Schedule::Closed(starts) => {
+            for start in starts {
+                users.spawn(vu::run_user(shared.clone(), start));
+            }
+            false
+        }
+        schedule::Schedule::Open(shape) => {
+            users.spawn(monitor::dispatch(
+                shared.clone(),
+                shape,
+                plan.tokens.clone(),
+                arrivals.clone(),
+            ));
+            true
+        }
+    };
+    let monitor_stop = CancellationToken::new();
+    let monitor_task = tokio::spawn(monitor::watch(
+        shared.clone(),
+        plan.load.clone(),
+        monitor_stop.clone(),
+    ));
+    let metrics_task = match plan.metrics_listen {
+        Some(addr) => Some(live::serve(shared.clone(), addr).await?),
+        None => None,
+    };
 
     let progress = plan
         .progress
@@ -386,6 +419,15 @@ pub async fn run_checked(
     }
     let elapsed = t0.elapsed();
     lag_stop.cancel();
+    monitor_stop.cancel();
+    let (windows, stage_loads) = monitor_task.await.unwrap_or_default();
+    if let Some(m) = metrics_task {
+        m.abort();
+    }
+    let arrivals = open.then(|| arrivals.lock().map(|a| a.clone()).unwrap_or_default());
+    if let Some(c) = arrivals.as_ref().and_then(|a| a.crashed.clone()) {
+        crashed.get_or_insert(format!("{c}; the run is not trustworthy"));
+    }
     if let Some(b) = breaker_task {
         b.abort();
     }
@@ -424,35 +466,64 @@ pub async fn run_checked(
         },
         self_check,
         active: None,
+        trace: LoadTrace {
+            window: plan.load.window,
+            windows,
+            stages: stage_loads,
+            arrivals,
+        },
     })
 }
 
 async fn progress_line(shared: Arc<Shared>, load: LoadSpec) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_tokens = 0;
+    let (mut last_tokens, mut last_requests) = (0, 0);
+    let live = &shared.live;
     loop {
         tick.tick().await;
-        let t = shared.t0.elapsed().as_secs();
+        let t = shared.t0.elapsed();
         let total = load.duration.map_or_else(
             || format!("{} requests", load.requests.unwrap_or(0)),
             |d| format!("{}s", d.as_secs()),
         );
-        let tokens = shared.live.tokens.load(Ordering::Relaxed);
-        let phase = if shared.t0.elapsed() < load.warmup {
-            " warm-up"
-        } else {
-            ""
+        let phase = match &load.shape {
+            _ if t < load.warmup => " warm-up".to_string(),
+            Some(s) => {
+                let i = live.stage.load(Ordering::Relaxed) as usize;
+                s.stages
+                    .get(i.saturating_sub(1))
+                    .map(|st| format!(" {}", st.label(i.saturating_sub(1))))
+                    .unwrap_or_default()
+            }
+            None => String::new(),
         };
+        let users = match load.shape.as_ref().map(|s| s.model) {
+            Some(crate::scenario::Model::Open) => format!(
+                "{:.0}/s intended, {} in flight, {} missed",
+                live.intended_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+                live.users.load(Ordering::Relaxed),
+                live.arrivals_missed.load(Ordering::Relaxed)
+            ),
+            _ => format!(
+                "{}/{:.0} users",
+                live.users.load(Ordering::Relaxed),
+                live.intended_milli.load(Ordering::Relaxed) as f64 / 1000.0
+            ),
+        };
+        let tokens = live.tokens.load(Ordering::Relaxed);
+        let requests = live.requests.load(Ordering::Relaxed);
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[2K[{t}s/{total}{phase}] {} requests, {} errors, {} tok/s",
-            shared.live.requests.load(Ordering::Relaxed),
-            shared.live.errors.load(Ordering::Relaxed),
+            "\r\x1b[2K[{}s/{total}{phase}] {users}, {requests} requests ({}/s), {} errors, {} tok/s",
+            t.as_secs(),
+            requests.saturating_sub(last_requests),
+            live.errors.load(Ordering::Relaxed),
             tokens.saturating_sub(last_tokens),
         );
         let _ = err.flush();
         last_tokens = tokens;
+        last_requests = requests;
     }
 }
 

@@ -47,7 +47,8 @@ pub enum ErrorClass {
     Template,
     /// Another transport failure before the response started.
     Transport,
-    /// Still in flight when the run ended (drain over, or a second signal).
+    /// Still in flight when the run ended or a ramp-down stopped its user
+    /// (the grace period over, or a second signal): cut, counted, not dropped.
     Abandoned,
 }
 
@@ -148,6 +149,8 @@ impl Sample {
 pub struct IterationSample {
     /// Virtual user.
     pub vu: u32,
+    /// Which of the scenario's workflows it ran.
+    pub workflow: u16,
     /// Iteration number of that user.
     pub iteration: u64,
     /// Offset of its first request from the run start.

@@ -13,61 +13,169 @@ use super::request::{execute, Outcome, Prepared};
 use super::sample::{ErrorClass, IterationSample, Recorder, Sample};
 use super::schedule::UserStart;
 use super::Shared;
-use crate::scenario::{AuthKind, TemplateContext};
+use crate::scenario::shape::draw_workflow;
+use crate::scenario::{AuthKind, Finish, TemplateContext};
+use crate::tokens::UserToken;
 
-/// Run one user until `stop`; returns what it recorded.
+/// A closed-loop user: loops workflows while its spans last.
 pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder {
-    let UserStart {
-        vu,
-        at,
-        token: user,
-    } = start;
-    let sc = &shared.scenario;
-    let mut rec = Recorder::new(sc.steps.len());
-    // Gaps between content chunks, per step, flushed to the shared
-    // histograms in batches so users hold no histogram of their own.
-    let mut gaps: Vec<Vec<u32>> = vec![Vec::new(); sc.steps.len()];
-    let mut discard: Vec<u32> = Vec::new();
-    if !at.is_zero() {
-        pause(&shared, at).await;
-    }
-    let mut rng = SmallRng::seed_from_u64(sc_seed(shared.seed, vu));
-    let auth_value = match (&sc.auth.kind, &user) {
-        (AuthKind::Bearer, Some(u)) => {
-            let mut v =
-                HeaderValue::from_str(&format!("{} {}", sc.auth.scheme, u.token.expose())).ok();
-            if let Some(v) = v.as_mut() {
-                v.set_sensitive(true);
-            }
-            v
+    let mut user = User::new(shared.clone(), start.vu, start.token);
+    'spans: for span in &start.spans {
+        if !span.start.is_zero() && !user.pause_until(shared.t0 + span.start, None).await {
+            break;
         }
-        _ => None,
-    };
-    let user_id = user
-        .as_ref()
-        .map_or_else(|| format!("user-{vu}"), |u| u.user_id.clone());
-    let mut iteration: u64 = 0;
-    // Back-off after failures: its own generator, so the data a user draws
-    // does not depend on how often the target failed.
-    let mut jitter = SmallRng::seed_from_u64(sc_seed(shared.seed, vu) ^ 0xB0FF);
-    let mut consecutive_failures: u32 = 0;
-    let mut server_wait: Option<Duration> = None;
+        let end = span.end.map(|e| shared.t0 + e);
+        let _active = Active::new(&shared.live.users);
+        while !shared.stop.is_cancelled() && end.is_none_or(|e| Instant::now() < e) {
+            if user.iterate(end).await == Flow::Abandoned {
+                break 'spans;
+            }
+            if !user.rest(end).await {
+                break;
+            }
+        }
+    }
+    user.finish()
+}
 
-    let mut abandoned = false;
-    'iterations: while !shared.stop.is_cancelled() {
-        iteration += 1;
-        let mut ctx = TemplateContext::new(sc, vu, &user_id, iteration, sc.data.sample(&mut rng));
+/// An open-loop arrival: one workflow iteration by a fresh user.
+pub(super) async fn run_arrival(shared: Arc<Shared>, n: u64, token: Option<UserToken>) -> Recorder {
+    // Arrival numbers past u32 wrap: they only seed draws and name requests.
+    let mut user = User::new(shared.clone(), n as u32, token);
+    let _active = Active::new(&shared.live.users);
+    user.iterate(None).await;
+    user.finish()
+}
+
+/// Counts a user as active while it lives.
+struct Active<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Active<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Active(n)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How an iteration ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// Go on.
+    Next,
+    /// A request was cut at the end: the user is done.
+    Abandoned,
+}
+
+/// One virtual user's state across its iterations.
+struct User {
+    shared: Arc<Shared>,
+    vu: u32,
+    user: Option<UserToken>,
+    user_id: String,
+    auth_value: Option<HeaderValue>,
+    /// Data draws.
+    rng: SmallRng,
+    /// Workflow and think-time draws: their own generator, so adding a mix
+    /// or a think time does not change which data a user sends.
+    mix: SmallRng,
+    /// Back-off jitter: its own generator, so the data a user draws does
+    /// not depend on how often the target failed.
+    jitter: SmallRng,
+    iteration: u64,
+    consecutive_failures: u32,
+    server_wait: Option<Duration>,
+    /// Gaps between content chunks, per step, flushed to the shared
+    /// histograms in batches so users hold no histogram of their own.
+    gaps: Vec<Vec<u32>>,
+    discard: Vec<u32>,
+    rec: Recorder,
+}
+
+impl User {
+    fn new(shared: Arc<Shared>, vu: u32, user: Option<UserToken>) -> Self {
+        let sc = &shared.scenario;
+        let auth_value = match (&sc.auth.kind, &user) {
+            (AuthKind::Bearer, Some(u)) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("{} {}", sc.auth.scheme, u.token.expose())).ok();
+                if let Some(v) = v.as_mut() {
+                    v.set_sensitive(true);
+                }
+                v
+            }
+            _ => None,
+        };
+        let user_id = user
+            .as_ref()
+            .map_or_else(|| format!("user-{vu}"), |u| u.user_id.clone());
+        let seed = sc_seed(shared.seed, vu);
+        User {
+            vu,
+            user,
+            user_id,
+            auth_value,
+            rng: SmallRng::seed_from_u64(seed),
+            mix: SmallRng::seed_from_u64(seed ^ 0x3A7C_41D0),
+            jitter: SmallRng::seed_from_u64(seed ^ 0xB0FF),
+            iteration: 0,
+            consecutive_failures: 0,
+            server_wait: None,
+            gaps: vec![Vec::new(); sc.steps.len()],
+            discard: Vec::new(),
+            rec: Recorder::new(sc.steps.len()),
+            shared,
+        }
+    }
+
+    /// Whether a new request may start: the run goes on and, unless the
+    /// scenario finishes whole workflows, the user's span has not ended.
+    fn may_send(&self, end: Option<Instant>, first: bool) -> bool {
+        let finishing_workflow = !first && self.shared.finish == Finish::Workflow;
+        let stopped = self.shared.stop.is_cancelled() && !self.shared.signalled.is_cancelled();
+        if self.shared.signalled.is_cancelled() || (stopped && !finishing_workflow) {
+            return false;
+        }
+        finishing_workflow || end.is_none_or(|e| Instant::now() < e)
+    }
+
+    /// One workflow iteration, drawn from the mix.
+    async fn iterate(&mut self, end: Option<Instant>) -> Flow {
+        let shared = self.shared.clone();
+        let sc = &shared.scenario;
+        self.iteration += 1;
+        let iteration = self.iteration;
+        let wf = draw_workflow(&sc.workflows, &mut self.mix);
+        let workflow = &sc.workflows[wf];
+        let mut ctx = TemplateContext::new(
+            sc,
+            self.vu,
+            &self.user_id,
+            iteration,
+            sc.data.sample(&mut self.rng),
+        );
+        // A request still open this long after its user was retired is cut.
+        let cut_at = end.map(|e| e + shared.drain);
         let iter_start = shared.t0.elapsed();
         let mut iter_ok = true;
         let mut completed_steps = 0;
         let mut cut_short = false;
-        for (i, step) in sc.steps.iter().enumerate() {
-            if shared.stop.is_cancelled() || !shared.claim_request() {
+        let mut flow = Flow::Next;
+        for (k, &i) in workflow.steps.iter().enumerate() {
+            let step = &sc.steps[i];
+            if !self.may_send(end, k == 0) || !shared.claim_request() {
                 cut_short = true;
                 break;
             }
             let start = shared.t0.elapsed();
             let warmup = start < shared.warmup;
+            let step_no = u16::try_from(i).unwrap_or(u16::MAX);
+            let request_id = super::sample::request_id(self.vu, iteration, step_no);
             let rendered = sc.render(&step.path_template, &ctx).and_then(|p| {
                 step.body_template
                     .as_ref()
@@ -91,36 +199,47 @@ pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder 
                         step,
                         url,
                         body,
-                        auth: auth_value.clone().map(|v| (sc.auth.header.as_str(), v)),
-                        request_id: super::sample::request_id(
-                            vu,
-                            iteration,
-                            u16::try_from(i).unwrap_or(u16::MAX),
-                        ),
+                        auth: self
+                            .auth_value
+                            .clone()
+                            .map(|v| (sc.auth.header.as_str(), v)),
+                        request_id: request_id.clone(),
                     };
-                    let sink = if warmup { &mut discard } else { &mut gaps[i] };
-                    tokio::select! {
+                    let sink = if warmup {
+                        &mut self.discard
+                    } else {
+                        &mut self.gaps[i]
+                    };
+                    shared.live.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let cut = async {
+                        match cut_at {
+                            Some(c) => tokio::time::sleep_until(c).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let o = tokio::select! {
                         o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, sink) => o,
                         () = shared.hard_stop.cancelled() => {
-                            // Still open when the run ended: counted, never dropped.
-                            abandoned = true;
-                            Outcome {
-                                error: Some(ErrorClass::Abandoned),
-                                stream_end: shared.t0.elapsed().saturating_sub(start),
-                                ..Outcome::default()
-                            }
+                            flow = Flow::Abandoned;
+                            abandoned(&shared, start)
                         }
-                    }
+                        () = cut => {
+                            flow = Flow::Abandoned;
+                            abandoned(&shared, start)
+                        }
+                    };
+                    shared.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    o
                 }
             };
             completed_steps += 1;
-            discard.clear();
-            if gaps[i].len() >= 4096 {
-                shared.flush_gaps(i, &mut gaps[i]);
+            self.discard.clear();
+            if self.gaps[i].len() >= 4096 {
+                shared.flush_gaps(i, &mut self.gaps[i]);
             }
             let sample = Sample {
-                step: u16::try_from(i).unwrap_or(u16::MAX),
-                vu,
+                step: step_no,
+                vu: self.vu,
                 iteration,
                 start,
                 ttfb: outcome.ttfb,
@@ -134,86 +253,110 @@ pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder 
                 error: outcome.error,
                 warmup,
             };
-            shared.live.requests.fetch_add(1, Ordering::Relaxed);
-            shared
-                .live
-                .tokens
-                .fetch_add(sample.output_tokens(), Ordering::Relaxed);
             let mut failed = sample.error;
             if failed.is_none() {
-                if let Some(err) = apply_outputs(step, &outcome, &mut ctx) {
-                    failed = Some(err);
-                }
+                failed = apply_outputs(step, &outcome, &mut ctx);
             }
-            rec.samples.push(Sample {
+            shared.live.record(&sample, failed, warmup);
+            self.rec.samples.push(Sample {
                 error: failed,
                 ..sample
             });
-            if abandoned {
-                shared.live.errors.fetch_add(1, Ordering::Relaxed);
-                break 'iterations;
+            if flow == Flow::Abandoned {
+                break;
             }
             if let Some(class) = failed {
-                let step_no = u16::try_from(i).unwrap_or(u16::MAX);
-                if !warmup && rec.wants_example(step_no, class) {
-                    rec.examples.push(super::sample::ErrorExample {
+                if !warmup && self.rec.wants_example(step_no, class) {
+                    let body = outcome.error_body.as_deref().map(|b| match &self.user {
+                        Some(u) => u.token.redact_from(b),
+                        None => crate::target::redact_userinfo(b),
+                    });
+                    self.rec.examples.push(super::sample::ErrorExample {
                         step: step_no,
                         class,
                         status: outcome.status,
-                        body: outcome.error_body.as_deref().map(|b| match &user {
-                            Some(u) => u.token.redact_from(b),
-                            None => crate::target::redact_userinfo(b),
-                        }),
-                        request_id: super::sample::request_id(
-                            vu,
-                            iteration,
-                            u16::try_from(i).unwrap_or(u16::MAX),
-                        ),
+                        body,
+                        request_id,
                     });
                 }
-                shared.live.errors.fetch_add(1, Ordering::Relaxed);
                 iter_ok = false;
-                consecutive_failures = consecutive_failures.saturating_add(1);
-                server_wait = outcome
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                self.server_wait = outcome
                     .retry_after
                     .filter(|_| sc.safety.honor_retry_after)
                     .map(|w| w.min(crate::scenario::MAX_RETRY_AFTER));
                 break;
             }
-            consecutive_failures = 0;
-            if !step.think_time.is_zero() {
-                pause(&shared, step.think_time).await;
+            self.consecutive_failures = 0;
+            if !step.think_time.is_none() {
+                let wait = step.think_time.draw(&mut self.mix);
+                let limit = if shared.finish == Finish::Workflow {
+                    None
+                } else {
+                    end
+                };
+                self.pause_until(Instant::now() + wait, limit).await;
             }
         }
         // An iteration the stop cut in half is neither a success nor a failure.
         if completed_steps > 0 && (!cut_short || !iter_ok) {
             let end = shared.t0.elapsed();
-            rec.iterations.push(IterationSample {
-                vu,
+            self.rec.iterations.push(IterationSample {
+                vu: self.vu,
+                workflow: u16::try_from(wf).unwrap_or(u16::MAX),
                 iteration,
                 start: iter_start,
                 duration: end.saturating_sub(iter_start),
-                ok: iter_ok && completed_steps == sc.steps.len(),
+                ok: iter_ok && completed_steps == workflow.steps.len(),
                 warmup: iter_start < shared.warmup,
             });
         }
-        if consecutive_failures > 0 {
-            // A failing target must not turn into a hot loop: back off, and
-            // wait at least as long as the server asked.
-            let wait = backoff(&sc.safety, consecutive_failures, &mut jitter)
-                .max(server_wait.take().unwrap_or_default());
-            if !wait.is_zero() {
-                pause(&shared, wait).await;
-            }
+        flow
+    }
+
+    /// Between iterations: back off after failures (at least as long as the
+    /// server asked), then think. False when the span or the run ended.
+    async fn rest(&mut self, end: Option<Instant>) -> bool {
+        let sc = &self.shared.scenario;
+        let mut wait = Duration::ZERO;
+        if self.consecutive_failures > 0 {
+            // A failing target must not turn into a hot loop.
+            wait = backoff(&sc.safety, self.consecutive_failures, &mut self.jitter)
+                .max(self.server_wait.take().unwrap_or_default());
         }
-        if !shared.think_time.is_zero() {
-            pause(&shared, shared.think_time).await;
+        wait += self.shared.think_time.draw(&mut self.mix);
+        if wait.is_zero() {
+            return true;
+        }
+        self.pause_until(Instant::now() + wait, end).await
+    }
+
+    /// Sleep until `until`, or less when the span ends or the run stops;
+    /// true when the whole pause was slept.
+    async fn pause_until(&self, until: Instant, end: Option<Instant>) -> bool {
+        let cut = end.is_some_and(|e| e < until);
+        let wake = end.map_or(until, |e| e.min(until));
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => !cut,
+            () = self.shared.stop.cancelled() => false,
         }
     }
-    for (i, g) in gaps.iter_mut().enumerate() {
-        shared.flush_gaps(i, g);
+
+    fn finish(mut self) -> Recorder {
+        for (i, g) in self.gaps.iter_mut().enumerate() {
+            self.shared.flush_gaps(i, g);
+        }
+        self.rec
     }
-    rec
+}
+
+/// A request still open when its user was stopped: counted, never dropped.
+fn abandoned(shared: &Shared, start: Duration) -> Outcome {
+    Outcome {
+        error: Some(ErrorClass::Abandoned),
+        stream_end: shared.t0.elapsed().saturating_sub(start),
+        ..Outcome::default()
+    }
 }
 
 /// Store extracted variables and captured text; a missing variable fails the request.
@@ -232,13 +375,6 @@ fn apply_outputs(
         ctx.set(var, serde_json::Value::String(text.clone()));
     }
     None
-}
-
-async fn pause(shared: &Shared, d: Duration) {
-    tokio::select! {
-        () = tokio::time::sleep_until(Instant::now() + d) => {}
-        () = shared.stop.cancelled() => {}
-    }
 }
 
 /// Exponential back-off with "equal jitter": after the n-th consecutive

@@ -156,7 +156,7 @@ pub fn compare_baseline(
     checks.extend(absolute_checks(policy, cur_all, base_err));
     let reason = r.status_reason.clone().unwrap_or_default();
     let partial = (r.state() != RunState::Complete).then_some((r.state(), reason.as_str()));
-    finish(
+    let mut verdict = finish(
         Mode::Baseline,
         policy,
         b.runs.len(),
@@ -164,7 +164,11 @@ pub fn compare_baseline(
         notes,
         r.saturation_note(),
         partial,
-    )
+    );
+    if let Some(why) = r.under_delivery_note(policy.stage.as_deref()) {
+        verdict.not_at_intended_load(why);
+    }
+    verdict
 }
 
 #[allow(

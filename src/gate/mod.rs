@@ -171,6 +171,7 @@ const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
     what: "verdict",
     kind: KIND,
     version: SCHEMA_VERSION,
+    oldest: SCHEMA_VERSION,
     stale_hint: "make it again with `flora-gate compare --out`",
 };
 
@@ -475,6 +476,24 @@ pub(crate) fn finish(
         evidence,
         checks,
         notes,
+    }
+}
+
+impl Verdict {
+    /// The load judged was not the load intended: neither a pass nor a
+    /// failure can be trusted, so the verdict is a warning that says why
+    /// (an aborted run stays failed).
+    pub fn not_at_intended_load(&mut self, why: String) {
+        if self.headline.starts_with("the run was aborted") {
+            self.notes.push(why);
+            return;
+        }
+        if self.verdict != Status::Warn {
+            let was = self.verdict;
+            self.verdict = Status::Warn;
+            self.headline = format!("{} (would be {was}); {why}", self.headline);
+        }
+        self.notes.push(why);
     }
 }
 

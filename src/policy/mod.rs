@@ -41,6 +41,10 @@ pub struct PolicyFile {
     /// rate minimum, e.g. `ttft_p90 = 800`.
     #[serde(default)]
     pub slo: Option<BTreeMap<String, f64>>,
+    /// The stage of a staged load the gate judges (by name), e.g. the hold
+    /// at 64 users of a short ramp; unset judges the whole run.
+    #[serde(default)]
+    pub stage: Option<String>,
 }
 
 /// A complete policy.
@@ -63,6 +67,9 @@ pub struct Policy {
     pub margins: BTreeMap<String, f64>,
     /// Absolute objectives.
     pub slo: BTreeMap<String, f64>,
+    /// The stage judged, by name; `None` judges the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 impl Default for Policy {
@@ -78,6 +85,7 @@ impl Default for Policy {
             max_error_rate: 0.01,
             margins: BTreeMap::new(),
             slo: BTreeMap::new(),
+            stage: None,
         }
     }
 }
@@ -129,6 +137,9 @@ impl Policy {
         }
         if let Some(s) = &f.slo {
             self.slo.extend(s.clone());
+        }
+        if let Some(s) = &f.stage {
+            self.stage = Some(s.clone());
         }
         self.validate()
     }

@@ -19,6 +19,7 @@ const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
     what: "baseline",
     kind: KIND,
     version: SCHEMA_VERSION,
+    oldest: SCHEMA_VERSION,
     stale_hint: "refresh it: `flora-gate baseline refresh --scenario … --runs 5 --out FILE`",
 };
 
@@ -209,8 +210,13 @@ impl Baseline {
             gate: first.gate.clone(),
             runs: results
                 .iter()
-                .map(|(_, r)| BaselineRun::from_result(r))
-                .collect(),
+                .map(|(name, r)| {
+                    // The baseline holds what the gate judges: the policy's stage, if any.
+                    r.gated_part(r.gate.stage.as_deref())
+                        .map(|p| BaselineRun::from_result(&p))
+                        .map_err(|m| UserError::invalid("result", name, None, m))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 

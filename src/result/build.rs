@@ -158,6 +158,94 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         .as_secs_f64()
         .max(1e-3);
 
+    let (steps, totals) = step_results(sc, &measured, &out.recorder.itl, window_s);
+
+    let iters: Vec<&IterationSample> = out
+        .recorder
+        .iterations
+        .iter()
+        .filter(|i| !i.warmup)
+        .collect();
+    let workflow = workflow_result(&iters, window_s);
+    let windows = super::time::windows(sc, meta.load, &out.trace, &measured);
+    let dynamics = super::time::dynamics(meta.load, &windows);
+
+    let blocks = build_blocks(sc, &measured, &iters, w_start, meta.load.blocks);
+
+    let (status, status_reason) = match &out.status {
+        RunStatus::Complete => (RunState::Complete.as_str().to_string(), None),
+        RunStatus::Partial(r) => (RunState::Partial.as_str().to_string(), Some(r.clone())),
+        RunStatus::Aborted(r) => (RunState::Aborted.as_str().to_string(), Some(r.clone())),
+    };
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        kind: KIND.into(),
+        status,
+        status_reason,
+        provenance: Provenance {
+            tool: "flora-gate".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            scenario: ScenarioRef {
+                name: sc.name.clone(),
+                origin: sc.origin.clone(),
+                sha256: sc.sha256.clone(),
+            },
+            target: crate::target::redact_userinfo(meta.target),
+            concurrency: meta.load.concurrency,
+            duration_s: meta.load.duration.map(|d| d.as_secs_f64()),
+            requests_limit: meta.load.requests,
+            warmup_s: meta.load.warmup.as_secs_f64(),
+            seed: meta.load.seed,
+            vars: sc.vars.clone(),
+            var_overrides: sc.var_overrides.clone(),
+            started_at: out.started_at.to_rfc3339(),
+            elapsed_s: out.elapsed.as_secs_f64(),
+            host: host(),
+        },
+        window: Window {
+            start_ms: ms(w_start),
+            end_ms: ms(w_end),
+            duration_s: window_s,
+        },
+        totals,
+        steps,
+        workflow,
+        blocks,
+        error_examples: out
+            .recorder
+            .examples
+            .iter()
+            .map(|e| ErrorExampleOut {
+                step: sc
+                    .steps
+                    .get(usize::from(e.step))
+                    .map_or_else(|| "?".into(), |s| s.name.clone()),
+                class: e.class.name(),
+                status: e.status,
+                body: e.body.clone(),
+                request_id: e.request_id.clone(),
+            })
+            .collect(),
+        self_check: out.self_check.clone(),
+        slo: sc.slo.clone(),
+        gate: sc.gate.clone(),
+        load: Some(super::time::load_info(meta.load)),
+        stages: super::time::stages(sc, meta.load, &out.trace, &measured, &iters),
+        arrivals: super::time::arrivals(out),
+        workflows: super::time::workflows(sc, &iters, window_s),
+        windows,
+        dynamics,
+    }
+}
+
+/// Per-step figures and totals of a set of requests over `window_s` seconds.
+/// `itl` holds the pooled chunk gaps per step (empty when not split this way).
+pub(super) fn step_results(
+    sc: &Scenario,
+    measured: &[&Sample],
+    itl: &[LatencyHist],
+    window_s: f64,
+) -> (Vec<StepResult>, Totals) {
     let mut totals_errors = BTreeMap::new();
     let mut steps = Vec::with_capacity(sc.steps.len());
     let (mut t_req, mut t_failed, mut t_tokens, mut t_good) = (0u64, 0u64, 0u64, 0u64);
@@ -167,7 +255,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
             h.add(s, step.response, &sc.slo);
         }
         let no_gaps = LatencyHist::new();
-        let itl = out.recorder.itl.get(i).unwrap_or(&no_gaps);
+        let itl = itl.get(i).unwrap_or(&no_gaps);
         for (k, v) in &h.errors {
             *totals_errors.entry(k.clone()).or_insert(0) += v;
         }
@@ -217,92 +305,26 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> RunResult {
         });
     }
 
-    let iters: Vec<&IterationSample> = out
-        .recorder
-        .iterations
-        .iter()
-        .filter(|i| !i.warmup)
-        .collect();
-    let workflow = workflow_result(&iters, window_s);
-
-    let blocks = build_blocks(sc, &measured, &iters, w_start, meta.load.blocks);
-
-    let (status, status_reason) = match &out.status {
-        RunStatus::Complete => (RunState::Complete.as_str().to_string(), None),
-        RunStatus::Partial(r) => (RunState::Partial.as_str().to_string(), Some(r.clone())),
-        RunStatus::Aborted(r) => (RunState::Aborted.as_str().to_string(), Some(r.clone())),
+    let totals = Totals {
+        requests: t_req,
+        ok: t_req - t_failed,
+        failed: t_failed,
+        error_rate: if t_req == 0 {
+            0.0
+        } else {
+            t_failed as f64 / t_req as f64
+        },
+        requests_per_s: t_req as f64 / window_s,
+        output_tokens_per_s: t_tokens as f64 / window_s,
+        goodput_per_s: t_good as f64 / window_s,
+        errors: totals_errors,
     };
-    RunResult {
-        schema_version: SCHEMA_VERSION,
-        kind: KIND.into(),
-        status,
-        status_reason,
-        provenance: Provenance {
-            tool: "flora-gate".into(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            scenario: ScenarioRef {
-                name: sc.name.clone(),
-                origin: sc.origin.clone(),
-                sha256: sc.sha256.clone(),
-            },
-            target: crate::target::redact_userinfo(meta.target),
-            concurrency: meta.load.concurrency,
-            duration_s: meta.load.duration.map(|d| d.as_secs_f64()),
-            requests_limit: meta.load.requests,
-            warmup_s: meta.load.warmup.as_secs_f64(),
-            seed: meta.load.seed,
-            vars: sc.vars.clone(),
-            var_overrides: sc.var_overrides.clone(),
-            started_at: out.started_at.to_rfc3339(),
-            elapsed_s: out.elapsed.as_secs_f64(),
-            host: host(),
-        },
-        window: Window {
-            start_ms: ms(w_start),
-            end_ms: ms(w_end),
-            duration_s: window_s,
-        },
-        totals: Totals {
-            requests: t_req,
-            ok: t_req - t_failed,
-            failed: t_failed,
-            error_rate: if t_req == 0 {
-                0.0
-            } else {
-                t_failed as f64 / t_req as f64
-            },
-            requests_per_s: t_req as f64 / window_s,
-            output_tokens_per_s: t_tokens as f64 / window_s,
-            goodput_per_s: t_good as f64 / window_s,
-            errors: totals_errors,
-        },
-        steps,
-        workflow,
-        blocks,
-        error_examples: out
-            .recorder
-            .examples
-            .iter()
-            .map(|e| ErrorExampleOut {
-                step: sc
-                    .steps
-                    .get(usize::from(e.step))
-                    .map_or_else(|| "?".into(), |s| s.name.clone()),
-                class: e.class.name(),
-                status: e.status,
-                body: e.body.clone(),
-                request_id: e.request_id.clone(),
-            })
-            .collect(),
-        self_check: out.self_check.clone(),
-        slo: sc.slo.clone(),
-        gate: sc.gate.clone(),
-    }
+    (steps, totals)
 }
 
 /// Cut the sending part of the window into `n` equal blocks and summarise
 /// the requests that started in each.
-fn build_blocks(
+pub(super) fn build_blocks(
     sc: &Scenario,
     measured: &[&Sample],
     iters: &[&crate::engine::IterationSample],
@@ -379,7 +401,7 @@ fn build_blocks(
 }
 
 /// Whole workflow iterations: failures are +∞ in the duration.
-fn workflow_result(iters: &[&IterationSample], window_s: f64) -> WorkflowResult {
+pub(super) fn workflow_result(iters: &[&IterationSample], window_s: f64) -> WorkflowResult {
     let mut wf = LatencyHist::new();
     for it in iters {
         if it.ok {

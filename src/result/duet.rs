@@ -80,6 +80,7 @@ impl DuetResult {
                 what: "duet result",
                 kind: KIND,
                 version: SCHEMA_VERSION,
+                oldest: SCHEMA_VERSION,
                 stale_hint: "run the duet again with this version",
             },
         )?;

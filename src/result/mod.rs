@@ -9,6 +9,7 @@ mod build;
 pub mod duet;
 pub mod measure;
 pub mod requests;
+pub mod time;
 mod validate;
 pub mod values;
 
@@ -27,7 +28,9 @@ use crate::scenario::{ResponseKind, Slo};
 use crate::stats::Dist;
 
 /// Version of the result format; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the load shape, stages, windows, arrivals, dynamics
+/// and the workflow mix; version 1 files are still read.
+pub const SCHEMA_VERSION: u32 = 2;
 /// The `kind` field of a result file.
 pub const KIND: &str = "flora-gate/result";
 /// How histograms are encoded.
@@ -67,6 +70,24 @@ pub struct RunResult {
     pub slo: Slo,
     /// The scenario's gate policy, so `compare` needs only files.
     pub gate: crate::policy::Policy,
+    /// The load as planned: model, stages, window (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<time::LoadInfo>,
+    /// Per stage of a shaped load (schema 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<time::StageResult>,
+    /// The run as a time series of windows (schema 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<time::WindowResult>,
+    /// Open-loop arrivals due, started and missed (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<time::ArrivalResult>,
+    /// Spike recovery and drift (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamics: Option<time::Dynamics>,
+    /// Per workflow of a weighted mix (schema 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflows: Vec<time::WorkflowMix>,
 }
 
 /// How a run ended, as the result file says it (`status`).
@@ -369,6 +390,7 @@ const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
     what: "result",
     kind: KIND,
     version: SCHEMA_VERSION,
+    oldest: 1,
     stale_hint: "re-run `flora-gate run` with this version to make a current result",
 };
 
@@ -466,6 +488,78 @@ impl RunResult {
         sc.saturated.then(|| match sc.cause.as_deref() {
             Some("machine") => "the machine running the load was busy with other work and starved the generator: latencies may measure that, not the target".to_string(),
             _ => "the load generator itself was saturated (its own CPU or event loop): latencies may measure it, not the target".to_string(),
+        })
+    }
+
+    /// The part of the run a gate judges: the whole run, or the stage the
+    /// policy names, as a result of its own (its steps, totals and blocks).
+    pub fn gated_part(
+        &self,
+        stage: Option<&str>,
+    ) -> Result<std::borrow::Cow<'_, RunResult>, String> {
+        let Some(name) = stage else {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        };
+        let Some(st) = self.stages.iter().find(|s| s.name == name) else {
+            return Err(if self.stages.is_empty() {
+                format!("the policy gates the stage `{name}`, and this run has no stages")
+            } else {
+                format!(
+                    "the policy gates the stage `{name}`; this run's stages are {}",
+                    self.stages
+                        .iter()
+                        .map(|s| format!("`{}`", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        };
+        let mut part = self.clone();
+        part.steps = st.steps.clone();
+        part.totals = st.totals.clone();
+        part.blocks = st.blocks.clone();
+        part.window = Window {
+            start_ms: st.start_ms,
+            end_ms: st.end_ms,
+            duration_s: (st.end_ms - st.start_ms) / 1000.0,
+        };
+        Ok(std::borrow::Cow::Owned(part))
+    }
+
+    /// When the judged part of the run got less load than it asked for:
+    /// the gated stage (or any stage, when the whole run is judged) below
+    /// [`time::DELIVERY_FLOOR`], or open-loop arrivals missed beyond it.
+    pub fn under_delivery_note(&self, stage: Option<&str>) -> Option<String> {
+        let short: Vec<String> = self
+            .stages
+            .iter()
+            .filter(|s| s.under_delivered && stage.is_none_or(|n| n == s.name))
+            .map(|s| {
+                format!(
+                    "`{}` {:.0}% of {:.0}",
+                    s.name,
+                    s.delivered * 100.0,
+                    s.intended
+                )
+            })
+            .collect();
+        if !short.is_empty() {
+            return Some(format!(
+                "under-delivered: {} (below {:.0}% of the intended load)",
+                short.join(", "),
+                time::DELIVERY_FLOOR * 100.0
+            ));
+        }
+        let a = self.arrivals.as_ref().filter(|_| stage.is_none())?;
+        (a.achieved_ratio < time::DELIVERY_FLOOR).then(|| {
+            format!(
+                "under-delivered: {} of {} arrivals started ({:.1}%; {} at the in-flight cap, {} too late)",
+                a.started,
+                a.due,
+                a.achieved_ratio * 100.0,
+                a.missed_cap,
+                a.missed_late
+            )
         })
     }
 

@@ -11,6 +11,8 @@ pub const MAX_USERS: u32 = 10_000;
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Most requests one run may send.
 pub const MAX_REQUESTS: u64 = 100_000_000;
+/// Highest open-loop arrival rate, workflow starts per second.
+pub const MAX_RATE: f64 = 10_000.0;
 /// Most time blocks (and duet slot pairs).
 pub const MAX_BLOCKS: u32 = 1_000;
 /// Longest think time.
@@ -63,8 +65,8 @@ pub fn check(load: &LoadSpec) -> Result<(), Exceeded> {
             format!("must be between 6 (the gate needs at least six time blocks) and {MAX_BLOCKS}"),
         );
     }
-    if load.think_time > MAX_THINK {
-        return over("load.think_time", "must be at most 1h".into());
+    if load.window < std::time::Duration::from_secs(1) || load.window > MAX_DURATION {
+        return over("load.window", "must be between 1s and 24h".into());
     }
     Ok(())
 }

@@ -36,6 +36,31 @@ pub(super) struct FileScenario {
     #[serde(default)]
     pub(super) safety: FileSafety,
     pub(super) steps: Vec<FileStep>,
+    /// A weighted mix of workflows over the steps; none means all steps in order.
+    #[serde(default)]
+    pub(super) workflows: Vec<Spanned<FileWorkflow>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileWorkflow {
+    pub(super) name: String,
+    #[serde(default = "default_weight")]
+    pub(super) weight: f64,
+    pub(super) steps: Vec<String>,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStage {
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    pub(super) duration: Dur,
+    pub(super) target: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,9 +111,16 @@ pub(super) struct FileLoad {
     pub(super) duration: Option<Dur>,
     pub(super) requests: Option<u64>,
     pub(super) warmup: Option<Dur>,
-    pub(super) think_time: Option<Dur>,
+    pub(super) think_time: Option<Spanned<String>>,
     pub(super) seed: Option<u64>,
     pub(super) blocks: Option<u32>,
+    pub(super) model: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) stages: Vec<Spanned<FileStage>>,
+    pub(super) arrival: Option<Spanned<String>>,
+    pub(super) max_in_flight: Option<u32>,
+    pub(super) window: Option<Dur>,
+    pub(super) finish: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,7 +230,7 @@ pub(super) struct FileStep {
     #[serde(default)]
     pub(super) stream: Option<FileStream>,
     #[serde(default)]
-    pub(super) think_time: Option<Dur>,
+    pub(super) think_time: Option<Spanned<String>>,
 }
 
 pub(super) fn default_method() -> String {

@@ -9,6 +9,8 @@
 pub mod caps;
 pub mod data;
 mod file;
+mod load;
+pub mod shape;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +23,7 @@ use crate::stream::chunk::StreamSpec;
 pub use data::DataSet;
 pub use file::{parse_duration, AuthKind, ResponseKind, Safety, Slo, MAX_RETRY_AFTER};
 use file::{FileScenario, FileStep};
+pub use shape::{Arrival, Finish, Model, Shape, Stage, Think, Workflow};
 use template::template_message;
 pub use template::{
     encode_path_segment, hex_sha256, short_hash, template_env, TemplateContext, TEMPLATE_FUEL,
@@ -51,11 +54,51 @@ pub struct LoadSpec {
     /// Requests started before this offset are not measured.
     pub warmup: Duration,
     /// Pause between workflow iterations of one user.
-    pub think_time: Duration,
-    /// Seed for sampling the data set.
+    pub think_time: Think,
+    /// Seed for sampling the data set, the mix and the arrivals.
     pub seed: u64,
     /// Number of time blocks the measured window is cut into (at least 6).
     pub blocks: u32,
+    /// Stages under a load model; `None` is a fixed number of users.
+    /// With a shape, `duration` is the stages' length and `concurrency`
+    /// the most users at once.
+    pub shape: Option<Shape>,
+    /// Length of the result's time-series windows.
+    pub window: Duration,
+    /// What a user stopped by a ramp-down or the end finishes first.
+    pub finish: Finish,
+}
+
+impl LoadSpec {
+    /// A fixed number of users for a duration: today's shape, and the
+    /// defaults every other field takes.
+    pub fn fixed(concurrency: u32, duration: Duration) -> Self {
+        LoadSpec {
+            concurrency,
+            duration: Some(duration),
+            requests: None,
+            warmup: Duration::ZERO,
+            think_time: Think::None,
+            seed: 1,
+            blocks: 10,
+            shape: None,
+            window: Duration::from_secs(10),
+            finish: Finish::Request,
+        }
+    }
+
+    /// Put `shape` in force: the run lasts its stages, and `concurrency`
+    /// is the most users (closed) or workflows (open) in flight at once.
+    pub fn set_shape(&mut self, shape: Shape) {
+        self.duration = Some(shape.duration());
+        self.requests = None;
+        self.concurrency = match shape.model {
+            Model::Closed => shape.peak() as u32,
+            Model::Open => shape.max_in_flight,
+        }
+        .max(1);
+        self.shape = Some(shape);
+    }
 }
 
 /// Per-phase request timeouts.
@@ -106,7 +149,7 @@ pub struct Step {
     /// How to read stream events.
     pub stream: StreamSpec,
     /// Pause after this step.
-    pub think_time: Duration,
+    pub think_time: Think,
 }
 
 /// A validated scenario.
@@ -140,8 +183,11 @@ pub struct Scenario {
     pub safety: Safety,
     /// The data set.
     pub data: Arc<DataSet>,
-    /// Workflow steps in order.
+    /// Every step the scenario defines, in file order.
     pub steps: Vec<Step>,
+    /// The workflows over those steps (one holding them all when the file
+    /// names none), drawn by weight each iteration.
+    pub workflows: Vec<Workflow>,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
@@ -235,21 +281,7 @@ impl Scenario {
             None => None,
         };
 
-        let l = &file.load;
-        let load = LoadSpec {
-            concurrency: l.concurrency.unwrap_or(4),
-            duration: l.duration.map(|d| d.0).or(if l.requests.is_some() {
-                None
-            } else {
-                Some(Duration::from_secs(30))
-            }),
-            requests: l.requests,
-            warmup: l.warmup.map_or(Duration::ZERO, |d| d.0),
-            think_time: l.think_time.map_or(Duration::ZERO, |d| d.0),
-            seed: l.seed.unwrap_or(1),
-            blocks: l.blocks.unwrap_or(10),
-        };
-        caps::check(&load).map_err(|e| invalid(Some(format!("`{}`", e.key)), e.message))?;
+        let load = load::build(&file.load, text, &invalid)?;
         let t = &file.timeouts;
         let timeouts = Timeouts {
             connect: t.connect.map_or(Duration::from_secs(10), |d| d.0),
@@ -300,6 +332,7 @@ impl Scenario {
         for (i, s) in file.steps.iter().enumerate() {
             steps.push(build_step(i, s, &mut env, &mut names, text, &invalid)?);
         }
+        let workflows = load::workflows(&file.workflows, &steps, text, &invalid)?;
 
         let scenario = Scenario {
             name: file.name,
@@ -321,17 +354,33 @@ impl Scenario {
             safety,
             data,
             steps,
+            workflows,
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;
         Ok(scenario)
     }
 
-    /// Render every template once with sample values, in workflow order, so a
-    /// misspelt variable or a body that is not JSON fails at load, not mid-run.
+    /// Render every template once with sample values, in the order of each
+    /// workflow, so a misspelt variable or a body that is not JSON fails at
+    /// load, not mid-run.
     fn dry_run(&self, file_steps: &[FileStep], text: &str, origin: &Path) -> Result<(), UserError> {
+        for w in &self.workflows {
+            self.dry_run_workflow(w, file_steps, text, origin)?;
+        }
+        Ok(())
+    }
+
+    fn dry_run_workflow(
+        &self,
+        workflow: &Workflow,
+        file_steps: &[FileStep],
+        text: &str,
+        origin: &Path,
+    ) -> Result<(), UserError> {
         let mut ctx = TemplateContext::new(self, 0, "user-0", 0, self.data.first());
-        for (i, (step, fs)) in self.steps.iter().zip(file_steps).enumerate() {
+        for &i in &workflow.steps {
+            let (step, fs) = (&self.steps[i], &file_steps[i]);
             let place = |span: std::ops::Range<usize>, k: &str| {
                 let (l, _) = line_col(text, span.start);
                 Some(format!("line {l}, key `steps[{i}].{k}`"))
@@ -488,7 +537,11 @@ fn build_step(
             .collect(),
         capture_text: s.capture_text.clone(),
         stream,
-        think_time: s.think_time.map_or(Duration::ZERO, |d| d.0),
+        think_time: match &s.think_time {
+            Some(t) => Think::parse(t.get_ref())
+                .map_err(|m| invalid(at(t.span(), &key("think_time")), m))?,
+            None => Think::None,
+        },
     })
 }
 
