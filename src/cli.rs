@@ -414,6 +414,18 @@ pub struct MockBehaviour {
     /// End streams without `data: [DONE]`, as some servers do.
     #[arg(long)]
     pub no_done: bool,
+    /// Batching: each other stream being generated adds this to every
+    /// inter-token gap (TPOT grows with load, as on a real accelerator).
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    pub itl_per_stream_ms: f64,
+    /// Per-token rate limit: above this many requests per second per bearer
+    /// token, answer 429 with `Retry-After`.
+    #[arg(long, value_name = "R")]
+    pub rate_limit: Option<f64>,
+    /// Slow down steadily, e.g. `2%/min` (latencies grow by 2% of their
+    /// base per minute since the start).
+    #[arg(long, value_name = "PCT/UNIT")]
+    pub drift: Option<String>,
 }
 
 /// `flora-gate demo`.

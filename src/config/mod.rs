@@ -78,6 +78,21 @@ pub fn mock_config(
         tokens,
         seed: b.seed,
         no_done: b.no_done,
+        itl_per_stream: non_negative("--itl-per-stream-ms", b.itl_per_stream_ms)?,
+        rate_limit: match b.rate_limit {
+            None => None,
+            Some(r) if r.is_finite() && r > 0.0 => Some(r),
+            Some(r) => {
+                return Err(UserError::flag(
+                    "--rate-limit",
+                    format!("`{r}` must be a positive number of requests per second"),
+                ))
+            }
+        },
+        drift_per_min: match &b.drift {
+            None => 0.0,
+            Some(d) => crate::mock::parse_drift(d).map_err(|m| UserError::flag("--drift", m))?,
+        },
         burst: b
             .burst
             .as_deref()

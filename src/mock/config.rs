@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -40,6 +40,14 @@ pub struct MockConfig {
     /// End streams without `data: [DONE]` (the body just completes), as
     /// `transformers serve` does.
     pub no_done: bool,
+    /// Batching: every other stream being generated adds this to each
+    /// inter-token gap, as continuous batching on one accelerator does.
+    pub itl_per_stream: Duration,
+    /// Requests per second allowed per bearer token; above it, 429 with
+    /// `Retry-After`.
+    pub rate_limit: Option<f64>,
+    /// Latencies grow by this fraction per minute since the start.
+    pub drift_per_min: f64,
 }
 
 /// Every `every`, answer all requests for `length` with `status`.
@@ -93,8 +101,28 @@ impl Default for MockConfig {
             seed: 1,
             burst: None,
             no_done: false,
+            itl_per_stream: Duration::ZERO,
+            rate_limit: None,
+            drift_per_min: 0.0,
         }
     }
+}
+
+/// Parse `--drift`: `2%/min`, `0.5%/s` or `10%/h`, as a fraction per minute.
+pub fn parse_drift(s: &str) -> Result<f64, String> {
+    let bad = || format!("`{s}` is not a drift like `2%/min`, `0.5%/s` or `10%/h`");
+    let (pct, per) = s.trim().split_once("%/").ok_or_else(bad)?;
+    let pct: f64 = pct.trim().parse().map_err(|_| bad())?;
+    let minutes = match per.trim() {
+        "s" => 1.0 / 60.0,
+        "min" | "m" => 1.0,
+        "h" => 60.0,
+        _ => return Err(bad()),
+    };
+    if !pct.is_finite() || !(0.0..=1000.0).contains(&pct) {
+        return Err(format!("`{s}`: the percentage must be between 0 and 1000"));
+    }
+    Ok(pct / 100.0 / minutes)
 }
 
 /// Counters and the server's own timing, shared by all requests.
@@ -106,6 +134,12 @@ pub struct MockStats {
     pub sse_events: AtomicU64,
     /// Requests answered with an injected fault.
     pub faults: AtomicU64,
+    /// Requests being served now (a stream counts until its last byte).
+    pub in_flight: AtomicU64,
+    /// Streams being generated now (queued ones not counted).
+    pub streaming: AtomicU64,
+    /// Requests refused by the per-token rate limit.
+    pub rate_limited: AtomicU64,
     /// Server-side TTFT in microseconds: handler entry (queueing included) to
     /// the first content chunk handed to the connection.
     pub ttft_us: Mutex<Histogram<u64>>,
@@ -113,6 +147,23 @@ pub struct MockStats {
     /// (bounded; the oldest entries are kept).
     pub timings: Mutex<Vec<(String, u64)>>,
     pub(super) started: Instant,
+}
+
+/// Counts one unit of a gauge while it lives.
+#[derive(Debug)]
+pub(super) struct Held(Arc<MockStats>, fn(&MockStats) -> &AtomicU64);
+
+impl Held {
+    pub(super) fn new(stats: &Arc<MockStats>, gauge: fn(&MockStats) -> &AtomicU64) -> Self {
+        gauge(stats).fetch_add(1, Ordering::Relaxed);
+        Held(stats.clone(), gauge)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        (self.1)(&self.0).fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Most per-request timings kept.
@@ -124,6 +175,9 @@ impl MockStats {
             requests: AtomicU64::new(0),
             sse_events: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            streaming: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             #[allow(clippy::expect_used, reason = "constant, valid bounds")]
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
@@ -146,6 +200,9 @@ impl MockStats {
             "requests": self.requests.load(Ordering::Relaxed),
             "sse_events": self.sse_events.load(Ordering::Relaxed),
             "faults": self.faults.load(Ordering::Relaxed),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "streaming": self.streaming.load(Ordering::Relaxed),
+            "rate_limited": self.rate_limited.load(Ordering::Relaxed),
             "ttft_ms": {
                 "count": h.as_ref().map_or(0, Histogram::len),
                 "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
@@ -157,6 +214,7 @@ impl MockStats {
         self.requests.store(0, Ordering::Relaxed);
         self.sse_events.store(0, Ordering::Relaxed);
         self.faults.store(0, Ordering::Relaxed);
+        self.rate_limited.store(0, Ordering::Relaxed);
         if let Ok(mut h) = self.ttft_us.lock() {
             h.reset();
         }

@@ -36,11 +36,13 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Burst, MockConfig, MockStats};
+pub use config::{parse_drift, Burst, MockConfig, MockStats};
 pub use faults::{Fault, FaultRates};
 
 struct App {
     cfg: MockConfig,
+    /// Per-token buckets of the rate limit: tokens left, last refill.
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, Instant)>>,
     stats: Arc<MockStats>,
     limit: Option<Arc<Semaphore>>,
     next_book: AtomicU64,
@@ -106,6 +108,7 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
             .max_concurrency
             .map(|n| Arc::new(Semaphore::new(n.max(1)))),
         cfg,
+        buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
         stats: stats.clone(),
         next_book: AtomicU64::new(1),
         next_request: AtomicU64::new(1),
@@ -150,6 +153,8 @@ enum Gate {
 }
 
 struct RequestCtx {
+    /// Counts the request in flight until it is answered in full.
+    _in_flight: config::Held,
     t0: Instant,
     request_id: Option<String>,
     rng: SmallRng,
@@ -161,6 +166,7 @@ impl App {
     fn admit(&self, headers: &HeaderMap) -> Gate {
         let t0 = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let in_flight = config::Held::new(&self.stats, |s| &s.in_flight);
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let token = headers
             .get(header::AUTHORIZATION)
@@ -177,6 +183,20 @@ impl App {
                 "unauthorized",
                 "missing or unknown bearer token",
             ));
+        }
+        if let (Some(rate), Some(t)) = (self.cfg.rate_limit, token) {
+            if let Some(wait) = self.take_from_bucket(t, rate) {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let mut resp = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests for this token",
+                );
+                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return Gate::Reject(resp);
+            }
         }
         if let Some(b) = self.cfg.burst {
             let phase = self.stats.started.elapsed().as_nanos() % b.every.as_nanos().max(1);
@@ -208,6 +228,7 @@ impl App {
             .filter(|v| v.len() <= 128)
             .map(str::to_owned);
         Gate::Serve(RequestCtx {
+            _in_flight: in_flight,
             t0,
             request_id,
             rng,
@@ -216,8 +237,39 @@ impl App {
         })
     }
 
+    /// Take one request from a token's bucket (capacity: one second's
+    /// worth); `Some(seconds to wait)` when it is empty.
+    fn take_from_bucket(&self, token: &str, rate: f64) -> Option<u64> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().ok()?;
+        let (left, last) = buckets
+            .entry(token.to_string())
+            .or_insert((rate.max(1.0), now));
+        *left = (*left + now.duration_since(*last).as_secs_f64() * rate).min(rate.max(1.0));
+        *last = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            None
+        } else {
+            Some(((1.0 - *left) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// The current latency factor of `--drift`.
+    fn drift(&self) -> f64 {
+        1.0 + self.cfg.drift_per_min * self.stats.started.elapsed().as_secs_f64() / 60.0
+    }
+
+    /// An inter-token gap: the base, plus the batching cost of the other
+    /// streams being generated.
+    fn itl(&self, rng: &mut SmallRng) -> Duration {
+        let others = self.stats.streaming.load(Ordering::Relaxed).saturating_sub(1);
+        let batch = self.cfg.itl_per_stream.mul_f64(others as f64);
+        self.delay(self.cfg.itl + batch, rng)
+    }
+
     fn delay(&self, base: Duration, rng: &mut SmallRng) -> Duration {
-        let mut d = base.as_secs_f64() * self.cfg.slowdown;
+        let mut d = base.as_secs_f64() * self.cfg.slowdown * self.drift();
         let j = self.cfg.jitter.as_secs_f64();
         if j > 0.0 {
             d += rng.random_range(-j..=j);
@@ -424,7 +476,7 @@ async fn respond(
     // Not streamed: the whole answer after the whole generation time.
     let mut total = app.delay(app.cfg.ttft, &mut ctx.rng);
     for _ in 1..tokens {
-        total += app.delay(app.cfg.itl, &mut ctx.rng);
+        total += app.itl(&mut ctx.rng);
     }
     tokio::time::sleep(total).await;
     drop(permit);

@@ -29,6 +29,8 @@ pub(super) struct ChunkStream {
     next_at: Instant,
     created: i64,
     _permit: Option<OwnedSemaphorePermit>,
+    /// Counts this stream as being generated (after its queue wait).
+    _streaming: super::config::Held,
 }
 
 impl ChunkStream {
@@ -40,6 +42,7 @@ impl ChunkStream {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         let ttft = app.delay(app.cfg.ttft, &mut ctx.rng);
+        let app_stats = app.stats.clone();
         // Generation starts once a slot is free: queueing adds to the TTFT.
         Self {
             next_at: Instant::now() + ttft,
@@ -50,6 +53,7 @@ impl ChunkStream {
             phase: Phase::Role,
             created: chrono::Utc::now().timestamp(),
             _permit: permit,
+            _streaming: super::config::Held::new(&app_stats, |s| &s.streaming),
         }
     }
 
@@ -96,7 +100,7 @@ impl ChunkStream {
                     return None;
                 }
                 tokio::time::sleep_until(self.next_at).await;
-                let itl = self.app.delay(self.app.cfg.itl, &mut self.ctx.rng);
+                let itl = self.app.itl(&mut self.ctx.rng);
                 self.next_at += itl;
                 let half = self.tokens / 2;
                 if i == half && i > 0 {

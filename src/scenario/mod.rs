@@ -36,6 +36,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         "openai-chat",
         include_str!("../../scenarios/openai-chat.toml"),
     ),
+    ("ramp", include_str!("../../scenarios/ramp.toml")),
+    ("spike", include_str!("../../scenarios/spike.toml")),
+    ("soak", include_str!("../../scenarios/soak.toml")),
+    ("mix", include_str!("../../scenarios/mix.toml")),
 ];
 
 const BUILTIN_VARS: &[&str] = &["vars", "data", "vu", "user_id", "iteration"];
