@@ -263,7 +263,11 @@ impl App {
     /// An inter-token gap: the base, plus the batching cost of the other
     /// streams being generated.
     fn itl(&self, rng: &mut SmallRng) -> Duration {
-        let others = self.stats.streaming.load(Ordering::Relaxed).saturating_sub(1);
+        let others = self
+            .stats
+            .streaming
+            .load(Ordering::Relaxed)
+            .saturating_sub(1);
         let batch = self.cfg.itl_per_stream.mul_f64(others as f64);
         self.delay(self.cfg.itl + batch, rng)
     }

@@ -104,6 +104,7 @@ pub struct ReportContext {
     pub(super) run: RunFacts,
     pub(super) policy: String,
     pub(super) reproduce: String,
+    pub(super) shape: Option<super::shape::ShapeContext>,
 }
 
 /// Format a value in its unit.
@@ -172,9 +173,8 @@ fn reproduce(r: &RunResult) -> String {
         .strip_prefix("bundled:")
         .unwrap_or(&p.scenario.origin);
     let mut cmd = format!(
-        "flora-gate run --scenario {scenario} --target {} --tokens access_tokens.csv --concurrency {}",
+        "flora-gate run --scenario {scenario} --target {} --tokens access_tokens.csv",
         crate::target::redact_userinfo(&p.target),
-        p.concurrency
     );
     let dur = |s: f64| {
         if s.fract() == 0.0 {
@@ -183,11 +183,29 @@ fn reproduce(r: &RunResult) -> String {
             format!("{}ms", (s * 1000.0).round())
         }
     };
-    if let Some(d) = p.duration_s {
-        cmd.push_str(&format!(" --duration {}", dur(d)));
-    }
-    if let Some(n) = p.requests_limit {
-        cmd.push_str(&format!(" --requests {n}"));
+    match r.load.as_ref().filter(|l| !l.stages.is_empty()) {
+        Some(l) => {
+            // Stages set users and length; they are given as they ran.
+            let stages: Vec<String> = l
+                .stages
+                .iter()
+                .map(|s| format!("{}={}:{}", s.name, dur(s.end_s - s.start_s), s.to))
+                .collect();
+            cmd.push_str(&format!(
+                " --model {} --stages {}",
+                l.model,
+                shell_quote(&stages.join(","))
+            ));
+        }
+        None => {
+            cmd.push_str(&format!(" --concurrency {}", p.concurrency));
+            if let Some(d) = p.duration_s {
+                cmd.push_str(&format!(" --duration {}", dur(d)));
+            }
+            if let Some(n) = p.requests_limit {
+                cmd.push_str(&format!(" --requests {n}"));
+            }
+        }
     }
     for (k, v) in &p.var_overrides {
         cmd.push_str(&format!(" --var {}", shell_quote(&format!("{k}={v}"))));
@@ -265,6 +283,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             policy.max_error_rate * 100.0
         ),
         reproduce: reproduce(r),
+        shape: super::shape::context(r),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod report;
+pub mod shape;
 pub mod text;
 
 /// A latency in milliseconds as a number, with the same precision wherever

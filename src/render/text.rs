@@ -117,6 +117,9 @@ pub fn summary(r: &RunResult) -> String {
         t.output_tokens_per_s,
         t.goodput_per_s
     );
+    for line in super::shape::text_lines(r) {
+        let _ = writeln!(out, "{line}");
+    }
     let sc = &r.self_check;
     let lag = sc
         .loop_lag_p99_ms

@@ -593,7 +593,12 @@ fn drift(windows: &[WindowResult]) -> Option<Drift> {
         .iter()
         .filter(|w| !w.warmup && w.requests >= 5)
         .collect();
-    if used.len() < 6 {
+    // A slope per hour from less than a minute says nothing.
+    let span_ms = match (used.first(), used.last()) {
+        (Some(a), Some(b)) => b.end_ms - a.start_ms,
+        _ => 0.0,
+    };
+    if used.len() < 6 || span_ms < 60_000.0 {
         return None;
     }
     let hour = |w: &WindowResult| (w.start_ms + w.end_ms) / 2.0 / 3_600_000.0;
@@ -644,6 +649,7 @@ mod tests {
     #[test]
     fn a_steady_series_has_no_drift_and_a_rising_one_is_flagged() {
         // ±1% noise around 100 ms over two minutes.
+        assert!(drift(&(0..5).map(|i| window(i, 100.0)).collect::<Vec<_>>()).is_none());
         let flat: Vec<WindowResult> = (0..12)
             .map(|i| window(i, 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 }))
             .collect();
