@@ -167,3 +167,81 @@ fn var_override_wins_and_keeps_numbers() {
     .expect("valid");
     assert_eq!(s.vars["n"], serde_json::json!(12));
 }
+
+/// MINIMAL with `load` TOML before `[vars]`.
+fn with_load(load: &str) -> String {
+    MINIMAL.replace("[vars]", &format!("{load}\n[vars]"))
+}
+
+#[test]
+fn stages_parse_into_a_shape_that_sets_users_and_length() {
+    let s = parse(&with_load(
+        "[load]\nwindow = \"5s\"\n[[load.stages]]\nduration = \"30s\"\ntarget = 10\n[[load.stages]]\nname = \"hold\"\nduration = \"1m\"\ntarget = 10\n[[load.stages]]\nduration = \"0s\"\ntarget = 200",
+    ))
+    .expect("valid stages");
+    let shape = s.load.shape.as_ref().expect("a shape");
+    assert_eq!(shape.model, Model::Closed);
+    assert_eq!(shape.stages[1].name.as_deref(), Some("hold"));
+    assert_eq!(s.load.duration, Some(Duration::from_secs(90)));
+    assert_eq!(s.load.concurrency, 200);
+    assert_eq!(s.load.window, Duration::from_secs(5));
+}
+
+#[test]
+fn bad_load_shapes_name_the_line_and_key() {
+    let cases = [
+        // (load TOML, text the error must hold)
+        ("[load]\nconcurrency = 3\n[[load.stages]]\nduration = \"1s\"\ntarget = 2", "line 9, key `load.stages`"),
+        ("[load]\n[[load.stages]]\nduration = \"1s\"\ntarget = -2", "line 8, key `load.stages[0].target`"),
+        ("[load]\n[[load.stages]]\nduration = \"1s\"\ntarget = 0", "every stage targets 0"),
+        ("[load]\n[[load.stages]]\nduration = \"0s\"\ntarget = 5", "more than 0"),
+        ("[load]\n[[load.stages]]\nduration = \"1s\"\ntarget = 20000", "above the limit"),
+        ("[load]\nmodel = \"open\"\narrival = \"gamma:0\"\n[[load.stages]]\nduration = \"1s\"\ntarget = 5", "line 9, key `load.arrival`"),
+        ("[load]\nmodel = \"open\"\n[[load.stages]]\nduration = \"1s\"\ntarget = 100000", "above the limit"),
+        ("[load]\nmodel = \"sideways\"\n[[load.stages]]\nduration = \"1s\"\ntarget = 5", "key `load.model`"),
+        ("[load]\nmodel = \"open\"", "needs `[[load.stages]]`"),
+        ("[load]\nthink_time = \"uniform(3s, 1s)\"", "key `load.think_time`"),
+        ("[load]\nfinish = \"never\"", "key `load.finish`"),
+        ("[load]\nwindow = \"100ms\"", "`load.window`"),
+        ("[load]\n[[load.stages]]\nname = \"\"\nduration = \"1s\"\ntarget = 5", "load.stages[0].name"),
+    ];
+    for (load, want) in cases {
+        let err = parse(&with_load(load)).expect_err(load).to_string();
+        assert!(err.contains("s.toml"), "{load}: {err}");
+        assert!(err.contains(want), "{load}: {err}");
+    }
+}
+
+#[test]
+fn workflows_reference_steps_by_name_and_bad_mixes_are_refused() {
+    let two = MINIMAL.to_string()
+        + "[[steps]]\nname = \"other\"\npath = \"/x\"\nresponse = \"json\"\n";
+    let s = parse(&(two.clone() + "[[workflows]]\nname = \"a\"\nweight = 3\nsteps = [\"other\", \"chat\"]\n[[workflows]]\nname = \"b\"\nsteps = [\"chat\"]\n"))
+        .expect("valid mix");
+    assert_eq!(s.workflows.len(), 2);
+    assert_eq!(s.workflows[0].steps, [1, 0]);
+    assert_eq!(s.workflows[1].weight, 1.0);
+    // Without workflows, one of every step in order.
+    let one = parse(&two).unwrap();
+    assert_eq!(one.workflows.len(), 1);
+    assert_eq!(one.workflows[0].steps, [0, 1]);
+    for (mix, want) in [
+        ("[[workflows]]\nname = \"a\"\nsteps = [\"nope\"]\n", "no step is named `nope`"),
+        ("[[workflows]]\nname = \"a\"\nweight = 0\nsteps = [\"chat\"]\n", "sum to 0"),
+        ("[[workflows]]\nname = \"a\"\nweight = -1\nsteps = [\"chat\"]\n", "workflows[0].weight"),
+        ("[[workflows]]\nname = \"a\"\nsteps = []\n", "at least one step"),
+        ("[[workflows]]\nname = \"a\"\nsteps = [\"chat\"]\n[[workflows]]\nname = \"a\"\nsteps = [\"chat\"]\n", "unique"),
+    ] {
+        let err = parse(&(two.clone() + mix)).expect_err(mix).to_string();
+        assert!(err.contains(want), "{mix}: {err}");
+        assert!(err.contains("s.toml"), "{err}");
+    }
+}
+
+#[test]
+fn a_workflow_that_skips_the_step_its_variables_come_from_fails_at_load() {
+    let text = MINIMAL.to_string()
+        + "[[steps]]\nname = \"uses\"\npath = \"/b/{{ book_id }}\"\nresponse = \"json\"\n[[workflows]]\nname = \"broken\"\nsteps = [\"uses\"]\n";
+    let err = parse(&text).expect_err("book_id is never extracted").to_string();
+    assert!(err.contains("steps[1].path"), "{err}");
+}

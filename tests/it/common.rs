@@ -47,6 +47,7 @@ pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
         drain: Duration::from_secs(10),
         notes: vec![],
         ca_cert: None,
+        metrics_listen: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
         drain: Duration::from_secs(5),
         notes: vec![],
         ca_cert: None,
+        metrics_listen: None,
     }
 }
 
@@ -77,6 +78,7 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::result::duet::DuetResult {
         drain: Duration::from_secs(5),
         notes: vec![],
         ca_cert: None,
+        metrics_listen: None,
     };
     let d = duet_of(plan, reference.url(), 6).await.expect("duet runs");
     reference.stop().await;

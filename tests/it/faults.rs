@@ -181,6 +181,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         drain: Duration::from_secs(5),
         notes: vec![],
         ca_cert: None,
+        metrics_listen: None,
     };
     let started = std::time::Instant::now();
     let out = engine::run(

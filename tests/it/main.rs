@@ -16,5 +16,6 @@ mod install;
 mod report;
 mod results;
 mod schema;
+mod shapes;
 mod tls;
 mod trust;

@@ -1,0 +1,515 @@
+//! Load shapes against the mock: ramps followed by the mock's own
+//! counters, jumps, open-loop arrivals, the workflow mix, ramp-down and the
+//! end of a run, spike recovery, drift, and the live metrics endpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flora_gate::engine::Plan;
+use flora_gate::mock::MockConfig;
+use flora_gate::scenario::shape::{parse_stages, Shape};
+use flora_gate::scenario::{Arrival, Model, Scenario};
+
+use crate::common::{chat_scenario, run_plan, start_mock};
+
+/// A plan of `sc` under `stages` (the `--stages` syntax) and `model`.
+fn shaped(
+    sc: Scenario,
+    target: &str,
+    stages: &str,
+    model: Model,
+    arrival: Arrival,
+    cap: u32,
+) -> Plan {
+    let mut load = sc.load.clone();
+    load.warmup = Duration::ZERO;
+    load.window = Duration::from_secs(1);
+    let shape = Shape {
+        model,
+        stages: parse_stages(stages).expect("stages parse"),
+        arrival,
+        max_in_flight: cap,
+    };
+    shape.check().expect("valid shape");
+    load.set_shape(shape);
+    let users = match model {
+        Model::Closed => load.concurrency as usize,
+        Model::Open => 50,
+    };
+    Plan {
+        scenario: Arc::new(sc),
+        target: target.to_string(),
+        reference: None,
+        tokens: Arc::new(flora_gate::tokens::generated(users)),
+        load,
+        progress: false,
+        drain: Duration::from_secs(10),
+        notes: vec![],
+        ca_cert: None,
+        metrics_listen: None,
+    }
+}
+
+async fn in_flight(client: &reqwest::Client, url: &str) -> u64 {
+    let v: serde_json::Value = client
+        .get(format!("{url}/_mock/stats"))
+        .send()
+        .await
+        .expect("stats answer")
+        .json()
+        .await
+        .expect("stats are JSON");
+    v["in_flight"].as_u64().expect("in_flight is counted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_in_flight_follow_a_ramp_to_100_within_three() {
+    // Streams of ~1 s, so a user is almost always in flight.
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(100),
+        itl: Duration::from_millis(15),
+        ..MockConfig::default()
+    })
+    .await;
+    let url = mock.url();
+    let plan = shaped(
+        chat_scenario(""),
+        &url,
+        "5s:100,2s:100",
+        Model::Closed,
+        Arrival::Constant,
+        1,
+    );
+    let t0 = Instant::now();
+    let run = tokio::spawn(run_plan(plan));
+    let client = reqwest::Client::new();
+    let mut worst = (0i64, 0.0);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    while t0.elapsed() < Duration::from_millis(6800) {
+        let t = t0.elapsed().as_secs_f64();
+        let n = in_flight(&client, &url).await as i64;
+        let t2 = t0.elapsed().as_secs_f64();
+        // The target over the moment of the read (the request takes time).
+        let target = |t: f64| (100.0 * t / 5.0).min(100.0);
+        let (lo, hi) = (target(t - 0.05).floor() as i64, target(t2).floor() as i64);
+        let off = if n < lo {
+            lo - n
+        } else if n > hi {
+            n - hi
+        } else {
+            0
+        };
+        if off > worst.0 {
+            worst = (off, t);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let (res, _) = run.await.expect("run task");
+    assert!(
+        worst.0 <= 3,
+        "users in flight were {} off the ramp at {:.2}s",
+        worst.0,
+        worst.1
+    );
+    assert_eq!(res.totals.failed, 0);
+    assert_eq!(res.stages.len(), 2);
+    assert!(
+        !res.stages[1].under_delivered,
+        "{:?}",
+        res.stages[1].delivered
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_second_jump_starts_every_new_user_within_250_ms() {
+    let mock = start_mock(MockConfig::default()).await;
+    let plan = shaped(
+        chat_scenario(""),
+        &mock.url(),
+        "1s:0,0s:100,2s:100",
+        Model::Closed,
+        Arrival::Constant,
+        1,
+    );
+    let (res, out) = run_plan(plan).await;
+    let mut first: BTreeMap<u32, Duration> = BTreeMap::new();
+    for s in &out.recorder.samples {
+        let e = first.entry(s.vu).or_insert(s.start);
+        *e = (*e).min(s.start);
+    }
+    assert_eq!(first.len(), 100, "every user sent");
+    let (lo, hi) = (first.values().min().unwrap(), first.values().max().unwrap());
+    assert!(*lo >= Duration::from_millis(990), "{lo:?}");
+    assert!(
+        *hi < Duration::from_millis(1250),
+        "the last first request at {hi:?}"
+    );
+    assert_eq!(res.totals.failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late() {
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+        output_tokens: 8,
+        ..MockConfig::default()
+    })
+    .await;
+    // 0 → 40/s in 1 s, then 40/s for 3 s: 20 + 120 arrivals.
+    let plan = shaped(
+        chat_scenario(""),
+        &mock.url(),
+        "1s:40,3s:40",
+        Model::Open,
+        Arrival::Poisson,
+        100,
+    );
+    let (res, out) = run_plan(plan).await;
+    let a = res
+        .arrivals
+        .as_ref()
+        .expect("open loop accounts for arrivals");
+    assert!((100..=180).contains(&a.due), "{a:?}");
+    assert_eq!(a.missed_cap + a.missed_late, 0, "{a:?}");
+    assert_eq!(a.started, a.due);
+    assert_eq!(out.recorder.iterations.len() as u64, a.started);
+    assert!(a.lateness_p99_ms.unwrap() < 200.0, "{a:?}");
+    assert_eq!(res.load.as_ref().unwrap().model, "open");
+
+    // A cap of 3 in flight against 2 s answers: most arrivals are missed,
+    // counted, and none is started late.
+    let slow = start_mock(MockConfig {
+        ttft: Duration::from_secs(2),
+        output_tokens: 2,
+        ..MockConfig::default()
+    })
+    .await;
+    let plan = shaped(
+        chat_scenario(""),
+        &slow.url(),
+        "0s:20,2s:20",
+        Model::Open,
+        Arrival::Constant,
+        3,
+    );
+    let (res, out) = run_plan(plan).await;
+    let a = res.arrivals.as_ref().unwrap();
+    assert_eq!(a.due, 40, "{a:?}");
+    assert_eq!(a.started, 3, "{a:?}");
+    assert_eq!(a.missed_cap, 37, "{a:?}");
+    assert_eq!(out.recorder.samples.len(), 3);
+    assert_eq!(
+        res.stages.len(),
+        1,
+        "the 0 s jump is not a stage of its own"
+    );
+    assert!(res.stages[0].under_delivered);
+    assert!(res.under_delivery_note(None).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_mix_runs_each_workflow_with_its_steps_and_ids() {
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        output_tokens: 4,
+        ..MockConfig::default()
+    })
+    .await;
+    let sc = Scenario::load("mix", &[]).expect("bundled mix");
+    let mut plan = shaped(
+        sc,
+        &mock.url(),
+        "0s:8,4s:8",
+        Model::Closed,
+        Arrival::Constant,
+        1,
+    );
+    plan.load.think_time = flora_gate::scenario::Think::None;
+    let scenario = Arc::make_mut(&mut plan.scenario);
+    for s in &mut scenario.steps {
+        s.think_time = flora_gate::scenario::Think::None;
+    }
+    let (res, _) = run_plan(plan).await;
+    assert_eq!(res.totals.failed, 0, "{:?}", res.totals.errors);
+    assert_eq!(res.workflows.len(), 4);
+    let share: BTreeMap<&str, f64> = res
+        .workflows
+        .iter()
+        .map(|w| (w.name.as_str(), w.share))
+        .collect();
+    assert!(share["continue"] > share["full book"], "{share:?}");
+    assert!(
+        res.workflows.iter().all(|w| w.result.iterations > 0),
+        "{share:?}"
+    );
+    // Only the full-book workflow drafts.
+    let draft = res.steps.iter().find(|s| s.name == "draft").unwrap();
+    assert!(draft.requests <= res.workflows[0].result.iterations + 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundled_shapes_run_against_the_mock_with_short_stages() {
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        output_tokens: 4,
+        ..MockConfig::default()
+    })
+    .await;
+    for name in ["ramp", "spike", "soak"] {
+        let sc = Scenario::load(name, &[]).expect("bundled");
+        let full = sc.load.shape.clone().expect("a bundled shape has stages");
+        assert!(full.peak() >= 1500.0, "{name}");
+        let mut plan = shaped(
+            sc,
+            &mock.url(),
+            "1s:4,1s:4",
+            Model::Closed,
+            Arrival::Constant,
+            1,
+        );
+        plan.load.think_time = flora_gate::scenario::Think::None;
+        let (res, _) = run_plan(plan).await;
+        assert_eq!(res.totals.failed, 0, "{name}: {:?}", res.totals.errors);
+        assert!(res.totals.requests > 4, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_10s_run_against_a_server_that_never_answers_some_requests_ends_within_30s() {
+    let mock = start_mock(MockConfig {
+        faults: "hang=0.3".parse().unwrap(),
+        ..MockConfig::default()
+    })
+    .await;
+    let mut plan = crate::common::plan_for(
+        chat_scenario("[safety]\ncircuit_breaker = false\n[timeouts]\nfirst_token = \"120s\"\nidle = \"120s\""),
+        &mock.url(),
+        crate::common::Load {
+            concurrency: 8,
+            duration: Some(Duration::from_secs(10)),
+            requests: None,
+            warmup: Duration::ZERO,
+        },
+    );
+    plan.drain = flora_gate::scenario::parse_duration(flora_gate::cli::DEFAULT_DRAIN).unwrap();
+    let t = Instant::now();
+    let (res, _) = run_plan(plan).await;
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let cut = res.totals.errors.get("abandoned").copied().unwrap_or(0);
+    assert!(cut >= 1, "{:?}", res.totals.errors);
+    assert_eq!(res.state(), flora_gate::result::RunState::Partial);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramp_down_cuts_only_what_outlives_the_grace_and_counts_it() {
+    // 6 users for 2 s, then 2 users; answers take ~3 s, the grace is 500 ms:
+    // the four retired users' requests are cut at 2.5 s and counted.
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_secs(3),
+        output_tokens: 2,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut plan = shaped(
+        chat_scenario(""),
+        &mock.url(),
+        "0s:6,2s:6,0s:2,2s:2",
+        Model::Closed,
+        Arrival::Constant,
+        1,
+    );
+    plan.drain = Duration::from_millis(500);
+    let (res, out) = run_plan(plan).await;
+    let cut: Vec<_> = out
+        .recorder
+        .samples
+        .iter()
+        .filter(|s| s.error.map(|e| e.name()) == Some("abandoned".into()))
+        .collect();
+    assert!(
+        cut.iter().filter(|s| s.vu >= 2).count() == 4,
+        "{:?}",
+        res.totals.errors
+    );
+    for s in cut.iter().filter(|s| s.vu >= 2) {
+        let end = s.start + s.stream_end;
+        assert!(
+            end >= Duration::from_millis(2400) && end < Duration::from_millis(3000),
+            "{end:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
+    // The mock serves 10 at once; 40 users queue behind them. After the
+    // drop back to 5 users, the queue drains and TTFT returns.
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(50),
+        itl: Duration::from_millis(10),
+        output_tokens: 10,
+        max_concurrency: Some(10),
+        ..MockConfig::default()
+    })
+    .await;
+    let url = mock.url();
+    let plan = shaped(
+        chat_scenario(""),
+        &url,
+        "0s:5,4s:5,spike=0s:40,3s:40,0s:5,5s:5",
+        Model::Closed,
+        Arrival::Constant,
+        1,
+    );
+    let t0 = Instant::now();
+    let run = tokio::spawn(run_plan(plan));
+    // The mock's drain: from the drop (7 s) until no more than its
+    // capacity is in flight.
+    let client = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(7000)).await;
+    let mut drained = None;
+    while t0.elapsed() < Duration::from_secs(11) {
+        if in_flight(&client, &url).await <= 10 {
+            drained = Some(t0.elapsed().as_secs_f64() - 7.0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (res, _) = run.await.unwrap();
+    let drained = drained.expect("the queue drained");
+    let d = res.dynamics.as_ref().expect("a spike has dynamics");
+    let rec = &d.recovery[0];
+    assert_eq!(rec.stage, "spike");
+    assert_eq!(rec.from_s, 7.0);
+    let after = rec.recovered_after_s.expect("recovered");
+    assert!(
+        (after - drained).abs() <= 1.0 + 1e-9,
+        "recovered after {after}s, the mock drained in {drained}s"
+    );
+    // While the spike held, TTFT was far above the level before.
+    let held = res.stages.iter().find(|s| s.name == "stage 4").unwrap();
+    assert!(held.totals.requests > 0);
+}
+
+async fn drift_run(drift: f64, secs: u64) -> flora_gate::result::RunResult {
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(60),
+        itl: Duration::from_millis(4),
+        output_tokens: 16,
+        jitter: Duration::from_millis(1),
+        drift_per_min: drift,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut plan = crate::common::plan_for(
+        chat_scenario(""),
+        &mock.url(),
+        crate::common::Load {
+            concurrency: 2,
+            duration: Some(Duration::from_secs(secs)),
+            requests: None,
+            warmup: Duration::from_secs(2),
+        },
+    );
+    plan.load.window = Duration::from_secs(10);
+    run_plan(plan).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_flagged_in_two_minutes_and_ten_steady_runs_flag_nothing() {
+    let drifted = tokio::spawn(drift_run(0.02, 120));
+    let steady: Vec<_> = (0..10).map(|_| tokio::spawn(drift_run(0.0, 70))).collect();
+    let r = drifted.await.unwrap();
+    let d = r
+        .dynamics
+        .and_then(|d| d.drift)
+        .expect("two minutes of windows");
+    let ttft = d.ttft_p50.expect("a TTFT slope");
+    assert!(ttft.flagged, "{ttft:?}");
+    assert!(ttft.pct_per_h > 60.0, "{ttft:?}");
+    for s in steady {
+        let r = s.await.unwrap();
+        let d = r.dynamics.and_then(|d| d.drift).expect("70 s of windows");
+        for slope in [d.ttft_p50, d.tpot_p50].into_iter().flatten() {
+            assert!(!slope.flagged, "a steady run flagged drift: {slope:?}");
+        }
+    }
+}
+
+fn scrape(port: u16) -> BTreeMap<String, f64> {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_metrics_move_during_the_run_and_agree_with_the_result() {
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+        output_tokens: 8,
+        ..MockConfig::default()
+    })
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut plan = shaped(
+        chat_scenario(""),
+        &mock.url(),
+        "1s:4,3s:4",
+        Model::Closed,
+        Arrival::Constant,
+        1,
+    );
+    plan.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let run = tokio::spawn(run_plan(plan));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a = tokio::task::spawn_blocking(move || scrape(port))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let b = tokio::task::spawn_blocking(move || scrape(port))
+        .await
+        .unwrap();
+    let (res, _) = run.await.unwrap();
+    let key = "flora_gate_requests_total{step=\"chat\"}";
+    let (ra, rb) = (a[key], b[key]);
+    assert!(ra > 0.0 && rb > ra, "requests {ra} then {rb}");
+    assert!(
+        rb <= res.totals.requests as f64,
+        "{rb} > {}",
+        res.totals.requests
+    );
+    assert_eq!(b["flora_gate_users_active"], 4.0);
+    assert_eq!(b["flora_gate_users_intended"], 4.0);
+    assert_eq!(b["flora_gate_stage"], 2.0);
+    let count = b["flora_gate_ttft_seconds_count{step=\"chat\"}"];
+    let inf = b["flora_gate_ttft_seconds_bucket{step=\"chat\",le=\"+Inf\"}"];
+    assert_eq!(count, inf);
+    assert!(b["flora_gate_output_tokens_total{step=\"chat\"}"] >= 8.0 * (rb - 4.0));
+    // Nothing listens once the run is over.
+    assert!(tokio::task::spawn_blocking(move || scrape(port))
+        .await
+        .unwrap()
+        .is_empty());
+}
