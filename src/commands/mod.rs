@@ -83,9 +83,14 @@ pub fn judge(current: &Current, how: &JudgeSettings) -> Result<Verdict, UserErro
             let b = Baseline::read(path)?;
             let notes = judgement::check_comparable(&b, r, how.force)?;
             // A policy that names a stage judges that stage only.
-            let part = r
-                .gated_part(policy.stage.as_deref())
-                .map_err(|m| UserError::flag("--gate-stage", m))?;
+            let part =
+                r.gated_part(policy.stage.as_deref())
+                    .map_err(|m| UserError::Environment {
+                        message: m,
+                        hint: Some(
+                            "name a stage of this run in `[gate] stage` or `--gate-stage`".into(),
+                        ),
+                    })?;
             Ok(judgement::compare_baseline(&b, &part, &policy, notes))
         }
     }

@@ -332,7 +332,10 @@ pub(super) async fn serve(
     addr: std::net::SocketAddr,
 ) -> Result<tokio::task::JoinHandle<()>, crate::error::UserError> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        crate::error::UserError::flag("--metrics-listen", format!("cannot listen on {addr}: {e}"))
+        crate::error::UserError::Environment {
+            message: format!("cannot serve the live metrics on {addr}: {e}"),
+            hint: Some("choose another address or port for `--metrics-listen`".into()),
+        }
     })?;
     let router = axum::Router::new().route(
         "/metrics",

@@ -497,7 +497,8 @@ pub(super) fn dynamics(load: &LoadSpec, windows: &[WindowResult]) -> Option<Dyna
         let bounds = shape.bounds();
         let mut from = 0.0;
         for (i, (st, (a, b))) in shape.stages.iter().zip(&bounds).enumerate() {
-            if a == b && st.target > from {
+            // A jump from a load (not the start from nothing) is a spike.
+            if a == b && st.target > from && from > 0.0 {
                 // The spike ends where the target next drops.
                 let mut level = st.target;
                 let mut end = *a;

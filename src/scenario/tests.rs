@@ -214,8 +214,8 @@ fn bad_load_shapes_name_the_line_and_key() {
 
 #[test]
 fn workflows_reference_steps_by_name_and_bad_mixes_are_refused() {
-    let two = MINIMAL.to_string()
-        + "[[steps]]\nname = \"other\"\npath = \"/x\"\nresponse = \"json\"\n";
+    let two =
+        MINIMAL.to_string() + "[[steps]]\nname = \"other\"\npath = \"/x\"\nresponse = \"json\"\n";
     let s = parse(&(two.clone() + "[[workflows]]\nname = \"a\"\nweight = 3\nsteps = [\"other\", \"chat\"]\n[[workflows]]\nname = \"b\"\nsteps = [\"chat\"]\n"))
         .expect("valid mix");
     assert_eq!(s.workflows.len(), 2);
@@ -242,6 +242,8 @@ fn workflows_reference_steps_by_name_and_bad_mixes_are_refused() {
 fn a_workflow_that_skips_the_step_its_variables_come_from_fails_at_load() {
     let text = MINIMAL.to_string()
         + "[[steps]]\nname = \"uses\"\npath = \"/b/{{ book_id }}\"\nresponse = \"json\"\n[[workflows]]\nname = \"broken\"\nsteps = [\"uses\"]\n";
-    let err = parse(&text).expect_err("book_id is never extracted").to_string();
+    let err = parse(&text)
+        .expect_err("book_id is never extracted")
+        .to_string();
     assert!(err.contains("steps[1].path"), "{err}");
 }

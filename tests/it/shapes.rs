@@ -51,6 +51,12 @@ fn shaped(
     }
 }
 
+/// An HTTP client for reading the mock's counters (built by the engine's
+/// own constructor, which installs the TLS provider).
+fn http() -> reqwest::Client {
+    flora_gate::engine::client(&chat_scenario(""), 1, None).expect("client")
+}
+
 async fn in_flight(client: &reqwest::Client, url: &str) -> u64 {
     let v: serde_json::Value = client
         .get(format!("{url}/_mock/stats"))
@@ -83,7 +89,7 @@ async fn users_in_flight_follow_a_ramp_to_100_within_three() {
     );
     let t0 = Instant::now();
     let run = tokio::spawn(run_plan(plan));
-    let client = reqwest::Client::new();
+    let client = http();
     let mut worst = (0i64, 0.0);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     while t0.elapsed() < Duration::from_millis(6800) {
@@ -370,7 +376,7 @@ async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
     let run = tokio::spawn(run_plan(plan));
     // The mock's drain: from the drop (7 s) until no more than its
     // capacity is in flight.
-    let client = reqwest::Client::new();
+    let client = http();
     tokio::time::sleep(Duration::from_millis(7000)).await;
     let mut drained = None;
     while t0.elapsed() < Duration::from_secs(11) {
