@@ -14,6 +14,7 @@ pub mod request;
 pub mod sample;
 pub mod schedule;
 pub mod selfcheck;
+pub mod spill;
 mod vu;
 
 use std::io::{IsTerminal, Write};
@@ -107,6 +108,8 @@ struct Shared {
     signalled: CancellationToken,
     requests_left: Option<AtomicU64>,
     live: live::Live,
+    /// Finished requests and iterations, on disk until the run is over.
+    spill: spill::Spill,
     /// Pooled gaps between content chunks, per step.
     itl: Vec<std::sync::Mutex<crate::stats::LatencyHist>>,
 }
@@ -320,6 +323,13 @@ pub async fn run_checked(
         signalled: signals.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
         live: live::Live::new(&sc.steps),
+        spill: spill::Spill::create().map_err(|e| UserError::Environment {
+            message: format!(
+                "cannot create the run's record file in {}: {e}",
+                std::env::temp_dir().display()
+            ),
+            hint: Some("set TMPDIR to a writable directory".into()),
+        })?,
         itl: sc
             .steps
             .iter()
@@ -446,8 +456,16 @@ pub async fn run_checked(
         .iter()
         .map(|m| m.lock().map(|h| h.clone()).unwrap_or_default())
         .collect();
-    recorder.samples.sort_by_key(|s| s.start);
-    recorder.iterations.sort_by_key(|s| s.start);
+    // What the users recorded comes back from disk, sorted by start.
+    let (samples, iterations) = shared.spill.read().map_err(|e| UserError::Environment {
+        message: format!("cannot read back the run's requests: {e}"),
+        hint: Some(format!(
+            "is {} full? the run keeps one 80-byte record per request there",
+            std::env::temp_dir().display()
+        )),
+    })?;
+    recorder.samples = samples;
+    recorder.iterations = iterations;
     let host = match (host0, selfcheck::host_cpu_ticks()) {
         (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
             Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64)

@@ -258,7 +258,7 @@ impl User {
                 failed = apply_outputs(step, &outcome, &mut ctx);
             }
             shared.live.record(&sample, failed, warmup);
-            self.rec.samples.push(Sample {
+            shared.spill.sample(&Sample {
                 error: failed,
                 ..sample
             });
@@ -301,7 +301,7 @@ impl User {
         // An iteration the stop cut in half is neither a success nor a failure.
         if completed_steps > 0 && (!cut_short || !iter_ok) {
             let end = shared.t0.elapsed();
-            self.rec.iterations.push(IterationSample {
+            shared.spill.iteration(&IterationSample {
                 vu: self.vu,
                 workflow: u16::try_from(wf).unwrap_or(u16::MAX),
                 iteration,

@@ -1,0 +1,323 @@
+//! Where finished requests and iterations go while a run lasts: fixed-size
+//! binary records appended to an unlinked temporary file, so a four-hour
+//! soak holds no per-request state in memory. The run reads them back once
+//! it is over.
+//!
+//! The file is created exclusively in the temporary directory and unlinked
+//! at once (on Unix it lives while open): nothing is left behind, whatever
+//! way the process ends.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::sample::{ErrorClass, IterationSample, Sample, TimeoutPhase};
+
+const SAMPLE_BYTES: usize = 80;
+const ITERATION_BYTES: usize = 40;
+const NONE: u64 = u64::MAX;
+
+/// An append-only record file.
+#[derive(Debug)]
+struct Records {
+    file: Mutex<BufWriter<File>>,
+    count: AtomicU64,
+    failed: Mutex<Option<String>>,
+}
+
+impl Records {
+    fn create(what: &str) -> std::io::Result<Self> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "flora-gate-{what}-{}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // Ours alone: unlinked now, gone when closed.
+        let _ = std::fs::remove_file(&path);
+        Ok(Records {
+            file: Mutex::new(BufWriter::with_capacity(64 * 1024, file)),
+            count: AtomicU64::new(0),
+            failed: Mutex::new(None),
+        })
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let Ok(mut f) = self.file.lock() else {
+            return;
+        };
+        match f.write_all(bytes) {
+            Ok(()) => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if let Ok(mut failed) = self.failed.lock() {
+                    failed.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Every record, in the order written.
+    fn read_all<T>(&self, size: usize, decode: fn(&[u8]) -> T) -> Result<Vec<T>, String> {
+        if let Some(e) = self.failed.lock().ok().and_then(|f| f.clone()) {
+            return Err(e);
+        }
+        let mut f = self.file.lock().map_err(|e| e.to_string())?;
+        f.flush().map_err(|e| e.to_string())?;
+        let file = f.get_mut();
+        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        let n = self.count.load(Ordering::Relaxed) as usize;
+        let mut out = Vec::with_capacity(n);
+        let mut r = BufReader::with_capacity(64 * 1024, &mut *file);
+        let mut buf = vec![0u8; size];
+        for _ in 0..n {
+            r.read_exact(&mut buf).map_err(|e| e.to_string())?;
+            out.push(decode(&buf));
+        }
+        drop(r);
+        file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+}
+
+/// The run's requests and iterations on disk.
+#[derive(Debug)]
+pub struct Spill {
+    samples: Records,
+    iterations: Records,
+}
+
+impl Spill {
+    /// Two new record files in the temporary directory.
+    pub fn create() -> std::io::Result<Self> {
+        Ok(Spill {
+            samples: Records::create("requests")?,
+            iterations: Records::create("iterations")?,
+        })
+    }
+
+    /// Record a finished request.
+    pub fn sample(&self, s: &Sample) {
+        self.samples.push(&encode_sample(s));
+    }
+
+    /// Record a finished iteration.
+    pub fn iteration(&self, it: &IterationSample) {
+        self.iterations.push(&encode_iteration(it));
+    }
+
+    /// Everything recorded, sorted by start.
+    pub fn read(&self) -> Result<(Vec<Sample>, Vec<IterationSample>), String> {
+        let mut s = self.samples.read_all(SAMPLE_BYTES, decode_sample)?;
+        let mut i = self
+            .iterations
+            .read_all(ITERATION_BYTES, decode_iteration)?;
+        s.sort_by_key(|x| x.start);
+        i.sort_by_key(|x| x.start);
+        Ok((s, i))
+    }
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(NONE - 1)
+}
+
+fn opt_us(d: Option<Duration>) -> u64 {
+    d.map_or(NONE, us)
+}
+
+fn dur(v: u64) -> Option<Duration> {
+    (v != NONE).then(|| Duration::from_micros(v))
+}
+
+fn error_code(e: Option<ErrorClass>) -> u16 {
+    use ErrorClass as E;
+    match e {
+        None => 0,
+        Some(E::Connect) => 1,
+        Some(E::Tls) => 2,
+        Some(E::Timeout(TimeoutPhase::Connect)) => 3,
+        Some(E::Timeout(TimeoutPhase::FirstToken)) => 4,
+        Some(E::Timeout(TimeoutPhase::Idle)) => 5,
+        Some(E::Timeout(TimeoutPhase::Total)) => 6,
+        Some(E::RateLimited) => 7,
+        Some(E::Redirect) => 8,
+        Some(E::StreamBroken) => 9,
+        Some(E::Protocol) => 10,
+        Some(E::Extract) => 11,
+        Some(E::Template) => 12,
+        Some(E::Transport) => 13,
+        Some(E::Abandoned) => 14,
+        Some(E::Status(s)) => 1000 + s.min(999),
+    }
+}
+
+fn error_class(c: u16) -> Option<ErrorClass> {
+    use ErrorClass as E;
+    Some(match c {
+        0 => return None,
+        1 => E::Connect,
+        2 => E::Tls,
+        3 => E::Timeout(TimeoutPhase::Connect),
+        4 => E::Timeout(TimeoutPhase::FirstToken),
+        5 => E::Timeout(TimeoutPhase::Idle),
+        6 => E::Timeout(TimeoutPhase::Total),
+        7 => E::RateLimited,
+        8 => E::Redirect,
+        9 => E::StreamBroken,
+        10 => E::Protocol,
+        11 => E::Extract,
+        12 => E::Template,
+        13 => E::Transport,
+        14 => E::Abandoned,
+        s => E::Status(s.saturating_sub(1000)),
+    })
+}
+
+fn encode_sample(s: &Sample) -> [u8; SAMPLE_BYTES] {
+    let mut b = [0u8; SAMPLE_BYTES];
+    let words = [
+        us(s.start),
+        opt_us(s.ttfb),
+        opt_us(s.first_event),
+        opt_us(s.ttft),
+        opt_us(s.e2e),
+        us(s.stream_end),
+        s.usage_tokens.unwrap_or(NONE),
+        s.iteration,
+    ];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    b[64..68].copy_from_slice(&s.vu.to_le_bytes());
+    b[68..72].copy_from_slice(&s.chunks.to_le_bytes());
+    b[72..74].copy_from_slice(&s.status.unwrap_or(0).to_le_bytes());
+    b[74..76].copy_from_slice(&s.step.to_le_bytes());
+    b[76..78].copy_from_slice(&error_code(s.error).to_le_bytes());
+    b[78] = u8::from(s.warmup);
+    b
+}
+
+fn word(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn decode_sample(b: &[u8]) -> Sample {
+    Sample {
+        start: Duration::from_micros(word(b, 0)),
+        ttfb: dur(word(b, 1)),
+        first_event: dur(word(b, 2)),
+        ttft: dur(word(b, 3)),
+        e2e: dur(word(b, 4)),
+        stream_end: Duration::from_micros(word(b, 5)),
+        usage_tokens: (word(b, 6) != NONE).then(|| word(b, 6)),
+        iteration: word(b, 7),
+        vu: u32_at(b, 64),
+        chunks: u32_at(b, 68),
+        status: Some(u16_at(b, 72)).filter(|s| *s != 0),
+        step: u16_at(b, 74),
+        error: error_class(u16_at(b, 76)),
+        warmup: b[78] != 0,
+    }
+}
+
+fn encode_iteration(it: &IterationSample) -> [u8; ITERATION_BYTES] {
+    let mut b = [0u8; ITERATION_BYTES];
+    for (i, w) in [us(it.start), us(it.duration), it.iteration]
+        .iter()
+        .enumerate()
+    {
+        b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    b[24..28].copy_from_slice(&it.vu.to_le_bytes());
+    b[28..30].copy_from_slice(&it.workflow.to_le_bytes());
+    b[30] = u8::from(it.ok);
+    b[31] = u8::from(it.warmup);
+    b
+}
+
+fn decode_iteration(b: &[u8]) -> IterationSample {
+    IterationSample {
+        start: Duration::from_micros(word(b, 0)),
+        duration: Duration::from_micros(word(b, 1)),
+        iteration: word(b, 2),
+        vu: u32_at(b, 24),
+        workflow: u16_at(b, 28),
+        ok: b[30] != 0,
+        warmup: b[31] != 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_as_written_sorted_by_start() {
+        let spill = Spill::create().unwrap();
+        let classes = [
+            None,
+            Some(ErrorClass::Status(503)),
+            Some(ErrorClass::Timeout(TimeoutPhase::Idle)),
+            Some(ErrorClass::Abandoned),
+        ];
+        let mut written = Vec::new();
+        for (i, error) in classes.into_iter().enumerate().rev() {
+            let s = Sample {
+                step: i as u16,
+                vu: 70_000 + i as u32,
+                iteration: 1 << 40,
+                start: Duration::from_micros(1_000 * i as u64 + 7),
+                ttfb: Some(Duration::from_micros(5)),
+                first_event: (i % 2 == 0).then(|| Duration::from_micros(6)),
+                ttft: Some(Duration::from_secs(3 * 24 * 3600)),
+                e2e: None,
+                stream_end: Duration::from_millis(9),
+                usage_tokens: (i == 1).then_some(12),
+                chunks: 11,
+                status: (i != 3).then_some(200),
+                error,
+                warmup: i == 2,
+            };
+            spill.sample(&s);
+            written.push(s);
+            spill.iteration(&IterationSample {
+                vu: i as u32,
+                workflow: 3,
+                iteration: 9,
+                start: Duration::from_millis(10 - i as u64),
+                duration: Duration::from_millis(4),
+                ok: i == 0,
+                warmup: false,
+            });
+        }
+        let (samples, iterations) = spill.read().unwrap();
+        written.sort_by_key(|s| s.start);
+        assert_eq!(format!("{samples:?}"), format!("{written:?}"));
+        assert_eq!(iterations.len(), 4);
+        assert!(iterations.windows(2).all(|w| w[0].start <= w[1].start));
+        assert_eq!(iterations[0].workflow, 3);
+        // Writing goes on after a read.
+        spill.sample(&written[0]);
+        assert_eq!(spill.read().unwrap().0.len(), 5);
+    }
+}
