@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn records_read_back_as_written_sorted_by_start() {
-        let spill = Spill::create().unwrap();
+        let spill = Spill::create().expect("present");
         let classes = [
             None,
             Some(ErrorClass::Status(503)),
@@ -310,7 +310,7 @@ mod tests {
                 warmup: false,
             });
         }
-        let (samples, iterations) = spill.read().unwrap();
+        let (samples, iterations) = spill.read().expect("present");
         written.sort_by_key(|s| s.start);
         assert_eq!(format!("{samples:?}"), format!("{written:?}"));
         assert_eq!(iterations.len(), 4);
@@ -318,6 +318,6 @@ mod tests {
         assert_eq!(iterations[0].workflow, 3);
         // Writing goes on after a read.
         spill.sample(&written[0]);
-        assert_eq!(spill.read().unwrap().0.len(), 5);
+        assert_eq!(spill.read().expect("present").0.len(), 5);
     }
 }

@@ -654,9 +654,9 @@ mod tests {
         let flat: Vec<WindowResult> = (0..12)
             .map(|i| window(i, 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 }))
             .collect();
-        let d = drift(&flat).unwrap();
-        assert!(!d.ttft_p50.unwrap().flagged);
-        assert!(!d.tpot_p50.unwrap().flagged);
+        let d = drift(&flat).expect("present");
+        assert!(!d.ttft_p50.expect("present").flagged);
+        assert!(!d.tpot_p50.expect("present").flagged);
         // +2% per minute of the starting level, ±0.3% noise (a window's
         // median over hundreds of requests moves less).
         let rising: Vec<WindowResult> = (0..12)
@@ -667,7 +667,7 @@ mod tests {
                 )
             })
             .collect();
-        let s = drift(&rising).unwrap().ttft_p50.unwrap();
+        let s = drift(&rising).expect("present").ttft_p50.expect("present");
         assert!(s.flagged, "{s:?}");
         assert!(s.pct_per_h > 60.0, "{s:?}");
     }

@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(shape.target_at(Duration::from_secs(99)), 0.0);
         assert_eq!(shape.duration(), Duration::from_secs(30));
         assert_eq!(shape.peak(), 300.0);
-        shape.check().unwrap();
+        shape.check().expect("present");
     }
 
     #[test]
@@ -469,20 +469,27 @@ mod tests {
             arrival: Arrival::Constant,
             max_in_flight: 1,
         };
-        assert_eq!(shape.check().unwrap_err().0, "load.stages[0].target");
+        assert_eq!(
+            shape.check().expect_err("an error").0,
+            "load.stages[0].target"
+        );
         shape.stages = vec![stage(10, 0.0)];
-        assert_eq!(shape.check().unwrap_err().0, "load.stages");
+        assert_eq!(shape.check().expect_err("an error").0, "load.stages");
         shape.stages = vec![stage(0, 10.0)];
-        assert!(shape.check().unwrap_err().1.contains("more than 0"));
+        assert!(shape
+            .check()
+            .expect_err("an error")
+            .1
+            .contains("more than 0"));
         shape.stages = vec![stage(10, 20_000.0)];
-        assert!(shape.check().unwrap_err().1.contains("limit"));
+        assert!(shape.check().expect_err("an error").1.contains("limit"));
         shape.stages = vec![];
         assert!(shape.check().is_err());
     }
 
     #[test]
     fn stages_flag_parses_and_refuses_nonsense() {
-        let s = parse_stages("30s:10, hold=2m:200,0s:2000").unwrap();
+        let s = parse_stages("30s:10, hold=2m:200,0s:2000").expect("present");
         assert_eq!(s.len(), 3);
         assert_eq!(s[1].name.as_deref(), Some("hold"));
         assert_eq!(s[1].duration, Duration::from_secs(120));
@@ -494,19 +501,22 @@ mod tests {
 
     #[test]
     fn arrivals_and_think_times_parse() {
-        assert_eq!(Arrival::parse("gamma:0.5").unwrap(), Arrival::Gamma(0.5));
+        assert_eq!(
+            Arrival::parse("gamma:0.5").expect("present"),
+            Arrival::Gamma(0.5)
+        );
         for bad in ["gamma:0", "gamma:-1", "gamma:x", "bursty"] {
             assert!(Arrival::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            Think::parse("uniform(1s, 3s)").unwrap(),
+            Think::parse("uniform(1s, 3s)").expect("present"),
             Think::Uniform(Duration::from_secs(1), Duration::from_secs(3))
         );
         assert_eq!(
-            Think::parse("lognormal(2s,0.5)").unwrap(),
+            Think::parse("lognormal(2s,0.5)").expect("present"),
             Think::LogNormal(Duration::from_secs(2), 0.5)
         );
-        assert_eq!(Think::parse("0s").unwrap(), Think::None);
+        assert_eq!(Think::parse("0s").expect("present"), Think::None);
         for bad in ["uniform(3s,1s)", "lognormal(2s,-1)", "normal(1s,2s)", "2h"] {
             assert!(Think::parse(bad).is_err(), "{bad}");
         }

@@ -222,7 +222,7 @@ fn workflows_reference_steps_by_name_and_bad_mixes_are_refused() {
     assert_eq!(s.workflows[0].steps, [1, 0]);
     assert_eq!(s.workflows[1].weight, 1.0);
     // Without workflows, one of every step in order.
-    let one = parse(&two).unwrap();
+    let one = parse(&two).expect("present");
     assert_eq!(one.workflows.len(), 1);
     assert_eq!(one.workflows[0].steps, [0, 1]);
     for (mix, want) in [

@@ -145,7 +145,10 @@ async fn a_zero_second_jump_starts_every_new_user_within_250_ms() {
         *e = (*e).min(s.start);
     }
     assert_eq!(first.len(), 100, "every user sent");
-    let (lo, hi) = (first.values().min().unwrap(), first.values().max().unwrap());
+    let (lo, hi) = (
+        first.values().min().expect("present"),
+        first.values().max().expect("present"),
+    );
     assert!(*lo >= Duration::from_millis(990), "{lo:?}");
     assert!(
         *hi < Duration::from_millis(1250),
@@ -181,8 +184,8 @@ async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late()
     assert_eq!(a.missed_cap + a.missed_late, 0, "{a:?}");
     assert_eq!(a.started, a.due);
     assert_eq!(out.recorder.iterations.len() as u64, a.started);
-    assert!(a.lateness_p99_ms.unwrap() < 200.0, "{a:?}");
-    assert_eq!(res.load.as_ref().unwrap().model, "open");
+    assert!(a.lateness_p99_ms.expect("present") < 200.0, "{a:?}");
+    assert_eq!(res.load.as_ref().expect("present").model, "open");
 
     // A cap of 3 in flight against 2 s answers: most arrivals are missed,
     // counted, and none is started late.
@@ -201,7 +204,7 @@ async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late()
         3,
     );
     let (res, out) = run_plan(plan).await;
-    let a = res.arrivals.as_ref().unwrap();
+    let a = res.arrivals.as_ref().expect("present");
     assert_eq!(a.due, 40, "{a:?}");
     assert_eq!(a.started, 3, "{a:?}");
     assert_eq!(a.missed_cap, 37, "{a:?}");
@@ -252,7 +255,11 @@ async fn a_weighted_mix_runs_each_workflow_with_its_steps_and_ids() {
         "{share:?}"
     );
     // Only the full-book workflow drafts.
-    let draft = res.steps.iter().find(|s| s.name == "draft").unwrap();
+    let draft = res
+        .steps
+        .iter()
+        .find(|s| s.name == "draft")
+        .expect("present");
     assert!(draft.requests <= res.workflows[0].result.iterations + 8);
 }
 
@@ -287,7 +294,7 @@ async fn bundled_shapes_run_against_the_mock_with_short_stages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_10s_run_against_a_server_that_never_answers_some_requests_ends_within_30s() {
     let mock = start_mock(MockConfig {
-        faults: "hang=0.3".parse().unwrap(),
+        faults: "hang=0.3".parse().expect("present"),
         ..MockConfig::default()
     })
     .await;
@@ -301,7 +308,8 @@ async fn a_10s_run_against_a_server_that_never_answers_some_requests_ends_within
             warmup: Duration::ZERO,
         },
     );
-    plan.drain = flora_gate::scenario::parse_duration(flora_gate::cli::DEFAULT_DRAIN).unwrap();
+    plan.drain =
+        flora_gate::scenario::parse_duration(flora_gate::cli::DEFAULT_DRAIN).expect("present");
     let t = Instant::now();
     let (res, _) = run_plan(plan).await;
     let took = t.elapsed();
@@ -386,7 +394,7 @@ async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (res, _) = run.await.unwrap();
+    let (res, _) = run.await.expect("present");
     let drained = drained.expect("the queue drained");
     let d = res.dynamics.as_ref().expect("a spike has dynamics");
     let rec = &d.recovery[0];
@@ -398,7 +406,11 @@ async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
         "recovered after {after}s, the mock drained in {drained}s"
     );
     // While the spike held, TTFT was far above the level before.
-    let held = res.stages.iter().find(|s| s.name == "stage 4").unwrap();
+    let held = res
+        .stages
+        .iter()
+        .find(|s| s.name == "stage 4")
+        .expect("present");
     assert!(held.totals.requests > 0);
 }
 
@@ -430,7 +442,7 @@ async fn drift_run(drift: f64, secs: u64) -> flora_gate::result::RunResult {
 async fn drift_is_flagged_in_two_minutes_and_ten_steady_runs_flag_nothing() {
     let drifted = tokio::spawn(drift_run(0.02, 120));
     let steady: Vec<_> = (0..10).map(|_| tokio::spawn(drift_run(0.0, 70))).collect();
-    let r = drifted.await.unwrap();
+    let r = drifted.await.expect("present");
     let d = r
         .dynamics
         .and_then(|d| d.drift)
@@ -439,7 +451,7 @@ async fn drift_is_flagged_in_two_minutes_and_ten_steady_runs_flag_nothing() {
     assert!(ttft.flagged, "{ttft:?}");
     assert!(ttft.pct_per_h > 60.0, "{ttft:?}");
     for s in steady {
-        let r = s.await.unwrap();
+        let r = s.await.expect("present");
         let d = r.dynamics.and_then(|d| d.drift).expect("70 s of windows");
         for slope in [d.ttft_p50, d.tpot_p50].into_iter().flatten() {
             assert!(!slope.flagged, "a steady run flagged drift: {slope:?}");
@@ -475,9 +487,9 @@ async fn the_live_metrics_move_during_the_run_and_agree_with_the_result() {
     })
     .await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("present")
         .local_addr()
-        .unwrap()
+        .expect("present")
         .port();
     let mut plan = shaped(
         chat_scenario(""),
@@ -492,12 +504,12 @@ async fn the_live_metrics_move_during_the_run_and_agree_with_the_result() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let a = tokio::task::spawn_blocking(move || scrape(port))
         .await
-        .unwrap();
+        .expect("present");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let b = tokio::task::spawn_blocking(move || scrape(port))
         .await
-        .unwrap();
-    let (res, _) = run.await.unwrap();
+        .expect("present");
+    let (res, _) = run.await.expect("present");
     let key = "flora_gate_requests_total{step=\"chat\"}";
     let (ra, rb) = (a[key], b[key]);
     assert!(ra > 0.0 && rb > ra, "requests {ra} then {rb}");
@@ -516,6 +528,6 @@ async fn the_live_metrics_move_during_the_run_and_agree_with_the_result() {
     // Nothing listens once the run is over.
     assert!(tokio::task::spawn_blocking(move || scrape(port))
         .await
-        .unwrap()
+        .expect("present")
         .is_empty());
 }
