@@ -82,6 +82,23 @@ pub fn judge(current: &Current, how: &JudgeSettings) -> Result<Verdict, UserErro
                 })?;
             let b = Baseline::read(path)?;
             let notes = judgement::check_comparable(&b, r, how.force)?;
+            // The baseline holds the part of its runs its policy named.
+            if b.gate.stage != policy.stage {
+                let part = |s: &Option<String>| {
+                    s.as_ref()
+                        .map_or("the whole run".to_string(), |n| format!("the stage `{n}`"))
+                };
+                return Err(UserError::Environment {
+                    message: format!(
+                        "the baseline holds {} and the gate judges {}",
+                        part(&b.gate.stage),
+                        part(&policy.stage)
+                    ),
+                    hint: Some(
+                        "set the same `[gate] stage` in the scenario the baseline is refreshed from, or judge what the baseline holds".into(),
+                    ),
+                });
+            }
             // A policy that names a stage judges that stage only.
             let part =
                 r.gated_part(policy.stage.as_deref())

@@ -48,6 +48,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     let (target, reference) = destinations(args, &scenario)?;
     let load = load_spec(args, &scenario, reference.is_some())?;
     let drain = duration_flag("--drain", &args.drain)?;
+    let metrics_listen = metrics_listen(args)?;
     let tokens = match (&args.tokens, scenario.auth.kind) {
         (Some(p), _) => tokens::load(p)?,
         (None, AuthKind::None) => Vec::new(),
@@ -66,7 +67,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         drain,
         notes: Vec::new(),
         ca_cert: ca_cert(args)?,
-        metrics_listen: metrics_listen(args)?,
+        metrics_listen,
     })
 }
 
@@ -267,11 +268,12 @@ fn load_spec(
             "load.requests" => "--requests",
             "load.duration" => "--duration",
             "load.warmup" => "--warmup",
+            "load.window" => "--window",
             _ => e.key,
         };
+        let (table, key) = e.key.split_once('.').unwrap_or(("load", e.key));
         UserError::flag(flag, e.message).with_hint(format!(
-            "the value may come from `[{}]` in the scenario",
-            e.key.replace('.', "] ")
+            "the value may come from `{key}` in the scenario's `[{table}]`"
         ))
     })?;
     Ok(load)

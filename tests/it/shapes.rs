@@ -531,3 +531,249 @@ async fn the_live_metrics_move_during_the_run_and_agree_with_the_result() {
         .expect("present")
         .is_empty());
 }
+
+/// Decode a serialized histogram of the result (failures given separately).
+fn hist(b64: &str, failures: u64) -> flora_gate::stats::LatencyHist {
+    flora_gate::stats::LatencyHist::decode(b64, failures).expect("a histogram")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_and_stages_add_up_to_the_run_exactly() {
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+        output_tokens: 8,
+        jitter: Duration::from_millis(5),
+        faults: "500=0.05".parse().expect("faults"),
+        ..MockConfig::default()
+    })
+    .await;
+    let sc = chat_scenario("[safety]\ncircuit_breaker = false\nbackoff = \"0s\"");
+    let plan = shaped(
+        sc,
+        &mock.url(),
+        "1s:6,a=1500ms:6,0s:12,b=1s:12",
+        Model::Closed,
+        Arrival::Constant,
+        1,
+    );
+    let (res, _) = run_plan(plan).await;
+    let step = &res.steps[0];
+    assert!(
+        step.failed > 0 && step.ok > 100,
+        "{} ok, {} failed",
+        step.ok,
+        step.failed
+    );
+    let mut w_ttft = flora_gate::stats::LatencyHist::new();
+    let mut w_e2e = flora_gate::stats::LatencyHist::new();
+    let (mut w_req, mut w_failed) = (0, 0);
+    for w in &res.windows {
+        w_ttft.merge(&hist(&w.histograms.ttft, w.histograms.failures));
+        w_e2e.merge(&hist(&w.histograms.e2e, w.histograms.failures));
+        w_req += w.requests;
+        w_failed += w.failed;
+    }
+    let run_ttft = hist(&step.histograms.ttft, step.failed);
+    let run_e2e = hist(&step.histograms.e2e, step.failed);
+    assert_eq!((w_req, w_failed), (step.requests, step.failed));
+    assert_eq!(w_ttft.count(), run_ttft.count());
+    assert_eq!(w_e2e.count(), run_e2e.count());
+    for q in [0.5, 0.9, 0.99] {
+        assert_eq!(w_ttft.quantile_ms(q), run_ttft.quantile_ms(q), "ttft q{q}");
+        assert_eq!(w_e2e.quantile_ms(q), run_e2e.quantile_ms(q), "e2e q{q}");
+    }
+    // Three stages of non-zero length; their histograms are the run's too.
+    assert_eq!(
+        res.stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["stage 1", "a", "b"]
+    );
+    let mut s_ttft = flora_gate::stats::LatencyHist::new();
+    let mut s_req = 0;
+    for st in &res.stages {
+        let s = &st.steps[0];
+        s_ttft.merge(&hist(&s.histograms.ttft, s.failed));
+        s_req += s.requests;
+    }
+    assert_eq!(s_req, step.requests);
+    for q in [0.5, 0.9, 0.99] {
+        assert_eq!(
+            s_ttft.quantile_ms(q),
+            run_ttft.quantile_ms(q),
+            "stage ttft q{q}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_judges_the_stage_its_policy_names_and_the_report_shows_the_stages() {
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+        output_tokens: 8,
+        ..MockConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sc = chat_scenario("[gate]\nstage = \"hold 4\"");
+    let mut paths = Vec::new();
+    for i in 0..3 {
+        let plan = shaped(
+            sc.clone(),
+            &mock.url(),
+            "to 4=1s:4,hold 4=2s:4",
+            Model::Closed,
+            Arrival::Constant,
+            1,
+        );
+        let (res, _) = run_plan(plan).await;
+        // The judged part is the hold: its steps and its blocks.
+        let part = res.gated_part(Some("hold 4")).expect("the stage exists");
+        assert_eq!(part.steps[0].requests, res.stages[1].steps[0].requests);
+        assert!(part.steps[0].requests < res.steps[0].requests);
+        assert_eq!(part.blocks.len(), 10);
+        assert!(part.blocks.iter().all(|b| b.start_ms >= 1000.0));
+        let p = dir.path().join(format!("r{i}.json"));
+        res.write(&p).expect("written");
+        paths.push(p);
+    }
+    let (r0, r1, r2) = (
+        paths[0].to_str().expect("utf-8"),
+        paths[1].to_str().expect("utf-8"),
+        paths[2].to_str().expect("utf-8"),
+    );
+    let base = dir.path().join("b.json");
+    let b = base.to_str().expect("utf-8");
+    let o = crate::common::flora(&["baseline", "refresh", "--out", b, r0, r1]);
+    assert!(o.status.success(), "{}", crate::common::text(&o));
+    let o = crate::common::flora(&["compare", "-b", b, "-r", r2]);
+    assert_eq!(o.status.code(), Some(0), "{}", crate::common::text(&o));
+    let o = crate::common::flora(&["compare", "-b", b, "-r", r2, "--gate-stage", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    let t = crate::common::text(&o);
+    assert!(t.contains("`hold 4`") && t.contains("stage"), "{t}");
+    let o = crate::common::flora(&["report", "-r", r2, "-b", b, "--format", "markdown"]);
+    let md = crate::common::text(&o);
+    assert!(md.contains("### Stages"), "{md}");
+    assert!(md.contains("| hold 4 | 4 → "), "{md}");
+    assert!(
+        md.contains("title \"TTFT p50 and p90 (ms) by stage, against users\""),
+        "{md}"
+    );
+    assert!(md.contains("--stages 'to 4=1s:4,hold 4=2s:4'"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_batches_rate_limits_per_token_and_drifts() {
+    // Batching: 20 concurrent streams at 0.5 ms per other stream add ~9.5 ms per gap.
+    let mock = start_mock(MockConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(2),
+        output_tokens: 20,
+        itl_per_stream: Duration::from_micros(500),
+        ..MockConfig::default()
+    })
+    .await;
+    let load = |c| crate::common::Load {
+        concurrency: c,
+        duration: Some(Duration::from_secs(2)),
+        requests: None,
+        warmup: Duration::from_millis(500),
+    };
+    let (one, _) = crate::common::run(chat_scenario(""), &mock.url(), load(1)).await;
+    let (many, _) = crate::common::run(chat_scenario(""), &mock.url(), load(20)).await;
+    let (t1, t20) = (
+        one.steps[0].tpot_ms.p50.expect("tpot"),
+        many.steps[0].tpot_ms.p50.expect("tpot"),
+    );
+    assert!(
+        t1 < 3.0 && t20 > 8.0,
+        "TPOT p50 alone {t1} ms, with 20 streams {t20} ms"
+    );
+
+    // Rate limit: 5 requests/s per token, 2 users on one token each.
+    let limited = start_mock(MockConfig {
+        ttft: Duration::from_millis(1),
+        output_tokens: 2,
+        rate_limit: Some(5.0),
+        ..MockConfig::default()
+    })
+    .await;
+    let sc = chat_scenario(
+        "[safety]\ncircuit_breaker = false\nhonor_retry_after = false\nbackoff = \"0s\"",
+    );
+    let (res, _) = crate::common::run(
+        sc,
+        &limited.url(),
+        crate::common::Load {
+            concurrency: 2,
+            duration: Some(Duration::from_secs(2)),
+            requests: None,
+            warmup: Duration::ZERO,
+        },
+    )
+    .await;
+    let ok = res.totals.ok as f64;
+    assert!(ok <= 2.0 * (5.0 * 2.0 + 5.0) + 1.0, "{ok} allowed in 2 s");
+    assert!(
+        res.totals.errors.get("rate_limited").copied().unwrap_or(0) > 10,
+        "{:?}",
+        res.totals.errors
+    );
+    let example = res
+        .error_examples
+        .iter()
+        .find(|e| e.class == "rate_limited")
+        .expect("an example");
+    assert_eq!(example.status, Some(429));
+
+    // Drift: 600%/min makes the second second slower than the first.
+    let drifting = start_mock(MockConfig {
+        ttft: Duration::from_millis(20),
+        output_tokens: 2,
+        drift_per_min: 6.0,
+        ..MockConfig::default()
+    })
+    .await;
+    let mut plan = crate::common::plan_for(chat_scenario(""), &drifting.url(), load(2));
+    plan.load.window = Duration::from_secs(1);
+    let (res, _) = run_plan(plan).await;
+    let w: Vec<f64> = res.windows.iter().filter_map(|w| w.ttft_p50_ms).collect();
+    assert!(w.len() >= 2 && w[w.len() - 1] > w[0] * 1.05, "{w:?}");
+}
+
+#[test]
+fn bad_shape_flags_name_the_flag() {
+    for (args, flag) in [
+        (vec!["--stages", "30s"], "--stages"),
+        (vec!["--stages", "30s:-1"], "--stages"),
+        (vec!["--stages", "1s:10", "--model", "sideways"], "--model"),
+        (vec!["--window", "1ms"], "--window"),
+        (
+            vec!["--metrics-listen", "not an address"],
+            "--metrics-listen",
+        ),
+        (
+            vec!["--stages", "1s:10", "--concurrency", "3"],
+            "--concurrency",
+        ),
+    ] {
+        let mut all = vec![
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            "http://127.0.0.1:9",
+            "--tokens",
+            "/dev/null",
+        ];
+        all.extend(args.iter().copied());
+        let o = crate::common::flora(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let t = crate::common::text(&o);
+        assert!(t.contains(flag), "{args:?}: {t}");
+    }
+}
