@@ -176,62 +176,8 @@ impl User {
             let warmup = start < shared.warmup;
             let step_no = u16::try_from(i).unwrap_or(u16::MAX);
             let request_id = super::sample::request_id(self.vu, iteration, step_no);
-            let rendered = sc.render(&step.path_template, &ctx).and_then(|p| {
-                step.body_template
-                    .as_ref()
-                    .map(|b| sc.render(b, &ctx))
-                    .transpose()
-                    .map(|b| (p, b))
-            });
-            let rendered = rendered.ok().and_then(|(path, body)| {
-                // A path that would leave the target's origin is never sent.
-                crate::target::join(&shared.target, &shared.base_url, &path)
-                    .ok()
-                    .map(|url| (url, body))
-            });
-            let outcome = match rendered {
-                None => Outcome {
-                    error: Some(ErrorClass::Template),
-                    ..Outcome::default()
-                },
-                Some((url, body)) => {
-                    let req = Prepared {
-                        step,
-                        url,
-                        body,
-                        auth: self
-                            .auth_value
-                            .clone()
-                            .map(|v| (sc.auth.header.as_str(), v)),
-                        request_id: request_id.clone(),
-                    };
-                    let sink = if warmup {
-                        &mut self.discard
-                    } else {
-                        &mut self.gaps[i]
-                    };
-                    shared.live.in_flight.fetch_add(1, Ordering::Relaxed);
-                    let cut = async {
-                        match cut_at {
-                            Some(c) => tokio::time::sleep_until(c).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    let o = tokio::select! {
-                        o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, sink) => o,
-                        () = shared.hard_stop.cancelled() => {
-                            flow = Flow::Abandoned;
-                            abandoned(&shared, start)
-                        }
-                        () = cut => {
-                            flow = Flow::Abandoned;
-                            abandoned(&shared, start)
-                        }
-                    };
-                    shared.live.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    o
-                }
-            };
+            let (outcome, sent) = self.send(i, &ctx, start, warmup, &request_id, cut_at).await;
+            flow = sent;
             completed_steps += 1;
             self.discard.clear();
             if self.gaps[i].len() >= 4096 {
@@ -266,25 +212,8 @@ impl User {
                 break;
             }
             if let Some(class) = failed {
-                if !warmup && self.rec.wants_example(step_no, class) {
-                    let body = outcome.error_body.as_deref().map(|b| match &self.user {
-                        Some(u) => u.token.redact_from(b),
-                        None => crate::target::redact_userinfo(b),
-                    });
-                    self.rec.examples.push(super::sample::ErrorExample {
-                        step: step_no,
-                        class,
-                        status: outcome.status,
-                        body,
-                        request_id,
-                    });
-                }
+                self.failed(step_no, class, &outcome, request_id, warmup);
                 iter_ok = false;
-                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                self.server_wait = outcome
-                    .retry_after
-                    .filter(|_| sc.safety.honor_retry_after)
-                    .map(|w| w.min(crate::scenario::MAX_RETRY_AFTER));
                 break;
             }
             self.consecutive_failures = 0;
@@ -312,6 +241,102 @@ impl User {
             });
         }
         flow
+    }
+
+    /// Render step `i` and send it; a request still open at `cut_at` (or
+    /// at the hard stop) is cut and counted as abandoned.
+    async fn send(
+        &mut self,
+        i: usize,
+        ctx: &TemplateContext,
+        start: Duration,
+        warmup: bool,
+        request_id: &str,
+        cut_at: Option<Instant>,
+    ) -> (Outcome, Flow) {
+        let shared = self.shared.clone();
+        let sc = &shared.scenario;
+        let step = &sc.steps[i];
+        let rendered = sc.render(&step.path_template, ctx).and_then(|p| {
+            step.body_template
+                .as_ref()
+                .map(|b| sc.render(b, ctx))
+                .transpose()
+                .map(|b| (p, b))
+        });
+        let rendered = rendered.ok().and_then(|(path, body)| {
+            // A path that would leave the target's origin is never sent.
+            crate::target::join(&shared.target, &shared.base_url, &path)
+                .ok()
+                .map(|url| (url, body))
+        });
+        let Some((url, body)) = rendered else {
+            let o = Outcome {
+                error: Some(ErrorClass::Template),
+                ..Outcome::default()
+            };
+            return (o, Flow::Next);
+        };
+        let req = Prepared {
+            step,
+            url,
+            body,
+            auth: self
+                .auth_value
+                .clone()
+                .map(|v| (sc.auth.header.as_str(), v)),
+            request_id: request_id.to_string(),
+        };
+        let sink = if warmup {
+            &mut self.discard
+        } else {
+            &mut self.gaps[i]
+        };
+        let cut = async {
+            match cut_at {
+                Some(c) => tokio::time::sleep_until(c).await,
+                None => std::future::pending().await,
+            }
+        };
+        shared.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        let sent = tokio::select! {
+            o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, sink) => (o, Flow::Next),
+            () = shared.hard_stop.cancelled() => (abandoned(&shared, start), Flow::Abandoned),
+            () = cut => (abandoned(&shared, start), Flow::Abandoned),
+        };
+        shared.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        sent
+    }
+
+    /// After a failed request: keep an example of its class (credentials
+    /// redacted), count the failure for the back-off, note `Retry-After`.
+    fn failed(
+        &mut self,
+        step_no: u16,
+        class: ErrorClass,
+        outcome: &Outcome,
+        request_id: String,
+        warmup: bool,
+    ) {
+        if !warmup && self.rec.wants_example(step_no, class) {
+            let body = outcome.error_body.as_deref().map(|b| match &self.user {
+                Some(u) => u.token.redact_from(b),
+                None => crate::target::redact_userinfo(b),
+            });
+            self.rec.examples.push(super::sample::ErrorExample {
+                step: step_no,
+                class,
+                status: outcome.status,
+                body,
+                request_id,
+            });
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        let sc = &self.shared.scenario;
+        self.server_wait = outcome
+            .retry_after
+            .filter(|_| sc.safety.honor_retry_after)
+            .map(|w| w.min(crate::scenario::MAX_RETRY_AFTER));
     }
 
     /// Between iterations: back off after failures (at least as long as the
