@@ -306,10 +306,9 @@ mod tests {
         assert!(none.iter().all(|u| u.at.is_zero() && u.token.is_none()));
     }
 
-    #[test]
-    fn a_ramp_adds_users_at_the_crossings_and_a_ramp_down_retires_the_newest() {
-        // 0 → 10 over 10 s, hold 10 s, jump to 20, down to 0 over 10 s, up to 5 over 5 s.
-        let s = shape(
+    /// 0 → 10 over 10 s, hold 10 s, jump to 20, down to 0 over 10 s, up to 5 over 5 s.
+    fn up_down_up() -> Shape {
+        shape(
             Model::Closed,
             Arrival::Constant,
             vec![
@@ -319,15 +318,15 @@ mod tests {
                 stage(10_000, 0.0),
                 stage(5_000, 5.0),
             ],
-        );
-        let Schedule::Closed(users) = Schedule::of(
-            &{
-                let mut l = LoadSpec::fixed(1, Duration::from_secs(1));
-                l.set_shape(s);
-                l
-            },
-            &[],
-        ) else {
+        )
+    }
+
+    #[test]
+    fn a_ramp_adds_users_at_the_crossings_and_a_ramp_down_retires_the_newest() {
+        let s = up_down_up();
+        let mut load = LoadSpec::fixed(1, Duration::from_secs(1));
+        load.set_shape(s.clone());
+        let Schedule::Closed(users) = Schedule::of(&load, &[]) else {
             panic!("closed")
         };
         assert_eq!(users.len(), 20);
@@ -357,27 +356,12 @@ mod tests {
                         .any(|s| s.start <= t && s.end.is_none_or(|e| t < e))
                 })
                 .count();
-            let intended = shape_target(&users, t);
+            let intended = s.target_at(t).floor() as usize;
             assert!(
                 active.abs_diff(intended) <= 1,
                 "{t:?}: {active} vs {intended}"
             );
         }
-    }
-
-    fn shape_target(_users: &[UserStart], t: Duration) -> usize {
-        let s = shape(
-            Model::Closed,
-            Arrival::Constant,
-            vec![
-                stage(10_000, 10.0),
-                stage(10_000, 10.0),
-                stage(0, 20.0),
-                stage(10_000, 0.0),
-                stage(5_000, 5.0),
-            ],
-        );
-        s.target_at(t).floor() as usize
     }
 
     #[test]

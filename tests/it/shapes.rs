@@ -13,6 +13,16 @@ use flora_gate::scenario::{Arrival, Model, Scenario};
 
 use crate::common::{chat_scenario, run_plan, start_mock};
 
+/// The mock with this TTFT and inter-token gap (ms) and tokens per answer.
+fn timing(ttft_ms: u64, itl_ms: u64, tokens: u32) -> MockConfig {
+    MockConfig {
+        ttft: Duration::from_millis(ttft_ms),
+        itl: Duration::from_millis(itl_ms),
+        output_tokens: tokens,
+        ..MockConfig::default()
+    }
+}
+
 /// A plan of `sc` under `stages` (the `--stages` syntax) and `model`.
 fn shaped(
     sc: Scenario,
@@ -72,12 +82,7 @@ async fn in_flight(client: &reqwest::Client, url: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_in_flight_follow_a_ramp_to_100_within_three() {
     // Streams of ~1 s, so a user is almost always in flight.
-    let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(100),
-        itl: Duration::from_millis(15),
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = start_mock(timing(100, 15, 64)).await;
     let url = mock.url();
     let plan = shaped(
         chat_scenario(""),
@@ -159,13 +164,7 @@ async fn a_zero_second_jump_starts_every_new_user_within_250_ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late() {
-    let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(2),
-        output_tokens: 8,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = start_mock(timing(20, 2, 8)).await;
     // 0 → 40/s in 1 s, then 40/s for 3 s: 20 + 120 arrivals.
     let plan = shaped(
         chat_scenario(""),
@@ -189,12 +188,7 @@ async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late()
 
     // A cap of 3 in flight against 2 s answers: most arrivals are missed,
     // counted, and none is started late.
-    let slow = start_mock(MockConfig {
-        ttft: Duration::from_secs(2),
-        output_tokens: 2,
-        ..MockConfig::default()
-    })
-    .await;
+    let slow = start_mock(timing(2000, 8, 2)).await;
     let plan = shaped(
         chat_scenario(""),
         &slow.url(),
@@ -220,13 +214,7 @@ async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weighted_mix_runs_each_workflow_with_its_steps_and_ids() {
-    let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(5),
-        itl: Duration::from_millis(1),
-        output_tokens: 4,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = start_mock(timing(5, 1, 4)).await;
     let sc = Scenario::load("mix", &[]).expect("bundled mix");
     let mut plan = shaped(
         sc,
@@ -265,13 +253,7 @@ async fn a_weighted_mix_runs_each_workflow_with_its_steps_and_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundled_shapes_run_against_the_mock_with_short_stages() {
-    let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(5),
-        itl: Duration::from_millis(1),
-        output_tokens: 4,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = start_mock(timing(5, 1, 4)).await;
     for name in ["ramp", "spike", "soak"] {
         let sc = Scenario::load(name, &[]).expect("bundled");
         let full = sc.load.shape.clone().expect("a bundled shape has stages");
@@ -323,12 +305,7 @@ async fn a_10s_run_against_a_server_that_never_answers_some_requests_ends_within
 async fn a_ramp_down_cuts_only_what_outlives_the_grace_and_counts_it() {
     // 6 users for 2 s, then 2 users; answers take ~3 s, the grace is 500 ms:
     // the four retired users' requests are cut at 2.5 s and counted.
-    let mock = start_mock(MockConfig {
-        ttft: Duration::from_secs(3),
-        output_tokens: 2,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = start_mock(timing(3000, 8, 2)).await;
     let mut plan = shaped(
         chat_scenario(""),
         &mock.url(),
@@ -364,11 +341,8 @@ async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
     // The mock serves 10 at once; 40 users queue behind them. After the
     // drop back to 5 users, the queue drains and TTFT returns.
     let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(50),
-        itl: Duration::from_millis(10),
-        output_tokens: 10,
         max_concurrency: Some(10),
-        ..MockConfig::default()
+        ..timing(50, 10, 10)
     })
     .await;
     let url = mock.url();
@@ -416,12 +390,9 @@ async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
 
 async fn drift_run(drift: f64, secs: u64) -> flora_gate::result::RunResult {
     let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(60),
-        itl: Duration::from_millis(4),
-        output_tokens: 16,
         jitter: Duration::from_millis(1),
         drift_per_min: drift,
-        ..MockConfig::default()
+        ..timing(60, 4, 16)
     })
     .await;
     let mut plan = crate::common::plan_for(
@@ -479,13 +450,7 @@ fn scrape(port: u16) -> BTreeMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_metrics_move_during_the_run_and_agree_with_the_result() {
-    let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(2),
-        output_tokens: 8,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = start_mock(timing(20, 2, 8)).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("present")
         .local_addr()
@@ -540,12 +505,9 @@ fn hist(b64: &str, failures: u64) -> flora_gate::stats::LatencyHist {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_and_stages_add_up_to_the_run_exactly() {
     let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(2),
-        output_tokens: 8,
         jitter: Duration::from_millis(5),
         faults: "500=0.05".parse().expect("faults"),
-        ..MockConfig::default()
+        ..timing(20, 2, 8)
     })
     .await;
     let sc = chat_scenario("[safety]\ncircuit_breaker = false\nbackoff = \"0s\"");
@@ -610,13 +572,7 @@ async fn windows_and_stages_add_up_to_the_run_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_judges_the_stage_its_policy_names_and_the_report_shows_the_stages() {
-    let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(2),
-        output_tokens: 8,
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = start_mock(timing(20, 2, 8)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let sc = chat_scenario("[gate]\nstage = \"hold 4\"");
     let mut paths = Vec::new();
@@ -670,11 +626,8 @@ async fn the_gate_judges_the_stage_its_policy_names_and_the_report_shows_the_sta
 async fn the_mock_batches_rate_limits_per_token_and_drifts() {
     // Batching: 20 concurrent streams at 0.5 ms per other stream add ~9.5 ms per gap.
     let mock = start_mock(MockConfig {
-        ttft: Duration::from_millis(10),
-        itl: Duration::from_millis(2),
-        output_tokens: 20,
         itl_per_stream: Duration::from_micros(500),
-        ..MockConfig::default()
+        ..timing(10, 2, 20)
     })
     .await;
     let load = |c| crate::common::Load {
@@ -696,10 +649,8 @@ async fn the_mock_batches_rate_limits_per_token_and_drifts() {
 
     // Rate limit: 5 requests/s per token, 2 users on one token each.
     let limited = start_mock(MockConfig {
-        ttft: Duration::from_millis(1),
-        output_tokens: 2,
         rate_limit: Some(5.0),
-        ..MockConfig::default()
+        ..timing(1, 8, 2)
     })
     .await;
     let sc = chat_scenario(
@@ -732,10 +683,8 @@ async fn the_mock_batches_rate_limits_per_token_and_drifts() {
 
     // Drift: 600%/min makes the second second slower than the first.
     let drifting = start_mock(MockConfig {
-        ttft: Duration::from_millis(20),
-        output_tokens: 2,
         drift_per_min: 6.0,
-        ..MockConfig::default()
+        ..timing(20, 8, 2)
     })
     .await;
     let mut plan = crate::common::plan_for(chat_scenario(""), &drifting.url(), load(2));
