@@ -121,6 +121,15 @@ pub fn read_to_string(path: &std::path::Path) -> Result<String, UserError> {
 ///   would break it for the whole machine.
 /// - Anything else (a directory, a socket, a block device) is refused.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserError> {
+    write_atomic_with(path, &mut |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] for output made piece by piece: `fill` writes it to a
+/// buffered writer, so a large file is never held in memory.
+pub fn write_atomic_with(
+    path: &std::path::Path,
+    fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), UserError> {
     use std::io::Write;
     let err = |source| UserError::Write {
         path: path.to_path_buf(),
@@ -130,11 +139,12 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserErro
     match kind {
         Kind::Absent | Kind::Regular { .. } => {}
         Kind::Stream => {
-            let mut f = std::fs::OpenOptions::new()
+            let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&target)
                 .map_err(err)?;
-            return f.write_all(bytes).and_then(|()| f.flush()).map_err(err);
+            let mut w = std::io::BufWriter::new(f);
+            return fill(&mut w).and_then(|()| w.flush()).map_err(err);
         }
         Kind::Other => return Err(err(not_a_file())),
     }
@@ -146,11 +156,12 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), UserErro
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let (tmp, mut f) = create_temporary(&dir, &file_name).map_err(err)?;
-    let written = f
-        .write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| {
+    let (tmp, f) = create_temporary(&dir, &file_name).map_err(err)?;
+    let mut w = std::io::BufWriter::new(f);
+    let written = fill(&mut w)
+        .and_then(|()| w.into_inner().map_err(std::io::IntoInnerError::into_error))
+        .and_then(|f| {
+            f.sync_all()?;
             drop(f);
             std::fs::rename(&tmp, &target)
         });

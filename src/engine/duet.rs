@@ -58,12 +58,7 @@ impl SideRuns {
         let (off0, first) = it.next()?;
         let mut rec = Recorder::new(steps);
         let shift = |mut r: Recorder, off: Duration| {
-            for s in &mut r.samples {
-                s.start += off;
-            }
-            for i in &mut r.iterations {
-                i.start += off;
-            }
+            r.records = r.records.shifted(off);
             r
         };
         let mut status = first.status.clone();
@@ -83,8 +78,6 @@ impl SideRuns {
             }
             rec.absorb(shift(o.recorder, off));
         }
-        rec.samples.sort_by_key(|s| s.start);
-        rec.iterations.sort_by_key(|s| s.start);
         Some(RunOutput {
             recorder: rec,
             started_at,
@@ -103,9 +96,14 @@ pub const MIN_REQUESTS_PER_USER: f64 = 3.0;
 
 /// Time from the first measured request sent to the last response ended.
 fn measured_span(out: &RunOutput) -> Duration {
-    let measured = out.recorder.samples.iter().filter(|s| !s.warmup);
-    let first = measured.clone().map(|s| s.start).min();
-    let last = measured.map(|s| s.start + s.stream_end).max();
+    let (mut first, mut last) = (None::<Duration>, None::<Duration>);
+    let _ = out.recorder.records.for_each(|s| {
+        if !s.warmup {
+            first = Some(first.map_or(s.start, |f| f.min(s.start)));
+            let end = s.start + s.stream_end;
+            last = Some(last.map_or(end, |l| l.max(end)));
+        }
+    });
     match (first, last) {
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => Duration::ZERO,
@@ -113,7 +111,8 @@ fn measured_span(out: &RunOutput) -> Duration {
 }
 
 fn requests_per_user(out: &RunOutput, users: u32) -> f64 {
-    let n = out.recorder.samples.iter().filter(|s| !s.warmup).count();
+    let mut n = 0u64;
+    let _ = out.recorder.records.for_each(|s| n += u64::from(!s.warmup));
     n as f64 / f64::from(users.max(1))
 }
 

@@ -10,6 +10,7 @@
 pub mod duet;
 pub mod live;
 pub mod monitor;
+mod recorder;
 pub mod request;
 pub mod sample;
 pub mod schedule;
@@ -29,7 +30,8 @@ use crate::error::UserError;
 use crate::scenario::{LoadSpec, Scenario};
 use crate::tokens::UserToken;
 pub use monitor::{ArrivalStats, LoadTrace, StageLoad, WindowLoad};
-pub use sample::{ErrorClass, IterationSample, Recorder, Sample};
+pub use recorder::Recorder;
+pub use sample::{ErrorClass, IterationSample, Sample};
 pub use selfcheck::SelfCheck;
 
 /// Everything a run needs, validated.
@@ -108,8 +110,8 @@ struct Shared {
     signalled: CancellationToken,
     requests_left: Option<AtomicU64>,
     live: live::Live,
-    /// Finished requests and iterations, on disk until the run is over.
-    spill: spill::Spill,
+    /// Finished requests and iterations, on disk.
+    spill: Arc<spill::Spill>,
     /// Pooled gaps between content chunks, per step.
     itl: Vec<std::sync::Mutex<crate::stats::LatencyHist>>,
 }
@@ -323,13 +325,15 @@ pub async fn run_checked(
         signalled: signals.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
         live: live::Live::new(&sc.steps),
-        spill: spill::Spill::create().map_err(|e| UserError::Environment {
-            message: format!(
-                "cannot create the run's record file in {}: {e}",
-                std::env::temp_dir().display()
-            ),
-            hint: Some("set TMPDIR to a writable directory".into()),
-        })?,
+        spill: spill::Spill::create()
+            .map(Arc::new)
+            .map_err(|e| UserError::Environment {
+                message: format!(
+                    "cannot create the run's record file in {}: {e}",
+                    std::env::temp_dir().display()
+                ),
+                hint: Some("set TMPDIR to a writable directory".into()),
+            })?,
         itl: sc
             .steps
             .iter()
@@ -456,16 +460,17 @@ pub async fn run_checked(
         .iter()
         .map(|m| m.lock().map(|h| h.clone()).unwrap_or_default())
         .collect();
-    // What the users recorded comes back from disk, sorted by start.
-    let (samples, iterations) = shared.spill.read().map_err(|e| UserError::Environment {
-        message: format!("cannot read back the run's requests: {e}"),
-        hint: Some(format!(
-            "is {} full? the run keeps one 80-byte record per request there",
-            std::env::temp_dir().display()
-        )),
-    })?;
-    recorder.samples = samples;
-    recorder.iterations = iterations;
+    // What the users recorded stays on disk; summaries read it pass by pass.
+    if let Some(e) = shared.spill.failure() {
+        return Err(UserError::Environment {
+            message: format!("cannot record the run's requests: {e}"),
+            hint: Some(format!(
+                "is {} full? a run keeps one 80-byte record per request there",
+                std::env::temp_dir().display()
+            )),
+        });
+    }
+    recorder.records = spill::Samples::new(shared.spill.clone());
     let host = match (host0, selfcheck::host_cpu_ticks()) {
         (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
             Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64)

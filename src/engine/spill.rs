@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::sample::{ErrorClass, IterationSample, Sample, TimeoutPhase};
@@ -66,26 +66,30 @@ impl Records {
         }
     }
 
-    /// Every record, in the order written.
-    fn read_all<T>(&self, size: usize, decode: fn(&[u8]) -> T) -> Result<Vec<T>, String> {
-        if let Some(e) = self.failed.lock().ok().and_then(|f| f.clone()) {
+    /// A write that failed (the disk full, say), if one did.
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Every record in the order written, one at a time.
+    fn for_each(&self, size: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), String> {
+        if let Some(e) = self.failure() {
             return Err(e);
         }
-        let mut f = self.file.lock().map_err(|e| e.to_string())?;
-        f.flush().map_err(|e| e.to_string())?;
-        let file = f.get_mut();
+        let mut w = self.file.lock().map_err(|e| e.to_string())?;
+        w.flush().map_err(|e| e.to_string())?;
+        let file = w.get_mut();
         file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-        let n = self.count.load(Ordering::Relaxed) as usize;
-        let mut out = Vec::with_capacity(n);
-        let mut r = BufReader::with_capacity(64 * 1024, &mut *file);
+        let n = self.count.load(Ordering::Relaxed);
+        let mut r = BufReader::with_capacity(256 * 1024, &mut *file);
         let mut buf = vec![0u8; size];
         for _ in 0..n {
             r.read_exact(&mut buf).map_err(|e| e.to_string())?;
-            out.push(decode(&buf));
+            f(&buf);
         }
         drop(r);
         file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -115,15 +119,104 @@ impl Spill {
         self.iterations.push(&encode_iteration(it));
     }
 
-    /// Everything recorded, sorted by start.
-    pub fn read(&self) -> Result<(Vec<Sample>, Vec<IterationSample>), String> {
-        let mut s = self.samples.read_all(SAMPLE_BYTES, decode_sample)?;
-        let mut i = self
-            .iterations
-            .read_all(ITERATION_BYTES, decode_iteration)?;
-        s.sort_by_key(|x| x.start);
-        i.sort_by_key(|x| x.start);
-        Ok((s, i))
+    /// A write that failed, if one did: the records are then incomplete.
+    pub fn failure(&self) -> Option<String> {
+        self.samples.failure().or_else(|| self.iterations.failure())
+    }
+
+    /// Requests recorded.
+    pub fn len(&self) -> u64 {
+        self.samples.count.load(Ordering::Relaxed)
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The requests and iterations of a run (or of a duet side's slots, each
+/// shifted onto the duet's clock), read from their record files pass by
+/// pass: a summary never holds them all in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    parts: Vec<(Arc<Spill>, Duration)>,
+}
+
+impl Samples {
+    /// The records of one run.
+    pub fn new(spill: Arc<Spill>) -> Self {
+        Samples {
+            parts: vec![(spill, Duration::ZERO)],
+        }
+    }
+
+    /// The same records, `offset` later.
+    pub fn shifted(mut self, offset: Duration) -> Self {
+        for (_, off) in &mut self.parts {
+            *off += offset;
+        }
+        self
+    }
+
+    /// Add another run's records.
+    pub fn extend(&mut self, other: Samples) {
+        self.parts.extend(other.parts);
+    }
+
+    /// Requests recorded.
+    pub fn len(&self) -> u64 {
+        self.parts.iter().map(|(s, _)| s.len()).sum()
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A write that failed in any part, if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.parts.iter().find_map(|(s, _)| s.failure())
+    }
+
+    /// Every request, in the order they ended.
+    pub fn for_each(&self, mut f: impl FnMut(&Sample)) -> Result<(), String> {
+        for (spill, off) in &self.parts {
+            spill.samples.for_each(SAMPLE_BYTES, &mut |b| {
+                let mut s = decode_sample(b);
+                s.start += *off;
+                f(&s);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every iteration, in the order they ended.
+    pub fn for_each_iteration(&self, mut f: impl FnMut(&IterationSample)) -> Result<(), String> {
+        for (spill, off) in &self.parts {
+            spill.iterations.for_each(ITERATION_BYTES, &mut |b| {
+                let mut it = decode_iteration(b);
+                it.start += *off;
+                f(&it);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every request in memory, sorted by start (for tests and small runs).
+    pub fn to_vec(&self) -> Vec<Sample> {
+        let mut v = Vec::with_capacity(self.len() as usize);
+        let _ = self.for_each(|s| v.push(s.clone()));
+        v.sort_by_key(|s| s.start);
+        v
+    }
+
+    /// Every iteration in memory, sorted by start (for tests and small runs).
+    pub fn iterations(&self) -> Vec<IterationSample> {
+        let mut v = Vec::new();
+        let _ = self.for_each_iteration(|s| v.push(s.clone()));
+        v.sort_by_key(|s| s.start);
+        v
     }
 }
 
@@ -310,14 +403,19 @@ mod tests {
                 warmup: false,
             });
         }
-        let (samples, iterations) = spill.read().expect("present");
+        let all = Samples::new(Arc::new(spill));
+        let (samples, iterations) = (all.to_vec(), all.iterations());
         written.sort_by_key(|s| s.start);
         assert_eq!(format!("{samples:?}"), format!("{written:?}"));
         assert_eq!(iterations.len(), 4);
         assert!(iterations.windows(2).all(|w| w[0].start <= w[1].start));
         assert_eq!(iterations[0].workflow, 3);
-        // Writing goes on after a read.
-        spill.sample(&written[0]);
-        assert_eq!(spill.read().expect("present").0.len(), 5);
+        // Two runs, the second a second later, read as one.
+        let mut two = all.clone();
+        two.extend(all.clone().shifted(Duration::from_secs(1)));
+        let v = two.to_vec();
+        assert_eq!(v.len(), 8);
+        assert_eq!(v[7].start, written[3].start + Duration::from_secs(1));
+        assert_eq!(two.len(), 8);
     }
 }

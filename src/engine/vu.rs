@@ -9,8 +9,9 @@ use rand::SeedableRng;
 use reqwest::header::HeaderValue;
 use tokio::time::Instant;
 
+use super::recorder::Recorder;
 use super::request::{execute, Outcome, Prepared};
-use super::sample::{ErrorClass, IterationSample, Recorder, Sample};
+use super::sample::{ErrorClass, IterationSample, Sample};
 use super::schedule::UserStart;
 use super::Shared;
 use crate::scenario::shape::draw_workflow;

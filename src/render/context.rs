@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::md_cell;
 use crate::gate::{Check, Status, Verdict};
 use crate::policy::metrics::{self, metric_def, ALL};
 use crate::result::values;
@@ -47,18 +48,6 @@ pub struct ErrorRow {
     count: u64,
     /// What the server said, safe inside a Markdown table cell.
     example: String,
-}
-
-/// Foreign text made safe inside a Markdown table cell: no cell breaks, no
-/// code spans, no HTML, one line.
-pub fn md_cell(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .replace('|', "\\|")
-        .replace('`', "'")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Facts about the run.

@@ -16,3 +16,15 @@ pub fn ms_number(v: f64) -> String {
         format!("{v:.2}")
     }
 }
+
+/// Foreign text made safe inside a Markdown table cell: no cell breaks, no
+/// code spans, no HTML, one line.
+pub fn md_cell(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('|', "\\|")
+        .replace('`', "'")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

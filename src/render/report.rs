@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-pub use super::context::{context, fmt_value, md_cell, ReportContext};
+pub use super::context::{context, fmt_value, ReportContext};
+pub use super::md_cell;
 use crate::error::UserError;
 
 /// GitHub's limit for a comment body is 65,536 characters; stay under it.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::context::md_cell;
+use super::md_cell;
 use crate::result::time::{Slope, StageResult, DRIFT_FLAG_PCT_PER_H, RECOVERY_BAND};
 use crate::result::{RunResult, StepResult};
 use crate::scenario::ResponseKind;
@@ -40,7 +40,7 @@ pub struct ShapeContext {
     model: String,
     unit: String,
     stages: Vec<StageRow>,
-    ttft_chart: Option<String>,
+    latency_chart: Option<String>,
     throughput_chart: Option<String>,
     mix: Vec<MixRow>,
     facts: Vec<String>,
@@ -184,7 +184,7 @@ pub fn context(r: &RunResult) -> Option<ShapeContext> {
         tps.push(f[2]);
     }
     let axis = if open { "starts per second" } else { "users" };
-    let ttft_chart = chart(
+    let latency_chart = chart(
         &format!("TTFT p50 and p90 (ms) by stage, against {axis}"),
         "ms",
         &labels,
@@ -277,7 +277,7 @@ pub fn context(r: &RunResult) -> Option<ShapeContext> {
         }
         .into(),
         stages: rows,
-        ttft_chart,
+        latency_chart,
         throughput_chart,
         mix,
         facts,

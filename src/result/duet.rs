@@ -100,14 +100,16 @@ pub fn slot_metrics(plan: &Plan, out: &RunOutput) -> BTreeMap<String, Option<f64
         target: &plan.target,
         load: &plan.load,
     };
-    let vals = extract(&build_result(&meta, out))
-        .remove(ALL)
+    // A slot whose records cannot be read has no figures: its pair is skipped.
+    let vals = build_result(&meta, out)
+        .ok()
+        .and_then(|r| extract(&r).remove(ALL))
         .unwrap_or_default();
     DuetResult::slot_metrics(&vals)
 }
 
 /// The duet result of what the engine measured.
-pub fn build(plan: &Plan, reference: &str, out: &DuetOutput) -> DuetResult {
+pub fn build(plan: &Plan, reference: &str, out: &DuetOutput) -> Result<DuetResult, UserError> {
     let mut load = plan.load.clone();
     load.blocks = load.blocks.max(6);
     let side = |target: &str, o: &RunOutput| {
@@ -120,13 +122,13 @@ pub fn build(plan: &Plan, reference: &str, out: &DuetOutput) -> DuetResult {
             o,
         )
     };
-    DuetResult {
+    Ok(DuetResult {
         schema_version: SCHEMA_VERSION,
         kind: KIND.into(),
         seed: plan.load.seed,
-        candidate: side(&plan.target, &out.candidate),
-        reference: side(reference, &out.reference),
+        candidate: side(&plan.target, &out.candidate)?,
+        reference: side(reference, &out.reference)?,
         slots: out.slots.clone(),
         notes: out.notes.clone(),
-    }
+    })
 }

@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::duet::{self, DuetResult};
 use super::{build, requests, RunMeta, RunResult};
-use crate::engine::{self, Plan, Sample};
+use crate::engine::spill::Samples;
+use crate::engine::{self, Plan};
 use crate::error::UserError;
 
 /// A result file of either kind.
@@ -64,7 +65,7 @@ pub struct Measured {
     /// The result (a run, or a duet).
     pub current: Current,
     /// Every request, by side (`None` for a plain run).
-    pub requests: Vec<(Option<&'static str>, Vec<Sample>)>,
+    pub requests: Vec<(Option<&'static str>, Samples)>,
 }
 
 impl Measured {
@@ -78,11 +79,8 @@ impl Measured {
     ) -> Result<(), UserError> {
         self.current.write(out)?;
         if let Some(p) = requests_out {
-            let sides: Vec<(Option<&str>, &[Sample])> = self
-                .requests
-                .iter()
-                .map(|(side, s)| (*side, s.as_slice()))
-                .collect();
+            let sides: Vec<(Option<&str>, &Samples)> =
+                self.requests.iter().map(|(side, s)| (*side, s)).collect();
             requests::write_sides(p, &plan.scenario, &sides)?;
         }
         Ok(())
@@ -106,12 +104,12 @@ pub async fn measure(
                 &duet::slot_metrics,
             )
             .await?;
-            let result = duet::build(plan, reference, &out);
+            let result = duet::build(plan, reference, &out)?;
             Ok(Measured {
                 current: Current::Duet(Box::new(result)),
                 requests: vec![
-                    (Some("reference"), out.reference.recorder.samples),
-                    (Some("candidate"), out.candidate.recorder.samples),
+                    (Some("reference"), out.reference.recorder.records),
+                    (Some("candidate"), out.candidate.recorder.records),
                 ],
             })
         }
@@ -122,10 +120,10 @@ pub async fn measure(
                 target: &plan.target,
                 load: &plan.load,
             };
-            let result = build(&meta, &out);
+            let result = build(&meta, &out)?;
             Ok(Measured {
                 current: Current::Single(Box::new(result)),
-                requests: vec![(None, out.recorder.samples)],
+                requests: vec![(None, out.recorder.records)],
             })
         }
     }

@@ -8,6 +8,7 @@ pub mod baseline;
 mod build;
 pub mod duet;
 pub mod measure;
+mod passes;
 pub mod requests;
 pub mod time;
 mod validate;

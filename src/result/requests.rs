@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::engine::spill::Samples;
 use crate::engine::{ErrorClass, Sample};
 use crate::error::UserError;
 use crate::scenario::Scenario;
@@ -37,51 +38,79 @@ fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Write every request, in start order, atomically.
-pub fn write(path: &Path, scenario: &Scenario, samples: &[Sample]) -> Result<(), UserError> {
+/// Write every request, atomically, in the order they ended.
+pub fn write(path: &Path, scenario: &Scenario, samples: &Samples) -> Result<(), UserError> {
     write_sides(path, scenario, &[(None, samples)])
 }
 
 /// Write the requests of several sides (a duet's reference and candidate),
-/// each line naming its side, in start order.
+/// each line naming its side, streamed from the run's records: one line at
+/// a time, never the whole log in memory. Lines come in the order requests
+/// ended, side by side; sort by `start_ms` for the order they began.
 pub fn write_sides(
     path: &Path,
     scenario: &Scenario,
-    sides: &[(Option<&str>, &[Sample])],
+    sides: &[(Option<&str>, &Samples)],
 ) -> Result<(), UserError> {
-    let mut all: Vec<(Option<&str>, &Sample)> = sides
-        .iter()
-        .flat_map(|(side, samples)| samples.iter().map(move |s| (*side, s)))
-        .collect();
-    all.sort_by_key(|(_, s)| s.start);
-    let mut buf = Vec::with_capacity(all.len() * 220);
-    for (side, s) in all {
-        let line = Line {
-            side,
-            request_id: crate::engine::sample::request_id(s.vu, s.iteration, s.step),
-            step: scenario
-                .steps
-                .get(usize::from(s.step))
-                .map_or("?", |st| st.name.as_str()),
-            vu: s.vu,
-            iteration: s.iteration,
-            start_ms: ms(s.start),
-            ttfb_ms: s.ttfb.map(ms),
-            first_event_ms: s.first_event.map(ms),
-            ttft_ms: s.ttft.map(ms),
-            e2e_ms: s.e2e.map(ms),
-            stream_end_ms: ms(s.stream_end),
-            tpot_ms: s.tpot().map(ms),
-            output_tokens: s.output_tokens(),
-            usage_tokens: s.usage_tokens,
-            chunks: s.chunks,
-            status: s.status,
-            error: s.error,
-            warmup: s.warmup,
-        };
-        // Serialising plain numbers and strings into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut buf, &line);
-        let _ = buf.write_all(b"\n");
-    }
-    crate::error::write_atomic(path, &buf)
+    let mut read_error = None;
+    crate::error::write_atomic_with(path, &mut |w| {
+        for (side, samples) in sides {
+            let mut failed = None;
+            let read = samples.for_each(|s| {
+                if failed.is_none() {
+                    if let Err(e) = write_line(w, scenario, *side, s) {
+                        failed = Some(e);
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if let Err(e) = read {
+                read_error = Some(e.clone());
+                return Err(std::io::Error::other(e));
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| match read_error {
+        Some(why) => UserError::Environment {
+            message: format!("cannot read back the run's requests for the request log: {why}"),
+            hint: None,
+        },
+        None => e,
+    })
+}
+
+fn write_line(
+    w: &mut dyn Write,
+    scenario: &Scenario,
+    side: Option<&str>,
+    s: &Sample,
+) -> std::io::Result<()> {
+    let line = Line {
+        side,
+        request_id: crate::engine::sample::request_id(s.vu, s.iteration, s.step),
+        step: scenario
+            .steps
+            .get(usize::from(s.step))
+            .map_or("?", |st| st.name.as_str()),
+        vu: s.vu,
+        iteration: s.iteration,
+        start_ms: ms(s.start),
+        ttfb_ms: s.ttfb.map(ms),
+        first_event_ms: s.first_event.map(ms),
+        ttft_ms: s.ttft.map(ms),
+        e2e_ms: s.e2e.map(ms),
+        stream_end_ms: ms(s.stream_end),
+        tpot_ms: s.tpot().map(ms),
+        output_tokens: s.output_tokens(),
+        usage_tokens: s.usage_tokens,
+        chunks: s.chunks,
+        status: s.status,
+        error: s.error,
+        warmup: s.warmup,
+    };
+    serde_json::to_writer(&mut *w, &line).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")
 }

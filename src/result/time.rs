@@ -11,9 +11,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::build::step_results;
+use super::passes::{
+    build_blocks, step_hists, step_results, unreadable, workflow_result, Part, Span,
+};
 use super::{StepResult, Totals, WorkflowResult};
-use crate::engine::{IterationSample, LoadTrace, RunOutput, Sample, WindowLoad};
+use crate::engine::spill::Samples;
+use crate::engine::{LoadTrace, RunOutput, Sample, WindowLoad};
+use crate::error::UserError;
 use crate::scenario::{LoadSpec, Model, ResponseKind, Scenario};
 use crate::stats::LatencyHist;
 
@@ -281,65 +285,59 @@ pub(super) fn load_info(load: &LoadSpec) -> LoadInfo {
     }
 }
 
-/// Per-stage summaries (stages of zero length are jumps, not stages to report).
+/// Per-stage summaries (stages of zero length are jumps, not stages to
+/// report); a few passes over the records per stage.
 pub(super) fn stages(
     sc: &Scenario,
     load: &LoadSpec,
     trace: &LoadTrace,
-    measured: &[&Sample],
-    iters: &[&IterationSample],
-) -> Vec<StageResult> {
+    src: &Samples,
+) -> Result<Vec<StageResult>, UserError> {
     let Some(shape) = &load.shape else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let open = shape.model == Model::Open;
-    shape
-        .bounds()
-        .into_iter()
-        .zip(&shape.stages)
-        .enumerate()
-        .filter(|(_, ((a, b), _))| b > a)
-        .map(|(i, ((a, b), st))| {
-            let inside: Vec<&Sample> = measured
-                .iter()
-                .copied()
-                .filter(|s| s.start >= a && s.start < b)
-                .collect();
-            let secs = (b - a).as_secs_f64();
-            let (steps, totals) = step_results(sc, &inside, &[], secs);
-            let its: Vec<&IterationSample> = iters
-                .iter()
-                .copied()
-                .filter(|it| it.start >= a && it.start < b)
-                .collect();
-            let first = inside.first().map_or(a, |s| s.start);
-            let blocks = super::build::build_blocks(sc, &inside, &its, first, load.blocks);
-            let sl = trace.stages.get(i).cloned().unwrap_or_default();
-            let (intended, achieved) = if open {
-                (sl.arrivals.0 as f64 / secs, sl.arrivals.1 as f64 / secs)
-            } else {
-                (sl.intended, sl.users)
-            };
-            let delivered = if intended > 0.0 {
-                achieved / intended
-            } else {
-                1.0
-            };
-            StageResult {
-                index: i as u32,
-                name: st.label(i),
-                start_ms: ms(a),
-                end_ms: ms(b),
-                intended,
-                achieved,
-                delivered,
-                under_delivered: intended > 0.0 && delivered < DELIVERY_FLOOR,
-                totals,
-                steps,
-                blocks,
-            }
-        })
-        .collect()
+    let bounds = shape.bounds();
+    // A request the stop caught just after the last stage's end is the
+    // last stage's: every measured request is in exactly one stage.
+    let last = bounds.iter().rposition(|(a, b)| b > a);
+    let mut out = Vec::new();
+    for (i, ((a, b), st)) in bounds.into_iter().zip(&shape.stages).enumerate() {
+        if b <= a {
+            continue;
+        }
+        let to = if Some(i) == last { Duration::MAX } else { b };
+        let part = Part { from: a, to };
+        let secs = (b - a).as_secs_f64();
+        let (hists, span) = step_hists(sc, src, part)?;
+        let (steps, totals) = step_results(sc, hists, &[], secs);
+        let blocks = build_blocks(sc, src, part, span, load.blocks)?;
+        let sl = trace.stages.get(i).cloned().unwrap_or_default();
+        let (intended, achieved) = if open {
+            (sl.arrivals.0 as f64 / secs, sl.arrivals.1 as f64 / secs)
+        } else {
+            (sl.intended, sl.users)
+        };
+        let delivered = if intended > 0.0 {
+            achieved / intended
+        } else {
+            1.0
+        };
+        out.push(StageResult {
+            index: i as u32,
+            name: st.label(i),
+            start_ms: ms(a),
+            end_ms: ms(b),
+            intended,
+            achieved,
+            delivered,
+            under_delivered: intended > 0.0 && delivered < DELIVERY_FLOOR,
+            totals,
+            steps,
+            blocks,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Default)]
@@ -382,58 +380,78 @@ impl WindowHists {
     }
 }
 
+/// Windows summarised per pass over the records: their histograms are
+/// what a pass holds in memory.
+const WINDOWS_PER_PASS: usize = 32;
+
 /// The time series: one entry per window from the run's start, measured
-/// requests by start time. `measured` must be sorted by start.
+/// requests by start time.
 pub(super) fn windows(
     sc: &Scenario,
     load: &LoadSpec,
     trace: &LoadTrace,
-    measured: &[&Sample],
-) -> Vec<WindowResult> {
+    src: &Samples,
+    span: Option<Span>,
+) -> Result<Vec<WindowResult>, UserError> {
     let width = load.window.max(Duration::from_secs(1));
-    let last = measured.last().map_or(0, |s| index(s.start, width) + 1);
+    let last = span.map_or(0, |s| index(s.last_start, width) + 1);
     let n = last.max(trace.windows.len());
     let mut out = Vec::with_capacity(n);
-    let mut cursor = 0;
-    for w in 0..n {
-        // One window's histograms at a time: a day of windows never holds
-        // more than one set in memory.
-        let mut h = WindowHists::default();
-        while cursor < measured.len() && index(measured[cursor].start, width) == w {
-            let s = measured[cursor];
-            h.add(s, sc.steps[usize::from(s.step)].response);
-            cursor += 1;
+    for first in (0..n).step_by(WINDOWS_PER_PASS) {
+        let upto = (first + WINDOWS_PER_PASS).min(n);
+        let mut hists: Vec<WindowHists> = (first..upto).map(|_| WindowHists::default()).collect();
+        src.for_each(|s| {
+            let w = index(s.start, width);
+            if s.warmup || w < first || w >= upto {
+                return;
+            }
+            if let Some(step) = sc.steps.get(usize::from(s.step)) {
+                hists[w - first].add(s, step.response);
+            }
+        })
+        .map_err(unreadable)?;
+        for (k, h) in hists.into_iter().enumerate() {
+            out.push(window(first + k, width, load, trace, &h));
         }
-        let start = width * w as u32;
-        let secs = width.as_secs_f64();
-        let q = |h: &LatencyHist, p: f64| finite(h.quantile_ms(p));
-        out.push(WindowResult {
-            index: w as u32,
-            start_ms: ms(start),
-            end_ms: ms(start + width),
-            warmup: start + width <= load.warmup,
-            requests: h.requests,
-            failed: h.failed,
-            errors: h.errors.clone(),
-            requests_per_s: h.requests as f64 / secs,
-            output_tokens_per_s: h.tokens as f64 / secs,
-            ttft_p50_ms: q(&h.ttft, 0.5),
-            ttft_p90_ms: q(&h.ttft, 0.9),
-            ttft_p99_ms: q(&h.ttft, 0.99),
-            tpot_p50_ms: q(&h.tpot, 0.5),
-            tpot_p90_ms: q(&h.tpot, 0.9),
-            e2e_p50_ms: q(&h.e2e, 0.5),
-            e2e_p90_ms: q(&h.e2e, 0.9),
-            load: trace.windows.get(w).cloned().unwrap_or_default(),
-            histograms: WindowHistograms {
-                ttft: h.ttft.encode(),
-                tpot: h.tpot.encode(),
-                e2e: h.e2e.encode(),
-                failures: h.failed,
-            },
-        });
     }
-    out
+    Ok(out)
+}
+
+fn window(
+    w: usize,
+    width: Duration,
+    load: &LoadSpec,
+    trace: &LoadTrace,
+    h: &WindowHists,
+) -> WindowResult {
+    let start = width * w as u32;
+    let secs = width.as_secs_f64();
+    let q = |h: &LatencyHist, p: f64| finite(h.quantile_ms(p));
+    WindowResult {
+        index: w as u32,
+        start_ms: ms(start),
+        end_ms: ms(start + width),
+        warmup: start + width <= load.warmup,
+        requests: h.requests,
+        failed: h.failed,
+        errors: h.errors.clone(),
+        requests_per_s: h.requests as f64 / secs,
+        output_tokens_per_s: h.tokens as f64 / secs,
+        ttft_p50_ms: q(&h.ttft, 0.5),
+        ttft_p90_ms: q(&h.ttft, 0.9),
+        ttft_p99_ms: q(&h.ttft, 0.99),
+        tpot_p50_ms: q(&h.tpot, 0.5),
+        tpot_p90_ms: q(&h.tpot, 0.9),
+        e2e_p50_ms: q(&h.e2e, 0.5),
+        e2e_p90_ms: q(&h.e2e, 0.9),
+        load: trace.windows.get(w).cloned().unwrap_or_default(),
+        histograms: WindowHistograms {
+            ttft: h.ttft.encode(),
+            tpot: h.tpot.encode(),
+            e2e: h.e2e.encode(),
+            failures: h.failed,
+        },
+    }
 }
 
 fn index(t: Duration, width: Duration) -> usize {
@@ -461,33 +479,31 @@ pub(super) fn arrivals(out: &RunOutput) -> Option<ArrivalResult> {
 /// Per workflow of a mix (nothing for a single workflow: `workflow` says it all).
 pub(super) fn workflows(
     sc: &Scenario,
-    iters: &[&IterationSample],
+    src: &Samples,
     window_s: f64,
-) -> Vec<WorkflowMix> {
+) -> Result<Vec<WorkflowMix>, UserError> {
     if sc.workflows.len() <= 1 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    sc.workflows
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let mine: Vec<&IterationSample> = iters
-                .iter()
-                .copied()
-                .filter(|it| usize::from(it.workflow) == i)
-                .collect();
-            WorkflowMix {
-                name: w.name.clone(),
-                weight: w.weight,
-                share: if iters.is_empty() {
-                    0.0
-                } else {
-                    mine.len() as f64 / iters.len() as f64
-                },
-                result: super::build::workflow_result(&mine, window_s),
-            }
-        })
-        .collect()
+    let mut mix = Vec::with_capacity(sc.workflows.len());
+    for (i, w) in sc.workflows.iter().enumerate() {
+        let id = u16::try_from(i).unwrap_or(u16::MAX);
+        mix.push(WorkflowMix {
+            name: w.name.clone(),
+            weight: w.weight,
+            share: 0.0,
+            result: workflow_result(src, Part::ALL, Some(id), window_s)?,
+        });
+    }
+    let total: u64 = mix.iter().map(|m| m.result.iterations).sum();
+    for m in &mut mix {
+        m.share = if total == 0 {
+            0.0
+        } else {
+            m.result.iterations as f64 / total as f64
+        };
+    }
+    Ok(mix)
 }
 
 /// Recovery after each upward jump, and drift over the measured windows.

@@ -69,7 +69,10 @@ pub async fn run_plan(plan: Plan) -> (RunResult, RunOutput) {
         target: &plan.target,
         load: &plan.load,
     };
-    (result::build(&meta, &out), out)
+    (
+        result::build(&meta, &out).expect("the run's records read back"),
+        out,
+    )
 }
 
 /// A one-step OpenAI chat scenario with the given extra TOML (timeouts etc.).

@@ -42,10 +42,15 @@ async fn measured_latencies_match_the_mock_configuration() {
     assert_eq!(chat.output_tokens.usage_reported, chat.ok);
     assert_eq!(chat.output_tokens.usage_minus_chunks, 0);
     // Warm-up requests are recorded but not measured.
-    assert!(out.recorder.samples.iter().any(|s| s.warmup));
+    assert!(out.recorder.records.to_vec().iter().any(|s| s.warmup));
     assert_eq!(
         chat.requests as usize,
-        out.recorder.samples.iter().filter(|s| !s.warmup).count()
+        out.recorder
+            .records
+            .to_vec()
+            .iter()
+            .filter(|s| !s.warmup)
+            .count()
     );
     assert!(res.blocks.len() >= 6);
     let in_blocks: u64 = res.blocks.iter().map(|b| b.steps["chat"].requests).sum();

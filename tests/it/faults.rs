@@ -202,7 +202,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         target: &plan.target,
         load: &plan.load,
     };
-    let r = flora_gate::result::build(&meta, &out);
+    let r = flora_gate::result::build(&meta, &out).expect("records read back");
     assert_eq!(r.status, "aborted");
     let base = flora_gate::result::baseline::Baseline::read(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -350,7 +350,7 @@ async fn first_byte_and_first_event_are_recorded() {
     flora_gate::result::requests::write(
         &p,
         &flora_gate::scenario::Scenario::load("openai-chat", &[]).expect("sc"),
-        &out.recorder.samples,
+        &out.recorder.records,
     )
     .expect("written");
     let line = std::fs::read_to_string(&p).expect("log");

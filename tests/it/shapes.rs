@@ -145,7 +145,7 @@ async fn a_zero_second_jump_starts_every_new_user_within_250_ms() {
     );
     let (res, out) = run_plan(plan).await;
     let mut first: BTreeMap<u32, Duration> = BTreeMap::new();
-    for s in &out.recorder.samples {
+    for s in &out.recorder.records.to_vec() {
         let e = first.entry(s.vu).or_insert(s.start);
         *e = (*e).min(s.start);
     }
@@ -182,7 +182,7 @@ async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late()
     assert!((100..=180).contains(&a.due), "{a:?}");
     assert_eq!(a.missed_cap + a.missed_late, 0, "{a:?}");
     assert_eq!(a.started, a.due);
-    assert_eq!(out.recorder.iterations.len() as u64, a.started);
+    assert_eq!(out.recorder.records.iterations().len() as u64, a.started);
     assert!(a.lateness_p99_ms.expect("present") < 200.0, "{a:?}");
     assert_eq!(res.load.as_ref().expect("present").model, "open");
 
@@ -202,7 +202,7 @@ async fn open_loop_arrivals_start_on_time_and_misses_are_counted_not_sent_late()
     assert_eq!(a.due, 40, "{a:?}");
     assert_eq!(a.started, 3, "{a:?}");
     assert_eq!(a.missed_cap, 37, "{a:?}");
-    assert_eq!(out.recorder.samples.len(), 3);
+    assert_eq!(out.recorder.records.len() as usize, 3);
     assert_eq!(
         res.stages.len(),
         1,
@@ -316,9 +316,8 @@ async fn a_ramp_down_cuts_only_what_outlives_the_grace_and_counts_it() {
     );
     plan.drain = Duration::from_millis(500);
     let (res, out) = run_plan(plan).await;
-    let cut: Vec<_> = out
-        .recorder
-        .samples
+    let all = out.recorder.records.to_vec();
+    let cut: Vec<_> = all
         .iter()
         .filter(|s| s.error.map(|e| e.name()) == Some("abandoned".into()))
         .collect();
