@@ -287,6 +287,16 @@ pub struct RefreshArgs {
     /// With `--append`: keep only the newest K runs.
     #[arg(long, value_name = "K", default_value_t = 20, requires = "append")]
     pub keep: u32,
+    /// Load stages for the runs (as `run --stages`), e.g. `to 64=30s:64,hold 64=2m:64`.
+    #[arg(long, value_name = "STAGES", conflicts_with_all = ["concurrency", "duration", "mock"])]
+    pub stages: Option<String>,
+    /// With `--stages`: `closed` (users) or `open` (workflow starts per second).
+    #[arg(long, value_name = "MODEL", requires = "stages")]
+    pub model: Option<String>,
+    /// The stage the baseline holds (and the gate will judge), by name;
+    /// overrides the scenario's `[gate] stage`.
+    #[arg(long, value_name = "NAME")]
+    pub gate_stage: Option<String>,
     /// Take runs that were aborted, partial, saturated or mostly failing
     /// (refused by default: a baseline of bad runs passes everything).
     #[arg(long)]

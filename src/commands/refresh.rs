@@ -84,6 +84,12 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
             }
         }
     }
+    if let Some(stage) = &args.gate_stage {
+        // The baseline holds this stage; its policy says so to the gate.
+        for (_, r) in &mut results {
+            r.gate.stage = Some(stage.clone());
+        }
+    }
     let mut b = Baseline::from_results(&results, args.accept_bad_runs)?;
     if let Some(old) = existing {
         let before = old.runs.len();

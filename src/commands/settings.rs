@@ -107,6 +107,8 @@ pub enum RefreshSource {
 pub struct RefreshSettings {
     /// Where the runs come from.
     pub source: RefreshSource,
+    /// The stage the baseline holds, over the runs' own policy.
+    pub gate_stage: Option<String>,
     /// How many runs to make (not for files).
     pub runs: u32,
     /// The baseline file.

@@ -262,14 +262,15 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
             no_progress: false,
             baseline_target: None,
             ca_cert: None,
-            stages: None,
-            model: None,
+            stages: a.stages.clone(),
+            model: a.model.clone(),
             window: None,
             metrics_listen: None,
         })?))
     };
     Ok(RefreshSettings {
         source,
+        gate_stage: a.gate_stage.clone(),
         runs: a.runs,
         out: a.out.clone(),
         append: a.append,

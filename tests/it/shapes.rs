@@ -610,6 +610,29 @@ async fn the_gate_judges_the_stage_its_policy_names_and_the_report_shows_the_sta
     assert_eq!(o.status.code(), Some(2));
     let t = crate::common::text(&o);
     assert!(t.contains("`hold 4`") && t.contains("stage"), "{t}");
+    // A baseline of another stage is not judged against this one.
+    let ramp = dir.path().join("ramp.json");
+    let rb = ramp.to_str().expect("utf-8");
+    let o = crate::common::flora(&[
+        "baseline",
+        "refresh",
+        "--gate-stage",
+        "to 4",
+        "--out",
+        rb,
+        r0,
+        r1,
+    ]);
+    assert!(o.status.success(), "{}", crate::common::text(&o));
+    let o = crate::common::flora(&["compare", "-b", rb, "-r", r2]);
+    assert_eq!(o.status.code(), Some(2));
+    let t = crate::common::text(&o);
+    assert!(
+        t.contains("the baseline holds the stage `to 4` and the gate judges the stage `hold 4`"),
+        "{t}"
+    );
+    let o = crate::common::flora(&["compare", "-b", rb, "-r", r2, "--gate-stage", "to 4"]);
+    assert_ne!(o.status.code(), Some(2), "{}", crate::common::text(&o));
     let o = crate::common::flora(&["report", "-r", r2, "-b", b, "--format", "markdown"]);
     let md = crate::common::text(&o);
     assert!(md.contains("### Stages"), "{md}");
