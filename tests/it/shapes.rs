@@ -748,3 +748,60 @@ fn bad_shape_flags_name_the_flag() {
         assert!(t.contains(flag), "{args:?}: {t}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_user_finishes_its_request_or_its_whole_workflow_as_the_scenario_says() {
+    // Three steps of ~0.6 s; user 1 is retired at 1 s, inside step b of its
+    // first workflow (0.6–1.2 s).
+    let mock = start_mock(timing(500, 8, 12)).await;
+    let three = |finish: &str| {
+        let step = |name: &str| {
+            format!(
+                "[[steps]]\nname = \"{name}\"\npath = \"/v1/chat/completions\"\nbody = '{{\"model\": \"m\", \"messages\": [], \"stream\": true}}'\n"
+            )
+        };
+        crate::common::scenario(&format!(
+            "name = \"three\"\n[auth]\nkind = \"bearer\"\n[load]\nfinish = \"{finish}\"\n{}{}{}",
+            step("a"),
+            step("b"),
+            step("c")
+        ))
+    };
+    for finish in ["request", "workflow"] {
+        let plan = shaped(
+            three(finish),
+            &mock.url(),
+            "0s:2,1s:2,0s:1,2s:1",
+            Model::Closed,
+            Arrival::Constant,
+            1,
+        );
+        let (_, out) = run_plan(plan).await;
+        let mine: Vec<_> = out
+            .recorder
+            .records
+            .to_vec()
+            .into_iter()
+            .filter(|s| s.vu == 1)
+            .collect();
+        let its: Vec<_> = out
+            .recorder
+            .records
+            .iterations()
+            .into_iter()
+            .filter(|i| i.vu == 1)
+            .collect();
+        assert!(mine.iter().all(|s| s.error.is_none()), "{finish}: {mine:?}");
+        let steps: Vec<u16> = mine.iter().map(|s| s.step).collect();
+        if finish == "request" {
+            // Step b ends; c never starts; the cut workflow is not counted.
+            assert_eq!(steps, [0, 1], "{finish}");
+            assert!(its.is_empty(), "{its:?}");
+        } else {
+            // The workflow runs to its end and counts as a whole.
+            assert_eq!(steps, [0, 1, 2], "{finish}");
+            assert_eq!(its.len(), 1);
+            assert!(its[0].ok);
+        }
+    }
+}
