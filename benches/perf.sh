@@ -16,41 +16,15 @@
 #      against the server's own.
 # Usage: benches/perf.sh [seconds per phase, default 15]; PHASES="1 4" picks phases;
 # BIN=path/to/flora-gate measures that binary instead of a fresh release build.
-set -euo pipefail
-cd "$(dirname "$0")/.."
 SECS=${1:-15}
 PHASES=${PHASES:-1 2 3 4 5 6}
-want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
-# BIN=path measures another build (say, an older one) with the same script.
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/flora-gate
-fi
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-printf 'user_id,access_token\n' > "$WORK/tokens.csv"
-for i in $(seq 1 2000); do printf 'u%d,bench-token-%04d\n' "$i" "$i" >> "$WORK/tokens.csv"; done
-
-# The mock gets core 0 (one worker thread), the client core 1.
-PIN0=(); PIN1=()
-if command -v taskset >/dev/null; then PIN0=(taskset -c 0); PIN1=(taskset -c 1); fi
-pin() { if [ "$1" = 0 ]; then "${PIN0[@]}" "${@:2}"; else "${PIN1[@]}" "${@:2}"; fi; }
-
-start_mock() { # port args...
-  local port=$1; shift
-  : > "$WORK/mock.url"
-  TOKIO_WORKER_THREADS=1 "${PIN0[@]}" "$BIN" mock --port "$port" "$@" > "$WORK/mock.url" 2>/dev/null &
-  MOCK_PID=$!
-  for _ in $(seq 50); do [ -s "$WORK/mock.url" ] && break; sleep 0.1; done
-  MOCK_URL=$(head -1 "$WORK/mock.url")
-}
-stop_mock() { kill "$MOCK_PID" 2>/dev/null || true; wait "$MOCK_PID" 2>/dev/null || true; }
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 if want 1; then
 echo "== 1. client CPU per 64-token streamed request, 64 concurrent streams (${SECS}s)"
-start_mock 0 --ttft-ms 20 --itl-ms 5 --output-tokens 64
+start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
 pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 64 -d "${SECS}s" --warmup 0s \
   --var max_tokens=64 --no-progress -o "$WORK/r1.json" --requests-out "$WORK/r1.jsonl" > /dev/null 2>&1
 stop_mock
@@ -66,7 +40,7 @@ PY
 fi
 if want 2; then
 echo "== 2. TTFT accuracy against the mock's own timing, 32 concurrent streams (${SECS}s, 2s warm-up)"
-start_mock 0 --ttft-ms 50 --itl-ms 5 --output-tokens 64
+start_mock --ttft-ms 50 --itl-ms 5 --output-tokens 64
 pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 32 -d "${SECS}s" --warmup 2s \
   --var max_tokens=64 --no-progress -o "$WORK/r2.json" --requests-out "$WORK/r2.jsonl" > /dev/null 2>&1
 curl -s "$MOCK_URL/_mock/timings" > "$WORK/timings2.json"
@@ -90,7 +64,7 @@ PY
 fi
 if want 3; then
 echo "== 3. mock SSE events/s on one core (${SECS}s, no delays, 128 streams)"
-start_mock 0 --ttft-ms 0 --itl-ms 0 --output-tokens 64
+start_mock --ttft-ms 0 --itl-ms 0 --output-tokens 64
 before=$(cpu_ticks "$MOCK_PID"); t0=$(date +%s.%N)
 pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 128 -d "${SECS}s" --warmup 0s \
   --var max_tokens=64 --no-progress -o "$WORK/r3.json" > /dev/null 2>&1
@@ -109,7 +83,7 @@ fi
 if want 4; then
 echo "== 4. concurrent streams with the self-check clean (${SECS}s each, 64 tokens, 50 ms/token)"
 for c in 500 1000 2000; do
-  start_mock 0 --ttft-ms 100 --itl-ms 50 --output-tokens 64
+  start_mock --ttft-ms 100 --itl-ms 50 --output-tokens 64
   pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c "$c" -d "${SECS}s" --warmup 3s \
     --var max_tokens=64 --no-progress -o "$WORK/r4.json" > /dev/null 2>&1 || true
   stop_mock
@@ -128,13 +102,13 @@ if want 5; then
 OHA=${OHA:-$(command -v oha || echo /tmp/oha-root/bin/oha)}
 if [ -x "$OHA" ]; then
   echo "== 5. side by side with oha: plain HTTP (non-streamed chat completions), 64 connections, ${SECS}s"
-  start_mock 0 --ttft-ms 0 --itl-ms 0 --output-tokens 16
+  start_mock --ttft-ms 0 --itl-ms 0 --output-tokens 16
   body='{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":16,"stream":false}'
   /usr/bin/time -f "%U %S" -o "$WORK/oha.time" "${PIN1[@]}" "$OHA" -z "${SECS}s" -c 64 --no-tui -m POST \
     -H "Authorization: Bearer t" -H "Content-Type: application/json" -d "$body" --output-format json \
     "$MOCK_URL/v1/chat/completions" > "$WORK/oha.json" 2>/dev/null
   stop_mock
-  start_mock 0 --ttft-ms 0 --itl-ms 0 --output-tokens 16
+  start_mock --ttft-ms 0 --itl-ms 0 --output-tokens 16
   cat > "$WORK/plain.toml" <<'TOML'
 name = "plain"
 [auth]
@@ -182,7 +156,7 @@ ttft = data.get("time_to_first_token") or data.get("ttft") or {}
 print(u + s, ttft.get("p50", ttft.get("avg", "nan")))
 PY
   }
-  start_mock 0 --ttft-ms 20 --itl-ms 5 --output-tokens 64
+  start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
   read -r cpu1 ttft1 < <(aip 1280)
   read -r cpu2 ttft2 < <(aip 2560)
   curl -s "$MOCK_URL/_mock/stats" > "$WORK/stats6.json"

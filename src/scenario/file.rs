@@ -116,7 +116,7 @@ pub(super) struct FileLoad {
     pub(super) blocks: Option<u32>,
     pub(super) model: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) stages: Vec<Spanned<FileStage>>,
+    pub(super) stages: Option<Vec<Spanned<FileStage>>>,
     pub(super) arrival: Option<Spanned<String>>,
     pub(super) max_in_flight: Option<u32>,
     pub(super) window: Option<Dur>,

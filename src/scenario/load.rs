@@ -70,7 +70,14 @@ pub(super) fn build(l: &FileLoad, text: &str, invalid: Invalid) -> Result<LoadSp
         Some(a) => Arrival::parse(a.get_ref())
             .map_err(|m| invalid(at(text, a.span(), "load.arrival"), m))?,
     };
-    if l.stages.is_empty() {
+    if l.stages.as_ref().is_some_and(Vec::is_empty) {
+        return Err(invalid(
+            Some("`load.stages`".into()),
+            "the stage list is empty; give at least one `[[load.stages]]` (or none for fixed users)".into(),
+        ));
+    }
+    let file_stages = l.stages.as_deref().unwrap_or_default();
+    if file_stages.is_empty() {
         if model == Model::Open || l.arrival.is_some() || l.max_in_flight.is_some() {
             return Err(invalid(
                 Some("`load.stages`".into()),
@@ -80,12 +87,11 @@ pub(super) fn build(l: &FileLoad, text: &str, invalid: Invalid) -> Result<LoadSp
     } else {
         if l.duration.is_some() || l.requests.is_some() || l.concurrency.is_some() {
             return Err(invalid(
-                at(text, l.stages[0].span(), "load.stages"),
+                at(text, file_stages[0].span(), "load.stages"),
                 "the stages set the run's length and users: drop `duration`, `requests` and `concurrency` from `[load]`".into(),
             ));
         }
-        let stages = l
-            .stages
+        let stages = file_stages
             .iter()
             .map(|s| {
                 let s = s.get_ref();
@@ -98,7 +104,7 @@ pub(super) fn build(l: &FileLoad, text: &str, invalid: Invalid) -> Result<LoadSp
             .collect();
         let shape = shape(model, stages, arrival, l.max_in_flight).map_err(|(key, m)| {
             let place = stage_index(&key)
-                .and_then(|i| l.stages.get(i))
+                .and_then(|i| file_stages.get(i))
                 .map_or_else(|| Some(format!("`{key}`")), |s| at(text, s.span(), &key));
             invalid(place, m)
         })?;

@@ -203,6 +203,7 @@ fn bad_load_shapes_name_the_line_and_key() {
         ("[load]\nthink_time = \"uniform(3s, 1s)\"", "key `load.think_time`"),
         ("[load]\nfinish = \"never\"", "key `load.finish`"),
         ("[load]\nwindow = \"100ms\"", "`load.window`"),
+        ("[load]\nstages = []", "the stage list is empty"),
         ("[load]\n[[load.stages]]\nname = \"\"\nduration = \"1s\"\ntarget = 5", "load.stages[0].name"),
     ];
     for (load, want) in cases {
