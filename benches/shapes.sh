@@ -10,34 +10,13 @@
 #      window, its growth after the first two minutes, and its slope.
 # Usage: benches/shapes.sh; RAMP=30s OPEN=30s SOAK=30m set the lengths;
 # PHASES="1 2" picks phases; BIN=path measures another build.
-set -euo pipefail
-cd "$(dirname "$0")/.."
 RAMP=${RAMP:-30s}
 OPEN=${OPEN:-30s}
 SOAK=${SOAK:-30m}
 PHASES=${PHASES:-1 2 3}
-want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/flora-gate
-fi
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-printf 'user_id,access_token\n' > "$WORK/tokens.csv"
-for i in $(seq 1 2000); do printf 'u%d,bench-token-%04d\n' "$i" "$i" >> "$WORK/tokens.csv"; done
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-PIN0=(); PIN1=()
-if command -v taskset >/dev/null; then PIN0=(taskset -c 0); PIN1=(taskset -c 1); fi
-
-start_mock() {
-  : > "$WORK/mock.url"
-  TOKIO_WORKER_THREADS=1 "${PIN0[@]}" "$BIN" mock --port 0 "$@" > "$WORK/mock.url" 2>/dev/null &
-  MOCK_PID=$!
-  for _ in $(seq 50); do [ -s "$WORK/mock.url" ] && break; sleep 0.1; done
-  MOCK_URL=$(head -1 "$WORK/mock.url")
-}
-stop_mock() { kill "$MOCK_PID" 2>/dev/null || true; wait "$MOCK_PID" 2>/dev/null || true; }
 run() { "${PIN1[@]}" "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" --warmup 0s \
   --no-progress "$@" > "$WORK/out.txt" 2>&1 || { cat "$WORK/out.txt"; exit 1; }; }
 
