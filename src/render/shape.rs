@@ -42,6 +42,7 @@ pub struct ShapeContext {
     stages: Vec<StageRow>,
     latency_chart: Option<String>,
     throughput_chart: Option<String>,
+    chart_caption: String,
     mix: Vec<MixRow>,
     facts: Vec<String>,
 }
@@ -145,9 +146,16 @@ fn chart(
         v.filter(|x| x.is_finite())
             .map_or("0".to_string(), |x| format!("{x:.1}"))
     };
+    // The axis starts at 0, so bar heights compare as the numbers do.
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .filter(|x| x.is_finite())
+        .fold(0.0f64, |a, b| a.max(*b));
     let mut c = format!(
-        "xychart-beta\n    title \"{title}\"\n    x-axis [{}]\n    y-axis \"{axis}\"",
-        labels.join(", ")
+        "xychart-beta\n    title \"{title}\"\n    x-axis [{}]\n    y-axis \"{axis}\" 0 --> {:.0}",
+        labels.join(", "),
+        (top * 1.1).ceil().max(1.0)
     );
     for (i, (_, values)) in series.iter().enumerate() {
         let kind = if bar && i == 0 { "bar" } else { "line" };
@@ -173,6 +181,10 @@ pub fn context(r: &RunResult) -> Option<ShapeContext> {
     for st in &r.stages {
         let (row, f) = stage_row(st, open);
         rows.push(row);
+        // A stage that measured nothing (inside the warm-up, say) has no point.
+        if st.totals.requests == 0 {
+            continue;
+        }
         let x = if open {
             format!("{:.0}/s", st.achieved)
         } else {
@@ -279,6 +291,10 @@ pub fn context(r: &RunResult) -> Option<ShapeContext> {
         stages: rows,
         latency_chart,
         throughput_chart,
+        chart_caption: format!(
+            "x: {} achieved per stage (stages that measured nothing left out); upper line TTFT p90, lower p50.",
+            if open { "workflow starts per second" } else { "users" }
+        ),
         mix,
         facts,
     })
