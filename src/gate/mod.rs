@@ -11,6 +11,7 @@
 mod baseline;
 pub mod duet;
 pub mod math;
+pub mod slo;
 
 pub use baseline::compare_baseline;
 
