@@ -9,6 +9,7 @@
 //! false-alarm budget (Holm); the error rate is an absolute bound.
 
 mod baseline;
+pub mod capacity;
 pub mod duet;
 pub mod math;
 pub mod slo;
