@@ -50,6 +50,57 @@ pub enum Command {
     Gate(Box<GateArgs>),
     /// Create or update the sticky PR comment with a report.
     Comment(CommentArgs),
+    /// Find the most users the target holds within its SLOs: probe levels
+    /// (double, then bisect), each measured until the evidence is clear.
+    Capacity(CapacityArgs),
+}
+
+/// `flora-gate capacity`.
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// Scenario TOML file, or a bundled scenario name.
+    #[arg(long, short = 's', value_name = "FILE|NAME")]
+    pub scenario: String,
+    /// Base URL of the target (overrides the scenario's `base_url`).
+    #[arg(long, short = 't', value_name = "URL")]
+    pub target: Option<String>,
+    /// Tokens CSV (`user_id,access_token`).
+    #[arg(long, value_name = "CSV", env = "FLORA_GATE_TOKENS_FILE")]
+    pub tokens: Option<PathBuf>,
+    /// An objective every passing level must meet, e.g. `--slo ttft_p90=800`
+    /// (ms) or `--slo error_rate=0.01`; repeat for several. Default: the
+    /// scenario's `[gate] slo`.
+    #[arg(long = "slo", value_name = "METRIC=VALUE")]
+    pub slo: Vec<String>,
+    /// Most users to try.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub max_users: u32,
+    /// The first level probed; it doubles from there until a level fails.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub start: u32,
+    /// Stop when the bracket is within this share of the passing level (or one user).
+    #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+    pub tolerance: f64,
+    /// Measured time of a probe; doubled when its evidence is not clear.
+    #[arg(long, default_value = "4s", value_name = "DURATION")]
+    pub probe: String,
+    /// Warm-up of each probe (not measured).
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub warmup: String,
+    /// How many times an unclear probe is extended before it is called inconclusive.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub max_extensions: u32,
+    /// Set a template variable.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Where to write the capacity JSON.
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "capacity.json",
+        value_name = "FILE"
+    )]
+    pub out: PathBuf,
 }
 
 /// When `gate` posts a PR comment.

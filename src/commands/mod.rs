@@ -3,6 +3,7 @@
 //! in one command is made in all. They take typed [`Settings`]; the CLI layer
 //! builds those.
 
+mod capacity;
 mod compare;
 mod demo;
 mod gate;
@@ -54,6 +55,7 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         Settings::Propose(s) => github::propose(&s).await,
         Settings::Gate(s) => gate::gate(&s).await,
         Settings::Comment(s) => github::comment(&s).await,
+        Settings::Capacity(s) => capacity::capacity(&s).await,
     }
 }
 

@@ -32,6 +32,31 @@ pub enum Settings {
     Gate(Box<GateSettings>),
     /// `comment`.
     Comment(CommentSettings),
+    /// `capacity`.
+    Capacity(Box<CapacitySettings>),
+}
+
+/// A capacity search.
+#[derive(Debug, Clone)]
+pub struct CapacitySettings {
+    /// The plan each probe runs (its load is set per probe).
+    pub plan: Plan,
+    /// What every passing level must meet.
+    pub objectives: Vec<crate::gate::slo::Objective>,
+    /// Most users.
+    pub max_users: u32,
+    /// First level.
+    pub start: u32,
+    /// Bracket width to stop at, as a share of the passing level.
+    pub tolerance: f64,
+    /// Measured time of a probe.
+    pub probe: std::time::Duration,
+    /// Warm-up of a probe.
+    pub warmup: std::time::Duration,
+    /// Extensions of an unclear probe.
+    pub max_extensions: u32,
+    /// The capacity file.
+    pub out: PathBuf,
 }
 
 /// A measurement and where its files go.

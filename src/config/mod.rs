@@ -149,6 +149,112 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
         Command::Baseline(BaselineCommand::Propose(a)) => Settings::Propose(propose(a)),
         Command::Gate(a) => Settings::Gate(Box::new(gate(&a)?)),
         Command::Comment(a) => Settings::Comment(comment(a)),
+        Command::Capacity(a) => Settings::Capacity(Box::new(capacity(&a)?)),
+    })
+}
+
+fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySettings, UserError> {
+    if a.max_users == 0 || a.max_users > MAX_CONCURRENCY {
+        return Err(UserError::flag(
+            "--max-users",
+            format!("must be between 1 and {MAX_CONCURRENCY}"),
+        ));
+    }
+    if a.start == 0 || a.start > a.max_users {
+        return Err(UserError::flag(
+            "--start",
+            format!("must be between 1 and --max-users ({})", a.max_users),
+        ));
+    }
+    if !(a.tolerance.is_finite() && a.tolerance > 0.0 && a.tolerance < 1.0) {
+        return Err(UserError::flag(
+            "--tolerance",
+            "must be a fraction above 0 and below 1, like 0.1",
+        ));
+    }
+    let probe = duration_flag("--probe", &a.probe)?;
+    if probe < Duration::from_secs(1) {
+        return Err(UserError::flag("--probe", "a probe needs at least 1s"));
+    }
+    let warmup = duration_flag("--warmup", &a.warmup)?;
+    if a.max_extensions > 6 {
+        return Err(UserError::flag(
+            "--max-extensions",
+            "at most 6 (each doubles the probe)",
+        ));
+    }
+    let run = RunArgs {
+        scenario: a.scenario.clone(),
+        target: a.target.clone(),
+        tokens: a.tokens.clone(),
+        concurrency: Some(a.start),
+        duration: Some(a.probe.clone()),
+        requests: None,
+        warmup: Some(a.warmup.clone()),
+        seed: None,
+        vars: a.vars.clone(),
+        out: a.out.clone(),
+        requests_out: None,
+        drain: crate::cli::DEFAULT_DRAIN.into(),
+        no_progress: true,
+        ca_cert: None,
+        baseline_target: None,
+        stages: None,
+        model: None,
+        window: None,
+        metrics_listen: None,
+    };
+    let plan = run_plan(&run)?;
+    let mut objectives = Vec::new();
+    for s in &a.slo {
+        let (k, v) = s
+            .split_once('=')
+            .and_then(|(k, v)| {
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .map(|v| (k.trim().to_string(), v))
+            })
+            .filter(|(_, v)| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| {
+                UserError::flag(
+                    "--slo",
+                    format!("`{s}` is not METRIC=NUMBER (for example `ttft_p90=800`)"),
+                )
+            })?;
+        crate::gate::slo::check_metric(&k).map_err(|m| UserError::flag("--slo", m))?;
+        objectives.push(crate::gate::slo::Objective {
+            metric: k,
+            limit: v,
+        });
+    }
+    if objectives.is_empty() {
+        for (k, v) in &plan.scenario.gate.slo {
+            crate::gate::slo::check_metric(k).map_err(|m| {
+                UserError::flag("--slo", format!("the scenario's `[gate] slo`: {m}"))
+            })?;
+            objectives.push(crate::gate::slo::Objective {
+                metric: k.clone(),
+                limit: *v,
+            });
+        }
+    }
+    if objectives.is_empty() {
+        return Err(UserError::flag(
+            "--slo",
+            "no objective: give `--slo ttft_p90=800` (and more), or `[gate] slo` in the scenario",
+        ));
+    }
+    Ok(crate::commands::CapacitySettings {
+        plan,
+        objectives,
+        max_users: a.max_users,
+        start: a.start,
+        tolerance: a.tolerance,
+        probe,
+        warmup,
+        max_extensions: a.max_extensions,
+        out: a.out.clone(),
     })
 }
 

@@ -5,6 +5,7 @@
 mod common;
 
 mod architecture;
+mod capacity;
 mod cli;
 mod duet;
 mod engine;

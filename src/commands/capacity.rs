@@ -1,0 +1,211 @@
+//! `flora-gate capacity`: probe levels of users (double, then bisect), each
+//! measured through the one pipeline and extended while its evidence is
+//! unclear, and write what was found with every probe's figures.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use super::{signal_tokens, CapacitySettings, Outcome};
+use crate::error::UserError;
+use crate::gate::capacity::{self, CapacityResult, Probe, Search};
+use crate::gate::slo::{self, Decision, SloCheck};
+use crate::result::{self, RunState};
+use crate::scenario::LoadSpec;
+
+pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
+    crate::error::check_outputs(&[("--out", s.out.as_path())])?;
+    let started = Instant::now();
+    let (signals, kill) = signal_tokens();
+    let mut search = Search::new(s.start, s.max_users, s.tolerance);
+    let mut probes: Vec<Probe> = Vec::new();
+    let mut requests = 0u64;
+    let mut stopped = None;
+    eprintln!(
+        "capacity of {} at {}: {}",
+        s.plan.scenario.label(),
+        s.plan.target,
+        s.objectives
+            .iter()
+            .map(|o| format!("{} ≤ {}", o.metric, o.limit))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    'levels: while let Some(users) = search.next() {
+        let mut measure_for = s.probe;
+        for extension in 0..=s.max_extensions {
+            if signals.is_cancelled() {
+                stopped = Some("interrupted by a signal".to_string());
+                break 'levels;
+            }
+            let mut plan = s.plan.clone();
+            plan.load = LoadSpec {
+                warmup: s.warmup,
+                seed: s.plan.load.seed,
+                ..LoadSpec::fixed(users, s.warmup + measure_for)
+            };
+            let measured = result::measure(&plan, signals.clone(), kill.clone()).await?;
+            let r = measured.current.shown();
+            requests += r.totals.requests;
+            if r.saturated() {
+                stopped = Some(format!(
+                    "the load generator was saturated at {users} users: the client, not the server, was the limit; the probe does not count"
+                ));
+                break 'levels;
+            }
+            let mut checks = capacity::judge(r, &s.objectives);
+            match r.state() {
+                RunState::Partial => {
+                    stopped = Some(format!("the probe at {users} users was interrupted"));
+                    break 'levels;
+                }
+                // The circuit breaker stopped it: the level clearly does not hold.
+                RunState::Aborted => checks.push(SloCheck {
+                    metric: "completed".into(),
+                    limit: 1.0,
+                    estimate: Some(0.0),
+                    low: None,
+                    high: None,
+                    decision: Decision::Fail,
+                }),
+                RunState::Complete => {}
+            }
+            let decision = slo::combine(&checks);
+            eprintln!(
+                "  {users} users, {}: {}",
+                humantime::format_duration(measure_for),
+                describe(&checks, decision)
+            );
+            if decision == Decision::Inconclusive && extension < s.max_extensions {
+                measure_for *= 2;
+                eprintln!(
+                    "  {users} users inconclusive → extended to {}",
+                    humantime::format_duration(measure_for)
+                );
+                continue;
+            }
+            probes.push(capacity::probe(users, extension, r, checks));
+            search.record(users, decision);
+            break;
+        }
+    }
+    let found = search.outcome(&probes);
+    let out = CapacityResult {
+        schema_version: capacity::SCHEMA_VERSION,
+        kind: capacity::KIND.into(),
+        scenario: result::ScenarioRef {
+            name: s.plan.scenario.name.clone(),
+            origin: s.plan.scenario.origin.clone(),
+            sha256: s.plan.scenario.sha256.clone(),
+        },
+        target: crate::target::redact_userinfo(&s.plan.target),
+        objectives: s.objectives.clone(),
+        capacity: found.clone(),
+        probes,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        requests,
+        stopped: stopped.clone(),
+    };
+    crate::jsonfile::write(&s.out, &out, "capacity result")?;
+    eprintln!("capacity written to {}", s.out.display());
+    crate::output::out(&summary(&out));
+    if let Some(why) = stopped {
+        return Err(UserError::Environment {
+            message: format!("the search stopped early: {why}"),
+            hint: Some(format!("what was measured is in `{}`", s.out.display())),
+        }
+        .into());
+    }
+    Ok(if found.c_star.is_none() {
+        Outcome::Regression
+    } else {
+        Outcome::Success
+    })
+}
+
+fn describe(checks: &[SloCheck], decision: Decision) -> String {
+    let num = |v: Option<f64>| {
+        v.map_or("-".to_string(), |x| {
+            if x.is_infinite() {
+                "∞".into()
+            } else {
+                format!("{x:.3}")
+            }
+        })
+    };
+    let parts: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} [{}, {}] vs {}",
+                c.metric,
+                num(c.estimate),
+                num(c.low),
+                num(c.high),
+                c.limit
+            )
+        })
+        .collect();
+    format!("{} ({})", word(decision), parts.join("; "))
+}
+
+fn word(d: Decision) -> &'static str {
+    match d {
+        Decision::Pass => "pass",
+        Decision::Fail => "fail",
+        Decision::Inconclusive => "inconclusive",
+    }
+}
+
+/// The search as a table and one line of conclusion.
+fn summary(r: &CapacityResult) -> String {
+    let mut o = String::new();
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), crate::render::ms_number);
+    let _ = writeln!(
+        o,
+        "{:>6}  {:>8}  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "users", "measured", "ext", "decision", "ttft p50", "ttft p90", "tpot p50", "tok/s"
+    );
+    for p in &r.probes {
+        let _ = writeln!(
+            o,
+            "{:>6}  {:>7.1}s  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8.0}",
+            p.users,
+            p.measured_s,
+            p.extensions,
+            word(p.decision),
+            ms(p.ttft_p50_ms),
+            ms(p.ttft_p90_ms),
+            ms(p.tpot_p50_ms),
+            p.output_tokens_per_s
+        );
+    }
+    let c = &r.capacity;
+    let slos = r
+        .objectives
+        .iter()
+        .map(|o| format!("{} ≤ {}", o.metric, o.limit))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let line =
+        match (c.c_star, c.first_fail) {
+            (Some(lo), Some(hi)) => format!(
+            "capacity: {lo} users hold {slos}; {hi} do not{} (binding: {}); {:.0}s, {} requests",
+            if c.bracket_inconclusive { " (inconclusive at its cap)" } else { "" },
+            c.binding.as_deref().unwrap_or("-"),
+            r.elapsed_s,
+            r.requests
+        ),
+            (Some(lo), None) => format!(
+                "capacity: at least {lo} users (the most tried) hold {slos}; {:.0}s, {} requests",
+                r.elapsed_s, r.requests
+            ),
+            (None, _) => format!(
+                "capacity: not even one user holds {slos} (binding: {}); {:.0}s, {} requests",
+                c.binding.as_deref().unwrap_or("-"),
+                r.elapsed_s,
+                r.requests
+            ),
+        };
+    let _ = writeln!(o, "{line}");
+    o
+}

@@ -1,0 +1,130 @@
+//! `flora-gate capacity` against a mock whose knee can be computed.
+
+use crate::common::{flora, spawn_mock, text};
+
+fn tokens(dir: &std::path::Path) -> String {
+    let p = dir.join("tokens.csv");
+    let mut csv = String::from("user_id,access_token\n");
+    for i in 0..100 {
+        csv.push_str(&format!("u{i},cap-token-{i:04}\n"));
+    }
+    std::fs::write(&p, csv).expect("tokens written");
+    p.to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn the_search_finds_the_knee_of_a_queueing_mock() {
+    // 16 served at once, 50 ms to the first token, 31 gaps of 5 ms: a
+    // request is served in 205 ms, and beyond 16 users every 16 more wait
+    // one service time. TTFT p90 ≤ 300 ms holds while 50 + (N−16)/16·205 ≤ 300:
+    // up to 35 users.
+    let mock = spawn_mock(&[
+        "--max-concurrency",
+        "16",
+        "--ttft-ms",
+        "50",
+        "--itl-ms",
+        "5",
+        "--output-tokens",
+        "32",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cap.json");
+    let o = flora(&[
+        "capacity",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens(dir.path()),
+        "--slo",
+        "ttft_p90=300",
+        "--var",
+        "max_tokens=32",
+        "--probe",
+        "3s",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("JSON");
+    let c = r["capacity"]["c_star"].as_u64().expect("a capacity");
+    let hi = r["capacity"]["first_fail"]
+        .as_u64()
+        .expect("a failing level");
+    assert!((32..=36).contains(&c) && hi <= c + 4, "[{c}, {hi}]: {t}");
+    assert_eq!(r["capacity"]["binding"], "ttft_p90");
+    let probes = r["probes"].as_array().expect("probes");
+    assert!(probes.len() <= 8, "{} probes: {t}", probes.len());
+    assert!(t.contains("capacity: "), "{t}");
+}
+
+#[test]
+fn an_slo_that_fails_at_one_user_says_so_and_bad_input_is_refused() {
+    let mock = spawn_mock(&["--ttft-ms", "100", "--output-tokens", "4"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tokens(dir.path());
+    let out = dir.path().join("cap.json");
+    let o = flora(&[
+        "capacity",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tok,
+        "--slo",
+        "ttft_p50=10",
+        "--start",
+        "2",
+        "--probe",
+        "1s",
+        "--warmup",
+        "0s",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("not even one user holds ttft_p50 ≤ 10"),
+        "{}",
+        text(&o)
+    );
+    for (args, flag) in [
+        (vec!["--slo", "goodput=3"], "--slo"),
+        (vec!["--slo", "ttft_p90=fast"], "--slo"),
+        (
+            vec![
+                "--slo",
+                "ttft_p90=300",
+                "--start",
+                "50",
+                "--max-users",
+                "20",
+            ],
+            "--start",
+        ),
+        (
+            vec!["--slo", "ttft_p90=300", "--tolerance", "0"],
+            "--tolerance",
+        ),
+        (vec![], "--slo"),
+    ] {
+        let mut all = vec![
+            "capacity",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tok,
+        ];
+        all.extend(args.iter().copied());
+        let o = flora(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(flag), "{args:?}: {}", text(&o));
+    }
+}
