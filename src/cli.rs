@@ -101,6 +101,10 @@ pub struct CapacityArgs {
         value_name = "FILE"
     )]
     pub out: PathBuf,
+    /// Also write the Markdown report (probes, and Mermaid charts of TTFT and
+    /// throughput against users with the SLO line and C*).
+    #[arg(long, value_name = "FILE")]
+    pub report_out: Option<PathBuf>,
 }
 
 /// When `gate` posts a PR comment.

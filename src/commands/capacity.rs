@@ -13,7 +13,11 @@ use crate::result::{self, RunState};
 use crate::scenario::LoadSpec;
 
 pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
-    crate::error::check_outputs(&[("--out", s.out.as_path())])?;
+    let mut outputs = vec![("--out", s.out.as_path())];
+    if let Some(p) = &s.report_out {
+        outputs.push(("--report-out", p.as_path()));
+    }
+    crate::error::check_outputs(&outputs)?;
     let started = Instant::now();
     let (signals, kill) = signal_tokens();
     let mut search = Search::new(s.start, s.max_users, s.tolerance);
@@ -107,6 +111,10 @@ pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
     };
     crate::jsonfile::write(&s.out, &out, "capacity result")?;
     eprintln!("capacity written to {}", s.out.display());
+    if let Some(p) = &s.report_out {
+        crate::error::write_atomic(p, crate::render::capacity::markdown(&out).as_bytes())?;
+        eprintln!("report written to {}", p.display());
+    }
     crate::output::out(&summary(&out));
     if let Some(why) = stopped {
         return Err(UserError::Environment {

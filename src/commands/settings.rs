@@ -57,6 +57,8 @@ pub struct CapacitySettings {
     pub max_extensions: u32,
     /// The capacity file.
     pub out: PathBuf,
+    /// The Markdown report, if wanted.
+    pub report_out: Option<PathBuf>,
 }
 
 /// A measurement and where its files go.

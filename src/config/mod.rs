@@ -255,6 +255,7 @@ fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySet
         warmup,
         max_extensions: a.max_extensions,
         out: a.out.clone(),
+        report_out: a.report_out.clone(),
     })
 }
 

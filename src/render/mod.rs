@@ -1,5 +1,6 @@
 //! Rendering results for people.
 
+pub mod capacity;
 pub mod context;
 pub mod report;
 pub mod shape;

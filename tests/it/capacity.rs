@@ -46,6 +46,8 @@ fn the_search_finds_the_knee_of_a_queueing_mock() {
         "3s",
         "-o",
         out.to_str().expect("utf-8"),
+        "--report-out",
+        dir.path().join("cap.md").to_str().expect("utf-8"),
     ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
@@ -60,6 +62,18 @@ fn the_search_finds_the_knee_of_a_queueing_mock() {
     let probes = r["probes"].as_array().expect("probes");
     assert!(probes.len() <= 8, "{} probes: {t}", probes.len());
     assert!(t.contains("capacity: "), "{t}");
+    let md = std::fs::read_to_string(dir.path().join("cap.md")).expect("report");
+    assert!(
+        md.contains(&format!(
+            "## flora-gate capacity: capacity {c} users at ttft_p90 ≤ 300"
+        )),
+        "{md}"
+    );
+    assert!(md.contains(&format!("\"C* {c}\"")), "{md}");
+    assert!(
+        md.contains("xychart-beta") && md.contains("line [300.0, "),
+        "{md}"
+    );
 }
 
 #[test]
