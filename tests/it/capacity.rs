@@ -142,3 +142,93 @@ fn an_slo_that_fails_at_one_user_says_so_and_bad_input_is_refused() {
         assert!(text(&o).contains(flag), "{args:?}: {}", text(&o));
     }
 }
+
+#[test]
+fn a_batching_knee_on_tpot_is_found_too() {
+    // Every other stream adds 0.5 ms to each gap: TPOT p50 ≈ 5 + 0.5·(N − 1)
+    // with N users streaming, so TPOT p50 ≤ 20 ms holds up to about 31 users.
+    let mock = spawn_mock(&[
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "5",
+        "--output-tokens",
+        "32",
+        "--itl-per-stream-ms",
+        "0.5",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cap.json");
+    let o = flora(&[
+        "capacity",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens(dir.path()),
+        "--slo",
+        "tpot_p50=20",
+        "--var",
+        "max_tokens=32",
+        "--probe",
+        "3s",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("JSON");
+    let c = r["capacity"]["c_star"].as_u64().expect("a capacity");
+    assert!((27..=34).contains(&c), "C* {c}: {t}");
+    assert_eq!(r["capacity"]["binding"], "tpot_p50");
+}
+
+#[test]
+fn a_probe_at_its_threshold_is_extended_then_called_inconclusive() {
+    // TTFT uniform in 60–140 ms: its p90 is 132 ms, the objective's limit,
+    // so no amount of this evidence can decide it.
+    let mock = spawn_mock(&[
+        "--ttft-ms",
+        "100",
+        "--jitter-ms",
+        "40",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cap.json");
+    let o = flora(&[
+        "capacity",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens(dir.path()),
+        "--slo",
+        "ttft_p90=132",
+        "--start",
+        "2",
+        "--max-users",
+        "2",
+        "--probe",
+        "1s",
+        "--warmup",
+        "0s",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let t = text(&o);
+    assert!(t.contains("2 users inconclusive → extended to 2s"), "{t}");
+    assert!(t.contains("2 users inconclusive → extended to 4s"), "{t}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("JSON");
+    assert_eq!(r["probes"][0]["extensions"], 2, "{t}");
+    assert_eq!(r["probes"][0]["decision"], "inconclusive", "{t}");
+    assert_eq!(r["capacity"]["bracket_inconclusive"], true);
+    assert_eq!(o.status.code(), Some(1), "no level passed: {t}");
+}
