@@ -207,6 +207,10 @@ fn summary(r: &CapacityResult) -> String {
                 "capacity: at least {lo} users (the most tried) hold {slos}; {:.0}s, {} requests",
                 r.elapsed_s, r.requests
             ),
+            (None, Some(hi)) if c.bracket_inconclusive => format!(
+                "capacity: no level was shown to hold {slos}: {hi} users stayed inconclusive at the longest probe; {:.0}s, {} requests",
+                r.elapsed_s, r.requests
+            ),
             (None, _) => format!(
                 "capacity: not even one user holds {slos} (binding: {}); {:.0}s, {} requests",
                 c.binding.as_deref().unwrap_or("-"),

@@ -38,6 +38,9 @@ pub fn headline(r: &CapacityResult) -> String {
             c.binding.as_deref().unwrap_or("-")
         ),
         (Some(lo), None) => format!("capacity at least {lo} users (the most tried) at {slos}"),
+        (None, Some(hi)) if c.bracket_inconclusive => {
+            format!("no level shown to hold {slos} ({hi} users inconclusive)")
+        }
         (None, _) => format!("not even one user holds {slos}"),
     }
 }

@@ -231,4 +231,5 @@ fn a_probe_at_its_threshold_is_extended_then_called_inconclusive() {
     assert_eq!(r["probes"][0]["decision"], "inconclusive", "{t}");
     assert_eq!(r["capacity"]["bracket_inconclusive"], true);
     assert_eq!(o.status.code(), Some(1), "no level passed: {t}");
+    assert!(t.contains("no level was shown to hold"), "{t}");
 }
