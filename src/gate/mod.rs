@@ -507,3 +507,34 @@ pub fn by_scope(v: &Verdict) -> BTreeMap<String, Vec<&Check>> {
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(partial: Option<(RunState, &str)>) -> Verdict {
+        finish(
+            Mode::Baseline,
+            &Policy::default(),
+            3,
+            Vec::new(),
+            Vec::new(),
+            None,
+            partial,
+        )
+    }
+
+    #[test]
+    fn a_load_not_delivered_makes_any_verdict_a_warning_that_says_why() {
+        let mut v = verdict(None);
+        assert_eq!(v.verdict, Status::Pass);
+        v.not_at_intended_load("under-delivered: `hold 64` 80% of 64".into());
+        assert_eq!(v.verdict, Status::Warn);
+        assert!(v.headline.contains("(would be pass)"), "{}", v.headline);
+        assert!(v.notes.iter().any(|n| n.contains("hold 64")));
+        // An aborted run stays failed.
+        let mut aborted = verdict(Some((RunState::Aborted, "circuit breaker")));
+        aborted.not_at_intended_load("under-delivered".into());
+        assert_eq!(aborted.verdict, Status::Fail);
+    }
+}
