@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::{signal_tokens, CapacitySettings, Outcome};
+use super::{signal_tokens, CapacitySettings, CompareCapacitySettings, Outcome};
 use crate::error::UserError;
 use crate::gate::capacity::{self, CapacityResult, Probe, Search};
 use crate::gate::slo::{self, Decision, SloCheck};
@@ -220,4 +220,29 @@ fn summary(r: &CapacityResult) -> String {
         };
     let _ = writeln!(o, "{line}");
     o
+}
+
+/// `compare` of two capacity results: one line, the verdict, exit 1 on a regression.
+pub(super) fn compare(s: &CompareCapacitySettings) -> anyhow::Result<Outcome> {
+    let v = capacity::compare(&s.baseline, &s.current, s.margin).map_err(|m| {
+        UserError::Environment {
+            message: m,
+            hint: None,
+        }
+    })?;
+    if let Some(p) = &s.out {
+        crate::jsonfile::write(p, &v, "capacity verdict")?;
+        eprintln!("verdict written to {}", p.display());
+    }
+    crate::output::out(&format!(
+        "flora-gate: {} — {} (margin {:.0}%)\n",
+        v.verdict.to_string().to_uppercase(),
+        v.headline,
+        v.margin * 100.0
+    ));
+    Ok(if v.verdict == crate::gate::Status::Fail {
+        Outcome::Regression
+    } else {
+        Outcome::Success
+    })
 }

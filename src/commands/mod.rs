@@ -56,6 +56,7 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         Settings::Gate(s) => gate::gate(&s).await,
         Settings::Comment(s) => github::comment(&s).await,
         Settings::Capacity(s) => capacity::capacity(&s).await,
+        Settings::CompareCapacity(s) => capacity::compare(&s),
     }
 }
 

@@ -34,6 +34,21 @@ pub enum Settings {
     Comment(CommentSettings),
     /// `capacity`.
     Capacity(Box<CapacitySettings>),
+    /// `compare` of two capacity results.
+    CompareCapacity(Box<CompareCapacitySettings>),
+}
+
+/// `compare` of a capacity result with a baseline capacity result.
+#[derive(Debug, Clone)]
+pub struct CompareCapacitySettings {
+    /// The baseline capacity.
+    pub baseline: crate::gate::capacity::CapacityResult,
+    /// The current capacity.
+    pub current: crate::gate::capacity::CapacityResult,
+    /// Smallest fall that fails.
+    pub margin: f64,
+    /// Where the verdict goes, if anywhere.
+    pub out: Option<PathBuf>,
 }
 
 /// A capacity search.

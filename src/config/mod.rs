@@ -143,6 +143,9 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
         Command::Demo(a) => Settings::Demo(demo(&a)?),
         Command::Mock(a) => Settings::Mock(mock(&a)?),
         Command::Run(a) => Settings::Run(run(&a)?),
+        Command::Compare(a) if crate::gate::capacity::CapacityResult::is_one(&a.current) => {
+            Settings::CompareCapacity(Box::new(compare_capacity(&a)?))
+        }
         Command::Compare(a) => Settings::Compare(compare(&a)?),
         Command::Report(a) => Settings::Report(report(&a)?),
         Command::Baseline(BaselineCommand::Refresh(a)) => Settings::Refresh(refresh(&a)?),
@@ -283,6 +286,37 @@ fn judge(
         baseline: baseline.map(std::path::Path::to_path_buf),
         overrides,
         force,
+    })
+}
+
+fn compare_capacity(
+    a: &CompareArgs,
+) -> Result<crate::commands::CompareCapacitySettings, UserError> {
+    use crate::gate::capacity::CapacityResult;
+    if let Some(p) = &a.out {
+        crate::error::check_outputs(&[("--out", p.as_path())])?;
+    }
+    let path = a.baseline.as_deref().ok_or_else(|| {
+        UserError::flag(
+            "--baseline",
+            "a capacity result is compared with a baseline capacity result",
+        )
+    })?;
+    let margin = a
+        .policy
+        .margin
+        .unwrap_or(crate::policy::Policy::default().margin);
+    if !(margin.is_finite() && (0.0..1.0).contains(&margin)) {
+        return Err(UserError::flag(
+            "--margin",
+            "must be a fraction from 0 to below 1",
+        ));
+    }
+    Ok(crate::commands::CompareCapacitySettings {
+        baseline: CapacityResult::read(path)?,
+        current: CapacityResult::read(&a.current)?,
+        margin,
+        out: a.out.clone(),
     })
 }
 

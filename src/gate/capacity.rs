@@ -210,6 +210,120 @@ pub struct CapacityResult {
     pub stopped: Option<String>,
 }
 
+const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
+    what: "capacity result",
+    kind: KIND,
+    version: SCHEMA_VERSION,
+    oldest: SCHEMA_VERSION,
+    stale_hint: "run `flora-gate capacity` again with this version",
+};
+
+impl CapacityResult {
+    /// Read a capacity file, refusing other kinds and versions.
+    pub fn read(path: &std::path::Path) -> Result<Self, crate::error::UserError> {
+        crate::jsonfile::read(path, &FILE_TYPE)
+    }
+
+    /// Whether a JSON file says it is a capacity result (by its `kind`).
+    pub fn is_one(path: &std::path::Path) -> bool {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(|k| k == KIND))
+            .unwrap_or(false)
+    }
+
+    /// The capacity's bounds in users: at least `c_star`, below `first_fail`
+    /// (unbounded above when no level failed).
+    pub fn bounds(&self) -> (u32, Option<u32>) {
+        let c = &self.capacity;
+        (
+            c.c_star.unwrap_or(0),
+            c.first_fail.map(|f| f.saturating_sub(1)),
+        )
+    }
+}
+
+/// A capacity judged against a baseline capacity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityVerdict {
+    /// `flora-gate/capacity-verdict`.
+    pub kind: String,
+    /// pass, warn, fail or improved.
+    pub verdict: super::Status,
+    /// One line: `capacity 48 → 40 users at ttft_p90 ≤ 800`.
+    pub headline: String,
+    /// Baseline C* and first failing level.
+    pub baseline: Capacity,
+    /// Current C* and first failing level.
+    pub current: Capacity,
+    /// The margin that applied.
+    pub margin: f64,
+}
+
+/// Compare capacities under the same objectives: a regression when even
+/// the most the current run could hold (below its first failing level) is
+/// more than `margin` under the least the baseline held (its C*); an
+/// improvement the other way round; otherwise a pass, or a warning when a
+/// bracket is inconclusive. `Err` when the objectives differ.
+pub fn compare(
+    base: &CapacityResult,
+    cur: &CapacityResult,
+    margin: f64,
+) -> Result<CapacityVerdict, String> {
+    if base.objectives != cur.objectives {
+        return Err(
+            "the two capacity results were found under different objectives; compare them under the same `--slo`".into(),
+        );
+    }
+    let (b_lo, b_hi) = base.bounds();
+    let (c_lo, c_hi) = cur.bounds();
+    let regressed = c_hi.is_some_and(|hi| f64::from(hi) < f64::from(b_lo) * (1.0 - margin));
+    let improved = b_hi.is_some_and(|hi| f64::from(c_lo) > f64::from(hi) * (1.0 + margin));
+    let inconclusive = base.capacity.bracket_inconclusive || cur.capacity.bracket_inconclusive;
+    let verdict = if regressed {
+        super::Status::Fail
+    } else if improved {
+        super::Status::Improved
+    } else if inconclusive {
+        super::Status::Warn
+    } else {
+        super::Status::Pass
+    };
+    let show = |c: &Capacity| {
+        c.c_star.map_or("none".to_string(), |n| {
+            if c.first_fail.is_none() {
+                format!("≥ {n}")
+            } else {
+                n.to_string()
+            }
+        })
+    };
+    let slos = cur
+        .objectives
+        .iter()
+        .map(|o| format!("{} ≤ {}", o.metric, o.limit))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(CapacityVerdict {
+        kind: "flora-gate/capacity-verdict".into(),
+        verdict,
+        headline: format!(
+            "capacity {} → {} users at {slos}{}",
+            show(&base.capacity),
+            show(&cur.capacity),
+            if inconclusive {
+                " (a bracket is inconclusive)"
+            } else {
+                ""
+            }
+        ),
+        baseline: base.capacity.clone(),
+        current: cur.capacity.clone(),
+        margin,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +368,70 @@ mod tests {
         let (levels, none) = search(8, 100, 0);
         assert_eq!((none.c_star, none.first_fail), (None, Some(1)));
         assert_eq!(levels, [8, 4, 2, 1]);
+    }
+
+    fn result(c_star: Option<u32>, first_fail: Option<u32>) -> CapacityResult {
+        CapacityResult {
+            schema_version: SCHEMA_VERSION,
+            kind: KIND.into(),
+            scenario: crate::result::ScenarioRef {
+                name: "s".into(),
+                origin: "bundled:s".into(),
+                sha256: "0".repeat(64),
+            },
+            target: "http://127.0.0.1:1".into(),
+            objectives: vec![Objective {
+                metric: "ttft_p90".into(),
+                limit: 800.0,
+            }],
+            capacity: Capacity {
+                c_star,
+                first_fail,
+                bracket_inconclusive: false,
+                binding: None,
+            },
+            probes: Vec::new(),
+            elapsed_s: 1.0,
+            requests: 1,
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn capacities_regress_only_beyond_the_margin_and_both_brackets() {
+        use super::super::Status;
+        let base = result(Some(48), Some(52));
+        let v = compare(&base, &result(Some(40), Some(44)), 0.1).expect("same objectives");
+        assert_eq!(v.verdict, Status::Fail);
+        assert_eq!(v.headline, "capacity 48 → 40 users at ttft_p90 ≤ 800");
+        // 44 to 47 users: within the 10% margin of 48.
+        assert_eq!(
+            compare(&base, &result(Some(44), Some(48)), 0.1)
+                .expect("ok")
+                .verdict,
+            Status::Pass
+        );
+        assert_eq!(
+            compare(&base, &result(Some(64), Some(70)), 0.1)
+                .expect("ok")
+                .verdict,
+            Status::Improved
+        );
+        assert_eq!(
+            compare(&base, &result(Some(2000), None), 0.1)
+                .expect("ok")
+                .verdict,
+            Status::Improved
+        );
+        let mut other = result(Some(48), Some(52));
+        other.objectives[0].limit = 500.0;
+        assert!(compare(&base, &other, 0.1).is_err());
+        let mut unsure = result(Some(48), Some(52));
+        unsure.capacity.bracket_inconclusive = true;
+        assert_eq!(
+            compare(&base, &unsure, 0.1).expect("ok").verdict,
+            Status::Warn
+        );
     }
 
     #[test]

@@ -233,3 +233,38 @@ fn a_probe_at_its_threshold_is_extended_then_called_inconclusive() {
     assert_eq!(o.status.code(), Some(1), "no level passed: {t}");
     assert!(t.contains("no level was shown to hold"), "{t}");
 }
+
+#[test]
+fn compare_judges_a_capacity_against_a_baseline_capacity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, c: u32, f: u32| {
+        let p = dir.path().join(name);
+        let json = serde_json::json!({
+            "schema_version": 1, "kind": "flora-gate/capacity",
+            "scenario": {"name": "s", "origin": "bundled:s", "sha256": "0".repeat(64)},
+            "target": "http://127.0.0.1:1",
+            "objectives": [{"metric": "ttft_p90", "limit": 800.0}],
+            "capacity": {"c_star": c, "first_fail": f, "bracket_inconclusive": false, "binding": "ttft_p90"},
+            "probes": [], "elapsed_s": 60.0, "requests": 1000
+        });
+        std::fs::write(&p, json.to_string()).expect("written");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let (base, worse, same) = (
+        file("b.json", 48, 52),
+        file("w.json", 40, 44),
+        file("s.json", 46, 50),
+    );
+    let o = flora(&["compare", "-b", &base, "-r", &worse]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("FAIL — capacity 48 → 40 users at ttft_p90 ≤ 800"),
+        "{}",
+        text(&o)
+    );
+    let o = flora(&["compare", "-b", &base, "-r", &same]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = flora(&["compare", "-r", &same]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--baseline"), "{}", text(&o));
+}
