@@ -5,7 +5,9 @@
 use serde::Serialize;
 
 use super::md_cell;
-use crate::result::time::{Slope, StageResult, DRIFT_FLAG_PCT_PER_H, RECOVERY_BAND};
+use crate::result::time::{
+    Slope, StageResult, DRIFT_FLAG_PCT_PER_H, DRIFT_MIN_CHANGE_PCT, RECOVERY_BAND,
+};
 use crate::result::{RunResult, StepResult};
 use crate::scenario::ResponseKind;
 use crate::stats::LatencyHist;
@@ -124,7 +126,7 @@ fn slope_text(name: &str, s: Option<&Slope>) -> Option<String> {
         s.low,
         s.high,
         if s.flagged {
-            format!(" ⚠️ drifting (significant and above {DRIFT_FLAG_PCT_PER_H}%/h)")
+            format!(" ⚠️ drifting (significant, above {DRIFT_FLAG_PCT_PER_H}%/h and over {DRIFT_MIN_CHANGE_PCT}% across the run)")
         } else {
             String::new()
         }

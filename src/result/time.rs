@@ -28,6 +28,10 @@ pub const DELIVERY_FLOOR: f64 = 0.97;
 pub const RECOVERY_BAND: f64 = 1.2;
 /// A drift is flagged when significant and steeper than this, % per hour.
 pub const DRIFT_FLAG_PCT_PER_H: f64 = 5.0;
+/// …and when the fitted change over the measured span is more than this
+/// many percent: below it a slope is the measurement's own resolution (a
+/// busy machine moves a short run's latencies by a few tenths of a percent).
+pub const DRIFT_MIN_CHANGE_PCT: f64 = 2.0;
 /// Confidence of the drift interval (two-sided). High, because windows of
 /// one run are many and a false soak alarm costs a night.
 pub const DRIFT_CONFIDENCE: f64 = 0.999;
@@ -205,7 +209,8 @@ pub struct Slope {
     pub low: f64,
     /// Upper bound.
     pub high: f64,
-    /// Significant and steeper than [`DRIFT_FLAG_PCT_PER_H`].
+    /// Significant, steeper than [`DRIFT_FLAG_PCT_PER_H`], and changing
+    /// by more than [`DRIFT_MIN_CHANGE_PCT`] over the run.
     pub flagged: bool,
 }
 
@@ -596,11 +601,19 @@ fn slope_of(points: &[(f64, f64)]) -> Option<Slope> {
         .inverse_cdf(1.0 - (1.0 - DRIFT_CONFIDENCE) / 2.0);
     let pct = |v: f64| v / mean * 100.0;
     let (est, low, high) = (pct(slope), pct(slope - t * se), pct(slope + t * se));
+    let (first, last) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let change = est.abs() * (last - first);
     Some(Slope {
         pct_per_h: est,
         low,
         high,
-        flagged: (low > 0.0 || high < 0.0) && est.abs() > DRIFT_FLAG_PCT_PER_H,
+        flagged: (low > 0.0 || high < 0.0)
+            && est.abs() > DRIFT_FLAG_PCT_PER_H
+            && change > DRIFT_MIN_CHANGE_PCT,
     })
 }
 
@@ -685,6 +698,15 @@ mod tests {
             .collect();
         let s = drift(&rising).expect("present").ttft_p50.expect("present");
         assert!(s.flagged, "{s:?}");
+        // Clearly rising but by 1% over the run: a busy machine's doing, not a soak's.
+        let creeping: Vec<WindowResult> = (0..12)
+            .map(|i| window(i, 100.0 * (1.0 + 0.01 * f64::from(i) / 11.0)))
+            .collect();
+        let c = drift(&creeping)
+            .expect("present")
+            .ttft_p50
+            .expect("present");
+        assert!(c.low > 0.0 && c.pct_per_h > 5.0 && !c.flagged, "{c:?}");
         assert!(s.pct_per_h > 60.0, "{s:?}");
     }
 
