@@ -2,7 +2,6 @@
 //! measured through the one pipeline and extended while its evidence is
 //! unclear, and write what was found with every probe's figures.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::{signal_tokens, CapacitySettings, CompareCapacitySettings, Outcome};
@@ -115,7 +114,7 @@ pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
         crate::error::write_atomic(p, crate::render::capacity::markdown(&out).as_bytes())?;
         eprintln!("report written to {}", p.display());
     }
-    crate::output::out(&summary(&out));
+    crate::output::out(&crate::render::capacity::text(&out));
     if let Some(why) = stopped {
         return Err(UserError::Environment {
             message: format!("the search stopped early: {why}"),
@@ -153,73 +152,11 @@ fn describe(checks: &[SloCheck], decision: Decision) -> String {
             )
         })
         .collect();
-    format!("{} ({})", word(decision), parts.join("; "))
-}
-
-fn word(d: Decision) -> &'static str {
-    match d {
-        Decision::Pass => "pass",
-        Decision::Fail => "fail",
-        Decision::Inconclusive => "inconclusive",
-    }
-}
-
-/// The search as a table and one line of conclusion.
-fn summary(r: &CapacityResult) -> String {
-    let mut o = String::new();
-    let ms = |v: Option<f64>| v.map_or("-".to_string(), crate::render::ms_number);
-    let _ = writeln!(
-        o,
-        "{:>6}  {:>8}  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8}",
-        "users", "measured", "ext", "decision", "ttft p50", "ttft p90", "tpot p50", "tok/s"
-    );
-    for p in &r.probes {
-        let _ = writeln!(
-            o,
-            "{:>6}  {:>7.1}s  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8.0}",
-            p.users,
-            p.measured_s,
-            p.extensions,
-            word(p.decision),
-            ms(p.ttft_p50_ms),
-            ms(p.ttft_p90_ms),
-            ms(p.tpot_p50_ms),
-            p.output_tokens_per_s
-        );
-    }
-    let c = &r.capacity;
-    let slos = r
-        .objectives
-        .iter()
-        .map(|o| format!("{} ≤ {}", o.metric, o.limit))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let line =
-        match (c.c_star, c.first_fail) {
-            (Some(lo), Some(hi)) => format!(
-            "capacity: {lo} users hold {slos}; {hi} do not{} (binding: {}); {:.0}s, {} requests",
-            if c.bracket_inconclusive { " (inconclusive at its cap)" } else { "" },
-            c.binding.as_deref().unwrap_or("-"),
-            r.elapsed_s,
-            r.requests
-        ),
-            (Some(lo), None) => format!(
-                "capacity: at least {lo} users (the most tried) hold {slos}; {:.0}s, {} requests",
-                r.elapsed_s, r.requests
-            ),
-            (None, Some(hi)) if c.bracket_inconclusive => format!(
-                "capacity: no level was shown to hold {slos}: {hi} users stayed inconclusive at the longest probe; {:.0}s, {} requests",
-                r.elapsed_s, r.requests
-            ),
-            (None, _) => format!(
-                "capacity: not even one user holds {slos} (binding: {}); {:.0}s, {} requests",
-                c.binding.as_deref().unwrap_or("-"),
-                r.elapsed_s,
-                r.requests
-            ),
-        };
-    let _ = writeln!(o, "{line}");
-    o
+    format!(
+        "{} ({})",
+        crate::render::capacity::decision_word(decision),
+        parts.join("; ")
+    )
 }
 
 /// `compare` of two capacity results: one line, the verdict, exit 1 on a regression.

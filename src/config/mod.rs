@@ -102,26 +102,32 @@ pub fn mock_config(
     })
 }
 
+/// One `--slo METRIC=NUMBER`.
+fn slo_pair(s: &str) -> Result<(String, f64), UserError> {
+    s.split_once('=')
+        .and_then(|(k, v)| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .map(|v| (k.trim().to_string(), v))
+        })
+        .ok_or_else(|| slo_error(s))
+}
+
+fn slo_error(s: &str) -> UserError {
+    UserError::flag(
+        "--slo",
+        format!("`{s}` is not METRIC=NUMBER (for example `ttft_p90=800`)"),
+    )
+}
+
 /// Command-line policy flags as a policy layer.
 pub fn policy_overrides(
     a: &crate::cli::PolicyArgs,
 ) -> Result<crate::policy::PolicyFile, UserError> {
     let mut slo = std::collections::BTreeMap::new();
     for s in &a.slo {
-        let (k, v) = s
-            .split_once('=')
-            .and_then(|(k, v)| {
-                v.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .map(|v| (k.trim().to_string(), v))
-            })
-            .ok_or_else(|| {
-                UserError::flag(
-                    "--slo",
-                    format!("`{s}` is not METRIC=NUMBER (for example `ttft_p90=800`)"),
-                )
-            })?;
+        let (k, v) = slo_pair(s)?;
         slo.insert(k, v);
     }
     Ok(crate::policy::PolicyFile {
@@ -210,21 +216,10 @@ fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySet
     let plan = run_plan(&run)?;
     let mut objectives = Vec::new();
     for s in &a.slo {
-        let (k, v) = s
-            .split_once('=')
-            .and_then(|(k, v)| {
-                v.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .map(|v| (k.trim().to_string(), v))
-            })
+        let (k, v) = slo_pair(s)
+            .ok()
             .filter(|(_, v)| v.is_finite() && *v >= 0.0)
-            .ok_or_else(|| {
-                UserError::flag(
-                    "--slo",
-                    format!("`{s}` is not METRIC=NUMBER (for example `ttft_p90=800`)"),
-                )
-            })?;
+            .ok_or_else(|| slo_error(s))?;
         crate::gate::slo::check_metric(&k).map_err(|m| UserError::flag("--slo", m))?;
         objectives.push(crate::gate::slo::Objective {
             metric: k,

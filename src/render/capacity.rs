@@ -159,3 +159,69 @@ pub fn markdown(r: &CapacityResult) -> String {
     }
     o
 }
+
+/// A decision as a plain word.
+pub fn decision_word(d: Decision) -> &'static str {
+    match d {
+        Decision::Pass => "pass",
+        Decision::Fail => "fail",
+        Decision::Inconclusive => "inconclusive",
+    }
+}
+
+/// The search as a plain-text table and one line of conclusion.
+pub fn text(r: &CapacityResult) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:>6}  {:>8}  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "users", "measured", "ext", "decision", "ttft p50", "ttft p90", "tpot p50", "tok/s"
+    );
+    for p in &r.probes {
+        let _ = writeln!(
+            o,
+            "{:>6}  {:>7.1}s  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8.0}",
+            p.users,
+            p.measured_s,
+            p.extensions,
+            decision_word(p.decision),
+            ms(p.ttft_p50_ms),
+            ms(p.ttft_p90_ms),
+            ms(p.tpot_p50_ms),
+            p.output_tokens_per_s
+        );
+    }
+    let c = &r.capacity;
+    let slos = r
+        .objectives
+        .iter()
+        .map(|o| format!("{} ≤ {}", o.metric, o.limit))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let line =
+        match (c.c_star, c.first_fail) {
+            (Some(lo), Some(hi)) => format!(
+            "capacity: {lo} users hold {slos}; {hi} do not{} (binding: {}); {:.0}s, {} requests",
+            if c.bracket_inconclusive { " (inconclusive at its cap)" } else { "" },
+            c.binding.as_deref().unwrap_or("-"),
+            r.elapsed_s,
+            r.requests
+        ),
+            (Some(lo), None) => format!(
+                "capacity: at least {lo} users (the most tried) hold {slos}; {:.0}s, {} requests",
+                r.elapsed_s, r.requests
+            ),
+            (None, Some(hi)) if c.bracket_inconclusive => format!(
+                "capacity: no level was shown to hold {slos}: {hi} users stayed inconclusive at the longest probe; {:.0}s, {} requests",
+                r.elapsed_s, r.requests
+            ),
+            (None, _) => format!(
+                "capacity: not even one user holds {slos} (binding: {}); {:.0}s, {} requests",
+                c.binding.as_deref().unwrap_or("-"),
+                r.elapsed_s,
+                r.requests
+            ),
+        };
+    let _ = writeln!(o, "{line}");
+    o
+}

@@ -2,6 +2,21 @@
 
 use crate::common::{flora, spawn_mock, text};
 
+/// `flora-gate capacity` of the bundled chat scenario against `url`, with `args`.
+fn capacity(url: &str, tokens: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec![
+        "capacity",
+        "-s",
+        "openai-chat",
+        "-t",
+        url,
+        "--tokens",
+        tokens,
+    ];
+    all.extend_from_slice(args);
+    flora(&all)
+}
+
 fn tokens(dir: &std::path::Path) -> String {
     let p = dir.join("tokens.csv");
     let mut csv = String::from("user_id,access_token\n");
@@ -30,25 +45,22 @@ fn the_search_finds_the_knee_of_a_queueing_mock() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("cap.json");
-    let o = flora(&[
-        "capacity",
-        "-s",
-        "openai-chat",
-        "-t",
+    let o = capacity(
         &mock.url,
-        "--tokens",
         &tokens(dir.path()),
-        "--slo",
-        "ttft_p90=300",
-        "--var",
-        "max_tokens=32",
-        "--probe",
-        "3s",
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--report-out",
-        dir.path().join("cap.md").to_str().expect("utf-8"),
-    ]);
+        &[
+            "--slo",
+            "ttft_p90=300",
+            "--var",
+            "max_tokens=32",
+            "--probe",
+            "3s",
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--report-out",
+            dir.path().join("cap.md").to_str().expect("utf-8"),
+        ],
+    );
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
     let r: serde_json::Value =
@@ -82,25 +94,22 @@ fn an_slo_that_fails_at_one_user_says_so_and_bad_input_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tok = tokens(dir.path());
     let out = dir.path().join("cap.json");
-    let o = flora(&[
-        "capacity",
-        "-s",
-        "openai-chat",
-        "-t",
+    let o = capacity(
         &mock.url,
-        "--tokens",
         &tok,
-        "--slo",
-        "ttft_p50=10",
-        "--start",
-        "2",
-        "--probe",
-        "1s",
-        "--warmup",
-        "0s",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        &[
+            "--slo",
+            "ttft_p50=10",
+            "--start",
+            "2",
+            "--probe",
+            "1s",
+            "--warmup",
+            "0s",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         text(&o).contains("not even one user holds ttft_p50 ≤ 10"),
@@ -127,17 +136,7 @@ fn an_slo_that_fails_at_one_user_says_so_and_bad_input_is_refused() {
         ),
         (vec![], "--slo"),
     ] {
-        let mut all = vec![
-            "capacity",
-            "-s",
-            "openai-chat",
-            "-t",
-            &mock.url,
-            "--tokens",
-            &tok,
-        ];
-        all.extend(args.iter().copied());
-        let o = flora(&all);
+        let o = capacity(&mock.url, &tok, &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
         assert!(text(&o).contains(flag), "{args:?}: {}", text(&o));
     }
@@ -159,23 +158,20 @@ fn a_batching_knee_on_tpot_is_found_too() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("cap.json");
-    let o = flora(&[
-        "capacity",
-        "-s",
-        "openai-chat",
-        "-t",
+    let o = capacity(
         &mock.url,
-        "--tokens",
         &tokens(dir.path()),
-        "--slo",
-        "tpot_p50=20",
-        "--var",
-        "max_tokens=32",
-        "--probe",
-        "3s",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        &[
+            "--slo",
+            "tpot_p50=20",
+            "--var",
+            "max_tokens=32",
+            "--probe",
+            "3s",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ],
+    );
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
     let r: serde_json::Value =
@@ -201,27 +197,24 @@ fn a_probe_at_its_threshold_is_extended_then_called_inconclusive() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("cap.json");
-    let o = flora(&[
-        "capacity",
-        "-s",
-        "openai-chat",
-        "-t",
+    let o = capacity(
         &mock.url,
-        "--tokens",
         &tokens(dir.path()),
-        "--slo",
-        "ttft_p90=132",
-        "--start",
-        "2",
-        "--max-users",
-        "2",
-        "--probe",
-        "1s",
-        "--warmup",
-        "0s",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        &[
+            "--slo",
+            "ttft_p90=132",
+            "--start",
+            "2",
+            "--max-users",
+            "2",
+            "--probe",
+            "1s",
+            "--warmup",
+            "0s",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ],
+    );
     let t = text(&o);
     assert!(t.contains("2 users inconclusive → extended to 2s"), "{t}");
     assert!(t.contains("2 users inconclusive → extended to 4s"), "{t}");
