@@ -72,12 +72,24 @@ pub struct CapacityArgs {
     /// scenario's `[gate] slo`.
     #[arg(long = "slo", value_name = "METRIC=VALUE")]
     pub slo: Vec<String>,
-    /// Most users to try.
+    /// What a level counts: concurrent `users` (closed loop), or workflow
+    /// starts per second (`rate`, open loop, Poisson arrivals unless the
+    /// scenario's open-loop `[load]` says otherwise).
+    #[arg(long, value_enum, default_value_t = CapacityBy::Users)]
+    pub by: CapacityBy,
+    /// Most users to try (`--by users`).
     #[arg(long, default_value_t = 2000, value_name = "N")]
     pub max_users: u32,
-    /// The first level probed; it doubles from there until a level fails.
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub start: u32,
+    /// Seed of the data set, the mix and the arrivals (default: the scenario's).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Highest rate to try, workflow starts per second (`--by rate`).
+    #[arg(long, default_value_t = 100.0, value_name = "PER_SECOND")]
+    pub max_rate: f64,
+    /// The first level probed; it doubles from there until a level fails
+    /// [default: 8 users, or 1 per second]. Rates go in steps of 0.1/s.
+    #[arg(long, value_name = "N")]
+    pub start: Option<f64>,
     /// Stop when the bracket is within this share of the passing level (or one user).
     #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
     pub tolerance: f64,
@@ -105,6 +117,15 @@ pub struct CapacityArgs {
     /// throughput against users with the SLO line and C*).
     #[arg(long, value_name = "FILE")]
     pub report_out: Option<PathBuf>,
+}
+
+/// What a capacity level counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CapacityBy {
+    /// Concurrent users.
+    Users,
+    /// Workflow starts per second.
+    Rate,
 }
 
 /// When `gate` posts a PR comment.

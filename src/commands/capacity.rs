@@ -2,14 +2,20 @@
 //! measured through the one pipeline and extended while its evidence is
 //! unclear, and write what was found with every probe's figures.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{signal_tokens, CapacitySettings, CompareCapacitySettings, Outcome};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    signal_tokens, CapacityGate, CapacitySettings, CompareCapacitySettings, GateSettings, Outcome,
+};
 use crate::error::UserError;
-use crate::gate::capacity::{self, CapacityResult, Probe, Search};
-use crate::gate::slo::{self, Decision, SloCheck};
+use crate::gate::capacity::{self, By, CapacityResult, Probe, Search};
+use crate::gate::slo::{self, Decision, Objective, SloCheck};
+use crate::gate::Status;
+use crate::github::actions::{self, ActionsEnv};
 use crate::result::{self, RunState};
-use crate::scenario::LoadSpec;
+use crate::scenario::{Arrival, LoadSpec, Model, Shape, Stage};
 
 pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
     let mut outputs = vec![("--out", s.out.as_path())];
@@ -17,82 +23,132 @@ pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
         outputs.push(("--report-out", p.as_path()));
     }
     crate::error::check_outputs(&outputs)?;
-    let started = Instant::now();
     let (signals, kill) = signal_tokens();
-    let mut search = Search::new(s.start, s.max_users, s.tolerance);
+    let found = search(s, &signals, &kill).await?;
+    crate::jsonfile::write(&s.out, &found, "capacity result")?;
+    eprintln!("capacity written to {}", s.out.display());
+    if let Some(p) = &s.report_out {
+        crate::error::write_atomic(
+            p,
+            crate::render::capacity::markdown(&found, None).as_bytes(),
+        )?;
+        eprintln!("report written to {}", p.display());
+    }
+    crate::output::out(&crate::render::capacity::text(&found));
+    if let Some(why) = &found.stopped {
+        return Err(stopped_early(why, &s.out).into());
+    }
+    Ok(if found.capacity.c_star.is_none() {
+        Outcome::Regression
+    } else {
+        Outcome::Success
+    })
+}
+
+/// The error of a search that stopped before its end.
+pub(super) fn stopped_early(why: &str, out: &std::path::Path) -> UserError {
+    UserError::Environment {
+        message: format!("the search stopped early: {why}"),
+        hint: Some(format!("what was measured is in `{}`", out.display())),
+    }
+}
+
+/// Probe levels until the search ends (or a signal, a saturated generator
+/// or an interrupted probe stops it: `stopped` says which), and gather
+/// what was found with every probe's figures.
+pub(super) async fn search(
+    s: &CapacitySettings,
+    signals: &CancellationToken,
+    kill: &CancellationToken,
+) -> Result<CapacityResult, UserError> {
+    let started = Instant::now();
+    let how = &s.search;
+    let by = how.by;
+    let mut search = Search::new(by, how.start, how.max, how.tolerance);
     let mut probes: Vec<Probe> = Vec::new();
     let mut requests = 0u64;
     let mut stopped = None;
     eprintln!(
-        "capacity of {} at {}: {}",
+        "capacity of {} at {} by {}: {}",
         s.plan.scenario.label(),
         s.plan.target,
-        s.objectives
-            .iter()
-            .map(|o| format!("{} ≤ {}", o.metric, o.limit))
-            .collect::<Vec<_>>()
-            .join(", ")
+        by.heading(),
+        Objective::labels(&s.objectives)
     );
-    'levels: while let Some(users) = search.next() {
-        let mut measure_for = s.probe;
-        for extension in 0..=s.max_extensions {
+    // One client for every probe: its connections stay warm between them.
+    let mut plan = s.plan.clone();
+    let most = match by {
+        By::Users => how.max.ceil() as u32,
+        By::Rate => open_cap(&s.plan.load),
+    };
+    plan.client = Some(crate::engine::client(
+        &plan.scenario,
+        most,
+        plan.ca_cert.as_deref(),
+    )?);
+    'levels: while let Some(level) = search.next() {
+        let mut measure_for = Duration::from_secs_f64(how.probe_s);
+        for extension in 0..=how.max_extensions {
             if signals.is_cancelled() {
                 stopped = Some("interrupted by a signal".to_string());
                 break 'levels;
             }
-            let mut plan = s.plan.clone();
-            plan.load = LoadSpec {
-                warmup: s.warmup,
-                seed: s.plan.load.seed,
-                ..LoadSpec::fixed(users, s.warmup + measure_for)
-            };
+            plan.load = probe_load(&s.plan.load, by, level, how.warmup_s, measure_for);
             let measured = result::measure(&plan, signals.clone(), kill.clone()).await?;
             let r = measured.current.shown();
             requests += r.totals.requests;
             if r.saturated() {
                 stopped = Some(format!(
-                    "the load generator was saturated at {users} users: the client, not the server, was the limit; the probe does not count"
+                    "the load generator was saturated at {}: the client, not the server, was the limit; the probe does not count",
+                    by.show(level)
                 ));
                 break 'levels;
             }
             let mut checks = capacity::judge(r, &s.objectives);
+            let mut note = None;
             match r.state() {
                 RunState::Partial => {
-                    stopped = Some(format!("the probe at {users} users was interrupted"));
+                    stopped = Some(format!("the probe at {} was interrupted", by.show(level)));
                     break 'levels;
                 }
-                // The circuit breaker stopped it: the level clearly does not hold.
-                RunState::Aborted => checks.push(SloCheck {
-                    metric: "completed".into(),
-                    limit: 1.0,
-                    estimate: Some(0.0),
-                    low: None,
-                    high: None,
-                    decision: Decision::Fail,
-                }),
+                // Stopped by the circuit breaker or a runaway queue: the
+                // level clearly does not hold.
+                RunState::Aborted => {
+                    note.clone_from(&r.status_reason);
+                    // First: the binding objective is the first failing
+                    // one after it, when there is one.
+                    checks.insert(0, failed_check("held"));
+                }
                 RunState::Complete => {}
+            }
+            if by == By::Rate {
+                if let Some(why) = r.under_delivery_note(None) {
+                    note.get_or_insert(format!("the offered rate was not taken: {why}"));
+                    checks.insert(0, failed_check("delivered"));
+                }
             }
             let decision = slo::combine(&checks);
             eprintln!(
-                "  {users} users, {}: {}",
+                "  {}, {}: {}",
+                by.show(level),
                 humantime::format_duration(measure_for),
                 describe(&checks, decision)
             );
-            if decision == Decision::Inconclusive && extension < s.max_extensions {
+            if decision == Decision::Inconclusive && extension < how.max_extensions {
                 measure_for *= 2;
                 eprintln!(
-                    "  {users} users inconclusive → extended to {}",
+                    "  {} inconclusive → extended to {}",
+                    by.show(level),
                     humantime::format_duration(measure_for)
                 );
                 continue;
             }
-            probes.push(capacity::probe(users, extension, r, checks));
-            search.record(users, decision);
+            probes.push(capacity::probe(level, extension, r, checks, note));
+            search.record(level, decision);
             break;
         }
     }
-    let found = search.outcome(&probes);
-    let out = CapacityResult {
+    Ok(CapacityResult {
         schema_version: capacity::SCHEMA_VERSION,
         kind: capacity::KIND.into(),
         scenario: result::ScenarioRef {
@@ -102,31 +158,68 @@ pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
         },
         target: crate::target::redact_userinfo(&s.plan.target),
         objectives: s.objectives.clone(),
-        capacity: found.clone(),
+        search: how.clone(),
+        capacity: search.outcome(&probes),
         probes,
         elapsed_s: started.elapsed().as_secs_f64(),
         requests,
-        stopped: stopped.clone(),
-    };
-    crate::jsonfile::write(&s.out, &out, "capacity result")?;
-    eprintln!("capacity written to {}", s.out.display());
-    if let Some(p) = &s.report_out {
-        crate::error::write_atomic(p, crate::render::capacity::markdown(&out).as_bytes())?;
-        eprintln!("report written to {}", p.display());
-    }
-    crate::output::out(&crate::render::capacity::text(&out));
-    if let Some(why) = stopped {
-        return Err(UserError::Environment {
-            message: format!("the search stopped early: {why}"),
-            hint: Some(format!("what was measured is in `{}`", s.out.display())),
-        }
-        .into());
-    }
-    Ok(if found.c_star.is_none() {
-        Outcome::Regression
-    } else {
-        Outcome::Success
+        stopped,
     })
+}
+
+/// A check that failed outside the objectives (the run did not hold).
+fn failed_check(what: &str) -> SloCheck {
+    SloCheck {
+        metric: what.into(),
+        limit: 1.0,
+        estimate: Some(0.0),
+        low: None,
+        high: None,
+        decision: Decision::Fail,
+    }
+}
+
+/// The most workflows in flight of an open-loop probe: the scenario's own
+/// cap, or the most users.
+fn open_cap(base: &LoadSpec) -> u32 {
+    base.shape
+        .as_ref()
+        .filter(|sh| sh.model == Model::Open)
+        .map_or(crate::scenario::caps::MAX_USERS, |sh| sh.max_in_flight)
+}
+
+/// The load of one probe: the level held from the start (a warm-up, then
+/// `measure`), with the scenario's think time, finish and seed, stopped
+/// early if its queue runs away.
+fn probe_load(base: &LoadSpec, by: By, level: f64, warmup_s: f64, measure: Duration) -> LoadSpec {
+    let warmup = Duration::from_secs_f64(warmup_s);
+    let total = warmup + measure;
+    let mut load = LoadSpec {
+        warmup,
+        seed: base.seed,
+        think_time: base.think_time,
+        finish: base.finish,
+        stop_runaway: true,
+        ..LoadSpec::fixed(level.round() as u32, total)
+    };
+    if by == By::Rate {
+        let hold = |duration| Stage {
+            name: None,
+            duration,
+            target: level,
+        };
+        load.set_shape(Shape {
+            model: Model::Open,
+            stages: vec![hold(Duration::ZERO), hold(total)],
+            arrival: base
+                .shape
+                .as_ref()
+                .filter(|sh| sh.model == Model::Open)
+                .map_or(Arrival::Poisson, |sh| sh.arrival),
+            max_in_flight: open_cap(base),
+        });
+    }
+    load
 }
 
 fn describe(checks: &[SloCheck], decision: Decision) -> String {
@@ -171,15 +264,62 @@ pub(super) fn compare(s: &CompareCapacitySettings) -> anyhow::Result<Outcome> {
         crate::jsonfile::write(p, &v, "capacity verdict")?;
         eprintln!("verdict written to {}", p.display());
     }
-    crate::output::out(&format!(
-        "flora-gate: {} — {} (margin {:.0}%)\n",
-        v.verdict.to_string().to_uppercase(),
-        v.headline,
-        v.margin * 100.0
-    ));
-    Ok(if v.verdict == crate::gate::Status::Fail {
+    crate::output::out(&verdict_line(&v));
+    Ok(if v.verdict == Status::Fail {
         Outcome::Regression
     } else {
         Outcome::Success
     })
+}
+
+/// `gate` against a baseline capacity: repeat its search, write the
+/// capacity, the verdict and the report, then the job summary, the
+/// annotation and the sticky comment (which never change the exit code).
+pub(super) async fn gate(
+    args: &GateSettings,
+    c: &CapacityGate,
+    env: &ActionsEnv,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<Outcome> {
+    let (signals, kill) = signal_tokens();
+    let found = search(&c.search, &signals, &kill).await?;
+    crate::jsonfile::write(&args.run.out, &found, "capacity result")?;
+    eprintln!("capacity written to {}", args.run.out.display());
+    if env.active {
+        actions::endgroup(out);
+    }
+    if let Some(why) = &found.stopped {
+        return Err(stopped_early(why, &args.run.out).into());
+    }
+    let v =
+        capacity::compare(&c.baseline, &found, c.margin).map_err(|m| UserError::Environment {
+            message: m,
+            hint: None,
+        })?;
+    crate::jsonfile::write(&args.verdict_out, &v, "capacity verdict")?;
+    let markdown = crate::render::capacity::markdown(&found, Some(&v));
+    crate::error::write_atomic(&args.report_out, markdown.as_bytes())?;
+    eprintln!(
+        "verdict in {}, report in {}",
+        args.verdict_out.display(),
+        args.report_out.display()
+    );
+    crate::output::out(&crate::render::capacity::text(&found));
+    crate::output::out(&verdict_line(&v));
+    let findings: Vec<super::github::Finding> = match v.verdict {
+        Status::Fail => vec![("error", "flora-gate: capacity".into(), v.headline.clone())],
+        Status::Warn => vec![("warning", "flora-gate: capacity".into(), v.headline.clone())],
+        _ => Vec::new(),
+    };
+    let url = super::gate::publish(args, env, &signals, &findings, &markdown, out).await;
+    Ok(super::gate::finish(args, env, v.verdict, url, out))
+}
+
+fn verdict_line(v: &capacity::CapacityVerdict) -> String {
+    format!(
+        "flora-gate: {} — {} (margin {:.0}%)\n",
+        v.verdict.to_string().to_uppercase(),
+        v.headline,
+        v.margin * 100.0
+    )
 }

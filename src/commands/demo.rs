@@ -67,6 +67,7 @@ pub async fn run_against_mock(
         notes: vec!["the mock server runs in this process".into()],
         ca_cert: None,
         metrics_listen: None,
+        client: None,
     };
     eprintln!(
         "mock server on {}; running the novel workflow with {} users for {}",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::github::{annotate, bounded, describe, maybe_comment};
+use super::github::{annotate, bounded, describe, findings, maybe_comment, Finding};
 use super::{judge, signal_tokens, GateSettings, Outcome};
 use crate::error::UserError;
 use crate::gate::{Status, Verdict};
@@ -34,15 +34,30 @@ pub(super) async fn gate(args: &GateSettings) -> anyhow::Result<Outcome> {
         );
     }
     let _ = out.flush();
+    if let Some(c) = &args.capacity {
+        return super::capacity::gate(args, c, &env, &mut out).await;
+    }
     let (signals, kill) = signal_tokens();
     let (current, verdict) = measure_and_judge(args, &signals, &kill, &env, &mut out).await?;
     let markdown = write_reports(args, &current, &verdict)?;
 
     // From here on nothing changes the exit code.
-    let comment_url = publish(args, &env, &signals, &verdict, &markdown, &mut out).await;
+    let found = findings(&verdict);
+    let comment_url = publish(args, &env, &signals, &found, &markdown, &mut out).await;
+    Ok(finish(args, &env, verdict.verdict, comment_url, &mut out))
+}
+
+/// The step outputs, and the exit as the verdict says.
+pub(super) fn finish(
+    args: &GateSettings,
+    env: &ActionsEnv,
+    verdict: Status,
+    comment_url: String,
+    out: &mut impl Write,
+) -> Outcome {
     if let Some(p) = env.output.as_ref().filter(|_| env.active) {
         let outputs = [
-            ("verdict", verdict.verdict.to_string()),
+            ("verdict", verdict.to_string()),
             ("result", args.run.out.display().to_string()),
             ("verdict-file", args.verdict_out.display().to_string()),
             ("report", args.report_out.display().to_string()),
@@ -53,13 +68,11 @@ pub(super) async fn gate(args: &GateSettings) -> anyhow::Result<Outcome> {
         }
     }
     let _ = out.flush();
-    Ok(
-        if verdict.verdict == Status::Fail && args.fail_on_regression {
-            Outcome::Regression
-        } else {
-            Outcome::Success
-        },
-    )
+    if verdict == Status::Fail && args.fail_on_regression {
+        Outcome::Regression
+    } else {
+        Outcome::Success
+    }
 }
 
 /// Measure, write the result, judge; with `confirm`, a failing run is
@@ -141,11 +154,11 @@ fn write_reports(
 
 /// Job summary, annotations and the sticky comment; returns the comment's
 /// URL (empty when none). Failures here are warnings only.
-async fn publish(
+pub(super) async fn publish(
     args: &GateSettings,
     env: &ActionsEnv,
     signals: &CancellationToken,
-    verdict: &Verdict,
+    findings: &[Finding],
     markdown: &str,
     out: &mut impl Write,
 ) -> String {
@@ -160,7 +173,7 @@ async fn publish(
                 );
             }
         }
-        annotate(out, verdict);
+        annotate(out, findings);
     }
     let posting = maybe_comment(env, args.comment, &args.sticky, markdown);
     match bounded(signals, "the PR comment", posting).await {

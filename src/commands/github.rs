@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::{signal_tokens, CommentMode, CommentSettings, Outcome, ProposeSettings, Sticky};
 use crate::error::UserError;
-use crate::gate::{self, Status, Verdict};
+use crate::gate::{Status, Verdict};
 use crate::github::actions::{self, ActionsEnv, MAX_ANNOTATIONS};
 use crate::github::api::{Api, RetryPolicy};
 use crate::github::comment::{self, CommentOutcome};
@@ -141,29 +141,37 @@ pub(super) fn describe(c: &CommentOutcome) -> &'static str {
     }
 }
 
-/// At most [`MAX_ANNOTATIONS`] `::error`/`::warning` lines for gated findings.
-pub(super) fn annotate(out: &mut impl Write, v: &Verdict) {
-    let findings: Vec<&gate::Check> = v
-        .checks
+/// One `::error`/`::warning` line: its level, title and message.
+pub(super) type Finding = (&'static str, String, String);
+
+/// The gated findings of a verdict, worst first as the verdict lists them.
+pub(super) fn findings(v: &Verdict) -> Vec<Finding> {
+    v.checks
         .iter()
         .filter(|c| c.gated && matches!(c.status, Status::Fail | Status::Warn))
-        .collect();
-    for c in findings.iter().take(MAX_ANNOTATIONS) {
-        let level = if c.status == Status::Fail {
-            "error"
-        } else {
-            "warning"
-        };
-        let change = c
-            .change
-            .map(|x| format!(" {:+.1}%", x * 100.0))
-            .unwrap_or_default();
-        actions::annotate(
-            out,
-            level,
-            &format!("flora-gate: {}", c.label),
-            &format!("{}{change}: {}", c.label, c.note),
-        );
+        .map(|c| {
+            let level = if c.status == Status::Fail {
+                "error"
+            } else {
+                "warning"
+            };
+            let change = c
+                .change
+                .map(|x| format!(" {:+.1}%", x * 100.0))
+                .unwrap_or_default();
+            (
+                level,
+                format!("flora-gate: {}", c.label),
+                format!("{}{change}: {}", c.label, c.note),
+            )
+        })
+        .collect()
+}
+
+/// At most [`MAX_ANNOTATIONS`] annotations.
+pub(super) fn annotate(out: &mut impl Write, findings: &[Finding]) {
+    for (level, title, message) in findings.iter().take(MAX_ANNOTATIONS) {
+        actions::annotate(out, level, title, message);
     }
 }
 
@@ -216,10 +224,39 @@ pub(super) async fn propose(args: &ProposeSettings) -> anyhow::Result<Outcome> {
         path: args.baseline.clone(),
         source,
     })?;
-    let b = crate::result::baseline::Baseline::parse(
-        &String::from_utf8_lossy(&content),
-        &args.baseline,
-    )?;
+    let what = if crate::gate::capacity::CapacityResult::is_one(&args.baseline) {
+        let c = crate::gate::capacity::CapacityResult::read(&args.baseline)?;
+        format!(
+            "a capacity search of scenario `{}` ({}) against `{}`: {}; {} probes, {} requests, {:.0} s",
+            c.scenario.name,
+            crate::scenario::short_hash(&c.scenario.sha256),
+            c.target,
+            crate::render::capacity::headline(&c),
+            c.probes.len(),
+            c.requests,
+            c.elapsed_s
+        )
+    } else {
+        let b = crate::result::baseline::Baseline::parse(
+            &String::from_utf8_lossy(&content),
+            &args.baseline,
+        )?;
+        format!(
+            "{} run(s) of scenario `{}` ({}) against `{}` at {} users, made {} by flora-gate {}{}",
+            b.runs.len(),
+            b.provenance.scenario.name,
+            crate::scenario::short_hash(&b.provenance.scenario.sha256),
+            b.provenance.target,
+            b.provenance.concurrency,
+            b.provenance.created_at,
+            b.provenance.tool_version,
+            b.provenance
+                .git_commit
+                .as_deref()
+                .map(|c| format!(" at commit {c}"))
+                .unwrap_or_default(),
+        )
+    };
     let repo = repository(&env, args.repo.as_deref())?;
     let api = Api::new(&env.api_url, &github_token(&env)?, RetryPolicy::default())?;
     let path = args
@@ -229,15 +266,7 @@ pub(super) async fn propose(args: &ProposeSettings) -> anyhow::Result<Outcome> {
         .trim_start_matches("./")
         .to_string();
     let body = format!(
-        "Nightly refresh of `{path}`: {} run(s) of scenario `{}` ({}) against `{}` at {} users, made {} by flora-gate {}{}.\n\nReview the numbers before merging: the next pull requests are gated against them.",
-        b.runs.len(),
-        b.provenance.scenario.name,
-        crate::scenario::short_hash(&b.provenance.scenario.sha256),
-        b.provenance.target,
-        b.provenance.concurrency,
-        b.provenance.created_at,
-        b.provenance.tool_version,
-        b.provenance.git_commit.as_deref().map(|c| format!(" at commit {c}")).unwrap_or_default(),
+        "Nightly refresh of `{path}`: {what}.\n\nReview the numbers before merging: the next pull requests are gated against them."
     );
     let (signals, _) = signal_tokens();
     let what = crate::github::propose::Proposal {

@@ -4,10 +4,14 @@
 
 use super::{run_against_mock, signal_tokens, Outcome, RefreshSettings, RefreshSource};
 use crate::error::UserError;
+use crate::gate::capacity::CapacityResult;
 use crate::result::baseline::{unfit, Baseline};
 use crate::result::{self, RunResult};
 
 pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
+    if let RefreshSource::CapacityFile(_) | RefreshSource::CapacitySearch(_) = &args.source {
+        return refresh_capacity(args).await;
+    }
     // With `--append`, the baseline to extend is read (and checked) first.
     let existing = match (args.append, args.out.exists()) {
         (true, true) => Some(Baseline::read(&args.out)?),
@@ -55,6 +59,9 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
                 admit(&name, &r)?;
                 results.push((name, r));
             }
+        }
+        RefreshSource::CapacityFile(_) | RefreshSource::CapacitySearch(_) => {
+            unreachable!("a capacity refresh returned above")
         }
         RefreshSource::Plan(plan) => {
             for i in 0..args.runs {
@@ -111,5 +118,49 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
     if b.runs.len() < 5 {
         eprintln!("note: fewer than 5 runs give a wide prediction interval; the gate will rarely call a change significant");
     }
+    Ok(Outcome::Success)
+}
+
+/// A capacity baseline: one capacity result, given or found again with the
+/// settings of the baseline it replaces; refused when the search stopped
+/// early or found nothing (unless `--accept-bad-runs`).
+async fn refresh_capacity(args: &RefreshSettings) -> anyhow::Result<Outcome> {
+    let (name, found) = match &args.source {
+        RefreshSource::CapacityFile(p) => (p.display().to_string(), CapacityResult::read(p)?),
+        RefreshSource::CapacitySearch(s) => {
+            let (signals, kill) = signal_tokens();
+            let found = super::capacity::search(s, &signals, &kill).await?;
+            ("the search".to_string(), found)
+        }
+        _ => unreachable!("only capacity sources come here"),
+    };
+    let unfit = match (&found.stopped, found.capacity.c_star) {
+        (Some(why), _) => Some(format!("it stopped early: {why}")),
+        (None, None) => Some("no level held its objectives".to_string()),
+        (None, Some(_)) => None,
+    };
+    match unfit {
+        Some(why) if !args.accept_bad_runs => {
+            return Err(UserError::invalid(
+                "capacity result",
+                &name,
+                None,
+                format!("not fit for a baseline: {why}"),
+            )
+            .with_hint(format!(
+                "`{}` is unchanged; fix the target and refresh again, or `--accept-bad-runs`",
+                args.out.display()
+            ))
+            .into())
+        }
+        Some(why) => eprintln!("warning: {name} is taken although {why} (--accept-bad-runs)"),
+        None => {}
+    }
+    crate::jsonfile::write(&args.out, &found, "capacity baseline")?;
+    eprintln!(
+        "capacity baseline written to {}: {}",
+        args.out.display(),
+        crate::render::capacity::headline(&found)
+    );
     Ok(Outcome::Success)
 }

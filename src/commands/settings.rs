@@ -58,18 +58,8 @@ pub struct CapacitySettings {
     pub plan: Plan,
     /// What every passing level must meet.
     pub objectives: Vec<crate::gate::slo::Objective>,
-    /// Most users.
-    pub max_users: u32,
-    /// First level.
-    pub start: u32,
-    /// Bracket width to stop at, as a share of the passing level.
-    pub tolerance: f64,
-    /// Measured time of a probe.
-    pub probe: std::time::Duration,
-    /// Warm-up of a probe.
-    pub warmup: std::time::Duration,
-    /// Extensions of an unclear probe.
-    pub max_extensions: u32,
+    /// How to search: by users or rate, from where, how precisely.
+    pub search: crate::gate::capacity::SearchSettings,
     /// The capacity file.
     pub out: PathBuf,
     /// The Markdown report, if wanted.
@@ -142,6 +132,10 @@ pub enum RefreshSource {
     },
     /// Runs of a plan.
     Plan(Box<Plan>),
+    /// A capacity result from `flora-gate capacity`, taken as it is.
+    CapacityFile(PathBuf),
+    /// The search of the capacity baseline in `--out`, repeated.
+    CapacitySearch(Box<CapacitySettings>),
 }
 
 /// `baseline refresh`.
@@ -224,6 +218,20 @@ pub struct GateSettings {
     pub fail_on_regression: bool,
     /// Run once more before failing.
     pub confirm: bool,
+    /// Against a baseline capacity: the search to repeat instead of one run.
+    pub capacity: Option<Box<CapacityGate>>,
+}
+
+/// A gate on capacity: the baseline's search repeated on this target and
+/// compared with the baseline's result.
+#[derive(Debug, Clone)]
+pub struct CapacityGate {
+    /// The search, with the baseline's objectives and settings.
+    pub search: CapacitySettings,
+    /// The baseline capacity.
+    pub baseline: crate::gate::capacity::CapacityResult,
+    /// Smallest fall that fails.
+    pub margin: f64,
 }
 
 /// `comment`.

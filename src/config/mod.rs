@@ -163,18 +163,48 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
 }
 
 fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySettings, UserError> {
-    if a.max_users == 0 || a.max_users > MAX_CONCURRENCY {
-        return Err(UserError::flag(
-            "--max-users",
-            format!("must be between 1 and {MAX_CONCURRENCY}"),
-        ));
-    }
-    if a.start == 0 || a.start > a.max_users {
-        return Err(UserError::flag(
-            "--start",
-            format!("must be between 1 and --max-users ({})", a.max_users),
-        ));
-    }
+    use crate::gate::capacity::By;
+    let (by, max, start) = match a.by {
+        crate::cli::CapacityBy::Users => {
+            if a.max_users == 0 || a.max_users > MAX_CONCURRENCY {
+                return Err(UserError::flag(
+                    "--max-users",
+                    format!("must be between 1 and {MAX_CONCURRENCY}"),
+                ));
+            }
+            let start = a.start.unwrap_or(8.0);
+            if start.fract() != 0.0 || start < 1.0 || start > f64::from(a.max_users) {
+                return Err(UserError::flag(
+                    "--start",
+                    format!(
+                        "must be a whole number of users from 1 to --max-users ({})",
+                        a.max_users
+                    ),
+                ));
+            }
+            (By::Users, f64::from(a.max_users), start)
+        }
+        crate::cli::CapacityBy::Rate => {
+            let cap = crate::scenario::caps::MAX_RATE;
+            if !(a.max_rate.is_finite() && (0.1..=cap).contains(&a.max_rate)) {
+                return Err(UserError::flag(
+                    "--max-rate",
+                    format!("must be from 0.1 to {cap} per second"),
+                ));
+            }
+            let start = a.start.unwrap_or(1.0_f64.min(a.max_rate));
+            if !(start.is_finite() && start >= 0.1 && start <= a.max_rate) {
+                return Err(UserError::flag(
+                    "--start",
+                    format!(
+                        "must be a rate from 0.1 to --max-rate ({}) per second",
+                        a.max_rate
+                    ),
+                ));
+            }
+            (By::Rate, a.max_rate, start)
+        }
+    };
     if !(a.tolerance.is_finite() && a.tolerance > 0.0 && a.tolerance < 1.0) {
         return Err(UserError::flag(
             "--tolerance",
@@ -196,11 +226,11 @@ fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySet
         scenario: a.scenario.clone(),
         target: a.target.clone(),
         tokens: a.tokens.clone(),
-        concurrency: Some(a.start),
+        concurrency: Some(1),
         duration: Some(a.probe.clone()),
         requests: None,
         warmup: Some(a.warmup.clone()),
-        seed: None,
+        seed: a.seed,
         vars: a.vars.clone(),
         out: a.out.clone(),
         requests_out: None,
@@ -246,12 +276,15 @@ fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySet
     Ok(crate::commands::CapacitySettings {
         plan,
         objectives,
-        max_users: a.max_users,
-        start: a.start,
-        tolerance: a.tolerance,
-        probe,
-        warmup,
-        max_extensions: a.max_extensions,
+        search: crate::gate::capacity::SearchSettings {
+            by,
+            start,
+            max,
+            tolerance: a.tolerance,
+            probe_s: probe.as_secs_f64(),
+            warmup_s: warmup.as_secs_f64(),
+            max_extensions: a.max_extensions,
+        },
         out: a.out.clone(),
         report_out: a.report_out.clone(),
     })
@@ -360,7 +393,36 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
         return Err(UserError::flag("--runs", "must be between 1 and 100"));
     }
     crate::error::check_outputs(&[("--out", a.out.as_path())])?;
-    let source = if !a.from.is_empty() {
+    use crate::gate::capacity::CapacityResult;
+    let capacities = a.from.iter().filter(|p| CapacityResult::is_one(p)).count();
+    let refreshes_capacity =
+        capacities > 0 || (a.from.is_empty() && CapacityResult::is_one(&a.out));
+    if refreshes_capacity {
+        for (flag, given) in [
+            ("--append", a.append),
+            ("--mock", a.mock),
+            ("--concurrency", a.concurrency.is_some()),
+            ("--duration", a.duration.is_some()),
+            ("--stages", a.stages.is_some()),
+            ("--gate-stage", a.gate_stage.is_some()),
+        ] {
+            if given {
+                return Err(UserError::flag(
+                    flag,
+                    "does not apply to a capacity baseline (one search, repeated with its own settings)",
+                ));
+            }
+        }
+    }
+    let source = if capacities > 0 {
+        if a.from.len() > 1 {
+            return Err(UserError::flag(
+                "RESULT",
+                "a capacity baseline is one capacity result; give exactly one (run results and capacities do not mix)",
+            ));
+        }
+        RefreshSource::CapacityFile(a.from[0].clone())
+    } else if !a.from.is_empty() {
         RefreshSource::Files(a.from.clone())
     } else if a.mock {
         RefreshSource::Mock {
@@ -382,7 +444,7 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
                 "give a scenario to run, result files to combine, or `--mock`",
             )
         })?;
-        RefreshSource::Plan(Box::new(run_plan(&RunArgs {
+        let args = RunArgs {
             scenario,
             target: a.target.clone(),
             tokens: a.tokens.clone(),
@@ -402,7 +464,23 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
             model: a.model.clone(),
             window: None,
             metrics_listen: None,
-        })?))
+        };
+        if refreshes_capacity {
+            let old = CapacityResult::read(&a.out)?;
+            RefreshSource::CapacitySearch(Box::new(crate::commands::CapacitySettings {
+                plan: run_plan(&RunArgs {
+                    concurrency: Some(1),
+                    no_progress: true,
+                    ..args
+                })?,
+                objectives: old.objectives,
+                search: old.search,
+                out: a.out.clone(),
+                report_out: None,
+            }))
+        } else {
+            RefreshSource::Plan(Box::new(run_plan(&args)?))
+        }
     };
     Ok(RefreshSettings {
         source,
@@ -432,6 +510,12 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
             "the gate needs a baseline file or `--baseline-target`",
         ));
     }
+    let capacity = match a.baseline.as_deref() {
+        Some(p) if crate::gate::capacity::CapacityResult::is_one(p) => {
+            Some(Box::new(capacity_gate(a, p)?))
+        }
+        _ => None,
+    };
     let run = run(&a.run)?;
     let mut outputs = vec![
         ("--out", a.run.out.as_path()),
@@ -458,6 +542,76 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
         },
         fail_on_regression: a.fail_on_regression,
         confirm: a.confirm,
+        capacity,
+    })
+}
+
+/// `gate` against a baseline capacity: the baseline's search (objectives,
+/// levels, probe lengths) repeated on the target of this run.
+fn capacity_gate(
+    a: &GateArgs,
+    path: &std::path::Path,
+) -> Result<crate::commands::CapacityGate, UserError> {
+    let baseline = crate::gate::capacity::CapacityResult::read(path)?;
+    let refuse = |flag: &'static str, why: &str| {
+        UserError::flag(flag, format!("{why} (the baseline `{}` is a capacity)", path.display()))
+            .with_hint("a capacity gate repeats the baseline's own search; change it with `flora-gate capacity` and `baseline refresh`")
+    };
+    let r = &a.run;
+    for (flag, given) in [
+        ("--baseline-target", r.baseline_target.is_some()),
+        ("--concurrency", r.concurrency.is_some()),
+        ("--duration", r.duration.is_some()),
+        ("--requests", r.requests.is_some()),
+        ("--stages", r.stages.is_some()),
+        ("--requests-out", r.requests_out.is_some()),
+        ("--confirm", a.confirm),
+    ] {
+        if given {
+            return Err(refuse(flag, "does not apply to a capacity gate"));
+        }
+    }
+    if !a.policy.slo.is_empty() {
+        let mut objectives = Vec::new();
+        for s in &a.policy.slo {
+            let (metric, limit) = slo_pair(s).map_err(|_| slo_error(s))?;
+            objectives.push(crate::gate::slo::Objective { metric, limit });
+        }
+        if objectives != baseline.objectives {
+            return Err(refuse(
+                "--slo",
+                &format!(
+                    "differs from the baseline's objectives ({})",
+                    crate::gate::slo::Objective::labels(&baseline.objectives)
+                ),
+            ));
+        }
+    }
+    let margin = a
+        .policy
+        .margin
+        .unwrap_or(crate::policy::Policy::default().margin);
+    if !(margin.is_finite() && (0.0..1.0).contains(&margin)) {
+        return Err(UserError::flag(
+            "--margin",
+            "must be a fraction from 0 to below 1",
+        ));
+    }
+    let run = RunArgs {
+        concurrency: Some(1),
+        no_progress: true,
+        ..r.clone()
+    };
+    Ok(crate::commands::CapacityGate {
+        search: crate::commands::CapacitySettings {
+            plan: run_plan(&run)?,
+            objectives: baseline.objectives.clone(),
+            search: baseline.search.clone(),
+            out: r.out.clone(),
+            report_out: Some(a.report_out.clone()),
+        },
+        baseline,
+        margin,
     })
 }
 

@@ -68,6 +68,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         notes: Vec::new(),
         ca_cert: ca_cert(args)?,
         metrics_listen,
+        client: None,
     })
 }
 

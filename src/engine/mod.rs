@@ -12,6 +12,7 @@ pub mod live;
 pub mod monitor;
 mod recorder;
 pub mod request;
+pub mod runaway;
 pub mod sample;
 pub mod schedule;
 pub mod selfcheck;
@@ -57,6 +58,9 @@ pub struct Plan {
     pub ca_cert: Option<Vec<u8>>,
     /// Serve the live figures (Prometheus text) here during the run.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// An HTTP client to use instead of a new one: runs made one after the
+    /// other (capacity probes) keep their warm connections.
+    pub client: Option<reqwest::Client>,
 }
 
 /// How a run ended.
@@ -302,7 +306,10 @@ pub async fn run_checked(
     // Parsed once: checked against `allow_hosts` and joined to every path.
     let base_url = base_url(&plan.target)?;
     crate::target::check_allowed(&sc.safety.allow_hosts, &base_url, "the target", &sc.origin)?;
-    let client = client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?;
+    let client = match &plan.client {
+        Some(c) => c.clone(),
+        None => client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?,
+    };
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
     let cpu0 = selfcheck::process_cpu_seconds();
@@ -379,6 +386,10 @@ pub async fn run_checked(
         .progress
         .then(|| tokio::spawn(progress_line(shared.clone(), plan.load.clone())));
     let tripped = Arc::new(std::sync::Mutex::new(None));
+    let runaway_task = plan
+        .load
+        .stop_runaway
+        .then(|| tokio::spawn(runaway::watch(shared.clone(), tripped.clone())));
     let breaker_task = sc.safety.abort_error_rate.map(|limit| {
         tokio::spawn(breaker(
             shared.clone(),
@@ -442,8 +453,8 @@ pub async fn run_checked(
     if let Some(c) = arrivals.as_ref().and_then(|a| a.crashed.clone()) {
         crashed.get_or_insert(format!("{c}; the run is not trustworthy"));
     }
-    if let Some(b) = breaker_task {
-        b.abort();
+    for task in [breaker_task, runaway_task].into_iter().flatten() {
+        task.abort();
     }
     let tripped = tripped.lock().ok().and_then(|t| t.clone());
     let lag = lag_task.await.unwrap_or_default();

@@ -12,16 +12,88 @@ use crate::stats::LatencyHist;
 
 /// The `kind` of a capacity file.
 pub const KIND: &str = "flora-gate/capacity";
-/// Its schema version.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Its schema version (2: levels in users or a rate, and the search settings).
+pub const SCHEMA_VERSION: u32 = 2;
 /// Two-sided z of the probes' intervals (99%).
 pub const Z: f64 = 2.576;
+
+/// What a level counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    /// Concurrent users (closed loop).
+    #[default]
+    Users,
+    /// Workflow starts per second (open loop).
+    Rate,
+}
+
+impl By {
+    /// The smallest step between levels: one user, or 0.1 per second.
+    pub fn resolution(self) -> f64 {
+        match self {
+            By::Users => 1.0,
+            By::Rate => 0.1,
+        }
+    }
+
+    /// A level in whole steps (what the search counts in).
+    pub fn steps(self, level: f64) -> u32 {
+        // Levels are within the caps (2,000 users, 10,000/s): no overflow.
+        (level / self.resolution()).round().max(0.0) as u32
+    }
+
+    /// Whole steps back to a level.
+    pub fn level(self, steps: u32) -> f64 {
+        match self {
+            By::Users => f64::from(steps),
+            By::Rate => f64::from(steps) / 10.0,
+        }
+    }
+
+    /// A level for people: `48 users`, `12.5/s`.
+    pub fn show(self, level: f64) -> String {
+        match self {
+            By::Users if level == 1.0 => "1 user".into(),
+            By::Users => format!("{level:.0} users"),
+            By::Rate => format!("{}/s", slo::trim_number(level)),
+        }
+    }
+
+    /// The column heading of levels.
+    pub fn heading(self) -> &'static str {
+        match self {
+            By::Users => "users",
+            By::Rate => "workflows/s",
+        }
+    }
+}
+
+/// How the search was run, kept so that a later search (the gate's, the
+/// nightly refresh's) repeats it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchSettings {
+    /// Users or rate.
+    pub by: By,
+    /// The first level.
+    pub start: f64,
+    /// The most tried.
+    pub max: f64,
+    /// Bracket width to stop at, as a share of the passing level.
+    pub tolerance: f64,
+    /// Measured seconds of a probe before any extension.
+    pub probe_s: f64,
+    /// Warm-up seconds of a probe.
+    pub warmup_s: f64,
+    /// Extensions (each doubling) of an unclear probe.
+    pub max_extensions: u32,
+}
 
 /// One probe: a level measured, perhaps more than once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Probe {
-    /// Users.
-    pub users: u32,
+    /// Users, or workflow starts per second.
+    pub level: f64,
     /// Measured seconds of its last (longest) run.
     pub measured_s: f64,
     /// Times it was extended because the evidence was not clear.
@@ -30,6 +102,10 @@ pub struct Probe {
     pub decision: Decision,
     /// Every objective judged.
     pub checks: Vec<SloCheck>,
+    /// Why it ended early or failed outside the objectives (a runaway
+    /// queue, the circuit breaker, an offered rate not taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Measured requests of its last run.
     pub requests: u64,
     /// Pooled TTFT p50 and p90, TPOT p50 (ms), output tokens and goodput per second.
@@ -48,19 +124,21 @@ pub struct Probe {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
     /// The largest level that passed (`null`: none did).
-    pub c_star: Option<u32>,
+    pub c_star: Option<f64>,
     /// The smallest level that did not pass (`null`: none up to the maximum).
-    pub first_fail: Option<u32>,
+    pub first_fail: Option<f64>,
     /// That level was inconclusive at its cap, not a clear failure.
     pub bracket_inconclusive: bool,
     /// The objective that failed first at `first_fail`.
     pub binding: Option<String>,
 }
 
-/// Double, then bisect. Levels are users; `lo` is the largest pass, `hi`
-/// the smallest level that did not pass.
+/// Double, then bisect, in whole steps of a level (users, or tenths of a
+/// start per second); `lo` is the largest pass, `hi` the smallest level
+/// that did not pass.
 #[derive(Debug, Clone)]
 pub struct Search {
+    by: By,
     max: u32,
     tolerance: f64,
     next: Option<u32>,
@@ -70,13 +148,15 @@ pub struct Search {
 }
 
 impl Search {
-    /// From `start` up to `max` users, until the bracket is within
-    /// `tolerance` of the passing level (or one user).
-    pub fn new(start: u32, max: u32, tolerance: f64) -> Self {
+    /// From `start` up to `max`, until the bracket is within `tolerance` of
+    /// the passing level (or one step).
+    pub fn new(by: By, start: f64, max: f64, tolerance: f64) -> Self {
+        let max = by.steps(max).max(1);
         Search {
+            by,
             max,
             tolerance,
-            next: Some(start.clamp(1, max)),
+            next: Some(by.steps(start).clamp(1, max)),
             lo: None,
             hi: None,
             hi_inconclusive: false,
@@ -84,18 +164,19 @@ impl Search {
     }
 
     /// The next level to probe, or `None` when the search is over.
-    pub fn next(&self) -> Option<u32> {
-        self.next
+    pub fn next(&self) -> Option<f64> {
+        self.next.map(|n| self.by.level(n))
     }
 
     /// Take a probe's decision (an inconclusive probe at its cap counts as
     /// not passing, and the bracket says so).
-    pub fn record(&mut self, users: u32, decision: Decision) {
+    pub fn record(&mut self, level: f64, decision: Decision) {
+        let n = self.by.steps(level);
         if decision == Decision::Pass {
-            self.lo = Some(self.lo.map_or(users, |l| l.max(users)));
-        } else if self.hi.is_none_or(|h| users <= h) {
+            self.lo = Some(self.lo.map_or(n, |l| l.max(n)));
+        } else if self.hi.is_none_or(|h| n <= h) {
             self.hi_inconclusive = decision == Decision::Inconclusive;
-            self.hi = Some(users);
+            self.hi = Some(n);
         }
         self.next = self.plan();
     }
@@ -120,13 +201,13 @@ impl Search {
             probes
                 .iter()
                 .rev()
-                .find(|p| p.users == h)
+                .find(|p| self.by.steps(p.level) == h)
                 .and_then(|p| p.checks.iter().max_by_key(|c| c.decision))
                 .map(|c| c.metric.clone())
         });
         Capacity {
-            c_star: self.lo,
-            first_fail: self.hi,
+            c_star: self.lo.map(|n| self.by.level(n)),
+            first_fail: self.hi.map(|n| self.by.level(n)),
             bracket_inconclusive: self.hi_inconclusive,
             binding,
         }
@@ -166,15 +247,22 @@ pub fn judge(r: &RunResult, objectives: &[Objective]) -> Vec<SloCheck> {
 }
 
 /// A probe's figures from its run and checks.
-pub fn probe(users: u32, extensions: u32, r: &RunResult, checks: Vec<SloCheck>) -> Probe {
+pub fn probe(
+    level: f64,
+    extensions: u32,
+    r: &RunResult,
+    checks: Vec<SloCheck>,
+    note: Option<String>,
+) -> Probe {
     let (ttft, tpot) = (pooled(r, "ttft"), pooled(r, "tpot"));
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     Probe {
-        users,
+        level,
         measured_s: r.window.duration_s,
         extensions,
         decision: slo::combine(&checks),
         checks,
+        note,
         requests: r.totals.requests,
         ttft_p50_ms: finite(ttft.quantile_ms(0.5)),
         ttft_p90_ms: finite(ttft.quantile_ms(0.9)),
@@ -197,6 +285,8 @@ pub struct CapacityResult {
     pub target: String,
     /// The objectives.
     pub objectives: Vec<Objective>,
+    /// How the search ran.
+    pub search: SearchSettings,
     /// What was found.
     pub capacity: Capacity,
     /// Every probe, in order.
@@ -233,14 +323,26 @@ impl CapacityResult {
             .unwrap_or(false)
     }
 
-    /// The capacity's bounds in users: at least `c_star`, below `first_fail`
-    /// (unbounded above when no level failed).
-    pub fn bounds(&self) -> (u32, Option<u32>) {
+    /// The capacity's bounds: at least `c_star`, at most one step below
+    /// `first_fail` (unbounded above when no level failed).
+    pub fn bounds(&self) -> (f64, Option<f64>) {
         let c = &self.capacity;
+        let step = self.search.by.resolution();
         (
-            c.c_star.unwrap_or(0),
-            c.first_fail.map(|f| f.saturating_sub(1)),
+            c.c_star.unwrap_or(0.0),
+            c.first_fail.map(|f| (f - step).max(0.0)),
         )
+    }
+
+    /// C* for people: `48 users`, `≥ 2000 users` (nothing failed up to the
+    /// most tried), `none`.
+    pub fn shown(&self) -> String {
+        let by = self.search.by;
+        match (self.capacity.c_star, self.capacity.first_fail) {
+            (Some(c), None) => format!("≥ {}", by.show(c)),
+            (Some(c), Some(_)) => by.show(c),
+            (None, _) => "none".into(),
+        }
     }
 }
 
@@ -272,14 +374,23 @@ pub fn compare(
     margin: f64,
 ) -> Result<CapacityVerdict, String> {
     if base.objectives != cur.objectives {
-        return Err(
-            "the two capacity results were found under different objectives; compare them under the same `--slo`".into(),
-        );
+        return Err(format!(
+            "the two capacity results were found under different objectives ({} against {}); compare them under the same `--slo`",
+            Objective::labels(&base.objectives),
+            Objective::labels(&cur.objectives)
+        ));
+    }
+    if base.search.by != cur.search.by {
+        return Err(format!(
+            "one capacity counts {} and the other {}; search both `--by` the same",
+            base.search.by.heading(),
+            cur.search.by.heading()
+        ));
     }
     let (b_lo, b_hi) = base.bounds();
     let (c_lo, c_hi) = cur.bounds();
-    let regressed = c_hi.is_some_and(|hi| f64::from(hi) < f64::from(b_lo) * (1.0 - margin));
-    let improved = b_hi.is_some_and(|hi| f64::from(c_lo) > f64::from(hi) * (1.0 + margin));
+    let regressed = c_hi.is_some_and(|hi| hi < b_lo * (1.0 - margin));
+    let improved = b_hi.is_some_and(|hi| c_lo > hi * (1.0 + margin));
     let inconclusive = base.capacity.bracket_inconclusive || cur.capacity.bracket_inconclusive;
     let verdict = if regressed {
         super::Status::Fail
@@ -290,28 +401,27 @@ pub fn compare(
     } else {
         super::Status::Pass
     };
-    let show = |c: &Capacity| {
-        c.c_star.map_or("none".to_string(), |n| {
-            if c.first_fail.is_none() {
-                format!("≥ {n}")
-            } else {
-                n.to_string()
-            }
-        })
+    // `48 → 40 users`: the unit once, after the current value.
+    let unit = |r: &CapacityResult| {
+        let s = r.shown();
+        match r.search.by {
+            By::Users => s.trim_end_matches(" users").to_string(),
+            By::Rate => s,
+        }
     };
-    let slos = cur
-        .objectives
-        .iter()
-        .map(|o| format!("{} ≤ {}", o.metric, o.limit))
-        .collect::<Vec<_>>()
-        .join(", ");
     Ok(CapacityVerdict {
         kind: "flora-gate/capacity-verdict".into(),
         verdict,
         headline: format!(
-            "capacity {} → {} users at {slos}{}",
-            show(&base.capacity),
-            show(&cur.capacity),
+            "capacity {} → {}{} at {}{}",
+            unit(base),
+            unit(cur),
+            if cur.search.by == By::Users && cur.capacity.c_star.is_some() {
+                " users"
+            } else {
+                ""
+            },
+            Objective::labels(&cur.objectives),
             if inconclusive {
                 " (a bracket is inconclusive)"
             } else {
@@ -328,9 +438,9 @@ pub fn compare(
 mod tests {
     use super::*;
 
-    /// Run the search against a service that holds `c` users.
-    fn search(start: u32, max: u32, c: u32) -> (Vec<u32>, Capacity) {
-        let mut s = Search::new(start, max, 0.1);
+    /// Run the search against a service that holds `c`.
+    fn search_by(by: By, start: f64, max: f64, c: f64) -> (Vec<f64>, Capacity) {
+        let mut s = Search::new(by, start, max, 0.1);
         let mut levels = Vec::new();
         while let Some(n) = s.next() {
             levels.push(n);
@@ -347,30 +457,48 @@ mod tests {
         (levels, s.outcome(&[]))
     }
 
+    fn search(start: f64, max: f64, c: f64) -> (Vec<f64>, Capacity) {
+        search_by(By::Users, start, max, c)
+    }
+
     #[test]
     fn the_search_doubles_then_bisects_to_within_its_tolerance() {
-        let (levels, cap) = search(8, 2000, 35);
-        assert_eq!(levels, [8, 16, 32, 64, 48, 40, 36, 34]);
-        assert_eq!((cap.c_star, cap.first_fail), (Some(34), Some(36)));
-        for c in [1, 7, 99, 500, 1999] {
-            let (levels, cap) = search(4, 2000, c);
+        let (levels, cap) = search(8.0, 2000.0, 35.0);
+        assert_eq!(levels, [8.0, 16.0, 32.0, 64.0, 48.0, 40.0, 36.0, 34.0]);
+        assert_eq!((cap.c_star, cap.first_fail), (Some(34.0), Some(36.0)));
+        for c in [1.0, 7.0, 99.0, 500.0, 1999.0] {
+            let (levels, cap) = search(4.0, 2000.0, c);
             let (lo, hi) = (cap.c_star.expect("a pass"), cap.first_fail.expect("a fail"));
             assert!(lo <= c && c < hi, "{c}: [{lo}, {hi}]");
-            assert!(
-                f64::from(hi - lo) <= (0.1 * f64::from(lo)).max(1.0),
-                "{c}: [{lo}, {hi}]"
-            );
+            assert!(hi - lo <= (0.1 * lo).max(1.0), "{c}: [{lo}, {hi}]");
             assert!(levels.len() <= 20, "{c}: {levels:?}");
         }
         // Holding the maximum: no failing level; failing at one user: no pass.
-        assert_eq!(search(8, 100, 500).1.c_star, Some(100));
-        assert_eq!(search(8, 100, 500).1.first_fail, None);
-        let (levels, none) = search(8, 100, 0);
-        assert_eq!((none.c_star, none.first_fail), (None, Some(1)));
-        assert_eq!(levels, [8, 4, 2, 1]);
+        assert_eq!(search(8.0, 100.0, 500.0).1.c_star, Some(100.0));
+        assert_eq!(search(8.0, 100.0, 500.0).1.first_fail, None);
+        let (levels, none) = search(8.0, 100.0, 0.0);
+        assert_eq!((none.c_star, none.first_fail), (None, Some(1.0)));
+        assert_eq!(levels, [8.0, 4.0, 2.0, 1.0]);
     }
 
-    fn result(c_star: Option<u32>, first_fail: Option<u32>) -> CapacityResult {
+    #[test]
+    fn a_rate_search_works_in_tenths_of_a_start_per_second() {
+        let (levels, cap) = search_by(By::Rate, 1.0, 500.0, 3.33);
+        assert_eq!(&levels[..3], [1.0, 2.0, 4.0]);
+        let (lo, hi) = (cap.c_star.expect("a pass"), cap.first_fail.expect("a fail"));
+        assert!(lo <= 3.33 && 3.33 < hi && hi - lo <= 0.35, "[{lo}, {hi}]");
+        // Every level is a whole number of tenths.
+        assert!(levels
+            .iter()
+            .all(|l| ((l * 10.0).round() - l * 10.0).abs() < 1e-9));
+        // Below the first level: halves down to 0.1/s.
+        let (_, slow) = search_by(By::Rate, 1.0, 500.0, 0.25);
+        assert_eq!((slow.c_star, slow.first_fail), (Some(0.2), Some(0.3)));
+        assert_eq!(By::Rate.show(12.5), "12.5/s");
+        assert_eq!(By::Users.show(48.0), "48 users");
+    }
+
+    fn result(c_star: Option<f64>, first_fail: Option<f64>) -> CapacityResult {
         CapacityResult {
             schema_version: SCHEMA_VERSION,
             kind: KIND.into(),
@@ -384,6 +512,15 @@ mod tests {
                 metric: "ttft_p90".into(),
                 limit: 800.0,
             }],
+            search: SearchSettings {
+                by: By::Users,
+                start: 8.0,
+                max: 2000.0,
+                tolerance: 0.1,
+                probe_s: 4.0,
+                warmup_s: 1.0,
+                max_extensions: 2,
+            },
             capacity: Capacity {
                 c_star,
                 first_fail,
@@ -400,33 +537,39 @@ mod tests {
     #[test]
     fn capacities_regress_only_beyond_the_margin_and_both_brackets() {
         use super::super::Status;
-        let base = result(Some(48), Some(52));
-        let v = compare(&base, &result(Some(40), Some(44)), 0.1).expect("same objectives");
+        let base = result(Some(48.0), Some(52.0));
+        let v = compare(&base, &result(Some(40.0), Some(44.0)), 0.1).expect("same objectives");
         assert_eq!(v.verdict, Status::Fail);
-        assert_eq!(v.headline, "capacity 48 → 40 users at ttft_p90 ≤ 800");
+        assert_eq!(v.headline, "capacity 48 → 40 users at TTFT p90 ≤ 800 ms");
         // 44 to 47 users: within the 10% margin of 48.
         assert_eq!(
-            compare(&base, &result(Some(44), Some(48)), 0.1)
+            compare(&base, &result(Some(44.0), Some(48.0)), 0.1)
                 .expect("ok")
                 .verdict,
             Status::Pass
         );
         assert_eq!(
-            compare(&base, &result(Some(64), Some(70)), 0.1)
+            compare(&base, &result(Some(64.0), Some(70.0)), 0.1)
                 .expect("ok")
                 .verdict,
             Status::Improved
         );
+        let most = compare(&base, &result(Some(2000.0), None), 0.1).expect("ok");
+        assert_eq!(most.verdict, Status::Improved);
         assert_eq!(
-            compare(&base, &result(Some(2000), None), 0.1)
-                .expect("ok")
-                .verdict,
-            Status::Improved
+            most.headline,
+            "capacity 48 → ≥ 2000 users at TTFT p90 ≤ 800 ms"
         );
-        let mut other = result(Some(48), Some(52));
+        let none = compare(&base, &result(None, Some(1.0)), 0.1).expect("ok");
+        assert_eq!(none.verdict, Status::Fail);
+        assert_eq!(none.headline, "capacity 48 → none at TTFT p90 ≤ 800 ms");
+        let mut other = result(Some(48.0), Some(52.0));
         other.objectives[0].limit = 500.0;
         assert!(compare(&base, &other, 0.1).is_err());
-        let mut unsure = result(Some(48), Some(52));
+        let mut rate = result(Some(4.8), Some(5.2));
+        rate.search.by = By::Rate;
+        assert!(compare(&base, &rate, 0.1).is_err());
+        let mut unsure = result(Some(48.0), Some(52.0));
         unsure.capacity.bracket_inconclusive = true;
         assert_eq!(
             compare(&base, &unsure, 0.1).expect("ok").verdict,
@@ -436,11 +579,11 @@ mod tests {
 
     #[test]
     fn an_inconclusive_bracket_says_so() {
-        let mut s = Search::new(8, 64, 0.1);
-        s.record(8, Decision::Pass);
-        s.record(16, Decision::Inconclusive);
+        let mut s = Search::new(By::Users, 8.0, 64.0, 0.1);
+        s.record(8.0, Decision::Pass);
+        s.record(16.0, Decision::Inconclusive);
         assert!(s.outcome(&[]).bracket_inconclusive);
-        s.record(12, Decision::Fail);
+        s.record(12.0, Decision::Fail);
         assert!(!s.outcome(&[]).bracket_inconclusive);
     }
 }

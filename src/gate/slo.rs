@@ -18,6 +18,47 @@ pub struct Objective {
     pub limit: f64,
 }
 
+impl Objective {
+    /// For people: `TTFT p90 ≤ 800 ms`, `error rate ≤ 1%`.
+    pub fn label(&self) -> String {
+        match latency_quantile(&self.metric) {
+            Some((prefix, _)) => {
+                let q = self.metric.rsplit('_').next().unwrap_or_default();
+                format!(
+                    "{} {q} ≤ {} ms",
+                    prefix.to_uppercase(),
+                    trim_number(self.limit)
+                )
+            }
+            None => format!(
+                "{} ≤ {}%",
+                self.metric.replace('_', " "),
+                trim_number(self.limit * 100.0)
+            ),
+        }
+    }
+
+    /// Several, joined: `TTFT p90 ≤ 800 ms, error rate ≤ 1%`.
+    pub fn labels(objectives: &[Objective]) -> String {
+        objectives
+            .iter()
+            .map(Objective::label)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A number without trailing zeros: 800, 0.5, 12.25.
+pub fn trim_number(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
 /// What the evidence says about one objective, or a level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::gate::capacity::CapacityResult;
-use crate::gate::slo::Decision;
+use crate::gate::capacity::{CapacityResult, CapacityVerdict};
+use crate::gate::slo::{Decision, Objective};
 
 fn ms(v: Option<f64>) -> String {
     v.map_or("-".to_string(), super::ms_number)
@@ -20,16 +20,14 @@ fn word(d: Decision) -> &'static str {
 
 /// The conclusion in one line.
 pub fn headline(r: &CapacityResult) -> String {
-    let slos = r
-        .objectives
-        .iter()
-        .map(|o| format!("{} ≤ {}", o.metric, o.limit))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let slos = Objective::labels(&r.objectives);
+    let by = r.search.by;
     let c = &r.capacity;
     match (c.c_star, c.first_fail) {
         (Some(lo), Some(hi)) => format!(
-            "capacity {lo} users at {slos} ({hi} fail{}, binding {})",
+            "capacity {} at {slos} ({} fail{}, binding {})",
+            by.show(lo),
+            by.show(hi),
             if c.bracket_inconclusive {
                 " inconclusively"
             } else {
@@ -37,27 +35,108 @@ pub fn headline(r: &CapacityResult) -> String {
             },
             c.binding.as_deref().unwrap_or("-")
         ),
-        (Some(lo), None) => format!("capacity at least {lo} users (the most tried) at {slos}"),
+        (Some(lo), None) => format!(
+            "capacity at least {} (the most tried) at {slos}",
+            by.show(lo)
+        ),
         (None, Some(hi)) if c.bracket_inconclusive => {
-            format!("no level shown to hold {slos} ({hi} users inconclusive)")
+            format!(
+                "no level shown to hold {slos} ({} inconclusive)",
+                by.show(hi)
+            )
         }
-        (None, _) => format!("not even one user holds {slos}"),
+        (None, _) => format!("not even the lowest level holds {slos}"),
     }
 }
 
-/// The Markdown report: conclusion, probes, and Mermaid charts.
-pub fn markdown(r: &CapacityResult) -> String {
-    let mut o = String::new();
+/// A level on a chart's axis or in a table: `48`, `12.5`.
+fn level(l: f64) -> String {
+    crate::gate::slo::trim_number(l)
+}
+
+/// One Mermaid line chart against the levels probed, with a flat line at
+/// `limit` when there is one.
+fn chart(
+    o: &mut String,
+    title: &str,
+    unit: &str,
+    labels: &[String],
+    lines: &[Vec<Option<f64>>],
+    limit: Option<f64>,
+) {
+    let top = lines
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .chain(limit)
+        .filter(|x| x.is_finite())
+        .fold(1.0f64, f64::max);
+    let ceiling = (top * 1.1).ceil();
+    // Beyond any measured value (too many failures for the quantile, or
+    // none measured at a level that ran away): drawn at the top.
+    let num = |v: &Option<f64>| {
+        v.filter(|x| x.is_finite())
+            .map_or(format!("{ceiling:.1}"), |x| format!("{x:.1}"))
+    };
     let _ = writeln!(
         o,
-        "## flora-gate capacity: {}\n",
-        super::md_cell(&headline(r))
+        "```mermaid\nxychart-beta\n    title \"{title}\"\n    x-axis [{}]\n    y-axis \"{unit}\" 0 --> {ceiling:.0}",
+        labels.join(", "),
     );
+    // A metric the scenario never measures (TPOT without streaming) has no line.
+    for l in lines.iter().filter(|l| l.iter().any(Option::is_some)) {
+        let _ = writeln!(
+            o,
+            "    line [{}]",
+            l.iter().map(num).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if let Some(l) = limit {
+        let _ = writeln!(
+            o,
+            "    line [{}]",
+            vec![format!("{l:.1}"); labels.len()].join(", ")
+        );
+    }
+    let _ = writeln!(o, "```\n");
+}
+
+/// The Markdown report: conclusion (or, judged against a baseline, the
+/// verdict), probes, and Mermaid charts.
+pub fn markdown(r: &CapacityResult, verdict: Option<&CapacityVerdict>) -> String {
+    let mut o = String::new();
+    let by = r.search.by;
+    match verdict {
+        Some(v) => {
+            let _ = writeln!(
+                o,
+                "## {} flora-gate: {} — {}\n",
+                v.verdict.mark(),
+                v.verdict.to_string().to_uppercase(),
+                super::md_cell(&v.headline)
+            );
+            let _ = writeln!(
+                o,
+                "This run: {}. A fall fails when even the most this run could hold is more than {:.0}% under the least the baseline held.\n",
+                super::md_cell(&headline(r)),
+                v.margin * 100.0
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "## flora-gate capacity: {}\n",
+                super::md_cell(&headline(r))
+            );
+        }
+    }
     let _ = writeln!(
         o,
-        "{} against `{}` · {} probes · {:.0} s · {} requests\n",
+        "{} against `{}` · by {} · {} probes · {:.0} s · {} requests\n",
         super::md_cell(&r.scenario.name),
         super::md_cell(&r.target),
+        by.heading(),
         r.probes.len(),
         r.elapsed_s,
         r.requests
@@ -69,7 +148,7 @@ pub fn markdown(r: &CapacityResult) -> String {
             super::md_cell(why)
         );
     }
-    let _ = writeln!(o, "| users | measured | extended | decision | TTFT p50 | TTFT p90 | TPOT p50 | tok/s | goodput/s |");
+    let _ = writeln!(o, "| {} | measured | extended | decision | TTFT p50 | TTFT p90 | TPOT p50 | tok/s | goodput/s |", by.heading());
     let _ = writeln!(
         o,
         "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
@@ -78,7 +157,7 @@ pub fn markdown(r: &CapacityResult) -> String {
         let _ = writeln!(
             o,
             "| {} | {:.1} s | {} | {} | {} | {} | {} | {:.0} | {:.1} |",
-            p.users,
+            level(p.level),
             p.measured_s,
             p.extensions,
             word(p.decision),
@@ -89,72 +168,70 @@ pub fn markdown(r: &CapacityResult) -> String {
             p.goodput_per_s
         );
     }
-    let mut by_users: Vec<_> = r.probes.iter().collect();
-    by_users.sort_by_key(|p| p.users);
-    by_users.dedup_by_key(|p| p.users);
-    if by_users.len() >= 2 {
-        let labels: Vec<String> = by_users
+    let notes: Vec<String> = r
+        .probes
+        .iter()
+        .filter_map(|p| {
+            p.note
+                .as_ref()
+                .map(|n| format!("- {}: {}", by.show(p.level), super::md_cell(n)))
+        })
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(o, "\n{}", notes.join("\n"));
+    }
+    let mut probed: Vec<_> = r.probes.iter().collect();
+    probed.sort_by(|a, b| a.level.total_cmp(&b.level));
+    probed.dedup_by(|a, b| a.level == b.level);
+    if probed.len() >= 2 {
+        let labels: Vec<String> = probed
             .iter()
             .map(|p| {
-                if Some(p.users) == r.capacity.c_star {
-                    format!("\"C* {}\"", p.users)
+                if Some(p.level) == r.capacity.c_star {
+                    format!("\"C* {}\"", level(p.level))
                 } else {
-                    format!("\"{}\"", p.users)
+                    format!("\"{}\"", level(p.level))
                 }
             })
             .collect();
-        let num = |v: Option<f64>| {
-            v.filter(|x| x.is_finite())
-                .map_or("0".to_string(), |x| format!("{x:.1}"))
+        let limit = |prefix: &str| {
+            r.objectives
+                .iter()
+                .find(|o| o.metric.starts_with(prefix))
+                .map(|o| o.limit)
         };
-        let ttft_limit = r
-            .objectives
-            .iter()
-            .find(|o| o.metric.starts_with("ttft_"))
-            .map(|o| o.limit);
-        let p90: Vec<String> = by_users.iter().map(|p| num(p.ttft_p90_ms)).collect();
-        let p50: Vec<String> = by_users.iter().map(|p| num(p.ttft_p50_ms)).collect();
-        let top = by_users
-            .iter()
-            .filter_map(|p| p.ttft_p90_ms)
-            .chain(ttft_limit)
-            .filter(|x| x.is_finite())
-            .fold(1.0f64, f64::max);
-        let _ = writeln!(
-            o,
-            "\n```mermaid\nxychart-beta\n    title \"TTFT (ms) against users\"\n    x-axis [{}]\n    y-axis \"ms\" 0 --> {:.0}\n    line [{}]\n    line [{}]",
-            labels.join(", "),
-            (top * 1.1).ceil(),
-            p90.join(", "),
-            p50.join(", ")
+        let _ = writeln!(o);
+        let against = format!("against {}", by.heading());
+        chart(
+            &mut o,
+            &format!("TTFT (ms) {against}"),
+            "ms",
+            &labels,
+            &[
+                probed.iter().map(|p| p.ttft_p90_ms).collect(),
+                probed.iter().map(|p| p.ttft_p50_ms).collect(),
+            ],
+            limit("ttft_"),
         );
-        if let Some(l) = ttft_limit {
-            let _ = writeln!(
-                o,
-                "    line [{}]",
-                vec![format!("{l:.1}"); by_users.len()].join(", ")
-            );
-        }
-        let _ = writeln!(o, "```\n");
-        let tps: Vec<String> = by_users
-            .iter()
-            .map(|p| format!("{:.0}", p.output_tokens_per_s))
-            .collect();
-        let tmax = by_users
-            .iter()
-            .map(|p| p.output_tokens_per_s)
-            .fold(1.0f64, f64::max);
-        let _ = writeln!(
-            o,
-            "```mermaid\nxychart-beta\n    title \"Output tokens per second against users\"\n    x-axis [{}]\n    y-axis \"tok/s\" 0 --> {:.0}\n    bar [{}]\n```\n",
-            labels.join(", "),
-            (tmax * 1.1).ceil(),
-            tps.join(", ")
+        chart(
+            &mut o,
+            &format!("TPOT p50 (ms) {against}"),
+            "ms",
+            &labels,
+            &[probed.iter().map(|p| p.tpot_p50_ms).collect()],
+            limit("tpot_"),
+        );
+        chart(
+            &mut o,
+            &format!("Output tokens per second {against}"),
+            "tok/s",
+            &labels,
+            &[probed.iter().map(|p| Some(p.output_tokens_per_s)).collect()],
+            None,
         );
         let _ = writeln!(
             o,
-            "Lines: TTFT p90 (upper), p50 (lower){}; C* marks the largest level that held every objective.",
-            if ttft_limit.is_some() { " and the TTFT objective (flat)" } else { "" }
+            "Lines: TTFT p90 (upper) and p50 (lower); a flat line is the objective on that metric; a point at the top of a chart is off its scale (failures beyond the quantile, or a level stopped before it measured one). C* marks the largest level that held every objective."
         );
     }
     o
@@ -172,16 +249,24 @@ pub fn decision_word(d: Decision) -> &'static str {
 /// The search as a plain-text table and one line of conclusion.
 pub fn text(r: &CapacityResult) -> String {
     let mut o = String::new();
+    let by = r.search.by;
     let _ = writeln!(
         o,
-        "{:>6}  {:>8}  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8}",
-        "users", "measured", "ext", "decision", "ttft p50", "ttft p90", "tpot p50", "tok/s"
+        "{:>11}  {:>8}  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8}",
+        by.heading(),
+        "measured",
+        "ext",
+        "decision",
+        "ttft p50",
+        "ttft p90",
+        "tpot p50",
+        "tok/s"
     );
     for p in &r.probes {
         let _ = writeln!(
             o,
-            "{:>6}  {:>7.1}s  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8.0}",
-            p.users,
+            "{:>11}  {:>7.1}s  {:>3}  {:<12}  {:>8}  {:>8}  {:>8}  {:>8.0}",
+            level(p.level),
             p.measured_s,
             p.extensions,
             decision_word(p.decision),
@@ -190,38 +275,39 @@ pub fn text(r: &CapacityResult) -> String {
             ms(p.tpot_p50_ms),
             p.output_tokens_per_s
         );
+        if let Some(n) = &p.note {
+            let _ = writeln!(o, "{:>11}  {n}", "");
+        }
     }
     let c = &r.capacity;
-    let slos = r
-        .objectives
-        .iter()
-        .map(|o| format!("{} ≤ {}", o.metric, o.limit))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let line =
-        match (c.c_star, c.first_fail) {
-            (Some(lo), Some(hi)) => format!(
-            "capacity: {lo} users hold {slos}; {hi} do not{} (binding: {}); {:.0}s, {} requests",
-            if c.bracket_inconclusive { " (inconclusive at its cap)" } else { "" },
+    let slos = Objective::labels(&r.objectives);
+    let spent = format!("{:.0}s, {} requests", r.elapsed_s, r.requests);
+    let line = match (c.c_star, c.first_fail) {
+        (Some(lo), Some(hi)) => format!(
+            "capacity: {} hold {slos}; {} do not{} (binding: {}); {spent}",
+            by.show(lo),
+            by.show(hi),
+            if c.bracket_inconclusive {
+                " (inconclusive at its cap)"
+            } else {
+                ""
+            },
             c.binding.as_deref().unwrap_or("-"),
-            r.elapsed_s,
-            r.requests
         ),
-            (Some(lo), None) => format!(
-                "capacity: at least {lo} users (the most tried) hold {slos}; {:.0}s, {} requests",
-                r.elapsed_s, r.requests
-            ),
-            (None, Some(hi)) if c.bracket_inconclusive => format!(
-                "capacity: no level was shown to hold {slos}: {hi} users stayed inconclusive at the longest probe; {:.0}s, {} requests",
-                r.elapsed_s, r.requests
-            ),
-            (None, _) => format!(
-                "capacity: not even one user holds {slos} (binding: {}); {:.0}s, {} requests",
-                c.binding.as_deref().unwrap_or("-"),
-                r.elapsed_s,
-                r.requests
-            ),
-        };
+        (Some(lo), None) => format!(
+            "capacity: at least {} (the most tried) hold {slos}; {spent}",
+            by.show(lo)
+        ),
+        (None, Some(hi)) if c.bracket_inconclusive => format!(
+            "capacity: no level was shown to hold {slos}: {} stayed inconclusive at the longest probe; {spent}",
+            by.show(hi)
+        ),
+        (None, _) => format!(
+            "capacity: not even {} holds {slos} (binding: {}); {spent}",
+            by.show(by.resolution()),
+            c.binding.as_deref().unwrap_or("-"),
+        ),
+    };
     let _ = writeln!(o, "{line}");
     o
 }

@@ -49,6 +49,7 @@ pub(super) fn build(l: &FileLoad, text: &str, invalid: Invalid) -> Result<LoadSp
                 }
             },
         },
+        stop_runaway: false,
     };
     let model = match &l.model {
         None => Model::Closed,

@@ -71,6 +71,9 @@ pub struct LoadSpec {
     pub window: Duration,
     /// What a user stopped by a ramp-down or the end finishes first.
     pub finish: Finish,
+    /// End the run early when its queue runs away (requests in flight and
+    /// TTFT both rising throughout): a capacity probe that cannot hold.
+    pub stop_runaway: bool,
 }
 
 impl LoadSpec {
@@ -88,6 +91,7 @@ impl LoadSpec {
             shape: None,
             window: Duration::from_secs(10),
             finish: Finish::Request,
+            stop_runaway: false,
         }
     }
 

@@ -65,10 +65,10 @@ fn the_search_finds_the_knee_of_a_queueing_mock() {
     assert_eq!(o.status.code(), Some(0), "{t}");
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("JSON");
-    let c = r["capacity"]["c_star"].as_u64().expect("a capacity");
+    let c = r["capacity"]["c_star"].as_f64().expect("a capacity") as u64;
     let hi = r["capacity"]["first_fail"]
-        .as_u64()
-        .expect("a failing level");
+        .as_f64()
+        .expect("a failing level") as u64;
     assert!((32..=36).contains(&c) && hi <= c + 4, "[{c}, {hi}]: {t}");
     assert_eq!(r["capacity"]["binding"], "ttft_p90");
     let probes = r["probes"].as_array().expect("probes");
@@ -77,7 +77,7 @@ fn the_search_finds_the_knee_of_a_queueing_mock() {
     let md = std::fs::read_to_string(dir.path().join("cap.md")).expect("report");
     assert!(
         md.contains(&format!(
-            "## flora-gate capacity: capacity {c} users at ttft_p90 ≤ 300"
+            "## flora-gate capacity: capacity {c} users at TTFT p90 ≤ 300 ms"
         )),
         "{md}"
     );
@@ -112,7 +112,7 @@ fn an_slo_that_fails_at_one_user_says_so_and_bad_input_is_refused() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("not even one user holds ttft_p50 ≤ 10"),
+        text(&o).contains("not even 1 user holds TTFT p50 ≤ 10 ms"),
         "{}",
         text(&o)
     );
@@ -176,8 +176,8 @@ fn a_batching_knee_on_tpot_is_found_too() {
     assert_eq!(o.status.code(), Some(0), "{t}");
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("JSON");
-    let c = r["capacity"]["c_star"].as_u64().expect("a capacity");
-    assert!((27..=34).contains(&c), "C* {c}: {t}");
+    let c = r["capacity"]["c_star"].as_f64().expect("a capacity");
+    assert!((27.0..=34.0).contains(&c), "C* {c}: {t}");
     assert_eq!(r["capacity"]["binding"], "tpot_p50");
 }
 
@@ -227,31 +227,35 @@ fn a_probe_at_its_threshold_is_extended_then_called_inconclusive() {
     assert!(t.contains("no level was shown to hold"), "{t}");
 }
 
+/// A capacity file as `flora-gate capacity` writes it, with the bracket given.
+fn capacity_file(dir: &std::path::Path, name: &str, c: f64, f: f64) -> String {
+    let p = dir.join(name);
+    let json = serde_json::json!({
+        "schema_version": 2, "kind": "flora-gate/capacity",
+        "scenario": {"name": "s", "origin": "bundled:s", "sha256": "0".repeat(64)},
+        "target": "http://127.0.0.1:1",
+        "objectives": [{"metric": "ttft_p90", "limit": 300.0}],
+        "search": {"by": "users", "start": 8.0, "max": 64.0, "tolerance": 0.1,
+                   "probe_s": 2.0, "warmup_s": 0.5, "max_extensions": 1},
+        "capacity": {"c_star": c, "first_fail": f, "bracket_inconclusive": false, "binding": "ttft_p90"},
+        "probes": [], "elapsed_s": 60.0, "requests": 1000
+    });
+    std::fs::write(&p, json.to_string()).expect("written");
+    p.to_str().expect("utf-8").to_string()
+}
+
 #[test]
 fn compare_judges_a_capacity_against_a_baseline_capacity() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = |name: &str, c: u32, f: u32| {
-        let p = dir.path().join(name);
-        let json = serde_json::json!({
-            "schema_version": 1, "kind": "flora-gate/capacity",
-            "scenario": {"name": "s", "origin": "bundled:s", "sha256": "0".repeat(64)},
-            "target": "http://127.0.0.1:1",
-            "objectives": [{"metric": "ttft_p90", "limit": 800.0}],
-            "capacity": {"c_star": c, "first_fail": f, "bracket_inconclusive": false, "binding": "ttft_p90"},
-            "probes": [], "elapsed_s": 60.0, "requests": 1000
-        });
-        std::fs::write(&p, json.to_string()).expect("written");
-        p.to_str().expect("utf-8").to_string()
-    };
     let (base, worse, same) = (
-        file("b.json", 48, 52),
-        file("w.json", 40, 44),
-        file("s.json", 46, 50),
+        capacity_file(dir.path(), "b.json", 48.0, 52.0),
+        capacity_file(dir.path(), "w.json", 40.0, 44.0),
+        capacity_file(dir.path(), "s.json", 46.0, 50.0),
     );
     let o = flora(&["compare", "-b", &base, "-r", &worse]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("FAIL — capacity 48 → 40 users at ttft_p90 ≤ 800"),
+        text(&o).contains("FAIL — capacity 48 → 40 users at TTFT p90 ≤ 300 ms"),
         "{}",
         text(&o)
     );
@@ -260,4 +264,227 @@ fn compare_judges_a_capacity_against_a_baseline_capacity() {
     let o = flora(&["compare", "-r", &same]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--baseline"), "{}", text(&o));
+    // A capacity file of the first schema is refused with what to do.
+    let old = dir.path().join("old.json");
+    std::fs::write(
+        &old,
+        std::fs::read_to_string(&base)
+            .expect("read")
+            .replace("\"schema_version\":2", "\"schema_version\":1"),
+    )
+    .expect("written");
+    let o = flora(&["compare", "-b", old.to_str().expect("utf-8"), "-r", &same]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("old.json"), "{}", text(&o));
+}
+
+/// The queueing mock of the knee test: 16 at once, a 205 ms service.
+fn queueing_mock() -> crate::common::MockProcess {
+    spawn_mock(&[
+        "--max-concurrency",
+        "16",
+        "--ttft-ms",
+        "50",
+        "--itl-ms",
+        "5",
+        "--output-tokens",
+        "32",
+    ])
+}
+
+#[test]
+fn the_gate_repeats_a_baseline_capacity_search_and_says_how_capacity_moved() {
+    let mock = queueing_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tokens(dir.path());
+    // The baseline held 64 users (it was measured on a bigger deployment):
+    // this one holds about 35, a fall far beyond the margin.
+    let base = capacity_file(dir.path(), "base.json", 64.0, 72.0);
+    let path = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
+    let o = flora(&[
+        "gate",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tok,
+        "--var",
+        "max_tokens=32",
+        "-b",
+        &base,
+        "-o",
+        &path("cap.json"),
+        "--verdict-out",
+        &path("verdict.json"),
+        "--report-out",
+        &path("report.md"),
+        "--comment",
+        "never",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("verdict.json")).expect("verdict"))
+            .expect("JSON");
+    assert_eq!(v["verdict"], "fail", "{t}");
+    let headline = v["headline"].as_str().expect("headline");
+    assert!(
+        headline.starts_with("capacity 64 → 3")
+            && headline.ends_with(" users at TTFT p90 ≤ 300 ms"),
+        "{headline}"
+    );
+    let md = std::fs::read_to_string(path("report.md")).expect("report");
+    assert!(
+        md.starts_with(&format!("## ❌ flora-gate: FAIL — {headline}")),
+        "{md}"
+    );
+    // The baseline's own search ran: its levels and probe length.
+    let cap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("cap.json")).expect("capacity"))
+            .expect("JSON");
+    assert_eq!(cap["search"]["max"], 64.0);
+    assert_eq!(cap["probes"][0]["level"], 8.0);
+    // Flags of a single run do not apply to a capacity gate.
+    let o = flora(&[
+        "gate",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tok,
+        "-b",
+        &base,
+        "-c",
+        "4",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--concurrency"), "{}", text(&o));
+    let o = flora(&[
+        "gate",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tok,
+        "-b",
+        &base,
+        "--slo",
+        "ttft_p90=500",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("TTFT p90 ≤ 300 ms"), "{}", text(&o));
+}
+
+#[test]
+fn a_capacity_baseline_is_refreshed_from_a_file_or_by_repeating_its_search() {
+    let mock = queueing_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tokens(dir.path());
+    let found = capacity_file(dir.path(), "found.json", 32.0, 36.0);
+    let base = dir.path().join("base.json");
+    let b = base.to_str().expect("utf-8");
+    let o = flora(&["baseline", "refresh", &found, "-o", b]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("capacity 32 users"), "{}", text(&o));
+    // Nightly: the search in the baseline, repeated against the target.
+    let o = flora(&[
+        "baseline",
+        "refresh",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tok,
+        "--var",
+        "max_tokens=32",
+        "-o",
+        b,
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&base).expect("baseline")).expect("JSON");
+    let c = r["capacity"]["c_star"].as_f64().expect("a capacity");
+    assert!((28.0..=40.0).contains(&c), "C* {c}: {t}");
+    assert_eq!(r["search"]["max"], 64.0, "the baseline's settings: {t}");
+    // A search that found nothing is no baseline; the old one stays.
+    let none = dir.path().join("none.json");
+    let text_of = std::fs::read_to_string(&found)
+        .expect("read")
+        .replace("\"c_star\":32.0", "\"c_star\":null");
+    std::fs::write(&none, text_of).expect("written");
+    let before = std::fs::read_to_string(&base).expect("baseline");
+    let o = flora(&[
+        "baseline",
+        "refresh",
+        none.to_str().expect("utf-8"),
+        "-o",
+        b,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no level held"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&base).expect("baseline"), before);
+    let o = flora(&["baseline", "refresh", &found, "-o", b, "--append"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--append"), "{}", text(&o));
+}
+
+#[test]
+fn a_rate_search_finds_the_throughput_knee_and_stops_runaway_probes_early() {
+    // 16 at once and 205 ms a request: about 78 requests a second at most.
+    // TTFT p90 ≤ 300 ms holds below that rate; above it the queue grows
+    // without bound, which the probes see and stop.
+    let mock = queueing_mock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cap.json");
+    let o = capacity(
+        &mock.url,
+        &tokens(dir.path()),
+        &[
+            "--by",
+            "rate",
+            "--start",
+            "30",
+            "--max-rate",
+            "200",
+            "--tolerance",
+            "0.15",
+            "--slo",
+            "ttft_p90=300",
+            "--var",
+            "max_tokens=32",
+            "--probe",
+            "6s",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("written")).expect("JSON");
+    let c = r["capacity"]["c_star"].as_f64().expect("a capacity");
+    assert!((45.0..=80.0).contains(&c), "C* {c}/s: {t}");
+    assert!(t.contains("workflows/s"), "{t}");
+    let probes = r["probes"].as_array().expect("probes");
+    // 120/s, half again the most the mock serves, runs away.
+    let runaway = probes
+        .iter()
+        .find(|p| p["level"] == 120.0)
+        .expect("the probe at 120/s");
+    assert_eq!(runaway["decision"], "fail", "{t}");
+    assert!(
+        runaway["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("the queue ran away")),
+        "{runaway}"
+    );
+    assert!(
+        runaway["measured_s"].as_f64().expect("measured") < 5.5,
+        "stopped before its 6 s: {runaway}"
+    );
 }

@@ -48,6 +48,7 @@ pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
         notes: vec![],
         ca_cert: None,
         metrics_listen: None,
+        client: None,
     }
 }
 

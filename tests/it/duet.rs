@@ -56,6 +56,7 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
         notes: vec![],
         ca_cert: None,
         metrics_listen: None,
+        client: None,
     }
 }
 
@@ -79,6 +80,7 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::result::duet::DuetResult {
         notes: vec![],
         ca_cert: None,
         metrics_listen: None,
+        client: None,
     };
     let d = duet_of(plan, reference.url(), 6).await.expect("duet runs");
     reference.stop().await;

@@ -182,6 +182,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         notes: vec![],
         ca_cert: None,
         metrics_listen: None,
+        client: None,
     };
     let started = std::time::Instant::now();
     let out = engine::run(

@@ -536,6 +536,103 @@ async fn gate_in_actions_writes_summary_outputs_and_comment_and_keeps_its_verdic
     mock.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_gate_in_actions_comments_how_capacity_moved() {
+    let (url, s) = fake().await;
+    let mock = flora_gate::mock::start(
+        flora_gate::mock::MockConfig {
+            ttft: Duration::from_millis(20),
+            itl: Duration::from_millis(2),
+            output_tokens: 8,
+            ..Default::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    let tokens = d.join("t.csv");
+    std::fs::write(
+        &tokens,
+        "user_id,access_token\nu1,very-secret-token-1\nu2,very-secret-token-2\n",
+    )
+    .expect("write");
+    // The baseline held the most it tried (4 users); a quick search of 2
+    // and 4 users holds them again.
+    let baseline = d.join("capacity.json");
+    std::fs::write(
+        &baseline,
+        json!({
+            "schema_version": 2, "kind": "flora-gate/capacity",
+            "scenario": {"name": "openai-chat", "origin": "bundled:openai-chat", "sha256": "0".repeat(64)},
+            "target": "http://127.0.0.1:1",
+            "objectives": [{"metric": "ttft_p90", "limit": 1000.0}],
+            "search": {"by": "users", "start": 2.0, "max": 4.0, "tolerance": 0.1,
+                       "probe_s": 1.0, "warmup_s": 0.0, "max_extensions": 1},
+            "capacity": {"c_star": 4.0, "first_fail": null, "bracket_inconclusive": false, "binding": null},
+            "probes": [], "elapsed_s": 2.0, "requests": 100
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let ev = event(&d, false);
+    let target = mock.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["gate", "-s", "openai-chat", "-t", &target, "--tokens"])
+            .arg(&tokens)
+            .arg("-b")
+            .arg(&baseline)
+            .arg("-o")
+            .arg(d.join("cap.json"))
+            .arg("--verdict-out")
+            .arg(d.join("verdict.json"))
+            .arg("--report-out")
+            .arg(d.join("report.md"))
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("GITHUB_EVENT_PATH", ev)
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_API_URL", url)
+            .env("GITHUB_TOKEN", "gh-token-xyz")
+            .env("GITHUB_STEP_SUMMARY", d.join("summary.md"))
+            .env("GITHUB_OUTPUT", d.join("output.txt"))
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joined");
+    let d = dir.path();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("::add-mask::very-secret-token-1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("::group::") && stdout.contains("::endgroup::"));
+    let headline = "capacity ≥ 4 → ≥ 4 users at TTFT p90 ≤ 1000 ms";
+    let summary = std::fs::read_to_string(d.join("summary.md")).expect("summary");
+    assert!(summary.contains(headline), "{summary}");
+    let outputs = std::fs::read_to_string(d.join("output.txt")).expect("outputs");
+    assert!(
+        outputs.contains("verdict<<") && outputs.contains("pass"),
+        "{outputs}"
+    );
+    {
+        let f = s.lock().expect("lock");
+        assert_eq!(f.comments.len(), 1);
+        assert!(f.comments[0].2.contains("<!-- flora-gate:default -->"));
+        assert!(f.comments[0].2.contains(headline), "{}", f.comments[0].2);
+    }
+    for file in ["cap.json", "report.md", "summary.md", "verdict.json"] {
+        let text = std::fs::read_to_string(d.join(file)).expect("file");
+        assert!(!text.contains("very-secret-token"), "token in {file}");
+    }
+    mock.stop().await;
+}
+
 #[tokio::test]
 async fn baseline_is_proposed_as_a_pull_request() {
     let (url, s) = fake().await;

@@ -58,6 +58,7 @@ fn shaped(
         notes: vec![],
         ca_cert: None,
         metrics_listen: None,
+        client: None,
     }
 }
 
