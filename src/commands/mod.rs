@@ -57,6 +57,7 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         Settings::Comment(s) => github::comment(&s).await,
         Settings::Capacity(s) => capacity::capacity(&s).await,
         Settings::CompareCapacity(s) => capacity::compare(&s),
+        Settings::ReportCapacity(s) => capacity::report(&s),
     }
 }
 

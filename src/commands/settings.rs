@@ -36,6 +36,21 @@ pub enum Settings {
     Capacity(Box<CapacitySettings>),
     /// `compare` of two capacity results.
     CompareCapacity(Box<CompareCapacitySettings>),
+    /// `report` of a capacity result.
+    ReportCapacity(Box<ReportCapacitySettings>),
+}
+
+/// `report` of a capacity result, judged against a baseline capacity when one is given.
+#[derive(Debug, Clone)]
+pub struct ReportCapacitySettings {
+    /// The capacity.
+    pub current: crate::gate::capacity::CapacityResult,
+    /// The baseline capacity and the margin, if judged.
+    pub baseline: Option<(crate::gate::capacity::CapacityResult, f64)>,
+    /// Markdown, text or JSON (the verdict, or the capacity itself).
+    pub format: crate::render::report::Format,
+    /// Where the report goes (stdout when `None`).
+    pub out: Option<PathBuf>,
 }
 
 /// `compare` of a capacity result with a baseline capacity result.

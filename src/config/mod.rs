@@ -153,6 +153,9 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
             Settings::CompareCapacity(Box::new(compare_capacity(&a)?))
         }
         Command::Compare(a) => Settings::Compare(compare(&a)?),
+        Command::Report(a) if crate::gate::capacity::CapacityResult::is_one(&a.current) => {
+            Settings::ReportCapacity(Box::new(report_capacity(&a)?))
+        }
         Command::Report(a) => Settings::Report(report(&a)?),
         Command::Baseline(BaselineCommand::Refresh(a)) => Settings::Refresh(refresh(&a)?),
         Command::Baseline(BaselineCommand::Propose(a)) => Settings::Propose(propose(a)),
@@ -317,6 +320,20 @@ fn judge(
     })
 }
 
+/// The margin a capacity must fall by to fail: `--margin`, or the policy's default.
+fn capacity_margin(policy: &crate::cli::PolicyArgs) -> Result<f64, UserError> {
+    let margin = policy
+        .margin
+        .unwrap_or(crate::policy::Policy::default().margin);
+    if !(margin.is_finite() && (0.0..1.0).contains(&margin)) {
+        return Err(UserError::flag(
+            "--margin",
+            "must be a fraction from 0 to below 1",
+        ));
+    }
+    Ok(margin)
+}
+
 fn compare_capacity(
     a: &CompareArgs,
 ) -> Result<crate::commands::CompareCapacitySettings, UserError> {
@@ -330,16 +347,7 @@ fn compare_capacity(
             "a capacity result is compared with a baseline capacity result",
         )
     })?;
-    let margin = a
-        .policy
-        .margin
-        .unwrap_or(crate::policy::Policy::default().margin);
-    if !(margin.is_finite() && (0.0..1.0).contains(&margin)) {
-        return Err(UserError::flag(
-            "--margin",
-            "must be a fraction from 0 to below 1",
-        ));
-    }
+    let margin = capacity_margin(&a.policy)?;
     Ok(crate::commands::CompareCapacitySettings {
         baseline: CapacityResult::read(path)?,
         current: CapacityResult::read(&a.current)?,
@@ -362,6 +370,38 @@ fn compare(a: &CompareArgs) -> Result<CompareSettings, UserError> {
     Ok(CompareSettings {
         current,
         judge: judge(a.baseline.as_deref(), &a.policy, a.force)?,
+        out: a.out.clone(),
+    })
+}
+
+fn report_capacity(a: &ReportArgs) -> Result<crate::commands::ReportCapacitySettings, UserError> {
+    use crate::gate::capacity::CapacityResult;
+    if let Some(p) = &a.out {
+        crate::error::check_outputs(&[("--out", p.as_path())])?;
+    }
+    if a.verdict.is_some() || a.templates.is_some() {
+        return Err(UserError::flag(
+            if a.verdict.is_some() {
+                "--verdict"
+            } else {
+                "--templates"
+            },
+            "does not apply to a capacity result (its report is judged from `--baseline`)",
+        ));
+    }
+    let margin = crate::policy::Policy::default().margin;
+    Ok(crate::commands::ReportCapacitySettings {
+        current: CapacityResult::read(&a.current)?,
+        baseline: a
+            .baseline
+            .as_deref()
+            .map(|p| CapacityResult::read(p).map(|b| (b, margin)))
+            .transpose()?,
+        format: match a.format {
+            FormatArg::Markdown => crate::render::report::Format::Markdown,
+            FormatArg::Text => crate::render::report::Format::Text,
+            FormatArg::Json => crate::render::report::Format::Json,
+        },
         out: a.out.clone(),
     })
 }
@@ -587,16 +627,7 @@ fn capacity_gate(
             ));
         }
     }
-    let margin = a
-        .policy
-        .margin
-        .unwrap_or(crate::policy::Policy::default().margin);
-    if !(margin.is_finite() && (0.0..1.0).contains(&margin)) {
-        return Err(UserError::flag(
-            "--margin",
-            "must be a fraction from 0 to below 1",
-        ));
-    }
+    let margin = capacity_margin(&a.policy)?;
     let run = RunArgs {
         concurrency: Some(1),
         no_progress: true,

@@ -49,6 +49,11 @@ pub fn headline(r: &CapacityResult) -> String {
     }
 }
 
+/// Series colours of the charts: the measured series, dark first, then
+/// the objective in red.
+const SERIES: [&str; 2] = ["#1f4e9c", "#5b9bd5"];
+const OBJECTIVE: &str = "#d62728";
+
 /// A level on a chart's axis or in a table: `48`, `12.5`.
 fn level(l: f64) -> String {
     crate::gate::slo::trim_number(l)
@@ -63,6 +68,7 @@ fn chart(
     labels: &[String],
     lines: &[Vec<Option<f64>>],
     limit: Option<f64>,
+    kind: &str,
 ) {
     let top = lines
         .iter()
@@ -79,16 +85,23 @@ fn chart(
         v.filter(|x| x.is_finite())
             .map_or(format!("{ceiling:.1}"), |x| format!("{x:.1}"))
     };
+    // A metric the scenario never measures (TPOT without streaming) has no line.
+    let shown: Vec<&Vec<Option<f64>>> = lines
+        .iter()
+        .filter(|l| l.iter().any(Option::is_some))
+        .collect();
+    let mut palette: Vec<&str> = SERIES.iter().copied().cycle().take(shown.len()).collect();
+    palette.push(OBJECTIVE);
+    let palette = palette.join(", ");
     let _ = writeln!(
         o,
-        "```mermaid\nxychart-beta\n    title \"{title}\"\n    x-axis [{}]\n    y-axis \"{unit}\" 0 --> {ceiling:.0}",
+        "```mermaid\n%%{{init: {{\"themeVariables\": {{\"xyChart\": {{\"plotColorPalette\": \"{palette}\"}}}}}}}}%%\nxychart-beta\n    title \"{title}\"\n    x-axis [{}]\n    y-axis \"{unit}\" 0 --> {ceiling:.0}",
         labels.join(", "),
     );
-    // A metric the scenario never measures (TPOT without streaming) has no line.
-    for l in lines.iter().filter(|l| l.iter().any(Option::is_some)) {
+    for l in shown {
         let _ = writeln!(
             o,
-            "    line [{}]",
+            "    {kind} [{}]",
             l.iter().map(num).collect::<Vec<_>>().join(", ")
         );
     }
@@ -212,6 +225,7 @@ pub fn markdown(r: &CapacityResult, verdict: Option<&CapacityVerdict>) -> String
                 probed.iter().map(|p| p.ttft_p50_ms).collect(),
             ],
             limit("ttft_"),
+            "line",
         );
         chart(
             &mut o,
@@ -220,6 +234,7 @@ pub fn markdown(r: &CapacityResult, verdict: Option<&CapacityVerdict>) -> String
             &labels,
             &[probed.iter().map(|p| p.tpot_p50_ms).collect()],
             limit("tpot_"),
+            "line",
         );
         chart(
             &mut o,
@@ -228,6 +243,7 @@ pub fn markdown(r: &CapacityResult, verdict: Option<&CapacityVerdict>) -> String
             &labels,
             &[probed.iter().map(|p| Some(p.output_tokens_per_s)).collect()],
             None,
+            "bar",
         );
         let _ = writeln!(
             o,

@@ -264,6 +264,20 @@ fn compare_judges_a_capacity_against_a_baseline_capacity() {
     let o = flora(&["compare", "-r", &same]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--baseline"), "{}", text(&o));
+    // `report` renders a capacity, judged when a baseline is given.
+    let o = flora(&["report", "-r", &worse, "-b", &base]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("## ❌ flora-gate: FAIL — capacity 48 → 40 users at TTFT p90 ≤ 300 ms"),
+        "{}",
+        text(&o)
+    );
+    let o = flora(&["report", "-r", &worse, "-f", "text"]);
+    assert!(
+        text(&o).contains("capacity: 40 users hold TTFT p90 ≤ 300 ms; 44 users do not"),
+        "{}",
+        text(&o)
+    );
     // A capacity file of the first schema is refused with what to do.
     let old = dir.path().join("old.json");
     std::fs::write(
@@ -345,37 +359,27 @@ fn the_gate_repeats_a_baseline_capacity_search_and_says_how_capacity_moved() {
             .expect("JSON");
     assert_eq!(cap["search"]["max"], 64.0);
     assert_eq!(cap["probes"][0]["level"], 8.0);
-    // Flags of a single run do not apply to a capacity gate.
-    let o = flora(&[
-        "gate",
-        "-s",
-        "openai-chat",
-        "-t",
-        &mock.url,
-        "--tokens",
-        &tok,
-        "-b",
-        &base,
-        "-c",
-        "4",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("--concurrency"), "{}", text(&o));
-    let o = flora(&[
-        "gate",
-        "-s",
-        "openai-chat",
-        "-t",
-        &mock.url,
-        "--tokens",
-        &tok,
-        "-b",
-        &base,
-        "--slo",
-        "ttft_p90=500",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("TTFT p90 ≤ 300 ms"), "{}", text(&o));
+    // Flags of a single run, or other objectives, do not apply to a capacity gate.
+    for (extra, says) in [
+        (["-c", "4"], "--concurrency"),
+        (["--slo", "ttft_p90=500"], "TTFT p90 ≤ 300 ms"),
+    ] {
+        let mut args = vec![
+            "gate",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tok,
+            "-b",
+            &base,
+        ];
+        args.extend(extra);
+        let o = flora(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(says), "{}", text(&o));
+    }
 }
 
 #[test]
