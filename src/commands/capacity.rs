@@ -312,8 +312,8 @@ pub(super) async fn gate(
         Status::Warn => vec![("warning", "flora-gate: capacity".into(), v.headline.clone())],
         _ => Vec::new(),
     };
-    let url = super::gate::publish(args, env, &signals, &findings, &markdown, out).await;
-    Ok(super::gate::finish(args, env, v.verdict, url, out))
+    let url = super::github::publish(args, env, &signals, &findings, &markdown, out).await;
+    Ok(super::github::finish(args, env, v.verdict, url, out))
 }
 
 fn verdict_line(v: &capacity::CapacityVerdict) -> String {

@@ -4,12 +4,15 @@
 
 use std::io::Write;
 
-use super::{signal_tokens, CommentMode, CommentSettings, Outcome, ProposeSettings, Sticky};
+use super::{
+    signal_tokens, CommentMode, CommentSettings, GateSettings, Outcome, ProposeSettings, Sticky,
+};
 use crate::error::UserError;
 use crate::gate::{Status, Verdict};
 use crate::github::actions::{self, ActionsEnv, MAX_ANNOTATIONS};
 use crate::github::api::{Api, RetryPolicy};
 use crate::github::comment::{self, CommentOutcome};
+use tokio_util::sync::CancellationToken;
 
 fn github_token(env: &ActionsEnv) -> Result<String, UserError> {
     env.token
@@ -283,4 +286,77 @@ pub(super) async fn propose(args: &ProposeSettings) -> anyhow::Result<Outcome> {
     crate::output::out(&format!("{url}\n"));
     crate::output::err_line(&format!("baseline proposed: {url}"));
     Ok(Outcome::Success)
+}
+
+/// The step outputs, and the exit as the verdict says.
+pub(super) fn finish(
+    args: &GateSettings,
+    env: &ActionsEnv,
+    verdict: Status,
+    comment_url: String,
+    out: &mut impl Write,
+) -> Outcome {
+    if let Some(p) = env.output.as_ref().filter(|_| env.active) {
+        let outputs = [
+            ("verdict", verdict.to_string()),
+            ("result", args.run.out.display().to_string()),
+            ("verdict-file", args.verdict_out.display().to_string()),
+            ("report", args.report_out.display().to_string()),
+            ("comment-url", comment_url),
+        ];
+        if let Err(e) = actions::set_outputs(p, &outputs) {
+            eprintln!("warning: step outputs not written: {e}");
+        }
+    }
+    let _ = out.flush();
+    if verdict == Status::Fail && args.fail_on_regression {
+        Outcome::Regression
+    } else {
+        Outcome::Success
+    }
+}
+
+/// Job summary, annotations and the sticky comment; returns the comment's
+/// URL (empty when none). Failures here are warnings only.
+pub(super) async fn publish(
+    args: &GateSettings,
+    env: &ActionsEnv,
+    signals: &CancellationToken,
+    findings: &[Finding],
+    markdown: &str,
+    out: &mut impl Write,
+) -> String {
+    if env.active {
+        if let Some(p) = &env.step_summary {
+            if let Err(e) = actions::append_summary(p, markdown) {
+                actions::annotate(
+                    out,
+                    "warning",
+                    "flora-gate",
+                    &format!("job summary not written: {e}"),
+                );
+            }
+        }
+        annotate(out, findings);
+    }
+    let posting = maybe_comment(env, args.comment, &args.sticky, markdown);
+    match bounded(signals, "the PR comment", posting).await {
+        Ok(Some(c)) => {
+            crate::output::err_line(&format!("PR comment {}: {}", describe(&c), c.url()));
+            c.url().to_string()
+        }
+        Ok(None) => String::new(),
+        Err(e) => {
+            let hint = e
+                .hint()
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default();
+            let msg = format!("the PR comment failed: {e}{hint}; the verdict stands");
+            if env.active {
+                actions::annotate(out, "warning", "flora-gate comment", &msg);
+            }
+            crate::output::err_line(&format!("warning: {msg}"));
+            String::new()
+        }
+    }
 }
