@@ -53,6 +53,84 @@ pub enum Command {
     /// Find the most users the target holds within its SLOs: probe levels
     /// (double, then bisect), each measured until the evidence is clear.
     Capacity(CapacityArgs),
+    /// Make the plan of a distributed run: every shard (`run --plan plan.json
+    /// --shard i/N`) takes its share of it and starts at its agreed time.
+    Plan(PlanArgs),
+    /// Merge the results of a distributed run's shards into one result,
+    /// exactly: their requests summarised as one run's.
+    Merge(MergeArgs),
+}
+
+/// `flora-gate plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Scenario TOML file, or a bundled scenario name.
+    #[arg(long, short = 's', value_name = "FILE|NAME")]
+    pub scenario: String,
+    /// How many shards (machines, matrix jobs, pods) share the load.
+    #[arg(long, value_name = "N")]
+    pub shards: u32,
+    /// Start this long after the plan is made, time for every shard to be
+    /// scheduled and ready.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "120s",
+        conflicts_with = "start_at"
+    )]
+    pub start_in: String,
+    /// Start at this time instead (RFC 3339, e.g. `2026-11-27T03:00:00Z`).
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// Users in all (as `run --concurrency`).
+    #[arg(long, short = 'c', value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Run length (as `run --duration`).
+    #[arg(long, short = 'd', value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Warm-up (as `run --warmup`).
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<String>,
+    /// Stages of the whole load (as `run --stages`): users or rates in all.
+    #[arg(long, value_name = "STAGES", conflicts_with_all = ["concurrency", "duration"])]
+    pub stages: Option<String>,
+    /// `closed` or `open` (as `run --model`).
+    #[arg(long, value_name = "MODEL", requires = "stages")]
+    pub model: Option<String>,
+    /// Time-series window (as `run --window`).
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Seed of the data set, the mix and the arrivals (default: the scenario's).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Set a template variable (checked against the scenario only; each
+    /// shard passes its own `--var`s, which must be the same).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Where to write the plan.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "plan.json")]
+    pub out: PathBuf,
+}
+
+/// `flora-gate merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' result files (each with its `.records` file beside it).
+    #[arg(value_name = "SHARD", required = true)]
+    pub shards: Vec<PathBuf>,
+    /// The scenario (default: the one the shards recorded, by name or path).
+    #[arg(long, short = 's', value_name = "FILE|NAME")]
+    pub scenario: Option<String>,
+    /// Merge the shards that exist when some are missing; the verdict on
+    /// the result is then a warning at most.
+    #[arg(long)]
+    pub allow_partial: bool,
+    /// Where to write the merged result.
+    #[arg(long, short = 'o', value_name = "FILE", default_value = "result.json")]
+    pub out: PathBuf,
+    /// Also write every request of every shard, as JSON lines in the order they ended.
+    #[arg(long, value_name = "FILE")]
+    pub requests_out: Option<PathBuf>,
 }
 
 /// `flora-gate capacity`.
@@ -446,6 +524,13 @@ pub struct RunArgs {
     /// `ADDR:PORT/metrics` while the run lasts (for Grafana during a soak).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,
+    /// A distributed run's plan (from `flora-gate plan`): the load, seed and
+    /// start time come from it.
+    #[arg(long, value_name = "FILE", requires = "shard")]
+    pub plan: Option<PathBuf>,
+    /// Which shard of the plan this process runs, `i/N` (0-based), e.g. `0/3`.
+    #[arg(long, value_name = "I/N", requires = "plan")]
+    pub shard: Option<String>,
 }
 
 /// `flora-gate mock`.

@@ -68,6 +68,7 @@ pub async fn run_against_mock(
         ca_cert: None,
         metrics_listen: None,
         client: None,
+        start_at: None,
     };
     eprintln!(
         "mock server on {}; running the novel workflow with {} users for {}",

@@ -12,6 +12,7 @@ mod mock;
 mod refresh;
 mod run;
 pub mod settings;
+mod shard;
 
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +59,8 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         Settings::Capacity(s) => capacity::capacity(&s).await,
         Settings::CompareCapacity(s) => capacity::compare(&s),
         Settings::ReportCapacity(s) => capacity::report(&s),
+        Settings::Plan(s) => shard::plan(&s),
+        Settings::Merge(s) => shard::merge(&s),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::{describe_stop, signal_tokens, Outcome, RunSettings};
 use crate::error::UserError;
+use crate::result::shard::{self, ShardInfo};
 use crate::result::{self, Current};
 use crate::{gate, output, render};
 
@@ -15,10 +16,31 @@ pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
         plan.load.concurrency,
         describe_stop(&plan.load)
     );
-    let measured = result::measure(plan, signals, kill).await?;
+    let mut measured = result::measure(plan, signals, kill).await?;
+    if let (Some((sp, index)), Current::Single(r)) = (&args.shard, &mut measured.current) {
+        r.shard = Some(ShardInfo {
+            plan: sp.clone(),
+            index: *index,
+            late_ms: measured.late.as_secs_f64() * 1000.0,
+            clock_offset_ms: measured.clock_offset_ms,
+            records: shard::records_path(&args.out)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        });
+    }
     // Files first: a later failure must not lose them.
     measured.write(&args.out, args.requests_out.as_deref(), plan)?;
     eprintln!("result written to {}", args.out.display());
+    if args.shard.is_some() {
+        if let Some((_, records)) = measured.requests.first() {
+            shard::write_records(&args.out, records)?;
+            eprintln!(
+                "shard records written to {}",
+                shard::records_path(&args.out).display()
+            );
+        }
+    }
     if let Some(p) = &args.requests_out {
         eprintln!("requests written to {}", p.display());
     }

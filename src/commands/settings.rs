@@ -19,7 +19,7 @@ pub enum Settings {
     /// `mock`.
     Mock(MockSettings),
     /// `run`.
-    Run(RunSettings),
+    Run(Box<RunSettings>),
     /// `compare`.
     Compare(CompareSettings),
     /// `report`.
@@ -38,6 +38,38 @@ pub enum Settings {
     CompareCapacity(Box<CompareCapacitySettings>),
     /// `report` of a capacity result.
     ReportCapacity(Box<ReportCapacitySettings>),
+    /// `plan`.
+    Plan(PlanSettings),
+    /// `merge`.
+    Merge(Box<MergeSettings>),
+}
+
+/// `plan`: the plan to write.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    /// The plan.
+    pub plan: crate::result::shard::ShardPlan,
+    /// Where it goes.
+    pub out: PathBuf,
+}
+
+/// `merge`: checked shards and what their merge needs.
+#[derive(Debug, Clone)]
+pub struct MergeSettings {
+    /// The shards, by index: path, result and what it says of itself.
+    pub shards: Vec<crate::result::shard::ShardFile>,
+    /// Shards of the plan not given (`--allow-partial`).
+    pub missing: Vec<u32>,
+    /// The scenario they ran.
+    pub scenario: std::sync::Arc<crate::scenario::Scenario>,
+    /// The whole plan's load (no shard).
+    pub load: crate::scenario::LoadSpec,
+    /// The target, as the shards recorded it.
+    pub target: String,
+    /// The merged result.
+    pub out: PathBuf,
+    /// Every request, if wanted.
+    pub requests_out: Option<PathBuf>,
 }
 
 /// `report` of a capacity result, judged against a baseline capacity when one is given.
@@ -90,6 +122,8 @@ pub struct RunSettings {
     pub out: PathBuf,
     /// The request log, if wanted.
     pub requests_out: Option<PathBuf>,
+    /// A shard of a distributed run: the plan and this shard's index.
+    pub shard: Option<(crate::result::shard::ShardPlan, u32)>,
 }
 
 /// How a result is judged.

@@ -23,6 +23,7 @@ use crate::scenario::parse_duration;
 use crate::tokens;
 
 mod plan;
+mod shard;
 
 pub use crate::scenario::caps::{MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY};
 pub use plan::{parse_vars, run_plan};
@@ -148,7 +149,7 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
     Ok(match cli.command {
         Command::Demo(a) => Settings::Demo(demo(&a)?),
         Command::Mock(a) => Settings::Mock(mock(&a)?),
-        Command::Run(a) => Settings::Run(run(&a)?),
+        Command::Run(a) => Settings::Run(Box::new(run(&a)?)),
         Command::Compare(a) if crate::gate::capacity::CapacityResult::is_one(&a.current) => {
             Settings::CompareCapacity(Box::new(compare_capacity(&a)?))
         }
@@ -162,6 +163,8 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
         Command::Gate(a) => Settings::Gate(Box::new(gate(&a)?)),
         Command::Comment(a) => Settings::Comment(comment(a)),
         Command::Capacity(a) => Settings::Capacity(Box::new(capacity(&a)?)),
+        Command::Plan(a) => Settings::Plan(shard::plan(&a)?),
+        Command::Merge(a) => Settings::Merge(Box::new(shard::merge(&a)?)),
     })
 }
 
@@ -245,6 +248,8 @@ fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySet
         model: None,
         window: None,
         metrics_listen: None,
+        plan: None,
+        shard: None,
     };
     let plan = run_plan(&run)?;
     let mut objectives = Vec::new();
@@ -295,11 +300,7 @@ fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySet
 
 /// `run`: a plan and where its files go.
 pub fn run(a: &RunArgs) -> Result<RunSettings, UserError> {
-    Ok(RunSettings {
-        plan: run_plan(a)?,
-        out: a.out.clone(),
-        requests_out: a.requests_out.clone(),
-    })
+    shard::run(a)
 }
 
 fn judge(
@@ -504,6 +505,8 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
             model: a.model.clone(),
             window: None,
             metrics_listen: None,
+            plan: None,
+            shard: None,
         };
         if refreshes_capacity {
             let old = CapacityResult::read(&a.out)?;
@@ -548,6 +551,12 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
         return Err(UserError::flag(
             "--baseline",
             "the gate needs a baseline file or `--baseline-target`",
+        ));
+    }
+    if a.run.plan.is_some() {
+        return Err(UserError::flag(
+            "--plan",
+            "a gate measures in one process; run shards with `run --plan --shard`, `merge` them, then `compare` the merged result",
         ));
     }
     let capacity = match a.baseline.as_deref() {

@@ -69,6 +69,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         ca_cert: ca_cert(args)?,
         metrics_listen,
         client: None,
+        start_at: None,
     })
 }
 
@@ -120,7 +121,7 @@ fn destinations(
 }
 
 /// The scenario's load with the flags over it, within the one set of caps.
-fn load_spec(
+pub(super) fn load_spec(
     args: &RunArgs,
     scenario: &Scenario,
     duet: bool,

@@ -86,6 +86,8 @@ impl SideRuns {
             self_check,
             active: Some(active),
             trace: LoadTrace::default(),
+            late: Duration::ZERO,
+            clock_offset_ms: None,
         })
     }
 }

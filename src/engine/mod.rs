@@ -61,6 +61,9 @@ pub struct Plan {
     /// An HTTP client to use instead of a new one: runs made one after the
     /// other (capacity probes) keep their warm connections.
     pub client: Option<reqwest::Client>,
+    /// A shard's agreed start on the wall clock: the run waits for it, and
+    /// one that starts late joins at its place in the schedule.
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 /// How a run ended.
@@ -92,6 +95,10 @@ pub struct RunOutput {
     pub active: Option<Duration>,
     /// The load over time, window by window.
     pub trace: LoadTrace,
+    /// How late after the agreed start a shard began (zero otherwise).
+    pub late: Duration,
+    /// A shard's clock minus the target's (from its `Date` header), ms.
+    pub clock_offset_ms: Option<f64>,
 }
 
 struct Shared {
@@ -104,6 +111,11 @@ struct Shared {
     warmup: Duration,
     think_time: crate::scenario::Think,
     seed: u64,
+    /// The shard this process runs, if one.
+    shard: Option<crate::scenario::Shard>,
+    /// How late the run began after its agreed start: the plan's times
+    /// before it are past.
+    late: Duration,
     /// What a stopped user finishes first.
     finish: crate::scenario::Finish,
     /// Grace for in-flight requests of a retired user.
@@ -291,7 +303,58 @@ pub async fn run(
 ) -> Result<RunOutput, UserError> {
     check_allowed(&plan.scenario, &plan.target)?;
     preflight(&plan.target, plan.scenario.timeouts.connect).await?;
-    run_checked(plan, signals, kill).await
+    let offset = match plan.start_at {
+        Some(_) => clock_offset(&plan).await,
+        None => None,
+    };
+    let mut out = run_checked(plan, signals, kill).await?;
+    out.clock_offset_ms = offset;
+    Ok(out)
+}
+
+/// This machine's clock minus the target's, from the `Date` header of one
+/// request to the base URL (± 0.5 s: the header has whole seconds), taken
+/// at the middle of the exchange. `None` when the target sends no date.
+async fn clock_offset(plan: &Plan) -> Option<f64> {
+    let client = client(&plan.scenario, 1, plan.ca_cert.as_deref()).ok()?;
+    let before = std::time::SystemTime::now();
+    let sent = tokio::time::timeout(Duration::from_secs(5), client.get(&plan.target).send());
+    let response = sent.await.ok()?.ok()?;
+    let after = std::time::SystemTime::now();
+    let date = response
+        .headers()
+        .get(reqwest::header::DATE)?
+        .to_str()
+        .ok()?;
+    // The header says whole seconds: its middle is the best guess (± 0.5 s).
+    let theirs =
+        chrono::DateTime::parse_from_rfc2822(date).ok()? + chrono::Duration::milliseconds(500);
+    let mid = before + after.duration_since(before).unwrap_or_default() / 2;
+    let ours = chrono::DateTime::<chrono::Utc>::from(mid);
+    Some((ours - theirs.with_timezone(&chrono::Utc)).num_milliseconds() as f64)
+}
+
+/// Wait for the agreed start; how late the run is when it is past.
+async fn wait_for_start(
+    at: std::time::SystemTime,
+    signals: &CancellationToken,
+) -> Result<Duration, UserError> {
+    match at.duration_since(std::time::SystemTime::now()) {
+        Ok(wait) => {
+            eprintln!(
+                "waiting {} for the agreed start",
+                humantime::format_duration(Duration::from_secs(wait.as_secs()))
+            );
+            tokio::select! {
+                () = tokio::time::sleep(wait) => Ok(Duration::ZERO),
+                () = signals.cancelled() => Err(UserError::Environment {
+                    message: "interrupted by a signal before the agreed start; nothing was sent".into(),
+                    hint: None,
+                }),
+            }
+        }
+        Err(past) => Ok(past.duration()),
+    }
 }
 
 /// [`run`] without the up-front checks, for a caller that made them once
@@ -310,8 +373,23 @@ pub async fn run_checked(
         Some(c) => c.clone(),
         None => client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?,
     };
-    let started_at = chrono::Utc::now();
-    let t0 = Instant::now();
+    let late = match plan.start_at {
+        Some(at) => wait_for_start(at, &signals).await?,
+        None => Duration::ZERO,
+    };
+    if !late.is_zero() {
+        eprintln!(
+            "started {} after the agreed start: joining the plan at its place",
+            humantime::format_duration(Duration::from_millis(late.as_millis() as u64))
+        );
+    }
+    // The run's clock starts at the agreed start, even when that is past.
+    let started_at = plan
+        .start_at
+        .map_or_else(chrono::Utc::now, chrono::DateTime::<chrono::Utc>::from);
+    let t0 = Instant::now()
+        .checked_sub(late)
+        .unwrap_or_else(Instant::now);
     let cpu0 = selfcheck::process_cpu_seconds();
     let host0 = selfcheck::host_cpu_ticks();
     let stop = CancellationToken::new();
@@ -325,6 +403,8 @@ pub async fn run_checked(
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,
         seed: plan.load.seed,
+        shard: plan.load.shard,
+        late,
         finish: plan.load.finish,
         drain: plan.drain,
         stop: stop.clone(),
@@ -506,6 +586,8 @@ pub async fn run_checked(
             stages: stage_loads,
             arrivals,
         },
+        late,
+        clock_offset_ms: None,
     })
 }
 

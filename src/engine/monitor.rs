@@ -79,6 +79,17 @@ pub struct StageLoad {
     ticks: u64,
 }
 
+impl StageLoad {
+    /// Add another generator's figures for the same stage (a merge of shards).
+    pub fn add(&mut self, intended: f64, users: f64, arrivals: (u64, u64, u64)) {
+        self.intended += intended;
+        self.users += users;
+        self.arrivals.0 += arrivals.0;
+        self.arrivals.1 += arrivals.1;
+        self.arrivals.2 += arrivals.2;
+    }
+}
+
 /// The load over time.
 #[derive(Debug, Clone, Default)]
 pub struct LoadTrace {
@@ -241,7 +252,10 @@ pub(super) async fn dispatch(
     stats: Arc<Mutex<ArrivalStats>>,
 ) -> Recorder {
     let live = &shared.live;
-    let cap = u64::from(shape.max_in_flight);
+    let shard = shared.shard;
+    // A shard's share of the in-flight cap.
+    let cap =
+        u64::from(shape.max_in_flight).div_ceil(u64::from(shard.map_or(1, |s| s.count.max(1))));
     let mut st = ArrivalStats::default();
     let mut rec = Recorder::new(shared.scenario.steps.len());
     let mut set: JoinSet<Recorder> = JoinSet::new();
@@ -256,7 +270,12 @@ pub(super) async fn dispatch(
             }
         }
     };
-    for a in Arrivals::new(&shape, shared.seed) {
+    let mine = Arrivals::new(&shape, shared.seed)
+        .filter(|a| shard.is_none_or(|s| s.takes(a.n)))
+        // A shard that started late joins at its place: what was due
+        // before it ran is not its to send (its windows say so).
+        .filter(|a| a.at >= shared.late);
+    for a in mine {
         let due = shared.t0 + a.at;
         tokio::select! {
             () = tokio::time::sleep_until(due) => {}

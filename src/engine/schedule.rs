@@ -54,10 +54,16 @@ pub enum Schedule {
 
 impl Schedule {
     /// The plan of a load: a shape's, or today's fixed users.
+    /// A shard's plan is the global one with every other user left out
+    /// (its users keep their global numbers, seeds and tokens); an open
+    /// loop's arrivals are thinned as they are dispatched.
     pub fn of(load: &LoadSpec, tokens: &[UserToken]) -> Self {
+        let mine = |u: &UserStart| load.shard.is_none_or(|s| s.takes(u64::from(u.vu)));
         match &load.shape {
-            None => Schedule::Closed(Self::fixed(load, tokens)),
-            Some(s) if s.model == Model::Closed => Schedule::Closed(Self::staged(s, tokens)),
+            None => Schedule::Closed(Self::fixed(load, tokens).into_iter().filter(mine).collect()),
+            Some(s) if s.model == Model::Closed => {
+                Schedule::Closed(Self::staged(s, tokens).into_iter().filter(mine).collect())
+            }
             Some(s) => Schedule::Open(s.clone()),
         }
     }
@@ -247,14 +253,20 @@ impl Iterator for Arrivals {
 /// The intended load at `t`: the fixed user count, or the shape's target
 /// (whole users for a closed loop: user `k` runs once the target reaches
 /// `k + 1`); nothing after the run's end.
+/// A shard intends its share: its users among the global ones, or its
+/// part of the rate.
 pub fn intended_at(load: &LoadSpec, t: Duration) -> f64 {
     if load.duration.is_some_and(|d| t >= d) {
         return 0.0;
     }
+    let users = |n: f64| match load.shard {
+        None => n,
+        Some(s) => s.users_of(n as u64) as f64,
+    };
     match &load.shape {
-        None => f64::from(load.concurrency),
-        Some(s) if s.model == Model::Closed => s.target_at(t).floor(),
-        Some(s) => s.target_at(t),
+        None => users(f64::from(load.concurrency)),
+        Some(s) if s.model == Model::Closed => users(s.target_at(t).floor()),
+        Some(s) => s.target_at(t) / f64::from(load.shard.map_or(1, |s| s.count.max(1))),
     }
 }
 
@@ -450,5 +462,48 @@ mod tests {
             .map(|a| a.at.as_secs_f64())
             .collect();
         assert_ne!(other[..], times[..100]);
+    }
+
+    #[test]
+    fn the_shards_of_a_plan_are_the_single_process_plan_split() {
+        use crate::scenario::Shard;
+        let shards = |n: u32| (0..n).map(move |index| Shard { index, count: n });
+        // Closed: every user exactly once, with its own number, start and token.
+        let mut load = LoadSpec::fixed(10, Duration::from_secs(10));
+        load.warmup = Duration::from_secs(1);
+        let tokens = crate::tokens::generated(10);
+        let key = |u: &UserStart| (u.vu, u.at, u.token.as_ref().map(|t| t.user_id.clone()));
+        let Schedule::Closed(all) = Schedule::of(&load, &tokens) else {
+            panic!("closed")
+        };
+        let mut union = Vec::new();
+        for sh in shards(3) {
+            load.shard = Some(sh);
+            let Schedule::Closed(mine) = Schedule::of(&load, &tokens) else {
+                panic!("closed")
+            };
+            assert_eq!(mine.len() as u64, sh.users_of(10));
+            union.extend(mine.iter().map(key));
+        }
+        union.sort();
+        assert_eq!(union, all.iter().map(key).collect::<Vec<_>>());
+        // Their intended loads add up to the whole plan's.
+        let total: f64 = shards(3)
+            .map(|sh| {
+                load.shard = Some(sh);
+                intended_at(&load, Duration::from_secs(2))
+            })
+            .sum();
+        assert_eq!(total, 10.0);
+        // Open: one Poisson sequence thinned, not three independent ones:
+        // the union is the single process's sequence, time for time.
+        let open = shape(Model::Open, Arrival::Poisson, vec![stage(20_000, 50.0)]);
+        let whole: Vec<ArrivalAt> = Arrivals::new(&open, 7).collect();
+        let mut union: Vec<ArrivalAt> = shards(4)
+            .flat_map(|sh| Arrivals::new(&open, 7).filter(move |a| sh.takes(a.n)))
+            .collect();
+        union.sort_by_key(|a| a.n);
+        assert_eq!(union, whole);
+        assert!(whole.len() > 400, "{}", whole.len());
     }
 }

@@ -220,6 +220,126 @@ impl Samples {
     }
 }
 
+/// The first line of a record file written by [`Samples::export`].
+const MAGIC: &[u8] = b"flora-gate records 1\n";
+
+impl Samples {
+    /// Write every request and iteration to `w`: the record file of a
+    /// shard, which `merge` reads back with [`import`].
+    pub fn export(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let failed = |e: String| std::io::Error::other(e);
+        let mut iterations = 0u64;
+        self.for_each_iteration(|_| iterations += 1)
+            .map_err(failed)?;
+        w.write_all(MAGIC)?;
+        w.write_all(&self.len().to_le_bytes())?;
+        w.write_all(&iterations.to_le_bytes())?;
+        let mut err = None;
+        self.for_each(|s| {
+            if err.is_none() {
+                err = w.write_all(&encode_sample(s)).err();
+            }
+        })
+        .map_err(failed)?;
+        self.for_each_iteration(|it| {
+            if err.is_none() {
+                err = w.write_all(&encode_iteration(it)).err();
+            }
+        })
+        .map_err(failed)?;
+        err.map_or(Ok(()), Err)?;
+        w.flush()
+    }
+}
+
+/// One record file being read.
+struct Source<R> {
+    r: R,
+    samples: u64,
+    iterations: u64,
+    next: Option<Sample>,
+}
+
+impl<R: Read> Source<R> {
+    fn open(mut r: R) -> Result<Self, String> {
+        let mut magic = vec![0u8; MAGIC.len()];
+        r.read_exact(&mut magic)
+            .map_err(|_| "too short to be a record file".to_string())?;
+        if magic != MAGIC {
+            return Err("not a flora-gate record file".into());
+        }
+        let mut n = [0u8; 8];
+        r.read_exact(&mut n).map_err(|e| e.to_string())?;
+        let samples = u64::from_le_bytes(n);
+        r.read_exact(&mut n).map_err(|e| e.to_string())?;
+        let iterations = u64::from_le_bytes(n);
+        let mut src = Source {
+            r,
+            samples,
+            iterations,
+            next: None,
+        };
+        src.advance()?;
+        Ok(src)
+    }
+
+    fn advance(&mut self) -> Result<(), String> {
+        self.next = None;
+        if self.samples > 0 {
+            let mut b = [0u8; SAMPLE_BYTES];
+            self.r
+                .read_exact(&mut b)
+                .map_err(|_| "it ends before its last request".to_string())?;
+            self.samples -= 1;
+            self.next = Some(decode_sample(&b));
+        }
+        Ok(())
+    }
+}
+
+/// When a request ended (the order records are merged in).
+fn ended(s: &Sample) -> Duration {
+    s.start + s.e2e.unwrap_or_default()
+}
+
+/// Read the record files of several shards, all timed from the same
+/// agreed start, into one new record file: requests in the order they
+/// ended across shards, then iterations. `Err` names the file (by its
+/// index) and what is wrong.
+pub fn import(files: Vec<impl Read>) -> Result<Samples, (usize, String)> {
+    let spill = Spill::create().map_err(|e| (0, format!("cannot create a record file: {e}")))?;
+    let mut sources = Vec::with_capacity(files.len());
+    for (i, f) in files.into_iter().enumerate() {
+        sources.push(Source::open(f).map_err(|e| (i, e))?);
+    }
+    // A k-way merge: each shard's records are in the order its requests ended.
+    loop {
+        let first = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.next.as_ref().map(|n| (i, ended(n))))
+            .min_by_key(|(_, t)| *t);
+        let Some((i, _)) = first else { break };
+        if let Some(s) = sources[i].next.take() {
+            spill.sample(&s);
+        }
+        sources[i].advance().map_err(|e| (i, e))?;
+    }
+    for (i, src) in sources.iter_mut().enumerate() {
+        let mut b = [0u8; ITERATION_BYTES];
+        for _ in 0..src.iterations {
+            src.r
+                .read_exact(&mut b)
+                .map_err(|_| (i, "it ends before its last iteration".to_string()))?;
+            spill.iteration(&decode_iteration(&b));
+        }
+    }
+    if let Some(e) = spill.failure() {
+        return Err((0, format!("cannot write the merged records: {e}")));
+    }
+    Ok(Samples::new(Arc::new(spill)))
+}
+
 fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(NONE - 1)
 }

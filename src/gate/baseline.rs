@@ -168,6 +168,10 @@ pub fn compare_baseline(
     if let Some(why) = r.under_delivery_note(policy.stage.as_deref()) {
         verdict.not_at_intended_load(why);
     }
+    // A merge of some shards only is not the planned load either.
+    if let Some(why) = r.merged.as_ref().and_then(|m| m.partial_note()) {
+        verdict.not_at_intended_load(why);
+    }
     verdict
 }
 

@@ -140,3 +140,40 @@ pub fn summary(r: &RunResult) -> String {
     );
     out
 }
+
+/// The shards of a merged result, one line each, flags last.
+pub fn shards(m: &crate::result::shard::Merged) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:>5}  {:>9}  {:>9}  {:>9}  {:>10}  {:>12}  flag",
+        "shard", "requests", "ttft p50", "late ms", "lag max", "clock offset"
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), super::ms_number);
+    for s in &m.shards {
+        let _ = writeln!(
+            o,
+            "{:>5}  {:>9}  {:>9}  {:>9.0}  {:>10}  {:>12}  {}",
+            s.index,
+            s.requests,
+            ms(s.ttft_p50_ms),
+            s.late_ms,
+            ms(s.loop_lag_max_ms),
+            s.clock_offset_ms
+                .map_or("-".to_string(), |c| format!("{c:+.0} ms")),
+            s.flag.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(note) = m.partial_note() {
+        let _ = writeln!(o, "warning: {note}");
+    }
+    if m.all_running_from_ms > 0.0 {
+        let _ = writeln!(
+            o,
+            "windows before {:.1} s are partial: not every shard was running yet",
+            m.all_running_from_ms / 1000.0
+        );
+    }
+    o
+}

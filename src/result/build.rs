@@ -116,5 +116,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
         workflows,
         windows,
         dynamics,
+        shard: None,
+        merged: None,
     })
 }

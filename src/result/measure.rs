@@ -66,6 +66,10 @@ pub struct Measured {
     pub current: Current,
     /// Every request, by side (`None` for a plain run).
     pub requests: Vec<(Option<&'static str>, Samples)>,
+    /// How late after its agreed start a shard began.
+    pub late: std::time::Duration,
+    /// A shard's clock minus the target's, ms.
+    pub clock_offset_ms: Option<f64>,
 }
 
 impl Measured {
@@ -106,6 +110,8 @@ pub async fn measure(
             .await?;
             let result = duet::build(plan, reference, &out)?;
             Ok(Measured {
+                late: std::time::Duration::ZERO,
+                clock_offset_ms: None,
                 current: Current::Duet(Box::new(result)),
                 requests: vec![
                     (Some("reference"), out.reference.recorder.records),
@@ -122,6 +128,8 @@ pub async fn measure(
             };
             let result = build(&meta, &out)?;
             Ok(Measured {
+                late: out.late,
+                clock_offset_ms: out.clock_offset_ms,
                 current: Current::Single(Box::new(result)),
                 requests: vec![(None, out.recorder.records)],
             })

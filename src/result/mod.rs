@@ -10,6 +10,7 @@ pub mod duet;
 pub mod measure;
 mod passes;
 pub mod requests;
+pub mod shard;
 pub mod time;
 mod validate;
 pub mod values;
@@ -89,6 +90,12 @@ pub struct RunResult {
     /// Per workflow of a weighted mix (schema 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workflows: Vec<time::WorkflowMix>,
+    /// A shard of a distributed run: which, of which plan, how late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<shard::ShardInfo>,
+    /// A merge of shards: the per-shard table and what is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<shard::Merged>,
 }
 
 /// How a run ended, as the result file says it (`status`).

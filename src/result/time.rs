@@ -110,6 +110,9 @@ pub struct WindowResult {
     pub end_ms: f64,
     /// Inside the warm-up: no measured requests.
     pub warmup: bool,
+    /// A merge of shards: not every shard was running yet in this window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     /// Measured requests started in it.
     pub requests: u64,
     /// Of which failed.
@@ -437,6 +440,7 @@ fn window(
         start_ms: ms(start),
         end_ms: ms(start + width),
         warmup: start + width <= load.warmup,
+        partial: false,
         requests: h.requests,
         failed: h.failed,
         errors: h.errors.clone(),
@@ -659,6 +663,7 @@ mod tests {
             start_ms: f64::from(i) * 10_000.0,
             end_ms: f64::from(i + 1) * 10_000.0,
             warmup: false,
+            partial: false,
             requests: 100,
             failed: 0,
             errors: BTreeMap::new(),

@@ -74,6 +74,35 @@ pub struct LoadSpec {
     /// End the run early when its queue runs away (requests in flight and
     /// TTFT both rising throughout): a capacity probe that cannot hold.
     pub stop_runaway: bool,
+    /// One shard of a distributed run: this process takes every
+    /// `count`-th user or arrival of the one global plan.
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count` (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: u32,
+    /// How many shards there are.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether user (or arrival) `n` of the global plan is this shard's.
+    pub fn takes(&self, n: u64) -> bool {
+        n % u64::from(self.count.max(1)) == u64::from(self.index)
+    }
+
+    /// How many of the users `0..users` are this shard's.
+    pub fn users_of(&self, users: u64) -> u64 {
+        let (i, n) = (u64::from(self.index), u64::from(self.count.max(1)));
+        if users > i {
+            (users - i).div_ceil(n)
+        } else {
+            0
+        }
+    }
 }
 
 impl LoadSpec {
@@ -92,6 +121,7 @@ impl LoadSpec {
             window: Duration::from_secs(10),
             finish: Finish::Request,
             stop_runaway: false,
+            shard: None,
         }
     }
 

@@ -49,6 +49,7 @@ pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
         ca_cert: None,
         metrics_listen: None,
         client: None,
+        start_at: None,
     }
 }
 

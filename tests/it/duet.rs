@@ -57,6 +57,7 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
         ca_cert: None,
         metrics_listen: None,
         client: None,
+        start_at: None,
     }
 }
 
@@ -81,6 +82,7 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::result::duet::DuetResult {
         ca_cert: None,
         metrics_listen: None,
         client: None,
+        start_at: None,
     };
     let d = duet_of(plan, reference.url(), 6).await.expect("duet runs");
     reference.stop().await;

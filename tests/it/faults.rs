@@ -183,6 +183,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         ca_cert: None,
         metrics_listen: None,
         client: None,
+        start_at: None,
     };
     let started = std::time::Instant::now();
     let out = engine::run(

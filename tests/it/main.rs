@@ -18,5 +18,6 @@ mod report;
 mod results;
 mod schema;
 mod shapes;
+mod shards;
 mod tls;
 mod trust;

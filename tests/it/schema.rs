@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::common::{chat_scenario, run, start_mock, Load};
 use flora_gate::mock::MockConfig;
 
-fn validator() -> jsonschema::Validator {
+pub fn validator() -> jsonschema::Validator {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/schema/result.schema.json"

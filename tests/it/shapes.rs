@@ -59,6 +59,7 @@ fn shaped(
         ca_cert: None,
         metrics_listen: None,
         client: None,
+        start_at: None,
     }
 }
 

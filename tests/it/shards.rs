@@ -1,0 +1,339 @@
+//! Distributed runs on loopback: a plan, shard processes started by it,
+//! and their merge against one process with the same load.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use flora_gate::stats::LatencyHist;
+
+use crate::common::{flora, spawn_mock, text, BIN};
+
+fn tokens(dir: &Path) -> String {
+    let p = dir.join("tokens.csv");
+    let mut csv = String::from("user_id,access_token\n");
+    for i in 0..12 {
+        csv.push_str(&format!("u{i},shard-token-{i:04}\n"));
+    }
+    std::fs::write(&p, csv).expect("tokens written");
+    p.to_str().expect("utf-8").to_string()
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("JSON")
+}
+
+/// The lines of a `--requests-out` file.
+fn requests(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Run shards `indexes` of `plan` at once, each with `--requests-out`.
+fn run_shards(dir: &Path, plan: &str, indexes: &[u32], url: &str, tok: &str) {
+    let children: Vec<_> = indexes
+        .iter()
+        .map(|i| {
+            std::process::Command::new(BIN)
+                .args(["run", "--plan", plan, "--shard", &format!("{i}/3")])
+                .args([
+                    "-s",
+                    "openai-chat",
+                    "-t",
+                    url,
+                    "--tokens",
+                    tok,
+                    "--no-progress",
+                ])
+                .arg("-o")
+                .arg(dir.join(format!("shard-{i}.json")))
+                .arg("--requests-out")
+                .arg(dir.join(format!("shard-{i}.jsonl")))
+                .output_future()
+        })
+        .collect();
+    for (i, c) in indexes.iter().zip(children) {
+        let o = c.wait_with_output().expect("shard ran");
+        assert!(o.status.success(), "shard {i}: {}", text(&o));
+    }
+}
+
+trait Spawn {
+    fn output_future(&mut self) -> std::process::Child;
+}
+
+impl Spawn for std::process::Command {
+    fn output_future(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawned")
+    }
+}
+
+fn plan(dir: &Path, start_in: &str) -> String {
+    let p = dir.join("plan.json");
+    let o = flora(&[
+        "plan",
+        "-s",
+        "openai-chat",
+        "--shards",
+        "3",
+        "-c",
+        "9",
+        "-d",
+        "4s",
+        "--warmup",
+        "1s",
+        "--start-in",
+        start_in,
+        "-o",
+        p.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    p.to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn three_shards_merge_into_exactly_the_run_one_process_makes() {
+    let mock = spawn_mock(&[
+        "--ttft-ms",
+        "30",
+        "--itl-ms",
+        "2",
+        "--output-tokens",
+        "16",
+        "--jitter-ms",
+        "3",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let tok = tokens(d);
+    let plan = plan(d, "2s");
+    run_shards(d, &plan, &[0, 1, 2], &mock.url, &tok);
+    let shard_files: Vec<String> = (0..3)
+        .map(|i| {
+            d.join(format!("shard-{i}.json"))
+                .to_str()
+                .expect("utf-8")
+                .to_string()
+        })
+        .collect();
+    let merged = d.join("merged.json");
+    let mut args = vec!["merge"];
+    args.extend(shard_files.iter().map(String::as_str));
+    args.extend(["-o", merged.to_str().expect("utf-8")]);
+    let o = flora(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = json(&merged);
+
+    // Counts add up, and the shard table has every shard.
+    let shard_requests: u64 = (0..3)
+        .map(|i| {
+            json(&d.join(format!("shard-{i}.json")))["totals"]["requests"]
+                .as_u64()
+                .expect("n")
+        })
+        .sum();
+    assert_eq!(m["totals"]["requests"].as_u64(), Some(shard_requests));
+    assert_eq!(m["merged"]["shards"].as_array().map(Vec::len), Some(3));
+
+    // The merged TTFT histogram is the one built from every shard's requests.
+    let mut concatenated = LatencyHist::new();
+    let mut users = BTreeSet::new();
+    for i in 0..3 {
+        for r in requests(&d.join(format!("shard-{i}.jsonl"))) {
+            users.insert(r["vu"].as_u64().expect("vu"));
+            if r["warmup"] == false {
+                let us = (r["ttft_ms"].as_f64().expect("ttft") * 1000.0).round() as u64;
+                concatenated.record(std::time::Duration::from_micros(us));
+            }
+        }
+    }
+    let b64 = m["steps"][0]["histograms"]["ttft"]
+        .as_str()
+        .expect("histogram");
+    let merged_hist = LatencyHist::decode(b64, 0).expect("decodes");
+    assert_eq!(merged_hist.count(), concatenated.count());
+    for q in [0.1, 0.5, 0.9, 0.99, 1.0] {
+        assert_eq!(
+            merged_hist.quantile_ms(q),
+            concatenated.quantile_ms(q),
+            "q {q}"
+        );
+    }
+
+    // One process with the same load: the same users, a TTFT p50 within 10%.
+    let single = d.join("single.json");
+    let single_log = d.join("single.jsonl");
+    let o = flora(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tok,
+        "-c",
+        "9",
+        "-d",
+        "4s",
+        "--warmup",
+        "1s",
+        "--no-progress",
+        "-o",
+        single.to_str().expect("utf-8"),
+        "--requests-out",
+        single_log.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let single_users: BTreeSet<u64> = requests(&single_log)
+        .iter()
+        .map(|r| r["vu"].as_u64().expect("vu"))
+        .collect();
+    assert_eq!(users, single_users);
+    let p50 = |v: &serde_json::Value| v["steps"][0]["ttft_ms"]["p50"].as_f64().expect("p50");
+    let (a, b) = (p50(&m), p50(&json(&single)));
+    assert!((a - b).abs() <= 0.1 * b, "merged {a} ms, single {b} ms");
+
+    // A missing or a repeated shard is refused, naming it; `--allow-partial`
+    // merges what exists and the verdict is a warning at most.
+    let o = flora(&[
+        "merge",
+        &shard_files[0],
+        &shard_files[1],
+        "-o",
+        d.join("x.json").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("shard(s) 2 of 3 missing"), "{}", text(&o));
+    let o = flora(&[
+        "merge",
+        &shard_files[0],
+        &shard_files[0],
+        &shard_files[1],
+        "-o",
+        d.join("x.json").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("shard 0 of 3 twice"), "{}", text(&o));
+    let partial = d.join("partial.json");
+    let o = flora(&[
+        "merge",
+        &shard_files[0],
+        &shard_files[1],
+        "--allow-partial",
+        "-o",
+        partial.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(json(&partial)["merged"]["missing"], serde_json::json!([2]));
+    let base = d.join("base.json");
+    let o = flora(&[
+        "baseline",
+        "refresh",
+        merged.to_str().expect("utf-8"),
+        single.to_str().expect("utf-8"),
+        "-o",
+        base.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let verdict = d.join("verdict.json");
+    let o = flora(&[
+        "compare",
+        "-b",
+        base.to_str().expect("utf-8"),
+        "-r",
+        partial.to_str().expect("utf-8"),
+        "--out",
+        verdict.to_str().expect("utf-8"),
+    ]);
+    let v = json(&verdict);
+    assert_eq!(v["verdict"], "warn", "{}", text(&o));
+    assert!(
+        v["notes"].as_array().expect("notes").iter().any(|n| n
+            .as_str()
+            .is_some_and(|n| n.contains("merged from 2 of 3 shards"))),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_late_shard_joins_at_its_place_and_bad_shard_flags_are_refused() {
+    let mock = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "1", "--output-tokens", "8"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let tok = tokens(d);
+    // The start is already past when the shards begin.
+    let plan = plan(d, "0s");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    run_shards(d, &plan, &[0, 1, 2], &mock.url, &tok);
+    let s0 = json(&d.join("shard-0.json"));
+    let late = s0["shard"]["late_ms"].as_f64().expect("late");
+    assert!(late >= 1400.0, "late {late} ms");
+    let o = flora(&[
+        "merge",
+        d.join("shard-0.json").to_str().expect("utf-8"),
+        d.join("shard-1.json").to_str().expect("utf-8"),
+        d.join("shard-2.json").to_str().expect("utf-8"),
+        "-o",
+        d.join("merged.json").to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = json(&d.join("merged.json"));
+    assert!(m["merged"]["all_running_from_ms"].as_f64().expect("ms") >= 1400.0);
+    assert_eq!(m["windows"][0]["partial"], true, "{}", m["windows"][0]);
+    assert!(text(&o).contains("are partial"), "{}", text(&o));
+    // A shard's result and a merged one are results like any other.
+    let v = crate::schema::validator();
+    for r in [&s0, &m] {
+        let errors: Vec<String> = v.iter_errors(r).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    // Flags the plan fixes, and shards that do not exist, are refused.
+    for (extra, says) in [
+        (vec!["--shard", "3/3"], "--shard"),
+        (vec!["--shard", "0/4"], "--shard"),
+        (vec!["--shard", "one"], "--shard"),
+        (vec!["--shard", "0/3", "-c", "4"], "--concurrency"),
+        (vec!["--shard", "0/3", "--seed", "7"], "--seed"),
+    ] {
+        let mut args = vec![
+            "run",
+            "--plan",
+            &plan,
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tok,
+        ];
+        args.extend(extra.iter().copied());
+        let o = flora(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{extra:?}: {}", text(&o));
+    }
+    // Another scenario than the plan's.
+    let o = flora(&[
+        "run", "--plan", &plan, "--shard", "0/3", "-s", "novel", "-t", &mock.url, "--tokens", &tok,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("not the scenario of the plan"),
+        "{}",
+        text(&o)
+    );
+    // A result that is not a shard.
+    let o = flora(&[
+        "merge",
+        d.join("merged.json").to_str().expect("utf-8"),
+        "-o",
+        d.join("y.json").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a shard"), "{}", text(&o));
+}
