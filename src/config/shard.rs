@@ -231,8 +231,9 @@ pub(super) fn merge(a: &MergeArgs) -> Result<MergeSettings, UserError> {
     }
     crate::error::check_outputs(&outputs)?;
     let mut read = Vec::with_capacity(a.shards.len());
-    for p in &a.shards {
-        read.push((p.clone(), RunResult::read(p)?));
+    for p in shard_files(&a.shards)? {
+        let r = RunResult::read(&p)?;
+        read.push((p, r));
     }
     let (shards, missing) = shard::check_shards(read, a.allow_partial)?;
     let (first_path, first, info) = shards
@@ -281,4 +282,38 @@ pub(super) fn merge(a: &MergeArgs) -> Result<MergeSettings, UserError> {
         out: a.out.clone(),
         requests_out: a.requests_out.clone(),
     })
+}
+
+/// The shard files named: a directory stands for every `shard-*.json` in it
+/// (for a container without a shell to expand the pattern).
+fn shard_files(given: &[PathBuf]) -> Result<Vec<PathBuf>, UserError> {
+    let mut out = Vec::new();
+    for p in given {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(p).map_err(|source| UserError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|f| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".json"))
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(UserError::flag(
+                "SHARD",
+                format!("the directory `{}` holds no `shard-*.json`", p.display()),
+            ));
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
 }
