@@ -33,16 +33,22 @@ fn requests(p: &Path) -> Vec<serde_json::Value> {
 
 /// Run shards `indexes` of `plan` at once, each with `--requests-out`.
 fn run_shards(dir: &Path, plan: &str, indexes: &[u32], url: &str, tok: &str) {
+    run_shards_at(dir, plan, indexes, &|_| url.to_string(), tok);
+}
+
+/// The same, shard `i` against `url(i)`.
+fn run_shards_at(dir: &Path, plan: &str, indexes: &[u32], url: &dyn Fn(u32) -> String, tok: &str) {
     let children: Vec<_> = indexes
         .iter()
-        .map(|i| {
+        .map(|&i| {
+            let url = url(i);
             std::process::Command::new(BIN)
                 .args(["run", "--plan", plan, "--shard", &format!("{i}/3")])
                 .args([
                     "-s",
                     "openai-chat",
                     "-t",
-                    url,
+                    &url,
                     "--tokens",
                     tok,
                     "--no-progress",
@@ -336,4 +342,35 @@ fn a_late_shard_joins_at_its_place_and_bad_shard_flags_are_refused() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not a shard"), "{}", text(&o));
+}
+
+#[test]
+fn a_shard_on_a_slower_path_is_flagged() {
+    let fast = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "1", "--output-tokens", "8"]);
+    let slow = spawn_mock(&["--ttft-ms", "60", "--itl-ms", "1", "--output-tokens", "8"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let tok = tokens(d);
+    let plan = plan(d, "1s");
+    let url = |i: u32| {
+        if i == 2 {
+            slow.url.clone()
+        } else {
+            fast.url.clone()
+        }
+    };
+    run_shards_at(d, &plan, &[0, 1, 2], &url, &tok);
+    let merged = d.join("merged.json");
+    let o = flora(&[
+        "merge",
+        d.to_str().expect("utf-8"),
+        "-o",
+        merged.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = json(&merged);
+    let rows = m["merged"]["shards"].as_array().expect("rows");
+    let flags: Vec<bool> = rows.iter().map(|r| r.get("flag").is_some()).collect();
+    assert_eq!(flags, [false, false, true], "{rows:?}");
+    assert!(text(&o).contains("a slower network path"), "{}", text(&o));
 }
