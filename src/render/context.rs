@@ -50,6 +50,46 @@ pub struct ErrorRow {
     example: String,
 }
 
+/// A shard of a merged result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardCtx {
+    index: u32,
+    requests: u64,
+    ttft_p50: String,
+    late: String,
+    offset: String,
+    flag: String,
+}
+
+/// The shards of a merged result, and what a partial merge misses.
+fn shards(r: &RunResult) -> (Vec<ShardCtx>, Option<String>) {
+    let Some(m) = &r.merged else {
+        return (Vec::new(), None);
+    };
+    let rows = m
+        .shards
+        .iter()
+        .map(|s| ShardCtx {
+            index: s.index,
+            requests: s.requests,
+            ttft_p50: s.ttft_p50_ms.map_or("-".into(), super::ms_number),
+            late: format!("{:.1} s", s.late_ms / 1000.0),
+            offset: s
+                .clock_offset_ms
+                .map_or("-".into(), |c| format!("{:+.1} s", c / 1000.0)),
+            flag: super::md_cell(s.flag.as_deref().unwrap_or("")),
+        })
+        .collect();
+    let mut notes: Vec<String> = m.partial_note().into_iter().collect();
+    if m.all_running_from_ms > 0.0 {
+        notes.push(format!(
+            "windows before {:.1} s are partial: not every shard was running yet",
+            m.all_running_from_ms / 1000.0
+        ));
+    }
+    (rows, (!notes.is_empty()).then(|| notes.join("; ")))
+}
+
 /// Facts about the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFacts {
@@ -94,6 +134,8 @@ pub struct ReportContext {
     pub(super) policy: String,
     pub(super) reproduce: String,
     pub(super) shape: Option<super::shape::ShapeContext>,
+    pub(super) shards: Vec<ShardCtx>,
+    pub(super) shards_note: Option<String>,
 }
 
 /// Format a value in its unit.
@@ -210,6 +252,7 @@ fn reproduce(r: &RunResult) -> String {
 /// Build the context from a result and, when there is one, its verdict.
 pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>) -> ReportContext {
     let current = values::extract(r);
+    let (shard_rows, shards_note) = shards(r);
     let policy = verdict.map_or_else(|| r.gate.clone(), |v| v.policy.clone());
     let step_metrics: Vec<&str> = policy.metrics.iter().map(String::as_str).collect();
     let step_headers: Vec<String> = step_metrics
@@ -273,6 +316,8 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         ),
         reproduce: reproduce(r),
         shape: super::shape::context(r),
+        shards: shard_rows,
+        shards_note,
     }
 }
 

@@ -373,4 +373,12 @@ fn a_shard_on_a_slower_path_is_flagged() {
     let flags: Vec<bool> = rows.iter().map(|r| r.get("flag").is_some()).collect();
     assert_eq!(flags, [false, false, true], "{rows:?}");
     assert!(text(&o).contains("a slower network path"), "{}", text(&o));
+    // The report shows the shards, the flagged one with why.
+    let o = flora(&["report", "-r", merged.to_str().expect("utf-8")]);
+    let md = text(&o);
+    assert!(md.contains("### Shards"), "{md}");
+    assert!(
+        md.contains("| 2 |") && md.contains("a slower network path"),
+        "{md}"
+    );
 }
