@@ -333,6 +333,34 @@ fn a_late_shard_joins_at_its_place_and_bad_shard_flags_are_refused() {
         "{}",
         text(&o)
     );
+    // A shard of another plan is refused, naming its file.
+    let other = d.join("other");
+    std::fs::create_dir(&other).expect("dir");
+    let text_of = std::fs::read_to_string(d.join("shard-1.json")).expect("read");
+    let id = s0["shard"]["plan"]["plan_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    std::fs::write(
+        other.join("shard-1.json"),
+        text_of.replace(&id, "0123456789abcdef"),
+    )
+    .expect("written");
+    std::fs::copy(d.join("shard-1.records"), other.join("shard-1.records")).expect("copied");
+    let o = flora(&[
+        "merge",
+        d.join("shard-0.json").to_str().expect("utf-8"),
+        other.join("shard-1.json").to_str().expect("utf-8"),
+        d.join("shard-2.json").to_str().expect("utf-8"),
+        "-o",
+        d.join("z.json").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("other/shard-1.json") && text(&o).contains("another plan"),
+        "{}",
+        text(&o)
+    );
     // A result that is not a shard.
     let o = flora(&[
         "merge",
