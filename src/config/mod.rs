@@ -26,7 +26,7 @@ mod plan;
 mod shard;
 
 pub use crate::scenario::caps::{MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY};
-pub use plan::{parse_vars, run_plan};
+pub use plan::{parse_vars, run_args, run_plan};
 
 fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
     parse_duration(s).map_err(|m| UserError::flag(flag, m))
@@ -229,27 +229,13 @@ fn capacity(a: &crate::cli::CapacityArgs) -> Result<crate::commands::CapacitySet
         ));
     }
     let run = RunArgs {
-        scenario: a.scenario.clone(),
-        target: a.target.clone(),
-        tokens: a.tokens.clone(),
         concurrency: Some(1),
         duration: Some(a.probe.clone()),
-        requests: None,
         warmup: Some(a.warmup.clone()),
         seed: a.seed,
         vars: a.vars.clone(),
         out: a.out.clone(),
-        requests_out: None,
-        drain: crate::cli::DEFAULT_DRAIN.into(),
-        no_progress: true,
-        ca_cert: None,
-        baseline_target: None,
-        stages: None,
-        model: None,
-        window: None,
-        metrics_listen: None,
-        plan: None,
-        shard: None,
+        ..run_args(a.scenario.clone(), a.target.clone(), a.tokens.clone())
     };
     let plan = run_plan(&run)?;
     let mut objectives = Vec::new();
@@ -486,27 +472,15 @@ fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
             )
         })?;
         let args = RunArgs {
-            scenario,
-            target: a.target.clone(),
-            tokens: a.tokens.clone(),
             concurrency: a.concurrency,
             duration: a.duration.clone(),
-            requests: None,
             warmup: a.warmup.clone(),
-            seed: None,
             vars: a.vars.clone(),
             out: a.out.clone(),
-            requests_out: None,
-            drain: crate::cli::DEFAULT_DRAIN.into(),
             no_progress: false,
-            baseline_target: None,
-            ca_cert: None,
             stages: a.stages.clone(),
             model: a.model.clone(),
-            window: None,
-            metrics_listen: None,
-            plan: None,
-            shard: None,
+            ..run_args(scenario, a.target.clone(), a.tokens.clone())
         };
         if refreshes_capacity {
             let old = CapacityResult::read(&a.out)?;

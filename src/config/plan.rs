@@ -27,6 +27,39 @@ pub fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>, UserError> {
         .collect()
 }
 
+/// `run` flags for `scenario` with every other flag at its default: the
+/// start of a plan another command builds (a capacity probe, a baseline
+/// refresh, a distributed plan).
+pub fn run_args(
+    scenario: String,
+    target: Option<String>,
+    tokens: Option<std::path::PathBuf>,
+) -> RunArgs {
+    RunArgs {
+        scenario,
+        target,
+        tokens,
+        concurrency: None,
+        duration: None,
+        requests: None,
+        warmup: None,
+        seed: None,
+        vars: Vec::new(),
+        out: std::path::PathBuf::from("result.json"),
+        requests_out: None,
+        drain: crate::cli::DEFAULT_DRAIN.into(),
+        no_progress: true,
+        ca_cert: None,
+        baseline_target: None,
+        stages: None,
+        model: None,
+        window: None,
+        metrics_listen: None,
+        plan: None,
+        shard: None,
+    }
+}
+
 /// Validate `run` arguments into a plan.
 pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     let vars = parse_vars(&args.vars)?;

@@ -196,29 +196,7 @@ pub(super) fn plan(a: &PlanArgs) -> Result<PlanSettings, UserError> {
 
 /// The `run` flags a plan stands for (no target, no tokens: only the load).
 fn plan_run_args(scenario: &str, load: &PlanLoad, seed: u64) -> RunArgs {
-    let base = RunArgs {
-        scenario: scenario.into(),
-        target: None,
-        tokens: None,
-        concurrency: None,
-        duration: None,
-        requests: None,
-        warmup: None,
-        seed: None,
-        vars: Vec::new(),
-        out: PathBuf::from("result.json"),
-        requests_out: None,
-        drain: crate::cli::DEFAULT_DRAIN.into(),
-        no_progress: true,
-        ca_cert: None,
-        baseline_target: None,
-        stages: None,
-        model: None,
-        window: None,
-        metrics_listen: None,
-        plan: None,
-        shard: None,
-    };
+    let base = super::run_args(scenario.into(), None, None);
     with_plan_load(&base, load, seed)
 }
 
