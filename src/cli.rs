@@ -225,6 +225,11 @@ pub struct GateArgs {
     /// Baseline JSON (not needed with `--baseline-target`).
     #[arg(long, short = 'b', value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Judge this result instead of measuring (a merged result of a
+    /// distributed run, say): the same verdict, report, job summary and
+    /// comment as a gate that ran it.
+    #[arg(long, value_name = "FILE")]
+    pub result: Option<PathBuf>,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Compare even when scenario or concurrency differ from the baseline's.
@@ -465,7 +470,7 @@ pub struct RefreshArgs {
 pub struct RunArgs {
     /// Scenario TOML file, or a bundled scenario name (`novel`, `openai-chat`).
     #[arg(long, short = 's', value_name = "FILE|NAME")]
-    pub scenario: String,
+    pub scenario: Option<String>,
     /// Base URL of the target (overrides the scenario's `base_url`).
     #[arg(long, short = 't', value_name = "URL")]
     pub target: Option<String>,

@@ -284,13 +284,13 @@ pub(super) async fn gate(
 ) -> anyhow::Result<Outcome> {
     let (signals, kill) = signal_tokens();
     let found = search(&c.search, &signals, &kill).await?;
-    crate::jsonfile::write(&args.run.out, &found, "capacity result")?;
-    eprintln!("capacity written to {}", args.run.out.display());
+    crate::jsonfile::write(&args.result, &found, "capacity result")?;
+    eprintln!("capacity written to {}", args.result.display());
     if env.active {
         actions::endgroup(out);
     }
     if let Some(why) = &found.stopped {
-        return Err(stopped_early(why, &args.run.out).into());
+        return Err(stopped_early(why, &args.result).into());
     }
     let v =
         capacity::compare(&c.baseline, &found, c.margin).map_err(|m| UserError::Environment {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::github::{findings, finish, publish};
-use super::{judge, signal_tokens, GateSettings, Outcome};
+use super::{judge, signal_tokens, GateSettings, GateSource, Outcome, RunSettings};
 use crate::error::UserError;
 use crate::gate::{Status, Verdict};
 use crate::github::actions::{self, ActionsEnv};
@@ -20,7 +20,20 @@ use crate::result::{self, Current};
 pub(super) async fn gate(args: &GateSettings) -> anyhow::Result<Outcome> {
     let env = ActionsEnv::from_env();
     let mut out = std::io::stdout();
-    let plan = &args.run.plan;
+    let (signals, kill) = signal_tokens();
+    let run = match &args.source {
+        GateSource::Measure(run) => run,
+        GateSource::File(current) => {
+            if env.active {
+                if let Some(t) = &env.token {
+                    actions::mask(&mut out, t.expose());
+                }
+            }
+            let verdict = judge(current, &args.judge)?;
+            return conclude(args, &env, &signals, current, &verdict, &mut out).await;
+        }
+    };
+    let plan = &run.plan;
     if env.active {
         for t in plan.tokens.iter() {
             actions::mask(&mut out, t.token.expose());
@@ -37,29 +50,40 @@ pub(super) async fn gate(args: &GateSettings) -> anyhow::Result<Outcome> {
     if let Some(c) = &args.capacity {
         return super::capacity::gate(args, c, &env, &mut out).await;
     }
-    let (signals, kill) = signal_tokens();
-    let (current, verdict) = measure_and_judge(args, &signals, &kill, &env, &mut out).await?;
-    let markdown = write_reports(args, &current, &verdict)?;
+    let (current, verdict) = measure_and_judge(args, run, &signals, &kill, &env, &mut out).await?;
+    conclude(args, &env, &signals, &current, &verdict, &mut out).await
+}
 
+/// Reports, then the job summary, annotations, comment and step outputs.
+async fn conclude(
+    args: &GateSettings,
+    env: &ActionsEnv,
+    signals: &CancellationToken,
+    current: &Current,
+    verdict: &Verdict,
+    out: &mut impl Write,
+) -> anyhow::Result<Outcome> {
+    let markdown = write_reports(args, current, verdict)?;
     // From here on nothing changes the exit code.
-    let found = findings(&verdict);
-    let comment_url = publish(args, &env, &signals, &found, &markdown, &mut out).await;
-    Ok(finish(args, &env, verdict.verdict, comment_url, &mut out))
+    let found = findings(verdict);
+    let comment_url = publish(args, env, signals, &found, &markdown, out).await;
+    Ok(finish(args, env, verdict.verdict, comment_url, out))
 }
 
 /// Measure, write the result, judge; with `confirm`, a failing run is
 /// measured once more and fails only when both agree.
 async fn measure_and_judge(
     args: &GateSettings,
+    run: &RunSettings,
     signals: &CancellationToken,
     kill: &CancellationToken,
     env: &ActionsEnv,
     out: &mut impl Write,
 ) -> Result<(Current, Verdict), UserError> {
-    let plan = &args.run.plan;
+    let plan = &run.plan;
     let measured = result::measure(plan, signals.clone(), kill.clone()).await?;
-    measured.write(&args.run.out, args.run.requests_out.as_deref(), plan)?;
-    eprintln!("result written to {}", args.run.out.display());
+    measured.write(&run.out, run.requests_out.as_deref(), plan)?;
+    eprintln!("result written to {}", run.out.display());
     if env.active {
         actions::endgroup(out);
     }
@@ -75,7 +99,7 @@ async fn measure_and_judge(
     }
     // One failing run may be a noisy minute. The first run's result is kept
     // beside the second.
-    let first = sibling(&args.run.out, "unconfirmed");
+    let first = sibling(&run.out, "unconfirmed");
     current.shown().write(&first)?;
     crate::output::err_line(&format!(
         "the gate failed ({}); running once more to confirm (--confirm); the first result is in {}",
@@ -83,7 +107,7 @@ async fn measure_and_judge(
         first.display()
     ));
     let again = result::measure(plan, signals.clone(), kill.clone()).await?;
-    again.write(&args.run.out, args.run.requests_out.as_deref(), plan)?;
+    again.write(&run.out, run.requests_out.as_deref(), plan)?;
     let second = again.current;
     let mut v2 = judge(&second, &args.judge)?;
     if v2.verdict == Status::Fail {

@@ -299,7 +299,7 @@ pub(super) fn finish(
     if let Some(p) = env.output.as_ref().filter(|_| env.active) {
         let outputs = [
             ("verdict", verdict.to_string()),
-            ("result", args.run.out.display().to_string()),
+            ("result", args.result.display().to_string()),
             ("verdict-file", args.verdict_out.display().to_string()),
             ("report", args.report_out.display().to_string()),
             ("comment-url", comment_url),

@@ -251,8 +251,10 @@ pub struct Sticky {
 /// `gate`.
 #[derive(Debug, Clone)]
 pub struct GateSettings {
-    /// The measurement.
-    pub run: RunSettings,
+    /// What is judged: a measurement, or a result file (`--result`).
+    pub source: GateSource,
+    /// The result file: the one the measurement writes, or the one judged.
+    pub result: PathBuf,
     /// The judgement.
     pub judge: JudgeSettings,
     /// The verdict file.
@@ -269,6 +271,15 @@ pub struct GateSettings {
     pub confirm: bool,
     /// Against a baseline capacity: the search to repeat instead of one run.
     pub capacity: Option<Box<CapacityGate>>,
+}
+
+/// What a gate judges.
+#[derive(Debug, Clone)]
+pub enum GateSource {
+    /// A run it makes (a capacity gate's search uses only its files).
+    Measure(Box<RunSettings>),
+    /// A result made elsewhere (a merge of shards, say).
+    File(Box<crate::result::Current>),
 }
 
 /// A gate on capacity: the baseline's search repeated on this target and

@@ -12,9 +12,9 @@ use crate::cli::{
     MockArgs, MockBehaviour, ProposeArgs, RefreshArgs, ReportArgs, RunArgs,
 };
 use crate::commands::{
-    CommentMode, CommentSettings, CompareSettings, DemoSettings, GateSettings, JudgeSettings,
-    MockSettings, ProposeSettings, RefreshSettings, RefreshSource, ReportSettings, RunSettings,
-    Settings, Sticky,
+    CommentMode, CommentSettings, CompareSettings, DemoSettings, GateSettings, GateSource,
+    JudgeSettings, MockSettings, ProposeSettings, RefreshSettings, RefreshSource, ReportSettings,
+    RunSettings, Settings, Sticky,
 };
 use crate::error::UserError;
 use crate::mock::{FaultRates, MockConfig};
@@ -530,27 +530,67 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
     if a.run.plan.is_some() {
         return Err(UserError::flag(
             "--plan",
-            "a gate measures in one process; run shards with `run --plan --shard`, `merge` them, then `compare` the merged result",
+            "a gate measures in one process; run shards with `run --plan --shard`, `merge` them, then `gate --result` the merged result",
         ));
     }
     let capacity = match a.baseline.as_deref() {
-        Some(p) if crate::gate::capacity::CapacityResult::is_one(p) => {
+        Some(p) if a.result.is_none() && crate::gate::capacity::CapacityResult::is_one(p) => {
             Some(Box::new(capacity_gate(a, p)?))
         }
         _ => None,
     };
-    let run = run(&a.run)?;
     let mut outputs = vec![
-        ("--out", a.run.out.as_path()),
         ("--verdict-out", a.verdict_out.as_path()),
         ("--report-out", a.report_out.as_path()),
     ];
-    if let Some(p) = &a.run.requests_out {
-        outputs.push(("--requests-out", p.as_path()));
-    }
+    let (source, result) = match &a.result {
+        Some(path) => {
+            let r = &a.run;
+            for (flag, given) in [
+                ("--scenario", r.scenario.is_some()),
+                ("--target", r.target.is_some()),
+                ("--baseline-target", r.baseline_target.is_some()),
+                ("--concurrency", r.concurrency.is_some()),
+                ("--duration", r.duration.is_some()),
+                ("--requests", r.requests.is_some()),
+                ("--stages", r.stages.is_some()),
+                ("--requests-out", r.requests_out.is_some()),
+                ("--confirm", a.confirm),
+            ] {
+                if given {
+                    return Err(UserError::flag(
+                        flag,
+                        "does not apply with `--result`: the result is judged as it is",
+                    ));
+                }
+            }
+            (
+                GateSource::File(Box::new(Current::read(path)?)),
+                path.clone(),
+            )
+        }
+        None => {
+            outputs.push(("--out", a.run.out.as_path()));
+            if let Some(p) = &a.run.requests_out {
+                outputs.push(("--requests-out", p.as_path()));
+            }
+            let run = match &capacity {
+                // The capacity search builds its own plans from this one.
+                Some(c) => RunSettings {
+                    plan: c.search.plan.clone(),
+                    out: a.run.out.clone(),
+                    requests_out: None,
+                    shard: None,
+                },
+                None => run(&a.run)?,
+            };
+            (GateSource::Measure(Box::new(run)), a.run.out.clone())
+        }
+    };
     crate::error::check_outputs(&outputs)?;
     Ok(GateSettings {
-        run,
+        source,
+        result,
         judge: judge(a.baseline.as_deref(), &a.policy, a.force)?,
         verdict_out: a.verdict_out.clone(),
         report_out: a.report_out.clone(),

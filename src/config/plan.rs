@@ -36,7 +36,7 @@ pub fn run_args(
     tokens: Option<std::path::PathBuf>,
 ) -> RunArgs {
     RunArgs {
-        scenario,
+        scenario: Some(scenario),
         target,
         tokens,
         concurrency: None,
@@ -70,10 +70,17 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         outputs.push(("--requests-out", p.as_path()));
     }
     crate::error::check_outputs(&outputs)?;
-    let scenario = Scenario::load(&args.scenario, &vars).map_err(|e| match e {
+    let spec = args.scenario.as_deref().ok_or_else(|| {
+        UserError::flag(
+            "--scenario",
+            "is required: a scenario file or a bundled name",
+        )
+        .with_hint("for example `--scenario novel`, or `--scenario scenarios/novel.toml`")
+    })?;
+    let scenario = Scenario::load(spec, &vars).map_err(|e| match e {
         // Only the scenario itself is "not a scenario"; a data file it names
         // that cannot be read stays a read error naming that file.
-        UserError::Read { path, source } if path == std::path::Path::new(&args.scenario) => {
+        UserError::Read { path, source } if path == std::path::Path::new(spec) => {
             UserError::Read { path, source }.into_scenario_hint()
         }
         other => other,

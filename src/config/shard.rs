@@ -81,7 +81,8 @@ pub(super) fn run(a: &RunArgs) -> Result<RunSettings, UserError> {
             "--scenario",
             format!(
                 "`{}` is not the scenario of the plan (its content differs from `{}`)",
-                a.scenario, sp.scenario.origin
+                a.scenario.as_deref().unwrap_or_default(),
+                sp.scenario.origin
             ),
         ));
     }

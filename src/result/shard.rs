@@ -350,11 +350,12 @@ fn shard_rows(shards: &[ShardFile]) -> Vec<ShardRow> {
                 }
                 _ => None,
             };
-            let flag = if r.self_check.saturated {
-                Some("its load generator saturated: its latencies include the client's".to_string())
-            } else {
-                slower
-            };
+            let saturated = r
+                .self_check
+                .saturated
+                .then(|| "its load generator saturated: its latencies include the client's".to_string());
+            let flags: Vec<String> = slower.into_iter().chain(saturated).collect();
+            let flag = (!flags.is_empty()).then(|| flags.join("; "));
             ShardRow {
                 index: info.index,
                 requests: r.totals.requests,
