@@ -37,7 +37,7 @@ pub enum Command {
     /// Serve the mock Dreaminkflora + OpenAI-compatible API.
     Mock(MockArgs),
     /// Run one load test and write the result JSON.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Judge a result against a baseline (or a duet result on its own).
     Compare(CompareArgs),
     /// Render a result (and its verdict) as Markdown, text or JSON.
@@ -529,6 +529,17 @@ pub struct RunArgs {
     /// `ADDR:PORT/metrics` while the run lasts (for Grafana during a soak).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,
+    /// Scrape this Prometheus endpoint of the server during the run (repeat
+    /// for several): the presets' families (vLLM, SGLang, TGI, Triton, DCGM,
+    /// node_exporter, process) and any `--server-metric`, per window in the result.
+    #[arg(long = "server-metrics", value_name = "URL")]
+    pub server_metrics: Vec<String>,
+    /// How often to scrape.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub server_metrics_interval: String,
+    /// Also keep this metric family (a database pool's gauge, say); repeat for several.
+    #[arg(long = "server-metric", value_name = "NAME")]
+    pub server_metric: Vec<String>,
     /// A distributed run's plan (from `flora-gate plan`): the load, seed and
     /// start time come from it.
     #[arg(long, value_name = "FILE", requires = "shard")]

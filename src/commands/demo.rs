@@ -69,6 +69,7 @@ pub async fn run_against_mock(
         metrics_listen: None,
         client: None,
         start_at: None,
+        server_metrics: Vec::new(),
     };
     eprintln!(
         "mock server on {}; running the novel workflow with {} users for {}",

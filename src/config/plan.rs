@@ -55,6 +55,9 @@ pub fn run_args(
         model: None,
         window: None,
         metrics_listen: None,
+        server_metrics: Vec::new(),
+        server_metrics_interval: "1s".into(),
+        server_metric: Vec::new(),
         plan: None,
         shard: None,
     }
@@ -97,6 +100,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
                 .with_hint("pass `--tokens access_tokens.csv` (header `user_id,access_token`), or set `[auth] kind = \"none\"` in the scenario"))
         }
     };
+    let server_metrics = server_metrics(args, &scenario)?;
     Ok(Plan {
         scenario: Arc::new(scenario),
         target,
@@ -110,7 +114,58 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         metrics_listen,
         client: None,
         start_at: None,
+        server_metrics,
     })
+}
+
+/// `--server-metrics` endpoints, checked like the target: http(s), no
+/// credentials in the URL, and inside `allow_hosts`.
+fn server_metrics(
+    args: &RunArgs,
+    scenario: &Scenario,
+) -> Result<Vec<crate::engine::scrape::ScrapeTarget>, UserError> {
+    if args.server_metrics.is_empty() {
+        return Ok(Vec::new());
+    }
+    let interval = duration_flag("--server-metrics-interval", &args.server_metrics_interval)?;
+    if interval < Duration::from_millis(100) {
+        return Err(UserError::flag(
+            "--server-metrics-interval",
+            "scraping more often than every 100ms would load the server",
+        ));
+    }
+    let families = crate::engine::scrape::families(&args.server_metric);
+    args.server_metrics
+        .iter()
+        .map(|u| {
+            let url = reqwest::Url::parse(u).map_err(|e| {
+                UserError::flag("--server-metrics", format!("`{u}` is not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(UserError::flag(
+                    "--server-metrics",
+                    format!("`{u}` is not http(s)"),
+                ));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(UserError::flag(
+                    "--server-metrics",
+                    "a URL with credentials (`user:password@`) is refused",
+                ));
+            }
+            crate::target::check_allowed(
+                &scenario.safety.allow_hosts,
+                &url,
+                "a `--server-metrics` endpoint",
+                &scenario.origin,
+            )?;
+            Ok(crate::engine::scrape::ScrapeTarget {
+                url: url.to_string(),
+                interval,
+                families: families.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The target and the duet reference, parsed and checked against

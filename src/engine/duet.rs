@@ -88,6 +88,7 @@ impl SideRuns {
             trace: LoadTrace::default(),
             late: Duration::ZERO,
             clock_offset_ms: None,
+            server: Vec::new(),
         })
     }
 }

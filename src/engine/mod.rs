@@ -15,6 +15,7 @@ pub mod request;
 pub mod runaway;
 pub mod sample;
 pub mod schedule;
+pub mod scrape;
 pub mod selfcheck;
 pub mod spill;
 mod vu;
@@ -64,6 +65,8 @@ pub struct Plan {
     /// A shard's agreed start on the wall clock: the run waits for it, and
     /// one that starts late joins at its place in the schedule.
     pub start_at: Option<std::time::SystemTime>,
+    /// Prometheus endpoints of the server to scrape during the run.
+    pub server_metrics: Vec<scrape::ScrapeTarget>,
 }
 
 /// How a run ended.
@@ -99,6 +102,8 @@ pub struct RunOutput {
     pub late: Duration,
     /// A shard's clock minus the target's (from its `Date` header), ms.
     pub clock_offset_ms: Option<f64>,
+    /// What the server's metrics endpoints gave.
+    pub server: Vec<scrape::Scraped>,
 }
 
 struct Shared {
@@ -451,6 +456,24 @@ pub async fn run_checked(
             true
         }
     };
+    // Server metrics, each endpoint on its own task and client, stopped with the run.
+    let scrape_stop = CancellationToken::new();
+    let mut scrapes = Vec::new();
+    for target in &plan.server_metrics {
+        let into = Arc::new(std::sync::Mutex::new(scrape::Scraped {
+            url: target.url.clone(),
+            ..scrape::Scraped::default()
+        }));
+        let scraper = self::client(&sc, 2, plan.ca_cert.as_deref())?;
+        let task = tokio::spawn(scrape::run(
+            scraper,
+            target.clone(),
+            t0,
+            scrape_stop.clone(),
+            into.clone(),
+        ));
+        scrapes.push((task, into));
+    }
     let monitor_stop = CancellationToken::new();
     let monitor_task = tokio::spawn(monitor::watch(
         shared.clone(),
@@ -536,6 +559,12 @@ pub async fn run_checked(
     for task in [breaker_task, runaway_task].into_iter().flatten() {
         task.abort();
     }
+    scrape_stop.cancel();
+    let mut server = Vec::with_capacity(scrapes.len());
+    for (task, into) in scrapes {
+        let _ = task.await;
+        server.push(into.lock().map(|s| s.clone()).unwrap_or_default());
+    }
     let tripped = tripped.lock().ok().and_then(|t| t.clone());
     let lag = lag_task.await.unwrap_or_default();
     if let Some(p) = progress {
@@ -588,6 +617,7 @@ pub async fn run_checked(
         },
         late,
         clock_offset_ms: None,
+        server,
     })
 }
 

@@ -140,6 +140,8 @@ pub struct MockStats {
     pub streaming: AtomicU64,
     /// Requests refused by the per-token rate limit.
     pub rate_limited: AtomicU64,
+    /// Content tokens streamed.
+    pub generated_tokens: AtomicU64,
     /// Server-side TTFT in microseconds: handler entry (queueing included) to
     /// the first content chunk handed to the connection.
     pub ttft_us: Mutex<Histogram<u64>>,
@@ -178,6 +180,7 @@ impl MockStats {
             in_flight: AtomicU64::new(0),
             streaming: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            generated_tokens: AtomicU64::new(0),
             #[allow(clippy::expect_used, reason = "constant, valid bounds")]
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),

@@ -15,6 +15,7 @@
 
 mod config;
 mod faults;
+mod metrics;
 mod prose;
 mod stream;
 
@@ -127,6 +128,7 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         .route("/api/v1/books/{id}/chapters/{n}/expand", post(chapter_step))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
+        .route("/metrics", get(get_metrics))
         .route("/_mock/stats", get(get_stats))
         .route("/_mock/reset", post(reset_stats))
         .route("/_mock/timings", get(get_timings))
@@ -500,6 +502,17 @@ async fn respond(
 
 async fn models() -> Response {
     axum::Json(json!({"object": "list", "data": [{"id": "mock-novelist", "object": "model"}]}))
+        .into_response()
+}
+
+async fn get_metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(&app.stats, app.cfg.max_concurrency, "mock-novelist"),
+    )
         .into_response()
 }
 

@@ -130,6 +130,7 @@ impl ChunkStream {
                     let us = u64::try_from(self.ctx.t0.elapsed().as_micros()).unwrap_or(u64::MAX);
                     stats.record_ttft(us, self.ctx.request_id.as_deref());
                 }
+                stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
                 self.phase = if i + 1 >= self.tokens && self.ctx.fault != Some(Fault::Endless) {
                     Phase::Finish
                 } else {

@@ -118,5 +118,11 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
         dynamics,
         shard: None,
         merged: None,
+        server_metrics: super::server::summarise(
+            &out.server,
+            w_start.as_secs_f64(),
+            w_end.as_secs_f64(),
+            meta.load.window.as_secs_f64(),
+        ),
     })
 }

@@ -10,6 +10,7 @@ pub mod duet;
 pub mod measure;
 mod passes;
 pub mod requests;
+pub mod server;
 pub mod shard;
 pub mod time;
 mod validate;
@@ -96,6 +97,9 @@ pub struct RunResult {
     /// A merge of shards: the per-shard table and what is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<shard::Merged>,
+    /// The server's own metrics, scraped during the run (`--server-metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<server::ServerMetrics>,
 }
 
 /// How a run ended, as the result file says it (`status`).

@@ -543,6 +543,7 @@ pub fn merge(
         trace: merged_trace(meta.load, shards),
         late: Duration::from_secs_f64(late / 1000.0),
         clock_offset_ms: None,
+        server: Vec::new(),
     };
     let mut r = super::build(meta, &out)?;
     for (_, s, _) in shards {

@@ -1,5 +1,6 @@
 //! Statistics: latency distributions where failures count as +∞.
 
 pub mod hist;
+pub mod prom;
 
 pub use hist::{Dist, LatencyHist};

@@ -50,6 +50,7 @@ pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
         metrics_listen: None,
         client: None,
         start_at: None,
+        server_metrics: Vec::new(),
     }
 }
 

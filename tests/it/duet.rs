@@ -58,6 +58,7 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
         metrics_listen: None,
         client: None,
         start_at: None,
+        server_metrics: Vec::new(),
     }
 }
 
@@ -83,6 +84,7 @@ async fn duet(candidate_slowdown: f64) -> flora_gate::result::duet::DuetResult {
         metrics_listen: None,
         client: None,
         start_at: None,
+        server_metrics: Vec::new(),
     };
     let d = duet_of(plan, reference.url(), 6).await.expect("duet runs");
     reference.stop().await;

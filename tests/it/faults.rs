@@ -184,6 +184,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         metrics_listen: None,
         client: None,
         start_at: None,
+        server_metrics: Vec::new(),
     };
     let started = std::time::Instant::now();
     let out = engine::run(

@@ -14,6 +14,7 @@ mod fuzz;
 mod gate_properties;
 mod github;
 mod install;
+mod prom;
 mod report;
 mod results;
 mod schema;

@@ -60,6 +60,7 @@ fn shaped(
         metrics_listen: None,
         client: None,
         start_at: None,
+        server_metrics: Vec::new(),
     }
 }
 

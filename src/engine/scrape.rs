@@ -1,0 +1,235 @@
+//! Server-side metrics during a run: each Prometheus endpoint is scraped
+//! every interval and the samples of the families that matter are kept on
+//! the run's clock. A scrape that fails or is slow is counted, never waited
+//! for past its timeout, and never stops or slows the run.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::prom::{self, Kind};
+
+/// The families each preset keeps (matched by name, or by name with a
+/// `_bucket`/`_sum`/`_count` suffix).
+pub const PRESETS: &[(&str, &[&str])] = &[
+    (
+        "vllm",
+        &[
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:gpu_cache_usage_perc",
+            "vllm:kv_cache_usage_perc",
+            "vllm:num_preemptions_total",
+            "vllm:prompt_tokens_total",
+            "vllm:generation_tokens_total",
+            "vllm:time_to_first_token_seconds",
+            "vllm:inter_token_latency_seconds",
+            "vllm:time_per_output_token_seconds",
+            "vllm:e2e_request_latency_seconds",
+        ],
+    ),
+    (
+        "sglang",
+        &[
+            "sglang:num_running_reqs",
+            "sglang:num_queue_reqs",
+            "sglang:token_usage",
+            "sglang:gen_throughput",
+            "sglang:generation_tokens_total",
+            "sglang:time_to_first_token_seconds",
+        ],
+    ),
+    (
+        "tgi",
+        &[
+            "tgi_queue_size",
+            "tgi_batch_current_size",
+            "tgi_request_count",
+            "tgi_request_generated_tokens",
+            "tgi_request_queue_duration",
+        ],
+    ),
+    (
+        "triton",
+        &[
+            "nv_inference_request_success",
+            "nv_inference_request_failure",
+            "nv_inference_queue_duration_us",
+            "nv_inference_compute_infer_duration_us",
+            "nv_gpu_utilization",
+            "nv_gpu_memory_used_bytes",
+        ],
+    ),
+    (
+        "dcgm",
+        &[
+            "DCGM_FI_DEV_GPU_UTIL",
+            "DCGM_FI_DEV_FB_USED",
+            "DCGM_FI_DEV_FB_FREE",
+            "DCGM_FI_DEV_POWER_USAGE",
+            "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        ],
+    ),
+    (
+        "node",
+        &[
+            "node_cpu_seconds_total",
+            "node_memory_MemAvailable_bytes",
+            "node_network_receive_bytes_total",
+            "node_network_transmit_bytes_total",
+            "node_load1",
+        ],
+    ),
+    (
+        "process",
+        &["process_cpu_seconds_total", "process_resident_memory_bytes"],
+    ),
+];
+
+/// An endpoint to scrape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeTarget {
+    /// Its URL (checked against `allow_hosts` like the target).
+    pub url: String,
+    /// How often.
+    pub interval: Duration,
+    /// The families kept: the presets' and the ones the user named.
+    pub families: Vec<String>,
+}
+
+/// Every preset's families, and `extra`.
+pub fn families(extra: &[String]) -> Vec<String> {
+    PRESETS
+        .iter()
+        .flat_map(|(_, f)| f.iter().map(|s| (*s).to_string()))
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+/// One series: a metric name and its labels, with its points.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// The family's type.
+    pub kind: Option<Kind>,
+    /// Seconds from the run's start, and the value.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What one endpoint gave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scraped {
+    /// The URL, as given.
+    pub url: String,
+    /// Scrapes tried.
+    pub scrapes: u64,
+    /// Scrapes that failed (no answer in time, an error status, a body
+    /// that does not parse).
+    pub failures: u64,
+    /// The last failure, for the report.
+    pub last_error: Option<String>,
+    /// Series by `name{labels}`.
+    pub series: BTreeMap<String, Series>,
+}
+
+fn key(s: &prom::Sample) -> String {
+    if s.labels.is_empty() {
+        return s.name.clone();
+    }
+    let labels: Vec<String> = s
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{}{{{}}}", s.name, labels.join(","))
+}
+
+/// Keep what `text` holds of `families` at `t` seconds; `Err` when it does not parse.
+pub fn absorb(into: &mut Scraped, families: &[String], text: &str, t: f64) -> Result<(), String> {
+    let e = prom::parse(text).map_err(|e| e.to_string())?;
+    for s in &e.samples {
+        let family = e.family_of(&s.name);
+        if !families.iter().any(|f| f == family || f == &s.name) {
+            continue;
+        }
+        let series = into.series.entry(key(s)).or_default();
+        series.kind = Some(e.kind_of(&s.name));
+        series.points.push((t, s.value));
+    }
+    Ok(())
+}
+
+/// Scrape `target` until `stop`; what it gave goes to `into`.
+pub async fn run(
+    client: reqwest::Client,
+    target: ScrapeTarget,
+    t0: Instant,
+    stop: CancellationToken,
+    into: Arc<Mutex<Scraped>>,
+) {
+    let mut tick = tokio::time::interval(target.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // A scrape may take most of an interval, never more, and never over 10 s.
+    let timeout = target.interval.mul_f64(0.8).min(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let t = t0.elapsed().as_secs_f64();
+        let got = tokio::time::timeout(timeout, fetch(&client, &target.url)).await;
+        let Ok(mut s) = into.lock() else { return };
+        s.scrapes += 1;
+        let outcome = match got {
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(text)) => absorb(&mut s, &target.families, &text, t),
+        };
+        if let Err(e) = outcome {
+            s.failures += 1;
+            s.last_error = Some(e);
+        }
+    }
+}
+
+/// Most bytes read of one scrape.
+const MAX_BODY: usize = 8 << 20;
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let mut r = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("status {}", r.status().as_u16()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("more than {} MiB", MAX_BODY >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "not UTF-8 text".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_chosen_families_are_kept_with_their_labels() {
+        let mut s = Scraped::default();
+        let fams = families(&["hikaricp_connections_active".into()]);
+        let text = "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"m\"} 3\nunrelated_total 9\nhikaricp_connections_active{pool=\"db\"} 7\n";
+        absorb(&mut s, &fams, text, 1.0).expect("parses");
+        absorb(&mut s, &fams, text.replace(" 3\n", " 5\n").as_str(), 2.0).expect("parses");
+        let w = &s.series["vllm:num_requests_waiting{model_name=\"m\"}"];
+        assert_eq!(w.points, [(1.0, 3.0), (2.0, 5.0)]);
+        assert_eq!(w.kind, Some(Kind::Gauge));
+        assert!(s
+            .series
+            .contains_key("hikaricp_connections_active{pool=\"db\"}"));
+        assert!(!s.series.keys().any(|k| k.starts_with("unrelated")));
+        assert!(absorb(&mut s, &fams, "{{garbage", 3.0).is_err());
+    }
+}

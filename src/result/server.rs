@@ -1,0 +1,297 @@
+//! Server-side metrics in the result: per series, the figures of the whole
+//! measured run and of each window — gauges as mean and max, counters as
+//! rates (a reset counts from zero), histograms as quantiles from their
+//! bucket counters.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::scrape::{Scraped, Series};
+use crate::stats::prom::Kind;
+
+/// One scraped endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Its URL.
+    pub url: String,
+    /// Scrapes tried.
+    pub scrapes: u64,
+    /// Scrapes that failed or timed out (never a failure of the run).
+    pub failures: u64,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Figures of a series over a stretch of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Gauge: mean of the samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// Gauge: highest sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Counter: increase per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
+    /// Histogram: median of the observations in the stretch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    /// Histogram: 90th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+}
+
+/// One series (a histogram is one series of its buckets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerSeries {
+    /// `name{labels}` (a histogram without its `le`).
+    pub series: String,
+    /// gauge, counter, histogram or untyped (read as a gauge).
+    pub kind: String,
+    /// Over the measured window.
+    pub overall: Figures,
+    /// Per window of the run, by window index.
+    pub windows: Vec<Figures>,
+}
+
+/// Everything scraped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerMetrics {
+    /// The endpoints and how their scrapes went.
+    pub endpoints: Vec<Endpoint>,
+    /// The series kept.
+    pub series: Vec<ServerSeries>,
+}
+
+fn points_in(s: &Series, from: f64, to: f64) -> Vec<(f64, f64)> {
+    s.points
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .collect()
+}
+
+fn gauge(points: &[(f64, f64)]) -> Figures {
+    let vals: Vec<f64> = points
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
+        .collect();
+    if vals.is_empty() {
+        return Figures::default();
+    }
+    Figures {
+        mean: Some(vals.iter().sum::<f64>() / vals.len() as f64),
+        max: vals.iter().copied().reduce(f64::max),
+        ..Figures::default()
+    }
+}
+
+/// The increase of a counter over its points, a drop being a reset to zero.
+fn increase(points: &[(f64, f64)]) -> Option<f64> {
+    let mut total = 0.0;
+    for w in points.windows(2) {
+        let (a, b) = (w[0].1, w[1].1);
+        if !(a.is_finite() && b.is_finite()) {
+            continue;
+        }
+        total += if b >= a { b - a } else { b };
+    }
+    (points.len() >= 2).then_some(total)
+}
+
+fn counter(points: &[(f64, f64)]) -> Figures {
+    let span = match (points.first(), points.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => b.0 - a.0,
+        _ => return Figures::default(),
+    };
+    Figures {
+        rate_per_s: increase(points).map(|n| n / span),
+        ..Figures::default()
+    }
+}
+
+/// Quantile `q` of the observations a histogram's buckets gained, by linear
+/// interpolation inside the bucket (Prometheus' `histogram_quantile`).
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let width = count - prev.1;
+            let frac = if width > 0.0 {
+                (rank - prev.1) / width
+            } else {
+                1.0
+            };
+            return Some(prev.0 + (le - prev.0) * frac);
+        }
+        prev = (le, count);
+    }
+    None
+}
+
+fn histogram(buckets: &[(f64, &Series)], from: f64, to: f64) -> Figures {
+    let mut gained: Vec<(f64, f64)> = buckets
+        .iter()
+        .filter_map(|(le, s)| increase(&points_in(s, from, to)).map(|n| (*le, n)))
+        .collect();
+    gained.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Figures {
+        p50: bucket_quantile(&gained, 0.5),
+        p90: bucket_quantile(&gained, 0.9),
+        ..Figures::default()
+    }
+}
+
+/// The result's figures of what was scraped between `from` and `to`
+/// seconds (the measured window), in windows of `window` seconds.
+pub fn summarise(scraped: &[Scraped], from: f64, to: f64, window: f64) -> Option<ServerMetrics> {
+    if scraped.is_empty() {
+        return None;
+    }
+    let windows = if window > 0.0 {
+        (to / window).ceil().max(0.0) as usize
+    } else {
+        0
+    };
+    let mut series = Vec::new();
+    for s in scraped {
+        // Histogram buckets, grouped by their series without `le`.
+        let mut hists: BTreeMap<String, Vec<(f64, &Series)>> = BTreeMap::new();
+        for (key, ser) in &s.series {
+            let kind = ser.kind.unwrap_or(Kind::Untyped);
+            if kind == Kind::Histogram {
+                if let Some((base, le)) = split_le(key) {
+                    hists.entry(base).or_default().push((le, ser));
+                }
+                continue;
+            }
+            let figures = |a: f64, b: f64| {
+                let p = points_in(ser, a, b);
+                match kind {
+                    Kind::Counter => counter(&p),
+                    _ => gauge(&p),
+                }
+            };
+            series.push(ServerSeries {
+                series: key.clone(),
+                kind: match kind {
+                    Kind::Counter => "counter",
+                    Kind::Gauge => "gauge",
+                    _ => "untyped",
+                }
+                .into(),
+                overall: figures(from, to),
+                windows: (0..windows)
+                    .map(|i| figures(i as f64 * window, (i + 1) as f64 * window))
+                    .collect(),
+            });
+        }
+        for (base, buckets) in hists {
+            series.push(ServerSeries {
+                series: base,
+                kind: "histogram".into(),
+                overall: histogram(&buckets, from, to),
+                windows: (0..windows)
+                    .map(|i| histogram(&buckets, i as f64 * window, (i + 1) as f64 * window))
+                    .collect(),
+            });
+        }
+    }
+    Some(ServerMetrics {
+        endpoints: scraped
+            .iter()
+            .map(|s| Endpoint {
+                url: crate::target::redact_userinfo(&s.url),
+                scrapes: s.scrapes,
+                failures: s.failures,
+                last_error: s.last_error.clone(),
+            })
+            .collect(),
+        series,
+    })
+}
+
+/// `x_bucket{a="1",le="0.5"}` → (`x{a="1"}`, 0.5).
+fn split_le(key: &str) -> Option<(String, f64)> {
+    let (name, labels) = key.split_once('{')?;
+    let name = name.strip_suffix("_bucket")?;
+    let labels = labels.strip_suffix('}')?;
+    let mut le = None;
+    let mut rest = Vec::new();
+    for part in labels.split(',') {
+        match part.strip_prefix("le=\"").and_then(|v| v.strip_suffix('"')) {
+            Some(v) => le = crate::stats::prom::parse_value(v),
+            None => rest.push(part),
+        }
+    }
+    let base = if rest.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{}}}", rest.join(","))
+    };
+    Some((base, le?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(kind: Kind, points: &[(f64, f64)]) -> Series {
+        Series {
+            kind: Some(kind),
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn gauges_counters_and_histograms_become_figures() {
+        let mut s = Scraped {
+            url: "http://127.0.0.1:1/metrics".into(),
+            scrapes: 4,
+            ..Scraped::default()
+        };
+        s.series.insert(
+            "waiting".into(),
+            series(Kind::Gauge, &[(0.5, 2.0), (1.5, 4.0), (2.5, 6.0)]),
+        );
+        // 10 tokens a second, with a restart (reset to 0) between 2 s and 3 s.
+        s.series.insert(
+            "tokens_total".into(),
+            series(
+                Kind::Counter,
+                &[(0.0, 100.0), (1.0, 110.0), (2.0, 120.0), (3.0, 10.0)],
+            ),
+        );
+        for (le, n) in [("0.1", 50.0), ("0.5", 90.0), ("+Inf", 100.0)] {
+            s.series.insert(
+                format!("ttft_bucket{{m=\"x\",le=\"{le}\"}}"),
+                series(Kind::Histogram, &[(0.0, 0.0), (3.0, n)]),
+            );
+        }
+        let m = summarise(&[s], 0.0, 4.0, 2.0).expect("figures");
+        let by = |k: &str| m.series.iter().find(|x| x.series == k).expect(k).clone();
+        let w = by("waiting");
+        assert_eq!((w.overall.mean, w.overall.max), (Some(4.0), Some(6.0)));
+        assert_eq!(w.windows.len(), 2);
+        assert_eq!(w.windows[0].mean, Some(3.0));
+        let t = by("tokens_total");
+        assert_eq!(t.overall.rate_per_s, Some(10.0));
+        let h = by("ttft{m=\"x\"}");
+        assert_eq!(h.kind, "histogram");
+        assert_eq!(h.overall.p50, Some(0.1));
+        assert!((h.overall.p90.expect("p90") - 0.5).abs() < 1e-9);
+        assert_eq!(m.endpoints[0].scrapes, 4);
+    }
+}

@@ -1,0 +1,307 @@
+//! The Prometheus text parser on the formats real servers write (fixtures
+//! of each preset's exporter), on arbitrary input, and on the mock's own
+//! `/metrics`.
+
+use flora_gate::stats::prom::{self, Exposition, Kind, Sample};
+use proptest::prelude::*;
+
+use crate::common::spawn_mock;
+
+fn fixture(name: &str) -> Exposition {
+    let path = format!(
+        "{}/tests/fixtures/prom/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    prom::parse(&std::fs::read_to_string(&path).expect("fixture")).expect(name)
+}
+
+fn value(e: &Exposition, name: &str, label: Option<(&str, &str)>) -> f64 {
+    e.samples
+        .iter()
+        .find(|s| s.name == name && label.is_none_or(|(k, v)| s.label(k) == Some(v)))
+        .unwrap_or_else(|| panic!("{name} {label:?}"))
+        .value
+}
+
+#[test]
+fn every_preset_format_is_read_as_its_exporter_writes_it() {
+    let v = fixture("vllm");
+    assert_eq!(v.samples.len(), 12);
+    assert_eq!(value(&v, "vllm:num_requests_waiting", None), 3.0);
+    assert_eq!(value(&v, "vllm:gpu_cache_usage_perc", None), 0.8734);
+    assert_eq!(value(&v, "vllm:generation_tokens_total", None), 1_234_567.0);
+    assert_eq!(
+        value(
+            &v,
+            "vllm:time_to_first_token_seconds_bucket",
+            Some(("le", "+Inf"))
+        ),
+        1000.0
+    );
+    assert_eq!(
+        v.kind_of("vllm:time_to_first_token_seconds_sum"),
+        Kind::Histogram
+    );
+    assert_eq!(
+        value(
+            &v,
+            "vllm:request_success_total",
+            Some(("finished_reason", "length"))
+        ),
+        3.0
+    );
+    let s = fixture("sglang");
+    assert_eq!(value(&s, "sglang:num_running_reqs", None), 28.0);
+    assert_eq!(s.kind_of("sglang:generation_tokens_total"), Kind::Counter);
+    let t = fixture("tgi");
+    assert_eq!(value(&t, "tgi_queue_size", None), 4.0);
+    assert_eq!(
+        t.kind_of("tgi_request_generated_tokens_bucket"),
+        Kind::Histogram
+    );
+    let tr = fixture("triton");
+    assert_eq!(
+        value(
+            &tr,
+            "nv_inference_request_success",
+            Some(("model", "tensorrt_llm"))
+        ),
+        2201.0
+    );
+    let d = fixture("dcgm");
+    assert_eq!(value(&d, "DCGM_FI_DEV_GPU_UTIL", Some(("gpu", "0"))), 98.0);
+    assert_eq!(
+        d.samples[0].label("modelName"),
+        Some("NVIDIA H100 80GB HBM3")
+    );
+    let n = fixture("node");
+    assert_eq!(
+        value(&n, "node_memory_MemAvailable_bytes", None),
+        6.8719476736e10
+    );
+    assert_eq!(value(&n, "process_cpu_seconds_total", None), 1234.56);
+    assert_eq!(
+        value(
+            &n,
+            "hikaricp_connections_active",
+            Some(("pool", "novel-db"))
+        ),
+        19.0
+    );
+}
+
+fn metric_name() -> impl Strategy<Value = String> {
+    "[a-zA-Z_:][a-zA-Z0-9_:]{0,20}"
+}
+
+fn label_name() -> impl Strategy<Value = String> {
+    "[a-zA-Z_][a-zA-Z0-9_]{0,10}"
+}
+
+fn sample() -> impl Strategy<Value = Sample> {
+    (
+        metric_name(),
+        prop::collection::vec((label_name(), any::<String>()), 0..4),
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::NAN),
+            -1e12f64..1e12
+        ],
+        prop::option::of(any::<i64>()),
+    )
+        .prop_map(|(name, labels, value, timestamp_ms)| Sample {
+            name,
+            labels,
+            value,
+            timestamp_ms,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn arbitrary_input_never_panics(text in any::<String>()) {
+        let _ = prom::parse(&text);
+    }
+
+    #[test]
+    fn line_noise_never_panics(lines in prop::collection::vec("[ -~]{0,60}", 0..20)) {
+        let _ = prom::parse(&lines.join("\n"));
+    }
+
+    #[test]
+    fn what_is_rendered_parses_back_the_same(samples in prop::collection::vec(sample(), 0..8)) {
+        let e = Exposition { samples, ..Exposition::default() };
+        let back = prom::parse(&prom::render(&e)).expect("its own output parses");
+        prop_assert_eq!(back.samples.len(), e.samples.len());
+        for (a, b) in e.samples.iter().zip(&back.samples) {
+            prop_assert_eq!(&a.name, &b.name);
+            prop_assert_eq!(&a.labels, &b.labels);
+            prop_assert_eq!(a.timestamp_ms, b.timestamp_ms);
+            prop_assert!(a.value == b.value || (a.value.is_nan() && b.value.is_nan()), "{} vs {}", a.value, b.value);
+        }
+    }
+}
+
+#[test]
+fn the_mock_exposes_what_it_does_under_vllm_names() {
+    let mock = spawn_mock(&[
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "4",
+        "--max-concurrency",
+        "2",
+    ]);
+    let client = std::process::Command::new(crate::common::BIN)
+        .args([
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--requests",
+            "6",
+            "-c",
+            "2",
+            "--no-progress",
+            "--tokens",
+        ])
+        .arg(tokens())
+        .arg("-o")
+        .arg(std::env::temp_dir().join(format!("prom-mock-{}.json", std::process::id())))
+        .output()
+        .expect("runs");
+    assert!(client.status.success(), "{}", crate::common::text(&client));
+    let body = get(&format!("{}/metrics", mock.url));
+    let e = prom::parse(&body).expect("the mock's metrics parse");
+    assert_eq!(value(&e, "vllm:generation_tokens_total", None), 24.0);
+    assert_eq!(
+        value(&e, "vllm:time_to_first_token_seconds_count", None),
+        6.0
+    );
+    assert_eq!(value(&e, "vllm:num_requests_running", None), 0.0);
+    assert_eq!(e.kind_of("vllm:num_requests_waiting"), Kind::Gauge);
+    assert!(value(&e, "process_resident_memory_bytes", None) > 0.0);
+}
+
+fn tokens() -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("prom-tokens-{}.csv", std::process::id()));
+    std::fs::write(
+        &p,
+        "user_id,access_token\nu1,prom-token-1\nu2,prom-token-2\n",
+    )
+    .expect("written");
+    p
+}
+
+/// A plain HTTP GET on loopback.
+fn get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).expect("connects");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .expect("a body")
+}
+
+#[test]
+fn a_run_keeps_the_servers_figures_and_a_failing_scrape_never_fails_it() {
+    let mock = spawn_mock(&[
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "5",
+        "--output-tokens",
+        "16",
+        "--max-concurrency",
+        "2",
+    ]);
+    // A port nothing listens on: every scrape fails.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}/metrics", dead.local_addr().expect("addr"));
+    drop(dead);
+    let out = std::env::temp_dir().join(format!("prom-run-{}.json", std::process::id()));
+    let o = std::process::Command::new(crate::common::BIN)
+        .args([
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "-c",
+            "4",
+            "-d",
+            "3s",
+            "--no-progress",
+        ])
+        .args(["--server-metrics", &format!("{}/metrics", mock.url)])
+        .args([
+            "--server-metrics",
+            &dead_url,
+            "--server-metrics-interval",
+            "250ms",
+        ])
+        .arg("--tokens")
+        .arg(tokens())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", crate::common::text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let m = &r["server_metrics"];
+    assert!(
+        m["endpoints"][0]["scrapes"].as_u64().expect("scrapes") >= 8,
+        "{m}"
+    );
+    assert_eq!(m["endpoints"][0]["failures"], 0, "{m}");
+    assert!(
+        m["endpoints"][1]["failures"].as_u64().expect("failures") >= 8,
+        "{m}"
+    );
+    let series = |name: &str| {
+        m["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .find(|s| s["series"].as_str().is_some_and(|k| k.starts_with(name)))
+            .unwrap_or_else(|| panic!("{name} in {m}"))
+            .clone()
+    };
+    // 2 streams at once, 16 tokens in ~100 ms each: about 300 tokens a second.
+    let tokens_per_s = series("vllm:generation_tokens_total")["overall"]["rate_per_s"]
+        .as_f64()
+        .expect("rate");
+    assert!((150.0..450.0).contains(&tokens_per_s), "{tokens_per_s}");
+    // Four users on two slots: about two waiting all the time.
+    let waiting = series("vllm:num_requests_waiting")["overall"]["mean"]
+        .as_f64()
+        .expect("mean");
+    assert!((1.0..=2.5).contains(&waiting), "{waiting}");
+    let ttft = series("vllm:time_to_first_token_seconds")["overall"]["p50"]
+        .as_f64()
+        .expect("p50");
+    assert!(ttft > 0.02, "{ttft}");
+    let errors: Vec<String> = crate::schema::validator()
+        .iter_errors(&r)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
