@@ -67,6 +67,12 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
 /// Compute a verdict for `current`, with the policy of the result (or
 /// baseline) overlaid by the settings' policy.
 pub fn judge(current: &Current, how: &JudgeSettings) -> Result<Verdict, UserError> {
+    let mut verdict = judge_metrics(current, how)?;
+    verdict.with_hypotheses(judgement::hypothesis::evaluate(current.shown()));
+    Ok(verdict)
+}
+
+fn judge_metrics(current: &Current, how: &JudgeSettings) -> Result<Verdict, UserError> {
     let mut policy = current.shown().gate.clone();
     // The settings were checked against the default policy; a result's own
     // policy takes them the same way.

@@ -46,6 +46,18 @@ pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
     }
     let res = measured.current.shown();
     output::out(&render::text::summary(res));
+    for h in gate::hypothesis::evaluate(res) {
+        output::out(&format!(
+            "hypothesis {}: {} ({})\n",
+            match h.finding {
+                gate::hypothesis::Finding::Supported => "SUPPORTED",
+                gate::hypothesis::Finding::Refuted => "REFUTED",
+                gate::hypothesis::Finding::Inconclusive => "INCONCLUSIVE",
+            },
+            h.statement,
+            h.detail
+        ));
+    }
     if let Current::Duet(d) = &measured.current {
         let verdict = gate::duet::compare_duet(d, &d.candidate.gate);
         output::out(&format!(

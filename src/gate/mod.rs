@@ -11,6 +11,7 @@
 mod baseline;
 pub mod capacity;
 pub mod duet;
+pub mod hypothesis;
 pub mod math;
 pub mod slo;
 
@@ -167,6 +168,9 @@ pub struct Verdict {
     pub checks: Vec<Check>,
     /// Anything the reader should know (saturated generator, partial run, …).
     pub notes: Vec<String>,
+    /// The scenario's hypotheses, judged on the current run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypotheses: Vec<hypothesis::Outcome>,
 }
 
 const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
@@ -478,10 +482,30 @@ pub(crate) fn finish(
         evidence,
         checks,
         notes,
+        hypotheses: Vec::new(),
     }
 }
 
 impl Verdict {
+    /// Take the hypotheses judged on the run: a refuted one that says
+    /// `fail = true` fails the verdict, naming it.
+    pub fn with_hypotheses(&mut self, outcomes: Vec<hypothesis::Outcome>) {
+        let refuted: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| o.fail && o.finding == hypothesis::Finding::Refuted)
+            .map(|o| o.statement.as_str())
+            .collect();
+        if !refuted.is_empty() {
+            self.headline = format!(
+                "hypothesis refuted: {}; {}",
+                refuted.join("; "),
+                self.headline
+            );
+            self.verdict = Status::Fail;
+        }
+        self.hypotheses = outcomes;
+    }
+
     /// The load judged was not the load intended: neither a pass nor a
     /// failure can be trusted, so the verdict is a warning that says why
     /// (an aborted run stays failed).

@@ -50,6 +50,44 @@ pub struct ErrorRow {
     example: String,
 }
 
+/// A hypothesis judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct HypothesisCtx {
+    statement: String,
+    finding: String,
+    mark: String,
+    detail: String,
+}
+
+/// The hypotheses: the verdict's, or judged here when there is no verdict.
+fn hypotheses(r: &RunResult, verdict: Option<&Verdict>) -> Vec<HypothesisCtx> {
+    use crate::gate::hypothesis::{self, Finding};
+    let outcomes = match verdict {
+        Some(v) => v.hypotheses.clone(),
+        None => hypothesis::evaluate(r),
+    };
+    outcomes
+        .into_iter()
+        .map(|o| HypothesisCtx {
+            statement: super::md_cell(&o.statement),
+            finding: match o.finding {
+                Finding::Supported => "supported",
+                Finding::Refuted => "refuted",
+                Finding::Inconclusive => "inconclusive",
+            }
+            .into(),
+            mark: match o.finding {
+                Finding::Supported => "✅",
+                Finding::Refuted if o.fail => "❌",
+                Finding::Refuted => "⚠️",
+                Finding::Inconclusive => "❔",
+            }
+            .into(),
+            detail: super::md_cell(&o.detail),
+        })
+        .collect()
+}
+
 /// A shard of a merged result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShardCtx {
@@ -135,6 +173,7 @@ pub struct ReportContext {
     pub(super) reproduce: String,
     pub(super) shape: Option<super::shape::ShapeContext>,
     pub(super) shards: Vec<ShardCtx>,
+    pub(super) hypotheses: Vec<HypothesisCtx>,
     pub(super) shards_note: Option<String>,
 }
 
@@ -318,6 +357,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         shape: super::shape::context(r),
         shards: shard_rows,
         shards_note,
+        hypotheses: hypotheses(r, verdict),
     }
 }
 

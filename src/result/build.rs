@@ -118,6 +118,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
         dynamics,
         shard: None,
         merged: None,
+        hypotheses: sc.hypotheses.clone(),
         server_metrics: super::server::summarise(
             &out.server,
             w_start.as_secs_f64(),

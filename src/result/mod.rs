@@ -97,6 +97,9 @@ pub struct RunResult {
     /// A merge of shards: the per-shard table and what is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<shard::Merged>,
+    /// The scenario's hypotheses, judged by `compare`, `gate` and `report`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hypotheses: Vec<crate::scenario::hypothesis::Hypothesis>,
     /// The server's own metrics, scraped during the run (`--server-metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_metrics: Option<server::ServerMetrics>,

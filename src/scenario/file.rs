@@ -39,6 +39,9 @@ pub(super) struct FileScenario {
     /// A weighted mix of workflows over the steps; none means all steps in order.
     #[serde(default)]
     pub(super) workflows: Vec<Spanned<FileWorkflow>>,
+    /// What the test expects of its results, checked after every run.
+    #[serde(default)]
+    pub(super) hypotheses: Vec<Spanned<super::hypothesis::Hypothesis>>,
 }
 
 #[derive(Debug, Deserialize)]

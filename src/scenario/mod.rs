@@ -9,6 +9,7 @@
 pub mod caps;
 pub mod data;
 mod file;
+pub mod hypothesis;
 mod load;
 pub mod shape;
 mod template;
@@ -40,6 +41,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("spike", include_str!("../../scenarios/spike.toml")),
     ("soak", include_str!("../../scenarios/soak.toml")),
     ("mix", include_str!("../../scenarios/mix.toml")),
+    (
+        "hypotheses",
+        include_str!("../../scenarios/hypotheses.toml"),
+    ),
 ];
 
 const BUILTIN_VARS: &[&str] = &["vars", "data", "vu", "user_id", "iteration"];
@@ -226,6 +231,8 @@ pub struct Scenario {
     /// The workflows over those steps (one holding them all when the file
     /// names none), drawn by weight each iteration.
     pub workflows: Vec<Workflow>,
+    /// Statements its results confirm or refute (`[[hypotheses]]`).
+    pub hypotheses: Vec<hypothesis::Hypothesis>,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
@@ -371,6 +378,14 @@ impl Scenario {
             steps.push(build_step(i, s, &mut env, &mut names, text, &invalid)?);
         }
         let workflows = load::workflows(&file.workflows, &steps, text, &invalid)?;
+        let mut hypotheses = Vec::with_capacity(file.hypotheses.len());
+        for h in &file.hypotheses {
+            hypothesis::parse(&h.get_ref().statement).map_err(|m| {
+                let (l, _) = line_col(text, h.span().start);
+                invalid(Some(format!("line {l}, `[[hypotheses]]`")), m)
+            })?;
+            hypotheses.push(h.get_ref().clone());
+        }
 
         let scenario = Scenario {
             name: file.name,
@@ -393,6 +408,7 @@ impl Scenario {
             data,
             steps,
             workflows,
+            hypotheses,
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;

@@ -13,6 +13,7 @@ mod faults;
 mod fuzz;
 mod gate_properties;
 mod github;
+mod hypotheses;
 mod install;
 mod prom;
 mod report;
