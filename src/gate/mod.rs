@@ -10,6 +10,7 @@
 
 mod baseline;
 pub mod capacity;
+pub mod diagnosis;
 pub mod duet;
 pub mod hypothesis;
 pub mod math;

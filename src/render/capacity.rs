@@ -249,6 +249,25 @@ pub fn markdown(r: &CapacityResult, verdict: Option<&CapacityVerdict>) -> String
             o,
             "Lines: TTFT p90 (upper) and p50 (lower); a flat line is the objective on that metric; a point at the top of a chart is off its scale (failures beyond the quantile, or a level stopped before it measured one). C* marks the largest level that held every objective."
         );
+        let findings = crate::gate::diagnosis::of_capacity(r);
+        let _ = writeln!(o, "\n### Bottleneck analysis\n");
+        if findings.is_empty() {
+            let _ = writeln!(
+                o,
+                "No bottleneck: latency and throughput held across the levels probed.\n"
+            );
+        }
+        for f in findings {
+            let _ = writeln!(
+                o,
+                "- **{}.** {}. _Rule:_ {}. _Refuted by:_ {}. _Next hypothesis:_ {}.\n",
+                f.title,
+                super::md_cell(&f.evidence),
+                f.rule,
+                f.refuted_by,
+                f.next
+            );
+        }
     }
     o
 }

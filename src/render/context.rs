@@ -50,6 +50,36 @@ pub struct ErrorRow {
     example: String,
 }
 
+/// The bottleneck analysis: its findings, or why there is none.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiagnosisCtx {
+    findings: Vec<crate::gate::diagnosis::Finding>,
+    /// When there are levels to compare but nothing fired.
+    none: Option<String>,
+}
+
+fn diagnosis(r: &RunResult) -> Option<DiagnosisCtx> {
+    use crate::gate::diagnosis;
+    let levels = diagnosis::levels_of_run(r);
+    let findings: Vec<_> = diagnosis::of_run(r)
+        .into_iter()
+        .map(|mut f| {
+            f.evidence = super::md_cell(&f.evidence);
+            f
+        })
+        .collect();
+    if findings.is_empty() && levels.len() < 2 {
+        return None;
+    }
+    let none = findings.is_empty().then(|| {
+        format!(
+            "No bottleneck: latency and throughput held across the {} levels measured.",
+            levels.len()
+        )
+    });
+    Some(DiagnosisCtx { findings, none })
+}
+
 /// A hypothesis judged.
 #[derive(Debug, Clone, Serialize)]
 pub struct HypothesisCtx {
@@ -174,6 +204,7 @@ pub struct ReportContext {
     pub(super) shape: Option<super::shape::ShapeContext>,
     pub(super) shards: Vec<ShardCtx>,
     pub(super) hypotheses: Vec<HypothesisCtx>,
+    pub(super) diagnosis: Option<DiagnosisCtx>,
     pub(super) shards_note: Option<String>,
 }
 
@@ -358,6 +389,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         shards: shard_rows,
         shards_note,
         hypotheses: hypotheses(r, verdict),
+        diagnosis: diagnosis(r),
     }
 }
 

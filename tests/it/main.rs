@@ -7,6 +7,7 @@ mod common;
 mod architecture;
 mod capacity;
 mod cli;
+mod diagnosis;
 mod duet;
 mod engine;
 mod faults;

@@ -1,0 +1,115 @@
+//! The bottleneck analysis on mocks with a known bottleneck: one ramp of
+//! held levels each, classified by the rule that must fire (and no other).
+
+use crate::common::{flora, spawn_mock, text};
+
+fn tokens(dir: &std::path::Path, n: usize) -> String {
+    let p = dir.join("tokens.csv");
+    let mut csv = String::from("user_id,access_token\n");
+    for i in 0..n {
+        csv.push_str(&format!("u{i},diag-token-{i:04}\n"));
+    }
+    std::fs::write(&p, csv).expect("tokens written");
+    p.to_str().expect("utf-8").to_string()
+}
+
+/// Ramp through held levels of 4, 16 and 32 users against a mock made with
+/// `mock`, and return the report's bottleneck section.
+fn analysis(mock: &[&str], token_count: usize) -> String {
+    let mock = spawn_mock(mock);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let o = flora(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens(dir.path(), token_count),
+        "--var",
+        "max_tokens=16",
+        "--warmup",
+        "0s",
+        "--stages",
+        "0s:4,5s:4,0s:16,5s:16,0s:32,5s:32",
+        "--no-progress",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let run = text(&o);
+    assert!(out.exists(), "{run}");
+    let o = flora(&["report", "-r", out.to_str().expect("utf-8")]);
+    let md = format!("{}\n{run}", text(&o));
+    let from = md
+        .find("### Bottleneck analysis")
+        .unwrap_or_else(|| panic!("no analysis: {md}"));
+    let rest = &md[from + 4..];
+    let section = &rest[..rest.find("\n### ").unwrap_or(rest.len())];
+    format!("{section}\n--- the run:\n{run}")
+}
+
+#[test]
+fn a_concurrency_limit_is_queueing() {
+    let a = analysis(
+        &[
+            "--max-concurrency",
+            "8",
+            "--ttft-ms",
+            "30",
+            "--itl-ms",
+            "3",
+            "--output-tokens",
+            "16",
+        ],
+        32,
+    );
+    assert!(a.contains("requests queue before they are served"), "{a}");
+    assert!(!a.contains("batching saturates"), "{a}");
+}
+
+#[test]
+fn streams_sharing_a_batch_is_batching() {
+    let a = analysis(
+        &[
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "3",
+            "--output-tokens",
+            "16",
+            "--itl-per-stream-ms",
+            "0.5",
+        ],
+        32,
+    );
+    assert!(a.contains("decode batching saturates"), "{a}");
+    assert!(!a.contains("requests queue"), "{a}");
+}
+
+#[test]
+fn a_per_token_rate_limit_is_rate_limiting() {
+    let a = analysis(
+        &[
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "2",
+            "--output-tokens",
+            "16",
+            "--rate-limit",
+            "2",
+        ],
+        4,
+    );
+    assert!(a.contains("requests were rate-limited"), "{a}");
+}
+
+#[test]
+fn a_light_run_has_no_finding() {
+    let a = analysis(
+        &["--ttft-ms", "40", "--itl-ms", "4", "--output-tokens", "16"],
+        32,
+    );
+    assert!(a.contains("No bottleneck"), "{a}");
+}
