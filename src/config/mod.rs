@@ -546,24 +546,18 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
     let (source, result) = match &a.result {
         Some(path) => {
             let r = &a.run;
-            for (flag, given) in [
+            let mut flags = measuring_flags(r);
+            flags.extend([
                 ("--scenario", r.scenario.is_some()),
                 ("--target", r.target.is_some()),
-                ("--baseline-target", r.baseline_target.is_some()),
-                ("--concurrency", r.concurrency.is_some()),
-                ("--duration", r.duration.is_some()),
-                ("--requests", r.requests.is_some()),
-                ("--stages", r.stages.is_some()),
-                ("--requests-out", r.requests_out.is_some()),
                 ("--confirm", a.confirm),
-            ] {
-                if given {
-                    return Err(UserError::flag(
-                        flag,
-                        "does not apply with `--result`: the result is judged as it is",
-                    ));
-                }
-            }
+            ]);
+            refuse_any(&flags, |flag| {
+                UserError::flag(
+                    flag,
+                    "does not apply with `--result`: the result is judged as it is",
+                )
+            })?;
             (
                 GateSource::File(Box::new(Current::read(path)?)),
                 path.clone(),
@@ -609,6 +603,29 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
     })
 }
 
+/// The flags of one measurement, and whether `r` gives each.
+fn measuring_flags(r: &RunArgs) -> Vec<(&'static str, bool)> {
+    vec![
+        ("--baseline-target", r.baseline_target.is_some()),
+        ("--concurrency", r.concurrency.is_some()),
+        ("--duration", r.duration.is_some()),
+        ("--requests", r.requests.is_some()),
+        ("--stages", r.stages.is_some()),
+        ("--requests-out", r.requests_out.is_some()),
+    ]
+}
+
+/// The first flag given of `flags`, as the error `refuse` makes of it.
+fn refuse_any(
+    flags: &[(&'static str, bool)],
+    refuse: impl Fn(&'static str) -> UserError,
+) -> Result<(), UserError> {
+    match flags.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(refuse(flag)),
+        None => Ok(()),
+    }
+}
+
 /// `gate` against a baseline capacity: the baseline's search (objectives,
 /// levels, probe lengths) repeated on the target of this run.
 fn capacity_gate(
@@ -621,19 +638,11 @@ fn capacity_gate(
             .with_hint("a capacity gate repeats the baseline's own search; change it with `flora-gate capacity` and `baseline refresh`")
     };
     let r = &a.run;
-    for (flag, given) in [
-        ("--baseline-target", r.baseline_target.is_some()),
-        ("--concurrency", r.concurrency.is_some()),
-        ("--duration", r.duration.is_some()),
-        ("--requests", r.requests.is_some()),
-        ("--stages", r.stages.is_some()),
-        ("--requests-out", r.requests_out.is_some()),
-        ("--confirm", a.confirm),
-    ] {
-        if given {
-            return Err(refuse(flag, "does not apply to a capacity gate"));
-        }
-    }
+    let mut flags = measuring_flags(r);
+    flags.push(("--confirm", a.confirm));
+    refuse_any(&flags, |flag| {
+        refuse(flag, "does not apply to a capacity gate")
+    })?;
     if !a.policy.slo.is_empty() {
         let mut objectives = Vec::new();
         for s in &a.policy.slo {

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::slo::{self, Decision, Objective, SloCheck};
 use crate::result::RunResult;
-use crate::scenario::ResponseKind;
 use crate::stats::LatencyHist;
 
 /// The `kind` of a capacity file.
@@ -214,23 +213,9 @@ impl Search {
     }
 }
 
-/// Pooled histogram of one latency over the streamed steps (or every step,
-/// for E2E), failures included.
+/// Pooled histogram of one latency of a run.
 fn pooled(r: &RunResult, prefix: &str) -> LatencyHist {
-    let mut h = LatencyHist::new();
-    for s in &r.steps {
-        let streamed = s.response == ResponseKind::Sse;
-        let b64 = match prefix {
-            "ttft" if streamed => &s.histograms.ttft,
-            "tpot" if streamed => &s.histograms.tpot,
-            "e2e" => &s.histograms.e2e,
-            _ => continue,
-        };
-        if let Ok(x) = LatencyHist::decode(b64, s.failed) {
-            h.merge(&x);
-        }
-    }
-    h
+    slo::pooled(&r.steps, prefix)
 }
 
 /// Judge a probe's run against the objectives.

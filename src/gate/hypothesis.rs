@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::slo::{self, Decision};
 use crate::result::{time::StageResult, Block, RunResult, StepResult, Totals};
 use crate::scenario::hypothesis::{self, Op, Place, Rhs, Statement};
-use crate::stats::LatencyHist;
 
 /// What the evidence says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,25 +87,6 @@ fn part<'a>(r: &'a RunResult, place: &Place) -> Result<Part<'a>, String> {
                 .ok_or_else(|| format!("no stage of the run holds {n}"))
         }
     }
-}
-
-/// Pooled latency histogram of a part's steps (TTFT and TPOT of streamed
-/// steps; E2E of all), failures +∞.
-fn pooled(steps: &[StepResult], prefix: &str) -> LatencyHist {
-    let mut h = LatencyHist::new();
-    for s in steps {
-        let streamed = s.response == crate::scenario::ResponseKind::Sse;
-        let b64 = match prefix {
-            "ttft" if streamed => &s.histograms.ttft,
-            "tpot" if streamed => &s.histograms.tpot,
-            "e2e" => &s.histograms.e2e,
-            _ => continue,
-        };
-        if let Ok(x) = LatencyHist::decode(b64, s.failed) {
-            h.merge(&x);
-        }
-    }
-    h
 }
 
 /// A rate per block: output tokens or requests per second.
@@ -242,7 +222,7 @@ fn against_value(
     limit: f64,
 ) -> Outcome {
     if let Some((prefix, q)) = slo::latency_quantile(metric) {
-        let c = slo::quantile_check(metric, &pooled(p.steps, prefix), q, limit, Z);
+        let c = slo::quantile_check(metric, &slo::pooled(p.steps, prefix), q, limit, Z);
         let (Some(lo), Some(hi)) = (c.low, c.high) else {
             return unknown(
                 text,

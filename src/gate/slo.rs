@@ -88,6 +88,25 @@ pub struct SloCheck {
     pub decision: Decision,
 }
 
+/// Pooled histogram of one latency (`ttft`, `tpot`: streamed steps only;
+/// `e2e`: every step) over some steps, failures +∞.
+pub fn pooled(steps: &[crate::result::StepResult], prefix: &str) -> LatencyHist {
+    let mut h = LatencyHist::new();
+    for s in steps {
+        let streamed = s.response == crate::scenario::ResponseKind::Sse;
+        let b64 = match prefix {
+            "ttft" if streamed => &s.histograms.ttft,
+            "tpot" if streamed => &s.histograms.tpot,
+            "e2e" => &s.histograms.e2e,
+            _ => continue,
+        };
+        if let Ok(x) = LatencyHist::decode(b64, s.failed) {
+            h.merge(&x);
+        }
+    }
+    h
+}
+
 /// The latency metrics an objective may name, as (metric prefix, quantile).
 pub const LATENCIES: &[(&str, &[(&str, f64)])] = &[
     (
