@@ -609,6 +609,14 @@ pub struct MockBehaviour {
     /// token, answer 429 with `Retry-After`.
     #[arg(long, value_name = "R")]
     pub rate_limit: Option<f64>,
+    /// A database pool of this many connections behind the JSON steps
+    /// (creating a book): each holds one for `--db-ms`, and waits when none
+    /// is free — a bottleneck that is not the model.
+    #[arg(long, value_name = "N")]
+    pub db_pool: Option<usize>,
+    /// How long a JSON step holds a pool connection.
+    #[arg(long, default_value_t = 10.0, value_name = "MS")]
+    pub db_ms: f64,
     /// Slow down steadily, e.g. `2%/min` (latencies grow by 2% of their
     /// base per minute since the start).
     #[arg(long, value_name = "PCT/UNIT")]

@@ -90,6 +90,16 @@ pub fn mock_config(
                 ))
             }
         },
+        db_pool: match b.db_pool {
+            Some(0) => {
+                return Err(UserError::flag(
+                    "--db-pool",
+                    "a pool needs at least 1 connection",
+                ))
+            }
+            other => other,
+        },
+        db_time: non_negative("--db-ms", b.db_ms)?,
         drift_per_min: match &b.drift {
             None => 0.0,
             Some(d) => crate::mock::parse_drift(d).map_err(|m| UserError::flag("--drift", m))?,

@@ -48,6 +48,10 @@ pub struct MockConfig {
     pub rate_limit: Option<f64>,
     /// Latencies grow by this fraction per minute since the start.
     pub drift_per_min: f64,
+    /// Connections of the database pool behind the JSON steps, if one.
+    pub db_pool: Option<usize>,
+    /// How long a JSON step holds one.
+    pub db_time: Duration,
 }
 
 /// Every `every`, answer all requests for `length` with `status`.
@@ -104,6 +108,8 @@ impl Default for MockConfig {
             itl_per_stream: Duration::ZERO,
             rate_limit: None,
             drift_per_min: 0.0,
+            db_pool: None,
+            db_time: Duration::from_millis(10),
         }
     }
 }
@@ -142,6 +148,10 @@ pub struct MockStats {
     pub rate_limited: AtomicU64,
     /// Content tokens streamed.
     pub generated_tokens: AtomicU64,
+    /// Database pool connections in use now.
+    pub db_in_use: AtomicU64,
+    /// JSON steps waiting for a pool connection now.
+    pub db_waiting: AtomicU64,
     /// Server-side TTFT in microseconds: handler entry (queueing included) to
     /// the first content chunk handed to the connection.
     pub ttft_us: Mutex<Histogram<u64>>,
@@ -181,6 +191,8 @@ impl MockStats {
             streaming: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
+            db_in_use: AtomicU64::new(0),
+            db_waiting: AtomicU64::new(0),
             #[allow(clippy::expect_used, reason = "constant, valid bounds")]
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),

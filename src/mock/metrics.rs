@@ -19,7 +19,12 @@ fn head(o: &mut String, name: &str, kind: &str, help: &str) {
 
 /// The exposition. `slots` is how many requests are served at once
 /// (`--max-concurrency`), the mock's "KV cache": its usage is the share in use.
-pub fn render(stats: &MockStats, slots: Option<usize>, model: &str) -> String {
+pub fn render(
+    stats: &MockStats,
+    slots: Option<usize>,
+    db_pool: Option<usize>,
+    model: &str,
+) -> String {
     let mut o = String::with_capacity(4096);
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let label = format!(
@@ -102,6 +107,29 @@ pub fn render(stats: &MockStats, slots: Option<usize>, model: &str) -> String {
             h.mean() * n as f64 / 1e6
         );
         let _ = writeln!(o, "vllm:time_to_first_token_seconds_count{{{label}}} {n}");
+    }
+    if let Some(size) = db_pool {
+        head(
+            &mut o,
+            "mock_db_pool_size",
+            "gauge",
+            "Connections of the database pool.",
+        );
+        let _ = writeln!(o, "mock_db_pool_size {size}");
+        head(
+            &mut o,
+            "mock_db_pool_in_use",
+            "gauge",
+            "Pool connections in use.",
+        );
+        let _ = writeln!(o, "mock_db_pool_in_use {}", load(&stats.db_in_use));
+        head(
+            &mut o,
+            "mock_db_pool_waiting",
+            "gauge",
+            "Requests waiting for a pool connection.",
+        );
+        let _ = writeln!(o, "mock_db_pool_waiting {}", load(&stats.db_waiting));
     }
     let (cpu, rss) = process();
     head(

@@ -46,6 +46,8 @@ struct App {
     buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, Instant)>>,
     stats: Arc<MockStats>,
     limit: Option<Arc<Semaphore>>,
+    /// The database pool behind the JSON steps.
+    db: Option<Arc<Semaphore>>,
     next_book: AtomicU64,
     next_request: AtomicU64,
     prose: prose::Prose,
@@ -108,6 +110,7 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         limit: cfg
             .max_concurrency
             .map(|n| Arc::new(Semaphore::new(n.max(1)))),
+        db: cfg.db_pool.map(|n| Arc::new(Semaphore::new(n.max(1)))),
         cfg,
         buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
         stats: stats.clone(),
@@ -328,6 +331,15 @@ async fn create_book(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
         );
     };
     let mut rng = ctx.rng;
+    if let Some(db) = &app.db {
+        // A database round trip on a pooled connection, waiting for one.
+        let waiting = config::Held::new(&app.stats, |s| &s.db_waiting);
+        let conn = db.clone().acquire_owned().await.ok();
+        drop(waiting);
+        let _in_use = config::Held::new(&app.stats, |s| &s.db_in_use);
+        tokio::time::sleep(app.cfg.db_time).await;
+        drop(conn);
+    }
     let _permit = match &app.limit {
         Some(s) => s.clone().acquire_owned().await.ok(),
         None => None,
@@ -511,7 +523,12 @@ async fn get_metrics(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&app.stats, app.cfg.max_concurrency, "mock-novelist"),
+        metrics::render(
+            &app.stats,
+            app.cfg.max_concurrency,
+            app.cfg.db_pool,
+            "mock-novelist",
+        ),
     )
         .into_response()
 }

@@ -16,13 +16,18 @@ fn tokens(dir: &std::path::Path, n: usize) -> String {
 /// Ramp through held levels of 4, 16 and 32 users against a mock made with
 /// `mock`, and return the report's bottleneck section.
 fn analysis(mock: &[&str], token_count: usize) -> String {
+    analysis_of("openai-chat", mock, token_count)
+}
+
+/// The same with another scenario.
+fn analysis_of(scenario: &str, mock: &[&str], token_count: usize) -> String {
     let mock = spawn_mock(mock);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("r.json");
     let o = flora(&[
         "run",
         "-s",
-        "openai-chat",
+        scenario,
         "-t",
         &mock.url,
         "--tokens",
@@ -112,4 +117,28 @@ fn a_light_run_has_no_finding() {
         32,
     );
     assert!(a.contains("No bottleneck"), "{a}");
+}
+
+#[test]
+fn a_small_database_pool_is_a_non_llm_tier() {
+    // The novel workflow creates a book (a JSON step) on one pooled
+    // connection held 100 ms; its streams are not limited.
+    let a = analysis_of(
+        "novel",
+        &[
+            "--db-pool",
+            "1",
+            "--db-ms",
+            "100",
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "2",
+            "--output-tokens",
+            "16",
+        ],
+        32,
+    );
+    assert!(a.contains("a tier other than the model slows down"), "{a}");
+    assert!(!a.contains("requests queue"), "{a}");
 }
