@@ -63,8 +63,15 @@ pub fn diagnose(levels: &[Level], generator_saturated: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     let requests: u64 = levels.iter().map(|l| l.requests).sum();
     let limited: u64 = levels.iter().map(|l| l.rate_limited).sum();
-    if generator_saturated || levels.iter().any(|l| l.under_delivered) {
-        let at = levels.iter().find(|l| l.under_delivered).map(|l| l.load);
+    let rate_limited = requests > 0 && limited as f64 / requests as f64 > 0.01;
+    // Users that wait out a 429's Retry-After deliver less than intended:
+    // that is the server's limit at work, not the generator's.
+    let short = !rate_limited && levels.iter().any(|l| l.under_delivered);
+    if generator_saturated || short {
+        let at = levels
+            .iter()
+            .find(|l| short && l.under_delivered)
+            .map(|l| l.load);
         out.push(Finding {
             kind: "client".into(),
             title: "the load generator, not the server, was the limit".into(),
@@ -77,7 +84,7 @@ pub fn diagnose(levels: &[Level], generator_saturated: bool) -> Vec<Finding> {
             next: "the server's latencies at this load are unchanged when the load comes from two shards (`plan --shards 2`)".into(),
         });
     }
-    if requests > 0 && limited as f64 / requests as f64 > 0.01 {
+    if rate_limited {
         out.push(Finding {
             kind: "rate_limiting".into(),
             title: "requests were rate-limited".into(),
@@ -274,6 +281,11 @@ mod tests {
         let mut limited = light.clone();
         limited[1].rate_limited = 300;
         assert_eq!(kinds(&diagnose(&limited, false)), ["rate_limiting"]);
+        limited[1].under_delivered = true;
+        assert_eq!(kinds(&diagnose(&limited, false)), ["rate_limiting"]);
+        let mut short = light.clone();
+        short[1].under_delivered = true;
+        assert_eq!(kinds(&diagnose(&short, false)), ["client"]);
         assert_eq!(kinds(&diagnose(&light, true)), ["client"]);
         // A database tier: JSON steps slow, streams do not.
         let mut db = light.clone();

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Bottleneck analysis against mocks with a known bottleneck, five seeds
+# each (the mock's jitter and the run's data differ per seed): prints the
+# findings of every run and how many of the five were classified right.
+#
+#   benches/diagnosis.sh
+#   PHASES="queue batch" benches/diagnosis.sh
+PHASES=${PHASES:-"queue batch rate db client light"}
+source "$(dirname "$0")/lib.sh"
+
+STAGES="0s:4,5s:4,0s:16,5s:16,0s:32,5s:32"
+
+# case NAME EXPECTED SCENARIO TOKENS RUN-ARGS -- MOCK-ARGS...
+case_() {
+  local name=$1 expected=$2 scenario=$3 tokens=$4 run_args=$5; shift 6
+  local right=0
+  head -n $((tokens + 1)) "$WORK/tokens.csv" > "$WORK/t-$name.csv"
+  for seed in 1 2 3 4 5; do
+    start_mock --mock-seed "$seed" --jitter-ms 2 "$@"
+    # shellcheck disable=SC2086
+    pin 1 "$BIN" run -s "$scenario" -t "$MOCK_URL" --tokens "$WORK/t-$name.csv" --seed "$seed" \
+      --warmup 0s --stages "$STAGES" --no-progress $run_args -o "$WORK/$name-$seed.json" > /dev/null 2>&1 || true
+    stop_mock
+    found=$("$BIN" report -r "$WORK/$name-$seed.json" -f text 2>/dev/null | grep '^bottleneck:' | sed 's/ (.*//' | tr '\n' ';')
+    case "$found" in *"$expected"*) right=$((right + 1)) ;; esac
+    echo "$name seed $seed: ${found:-(no report)}"
+  done
+  echo "$name: $right of 5 classified as \"$expected\""
+}
+
+want queue && case_ queue "requests queue" openai-chat 32 "--var max_tokens=16" -- \
+  --max-concurrency 8 --ttft-ms 30 --itl-ms 3 --output-tokens 16
+want batch && case_ batch "decode batching" openai-chat 32 "--var max_tokens=16" -- \
+  --ttft-ms 20 --itl-ms 3 --output-tokens 16 --itl-per-stream-ms 0.5
+want rate && case_ rate "rate-limited" openai-chat 4 "--var max_tokens=16" -- \
+  --ttft-ms 20 --itl-ms 2 --output-tokens 16 --rate-limit 2
+want db && case_ db "a tier other than the model" novel 32 "" -- \
+  --db-pool 1 --db-ms 100 --ttft-ms 20 --itl-ms 2 --output-tokens 16
+# A starved generator: one worker thread, many short streams.
+want client && TOKIO_WORKER_THREADS=1 case_ client "the load generator" openai-chat 32 "--var max_tokens=16" -- \
+  --ttft-ms 1 --itl-ms 0 --output-tokens 256
+want light && case_ light "No bottleneck" openai-chat 32 "--var max_tokens=16" -- \
+  --ttft-ms 40 --itl-ms 4 --output-tokens 16
