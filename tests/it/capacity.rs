@@ -18,13 +18,7 @@ fn capacity(url: &str, tokens: &str, args: &[&str]) -> std::process::Output {
 }
 
 fn tokens(dir: &std::path::Path) -> String {
-    let p = dir.join("tokens.csv");
-    let mut csv = String::from("user_id,access_token\n");
-    for i in 0..100 {
-        csv.push_str(&format!("u{i},cap-token-{i:04}\n"));
-    }
-    std::fs::write(&p, csv).expect("tokens written");
-    p.to_str().expect("utf-8").to_string()
+    crate::common::tokens_csv(dir, 100)
 }
 
 #[test]

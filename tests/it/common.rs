@@ -148,3 +148,14 @@ pub fn text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A tokens CSV of `n` users in `dir`; its path.
+pub fn tokens_csv(dir: &std::path::Path, n: usize) -> String {
+    let p = dir.join("tokens.csv");
+    let mut csv = String::from("user_id,access_token\n");
+    for i in 0..n {
+        csv.push_str(&format!("u{i},test-token-{i:04}\n"));
+    }
+    std::fs::write(&p, csv).expect("tokens written");
+    p.to_str().expect("utf-8").to_string()
+}

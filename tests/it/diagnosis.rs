@@ -4,13 +4,7 @@
 use crate::common::{flora, spawn_mock, text};
 
 fn tokens(dir: &std::path::Path, n: usize) -> String {
-    let p = dir.join("tokens.csv");
-    let mut csv = String::from("user_id,access_token\n");
-    for i in 0..n {
-        csv.push_str(&format!("u{i},diag-token-{i:04}\n"));
-    }
-    std::fs::write(&p, csv).expect("tokens written");
-    p.to_str().expect("utf-8").to_string()
+    crate::common::tokens_csv(dir, n)
 }
 
 /// Ramp through held levels of 4, 16 and 32 users against a mock made with

@@ -5,13 +5,7 @@
 use crate::common::{flora, spawn_mock, text};
 
 fn tokens(dir: &std::path::Path) -> String {
-    let p = dir.join("tokens.csv");
-    let mut csv = String::from("user_id,access_token\n");
-    for i in 0..16 {
-        csv.push_str(&format!("u{i},hyp-token-{i:04}\n"));
-    }
-    std::fs::write(&p, csv).expect("tokens written");
-    p.to_str().expect("utf-8").to_string()
+    crate::common::tokens_csv(dir, 16)
 }
 
 #[test]

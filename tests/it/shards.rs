@@ -8,14 +8,8 @@ use flora_gate::stats::LatencyHist;
 
 use crate::common::{flora, spawn_mock, text, BIN};
 
-fn tokens(dir: &Path) -> String {
-    let p = dir.join("tokens.csv");
-    let mut csv = String::from("user_id,access_token\n");
-    for i in 0..12 {
-        csv.push_str(&format!("u{i},shard-token-{i:04}\n"));
-    }
-    std::fs::write(&p, csv).expect("tokens written");
-    p.to_str().expect("utf-8").to_string()
+fn tokens(dir: &std::path::Path) -> String {
+    crate::common::tokens_csv(dir, 12)
 }
 
 fn json(p: &Path) -> serde_json::Value {
