@@ -5,21 +5,29 @@
 #
 #   benches/diagnosis.sh
 #   PHASES="queue batch" benches/diagnosis.sh
-PHASES=${PHASES:-"queue batch rate db client light"}
+PHASES=${PHASES:-"queue batch rate db kv prefill client light"}
 source "$(dirname "$0")/lib.sh"
 
 STAGES="0s:4,5s:4,0s:16,5s:16,0s:32,5s:32"
 
 # case NAME EXPECTED SCENARIO TOKENS RUN-ARGS -- MOCK-ARGS...
+# Every run scrapes the mock's /metrics, so the server's figures take part.
+# HOGS=N starts N busy loops on the generator's core and runs it at nice 19
+# (a generator starved of CPU by its neighbours).
 case_() {
   local name=$1 expected=$2 scenario=$3 tokens=$4 run_args=$5; shift 6
   local right=0
   head -n $((tokens + 1)) "$WORK/tokens.csv" > "$WORK/t-$name.csv"
   for seed in 1 2 3 4 5; do
     start_mock --mock-seed "$seed" --jitter-ms 2 "$@"
+    hogs=()
+    for _ in $(seq 1 "${HOGS:-0}"); do pin 1 sh -c 'while :; do :; done' & hogs+=($!); done
+    nice=()
+    if [ "${HOGS:-0}" -gt 0 ]; then nice=(nice -n 19); fi
     # shellcheck disable=SC2086
-    pin 1 "$BIN" run -s "$scenario" -t "$MOCK_URL" --tokens "$WORK/t-$name.csv" --seed "$seed" \
+    pin 1 "${nice[@]}" "$BIN" run --server-metrics /metrics -s "$scenario" -t "$MOCK_URL" --tokens "$WORK/t-$name.csv" --seed "$seed" \
       --warmup 0s --stages "$STAGES" --no-progress $run_args -o "$WORK/$name-$seed.json" > /dev/null 2>&1 || true
+    if [ ${#hogs[@]} -gt 0 ]; then kill "${hogs[@]}" 2>/dev/null || true; fi
     stop_mock
     found=$("$BIN" report -r "$WORK/$name-$seed.json" -f text 2>/dev/null | grep '^bottleneck:' | sed 's/ (.*//' | tr '\n' ';')
     case "$found" in *"$expected"*) right=$((right + 1)) ;; esac
@@ -36,8 +44,12 @@ want rate && case_ rate "rate-limited" openai-chat 4 "--var max_tokens=16" -- \
   --ttft-ms 20 --itl-ms 2 --output-tokens 16 --rate-limit 2
 want db && case_ db "a tier other than the model" novel 32 "" -- \
   --db-pool 1 --db-ms 100 --ttft-ms 20 --itl-ms 2 --output-tokens 16
-# A starved generator: one worker thread, many short streams.
-want client && TOKIO_WORKER_THREADS=1 case_ client "the load generator" openai-chat 32 "--var max_tokens=16" -- \
-  --ttft-ms 1 --itl-ms 0 --output-tokens 256
+want kv && case_ kv "memory / KV-cache pressure" openai-chat 32 "--var max_tokens=32" -- \
+  --ttft-ms 20 --itl-ms 3 --output-tokens 32 --kv-slots 12 --preempt-ms 150
+want prefill && case_ prefill "prefill-bound" novel 32 "" -- \
+  --ttft-ms 10 --itl-ms 2 --output-tokens 16 --prefill-us-per-byte 100
+# A starved generator: one worker thread at nice 19 beside two busy loops.
+want client && TOKIO_WORKER_THREADS=1 HOGS=2 case_ client "the load generator" openai-chat 32 "--var max_tokens=16" -- \
+  --ttft-ms 30 --itl-ms 3 --output-tokens 16
 want light && case_ light "No bottleneck" openai-chat 32 "--var max_tokens=16" -- \
   --ttft-ms 40 --itl-ms 4 --output-tokens 16

@@ -534,9 +534,9 @@ pub struct RunArgs {
     /// node_exporter, process) and any `--server-metric`, per window in the result.
     #[arg(long = "server-metrics", value_name = "URL")]
     pub server_metrics: Vec<String>,
-    /// How often to scrape.
-    #[arg(long, value_name = "DURATION", default_value = "1s")]
-    pub server_metrics_interval: String,
+    /// How often to scrape [default: `[server_metrics] interval`, or 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub server_metrics_interval: Option<String>,
     /// Also keep this metric family (a database pool's gauge, say); repeat for several.
     #[arg(long = "server-metric", value_name = "NAME")]
     pub server_metric: Vec<String>,
@@ -617,6 +617,18 @@ pub struct MockBehaviour {
     /// How long a JSON step holds a pool connection.
     #[arg(long, default_value_t = 10.0, value_name = "MS")]
     pub db_ms: f64,
+    /// Prefill: each byte of a generation request's body adds this many
+    /// microseconds to its TTFT (long prompts answer later).
+    #[arg(long, default_value_t = 0.0, value_name = "US")]
+    pub prefill_us_per_byte: f64,
+    /// KV-cache room for this many streams: while more are generated, each
+    /// is preempted once mid-stream and stalls `--preempt-ms` (its cache
+    /// recomputed); `vllm:gpu_cache_usage_perc` is the share in use.
+    #[arg(long, value_name = "N")]
+    pub kv_slots: Option<usize>,
+    /// How long a preempted stream stalls.
+    #[arg(long, default_value_t = 200.0, value_name = "MS")]
+    pub preempt_ms: f64,
     /// Slow down steadily, e.g. `2%/min` (latencies grow by 2% of their
     /// base per minute since the start).
     #[arg(long, value_name = "PCT/UNIT")]

@@ -100,6 +100,27 @@ pub fn mock_config(
             other => other,
         },
         db_time: non_negative("--db-ms", b.db_ms)?,
+        prefill_per_byte: if b.prefill_us_per_byte.is_finite() && b.prefill_us_per_byte >= 0.0 {
+            Duration::from_secs_f64(b.prefill_us_per_byte / 1e6)
+        } else {
+            return Err(UserError::flag(
+                "--prefill-us-per-byte",
+                format!(
+                    "`{}` must be a number of microseconds, 0 or more",
+                    b.prefill_us_per_byte
+                ),
+            ));
+        },
+        kv_slots: match b.kv_slots {
+            Some(0) => {
+                return Err(UserError::flag(
+                    "--kv-slots",
+                    "the cache needs room for at least 1 stream",
+                ))
+            }
+            other => other,
+        },
+        preempt: non_negative("--preempt-ms", b.preempt_ms)?,
         drift_per_min: match &b.drift {
             None => 0.0,
             Some(d) => crate::mock::parse_drift(d).map_err(|m| UserError::flag("--drift", m))?,

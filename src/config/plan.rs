@@ -56,7 +56,7 @@ pub fn run_args(
         window: None,
         metrics_listen: None,
         server_metrics: Vec::new(),
-        server_metrics_interval: "1s".into(),
+        server_metrics_interval: None,
         server_metric: Vec::new(),
         plan: None,
         shard: None,
@@ -100,7 +100,9 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
                 .with_hint("pass `--tokens access_tokens.csv` (header `user_id,access_token`), or set `[auth] kind = \"none\"` in the scenario"))
         }
     };
-    let server_metrics = server_metrics(args, &scenario)?;
+    let origin = reqwest::Url::parse(&target)
+        .map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
+    let server_metrics = server_metrics(args, &scenario, &origin)?;
     Ok(Plan {
         scenario: Arc::new(scenario),
         target,
@@ -118,54 +120,72 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     })
 }
 
-/// `--server-metrics` endpoints, checked like the target: http(s), no
-/// credentials in the URL, and inside `allow_hosts`.
+/// The server's metrics endpoints: the scenario's `[server_metrics]` and
+/// every `--server-metrics`, checked like the target (http(s), no
+/// credentials in the URL, inside `allow_hosts`). A path (`/metrics`) is
+/// taken on the target's origin.
 fn server_metrics(
     args: &RunArgs,
     scenario: &Scenario,
+    target: &reqwest::Url,
 ) -> Result<Vec<crate::engine::scrape::ScrapeTarget>, UserError> {
-    if args.server_metrics.is_empty() {
+    let spec = &scenario.server_metrics;
+    let from_file = spec.urls.iter().map(|u| ("`[server_metrics] urls`", u));
+    let from_flags = args.server_metrics.iter().map(|u| ("--server-metrics", u));
+    let urls: Vec<(&str, &String)> = from_file.chain(from_flags).collect();
+    if urls.is_empty() {
         return Ok(Vec::new());
     }
-    let interval = duration_flag("--server-metrics-interval", &args.server_metrics_interval)?;
-    if interval < Duration::from_millis(100) {
-        return Err(UserError::flag(
-            "--server-metrics-interval",
-            "scraping more often than every 100ms would load the server",
-        ));
-    }
-    let families = crate::engine::scrape::families(&args.server_metric);
-    args.server_metrics
+    let interval = match &args.server_metrics_interval {
+        Some(v) => {
+            let i = duration_flag("--server-metrics-interval", v)?;
+            crate::scenario::check_scrape_interval(i)
+                .map_err(|m| UserError::flag("--server-metrics-interval", m))?;
+            i
+        }
+        None => spec.interval.unwrap_or(Duration::from_secs(1)),
+    };
+    let extra: Vec<String> = spec
+        .metrics
         .iter()
-        .map(|u| {
-            let url = reqwest::Url::parse(u).map_err(|e| {
-                UserError::flag("--server-metrics", format!("`{u}` is not a URL: {e}"))
-            })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(UserError::flag(
-                    "--server-metrics",
-                    format!("`{u}` is not http(s)"),
-                ));
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                return Err(UserError::flag(
-                    "--server-metrics",
-                    "a URL with credentials (`user:password@`) is refused",
-                ));
-            }
-            crate::target::check_allowed(
-                &scenario.safety.allow_hosts,
-                &url,
-                "a `--server-metrics` endpoint",
-                &scenario.origin,
-            )?;
-            Ok(crate::engine::scrape::ScrapeTarget {
-                url: url.to_string(),
-                interval,
-                families: families.clone(),
-            })
-        })
-        .collect()
+        .chain(&args.server_metric)
+        .cloned()
+        .collect();
+    let families = crate::engine::scrape::families(&extra);
+    let mut out: Vec<crate::engine::scrape::ScrapeTarget> = Vec::new();
+    for (whence, u) in urls {
+        let parsed = if u.starts_with('/') {
+            target.join(u)
+        } else {
+            reqwest::Url::parse(u)
+        };
+        let url =
+            parsed.map_err(|e| UserError::flag(whence, format!("`{u}` is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(UserError::flag(whence, format!("`{u}` is not http(s)")));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UserError::flag(
+                whence,
+                "a URL with credentials (`user:password@`) is refused",
+            ));
+        }
+        crate::target::check_allowed(
+            &scenario.safety.allow_hosts,
+            &url,
+            "a server metrics endpoint",
+            &scenario.origin,
+        )?;
+        if out.iter().any(|t| t.url == url.as_str()) {
+            continue;
+        }
+        out.push(crate::engine::scrape::ScrapeTarget {
+            url: url.to_string(),
+            interval,
+            families: families.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// The target and the duet reference, parsed and checked against

@@ -26,6 +26,8 @@ pub struct Outcome {
     pub stream_end: Duration,
     /// Server-reported completion tokens.
     pub usage_tokens: Option<u64>,
+    /// Bytes of the request body sent (the prompt's size, for the prefill analysis).
+    pub sent_bytes: u32,
     /// Content events.
     pub chunks: u32,
     /// HTTP status.
@@ -107,6 +109,10 @@ pub async fn execute(
     for (k, v) in &step.headers {
         builder = builder.header(k, v);
     }
+    let sent_bytes = req
+        .body
+        .as_ref()
+        .map_or(0, |b| u32::try_from(b.len()).unwrap_or(u32::MAX));
     if let Some(body) = req.body {
         builder = builder
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -122,7 +128,10 @@ pub async fn execute(
     let start = Instant::now();
     let total_deadline = start + timeouts.total;
     let first_deadline = (start + timeouts.first_token).min(total_deadline);
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        sent_bytes,
+        ..Outcome::default()
+    };
     let phase_at = |deadline: Instant, phase: TimeoutPhase| {
         if deadline == total_deadline {
             TimeoutPhase::Total

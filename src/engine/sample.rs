@@ -110,6 +110,8 @@ pub struct Sample {
     pub usage_tokens: Option<u64>,
     /// Content events received.
     pub chunks: u32,
+    /// Bytes of the request body sent.
+    pub sent_bytes: u32,
     /// HTTP status, when a response arrived.
     pub status: Option<u16>,
     /// Why it failed, if it did.
@@ -195,6 +197,7 @@ mod tests {
             e2e: Some(Duration::from_millis(e2e)),
             stream_end: Duration::from_millis(e2e),
             usage_tokens: usage,
+            sent_bytes: 0,
             chunks,
             status: Some(200),
             error: None,

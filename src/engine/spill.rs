@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::sample::{ErrorClass, IterationSample, Sample, TimeoutPhase};
 
-const SAMPLE_BYTES: usize = 80;
+const SAMPLE_BYTES: usize = 84;
 const ITERATION_BYTES: usize = 40;
 const NONE: u64 = u64::MAX;
 
@@ -221,7 +221,7 @@ impl Samples {
 }
 
 /// The first line of a record file written by [`Samples::export`].
-const MAGIC: &[u8] = b"flora-gate records 1\n";
+const MAGIC: &[u8] = b"flora-gate records 2\n";
 
 impl Samples {
     /// Write every request and iteration to `w`: the record file of a
@@ -266,6 +266,12 @@ impl<R: Read> Source<R> {
         r.read_exact(&mut magic)
             .map_err(|_| "too short to be a record file".to_string())?;
         if magic != MAGIC {
+            if magic.starts_with(b"flora-gate records ") {
+                return Err(
+                    "a record file of another flora-gate version (rerun the shard with this one)"
+                        .into(),
+                );
+            }
             return Err("not a flora-gate record file".into());
         }
         let mut n = [0u8; 8];
@@ -417,6 +423,7 @@ fn encode_sample(s: &Sample) -> [u8; SAMPLE_BYTES] {
     b[74..76].copy_from_slice(&s.step.to_le_bytes());
     b[76..78].copy_from_slice(&error_code(s.error).to_le_bytes());
     b[78] = u8::from(s.warmup);
+    b[80..84].copy_from_slice(&s.sent_bytes.to_le_bytes());
     b
 }
 
@@ -450,6 +457,7 @@ fn decode_sample(b: &[u8]) -> Sample {
         step: u16_at(b, 74),
         error: error_class(u16_at(b, 76)),
         warmup: b[78] != 0,
+        sent_bytes: u32_at(b, 80),
     }
 }
 
@@ -507,6 +515,7 @@ mod tests {
                 stream_end: Duration::from_millis(9),
                 usage_tokens: (i == 1).then_some(12),
                 chunks: 11,
+                sent_bytes: 4_000_000_000 + i as u32,
                 status: (i != 3).then_some(200),
                 error,
                 warmup: i == 2,

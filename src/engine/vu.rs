@@ -196,6 +196,7 @@ impl User {
                 stream_end: outcome.stream_end,
                 usage_tokens: outcome.usage_tokens,
                 chunks: outcome.chunks,
+                sent_bytes: outcome.sent_bytes,
                 status: outcome.status,
                 error: outcome.error,
                 warmup,

@@ -52,6 +52,14 @@ pub struct MockConfig {
     pub db_pool: Option<usize>,
     /// How long a JSON step holds one.
     pub db_time: Duration,
+    /// Prefill: each byte of a generation request's body adds this to its
+    /// TTFT (long prompts answer later).
+    pub prefill_per_byte: Duration,
+    /// KV-cache capacity in streams: while more are generated, each
+    /// stream is preempted once mid-stream and stalls for `preempt`.
+    pub kv_slots: Option<usize>,
+    /// How long a preempted stream stalls (its cache recomputed).
+    pub preempt: Duration,
 }
 
 /// Every `every`, answer all requests for `length` with `status`.
@@ -110,6 +118,9 @@ impl Default for MockConfig {
             drift_per_min: 0.0,
             db_pool: None,
             db_time: Duration::from_millis(10),
+            prefill_per_byte: Duration::ZERO,
+            kv_slots: None,
+            preempt: Duration::from_millis(200),
         }
     }
 }
@@ -152,6 +163,8 @@ pub struct MockStats {
     pub db_in_use: AtomicU64,
     /// JSON steps waiting for a pool connection now.
     pub db_waiting: AtomicU64,
+    /// Streams preempted for want of KV-cache room (`--kv-slots`).
+    pub preemptions: AtomicU64,
     /// Server-side TTFT in microseconds: handler entry (queueing included) to
     /// the first content chunk handed to the connection.
     pub ttft_us: Mutex<Histogram<u64>>,
@@ -193,6 +206,7 @@ impl MockStats {
             generated_tokens: AtomicU64::new(0),
             db_in_use: AtomicU64::new(0),
             db_waiting: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
             #[allow(clippy::expect_used, reason = "constant, valid bounds")]
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),

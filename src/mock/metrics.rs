@@ -47,7 +47,7 @@ pub fn render(
         "Number of requests waiting to be processed.",
     );
     let _ = writeln!(o, "vllm:num_requests_waiting{{{label}}} {waiting}");
-    let usage = slots.map_or(0.0, |n| running as f64 / n.max(1) as f64);
+    let usage = slots.map_or(0.0, |n| (running as f64 / n.max(1) as f64).min(1.0));
     head(
         &mut o,
         "vllm:gpu_cache_usage_perc",
@@ -55,6 +55,17 @@ pub fn render(
         "KV-cache usage. 1 means 100 percent usage.",
     );
     let _ = writeln!(o, "vllm:gpu_cache_usage_perc{{{label}}} {usage}");
+    head(
+        &mut o,
+        "vllm:num_preemptions_total",
+        "counter",
+        "Cumulative number of preemptions from the engine.",
+    );
+    let _ = writeln!(
+        o,
+        "vllm:num_preemptions_total{{{label}}} {}",
+        load(&stats.preemptions)
+    );
     head(
         &mut o,
         "vllm:generation_tokens_total",

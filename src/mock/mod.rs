@@ -165,6 +165,8 @@ struct RequestCtx {
     rng: SmallRng,
     fault: Option<Fault>,
     id: u64,
+    /// Added to the TTFT: the prompt's prefill (`--prefill-us-per-byte`).
+    prefill: Duration,
 }
 
 impl App {
@@ -239,6 +241,7 @@ impl App {
             rng,
             fault,
             id,
+            prefill: Duration::ZERO,
         })
     }
 
@@ -405,10 +408,11 @@ async fn book_stream(
     id: &str,
     body: Bytes,
 ) -> Response {
-    let ctx = match app.admit(&headers) {
+    let mut ctx = match app.admit(&headers) {
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
     };
+    ctx.prefill = app.cfg.prefill_per_byte.saturating_mul(body.len() as u32);
     if let Err(r) = app.check_book(id) {
         return r;
     }
@@ -435,10 +439,11 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = match app.admit(&headers) {
+    let mut ctx = match app.admit(&headers) {
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
     };
+    ctx.prefill = app.cfg.prefill_per_byte.saturating_mul(body.len() as u32);
     let fields = match parse_body(&body) {
         Ok(m) => m,
         Err(r) => return r,
@@ -492,7 +497,7 @@ async fn respond(
         return resp;
     }
     // Not streamed: the whole answer after the whole generation time.
-    let mut total = app.delay(app.cfg.ttft, &mut ctx.rng);
+    let mut total = app.delay(app.cfg.ttft, &mut ctx.rng) + ctx.prefill;
     for _ in 1..tokens {
         total += app.itl(&mut ctx.rng);
     }
@@ -525,7 +530,7 @@ async fn get_metrics(State(app): State<Arc<App>>) -> Response {
         )],
         metrics::render(
             &app.stats,
-            app.cfg.max_concurrency,
+            app.cfg.kv_slots.or(app.cfg.max_concurrency),
             app.cfg.db_pool,
             "mock-novelist",
         ),

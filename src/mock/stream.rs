@@ -31,6 +31,8 @@ pub(super) struct ChunkStream {
     _permit: Option<OwnedSemaphorePermit>,
     /// Counts this stream as being generated (after its queue wait).
     _streaming: super::config::Held,
+    /// Preempted already (each stream at most once).
+    preempted: bool,
 }
 
 impl ChunkStream {
@@ -41,7 +43,7 @@ impl ChunkStream {
         model: String,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        let ttft = app.delay(app.cfg.ttft, &mut ctx.rng);
+        let ttft = app.delay(app.cfg.ttft, &mut ctx.rng) + ctx.prefill;
         let app_stats = app.stats.clone();
         // Generation starts once a slot is free: queueing adds to the TTFT.
         Self {
@@ -54,6 +56,7 @@ impl ChunkStream {
             created: chrono::Utc::now().timestamp(),
             _permit: permit,
             _streaming: super::config::Held::new(&app_stats, |s| &s.streaming),
+            preempted: false,
         }
     }
 
@@ -102,6 +105,16 @@ impl ChunkStream {
                 tokio::time::sleep_until(self.next_at).await;
                 let itl = self.app.itl(&mut self.ctx.rng);
                 self.next_at += itl;
+                // More streams than the KV cache holds: this one is evicted
+                // once, mid-stream, and waits while its cache is recomputed.
+                if let Some(slots) = self.app.cfg.kv_slots {
+                    let over = stats.streaming.load(Ordering::Relaxed) > slots as u64;
+                    if over && !self.preempted && i > 0 {
+                        self.preempted = true;
+                        stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                        self.next_at += self.app.cfg.preempt;
+                    }
+                }
                 let half = self.tokens / 2;
                 if i == half && i > 0 {
                     match self.ctx.fault {

@@ -59,23 +59,21 @@ pub struct DiagnosisCtx {
 }
 
 fn diagnosis(r: &RunResult) -> Option<DiagnosisCtx> {
-    use crate::gate::diagnosis;
-    let levels = diagnosis::levels_of_run(r);
-    let findings: Vec<_> = diagnosis::of_run(r)
+    let (evidence, findings) = crate::gate::diagnosis::of_run(r);
+    let findings: Vec<_> = findings
         .into_iter()
         .map(|mut f| {
             f.evidence = super::md_cell(&f.evidence);
             f
         })
         .collect();
-    if findings.is_empty() && levels.len() < 2 {
+    if findings.is_empty() && !evidence.comparable() {
         return None;
     }
-    let none = findings.is_empty().then(|| {
-        format!(
-            "No bottleneck: latency and throughput held across the {} levels measured.",
-            levels.len()
-        )
+    let none = findings.is_empty().then(|| match evidence.levels.len() {
+        1 => "No bottleneck: the server's queue, cache and pools stayed clear at this load."
+            .to_string(),
+        n => format!("No bottleneck: latency and throughput held across the {n} levels measured."),
     });
     Some(DiagnosisCtx { findings, none })
 }
@@ -205,6 +203,7 @@ pub struct ReportContext {
     pub(super) shards: Vec<ShardCtx>,
     pub(super) hypotheses: Vec<HypothesisCtx>,
     pub(super) diagnosis: Option<DiagnosisCtx>,
+    pub(super) server: Option<super::server::ServerCtx>,
     pub(super) shards_note: Option<String>,
 }
 
@@ -390,6 +389,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         shards_note,
         hypotheses: hypotheses(r, verdict),
         diagnosis: diagnosis(r),
+        server: super::server::context(r),
     }
 }
 

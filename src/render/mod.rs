@@ -3,6 +3,7 @@
 pub mod capacity;
 pub mod context;
 pub mod report;
+pub mod server;
 pub mod shape;
 pub mod text;
 

@@ -106,7 +106,16 @@ fn stage_row(st: &StageResult, open: bool) -> (StageRow, [Option<f64>; 3]) {
             delivered: format!(
                 "{:.1}%{}",
                 st.delivered * 100.0,
-                if st.under_delivered { " ⚠️" } else { "" }
+                match (
+                    st.under_delivered,
+                    st.totals.errors.contains_key("rate_limited")
+                ) {
+                    // Users waiting out 429s deliver less: the server's limit at work.
+                    (true, true) => " ⚠️",
+                    // The generator's limit: the stage's figures measure it.
+                    (true, false) => " ⚠️ invalid",
+                    _ => "",
+                }
             ),
             ttft_p50: ms(figures[0]),
             ttft_p90: ms(figures[1]),

@@ -58,6 +58,14 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
         RunStatus::Partial(r) => (RunState::Partial.as_str().to_string(), Some(r.clone())),
         RunStatus::Aborted(r) => (RunState::Aborted.as_str().to_string(), Some(r.clone())),
     };
+    // Server metrics per stage: over the measured part of each.
+    let stage_spans: Vec<(f64, f64)> = stages
+        .iter()
+        .map(|s| {
+            let a = (s.start_ms / 1000.0).max(w_start.as_secs_f64());
+            (a, (s.end_ms / 1000.0).max(a))
+        })
+        .collect();
     Ok(RunResult {
         schema_version: SCHEMA_VERSION,
         kind: KIND.into(),
@@ -124,6 +132,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
             w_start.as_secs_f64(),
             w_end.as_secs_f64(),
             meta.load.window.as_secs_f64(),
+            &stage_spans,
         ),
     })
 }

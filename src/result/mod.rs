@@ -309,6 +309,10 @@ pub struct TokenCounts {
     pub chunks: u64,
     /// Sum of (usage − chunks) over requests that have both.
     pub usage_minus_chunks: i64,
+    /// Mean request body of successful requests, bytes: the prompt's size
+    /// (what the prefill analysis sets TTFT against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_bytes_mean: Option<f64>,
 }
 
 /// Rates over the measured window.

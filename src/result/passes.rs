@@ -40,6 +40,7 @@ pub(super) struct StepHists {
     tpot: LatencyHist,
     per_user_tps: Vec<f64>,
     tokens: TokenCounts,
+    sent_bytes: u64,
     errors: BTreeMap<String, u64>,
     statuses: BTreeMap<String, u64>,
     requests: u64,
@@ -87,6 +88,7 @@ impl StepHists {
                 // Counts come from servers: sums saturate, never wrap.
                 self.tokens.total = self.tokens.total.saturating_add(n);
                 self.tokens.chunks = self.tokens.chunks.saturating_add(u64::from(s.chunks));
+                self.sent_bytes = self.sent_bytes.saturating_add(u64::from(s.sent_bytes));
                 if let Some(u) = s.usage_tokens {
                     self.tokens.usage_reported += 1;
                     self.tokens.usage_minus_chunks = self.tokens.usage_minus_chunks.saturating_add(
@@ -218,6 +220,8 @@ pub(super) fn step_results(
         t_good += h.good;
         let ok = h.requests - h.failed;
         h.tokens.mean_per_request = (ok > 0).then(|| h.tokens.total as f64 / ok as f64);
+        h.tokens.request_bytes_mean =
+            (ok > 0 && h.sent_bytes > 0).then(|| h.sent_bytes as f64 / ok as f64);
         steps.push(StepResult {
             name: step.name.clone(),
             response: step.response,

@@ -55,6 +55,9 @@ pub struct ServerSeries {
     pub overall: Figures,
     /// Per window of the run, by window index.
     pub windows: Vec<Figures>,
+    /// Per stage of the result (as its `stages` list), over the measured part of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Figures>,
 }
 
 /// Everything scraped.
@@ -155,8 +158,15 @@ fn histogram(buckets: &[(f64, &Series)], from: f64, to: f64) -> Figures {
 }
 
 /// The result's figures of what was scraped between `from` and `to`
-/// seconds (the measured window), in windows of `window` seconds.
-pub fn summarise(scraped: &[Scraped], from: f64, to: f64, window: f64) -> Option<ServerMetrics> {
+/// seconds (the measured window), in windows of `window` seconds, and over
+/// each stage's span (seconds from the start).
+pub fn summarise(
+    scraped: &[Scraped],
+    from: f64,
+    to: f64,
+    window: f64,
+    stages: &[(f64, f64)],
+) -> Option<ServerMetrics> {
     if scraped.is_empty() {
         return None;
     }
@@ -196,6 +206,7 @@ pub fn summarise(scraped: &[Scraped], from: f64, to: f64, window: f64) -> Option
                 windows: (0..windows)
                     .map(|i| figures(i as f64 * window, (i + 1) as f64 * window))
                     .collect(),
+                stages: stages.iter().map(|&(a, b)| figures(a, b)).collect(),
             });
         }
         for (base, buckets) in hists {
@@ -205,6 +216,10 @@ pub fn summarise(scraped: &[Scraped], from: f64, to: f64, window: f64) -> Option
                 overall: histogram(&buckets, from, to),
                 windows: (0..windows)
                     .map(|i| histogram(&buckets, i as f64 * window, (i + 1) as f64 * window))
+                    .collect(),
+                stages: stages
+                    .iter()
+                    .map(|&(a, b)| histogram(&buckets, a, b))
                     .collect(),
             });
         }
@@ -221,6 +236,95 @@ pub fn summarise(scraped: &[Scraped], from: f64, to: f64, window: f64) -> Option
             .collect(),
         series,
     })
+}
+
+/// What the bottleneck analysis reads of the server's metrics over one
+/// stretch (the run, a window or a stage): each figure summed over the
+/// series that carry it (several models or endpoints), `None` when no
+/// scraped series carries it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signals {
+    /// Requests waiting for admission, mean (vLLM, SGLang, TGI queues).
+    pub waiting: Option<f64>,
+    /// Requests being served, mean.
+    pub running: Option<f64>,
+    /// KV-cache usage, highest sample, as a share (1 = full).
+    pub kv_usage: Option<f64>,
+    /// Preemptions (a sequence evicted for memory) per second.
+    pub preemptions_per_s: Option<f64>,
+    /// Callers waiting for a database-pool connection, mean.
+    pub pool_waiting: Option<f64>,
+    /// Pool connections in use, highest sample.
+    pub pool_in_use: Option<f64>,
+    /// Pool size.
+    pub pool_size: Option<f64>,
+    /// The server process's CPU, cores busy (`process_cpu_seconds_total`).
+    pub cpu_cores: Option<f64>,
+}
+
+/// The role a series plays for the analysis, by its metric name.
+fn role(name: &str) -> Option<&'static str> {
+    let pool =
+        name.contains("pool") || name.starts_with("hikaricp_") || name.starts_with("pgbouncer_");
+    Some(match name {
+        "vllm:num_requests_waiting" | "sglang:num_queue_reqs" | "tgi_queue_size" => "waiting",
+        "vllm:num_requests_running" | "sglang:num_running_reqs" | "tgi_batch_current_size" => {
+            "running"
+        }
+        "vllm:gpu_cache_usage_perc" | "vllm:kv_cache_usage_perc" | "sglang:token_usage" => "kv",
+        "vllm:num_preemptions_total" => "preemptions",
+        "process_cpu_seconds_total" => "cpu",
+        n if pool && (n.contains("waiting") || n.contains("pending")) => "pool_waiting",
+        n if pool && (n.contains("in_use") || n.contains("active")) => "pool_in_use",
+        n if pool && (n.ends_with("_size") || n.ends_with("_max")) => "pool_size",
+        _ => return None,
+    })
+}
+
+fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
+impl ServerMetrics {
+    /// The analysis' figures over the stretch `pick` chooses of each series.
+    pub fn signals(&self, pick: impl Fn(&ServerSeries) -> Option<&Figures>) -> Signals {
+        let mut out = Signals::default();
+        for s in &self.series {
+            let name = s.series.split('{').next().unwrap_or_default();
+            let (Some(role), Some(f)) = (role(name), pick(s)) else {
+                continue;
+            };
+            match role {
+                "waiting" => out.waiting = add(out.waiting, f.mean),
+                "running" => out.running = add(out.running, f.mean),
+                "kv" => {
+                    out.kv_usage = match (out.kv_usage, f.max) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                "preemptions" => out.preemptions_per_s = add(out.preemptions_per_s, f.rate_per_s),
+                "cpu" => out.cpu_cores = add(out.cpu_cores, f.rate_per_s),
+                "pool_waiting" => out.pool_waiting = add(out.pool_waiting, f.mean),
+                "pool_in_use" => out.pool_in_use = add(out.pool_in_use, f.max),
+                _ => out.pool_size = add(out.pool_size, f.max),
+            }
+        }
+        out
+    }
+
+    /// Over the measured run.
+    pub fn overall(&self) -> Signals {
+        self.signals(|s| Some(&s.overall))
+    }
+
+    /// Over the result's `i`-th stage (its place in `stages`, not its index in the load).
+    pub fn stage(&self, i: usize) -> Signals {
+        self.signals(|s| s.stages.get(i))
+    }
 }
 
 /// `x_bucket{a="1",le="0.5"}` → (`x{a="1"}`, 0.5).
@@ -280,12 +384,13 @@ mod tests {
                 series(Kind::Histogram, &[(0.0, 0.0), (3.0, n)]),
             );
         }
-        let m = summarise(&[s], 0.0, 4.0, 2.0).expect("figures");
+        let m = summarise(&[s], 0.0, 4.0, 2.0, &[(0.0, 2.0), (2.0, 4.0)]).expect("figures");
         let by = |k: &str| m.series.iter().find(|x| x.series == k).expect(k).clone();
         let w = by("waiting");
         assert_eq!((w.overall.mean, w.overall.max), (Some(4.0), Some(6.0)));
         assert_eq!(w.windows.len(), 2);
         assert_eq!(w.windows[0].mean, Some(3.0));
+        assert_eq!(w.stages[1].mean, Some(6.0));
         let t = by("tokens_total");
         assert_eq!(t.overall.rate_per_s, Some(10.0));
         let h = by("ttft{m=\"x\"}");
@@ -293,5 +398,12 @@ mod tests {
         assert_eq!(h.overall.p50, Some(0.1));
         assert!((h.overall.p90.expect("p90") - 0.5).abs() < 1e-9);
         assert_eq!(m.endpoints[0].scrapes, 4);
+        // Only known roles become signals; the waiting gauge is one.
+        assert_eq!(m.overall().waiting, None);
+        assert_eq!(role("vllm:num_requests_waiting"), Some("waiting"));
+        assert_eq!(role("hikaricp_connections_pending"), Some("pool_waiting"));
+        assert_eq!(role("mock_db_pool_in_use"), Some("pool_in_use"));
+        assert_eq!(role("mock_db_pool_size"), Some("pool_size"));
+        assert_eq!(role("node_load1"), None);
     }
 }

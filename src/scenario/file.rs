@@ -42,6 +42,66 @@ pub(super) struct FileScenario {
     /// What the test expects of its results, checked after every run.
     #[serde(default)]
     pub(super) hypotheses: Vec<Spanned<super::hypothesis::Hypothesis>>,
+    /// The server's Prometheus endpoints to scrape during every run.
+    #[serde(default)]
+    pub(super) server_metrics: FileServerMetrics,
+}
+
+/// `[server_metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileServerMetrics {
+    #[serde(default)]
+    pub(super) urls: Vec<String>,
+    #[serde(default)]
+    pub(super) interval: Option<Dur>,
+    #[serde(default)]
+    pub(super) metrics: Vec<String>,
+}
+
+impl FileServerMetrics {
+    /// The section with its interval checked: `Err((key, why))`.
+    pub(super) fn resolve(&self) -> Result<ServerMetricsSpec, (&'static str, String)> {
+        for u in &self.urls {
+            if u.trim().is_empty() {
+                return Err(("server_metrics.urls", "an empty URL".into()));
+            }
+        }
+        let interval = self.interval.as_ref().map(|d| d.0);
+        if let Some(i) = interval {
+            check_scrape_interval(i).map_err(|m| ("server_metrics.interval", m))?;
+        }
+        Ok(ServerMetricsSpec {
+            urls: self.urls.clone(),
+            interval,
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+/// Scraping more often than this would load the server.
+pub const MIN_SCRAPE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `Err(why)` for a scrape interval under [`MIN_SCRAPE_INTERVAL`] or over a minute.
+pub fn check_scrape_interval(i: Duration) -> Result<(), String> {
+    if i < MIN_SCRAPE_INTERVAL {
+        return Err("scraping more often than every 100ms would load the server".into());
+    }
+    if i > Duration::from_secs(60) {
+        return Err("scraping less often than every 60s says nothing per window".into());
+    }
+    Ok(())
+}
+
+/// The server's metrics endpoints a scenario names (`[server_metrics]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerMetricsSpec {
+    /// Endpoints: full URLs, or paths (`/metrics`) on the target's origin.
+    pub urls: Vec<String>,
+    /// How often to scrape (default 1 s).
+    pub interval: Option<Duration>,
+    /// Families kept besides the presets'.
+    pub metrics: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

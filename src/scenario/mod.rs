@@ -22,7 +22,10 @@ use std::time::Duration;
 use crate::error::UserError;
 use crate::stream::chunk::StreamSpec;
 pub use data::DataSet;
-pub use file::{parse_duration, AuthKind, ResponseKind, Safety, Slo, MAX_RETRY_AFTER};
+pub use file::{
+    check_scrape_interval, parse_duration, AuthKind, ResponseKind, Safety, ServerMetricsSpec, Slo,
+    MAX_RETRY_AFTER,
+};
 use file::{FileScenario, FileStep};
 pub use shape::{Arrival, Finish, Model, Shape, Stage, Think, Workflow};
 use template::template_message;
@@ -233,6 +236,8 @@ pub struct Scenario {
     pub workflows: Vec<Workflow>,
     /// Statements its results confirm or refute (`[[hypotheses]]`).
     pub hypotheses: Vec<hypothesis::Hypothesis>,
+    /// The server's metrics endpoints (`[server_metrics]`).
+    pub server_metrics: file::ServerMetricsSpec,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
@@ -371,6 +376,11 @@ impl Scenario {
             .resolve()
             .map_err(|(key, msg)| invalid(Some(format!("`{key}`")), msg))?;
 
+        let server_metrics = file
+            .server_metrics
+            .resolve()
+            .map_err(|(key, msg)| invalid(Some(format!("`{key}`")), msg))?;
+
         let mut env = crate::scenario::template_env(data.clone());
         let mut steps = Vec::with_capacity(file.steps.len());
         let mut names = BTreeSet::new();
@@ -409,6 +419,7 @@ impl Scenario {
             steps,
             workflows,
             hypotheses,
+            server_metrics,
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;

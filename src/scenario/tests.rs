@@ -248,3 +248,24 @@ fn a_workflow_that_skips_the_step_its_variables_come_from_fails_at_load() {
         .to_string();
     assert!(err.contains("steps[1].path"), "{err}");
 }
+
+#[test]
+fn server_metrics_are_read_and_a_bad_interval_is_refused() {
+    let text = MINIMAL.replace(
+        "[vars]",
+        "[server_metrics]\nurls = [\"/metrics\"]\ninterval = \"2s\"\nmetrics = [\"pool_waiting\"]\n[vars]",
+    );
+    let s = parse(&text).expect("valid");
+    assert_eq!(s.server_metrics.urls, ["/metrics"]);
+    assert_eq!(s.server_metrics.interval, Some(Duration::from_secs(2)));
+    assert_eq!(s.server_metrics.metrics, ["pool_waiting"]);
+    let fast = text.replace("\"2s\"", "\"10ms\"");
+    let err = parse(&fast).expect_err("too often").to_string();
+    assert!(
+        err.contains("server_metrics.interval") && err.contains("100ms"),
+        "{err}"
+    );
+    let unknown = text.replace("interval", "intervall");
+    let err = parse(&unknown).expect_err("unknown key").to_string();
+    assert!(err.contains("intervall"), "{err}");
+}

@@ -15,27 +15,39 @@ fn analysis(mock: &[&str], token_count: usize) -> String {
 
 /// The same with another scenario.
 fn analysis_of(scenario: &str, mock: &[&str], token_count: usize) -> String {
+    analysis_with(
+        scenario,
+        mock,
+        token_count,
+        &["--stages", "0s:4,5s:4,0s:16,5s:16,0s:32,5s:32"],
+    )
+}
+
+/// The report's bottleneck section (and the run's output) of a run of
+/// `scenario` with `load` flags against a mock made with `mock`.
+fn analysis_with(scenario: &str, mock: &[&str], token_count: usize, load: &[&str]) -> String {
     let mock = spawn_mock(mock);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("r.json");
-    let o = flora(&[
+    let tokens = tokens(dir.path(), token_count);
+    let mut args = vec![
         "run",
         "-s",
         scenario,
         "-t",
         &mock.url,
         "--tokens",
-        &tokens(dir.path(), token_count),
+        &tokens,
         "--var",
         "max_tokens=16",
         "--warmup",
         "0s",
-        "--stages",
-        "0s:4,5s:4,0s:16,5s:16,0s:32,5s:32",
         "--no-progress",
         "-o",
         out.to_str().expect("utf-8"),
-    ]);
+    ];
+    args.extend_from_slice(load);
+    let o = flora(&args);
     let run = text(&o);
     assert!(out.exists(), "{run}");
     let o = flora(&["report", "-r", out.to_str().expect("utf-8")]);
@@ -135,4 +147,131 @@ fn a_small_database_pool_is_a_non_llm_tier() {
     );
     assert!(a.contains("a tier other than the model slows down"), "{a}");
     assert!(!a.contains("requests queue"), "{a}");
+}
+
+#[test]
+fn a_full_kv_cache_with_preemptions_is_memory_pressure_not_batching() {
+    // Room for 12 streams: at 16 and 32 users every stream is evicted once
+    // and stalls 150 ms; the scraped cache is full and preempting.
+    let a = analysis_with(
+        "openai-chat",
+        &[
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "3",
+            "--output-tokens",
+            "16",
+            "--kv-slots",
+            "12",
+            "--preempt-ms",
+            "150",
+        ],
+        32,
+        &[
+            "--stages",
+            "0s:4,5s:4,0s:16,5s:16,0s:32,5s:32",
+            "--server-metrics",
+            "/metrics",
+        ],
+    );
+    assert!(a.contains("memory / KV-cache pressure"), "{a}");
+    assert!(a.contains("KV-cache usage peaked at 100%"), "{a}");
+    assert!(!a.contains("batching saturates"), "{a}");
+}
+
+#[test]
+fn ttft_that_follows_the_prompt_is_prefill_bound() {
+    // The novel workflow's streamed steps send prompts of different sizes;
+    // each byte costs 100 µs of TTFT on this mock.
+    let a = analysis_with(
+        "novel",
+        &[
+            "--ttft-ms",
+            "10",
+            "--itl-ms",
+            "2",
+            "--output-tokens",
+            "16",
+            "--prefill-us-per-byte",
+            "100",
+        ],
+        16,
+        &["-c", "8", "-d", "5s"],
+    );
+    assert!(a.contains("prefill-bound"), "{a}");
+    assert!(a.contains("per KB of prompt"), "{a}");
+}
+
+#[test]
+fn one_run_with_server_metrics_finds_the_queue_and_shows_the_figures() {
+    // 16 users on 4 slots: one level, but the server's waiting queue says it.
+    let mock = spawn_mock(&[
+        "--max-concurrency",
+        "4",
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "3",
+        "--output-tokens",
+        "16",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let o = flora(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens(dir.path(), 16),
+        "--var",
+        "max_tokens=16",
+        "-c",
+        "16",
+        "-d",
+        "4s",
+        "--no-progress",
+        "--server-metrics",
+        "/metrics",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(out.exists(), "{}", text(&o));
+    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    assert!(md.contains("### Server metrics"), "{md}");
+    assert!(
+        md.contains("`vllm:num_requests_waiting{model_name=\"mock-novelist\"}`"),
+        "{md}"
+    );
+    assert!(md.contains("the server's waiting queue held"), "{md}");
+    // The same light load on a server with room: no finding, said so.
+    let mock = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "3", "--output-tokens", "16"]);
+    let o = flora(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens(dir.path(), 16),
+        "--var",
+        "max_tokens=16",
+        "-c",
+        "4",
+        "-d",
+        "3s",
+        "--no-progress",
+        "--server-metrics",
+        "/metrics",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    assert!(
+        md.contains("No bottleneck: the server's queue, cache and pools stayed clear"),
+        "{md}"
+    );
 }

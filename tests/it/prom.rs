@@ -305,3 +305,55 @@ fn a_run_keeps_the_servers_figures_and_a_failing_scrape_never_fails_it() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn a_scenarios_server_metrics_are_scraped_and_checked_like_the_target() {
+    let mock = spawn_mock(&["--ttft-ms", "10", "--itl-ms", "2", "--output-tokens", "8"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = |urls: &str| {
+        let p = dir.path().join("s.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"s\"\n[auth]\nkind = \"none\"\n[safety]\nallow_hosts = [\"127.0.0.1\"]\n[server_metrics]\nurls = [{urls}]\ninterval = \"200ms\"\n[[steps]]\nname = \"chat\"\npath = \"/v1/chat/completions\"\nbody = '{{\"model\": \"m\", \"stream\": true, \"max_tokens\": 8, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'\n"
+            ),
+        )
+        .expect("write");
+        p
+    };
+    let out = dir.path().join("r.json");
+    let run = |s: &std::path::Path| {
+        std::process::Command::new(crate::common::BIN)
+            .args([
+                "run",
+                "-t",
+                &mock.url,
+                "-c",
+                "2",
+                "-d",
+                "2s",
+                "--no-progress",
+            ])
+            .arg("-s")
+            .arg(s)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("runs")
+    };
+    // A path is taken on the target's origin.
+    let o = run(&scenario("\"/metrics\""));
+    assert!(o.status.success(), "{}", crate::common::text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let e = &r["server_metrics"]["endpoints"][0];
+    assert_eq!(e["url"], format!("{}/metrics", mock.url), "{e}");
+    assert!(e["scrapes"].as_u64().expect("scrapes") >= 5, "{e}");
+    // Another host is refused before any request, naming where it came from.
+    std::fs::remove_file(&out).expect("rm");
+    let o = run(&scenario("\"http://198.51.100.7/metrics\""));
+    assert_eq!(o.status.code(), Some(2), "{}", crate::common::text(&o));
+    let t = crate::common::text(&o);
+    assert!(t.contains("allow_hosts") && t.contains("metrics"), "{t}");
+    assert!(!out.exists());
+}

@@ -1,0 +1,133 @@
+//! The evidence of a run or a capacity search, as the rules read it: its
+//! load levels (held stages, or probes), each with the server's signals
+//! when they were scraped, and its streamed steps' prompt sizes.
+
+use crate::gate::capacity::CapacityResult;
+use crate::result::{RunResult, StepResult};
+use crate::scenario::ResponseKind;
+
+use super::{Evidence, Level, PromptStep};
+
+/// Streamed steps' TTFT p50, TPOT p50 and p90 (the first streamed step's),
+/// JSON steps' E2E p50.
+fn step_figures(steps: &[StepResult], l: &mut Level) {
+    if let Some(s) = steps.iter().find(|s| s.response == ResponseKind::Sse) {
+        l.ttft_p50 = s.ttft_ms.p50;
+        l.tpot_p50 = s.tpot_ms.p50;
+        l.tpot_p90 = s.tpot_ms.p90;
+    }
+    l.json_e2e_p50 = steps
+        .iter()
+        .find(|s| s.response != ResponseKind::Sse)
+        .and_then(|s| s.e2e_ms.p50);
+}
+
+/// The levels of a run: its held stages (the target the same at start and
+/// end); a run without them is one level.
+pub fn levels_of_run(r: &RunResult) -> Vec<Level> {
+    let plans = r.load.as_ref().map_or(&[][..], |l| &l.stages[..]);
+    let mut out: Vec<Level> = r
+        .stages
+        .iter()
+        .enumerate()
+        .filter_map(|(at, s)| {
+            let p = plans.get(s.index as usize)?;
+            // A held level that measured nothing (all warm-up) says nothing.
+            let held = (p.from - p.to).abs() < 1e-9 && p.to > 0.0 && s.totals.requests > 0;
+            held.then(|| {
+                let mut l = Level {
+                    load: p.to,
+                    tokens_per_s: s.totals.output_tokens_per_s,
+                    requests: s.totals.requests,
+                    rate_limited: s.totals.errors.get("rate_limited").copied().unwrap_or(0),
+                    under_delivered: s.under_delivered,
+                    server: r.server_metrics.as_ref().map(|m| m.stage(at)),
+                    ..Level::default()
+                };
+                step_figures(&s.steps, &mut l);
+                l
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.load.total_cmp(&b.load));
+    if out.is_empty() {
+        let mut l = Level {
+            load: f64::from(r.provenance.concurrency),
+            tokens_per_s: r.totals.output_tokens_per_s,
+            requests: r.totals.requests,
+            rate_limited: r.totals.errors.get("rate_limited").copied().unwrap_or(0),
+            server: r.server_metrics.as_ref().map(|m| m.overall()),
+            ..Level::default()
+        };
+        step_figures(&r.steps, &mut l);
+        out.push(l);
+    }
+    out
+}
+
+/// The streamed steps' prompt sizes against their TTFT, over the whole run.
+fn prompts(r: &RunResult) -> Vec<PromptStep> {
+    r.steps
+        .iter()
+        .filter(|s| s.response == ResponseKind::Sse)
+        .filter_map(|s| {
+            Some(PromptStep {
+                step: s.name.clone(),
+                bytes: s.output_tokens.request_bytes_mean?,
+                ttft_p50: s.ttft_ms.p50?,
+                requests: s.ok,
+            })
+        })
+        .collect()
+}
+
+fn generator_figures(s: &crate::engine::selfcheck::SelfCheck) -> Option<String> {
+    let lag = s.loop_lag_p99_ms?;
+    let mut t = format!(
+        "event-loop lag p99 {lag:.0} ms (limit {:.0} ms)",
+        crate::engine::selfcheck::LAG_LIMIT_MS
+    );
+    if let Some(c) = s.cpu_utilization {
+        t += &format!(
+            ", the generator's CPU {:.0}% of {} cores",
+            c * 100.0,
+            s.cores
+        );
+    }
+    if let Some(h) = s.host_cpu_utilization {
+        t += &format!(", the machine's {:.0}%", h * 100.0);
+    }
+    Some(t)
+}
+
+/// What a run offers the rules.
+pub fn of_run(r: &RunResult) -> Evidence {
+    Evidence {
+        levels: levels_of_run(r),
+        generator_saturated: r.self_check.saturated,
+        generator_figures: generator_figures(&r.self_check),
+        prompts: prompts(r),
+        server_scraped: r.server_metrics.is_some(),
+    }
+}
+
+/// What a capacity search offers: its conclusive probes, one per level.
+pub fn of_capacity(c: &CapacityResult) -> Evidence {
+    let mut probes: Vec<_> = c.probes.iter().filter(|p| p.note.is_none()).collect();
+    probes.sort_by(|a, b| a.level.total_cmp(&b.level));
+    probes.dedup_by(|a, b| a.level == b.level);
+    Evidence {
+        levels: probes
+            .iter()
+            .map(|p| Level {
+                load: p.level,
+                ttft_p50: p.ttft_p50_ms,
+                tpot_p50: p.tpot_p50_ms,
+                tokens_per_s: p.output_tokens_per_s,
+                requests: p.requests,
+                ..Level::default()
+            })
+            .collect(),
+        ..Evidence::default()
+    }
+}

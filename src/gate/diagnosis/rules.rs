@@ -1,0 +1,288 @@
+//! The rules, one function each: a finding when its pattern holds in the
+//! evidence, with the numbers it rests on.
+
+use super::{Evidence, Finding, Level, PromptStep};
+use crate::result::server::Signals;
+
+fn rise(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 && b.is_finite() => Some(b / a - 1.0),
+        _ => None,
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.0} ms"))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.1}"))
+}
+
+fn server(l: &Level) -> Signals {
+    l.server.clone().unwrap_or_default()
+}
+
+/// A share of streams far slower per token than the median: mid-stream stalls.
+pub(super) fn stalls(l: &Level) -> bool {
+    matches!((l.tpot_p50, l.tpot_p90), (Some(a), Some(b)) if a > 0.0 && b >= 2.0 * a)
+}
+
+/// Levels from the first the generator could not deliver (when no rate
+/// limit explains it): their figures measure the generator.
+pub(super) fn invalid_from(ev: &Evidence) -> Option<usize> {
+    if rate_limited(ev).is_some() {
+        return None;
+    }
+    ev.levels.iter().position(|l| l.under_delivered)
+}
+
+fn rate_limited(ev: &Evidence) -> Option<(u64, u64)> {
+    let requests: u64 = ev.levels.iter().map(|l| l.requests).sum();
+    let limited: u64 = ev.levels.iter().map(|l| l.rate_limited).sum();
+    (requests > 0 && limited as f64 / requests as f64 > 0.01).then_some((limited, requests))
+}
+
+pub(super) fn client(ev: &Evidence) -> Option<Finding> {
+    let cut = invalid_from(ev);
+    if !ev.generator_saturated && cut.is_none() {
+        return None;
+    }
+    let mut evidence = match cut.map(|i| ev.levels[i].load) {
+        Some(n) => format!(
+            "the intended load was not delivered from {n} on: results at {n} and above are invalid (they measure the generator) and the other rules leave them out"
+        ),
+        None => "the generator's self-check found it saturated (event-loop lag or CPU): every figure of this run may measure the generator".into(),
+    };
+    if let Some(g) = ev
+        .generator_figures
+        .as_deref()
+        .filter(|_| ev.generator_saturated)
+    {
+        evidence += &format!("; {g}");
+    }
+    Some(Finding {
+        kind: "client".into(),
+        title: "the load generator, not the server, was the limit".into(),
+        evidence,
+        rule: "generator saturated, or achieved load under 97% of intended without a rate limit to explain it".into(),
+        refuted_by: "the same figures from a generator with more cores, or spread over shards".into(),
+        next: "the server's latencies at this load are unchanged when the load comes from two shards (`plan --shards 2`)".into(),
+    })
+}
+
+pub(super) fn rate_limiting(ev: &Evidence) -> Option<Finding> {
+    let (limited, requests) = rate_limited(ev)?;
+    Some(Finding {
+        kind: "rate_limiting".into(),
+        title: "requests were rate-limited".into(),
+        evidence: format!(
+            "{limited} of {requests} requests answered 429 ({:.1}%)",
+            limited as f64 * 100.0 / requests as f64
+        ),
+        rule: "more than 1% of requests refused with 429 / Retry-After".into(),
+        refuted_by: "no 429 with more tokens (users per token) at the same load".into(),
+        next: "with one token per user (a larger tokens file) the 429s disappear at this load"
+            .into(),
+    })
+}
+
+/// The top half of the levels gained under a third of their rise in load.
+fn flat_throughput(levels: &[Level]) -> (bool, f64) {
+    let (mid, last) = (&levels[levels.len() / 2], &levels[levels.len() - 1]);
+    let gain = if mid.tokens_per_s > 0.0 {
+        last.tokens_per_s / mid.tokens_per_s
+    } else {
+        0.0
+    };
+    let load = last.load / mid.load.max(1e-9);
+    (load > 1.2 && gain < 1.0 + (load - 1.0) * 0.3, load)
+}
+
+pub(super) fn queueing(levels: &[Level]) -> Option<Finding> {
+    let last = levels.last()?;
+    let waiting = server(last).waiting;
+    let refuted_by = "throughput that keeps rising with load, or a waiting-queue gauge (`vllm:num_requests_waiting`) that stays at zero".to_string();
+    if levels.len() < 2 {
+        // One level: only the server's own queue can say it.
+        let w = waiting.filter(|w| *w >= 1.0)?;
+        return Some(Finding {
+            kind: "queueing".into(),
+            title: "requests queue before they are served: an admission or concurrency limit".into(),
+            evidence: format!(
+                "the server's waiting queue held {w:.1} requests on average at {} users (running {}), TTFT p50 {}",
+                last.load, num(server(last).running), ms(last.ttft_p50)
+            ),
+            rule: "a waiting-queue gauge averaging 1 or more over the run".into(),
+            refuted_by,
+            next: format!("with a higher concurrency limit on the server (vLLM `max_num_seqs`), the waiting queue at {} users stays under 1", last.load),
+        });
+    }
+    let first = &levels[0];
+    let ttft = rise(first.ttft_p50, last.ttft_p50);
+    let tpot = rise(first.tpot_p50, last.tpot_p50);
+    let (flat, top_load) = flat_throughput(levels);
+    let fires = ttft.is_some_and(|r| r > 0.5) && tpot.is_none_or(|r| r < 0.2) && flat;
+    // The server's own queue, when scraped, must agree.
+    if !fires || waiting.is_some_and(|w| w < 0.5) {
+        return None;
+    }
+    let mid = &levels[levels.len() / 2];
+    let corroboration = match waiting {
+        Some(w) => format!(
+            "; the server's waiting queue {} → {w:.1} (corroborated)",
+            num(server(first).waiting)
+        ),
+        None => String::new(),
+    };
+    Some(Finding {
+        kind: "queueing".into(),
+        title: "requests queue before they are served: an admission or concurrency limit".into(),
+        evidence: format!(
+            "TTFT p50 {} → {} from {} to {} users, TPOT p50 {} → {} (flat), output tok/s {:.0} → {:.0} while load rose {top_load:.1}×{corroboration}",
+            ms(first.ttft_p50), ms(last.ttft_p50), first.load, last.load, ms(first.tpot_p50), ms(last.tpot_p50),
+            mid.tokens_per_s, last.tokens_per_s
+        ),
+        rule: "TTFT up > 50% with TPOT flat (< 20%) and throughput flat (under a third of the load's rise); a scraped waiting queue must average 0.5 or more".into(),
+        refuted_by,
+        next: format!("with a higher concurrency limit on the server (vLLM `max_num_seqs`), TTFT p50 at {} users stays within 50% of its figure at {}", last.load, first.load),
+    })
+}
+
+pub(super) fn memory(levels: &[Level]) -> Option<Finding> {
+    let last = levels.last()?;
+    let first = &levels[0];
+    let s = server(last);
+    let kv_full = s.kv_usage.is_some_and(|k| k >= 0.95);
+    let preempting = s.preemptions_per_s.is_some_and(|p| p > 0.0);
+    let kv_low = s.kv_usage.is_some_and(|k| k < 0.8);
+    let grew = levels.len() >= 2 && stalls(last) && !stalls(first);
+    let by_server = kv_full && (preempting || stalls(last));
+    if !(by_server || (grew && !kv_low)) {
+        return None;
+    }
+    let mut evidence = format!(
+        "TPOT p50 {} → {} from {} to {} users, p90 {} at the top",
+        ms(first.tpot_p50),
+        ms(last.tpot_p50),
+        first.load,
+        last.load,
+        ms(last.tpot_p90)
+    );
+    if stalls(last) {
+        evidence += " (p90 ≥ 2× p50: a share of streams stall mid-stream)";
+    }
+    if let Some(k) = s.kv_usage {
+        evidence += &format!("; KV-cache usage peaked at {:.0}%", k * 100.0);
+    }
+    if let Some(p) = s.preemptions_per_s {
+        evidence += &format!(", {p:.1} preemptions/s");
+    }
+    Some(Finding {
+        kind: "memory".into(),
+        title: "memory / KV-cache pressure: streams are evicted and stall mid-stream".into(),
+        evidence,
+        rule: "KV usage ≥ 95% with preemptions or stalls, or TPOT p90 ≥ 2× p50 at the top level and not at the lowest (KV usage, if scraped, ≥ 80%)".into(),
+        refuted_by: "a KV-cache gauge well below full, no preemptions, and TPOT p90 close to p50 at the same load".into(),
+        next: format!("with more KV-cache room (vLLM `gpu_memory_utilization`, a smaller `max_model_len`, or fewer concurrent sequences), TPOT p90 at {} users falls within 2× its p50", last.load),
+    })
+}
+
+pub(super) fn batching(levels: &[Level]) -> Option<Finding> {
+    if levels.len() < 2 {
+        return None;
+    }
+    let (first, last) = (&levels[0], &levels[levels.len() - 1]);
+    let ttft = rise(first.ttft_p50, last.ttft_p50);
+    let tpot = rise(first.tpot_p50, last.tpot_p50);
+    // Preemption stalls also raise TPOT, unevenly: that is the memory
+    // finding's. Batching slows every stream alike.
+    let preempting = server(last).preemptions_per_s.is_some_and(|p| p > 0.0);
+    let uneven = stalls(last) && !server(last).kv_usage.is_some_and(|k| k < 0.8);
+    if !(tpot.is_some_and(|r| r > 0.3) && ttft.is_none_or(|r| r < 0.5)) || preempting || uneven {
+        return None;
+    }
+    let per_stream = |l: &Level| l.tokens_per_s / l.load.max(1e-9);
+    let load = last.load / first.load.max(1e-9);
+    let running = match (server(first).running, server(last).running) {
+        (Some(a), Some(b)) => format!("; the server's batch (requests running) {a:.1} → {b:.1}"),
+        _ => String::new(),
+    };
+    Some(Finding {
+        kind: "batching".into(),
+        title: "decode batching saturates: each stream slows as more share the batch".into(),
+        evidence: format!(
+            "TPOT p50 {} → {} from {} to {} users with TTFT p50 {} → {}; per-stream tok/s {:.1} → {:.1}, total {:.0} → {:.0} ({load:.1}× the load){running}",
+            ms(first.tpot_p50), ms(last.tpot_p50), first.load, last.load, ms(first.ttft_p50), ms(last.ttft_p50),
+            per_stream(first), per_stream(last), first.tokens_per_s, last.tokens_per_s
+        ),
+        rule: "TPOT up > 30% while TTFT stays within 50%, evenly (TPOT p90 < 2× p50) and without preemptions".into(),
+        refuted_by: "TPOT flat at the same loads on a larger batch budget, or TTFT rising as much as TPOT".into(),
+        next: format!("TPOT p50 at {} users stays under its objective with a larger max batch (or a second replica)", last.load),
+    })
+}
+
+pub(super) fn prefill(prompts: &[PromptStep]) -> Option<Finding> {
+    let mut p: Vec<&PromptStep> = prompts
+        .iter()
+        .filter(|p| p.requests >= 10 && p.bytes > 0.0)
+        .collect();
+    if p.len() < 2 {
+        return None;
+    }
+    p.sort_by(|a, b| a.bytes.total_cmp(&b.bytes));
+    let (short, long) = (p[0], p[p.len() - 1]);
+    // TTFT follows the prompt: longer prompts never answer sooner (5% slack).
+    let ordered = p.windows(2).all(|w| w[1].ttft_p50 >= w[0].ttft_p50 * 0.95);
+    if long.bytes < 2.0 * short.bytes || long.ttft_p50 < 1.5 * short.ttft_p50 || !ordered {
+        return None;
+    }
+    let per_kb = (long.ttft_p50 - short.ttft_p50) / ((long.bytes - short.bytes) / 1000.0);
+    Some(Finding {
+        kind: "prefill".into(),
+        title: "prefill-bound: the time to first token grows with the prompt".into(),
+        evidence: format!(
+            "TTFT p50 {} for `{}` (prompts of {:.0} bytes) against {} for `{}` ({:.0} bytes): about {per_kb:.1} ms more per KB of prompt",
+            ms(Some(long.ttft_p50)), long.step, long.bytes, ms(Some(short.ttft_p50)), short.step, short.bytes
+        ),
+        rule: "across streamed steps, TTFT p50 rises with the prompt's size (≥ 2× the bytes, ≥ 1.5× the TTFT, in order)".into(),
+        refuted_by: "the same TTFT for a step when its prompt is cut to the shortest step's size".into(),
+        next: format!("with prefix caching (or chunked prefill), TTFT p50 of `{}` falls within 1.5× that of `{}`", long.step, short.step),
+    })
+}
+
+pub(super) fn non_llm_tier(levels: &[Level]) -> Option<Finding> {
+    let last = levels.last()?;
+    let first = &levels[0];
+    let s = server(last);
+    let pool = match (s.pool_in_use, s.pool_size, s.pool_waiting) {
+        (Some(u), Some(n), w) => format!(
+            "; the pool: {u:.0} of {n:.0} connections in use at peak, {} callers waiting on average",
+            num(w)
+        ),
+        (_, _, Some(w)) => format!("; {w:.1} callers waiting for a pool connection on average"),
+        _ => String::new(),
+    };
+    let queued = s.pool_waiting.is_some_and(|w| w >= 1.0);
+    let fires = match (first.json_e2e_p50, last.json_e2e_p50) {
+        (Some(a), Some(b)) if levels.len() >= 2 => {
+            b > a * 1.5 && rise(first.ttft_p50, last.ttft_p50).is_none_or(|r| r < 0.2)
+        }
+        _ => queued,
+    };
+    // A scraped pool with nobody waiting refutes it.
+    if !fires || s.pool_waiting.is_some_and(|w| w < 0.1) {
+        return None;
+    }
+    Some(Finding {
+        kind: "non_llm_tier".into(),
+        title: "a tier other than the model slows down: the JSON steps (a database pool?)".into(),
+        evidence: format!(
+            "JSON steps' E2E p50 {} → {} from {} to {} users while streamed TTFT p50 {} → {}{pool}",
+            ms(first.json_e2e_p50), ms(last.json_e2e_p50), first.load, last.load, ms(first.ttft_p50), ms(last.ttft_p50)
+        ),
+        rule: "non-streamed steps' E2E up > 50% while streamed TTFT stays within 20% (or, in one run, a pool queue averaging 1 or more); a scraped pool queue must not be empty".into(),
+        refuted_by: "the JSON steps as slow at low load, or a pool gauge well below its size".into(),
+        next: "a larger database pool brings the JSON steps' E2E back to its low-load figure".into(),
+    })
+}

@@ -1,0 +1,149 @@
+//! The server's metrics next to the load: a table of the series the
+//! bottleneck analysis reads first, then the rest, over the run and per stage.
+
+use serde::Serialize;
+
+use crate::result::server::{Figures, ServerMetrics, ServerSeries};
+use crate::result::RunResult;
+
+/// Rows shown; the rest stay in the result.
+const MAX_ROWS: usize = 16;
+
+/// One series.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerRow {
+    series: String,
+    run: String,
+    stages: String,
+}
+
+/// The section.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerCtx {
+    rows: Vec<ServerRow>,
+    /// Per endpoint: scrapes and failures.
+    endpoints: Vec<String>,
+    /// Stage names, in the order of the per-stage figures.
+    stage_names: String,
+    /// Series not shown.
+    more: usize,
+}
+
+fn short(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A series' figures in a few characters: `mean 3.2 · max 8`, `12/s`, `p50 0.05 · p90 0.2`.
+fn figures(kind: &str, f: &Figures) -> String {
+    let show = |v: Option<f64>| v.map_or("–".into(), short);
+    match kind {
+        "counter" => f
+            .rate_per_s
+            .map_or("–".into(), |r| format!("{}/s", short(r))),
+        "histogram" => format!("p50 {} · p90 {}", show(f.p50), show(f.p90)),
+        _ => format!("mean {} · max {}", show(f.mean), show(f.max)),
+    }
+}
+
+/// The headline figure alone, for the per-stage column.
+fn headline(kind: &str, f: &Figures) -> String {
+    let v = match kind {
+        "counter" => f.rate_per_s,
+        "histogram" => f.p50,
+        _ => f.mean,
+    };
+    v.map_or("–".into(), short)
+}
+
+/// Series the analysis reads first (queues, caches, pools, CPU), then the rest.
+fn rank(s: &ServerSeries) -> u8 {
+    let name = s.series.split('{').next().unwrap_or_default();
+    let key = [
+        "waiting", "queue", "running", "cache", "preempt", "pool", "cpu", "memory",
+    ];
+    u8::from(!key.iter().any(|k| name.to_ascii_lowercase().contains(k)))
+}
+
+fn section(m: &ServerMetrics, stage_names: &[String]) -> ServerCtx {
+    let mut series: Vec<&ServerSeries> = m.series.iter().collect();
+    series.sort_by_key(|s| rank(s));
+    let rows = series
+        .iter()
+        .take(MAX_ROWS)
+        .map(|s| ServerRow {
+            series: super::md_cell(&s.series),
+            run: figures(&s.kind, &s.overall),
+            stages: s
+                .stages
+                .iter()
+                .map(|f| headline(&s.kind, f))
+                .collect::<Vec<_>>()
+                .join(" / "),
+        })
+        .collect();
+    ServerCtx {
+        rows,
+        endpoints: m
+            .endpoints
+            .iter()
+            .map(|e| {
+                let mut t = format!(
+                    "{}: {} scrapes, {} failed",
+                    super::md_cell(&e.url),
+                    e.scrapes,
+                    e.failures
+                );
+                if let Some(err) = &e.last_error {
+                    t += &format!(" (last: {})", super::md_cell(err));
+                }
+                t
+            })
+            .collect(),
+        stage_names: stage_names
+            .iter()
+            .map(|n| super::md_cell(n))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        more: m.series.len().saturating_sub(MAX_ROWS),
+    }
+}
+
+/// The section of a run with server metrics.
+pub fn context(r: &RunResult) -> Option<ServerCtx> {
+    let m = r.server_metrics.as_ref()?;
+    let names: Vec<String> = r.stages.iter().map(|s| s.name.clone()).collect();
+    Some(section(m, &names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_read_by_kind() {
+        let f = Figures {
+            mean: Some(3.25),
+            max: Some(8.0),
+            rate_per_s: Some(12_345.0),
+            p50: Some(0.05),
+            p90: Some(0.2),
+        };
+        assert_eq!(figures("gauge", &f), "mean 3.2 · max 8");
+        assert_eq!(figures("counter", &f), "12.3k/s");
+        assert_eq!(figures("histogram", &f), "p50 0.050 · p90 0.200");
+        assert_eq!(headline("untyped", &Figures::default()), "–");
+    }
+}
