@@ -21,7 +21,9 @@ case_() {
   for seed in 1 2 3 4 5; do
     start_mock --mock-seed "$seed" --jitter-ms 2 "$@"
     hogs=()
-    for _ in $(seq 1 "${HOGS:-0}"); do pin 1 sh -c 'while :; do :; done' & hogs+=($!); done
+    # Started directly (not through a function, whose subshell would be
+    # what `$!` names), so that killing them stops them.
+    for _ in $(seq 1 "${HOGS:-0}"); do "${PIN1[@]}" sh -c 'while :; do :; done' & hogs+=($!); done
     nice=()
     if [ "${HOGS:-0}" -gt 0 ]; then nice=(nice -n 19); fi
     # shellcheck disable=SC2086

@@ -358,6 +358,8 @@ pub enum FormatArg {
     Text,
     /// The report's data as JSON.
     Json,
+    /// One self-contained HTML file with charts (opens offline).
+    Html,
 }
 
 /// `flora-gate compare`.
@@ -650,4 +652,7 @@ pub struct DemoArgs {
     /// Also write the result JSON here.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also write the HTML report (one file with charts, opens offline) here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }

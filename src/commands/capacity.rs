@@ -340,6 +340,10 @@ pub(super) fn report(s: &ReportCapacitySettings) -> anyhow::Result<Outcome> {
         })?;
     let text = match s.format {
         Format::Markdown => crate::render::capacity::markdown(&s.current, verdict.as_ref()),
+        Format::Html => crate::render::report::html(
+            &crate::render::report::Templates::load(None)?,
+            &crate::render::html::capacity_page(&s.current, verdict.as_ref()),
+        )?,
         Format::Text => {
             let mut t = crate::render::capacity::text(&s.current);
             if let Some(v) = &verdict {

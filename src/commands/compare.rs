@@ -30,7 +30,10 @@ pub(super) fn report(args: &ReportSettings) -> anyhow::Result<Outcome> {
     };
     let templates = render::report::Templates::load(args.templates.as_deref())?;
     let ctx = render::report::context(current.shown(), verdict.as_ref(), current.reference());
-    let text = render::report::render(args.format, &templates, &ctx)?;
+    let text = match args.format {
+        render::report::Format::Html => html_page(current, args, &templates, &ctx)?,
+        f => render::report::render(f, &templates, &ctx)?,
+    };
     match &args.out {
         Some(p) => {
             error::write_atomic(p, text.as_bytes())?;
@@ -39,4 +42,36 @@ pub(super) fn report(args: &ReportSettings) -> anyhow::Result<Outcome> {
         None => output::out(&text),
     }
     Ok(Outcome::Success)
+}
+
+/// The HTML page of a run or a duet, with the baseline (or the duet's
+/// reference) drawn against it.
+pub(super) fn html_page(
+    current: &Current,
+    args: &ReportSettings,
+    templates: &render::report::Templates,
+    ctx: &render::report::ReportContext,
+) -> anyhow::Result<String> {
+    let baseline = match (&args.judge.baseline, current) {
+        (Some(p), Current::Single(_)) => Some(crate::result::baseline::Baseline::read(p)?),
+        _ => None,
+    };
+    let (against, duet) = match current {
+        Current::Duet(d) => (
+            render::html::charts::Against {
+                baseline: None,
+                reference: Some(&d.reference),
+            },
+            true,
+        ),
+        Current::Single(_) => (
+            render::html::charts::Against {
+                baseline: baseline.as_ref(),
+                reference: None,
+            },
+            false,
+        ),
+    };
+    let page = render::html::run_page(current.shown(), ctx, &against, duet);
+    Ok(render::report::html(templates, &page)?)
 }

@@ -56,6 +56,8 @@ pub async fn run_against_mock(
     load.duration = Some(duration);
     load.requests = None;
     load.warmup = warmup.unwrap_or_else(|| (duration / 8).min(Duration::from_secs(2)));
+    // One-second windows: the HTML report's curves have points to draw.
+    load.window = Duration::from_secs(1);
     let plan = Plan {
         scenario: Arc::new(scenario),
         target: server.url(),
@@ -69,7 +71,12 @@ pub async fn run_against_mock(
         metrics_listen: None,
         client: None,
         start_at: None,
-        server_metrics: Vec::new(),
+        // The mock's own /metrics, as a real server's would be scraped.
+        server_metrics: vec![engine::scrape::ScrapeTarget {
+            url: format!("{}/metrics", server.url()),
+            interval: Duration::from_secs(1),
+            families: engine::scrape::families(&[]),
+        }],
     };
     eprintln!(
         "mock server on {}; running the novel workflow with {} users for {}",
@@ -122,5 +129,14 @@ pub(super) async fn demo(args: &DemoSettings) -> anyhow::Result<Outcome> {
     let templates = report::Templates::load(None)?;
     let ctx = report::context(&res, Some(&verdict), None);
     crate::output::out(&report::render(report::Format::Markdown, &templates, &ctx)?);
+    if let Some(p) = &args.html {
+        let against = crate::render::html::charts::Against {
+            baseline: Some(&baseline),
+            reference: None,
+        };
+        let page = crate::render::html::run_page(&res, &ctx, &against, false);
+        crate::error::write_atomic(p, report::html(&templates, &page)?.as_bytes())?;
+        eprintln!("HTML report written to {}", p.display());
+    }
     Ok(Outcome::of(&verdict))
 }

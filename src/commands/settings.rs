@@ -226,6 +226,8 @@ pub struct DemoSettings {
     pub slowdown: f64,
     /// The result file, if wanted.
     pub out: Option<PathBuf>,
+    /// The HTML report, if wanted.
+    pub html: Option<PathBuf>,
 }
 
 /// When `gate` posts a PR comment.

@@ -419,6 +419,7 @@ fn report_capacity(a: &ReportArgs) -> Result<crate::commands::ReportCapacitySett
             FormatArg::Markdown => crate::render::report::Format::Markdown,
             FormatArg::Text => crate::render::report::Format::Text,
             FormatArg::Json => crate::render::report::Format::Json,
+            FormatArg::Html => crate::render::report::Format::Html,
         },
         out: a.out.clone(),
     })
@@ -440,6 +441,7 @@ fn report(a: &ReportArgs) -> Result<ReportSettings, UserError> {
             FormatArg::Markdown => crate::render::report::Format::Markdown,
             FormatArg::Text => crate::render::report::Format::Text,
             FormatArg::Json => crate::render::report::Format::Json,
+            FormatArg::Html => crate::render::report::Format::Html,
         },
         templates: a.templates.clone(),
         out: a.out.clone(),
@@ -749,13 +751,19 @@ fn demo(a: &DemoArgs) -> Result<DemoSettings, UserError> {
             "must be a positive factor, like 1.3",
         ));
     }
+    let mut outputs = Vec::new();
     if let Some(p) = &a.out {
-        crate::error::check_outputs(&[("--out", p.as_path())])?;
+        outputs.push(("--out", p.as_path()));
     }
+    if let Some(p) = &a.html {
+        outputs.push(("--html", p.as_path()));
+    }
+    crate::error::check_outputs(&outputs)?;
     Ok(DemoSettings {
         duration,
         concurrency: a.concurrency,
         slowdown: a.slowdown,
         out: a.out.clone(),
+        html: a.html.clone(),
     })
 }

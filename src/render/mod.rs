@@ -2,6 +2,7 @@
 
 pub mod capacity;
 pub mod context;
+pub mod html;
 pub mod report;
 pub mod server;
 pub mod shape;

@@ -24,6 +24,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "report.txt.j2",
         include_str!("../../templates/report.txt.j2"),
     ),
+    (
+        "report.html.j2",
+        include_str!("../../templates/report.html.j2"),
+    ),
 ];
 
 /// Output formats.
@@ -35,6 +39,8 @@ pub enum Format {
     Text,
     /// The report's data as JSON.
     Json,
+    /// One self-contained HTML file (see [`super::html`]).
+    Html,
 }
 
 /// Renders a report context in one format.
@@ -86,6 +92,17 @@ impl Templates {
         // A user template (`--templates`) may loop for ever or blow up: a
         // bound on instructions, and one on output in `render` below.
         env.set_fuel(Some(TEMPLATE_FUEL));
+        // The HTML template escapes everything it is not told is safe.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html.j2") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        env.add_filter("md", |s: &str| {
+            minijinja::Value::from_safe_string(super::html::from_markdown(s))
+        });
         for (name, text) in EMBEDDED {
             let (source, origin): (String, PathBuf) =
                 match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
@@ -107,7 +124,7 @@ impl Templates {
         Ok(Self { env })
     }
 
-    fn render(&self, name: &str, ctx: &ReportContext) -> Result<String, UserError> {
+    fn render<S: serde::Serialize>(&self, name: &str, ctx: &S) -> Result<String, UserError> {
         let mut out = CappedWriter {
             buf: Vec::new(),
             cap: MAX_TEMPLATE_OUTPUT,
@@ -125,6 +142,11 @@ impl Templates {
                 )
             })
     }
+}
+
+/// The HTML page.
+pub fn html(templates: &Templates, page: &super::html::Page) -> Result<String, UserError> {
+    templates.render("report.html.j2", page)
 }
 
 /// Markdown, kept under [`MAX_MARKDOWN_CHARS`] by dropping details, then
@@ -197,5 +219,21 @@ pub fn render(
         Format::Markdown => Markdown(templates).render(ctx),
         Format::Text => Text(templates).render(ctx),
         Format::Json => Json.render(ctx),
+        // Without its result the page has no charts: callers that have it
+        // build the page with `super::html`.
+        Format::Html => html(
+            templates,
+            &super::html::Page {
+                title: "flora-gate report".into(),
+                kind: "run",
+                csp: super::html::csp(),
+                css: super::html::CSS,
+                r: Some(ctx),
+                timeline: Vec::new(),
+                analysis: Vec::new(),
+                server: Vec::new(),
+                capacity: None,
+            },
+        ),
     }
 }

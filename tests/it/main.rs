@@ -14,6 +14,7 @@ mod faults;
 mod fuzz;
 mod gate_properties;
 mod github;
+mod html;
 mod hypotheses;
 mod install;
 mod prom;
