@@ -6,6 +6,7 @@ out_dir="${RUNNER_TEMP:-/tmp}/flora-gate"
 mkdir -p "$out_dir"
 args=(gate --scenario "$FG_SCENARIO" --target "$FG_TARGET"
   --out "$out_dir/result.json" --verdict-out "$out_dir/verdict.json" --report-out "$out_dir/report.md"
+  --html-out "$out_dir/report.html"
   --comment-id "$FG_COMMENT_ID" --fail-on-regression "$FG_FAIL")
 
 if [ -n "${FG_TOKENS:-}" ]; then

@@ -241,6 +241,11 @@ pub struct GateArgs {
     /// Where to write the Markdown report.
     #[arg(long, value_name = "FILE", default_value = "report.md")]
     pub report_out: PathBuf,
+    /// Where to write the HTML report (one file with charts; the Action
+    /// uploads it as an artifact and links it from the summary and comment)
+    /// [default: beside `--report-out`, as `.html`].
+    #[arg(long, value_name = "FILE")]
+    pub html_out: Option<PathBuf>,
     /// Post the sticky PR comment.
     #[arg(long, value_enum, default_value = "auto")]
     pub comment: CommentMode,

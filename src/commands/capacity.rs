@@ -298,7 +298,18 @@ pub(super) async fn gate(
             hint: None,
         })?;
     crate::jsonfile::write(&args.verdict_out, &v, "capacity verdict")?;
-    let markdown = crate::render::capacity::markdown(&found, Some(&v));
+    let mut markdown = crate::render::capacity::markdown(&found, Some(&v));
+    if let Some(p) = &args.html_out {
+        let html = crate::render::report::html(
+            &crate::render::report::Templates::load(None)?,
+            &crate::render::html::capacity_page(&found, Some(&v)),
+        )?;
+        crate::error::write_atomic(p, html.as_bytes())?;
+        eprintln!("HTML report in {}", p.display());
+        if let Some(link) = super::github::html_link(env, p) {
+            markdown.push_str(&format!("\n📊 {link}\n"));
+        }
+    }
     crate::error::write_atomic(&args.report_out, markdown.as_bytes())?;
     eprintln!(
         "verdict in {}, report in {}",

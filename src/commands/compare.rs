@@ -31,7 +31,9 @@ pub(super) fn report(args: &ReportSettings) -> anyhow::Result<Outcome> {
     let templates = render::report::Templates::load(args.templates.as_deref())?;
     let ctx = render::report::context(current.shown(), verdict.as_ref(), current.reference());
     let text = match args.format {
-        render::report::Format::Html => html_page(current, args, &templates, &ctx)?,
+        render::report::Format::Html => {
+            html_page(current, args.judge.baseline.as_deref(), &templates, &ctx)?
+        }
         f => render::report::render(f, &templates, &ctx)?,
     };
     match &args.out {
@@ -48,11 +50,11 @@ pub(super) fn report(args: &ReportSettings) -> anyhow::Result<Outcome> {
 /// reference) drawn against it.
 pub(super) fn html_page(
     current: &Current,
-    args: &ReportSettings,
+    baseline: Option<&std::path::Path>,
     templates: &render::report::Templates,
     ctx: &render::report::ReportContext,
 ) -> anyhow::Result<String> {
-    let baseline = match (&args.judge.baseline, current) {
+    let baseline = match (baseline, current) {
         (Some(p), Current::Single(_)) => Some(crate::result::baseline::Baseline::read(p)?),
         _ => None,
     };

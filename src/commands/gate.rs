@@ -63,7 +63,7 @@ async fn conclude(
     verdict: &Verdict,
     out: &mut impl Write,
 ) -> anyhow::Result<Outcome> {
-    let markdown = write_reports(args, current, verdict)?;
+    let markdown = write_reports(args, env, current, verdict)?;
     // From here on nothing changes the exit code.
     let found = findings(verdict);
     let comment_url = publish(args, env, signals, &found, &markdown, out).await;
@@ -131,12 +131,20 @@ async fn measure_and_judge(
 /// returns the Markdown for the summary and the comment.
 fn write_reports(
     args: &GateSettings,
+    env: &ActionsEnv,
     current: &Current,
     verdict: &Verdict,
-) -> Result<String, UserError> {
+) -> anyhow::Result<String> {
     verdict.write(&args.verdict_out)?;
     let templates = report::Templates::load(None)?;
-    let ctx = report::context(current.shown(), Some(verdict), current.reference());
+    let mut ctx = report::context(current.shown(), Some(verdict), current.reference());
+    if let Some(p) = &args.html_out {
+        let html =
+            super::compare::html_page(current, args.judge.baseline.as_deref(), &templates, &ctx)?;
+        crate::error::write_atomic(p, html.as_bytes())?;
+        eprintln!("HTML report in {}", p.display());
+        ctx.html_link = super::github::html_link(env, p);
+    }
     let markdown = report::render(report::Format::Markdown, &templates, &ctx)?;
     crate::error::write_atomic(&args.report_out, markdown.as_bytes())?;
     eprintln!(

@@ -288,6 +288,32 @@ pub(super) async fn propose(args: &ProposeSettings) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// The line that points the summary and the comment at the HTML report:
+/// in Actions, the run's page, where the Action uploads it as an artifact
+/// (named by `FLORA_GATE_REPORT_ARTIFACT` when the Action sets it).
+pub(super) fn html_link(env: &ActionsEnv, html: &std::path::Path) -> Option<String> {
+    let url = env.run_url.as_deref().filter(|_| env.active)?;
+    let file = html.file_name()?.to_string_lossy().into_owned();
+    let artifact = std::env::var("FLORA_GATE_REPORT_ARTIFACT")
+        .ok()
+        .filter(|a| {
+            !a.is_empty()
+                && a.len() <= 100
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    Some(match artifact {
+        Some(a) => format!(
+            "Charts and the whole story: `{}` in the `{a}` artifact of [this run]({url}).",
+            crate::render::md_cell(&file)
+        ),
+        None => format!(
+            "Charts and the whole story: `{}` among [this run's artifacts]({url}).",
+            crate::render::md_cell(&file)
+        ),
+    })
+}
+
 /// The step outputs, and the exit as the verdict says.
 pub(super) fn finish(
     args: &GateSettings,
@@ -302,6 +328,12 @@ pub(super) fn finish(
             ("result", args.result.display().to_string()),
             ("verdict-file", args.verdict_out.display().to_string()),
             ("report", args.report_out.display().to_string()),
+            (
+                "html",
+                args.html_out
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            ),
             ("comment-url", comment_url),
         ];
         if let Err(e) = actions::set_outputs(p, &outputs) {

@@ -263,6 +263,9 @@ pub struct GateSettings {
     pub verdict_out: PathBuf,
     /// The Markdown report file.
     pub report_out: PathBuf,
+    /// The HTML report (none when `--report-out` is a device or a pipe and
+    /// no `--html-out` was given).
+    pub html_out: Option<PathBuf>,
     /// When to comment.
     pub comment: CommentMode,
     /// Which comment.

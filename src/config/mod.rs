@@ -576,6 +576,10 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
         ("--verdict-out", a.verdict_out.as_path()),
         ("--report-out", a.report_out.as_path()),
     ];
+    let html_out = a.html_out.clone().or_else(|| html_beside(&a.report_out));
+    if let Some(p) = &html_out {
+        outputs.push(("--html-out", p.as_path()));
+    }
     let (source, result) = match &a.result {
         Some(path) => {
             let r = &a.run;
@@ -621,6 +625,7 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
         judge: judge(a.baseline.as_deref(), &a.policy, a.force)?,
         verdict_out: a.verdict_out.clone(),
         report_out: a.report_out.clone(),
+        html_out,
         comment: match a.comment {
             crate::cli::CommentMode::Auto => CommentMode::Auto,
             crate::cli::CommentMode::Always => CommentMode::Always,
@@ -732,6 +737,13 @@ fn mock(a: &MockArgs) -> Result<MockSettings, UserError> {
         config: mock_config(&a.behaviour, a.tokens.as_deref())?,
         addr: SocketAddr::new(ip, a.port),
     })
+}
+
+/// `report.md` → `report.html`, beside it; nothing for a report written
+/// to a device or a pipe (`/dev/stdout`), whose neighbours are not ours.
+fn html_beside(report: &std::path::Path) -> Option<std::path::PathBuf> {
+    let regular = std::fs::metadata(report).map_or(true, |m| m.is_file());
+    (regular && report.file_name().is_some()).then(|| report.with_extension("html"))
 }
 
 fn demo(a: &DemoArgs) -> Result<DemoSettings, UserError> {

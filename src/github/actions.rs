@@ -32,6 +32,8 @@ pub struct ActionsEnv {
     pub step_summary: Option<PathBuf>,
     /// `GITHUB_OUTPUT`.
     pub output: Option<PathBuf>,
+    /// The workflow run's page (`GITHUB_SERVER_URL`/repo/actions/runs/id).
+    pub run_url: Option<String>,
 }
 
 impl ActionsEnv {
@@ -51,8 +53,39 @@ impl ActionsEnv {
             token: get("GITHUB_TOKEN").map(crate::tokens::Secret::new),
             step_summary: get("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             output: get("GITHUB_OUTPUT").map(PathBuf::from),
+            run_url: run_url(
+                get("GITHUB_SERVER_URL").as_deref(),
+                get("GITHUB_REPOSITORY").as_deref(),
+                get("GITHUB_RUN_ID").as_deref(),
+            ),
         }
     }
+}
+
+/// The workflow run's page (where its artifacts are listed), when the
+/// runner's variables are well-formed: an https server without
+/// credentials, an `owner/name` repository, a numeric run id.
+fn run_url(server: Option<&str>, repo: Option<&str>, run: Option<&str>) -> Option<String> {
+    let server = reqwest::Url::parse(server?).ok()?;
+    let safe_server = server.scheme() == "https"
+        && server.username().is_empty()
+        && server.password().is_none()
+        && server.query().is_none()
+        && server.host_str().is_some();
+    let repo = repo?;
+    let safe_repo = repo.split('/').count() == 2
+        && repo
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && !repo.contains("..");
+    let run = run?;
+    let safe_run = !run.is_empty() && run.chars().all(|c| c.is_ascii_digit());
+    (safe_server && safe_repo && safe_run).then(|| {
+        format!(
+            "{}/{repo}/actions/runs/{run}",
+            server.as_str().trim_end_matches('/')
+        )
+    })
 }
 
 /// Escape a workflow-command message.
@@ -154,6 +187,21 @@ pub fn append_summary(path: &Path, markdown: &str) -> Result<(), UserError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_run_page_is_linked_only_when_the_runner_vars_are_well_formed() {
+        let u = |a, b, c| super::run_url(Some(a), Some(b), Some(c));
+        assert_eq!(
+            u("https://github.com", "o/r", "42").as_deref(),
+            Some("https://github.com/o/r/actions/runs/42")
+        );
+        assert_eq!(u("http://github.com", "o/r", "42"), None);
+        assert_eq!(u("https://x:y@github.com", "o/r", "42"), None);
+        assert_eq!(u("https://github.com", "o/r)](javascript:x", "42"), None);
+        assert_eq!(u("https://github.com", "o/../r", "42"), None);
+        assert_eq!(u("https://github.com", "o/r", "42a"), None);
+    }
+
     use super::*;
 
     #[test]

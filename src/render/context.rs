@@ -204,6 +204,8 @@ pub struct ReportContext {
     pub(super) hypotheses: Vec<HypothesisCtx>,
     pub(super) diagnosis: Option<DiagnosisCtx>,
     pub(super) server: Option<super::server::ServerCtx>,
+    /// Where the HTML report is (a line for the summary and the comment).
+    pub html_link: Option<String>,
     pub(super) shards_note: Option<String>,
 }
 
@@ -390,6 +392,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         hypotheses: hypotheses(r, verdict),
         diagnosis: diagnosis(r),
         server: super::server::context(r),
+        html_link: None,
     }
 }
 

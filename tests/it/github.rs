@@ -470,6 +470,9 @@ async fn gate_in_actions_writes_summary_outputs_and_comment_and_keeps_its_verdic
                     .env("GITHUB_TOKEN", "gh-token-xyz")
                     .env("GITHUB_STEP_SUMMARY", d.join("summary.md"))
                     .env("GITHUB_OUTPUT", d.join("output.txt"))
+                    .env("GITHUB_SERVER_URL", "https://github.test")
+                    .env("GITHUB_RUN_ID", "4242")
+                    .env("FLORA_GATE_REPORT_ARTIFACT", "flora-gate-report")
                     .output()
                     .expect("runs")
             })
@@ -493,11 +496,22 @@ async fn gate_in_actions_writes_summary_outputs_and_comment_and_keeps_its_verdic
     assert!(stdout.contains("::group::") && stdout.contains("::endgroup::"));
     let summary = std::fs::read_to_string(d.join("summary.md")).expect("summary");
     assert!(summary.contains("flora-gate: **"), "{summary}");
+    // The HTML report is written beside the Markdown and linked from the
+    // summary (and so from the comment) at the run's artifacts.
+    let html = std::fs::read_to_string(d.join("report.html")).expect("the HTML report");
+    assert!(html.starts_with("<!DOCTYPE html>") && !html.contains("very-secret-token"));
+    assert!(
+        summary.contains(
+            "`report.html` in the `flora-gate-report` artifact of [this run](https://github.test/o/r/actions/runs/4242)"
+        ),
+        "{summary}"
+    );
     let outputs = std::fs::read_to_string(d.join("output.txt")).expect("outputs");
     for key in [
         "verdict<<",
         "result<<",
         "report<<",
+        "html<<",
         "verdict-file<<",
         "comment-url<<",
     ] {
@@ -626,7 +640,16 @@ async fn a_capacity_gate_in_actions_comments_how_capacity_moved() {
         assert!(f.comments[0].2.contains("<!-- flora-gate:default -->"));
         assert!(f.comments[0].2.contains(headline), "{}", f.comments[0].2);
     }
-    for file in ["cap.json", "report.md", "summary.md", "verdict.json"] {
+    assert!(std::fs::read_to_string(d.join("report.html"))
+        .expect("the HTML report")
+        .contains("<h2>Probes</h2>"));
+    for file in [
+        "cap.json",
+        "report.md",
+        "summary.md",
+        "verdict.json",
+        "report.html",
+    ] {
         let text = std::fs::read_to_string(d.join(file)).expect("file");
         assert!(!text.contains("very-secret-token"), "token in {file}");
     }
