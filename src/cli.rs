@@ -636,6 +636,11 @@ pub struct MockBehaviour {
     /// How long a preempted stream stalls.
     #[arg(long, default_value_t = 200.0, value_name = "MS")]
     pub preempt_ms: f64,
+    /// A fault: keep generating a stream's remaining tokens after its
+    /// client disconnected (requests running and generated tokens in
+    /// `/metrics` show it).
+    #[arg(long)]
+    pub ignore_disconnect: bool,
     /// Slow down steadily, e.g. `2%/min` (latencies grow by 2% of their
     /// base per minute since the start).
     #[arg(long, value_name = "PCT/UNIT")]

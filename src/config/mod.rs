@@ -121,6 +121,7 @@ pub fn mock_config(
             other => other,
         },
         preempt: non_negative("--preempt-ms", b.preempt_ms)?,
+        ignore_disconnect: b.ignore_disconnect,
         drift_per_min: match &b.drift {
             None => 0.0,
             Some(d) => crate::mock::parse_drift(d).map_err(|m| UserError::flag("--drift", m))?,

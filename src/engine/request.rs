@@ -28,6 +28,8 @@ pub struct Outcome {
     pub usage_tokens: Option<u64>,
     /// Bytes of the request body sent (the prompt's size, for the prefill analysis).
     pub sent_bytes: u32,
+    /// The step stopped reading by design (`cancel_after_tokens`/`cancel_after`).
+    pub cancelled: bool,
     /// Content events.
     pub chunks: u32,
     /// HTTP status.
@@ -365,13 +367,22 @@ async fn read_stream(
     let mut first_event: Option<Instant> = None;
     let mut gaps: Vec<Duration> = Vec::new();
     let spec = &step.stream;
+    // The writer presses stop: after so many content events, or so long.
+    let cancel_tokens = step.cancel.and_then(|c| c.tokens);
+    let cancel_at = step.cancel.and_then(|c| c.after).map(|a| start + a);
+    let mut cancelled = false;
 
     while !done {
         let deadline = match first {
             None => first_deadline,
             Some(_) => (Instant::now() + idle).min(total_deadline),
         };
+        let deadline = cancel_at.map_or(deadline, |c| deadline.min(c));
         let piece = match timeout_at(deadline, response.chunk()).await {
+            Err(_) if cancel_at.is_some_and(|c| Instant::now() >= c) => {
+                cancelled = true;
+                break;
+            }
             Err(_) => {
                 let phase = if deadline == total_deadline {
                     TimeoutPhase::Total
@@ -428,6 +439,11 @@ async fn read_stream(
                             gaps.push(now - prev);
                         }
                         last = Some(now);
+                        if cancel_tokens.is_some_and(|k| out.chunks >= k) {
+                            cancelled = true;
+                            done = true;
+                            return;
+                        }
                     }
                     if let Some(n) = info.completion_tokens {
                         out.usage_tokens = Some(n);
@@ -440,7 +456,12 @@ async fn read_stream(
             break;
         }
     }
-    if done {
+    if cancelled {
+        // Disconnect now, as a client whose writer pressed stop: the
+        // connection is closed, never drained.
+        drop(response);
+        out.cancelled = true;
+    } else if done {
         // Read to the end of the body so the connection goes back to the pool;
         // a server that stays open after its end marker is not waited for long.
         let drain_until = (Instant::now() + idle.min(Duration::from_secs(2))).min(total_deadline);

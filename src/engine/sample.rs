@@ -112,6 +112,8 @@ pub struct Sample {
     pub chunks: u32,
     /// Bytes of the request body sent.
     pub sent_bytes: u32,
+    /// Stopped reading by design mid-stream (the client disconnected).
+    pub cancelled: bool,
     /// HTTP status, when a response arrived.
     pub status: Option<u16>,
     /// Why it failed, if it did.
@@ -198,6 +200,7 @@ mod tests {
             stream_end: Duration::from_millis(e2e),
             usage_tokens: usage,
             sent_bytes: 0,
+            cancelled: false,
             chunks,
             status: Some(200),
             error: None,

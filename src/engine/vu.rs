@@ -197,6 +197,7 @@ impl User {
                 usage_tokens: outcome.usage_tokens,
                 chunks: outcome.chunks,
                 sent_bytes: outcome.sent_bytes,
+                cancelled: outcome.cancelled,
                 status: outcome.status,
                 error: outcome.error,
                 warmup,

@@ -60,6 +60,9 @@ pub struct MockConfig {
     pub kv_slots: Option<usize>,
     /// How long a preempted stream stalls (its cache recomputed).
     pub preempt: Duration,
+    /// Keep generating a stream's remaining tokens after its client
+    /// disconnected (a fault: the server should stop).
+    pub ignore_disconnect: bool,
 }
 
 /// Every `every`, answer all requests for `length` with `status`.
@@ -121,6 +124,7 @@ impl Default for MockConfig {
             prefill_per_byte: Duration::ZERO,
             kv_slots: None,
             preempt: Duration::from_millis(200),
+            ignore_disconnect: false,
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct MockStats {
     pub db_waiting: AtomicU64,
     /// Streams preempted for want of KV-cache room (`--kv-slots`).
     pub preemptions: AtomicU64,
+    /// Streams whose client left before the last token.
+    pub disconnects: AtomicU64,
     /// Server-side TTFT in microseconds: handler entry (queueing included) to
     /// the first content chunk handed to the connection.
     pub ttft_us: Mutex<Histogram<u64>>,
@@ -207,6 +213,7 @@ impl MockStats {
             db_in_use: AtomicU64::new(0),
             db_waiting: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
             #[allow(clippy::expect_used, reason = "constant, valid bounds")]
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),

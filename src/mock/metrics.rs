@@ -68,6 +68,17 @@ pub fn render(
     );
     head(
         &mut o,
+        "mock_client_disconnects_total",
+        "counter",
+        "Streams whose client left before the last token.",
+    );
+    let _ = writeln!(
+        o,
+        "mock_client_disconnects_total {}",
+        load(&stats.disconnects)
+    );
+    head(
+        &mut o,
         "vllm:generation_tokens_total",
         "counter",
         "Number of generation tokens processed.",

@@ -185,10 +185,50 @@ impl ChunkStream {
         Some(Ok(event))
     }
 
+    /// Tokens left to generate when the client went away mid-stream.
+    fn left(&self) -> Option<u32> {
+        match self.phase {
+            Phase::Token(i) if self.ctx.fault != Some(Fault::Endless) => {
+                Some(self.tokens.saturating_sub(i)).filter(|n| *n > 0)
+            }
+            _ => None,
+        }
+    }
+
     pub(super) fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
         futures_util::stream::unfold(
             self,
             |mut s| async move { s.next_event().await.map(|e| (e, s)) },
         )
+    }
+}
+
+impl Drop for ChunkStream {
+    /// The client left mid-stream: count it and stop generating, or, with
+    /// `--ignore-disconnect`, keep generating the rest for nobody (the
+    /// costly bug the interrupt scenarios look for).
+    fn drop(&mut self) {
+        let Some(left) = self.left() else { return };
+        let stats = self.app.stats.clone();
+        stats.disconnects.fetch_add(1, Ordering::Relaxed);
+        if !self.app.cfg.ignore_disconnect {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let app = self.app.clone();
+        let ghost = super::config::Held::new(&stats, |s| &s.streaming);
+        let mut next = self.next_at;
+        rt.spawn(async move {
+            let _ghost = ghost;
+            let mut rng =
+                <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(u64::from(left));
+            for _ in 0..left {
+                tokio::time::sleep_until(next).await;
+                next += app.itl(&mut rng);
+                app.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 }

@@ -294,6 +294,14 @@ pub struct StepResult {
     pub throughput: Throughput,
     /// Serialized histograms, for exact merging.
     pub histograms: Histograms,
+    /// Streams the step stopped by design mid-stream (`cancel_after_tokens`,
+    /// `cancel_after`): counted as successful, with what arrived.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Output-token accounting.

@@ -41,6 +41,7 @@ pub(super) struct StepHists {
     per_user_tps: Vec<f64>,
     tokens: TokenCounts,
     sent_bytes: u64,
+    cancelled: u64,
     errors: BTreeMap<String, u64>,
     statuses: BTreeMap<String, u64>,
     requests: u64,
@@ -89,6 +90,7 @@ impl StepHists {
                 self.tokens.total = self.tokens.total.saturating_add(n);
                 self.tokens.chunks = self.tokens.chunks.saturating_add(u64::from(s.chunks));
                 self.sent_bytes = self.sent_bytes.saturating_add(u64::from(s.sent_bytes));
+                self.cancelled += u64::from(s.cancelled);
                 if let Some(u) = s.usage_tokens {
                     self.tokens.usage_reported += 1;
                     self.tokens.usage_minus_chunks = self.tokens.usage_minus_chunks.saturating_add(
@@ -259,6 +261,7 @@ pub(super) fn step_results(
                 tpot: h.tpot.encode(),
                 itl: itl.encode(),
             },
+            cancelled: h.cancelled,
         });
     }
     let totals = Totals {

@@ -260,6 +260,8 @@ pub struct Signals {
     pub pool_size: Option<f64>,
     /// The server process's CPU, cores busy (`process_cpu_seconds_total`).
     pub cpu_cores: Option<f64>,
+    /// Tokens the server says it generated, per second.
+    pub generated_per_s: Option<f64>,
 }
 
 /// The role a series plays for the analysis, by its metric name.
@@ -273,6 +275,7 @@ fn role(name: &str) -> Option<&'static str> {
         }
         "vllm:gpu_cache_usage_perc" | "vllm:kv_cache_usage_perc" | "sglang:token_usage" => "kv",
         "vllm:num_preemptions_total" => "preemptions",
+        "vllm:generation_tokens_total" | "sglang:generation_tokens_total" => "generated",
         "process_cpu_seconds_total" => "cpu",
         n if pool && (n.contains("waiting") || n.contains("pending")) => "pool_waiting",
         n if pool && (n.contains("in_use") || n.contains("active")) => "pool_in_use",
@@ -308,6 +311,7 @@ impl ServerMetrics {
                 }
                 "preemptions" => out.preemptions_per_s = add(out.preemptions_per_s, f.rate_per_s),
                 "cpu" => out.cpu_cores = add(out.cpu_cores, f.rate_per_s),
+                "generated" => out.generated_per_s = add(out.generated_per_s, f.rate_per_s),
                 "pool_waiting" => out.pool_waiting = add(out.pool_waiting, f.mean),
                 "pool_in_use" => out.pool_in_use = add(out.pool_in_use, f.max),
                 _ => out.pool_size = add(out.pool_size, f.max),

@@ -294,6 +294,12 @@ pub(super) struct FileStep {
     pub(super) stream: Option<FileStream>,
     #[serde(default)]
     pub(super) think_time: Option<Spanned<String>>,
+    /// Stop reading (disconnect) after this many content events.
+    #[serde(default)]
+    pub(super) cancel_after_tokens: Option<u32>,
+    /// Stop reading (disconnect) this long after the request started.
+    #[serde(default)]
+    pub(super) cancel_after: Option<Dur>,
 }
 
 pub(super) fn default_method() -> String {

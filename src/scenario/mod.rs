@@ -45,6 +45,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("soak", include_str!("../../scenarios/soak.toml")),
     ("mix", include_str!("../../scenarios/mix.toml")),
     (
+        "interrupt-resume",
+        include_str!("../../scenarios/interrupt-resume.toml"),
+    ),
+    (
         "hypotheses",
         include_str!("../../scenarios/hypotheses.toml"),
     ),
@@ -196,6 +200,19 @@ pub struct Step {
     pub stream: StreamSpec,
     /// Pause after this step.
     pub think_time: Think,
+    /// The writer presses stop: the client disconnects once this many
+    /// content events or this much time have passed, keeping what arrived.
+    pub cancel: Option<Cancel>,
+}
+
+/// When a streamed step stops reading and disconnects (`cancel_after_tokens`,
+/// `cancel_after`): whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cancel {
+    /// After this many content events.
+    pub tokens: Option<u32>,
+    /// This long after the request started.
+    pub after: Option<std::time::Duration>,
 }
 
 /// A validated scenario.
@@ -583,6 +600,28 @@ fn build_step(
         }
     }
     let stream = stream.finish();
+    let cancel = match (s.cancel_after_tokens, s.cancel_after.as_ref().map(|d| d.0)) {
+        (None, None) => None,
+        _ if s.response != ResponseKind::Sse => {
+            return Err(invalid(
+                Some(format!("`{}`", key("cancel_after_tokens"))),
+                "only a streamed step (`response = \"sse\"`) can be cancelled mid-stream".into(),
+            ))
+        }
+        (Some(0), _) => {
+            return Err(invalid(
+                Some(format!("`{}`", key("cancel_after_tokens"))),
+                "must be at least 1: the stream is cut after that many content events".into(),
+            ))
+        }
+        (_, Some(d)) if d.is_zero() => {
+            return Err(invalid(
+                Some(format!("`{}`", key("cancel_after"))),
+                "must be longer than 0s".into(),
+            ))
+        }
+        (tokens, after) => Some(Cancel { tokens, after }),
+    };
     Ok(Step {
         name: s.name.clone(),
         method,
@@ -607,6 +646,7 @@ fn build_step(
                 .map_err(|m| invalid(at(t.span(), &key("think_time")), m))?,
             None => Think::None,
         },
+        cancel,
     })
 }
 

@@ -119,6 +119,27 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
     let [lo, hi] = ttft.ci.expect("bootstrap interval");
     assert!(lo <= change && change <= hi, "{lo} {hi}");
     assert!(lo > 0.0 && hi < 1.0, "{lo} {hi}");
+    // Its HTML report draws the reference against the candidate.
+    let ctx = flora_gate::render::report::context(&slow.candidate, Some(&v), Some("ref"));
+    let against = flora_gate::render::html::charts::Against {
+        baseline: None,
+        reference: Some(&slow.reference),
+    };
+    let page = flora_gate::render::html::run_page(&slow.candidate, &ctx, &against, true);
+    let html = flora_gate::render::report::html(
+        &flora_gate::render::report::Templates::load(None).expect("templates"),
+        &page,
+    )
+    .expect("html");
+    assert!(html.contains("<p class=\"muted\">duet ·"), "kind shown");
+    assert!(
+        html.contains("<title>reference</title>"),
+        "the reference's CDF"
+    );
+    assert!(
+        html.contains("interleaved block pairs against"),
+        "the duet's line"
+    );
 
     let same = duet(1.0).await;
     let v = compare_duet(&same, &same.candidate.gate);

@@ -315,7 +315,7 @@ fn a_scenarios_server_metrics_are_scraped_and_checked_like_the_target() {
         std::fs::write(
             &p,
             format!(
-                "name = \"s\"\n[auth]\nkind = \"none\"\n[safety]\nallow_hosts = [\"127.0.0.1\"]\n[server_metrics]\nurls = [{urls}]\ninterval = \"200ms\"\n[[steps]]\nname = \"chat\"\npath = \"/v1/chat/completions\"\nbody = '{{\"model\": \"m\", \"stream\": true, \"max_tokens\": 8, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'\n"
+                "name = \"s\"\n[safety]\nallow_hosts = [\"127.0.0.1\"]\n[server_metrics]\nurls = [{urls}]\ninterval = \"200ms\"\n[[steps]]\nname = \"chat\"\npath = \"/v1/chat/completions\"\nbody = '{{\"model\": \"m\", \"stream\": true, \"max_tokens\": 8, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'\n"
             ),
         )
         .expect("write");
@@ -334,6 +334,8 @@ fn a_scenarios_server_metrics_are_scraped_and_checked_like_the_target() {
                 "2s",
                 "--no-progress",
             ])
+            .arg("--tokens")
+            .arg(tokens())
             .arg("-s")
             .arg(s)
             .arg("-o")

@@ -269,6 +269,11 @@ fn three_shards_merge_into_exactly_the_run_one_process_makes() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(json(&verdict)["verdict"], "warn");
+    let html = std::fs::read_to_string(d.join("report.html")).expect("the HTML report");
+    assert!(
+        html.contains("<h2>Shards</h2>") && html.contains("<p class=\"muted\">merged ·"),
+        "the merged result's HTML report"
+    );
     let md = std::fs::read_to_string(&report).expect("report");
     assert!(
         md.contains("### Shards") && md.contains("merged from 2 of 3 shards"),

@@ -108,6 +108,9 @@ pub fn of_run(r: &RunResult) -> Evidence {
         generator_figures: generator_figures(&r.self_check),
         prompts: prompts(r),
         server_scraped: r.server_metrics.is_some(),
+        cancelled: r.steps.iter().map(|s| s.cancelled).sum(),
+        client_tokens_per_s: r.totals.output_tokens_per_s,
+        server_overall: r.server_metrics.as_ref().map(|m| m.overall()),
     }
 }
 

@@ -66,13 +66,19 @@ pub struct Evidence {
     pub prompts: Vec<PromptStep>,
     /// The server's metrics were scraped.
     pub server_scraped: bool,
+    /// Streams stopped by design mid-stream (the client disconnected).
+    pub cancelled: u64,
+    /// Output tokens the client received per second, over the run.
+    pub client_tokens_per_s: f64,
+    /// The server's figures over the whole run.
+    pub server_overall: Option<Signals>,
 }
 
 /// A bottleneck found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// `queueing`, `batching`, `memory`, `prefill`, `rate_limiting`,
-    /// `client`, `non_llm_tier`.
+    /// `client`, `non_llm_tier`, `abandoned_generation`.
     pub kind: String,
     /// One line for people.
     pub title: String,
@@ -108,6 +114,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
     out.extend(rules::batching(valid));
     out.extend(rules::prefill(&ev.prompts));
     out.extend(rules::non_llm_tier(valid));
+    out.extend(rules::abandoned_generation(ev));
     out
 }
 

@@ -286,3 +286,23 @@ pub(super) fn non_llm_tier(levels: &[Level]) -> Option<Finding> {
         next: "a larger database pool brings the JSON steps' E2E back to its low-load figure".into(),
     })
 }
+
+pub(super) fn abandoned_generation(ev: &Evidence) -> Option<Finding> {
+    let generated = ev.server_overall.as_ref()?.generated_per_s?;
+    let received = ev.client_tokens_per_s;
+    if ev.cancelled == 0 || generated <= received * 1.3 + 5.0 {
+        return None;
+    }
+    Some(Finding {
+        kind: "abandoned_generation".into(),
+        title: "server kept generating after the client disconnected".into(),
+        evidence: format!(
+            "{} streams were stopped mid-stream by the client; the server generated {generated:.0} tok/s while the clients received {received:.0} tok/s ({:.1}×)",
+            ev.cancelled,
+            generated / received.max(1e-9)
+        ),
+        rule: "with streams cancelled by the client, the server's generated-token counter runs over 1.3× (and 5 tok/s above) what the clients received".into(),
+        refuted_by: "the server's generated tokens matching what the clients received when the same streams are cancelled".into(),
+        next: "with generation aborted on client disconnect, the server's generated tok/s falls to within 1.3× of what the clients receive".into(),
+    })
+}

@@ -1,0 +1,191 @@
+//! Interrupt and resume: a step that stops reading mid-stream disconnects,
+//! its partial text feeds the next step, and a server that keeps generating
+//! for a client who left is caught.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{flora, spawn_mock, text, tokens_csv};
+
+/// Requests the mock is generating now, from its `/metrics`.
+fn running(url: &str) -> f64 {
+    let body = reqwest::blocking_get(&format!("{url}/metrics"));
+    body.lines()
+        .find(|l| l.starts_with("vllm:num_requests_running"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("the running gauge")
+}
+
+mod reqwest {
+    /// A plain HTTP/1.1 GET of the mock (no client library needed).
+    pub fn blocking_get(url: &str) -> String {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").expect("http");
+        let (host, path) = rest.split_once('/').expect("a path");
+        let mut s = std::net::TcpStream::connect(host).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    }
+}
+
+/// One streamed step cut after 10 of 2,000 tokens (10 s of generation).
+fn cut_scenario(dir: &std::path::Path) -> String {
+    let p = dir.join("cut.toml");
+    std::fs::write(
+        &p,
+        r#"name = "cut"
+[[steps]]
+name = "chat"
+path = "/v1/chat/completions"
+body = '{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+capture_text = "partial"
+cancel_after_tokens = 10
+"#,
+    )
+    .expect("write");
+    p.display().to_string()
+}
+
+fn cut_run(mock_args: &[&str]) -> (crate::common::MockProcess, std::process::Output, Instant) {
+    let mut args = vec![
+        "--output-tokens",
+        "2000",
+        "--itl-ms",
+        "5",
+        "--ttft-ms",
+        "10",
+    ];
+    args.extend_from_slice(mock_args);
+    let mock = spawn_mock(&args);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let o = flora(&[
+        "run",
+        "-s",
+        &cut_scenario(dir.path()),
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens_csv(dir.path(), 2),
+        "-c",
+        "2",
+        "--requests",
+        "6",
+        "--warmup",
+        "0s",
+        "--no-progress",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let ended = Instant::now();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let step = &r["steps"][0];
+    assert_eq!(step["cancelled"], 6, "{step}");
+    assert_eq!(step["ok"], 6, "cancelled streams are not errors: {step}");
+    assert_eq!(
+        step["output_tokens"]["chunks"], 60,
+        "10 content events each: {step}"
+    );
+    (mock, o, ended)
+}
+
+#[test]
+fn a_cancel_after_ten_tokens_stops_the_mocks_generation_within_200ms() {
+    let (mock, o, ended) = cut_run(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut idle_at = None;
+    while ended.elapsed() < Duration::from_secs(2) {
+        if running(&mock.url) == 0.0 {
+            idle_at = Some(ended.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let idle_at = idle_at.expect("the mock still generating 2 s after the run");
+    assert!(idle_at <= Duration::from_millis(200), "{idle_at:?}");
+}
+
+#[test]
+fn a_server_that_ignores_the_disconnect_keeps_generating_and_is_caught() {
+    let (mock, o, ended) = cut_run(&["--ignore-disconnect"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Each cut stream has ~10 s of tokens left, generated for nobody.
+    std::thread::sleep(Duration::from_millis(300).saturating_sub(ended.elapsed()));
+    assert!(
+        running(&mock.url) > 0.0,
+        "the fault did not keep generating"
+    );
+
+    // The bundled scenario, scraping the mock, names it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let bundled = |mock: &crate::common::MockProcess| {
+        flora(&[
+            "run",
+            "-s",
+            "interrupt-resume",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tokens_csv(dir.path(), 4),
+            "-d",
+            "4s",
+            "--warmup",
+            "1s",
+            "--no-progress",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ])
+    };
+    let args = ["--output-tokens", "200", "--itl-ms", "5", "--ttft-ms", "20"];
+    for (fault, expected) in [(true, true), (false, false)] {
+        let mut a = args.to_vec();
+        if fault {
+            a.push("--ignore-disconnect");
+        }
+        let mock = spawn_mock(&a);
+        let o = bundled(&mock);
+        assert!(o.status.success(), "{}", text(&o));
+        let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+        assert_eq!(
+            md.contains("server kept generating after the client disconnected"),
+            expected,
+            "fault {fault}: {md}"
+        );
+        // The resumed step streamed from the partial text.
+        assert!(md.contains("| continue |"), "{md}");
+    }
+}
+
+#[test]
+fn only_a_streamed_step_can_be_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "name = \"b\"\n[[steps]]\nname = \"j\"\npath = \"/x\"\nresponse = \"json\"\ncancel_after_tokens = 3\n",
+    )
+    .expect("write");
+    let o = flora(&[
+        "run",
+        "-s",
+        p.to_str().expect("utf-8"),
+        "-t",
+        "http://127.0.0.1:9",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("cancel_after_tokens") && t.contains("streamed step"),
+        "{t}"
+    );
+}
