@@ -49,7 +49,7 @@ want db && case_ db "a tier other than the model" novel 32 "" -- \
 want kv && case_ kv "memory / KV-cache pressure" openai-chat 32 "--var max_tokens=32" -- \
   --ttft-ms 20 --itl-ms 3 --output-tokens 32 --kv-slots 12 --preempt-ms 150
 want prefill && case_ prefill "prefill-bound" novel 32 "" -- \
-  --ttft-ms 10 --itl-ms 2 --output-tokens 16 --prefill-us-per-byte 100
+  --ttft-ms 10 --itl-ms 2 --output-tokens 16 --prefill-us-per-char 100
 # A starved generator: one worker thread at nice 19 beside two busy loops.
 want client && TOKIO_WORKER_THREADS=1 HOGS=2 case_ client "the load generator" openai-chat 32 "--var max_tokens=16" -- \
   --ttft-ms 30 --itl-ms 3 --output-tokens 16

@@ -624,10 +624,10 @@ pub struct MockBehaviour {
     /// How long a JSON step holds a pool connection.
     #[arg(long, default_value_t = 10.0, value_name = "MS")]
     pub db_ms: f64,
-    /// Prefill: each byte of a generation request's body adds this many
+    /// Prefill: each character of a generation request's body adds this many
     /// microseconds to its TTFT (long prompts answer later).
     #[arg(long, default_value_t = 0.0, value_name = "US")]
-    pub prefill_us_per_byte: f64,
+    pub prefill_us_per_char: f64,
     /// KV-cache room for this many streams: while more are generated, each
     /// is preempted once mid-stream and stalls `--preempt-ms` (its cache
     /// recomputed); `vllm:gpu_cache_usage_perc` is the share in use.

@@ -100,14 +100,14 @@ pub fn mock_config(
             other => other,
         },
         db_time: non_negative("--db-ms", b.db_ms)?,
-        prefill_per_byte: if b.prefill_us_per_byte.is_finite() && b.prefill_us_per_byte >= 0.0 {
-            Duration::from_secs_f64(b.prefill_us_per_byte / 1e6)
+        prefill_per_char: if b.prefill_us_per_char.is_finite() && b.prefill_us_per_char >= 0.0 {
+            Duration::from_secs_f64(b.prefill_us_per_char / 1e6)
         } else {
             return Err(UserError::flag(
-                "--prefill-us-per-byte",
+                "--prefill-us-per-char",
                 format!(
                     "`{}` must be a number of microseconds, 0 or more",
-                    b.prefill_us_per_byte
+                    b.prefill_us_per_char
                 ),
             ));
         },

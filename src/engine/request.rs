@@ -27,7 +27,7 @@ pub struct Outcome {
     /// Server-reported completion tokens.
     pub usage_tokens: Option<u64>,
     /// Bytes of the request body sent (the prompt's size, for the prefill analysis).
-    pub sent_bytes: u32,
+    pub sent_chars: u32,
     /// The step stopped reading by design (`cancel_after_tokens`/`cancel_after`).
     pub cancelled: bool,
     /// Content events.
@@ -111,10 +111,10 @@ pub async fn execute(
     for (k, v) in &step.headers {
         builder = builder.header(k, v);
     }
-    let sent_bytes = req
+    let sent_chars = req
         .body
         .as_ref()
-        .map_or(0, |b| u32::try_from(b.len()).unwrap_or(u32::MAX));
+        .map_or(0, |b| u32::try_from(b.chars().count()).unwrap_or(u32::MAX));
     if let Some(body) = req.body {
         builder = builder
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -131,7 +131,7 @@ pub async fn execute(
     let total_deadline = start + timeouts.total;
     let first_deadline = (start + timeouts.first_token).min(total_deadline);
     let mut out = Outcome {
-        sent_bytes,
+        sent_chars,
         ..Outcome::default()
     };
     let phase_at = |deadline: Instant, phase: TimeoutPhase| {

@@ -111,7 +111,7 @@ pub struct Sample {
     /// Content events received.
     pub chunks: u32,
     /// Bytes of the request body sent.
-    pub sent_bytes: u32,
+    pub sent_chars: u32,
     /// Stopped reading by design mid-stream (the client disconnected).
     pub cancelled: bool,
     /// HTTP status, when a response arrived.
@@ -199,7 +199,7 @@ mod tests {
             e2e: Some(Duration::from_millis(e2e)),
             stream_end: Duration::from_millis(e2e),
             usage_tokens: usage,
-            sent_bytes: 0,
+            sent_chars: 0,
             cancelled: false,
             chunks,
             status: Some(200),

@@ -424,7 +424,7 @@ fn encode_sample(s: &Sample) -> [u8; SAMPLE_BYTES] {
     b[76..78].copy_from_slice(&error_code(s.error).to_le_bytes());
     b[78] = u8::from(s.warmup);
     b[79] = u8::from(s.cancelled);
-    b[80..84].copy_from_slice(&s.sent_bytes.to_le_bytes());
+    b[80..84].copy_from_slice(&s.sent_chars.to_le_bytes());
     b
 }
 
@@ -458,7 +458,7 @@ fn decode_sample(b: &[u8]) -> Sample {
         step: u16_at(b, 74),
         error: error_class(u16_at(b, 76)),
         warmup: b[78] != 0,
-        sent_bytes: u32_at(b, 80),
+        sent_chars: u32_at(b, 80),
         cancelled: b[79] != 0,
     }
 }
@@ -517,7 +517,7 @@ mod tests {
                 stream_end: Duration::from_millis(9),
                 usage_tokens: (i == 1).then_some(12),
                 chunks: 11,
-                sent_bytes: 4_000_000_000 + i as u32,
+                sent_chars: 4_000_000_000 + i as u32,
                 cancelled: i == 2,
                 status: (i != 3).then_some(200),
                 error,

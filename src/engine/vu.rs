@@ -196,7 +196,7 @@ impl User {
                 stream_end: outcome.stream_end,
                 usage_tokens: outcome.usage_tokens,
                 chunks: outcome.chunks,
-                sent_bytes: outcome.sent_bytes,
+                sent_chars: outcome.sent_chars,
                 cancelled: outcome.cancelled,
                 status: outcome.status,
                 error: outcome.error,

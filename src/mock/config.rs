@@ -52,9 +52,9 @@ pub struct MockConfig {
     pub db_pool: Option<usize>,
     /// How long a JSON step holds one.
     pub db_time: Duration,
-    /// Prefill: each byte of a generation request's body adds this to its
+    /// Prefill: each character of a generation request's body adds this to its
     /// TTFT (long prompts answer later).
-    pub prefill_per_byte: Duration,
+    pub prefill_per_char: Duration,
     /// KV-cache capacity in streams: while more are generated, each
     /// stream is preempted once mid-stream and stalls for `preempt`.
     pub kv_slots: Option<usize>,
@@ -121,7 +121,7 @@ impl Default for MockConfig {
             drift_per_min: 0.0,
             db_pool: None,
             db_time: Duration::from_millis(10),
-            prefill_per_byte: Duration::ZERO,
+            prefill_per_char: Duration::ZERO,
             kv_slots: None,
             preempt: Duration::from_millis(200),
             ignore_disconnect: false,

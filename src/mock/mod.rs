@@ -165,7 +165,7 @@ struct RequestCtx {
     rng: SmallRng,
     fault: Option<Fault>,
     id: u64,
-    /// Added to the TTFT: the prompt's prefill (`--prefill-us-per-byte`).
+    /// Added to the TTFT: the prompt's prefill (`--prefill-us-per-char`).
     prefill: Duration,
 }
 
@@ -306,6 +306,12 @@ impl App {
     }
 }
 
+/// Characters of a request body (bytes when it is not UTF-8).
+fn chars(body: &Bytes) -> u32 {
+    let n = std::str::from_utf8(body).map_or(body.len(), |s| s.chars().count());
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 fn parse_body(body: &Bytes) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
@@ -412,7 +418,7 @@ async fn book_stream(
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
     };
-    ctx.prefill = app.cfg.prefill_per_byte.saturating_mul(body.len() as u32);
+    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(chars(&body));
     if let Err(r) = app.check_book(id) {
         return r;
     }
@@ -443,7 +449,7 @@ async fn chat_completions(
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
     };
-    ctx.prefill = app.cfg.prefill_per_byte.saturating_mul(body.len() as u32);
+    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(chars(&body));
     let fields = match parse_body(&body) {
         Ok(m) => m,
         Err(r) => return r,

@@ -206,6 +206,7 @@ pub struct ReportContext {
     pub(super) server: Option<super::server::ServerCtx>,
     /// Where the HTML report is (a line for the summary and the comment).
     pub html_link: Option<String>,
+    pub(super) prefill: Vec<super::prompt::PrefillRow>,
     pub(super) shards_note: Option<String>,
 }
 
@@ -393,6 +394,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         diagnosis: diagnosis(r),
         server: super::server::context(r),
         html_link: None,
+        prefill: super::prompt::rows(r),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod capacity;
 pub mod context;
 pub mod html;
+pub mod prompt;
 pub mod report;
 pub mod server;
 pub mod shape;

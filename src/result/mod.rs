@@ -298,6 +298,11 @@ pub struct StepResult {
     /// `cancel_after`): counted as successful, with what arrived.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cancelled: u64,
+    /// Streamed steps: TTFT (ms) against the prompt's length (characters of
+    /// the request body), fitted over every successful request — the
+    /// prefill cost, when prompt lengths varied (longest ≥ 1.5× shortest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<crate::stats::fit::Line>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -317,10 +322,10 @@ pub struct TokenCounts {
     pub chunks: u64,
     /// Sum of (usage − chunks) over requests that have both.
     pub usage_minus_chunks: i64,
-    /// Mean request body of successful requests, bytes: the prompt's size
+    /// Mean request body of successful requests, characters: the prompt's size
     /// (what the prefill analysis sets TTFT against).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_bytes_mean: Option<f64>,
+    pub request_chars_mean: Option<f64>,
 }
 
 /// Rates over the measured window.

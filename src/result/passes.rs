@@ -40,8 +40,9 @@ pub(super) struct StepHists {
     tpot: LatencyHist,
     per_user_tps: Vec<f64>,
     tokens: TokenCounts,
-    sent_bytes: u64,
+    sent_chars: u64,
     cancelled: u64,
+    prefill: crate::stats::fit::LineSums,
     errors: BTreeMap<String, u64>,
     statuses: BTreeMap<String, u64>,
     requests: u64,
@@ -89,8 +90,12 @@ impl StepHists {
                 // Counts come from servers: sums saturate, never wrap.
                 self.tokens.total = self.tokens.total.saturating_add(n);
                 self.tokens.chunks = self.tokens.chunks.saturating_add(u64::from(s.chunks));
-                self.sent_bytes = self.sent_bytes.saturating_add(u64::from(s.sent_bytes));
+                self.sent_chars = self.sent_chars.saturating_add(u64::from(s.sent_chars));
                 self.cancelled += u64::from(s.cancelled);
+                if let (Some(t), true) = (s.ttft, s.sent_chars > 0) {
+                    self.prefill
+                        .add(f64::from(s.sent_chars), t.as_secs_f64() * 1000.0);
+                }
                 if let Some(u) = s.usage_tokens {
                     self.tokens.usage_reported += 1;
                     self.tokens.usage_minus_chunks = self.tokens.usage_minus_chunks.saturating_add(
@@ -222,8 +227,8 @@ pub(super) fn step_results(
         t_good += h.good;
         let ok = h.requests - h.failed;
         h.tokens.mean_per_request = (ok > 0).then(|| h.tokens.total as f64 / ok as f64);
-        h.tokens.request_bytes_mean =
-            (ok > 0 && h.sent_bytes > 0).then(|| h.sent_bytes as f64 / ok as f64);
+        h.tokens.request_chars_mean =
+            (ok > 0 && h.sent_chars > 0).then(|| h.sent_chars as f64 / ok as f64);
         steps.push(StepResult {
             name: step.name.clone(),
             response: step.response,
@@ -262,6 +267,10 @@ pub(super) fn step_results(
                 itl: itl.encode(),
             },
             cancelled: h.cancelled,
+            prefill: h
+                .prefill
+                .line()
+                .filter(|l| l.n >= 10 && l.max_x >= 1.5 * l.min_x.max(1.0)),
         });
     }
     let totals = Totals {

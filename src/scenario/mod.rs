@@ -49,6 +49,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../scenarios/interrupt-resume.toml"),
     ),
     (
+        "long-context",
+        include_str!("../../scenarios/long-context.toml"),
+    ),
+    (
         "hypotheses",
         include_str!("../../scenarios/hypotheses.toml"),
     ),

@@ -1,5 +1,6 @@
 //! Statistics: latency distributions where failures count as +∞.
 
+pub mod fit;
 pub mod hist;
 pub mod prom;
 

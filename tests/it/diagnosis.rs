@@ -193,14 +193,14 @@ fn ttft_that_follows_the_prompt_is_prefill_bound() {
             "2",
             "--output-tokens",
             "16",
-            "--prefill-us-per-byte",
+            "--prefill-us-per-char",
             "100",
         ],
         16,
         &["-c", "8", "-d", "5s"],
     );
     assert!(a.contains("prefill-bound"), "{a}");
-    assert!(a.contains("per KB of prompt"), "{a}");
+    assert!(a.contains("per 1,000 characters of prompt"), "{a}");
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn prompts(r: &RunResult) -> Vec<PromptStep> {
         .filter_map(|s| {
             Some(PromptStep {
                 step: s.name.clone(),
-                bytes: s.output_tokens.request_bytes_mean?,
+                chars: s.output_tokens.request_chars_mean?,
                 ttft_p50: s.ttft_ms.p50?,
                 requests: s.ok,
             })

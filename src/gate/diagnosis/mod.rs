@@ -45,8 +45,8 @@ pub struct Level {
 pub struct PromptStep {
     /// The step.
     pub step: String,
-    /// Mean request body, bytes.
-    pub bytes: f64,
+    /// Mean request body, characters.
+    pub chars: f64,
     /// TTFT p50, ms.
     pub ttft_p50: f64,
     /// Successful requests.
@@ -325,9 +325,9 @@ mod tests {
 
     #[test]
     fn prefill_needs_ttft_to_follow_the_prompt_across_steps() {
-        let step = |name: &str, bytes: f64, ttft: f64| PromptStep {
+        let step = |name: &str, chars: f64, ttft: f64| PromptStep {
             step: name.into(),
-            bytes,
+            chars,
             ttft_p50: ttft,
             requests: 100,
         };
@@ -342,7 +342,7 @@ mod tests {
         let f = diagnose(&ev);
         assert_eq!(f.len(), 1);
         assert!(
-            f[0].evidence.contains("`continue`") && f[0].evidence.contains("per KB"),
+            f[0].evidence.contains("`continue`") && f[0].evidence.contains("per 1,000 characters"),
             "{}",
             f[0].evidence
         );

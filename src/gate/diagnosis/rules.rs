@@ -225,27 +225,27 @@ pub(super) fn batching(levels: &[Level]) -> Option<Finding> {
 pub(super) fn prefill(prompts: &[PromptStep]) -> Option<Finding> {
     let mut p: Vec<&PromptStep> = prompts
         .iter()
-        .filter(|p| p.requests >= 10 && p.bytes > 0.0)
+        .filter(|p| p.requests >= 10 && p.chars > 0.0)
         .collect();
     if p.len() < 2 {
         return None;
     }
-    p.sort_by(|a, b| a.bytes.total_cmp(&b.bytes));
+    p.sort_by(|a, b| a.chars.total_cmp(&b.chars));
     let (short, long) = (p[0], p[p.len() - 1]);
     // TTFT follows the prompt: longer prompts never answer sooner (5% slack).
     let ordered = p.windows(2).all(|w| w[1].ttft_p50 >= w[0].ttft_p50 * 0.95);
-    if long.bytes < 2.0 * short.bytes || long.ttft_p50 < 1.5 * short.ttft_p50 || !ordered {
+    if long.chars < 2.0 * short.chars || long.ttft_p50 < 1.5 * short.ttft_p50 || !ordered {
         return None;
     }
-    let per_kb = (long.ttft_p50 - short.ttft_p50) / ((long.bytes - short.bytes) / 1000.0);
+    let per_k = (long.ttft_p50 - short.ttft_p50) / ((long.chars - short.chars) / 1000.0);
     Some(Finding {
         kind: "prefill".into(),
         title: "prefill-bound: the time to first token grows with the prompt".into(),
         evidence: format!(
-            "TTFT p50 {} for `{}` (prompts of {:.0} bytes) against {} for `{}` ({:.0} bytes): about {per_kb:.1} ms more per KB of prompt",
-            ms(Some(long.ttft_p50)), long.step, long.bytes, ms(Some(short.ttft_p50)), short.step, short.bytes
+            "TTFT p50 {} for `{}` (prompts of {:.0} characters) against {} for `{}` ({:.0}): about {per_k:.1} ms more per 1,000 characters of prompt",
+            ms(Some(long.ttft_p50)), long.step, long.chars, ms(Some(short.ttft_p50)), short.step, short.chars
         ),
-        rule: "across streamed steps, TTFT p50 rises with the prompt's size (≥ 2× the bytes, ≥ 1.5× the TTFT, in order)".into(),
+        rule: "across streamed steps, TTFT p50 rises with the prompt's size (≥ 2× the characters, ≥ 1.5× the TTFT, in order)".into(),
         refuted_by: "the same TTFT for a step when its prompt is cut to the shortest step's size".into(),
         next: format!("with prefix caching (or chunked prefill), TTFT p50 of `{}` falls within 1.5× that of `{}`", long.step, short.step),
     })

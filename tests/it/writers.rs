@@ -1,4 +1,4 @@
-//! Interrupt and resume: a step that stops reading mid-stream disconnects,
+//! Writers' workflows. Interrupt and resume: a step that stops reading mid-stream disconnects,
 //! its partial text feeds the next step, and a server that keeps generating
 //! for a client who left is caught.
 
@@ -188,4 +188,59 @@ fn only_a_streamed_step_can_be_cancelled() {
         t.contains("cancel_after_tokens") && t.contains("streamed step"),
         "{t}"
     );
+}
+
+#[test]
+fn the_prefill_cost_is_fitted_within_five_percent_over_a_1k_to_16k_sweep() {
+    // 20 µs a character, with ±2 ms of jitter on every delay.
+    let mock = spawn_mock(&[
+        "--prefill-us-per-char",
+        "20",
+        "--ttft-ms",
+        "10",
+        "--itl-ms",
+        "2",
+        "--output-tokens",
+        "16",
+        "--jitter-ms",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let o = flora(&[
+        "run",
+        "-s",
+        "long-context",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens_csv(dir.path(), 1),
+        "-c",
+        "1",
+        "--requests",
+        "96",
+        "--no-progress",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    for step in ["continue", "summarize"] {
+        let s = r["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["name"] == step)
+            .expect(step);
+        let fit = &s["prefill"];
+        let slope = fit["slope"].as_f64().expect("slope"); // ms per character
+        let r2 = fit["r2"].as_f64().expect("r2");
+        assert!((slope / 0.020 - 1.0).abs() < 0.05, "{step}: {fit}");
+        assert!(r2 > 0.98, "{step}: {fit}");
+        assert!(fit["min_x"].as_f64().expect("min") < 1_100.0, "{fit}");
+        assert!(fit["max_x"].as_f64().expect("max") > 16_000.0, "{fit}");
+    }
+    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    assert!(md.contains("### TTFT against prompt length"), "{md}");
 }

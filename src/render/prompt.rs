@@ -1,0 +1,47 @@
+//! TTFT against the prompt's length: the prefill cost each streamed step's
+//! requests show, TTFT = a + b·length, fitted over every request.
+
+use serde::Serialize;
+
+use crate::result::RunResult;
+
+/// One step's fit.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrefillRow {
+    step: String,
+    requests: u64,
+    /// Prompt lengths sent, characters.
+    lengths: String,
+    /// `a + b·length`.
+    line: String,
+    /// b per 1,000 characters with its 95% interval.
+    per_k: String,
+    r2: String,
+}
+
+/// The rows of the steps whose prompts varied enough to fit.
+pub fn rows(r: &RunResult) -> Vec<PrefillRow> {
+    r.steps
+        .iter()
+        .filter_map(|s| {
+            let l = s.prefill?;
+            Some(PrefillRow {
+                step: super::md_cell(&s.name),
+                requests: l.n,
+                lengths: format!("{:.0}–{:.0}", l.min_x, l.max_x),
+                line: format!(
+                    "{} ms + {:.3} ms × chars",
+                    super::ms_number(l.intercept.max(0.0)),
+                    l.slope
+                ),
+                per_k: format!(
+                    "{} ms (95%: {} to {})",
+                    super::ms_number(l.slope * 1000.0),
+                    super::ms_number(l.slope_low * 1000.0),
+                    super::ms_number(l.slope_high * 1000.0)
+                ),
+                r2: format!("{:.3}", l.r2),
+            })
+        })
+        .collect()
+}
