@@ -153,13 +153,22 @@ impl User {
         let iteration = self.iteration;
         let wf = draw_workflow(&sc.workflows, &mut self.mix);
         let workflow = &sc.workflows[wf];
-        let mut ctx = TemplateContext::new(
-            sc,
-            self.vu,
-            &self.user_id,
-            iteration,
-            sc.data.sample(&mut self.rng),
-        );
+        // One context per book the user writes: ids and captured text
+        // are kept per book and never crossed.
+        let books = sc.books_per_user.max(1);
+        let mut ctxs: Vec<TemplateContext> = (0..books)
+            .map(|b| {
+                let mut ctx = TemplateContext::new(
+                    sc,
+                    self.vu,
+                    &self.user_id,
+                    iteration,
+                    sc.data.sample(&mut self.rng),
+                );
+                ctx.set("book", serde_json::json!(b + 1));
+                ctx
+            })
+            .collect();
         // A request still open this long after its user was retired is cut.
         let cut_at = end.map(|e| e + shared.drain);
         let iter_start = shared.t0.elapsed();
@@ -167,7 +176,12 @@ impl User {
         let mut completed_steps = 0;
         let mut cut_short = false;
         let mut flow = Flow::Next;
-        for (k, &i) in workflow.steps.iter().enumerate() {
+        // Each step of the workflow for every book in turn.
+        let turns = workflow
+            .steps
+            .iter()
+            .flat_map(|&i| (0..books as usize).map(move |b| (i, b)));
+        for (k, (i, b)) in turns.enumerate() {
             let step = &sc.steps[i];
             if !self.may_send(end, k == 0) || !shared.claim_request() {
                 cut_short = true;
@@ -176,8 +190,12 @@ impl User {
             let start = shared.t0.elapsed();
             let warmup = start < shared.warmup;
             let step_no = u16::try_from(i).unwrap_or(u16::MAX);
-            let request_id = super::sample::request_id(self.vu, iteration, step_no);
-            let (outcome, sent) = self.send(i, &ctx, start, warmup, &request_id, cut_at).await;
+            let mut request_id = super::sample::request_id(self.vu, iteration, step_no);
+            if books > 1 {
+                request_id = format!("{request_id}-b{}", b + 1);
+            }
+            let ctx = &mut ctxs[b];
+            let (outcome, sent) = self.send(i, ctx, start, warmup, &request_id, cut_at).await;
             flow = sent;
             completed_steps += 1;
             self.discard.clear();
@@ -204,7 +222,7 @@ impl User {
             };
             let mut failed = sample.error;
             if failed.is_none() {
-                failed = apply_outputs(step, &outcome, &mut ctx);
+                failed = apply_outputs(step, &outcome, ctx);
             }
             shared.live.record(&sample, failed, warmup);
             shared.spill.sample(&Sample {
@@ -239,7 +257,7 @@ impl User {
                 iteration,
                 start: iter_start,
                 duration: end.saturating_sub(iter_start),
-                ok: iter_ok && completed_steps == workflow.steps.len(),
+                ok: iter_ok && completed_steps == workflow.steps.len() * books as usize,
                 warmup: iter_start < shared.warmup,
             });
         }

@@ -49,9 +49,30 @@ struct App {
     /// The database pool behind the JSON steps.
     db: Option<Arc<Semaphore>>,
     next_book: AtomicU64,
+    /// Per book (id − 1): its owner's token hash and the steps it saw.
+    books: std::sync::Mutex<Vec<BookLog>>,
     next_request: AtomicU64,
     prose: prose::Prose,
     shutdown: CancellationToken,
+}
+
+/// A book's owner (a hash of the token that created it) and the steps
+/// asked of it, in order.
+#[derive(Debug, Clone)]
+struct BookLog {
+    owner: u64,
+    steps: Vec<&'static str>,
+}
+
+/// Books logged at most (the first ones; later books are owned but not logged).
+const BOOK_LOG: usize = 100_000;
+
+/// A token's hash: books are owned by it, never by the token itself.
+fn owner_of(token: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut h);
+    h.finish()
 }
 
 /// A running mock server.
@@ -115,6 +136,7 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
         stats: stats.clone(),
         next_book: AtomicU64::new(1),
+        books: std::sync::Mutex::new(Vec::new()),
         next_request: AtomicU64::new(1),
         prose: prose::Prose::new(),
         shutdown,
@@ -123,16 +145,12 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         .route("/api/v1/books", post(create_book))
         .route("/api/v1/books/{id}/outline", post(outline))
         .route("/api/v1/books/{id}/summary", post(summary))
-        .route("/api/v1/books/{id}/chapters/{n}/draft", post(chapter_step))
-        .route(
-            "/api/v1/books/{id}/chapters/{n}/continue",
-            post(chapter_step),
-        )
-        .route("/api/v1/books/{id}/chapters/{n}/expand", post(chapter_step))
+        .route("/api/v1/books/{id}/chapters/{n}/{step}", post(chapter_step))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/metrics", get(get_metrics))
         .route("/_mock/stats", get(get_stats))
+        .route("/_mock/books", get(get_books))
         .route("/_mock/reset", post(reset_stats))
         .route("/_mock/timings", get(get_timings))
         .fallback(|| async {
@@ -167,6 +185,8 @@ struct RequestCtx {
     id: u64,
     /// Added to the TTFT: the prompt's prefill (`--prefill-us-per-char`).
     prefill: Duration,
+    /// The bearer token's hash: who owns the books it creates.
+    owner: u64,
 }
 
 impl App {
@@ -242,6 +262,7 @@ impl App {
             fault,
             id,
             prefill: Duration::ZERO,
+            owner: token.map_or(0, owner_of),
         })
     }
 
@@ -289,12 +310,28 @@ impl App {
         Duration::from_secs_f64(d.max(0.0))
     }
 
-    fn check_book(&self, id: &str) -> Result<(), Response> {
-        let known = id
+    /// The book exists and belongs to the token asking (404 otherwise, as
+    /// for a book that does not exist); the step is logged against it.
+    fn check_book(&self, id: &str, owner: u64, step: &'static str) -> Result<(), Response> {
+        let n = id
             .strip_prefix("bk_")
             .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n >= 1 && n < self.next_book.load(Ordering::Relaxed));
-        if known {
+            .filter(|n| *n >= 1 && *n < self.next_book.load(Ordering::Relaxed));
+        let owned = n.is_some_and(|n| {
+            let Ok(mut books) = self.books.lock() else {
+                return false;
+            };
+            match books.get_mut(usize::try_from(n - 1).unwrap_or(usize::MAX)) {
+                Some(b) if b.owner == owner => {
+                    b.steps.push(step);
+                    true
+                }
+                Some(_) => false,
+                // Past the log: known, ownership not kept.
+                None => true,
+            }
+        });
+        if owned {
             Ok(())
         } else {
             Err(error_response(
@@ -362,7 +399,21 @@ async fn create_book(State(app): State<Arc<App>>, headers: HeaderMap, body: Byte
         )
             .into_response();
     }
-    let n = app.next_book.fetch_add(1, Ordering::Relaxed);
+    let n = {
+        // Numbered and logged under one lock, so ids and log stay aligned.
+        let mut books = app
+            .books
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = app.next_book.fetch_add(1, Ordering::Relaxed);
+        if books.len() < BOOK_LOG && books.len() as u64 == n - 1 {
+            books.push(BookLog {
+                owner: ctx.owner,
+                steps: vec!["create_book"],
+            });
+        }
+        n
+    };
     let book = json!({
         "id": format!("bk_{n}"),
         "title": title,
@@ -380,7 +431,7 @@ async fn outline(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    book_stream(state, headers, &id, body).await
+    book_stream(state, headers, &id, "outline", body).await
 }
 
 async fn summary(
@@ -389,13 +440,13 @@ async fn summary(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    book_stream(state, headers, &id, body).await
+    book_stream(state, headers, &id, "summarize", body).await
 }
 
 async fn chapter_step(
     state: State<Arc<App>>,
     headers: HeaderMap,
-    Path((id, chapter)): Path<(String, String)>,
+    Path((id, chapter, step)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
     if chapter.parse::<u32>().is_err() {
@@ -405,13 +456,20 @@ async fn chapter_step(
             "chapter must be a number",
         );
     }
-    book_stream(state, headers, &id, body).await
+    let step = match step.as_str() {
+        "draft" => "draft",
+        "continue" => "continue",
+        "expand" => "expand",
+        _ => return error_response(StatusCode::NOT_FOUND, "not_found", "no such step"),
+    };
+    book_stream(state, headers, &id, step, body).await
 }
 
 async fn book_stream(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     id: &str,
+    step: &'static str,
     body: Bytes,
 ) -> Response {
     let mut ctx = match app.admit(&headers) {
@@ -419,7 +477,7 @@ async fn book_stream(
         Gate::Reject(r) => return r,
     };
     ctx.prefill = app.cfg.prefill_per_char.saturating_mul(chars(&body));
-    if let Err(r) = app.check_book(id) {
+    if let Err(r) = app.check_book(id, ctx.owner, step) {
         return r;
     }
     let fields = match parse_body(&body) {
@@ -542,6 +600,21 @@ async fn get_metrics(State(app): State<Arc<App>>) -> Response {
         ),
     )
         .into_response()
+}
+
+/// `[{"id": "bk_1", "owner": "<token hash>", "steps": [...]}, …]`: who owns
+/// each book and the steps asked of it, in order (tests check isolation).
+async fn get_books(State(app): State<Arc<App>>) -> Response {
+    let books: Vec<serde_json::Value> = app.books.lock().map_or_else(
+        |_| Vec::new(),
+        |b| {
+            b.iter()
+                .enumerate()
+                .map(|(i, l)| json!({"id": format!("bk_{}", i + 1), "owner": format!("{:016x}", l.owner), "steps": l.steps}))
+                .collect()
+        },
+    );
+    axum::Json(books).into_response()
 }
 
 async fn get_stats(State(app): State<Arc<App>>) -> Response {

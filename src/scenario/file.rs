@@ -45,6 +45,10 @@ pub(super) struct FileScenario {
     /// The server's Prometheus endpoints to scrape during every run.
     #[serde(default)]
     pub(super) server_metrics: FileServerMetrics,
+    /// Books each virtual user writes at once: every iteration runs the
+    /// workflow for each, their steps interleaved.
+    #[serde(default)]
+    pub(super) books_per_user: Option<u32>,
 }
 
 /// `[server_metrics]`.

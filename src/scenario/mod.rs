@@ -53,12 +53,18 @@ pub const BUNDLED: &[(&str, &str)] = &[
         include_str!("../../scenarios/long-context.toml"),
     ),
     (
+        "multi-book",
+        include_str!("../../scenarios/multi-book.toml"),
+    ),
+    (
         "hypotheses",
         include_str!("../../scenarios/hypotheses.toml"),
     ),
 ];
 
-const BUILTIN_VARS: &[&str] = &["vars", "data", "vu", "user_id", "iteration"];
+const BUILTIN_VARS: &[&str] = &["vars", "data", "vu", "user_id", "iteration", "book"];
+/// Most books one user writes at once.
+pub const MAX_BOOKS_PER_USER: u32 = 32;
 
 // ---------------------------------------------------------------- typed form
 
@@ -259,6 +265,10 @@ pub struct Scenario {
     pub hypotheses: Vec<hypothesis::Hypothesis>,
     /// The server's metrics endpoints (`[server_metrics]`).
     pub server_metrics: file::ServerMetricsSpec,
+    /// Books each user writes at once (`books_per_user`, 1 to 32): each
+    /// iteration runs the workflow once per book, step by step in turn,
+    /// every book with its own variables (`book` is its number).
+    pub books_per_user: u32,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
@@ -397,6 +407,16 @@ impl Scenario {
             .resolve()
             .map_err(|(key, msg)| invalid(Some(format!("`{key}`")), msg))?;
 
+        let books_per_user = match file.books_per_user {
+            None => 1,
+            Some(k) if (1..=MAX_BOOKS_PER_USER).contains(&k) => k,
+            Some(k) => {
+                return Err(invalid(
+                    Some("`books_per_user`".into()),
+                    format!("{k} is not between 1 and {MAX_BOOKS_PER_USER}"),
+                ))
+            }
+        };
         let server_metrics = file
             .server_metrics
             .resolve()
@@ -441,6 +461,7 @@ impl Scenario {
             workflows,
             hypotheses,
             server_metrics,
+            books_per_user,
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;

@@ -71,6 +71,7 @@ impl TemplateContext {
         values.insert("vu".into(), minijinja::Value::from(vu));
         values.insert("user_id".into(), minijinja::Value::from(user_id));
         values.insert("iteration".into(), minijinja::Value::from(iteration));
+        values.insert("book".into(), minijinja::Value::from(1));
         Self { values }
     }
 

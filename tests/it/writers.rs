@@ -1,6 +1,8 @@
-//! Writers' workflows. Interrupt and resume: a step that stops reading mid-stream disconnects,
-//! its partial text feeds the next step, and a server that keeps generating
-//! for a client who left is caught.
+//! Writers' workflows: many books per writer (kept apart, owned by their
+//! writer), long context (the prefill cost fitted), and interrupt and
+//! resume (a step that stops reading mid-stream disconnects, its partial
+//! text feeds the next step, and a server that keeps generating for a
+//! client who left is caught).
 
 use std::time::{Duration, Instant};
 
@@ -243,4 +245,98 @@ fn the_prefill_cost_is_fitted_within_five_percent_over_a_1k_to_16k_sweep() {
     }
     let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
     assert!(md.contains("### TTFT against prompt length"), "{md}");
+}
+
+#[test]
+fn every_book_of_every_writer_is_created_and_walked_in_order_by_its_owner_only() {
+    let mock = spawn_mock(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "8"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    // 2 writers × 2 iterations × 3 books × 6 steps.
+    let o = flora(&[
+        "run",
+        "-s",
+        "multi-book",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens_csv(dir.path(), 2),
+        "-c",
+        "2",
+        "--requests",
+        "72",
+        "--warmup",
+        "0s",
+        "--no-progress",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    assert_eq!(r["totals"]["requests"], 72, "{}", r["totals"]);
+    assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
+    let books: Vec<serde_json::Value> = serde_json::from_str(
+        reqwest::blocking_get(&format!("{}/_mock/books", mock.url))
+            .split("\r\n\r\n")
+            .nth(1)
+            .expect("a body"),
+    )
+    .expect("JSON");
+    assert_eq!(books.len(), 12, "{books:?}");
+    let order = [
+        "create_book",
+        "outline",
+        "draft",
+        "continue",
+        "expand",
+        "summarize",
+    ];
+    for b in &books {
+        assert_eq!(b["steps"], serde_json::json!(order), "{b}");
+    }
+    let owners: std::collections::BTreeSet<_> =
+        books.iter().map(|b| b["owner"].to_string()).collect();
+    assert_eq!(owners.len(), 2, "each writer owns their books");
+    // Another writer's token gets 404 for a book it does not own.
+    let resp = {
+        use std::io::{Read, Write};
+        let host = mock.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(host).expect("connect");
+        let body = "{\"stream\": true}";
+        write!(
+            s,
+            "POST /api/v1/books/bk_1/outline HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer someone-else\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+}
+
+#[test]
+fn books_per_user_is_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "name = \"b\"\nbooks_per_user = 99\n[[steps]]\nname = \"s\"\npath = \"/x\"\n",
+    )
+    .expect("write");
+    let o = flora(&[
+        "run",
+        "-s",
+        p.to_str().expect("utf-8"),
+        "-t",
+        "http://127.0.0.1:9",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("books_per_user") && t.contains("between 1 and 32"),
+        "{t}"
+    );
 }
