@@ -357,7 +357,7 @@ async fn read_stream(
         max_body,
     } = dl;
     let mut parser = SseParser::new();
-    let mut text = step.capture_text.as_ref().map(|_| String::new());
+    let mut text = (step.capture_text.is_some() || step.append_text.is_some()).then(String::new);
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
     let mut done = false;

@@ -1,5 +1,6 @@
 //! One virtual user: loops the workflow until told to stop.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +97,8 @@ struct User {
     gaps: Vec<Vec<u32>>,
     discard: Vec<u32>,
     rec: Recorder,
+    /// Per book: the `append_text` variables carried across iterations.
+    stories: Vec<BTreeMap<String, String>>,
 }
 
 impl User {
@@ -130,6 +133,7 @@ impl User {
             gaps: vec![Vec::new(); sc.steps.len()],
             discard: Vec::new(),
             rec: Recorder::new(sc.steps.len()),
+            stories: Vec::new(),
             shared,
         }
     }
@@ -166,6 +170,11 @@ impl User {
                     sc.data.sample(&mut self.rng),
                 );
                 ctx.set("book", serde_json::json!(b + 1));
+                if let Some(stories) = self.stories.get(b as usize) {
+                    for (var, text) in stories {
+                        ctx.set(var, serde_json::Value::String(text.clone()));
+                    }
+                }
                 ctx
             })
             .collect();
@@ -223,6 +232,14 @@ impl User {
             let mut failed = sample.error;
             if failed.is_none() {
                 failed = apply_outputs(step, &outcome, ctx);
+            }
+            if let (None, Some(var), Some(text)) = (failed, &step.append_text, &outcome.text) {
+                if self.stories.len() <= b {
+                    self.stories.resize_with(b + 1, BTreeMap::new);
+                }
+                let story = self.stories[b].entry(var.clone()).or_default();
+                append_capped(story, text, sc.story_cap);
+                ctx.set(var, serde_json::Value::String(story.clone()));
             }
             shared.live.record(&sample, failed, warmup);
             shared.spill.sample(&Sample {
@@ -438,6 +455,19 @@ fn backoff(safety: &crate::scenario::Safety, failures: u32, rng: &mut SmallRng) 
     half + half.mul_f64(rng.random::<f64>())
 }
 
+/// `story` + `more`, keeping its latest `cap` characters.
+fn append_capped(story: &mut String, more: &str, cap: usize) {
+    story.push_str(more);
+    let n = story.chars().count();
+    if n > cap {
+        let cut = story
+            .char_indices()
+            .nth(n - cap)
+            .map_or(story.len(), |(i, _)| i);
+        story.drain(..cut);
+    }
+}
+
 fn sc_seed(seed: u64, vu: u32) -> u64 {
     seed ^ u64::from(vu)
         .wrapping_add(1)
@@ -446,6 +476,18 @@ fn sc_seed(seed: u64, vu: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_story_keeps_its_latest_characters() {
+        let mut s = String::new();
+        append_capped(&mut s, "第一章。", 6);
+        append_capped(&mut s, "第二章。", 6);
+        assert_eq!(s, "章。第二章。");
+        let mut t = "abc".to_string();
+        append_capped(&mut t, "defgh", 4);
+        assert_eq!(t, "efgh");
+    }
+
     use super::*;
 
     #[test]

@@ -49,6 +49,9 @@ pub(super) struct FileScenario {
     /// workflow for each, their steps interleaved.
     #[serde(default)]
     pub(super) books_per_user: Option<u32>,
+    /// Most characters an `append_text` variable keeps (the latest ones).
+    #[serde(default)]
+    pub(super) story_cap: Option<usize>,
 }
 
 /// `[server_metrics]`.
@@ -301,6 +304,10 @@ pub(super) struct FileStep {
     /// Stop reading (disconnect) after this many content events.
     #[serde(default)]
     pub(super) cancel_after_tokens: Option<u32>,
+    /// Append the streamed text to this variable, kept across the user's
+    /// iterations (per book): the story so far.
+    #[serde(default)]
+    pub(super) append_text: Option<String>,
     /// Stop reading (disconnect) this long after the request started.
     #[serde(default)]
     pub(super) cancel_after: Option<Dur>,

@@ -213,6 +213,9 @@ pub struct Step {
     /// The writer presses stop: the client disconnects once this many
     /// content events or this much time have passed, keeping what arrived.
     pub cancel: Option<Cancel>,
+    /// Variable the streamed text is appended to, kept across the user's
+    /// iterations (per book) and cut to the latest `story_cap` characters.
+    pub append_text: Option<String>,
 }
 
 /// When a streamed step stops reading and disconnects (`cancel_after_tokens`,
@@ -269,6 +272,8 @@ pub struct Scenario {
     /// iteration runs the workflow once per book, step by step in turn,
     /// every book with its own variables (`book` is its number).
     pub books_per_user: u32,
+    /// Most characters an `append_text` variable keeps (its latest ones).
+    pub story_cap: usize,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
@@ -462,6 +467,7 @@ impl Scenario {
             hypotheses,
             server_metrics,
             books_per_user,
+            story_cap: file.story_cap.unwrap_or(16_000).clamp(1, 4 << 20),
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;
@@ -522,6 +528,9 @@ impl Scenario {
                 ctx.set(var, serde_json::Value::String(format!("sample-{var}")));
             }
             if let Some(var) = &step.capture_text {
+                ctx.set(var, serde_json::Value::String(self.data.filler(40, 0)));
+            }
+            if let Some(var) = &step.append_text {
                 ctx.set(var, serde_json::Value::String(self.data.filler(40, 0)));
             }
         }
@@ -598,7 +607,12 @@ fn build_step(
         }
         None => None,
     };
-    for var in s.extract.keys().chain(s.capture_text.iter()) {
+    for var in s
+        .extract
+        .keys()
+        .chain(s.capture_text.iter())
+        .chain(s.append_text.iter())
+    {
         if BUILTIN_VARS.contains(&var.as_str()) {
             return Err(invalid(
                 Some(format!("`{}`", key("extract"))),
@@ -665,6 +679,7 @@ fn build_step(
             .map(|(k, p)| (k.clone(), p.0.clone()))
             .collect(),
         capture_text: s.capture_text.clone(),
+        append_text: s.append_text.clone(),
         stream,
         think_time: match &s.think_time {
             Some(t) => Think::parse(t.get_ref())

@@ -72,6 +72,10 @@ impl TemplateContext {
         values.insert("user_id".into(), minijinja::Value::from(user_id));
         values.insert("iteration".into(), minijinja::Value::from(iteration));
         values.insert("book".into(), minijinja::Value::from(1));
+        // A story carried across iterations starts empty.
+        for var in scenario.steps.iter().filter_map(|s| s.append_text.as_ref()) {
+            values.insert(var.clone(), minijinja::Value::from(""));
+        }
         Self { values }
     }
 
