@@ -21,6 +21,31 @@ pub fn ms_number(v: f64) -> String {
     }
 }
 
+/// A number in a few characters, for tables and chart axes: `2.35G`,
+/// `15.9M`, `12.3k`, `434`, `3.2`, `0.071`; trailing zeros dropped.
+pub fn short_number(v: f64) -> String {
+    let a = v.abs();
+    let (text, suffix) = if a >= 1e9 {
+        (format!("{:.2}", v / 1e9), "G")
+    } else if a >= 1e6 {
+        (format!("{:.1}", v / 1e6), "M")
+    } else if a >= 1e4 {
+        (format!("{:.1}", v / 1e3), "k")
+    } else if a >= 100.0 || v == v.trunc() {
+        (format!("{v:.0}"), "")
+    } else if a >= 1.0 {
+        (format!("{v:.1}"), "")
+    } else {
+        (format!("{v:.3}"), "")
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
+    format!("{text}{suffix}")
+}
+
 /// Foreign text made safe inside a Markdown table cell: no cell breaks, no
 /// code spans, no HTML, one line.
 pub fn md_cell(s: &str) -> String {

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::short_number as short;
 use crate::result::server::{Figures, ServerMetrics, ServerSeries};
 use crate::result::RunResult;
 
@@ -27,23 +28,6 @@ pub struct ServerCtx {
     stage_names: String,
     /// Series not shown.
     more: usize,
-}
-
-fn short(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e9 {
-        format!("{:.2}G", v / 1e9)
-    } else if a >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if a >= 1e4 {
-        format!("{:.1}k", v / 1e3)
-    } else if a >= 100.0 || v == v.trunc() {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// A series' figures in a few characters: `mean 3.2 · max 8`, `12/s`, `p50 0.05 · p90 0.2`.
@@ -143,7 +127,7 @@ mod tests {
         };
         assert_eq!(figures("gauge", &f), "mean 3.2 · max 8");
         assert_eq!(figures("counter", &f), "12.3k/s");
-        assert_eq!(figures("histogram", &f), "p50 0.050 · p90 0.200");
+        assert_eq!(figures("histogram", &f), "p50 0.05 · p90 0.2");
         assert_eq!(headline("untyped", &Figures::default()), "–");
     }
 }

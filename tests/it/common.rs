@@ -159,3 +159,35 @@ pub fn tokens_csv(dir: &std::path::Path, n: usize) -> String {
     std::fs::write(&p, csv).expect("tokens written");
     p.to_str().expect("utf-8").to_string()
 }
+
+/// A plain HTTP/1.1 request on loopback (no client library, nothing
+/// pooled): the whole answer, status line first.
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).expect("connects");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    write!(s, "{head}\r\n{body}").expect("sent");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// The body of a plain GET on loopback.
+pub fn get_body(url: &str) -> String {
+    http("GET", url, &[], "")
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .expect("a body")
+}

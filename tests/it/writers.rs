@@ -6,36 +6,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{flora, spawn_mock, text, tokens_csv};
+use crate::common::{flora, get_body, http, spawn_mock, text, tokens_csv};
 
 /// Requests the mock is generating now, from its `/metrics`.
 fn running(url: &str) -> f64 {
-    let body = reqwest::blocking_get(&format!("{url}/metrics"));
-    body.lines()
+    get_body(&format!("{url}/metrics"))
+        .lines()
         .find(|l| l.starts_with("vllm:num_requests_running"))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("the running gauge")
-}
-
-mod reqwest {
-    /// A plain HTTP/1.1 GET of the mock (no client library needed).
-    pub fn blocking_get(url: &str) -> String {
-        use std::io::{Read, Write};
-        let rest = url.strip_prefix("http://").expect("http");
-        let (host, path) = rest.split_once('/').expect("a path");
-        let mut s = std::net::TcpStream::connect(host).expect("connect");
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        out
-    }
 }
 
 /// One streamed step cut after 10 of 2,000 tokens (10 s of generation).
@@ -278,13 +258,8 @@ fn every_book_of_every_writer_is_created_and_walked_in_order_by_its_owner_only()
         serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
     assert_eq!(r["totals"]["requests"], 72, "{}", r["totals"]);
     assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
-    let books: Vec<serde_json::Value> = serde_json::from_str(
-        reqwest::blocking_get(&format!("{}/_mock/books", mock.url))
-            .split("\r\n\r\n")
-            .nth(1)
-            .expect("a body"),
-    )
-    .expect("JSON");
+    let books: Vec<serde_json::Value> =
+        serde_json::from_str(&get_body(&format!("{}/_mock/books", mock.url))).expect("JSON");
     assert_eq!(books.len(), 12, "{books:?}");
     let order = [
         "create_book",
@@ -301,21 +276,15 @@ fn every_book_of_every_writer_is_created_and_walked_in_order_by_its_owner_only()
         books.iter().map(|b| b["owner"].to_string()).collect();
     assert_eq!(owners.len(), 2, "each writer owns their books");
     // Another writer's token gets 404 for a book it does not own.
-    let resp = {
-        use std::io::{Read, Write};
-        let host = mock.url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(host).expect("connect");
-        let body = "{\"stream\": true}";
-        write!(
-            s,
-            "POST /api/v1/books/bk_1/outline HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer someone-else\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("send");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        out
-    };
+    let resp = http(
+        "POST",
+        &format!("{}/api/v1/books/bk_1/outline", mock.url),
+        &[
+            ("Authorization", "Bearer someone-else"),
+            ("Content-Type", "application/json"),
+        ],
+        "{\"stream\": true}",
+    );
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 }
 

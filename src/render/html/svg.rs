@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::esc;
+use crate::render::short_number as short;
 
 const W: f64 = 720.0;
 const H: f64 = 260.0;
@@ -138,22 +139,6 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     out
 }
 
-/// A number as an axis shows it.
-pub fn short(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e6 {
-        format!("{:.1}M", v / 1e6)
-    } else if a >= 1e4 {
-        format!("{:.0}k", v / 1e3)
-    } else if a >= 100.0 || v == v.trunc() {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
 struct Scale {
     x0: f64,
     x1: f64,
@@ -167,6 +152,21 @@ impl Scale {
     }
     fn y(&self, y: f64) -> f64 {
         H - BOTTOM - (y - self.y0) / (self.y1 - self.y0).max(1e-12) * (H - TOP - BOTTOM)
+    }
+}
+
+/// Horizontal grid lines at round values, labelled on the left.
+fn y_grid(o: &mut String, sc: &Scale) {
+    for t in ticks(sc.y0, sc.y1, 5) {
+        let y = sc.y(t);
+        let _ = write!(
+            o,
+            r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 4.0,
+            short(t)
+        );
     }
 }
 
@@ -249,17 +249,7 @@ impl Chart {
             );
         }
         // Axes and grid.
-        for t in ticks(sc.y0, sc.y1, 5) {
-            let y = sc.y(t);
-            let _ = write!(
-                o,
-                r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                W - RIGHT,
-                LEFT - 6.0,
-                y + 4.0,
-                short(t)
-            );
-        }
+        y_grid(&mut o, &sc);
         for t in ticks(sc.x0, sc.x1, 8) {
             let x = sc.x(t);
             let _ = write!(
@@ -424,17 +414,7 @@ impl Bars {
             esc(&self.title),
             esc(&self.title)
         );
-        for t in ticks(sc.y0, sc.y1, 5) {
-            let y = sc.y(t);
-            let _ = write!(
-                o,
-                r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                W - RIGHT,
-                LEFT - 6.0,
-                y + 4.0,
-                short(t)
-            );
-        }
+        y_grid(&mut o, &sc);
         let n = self.categories.len().max(1) as f64;
         let slot = (W - LEFT - RIGHT) / n;
         let k = self.series.len().max(1) as f64;
