@@ -641,6 +641,13 @@ pub struct MockBehaviour {
     /// `/metrics` show it).
     #[arg(long)]
     pub ignore_disconnect: bool,
+    /// Number content events (`id: 1`, `id: 2`, …); a stream asked again
+    /// with `Last-Event-ID: k` goes on from token k + 1.
+    #[arg(long)]
+    pub event_ids: bool,
+    /// A fault (with `--event-ids`): a resumed stream replays from the start.
+    #[arg(long, requires = "event_ids")]
+    pub resume_replays: bool,
     /// Slow down steadily, e.g. `2%/min` (latencies grow by 2% of their
     /// base per minute since the start).
     #[arg(long, value_name = "PCT/UNIT")]

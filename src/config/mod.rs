@@ -122,6 +122,8 @@ pub fn mock_config(
         },
         preempt: non_negative("--preempt-ms", b.preempt_ms)?,
         ignore_disconnect: b.ignore_disconnect,
+        event_ids: b.event_ids,
+        resume_replays: b.resume_replays,
         drift_per_min: match &b.drift {
             None => 0.0,
             Some(d) => crate::mock::parse_drift(d).map_err(|m| UserError::flag("--drift", m))?,

@@ -30,6 +30,12 @@ pub struct Outcome {
     pub sent_chars: u32,
     /// The step stopped reading by design (`cancel_after_tokens`/`cancel_after`).
     pub cancelled: bool,
+    /// Resuming steps: the last event ID of a content event.
+    pub last_event_id: Option<String>,
+    /// Resuming steps: the numeric ids of the content events, in order.
+    pub event_ids: Vec<u64>,
+    /// How the resumed stream joined this one.
+    pub resume: Option<Resume>,
     /// Content events.
     pub chunks: u32,
     /// HTTP status.
@@ -92,7 +98,37 @@ pub struct Prepared<'a> {
     pub request_id: String,
 }
 
-/// Send it and read the response to the end.
+/// How a resumed stream joined the one it continues.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Resume {
+    /// Reconnect to its first content event.
+    pub ttft: Option<Duration>,
+    /// Events whose id the first stream had already delivered.
+    pub duplicates: u32,
+    /// Ids skipped between the break and the resumed events.
+    pub lost: u32,
+}
+
+/// `resumed` ids against the last one delivered before the break.
+pub fn resume_check(last: u64, resumed: &[u64]) -> (u32, u32) {
+    let (mut dup, mut lost, mut next) = (0u64, 0u64, last + 1);
+    for &id in resumed {
+        if id < next {
+            dup += 1;
+        } else {
+            lost += id - next;
+            next = id + 1;
+        }
+    }
+    (
+        u32::try_from(dup).unwrap_or(u32::MAX),
+        u32::try_from(lost).unwrap_or(u32::MAX),
+    )
+}
+
+/// Send it and read the response to the end. A step that cancels and
+/// resumes (`resume = "last-event-id"`) reconnects once, right after its
+/// break, with `Last-Event-ID`, and reads the rest.
 pub async fn execute(
     client: &reqwest::Client,
     req: Prepared<'_>,
@@ -101,9 +137,52 @@ pub async fn execute(
     gaps: &mut Vec<u32>,
 ) -> Outcome {
     let step = req.step;
-    let mut builder = client.request(step.method.clone(), req.url);
-    if let Some((name, value)) = req.auth {
-        builder = builder.header(name, value);
+    let mut out = execute_once(client, &req, None, step.cancel, timeouts, max_body, gaps).await;
+    let last = out.last_event_id.clone();
+    if !(step.resume && out.cancelled && out.error.is_none()) {
+        return out;
+    }
+    let Some(last) = last else { return out };
+    let again = execute_once(client, &req, Some(&last), None, timeouts, max_body, gaps).await;
+    let (duplicates, lost) = match last.trim().parse::<u64>() {
+        Ok(n) => resume_check(n, &again.event_ids),
+        Err(_) => (0, 0),
+    };
+    out.resume = Some(Resume {
+        ttft: again.ttft,
+        duplicates,
+        lost,
+    });
+    out.chunks = out.chunks.saturating_add(again.chunks);
+    out.stream_end += again.stream_end;
+    if let (Some(t), Some(more)) = (out.text.as_mut(), again.text.as_deref()) {
+        t.push_str(more);
+    }
+    if again.error.is_some() {
+        out.error = again.error;
+        out.error_body = again.error_body;
+        out.status = again.status;
+    }
+    out
+}
+
+/// One request: `last_event_id` resumes a stream, `cancel` may cut it.
+async fn execute_once(
+    client: &reqwest::Client,
+    req: &Prepared<'_>,
+    last_event_id: Option<&str>,
+    cancel: Option<crate::scenario::Cancel>,
+    timeouts: &Timeouts,
+    max_body: usize,
+    gaps: &mut Vec<u32>,
+) -> Outcome {
+    let step = req.step;
+    let mut builder = client.request(step.method.clone(), req.url.clone());
+    if let Some((name, value)) = &req.auth {
+        builder = builder.header(*name, value.clone());
+    }
+    if let Some(v) = last_event_id.and_then(|v| HeaderValue::from_str(v).ok()) {
+        builder = builder.header("last-event-id", v);
     }
     if let Ok(v) = HeaderValue::from_str(&req.request_id) {
         builder = builder.header("x-request-id", v);
@@ -115,7 +194,7 @@ pub async fn execute(
         .body
         .as_ref()
         .map_or(0, |b| u32::try_from(b.chars().count()).unwrap_or(u32::MAX));
-    if let Some(body) = req.body {
+    if let Some(body) = req.body.clone() {
         builder = builder
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);
@@ -229,7 +308,7 @@ pub async fn execute(
                 idle: timeouts.idle,
                 max_body,
             };
-            read_stream(response, step, deadlines, gaps, &mut out).await;
+            read_stream(response, step, cancel, deadlines, gaps, &mut out).await;
         }
     }
     out
@@ -345,6 +424,7 @@ struct Deadlines {
 async fn read_stream(
     mut response: reqwest::Response,
     step: &Step,
+    cancel: Option<crate::scenario::Cancel>,
     dl: Deadlines,
     itl: &mut Vec<u32>,
     out: &mut Outcome,
@@ -368,8 +448,9 @@ async fn read_stream(
     let mut gaps: Vec<Duration> = Vec::new();
     let spec = &step.stream;
     // The writer presses stop: after so many content events, or so long.
-    let cancel_tokens = step.cancel.and_then(|c| c.tokens);
-    let cancel_at = step.cancel.and_then(|c| c.after).map(|a| start + a);
+    let cancel_tokens = cancel.and_then(|c| c.tokens);
+    let cancel_at = cancel.and_then(|c| c.after).map(|a| start + a);
+    let mut last_id: Option<String> = None;
     let mut cancelled = false;
 
     while !done {
@@ -415,7 +496,7 @@ async fn read_stream(
             out.error = Some(ErrorClass::Protocol);
             break;
         }
-        let fed = parser.feed(&piece, |data| {
+        let fed = parser.feed_events(&piece, |data, id| {
             if done || bad {
                 return;
             }
@@ -430,6 +511,13 @@ async fn read_stream(
                         return;
                     }
                     if info.content_len > 0 {
+                        if step.resume {
+                            last_id = id.map(|i| String::from_utf8_lossy(i).into_owned());
+                            if let Some(n) = last_id.as_deref().and_then(|s| s.trim().parse().ok())
+                            {
+                                out.event_ids.push(n);
+                            }
+                        }
                         content_bytes += info.content_len;
                         out.chunks = out.chunks.saturating_add(1);
                         if first.is_none() {
@@ -456,6 +544,7 @@ async fn read_stream(
             break;
         }
     }
+    out.last_event_id = last_id;
     if cancelled {
         // Disconnect now, as a client whose writer pressed stop: the
         // connection is closed, never drained.
@@ -494,6 +583,16 @@ async fn read_stream(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_resume_is_checked_against_the_break() {
+        assert_eq!(resume_check(5, &[6, 7, 8]), (0, 0));
+        // Replayed from the start: five repeats.
+        assert_eq!(resume_check(5, &[1, 2, 3, 4, 5, 6, 7]), (5, 0));
+        // Skipped two, then one repeated.
+        assert_eq!(resume_check(5, &[8, 9, 9, 10]), (1, 2));
+    }
+
     use super::*;
 
     #[test]

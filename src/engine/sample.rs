@@ -114,6 +114,8 @@ pub struct Sample {
     pub sent_chars: u32,
     /// Stopped reading by design mid-stream (the client disconnected).
     pub cancelled: bool,
+    /// The resumed stream after the break (`resume = "last-event-id"`).
+    pub resume: Option<super::request::Resume>,
     /// HTTP status, when a response arrived.
     pub status: Option<u16>,
     /// Why it failed, if it did.
@@ -201,6 +203,7 @@ mod tests {
             usage_tokens: usage,
             sent_chars: 0,
             cancelled: false,
+            resume: None,
             chunks,
             status: Some(200),
             error: None,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::sample::{ErrorClass, IterationSample, Sample, TimeoutPhase};
 
-const SAMPLE_BYTES: usize = 84;
+const SAMPLE_BYTES: usize = 92;
 const ITERATION_BYTES: usize = 40;
 const NONE: u64 = u64::MAX;
 
@@ -221,7 +221,7 @@ impl Samples {
 }
 
 /// The first line of a record file written by [`Samples::export`].
-const MAGIC: &[u8] = b"flora-gate records 2\n";
+const MAGIC: &[u8] = b"flora-gate records 3\n";
 
 impl Samples {
     /// Write every request and iteration to `w`: the record file of a
@@ -423,7 +423,19 @@ fn encode_sample(s: &Sample) -> [u8; SAMPLE_BYTES] {
     b[74..76].copy_from_slice(&s.step.to_le_bytes());
     b[76..78].copy_from_slice(&error_code(s.error).to_le_bytes());
     b[78] = u8::from(s.warmup);
-    b[79] = u8::from(s.cancelled);
+    b[79] = u8::from(s.cancelled) | (u8::from(s.resume.is_some()) << 1);
+    if let Some(r) = s.resume {
+        let ttft = r.ttft.map_or(u32::MAX, |t| {
+            u32::try_from(t.as_micros()).unwrap_or(u32::MAX - 1)
+        });
+        b[84..88].copy_from_slice(&ttft.to_le_bytes());
+        b[88..90].copy_from_slice(
+            &u16::try_from(r.duplicates)
+                .unwrap_or(u16::MAX)
+                .to_le_bytes(),
+        );
+        b[90..92].copy_from_slice(&u16::try_from(r.lost).unwrap_or(u16::MAX).to_le_bytes());
+    }
     b[80..84].copy_from_slice(&s.sent_chars.to_le_bytes());
     b
 }
@@ -459,7 +471,14 @@ fn decode_sample(b: &[u8]) -> Sample {
         error: error_class(u16_at(b, 76)),
         warmup: b[78] != 0,
         sent_chars: u32_at(b, 80),
-        cancelled: b[79] != 0,
+        cancelled: b[79] & 1 != 0,
+        resume: (b[79] & 2 != 0).then(|| super::request::Resume {
+            ttft: Some(u32_at(b, 84))
+                .filter(|t| *t != u32::MAX)
+                .map(|t| Duration::from_micros(u64::from(t))),
+            duplicates: u32::from(u16_at(b, 88)),
+            lost: u32::from(u16_at(b, 90)),
+        }),
     }
 }
 
@@ -519,6 +538,11 @@ mod tests {
                 chunks: 11,
                 sent_chars: 4_000_000_000 + i as u32,
                 cancelled: i == 2,
+                resume: (i == 2).then_some(crate::engine::request::Resume {
+                    ttft: Some(Duration::from_micros(1234)),
+                    duplicates: 3,
+                    lost: 0,
+                }),
                 status: (i != 3).then_some(200),
                 error,
                 warmup: i == 2,

@@ -225,6 +225,7 @@ impl User {
                 chunks: outcome.chunks,
                 sent_chars: outcome.sent_chars,
                 cancelled: outcome.cancelled,
+                resume: outcome.resume,
                 status: outcome.status,
                 error: outcome.error,
                 warmup,

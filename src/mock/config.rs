@@ -63,6 +63,11 @@ pub struct MockConfig {
     /// Keep generating a stream's remaining tokens after its client
     /// disconnected (a fault: the server should stop).
     pub ignore_disconnect: bool,
+    /// Number content events (`id: 1`, `id: 2`, …) and resume a stream
+    /// asked again with `Last-Event-ID: k` from token k + 1.
+    pub event_ids: bool,
+    /// A fault: a resumed stream replays from the first token.
+    pub resume_replays: bool,
 }
 
 /// Every `every`, answer all requests for `length` with `status`.
@@ -125,6 +130,8 @@ impl Default for MockConfig {
             kv_slots: None,
             preempt: Duration::from_millis(200),
             ignore_disconnect: false,
+            event_ids: false,
+            resume_replays: false,
         }
     }
 }

@@ -187,6 +187,9 @@ struct RequestCtx {
     prefill: Duration,
     /// The bearer token's hash: who owns the books it creates.
     owner: u64,
+    /// A resumed stream starts after this many tokens (`Last-Event-ID`
+    /// with `--event-ids`, unless `--resume-replays`).
+    resume_from: u32,
 }
 
 impl App {
@@ -263,6 +266,15 @@ impl App {
             id,
             prefill: Duration::ZERO,
             owner: token.map_or(0, owner_of),
+            resume_from: if self.cfg.event_ids && !self.cfg.resume_replays {
+                headers
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                    .unwrap_or(0)
+            } else {
+                0
+            },
         })
     }
 

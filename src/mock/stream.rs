@@ -90,10 +90,12 @@ impl ChunkStream {
         let stats = &self.app.stats;
         let event = match self.phase {
             Phase::Role => {
-                self.phase = if self.tokens == 0 {
+                // A resumed stream (`Last-Event-ID: k`) goes on at token k.
+                let first = self.ctx.resume_from.min(self.tokens);
+                self.phase = if first >= self.tokens {
                     Phase::Finish
                 } else {
-                    Phase::Token(0)
+                    Phase::Token(first)
                 };
                 self.chunk("\"role\":\"assistant\",\"content\":\"\"", None)
             }
@@ -153,7 +155,15 @@ impl ChunkStream {
                     .app
                     .prose
                     .token_json(self.ctx.id as usize * 7 + i as usize);
-                self.chunk(&format!("\"content\":{tok}"), None)
+                let event = self.chunk(&format!("\"content\":{tok}"), None);
+                if self.app.cfg.event_ids {
+                    // Content events are numbered 1, 2, … for `Last-Event-ID`.
+                    let mut b = format!("id: {}\n", i + 1).into_bytes();
+                    b.extend_from_slice(&event);
+                    Bytes::from(b)
+                } else {
+                    event
+                }
             }
             Phase::Finish => {
                 self.phase = Phase::Usage;

@@ -207,6 +207,7 @@ pub struct ReportContext {
     /// Where the HTML report is (a line for the summary and the comment).
     pub html_link: Option<String>,
     pub(super) prefill: Vec<super::prompt::PrefillRow>,
+    pub(super) resumes: Vec<String>,
     pub(super) shards_note: Option<String>,
 }
 
@@ -395,6 +396,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         server: super::server::context(r),
         html_link: None,
         prefill: super::prompt::rows(r),
+        resumes: super::prompt::resume_lines(r),
     }
 }
 

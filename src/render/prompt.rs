@@ -1,5 +1,6 @@
-//! TTFT against the prompt's length: the prefill cost each streamed step's
-//! requests show, TTFT = a + b·length, fitted over every request.
+//! Writers' workflows in the report: TTFT against the prompt's length (the
+//! prefill cost, TTFT = a + b·length, fitted over every request) and how
+//! streams resumed after a break joined the ones they continued.
 
 use serde::Serialize;
 
@@ -42,6 +43,25 @@ pub fn rows(r: &RunResult) -> Vec<PrefillRow> {
                 ),
                 r2: format!("{:.3}", l.r2),
             })
+        })
+        .collect()
+}
+
+/// One line per step whose streams were resumed after a break.
+pub fn resume_lines(r: &RunResult) -> Vec<String> {
+    r.steps
+        .iter()
+        .filter_map(|s| {
+            let x = s.resume.as_ref()?;
+            Some(format!(
+                "{}: {} streams resumed with Last-Event-ID, first token {} after reconnecting (median); {} events repeated, {} skipped",
+                super::md_cell(&s.name),
+                x.resumed,
+                x.ttft_p50_ms
+                    .map_or("–".into(), |t| format!("{} ms", super::ms_number(t))),
+                x.duplicates,
+                x.lost
+            ))
         })
         .collect()
 }

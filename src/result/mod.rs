@@ -303,10 +303,26 @@ pub struct StepResult {
     /// prefill cost, when prompt lengths varied (longest ≥ 1.5× shortest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefill: Option<crate::stats::fit::Line>,
+    /// Streams resumed after their break (`resume = "last-event-id"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeResult>,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// How resumed streams joined the ones they continued.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ResumeResult {
+    /// Streams resumed with `Last-Event-ID`.
+    pub resumed: u64,
+    /// Reconnect to the first content event of the resumed stream, median, ms.
+    pub ttft_p50_ms: Option<f64>,
+    /// Events delivered twice (ids at or before the break).
+    pub duplicates: u64,
+    /// Ids skipped between the break and the resumed events.
+    pub lost: u64,
 }
 
 /// Output-token accounting.

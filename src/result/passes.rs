@@ -43,6 +43,10 @@ pub(super) struct StepHists {
     sent_chars: u64,
     cancelled: u64,
     prefill: crate::stats::fit::LineSums,
+    resumed: u64,
+    resume_ttft: Vec<f64>,
+    resume_dup: u64,
+    resume_lost: u64,
     errors: BTreeMap<String, u64>,
     statuses: BTreeMap<String, u64>,
     requests: u64,
@@ -92,6 +96,14 @@ impl StepHists {
                 self.tokens.chunks = self.tokens.chunks.saturating_add(u64::from(s.chunks));
                 self.sent_chars = self.sent_chars.saturating_add(u64::from(s.sent_chars));
                 self.cancelled += u64::from(s.cancelled);
+                if let Some(r) = s.resume {
+                    self.resumed += 1;
+                    self.resume_dup += u64::from(r.duplicates);
+                    self.resume_lost += u64::from(r.lost);
+                    if let Some(t) = r.ttft {
+                        self.resume_ttft.push(t.as_secs_f64() * 1000.0);
+                    }
+                }
                 if let (Some(t), true) = (s.ttft, s.sent_chars > 0) {
                     self.prefill
                         .add(f64::from(s.sent_chars), t.as_secs_f64() * 1000.0);
@@ -267,6 +279,12 @@ pub(super) fn step_results(
                 itl: itl.encode(),
             },
             cancelled: h.cancelled,
+            resume: (h.resumed > 0).then(|| super::ResumeResult {
+                resumed: h.resumed,
+                ttft_p50_ms: median(&mut h.resume_ttft),
+                duplicates: h.resume_dup,
+                lost: h.resume_lost,
+            }),
             prefill: h
                 .prefill
                 .line()

@@ -308,6 +308,9 @@ pub(super) struct FileStep {
     /// iterations (per book): the story so far.
     #[serde(default)]
     pub(super) append_text: Option<String>,
+    /// After a cancel, reconnect at once with `Last-Event-ID` and read the rest.
+    #[serde(default)]
+    pub(super) resume: Option<String>,
     /// Stop reading (disconnect) this long after the request started.
     #[serde(default)]
     pub(super) cancel_after: Option<Dur>,

@@ -216,6 +216,10 @@ pub struct Step {
     /// Variable the streamed text is appended to, kept across the user's
     /// iterations (per book) and cut to the latest `story_cap` characters.
     pub append_text: Option<String>,
+    /// After its cancel, the step reconnects at once with `Last-Event-ID`
+    /// (`resume = "last-event-id"`) and reads the rest; the ids must go on
+    /// from the break with none repeated or skipped.
+    pub resume: bool,
 }
 
 /// When a streamed step stops reading and disconnects (`cancel_after_tokens`,
@@ -661,6 +665,21 @@ fn build_step(
         }
         (tokens, after) => Some(Cancel { tokens, after }),
     };
+    let resume = match s.resume.as_deref() {
+        None => false,
+        Some("last-event-id") if cancel.is_some() => true,
+        Some("last-event-id") => return Err(invalid(
+            Some(format!("`{}`", key("resume"))),
+            "a step resumes after its own cancel: set `cancel_after_tokens` or `cancel_after` too"
+                .into(),
+        )),
+        Some(other) => {
+            return Err(invalid(
+                Some(format!("`{}`", key("resume"))),
+                format!("`{other}` is not a way to resume; the one known is `last-event-id`"),
+            ))
+        }
+    };
     Ok(Step {
         name: s.name.clone(),
         method,
@@ -680,6 +699,7 @@ fn build_step(
             .collect(),
         capture_text: s.capture_text.clone(),
         append_text: s.append_text.clone(),
+        resume,
         stream,
         think_time: match &s.think_time {
             Some(t) => Think::parse(t.get_ref())

@@ -3,8 +3,8 @@
 //! Bytes arrive in arbitrary pieces; an event may be split anywhere, lines end
 //! in LF, CRLF or CR, `:` starts a comment, and several `data:` lines of one
 //! event are joined with `\n` (WHATWG HTML, "Server-sent events"). Only the
-//! `data` field matters for LLM streams; `event`, `id` and `retry` are read
-//! past. The parser never fails: what is not SSE is left for the caller to
+//! `data` field matters for LLM streams, and the `id` (the last event ID,
+//! for resuming a stream); `event` and `retry` are read past. The parser never fails: what is not SSE is left for the caller to
 //! judge when it reads the data as JSON.
 
 /// Upper bound on one line; a longer line means the server is not speaking SSE.
@@ -25,6 +25,8 @@ pub struct SseParser {
     has_data: bool,
     /// The previous byte was a CR, so a leading LF in the next piece belongs to it.
     after_cr: bool,
+    /// The last event ID buffer (`id:` lines; one holding NUL is ignored).
+    last_id: Option<Vec<u8>>,
 }
 
 impl SseParser {
@@ -35,10 +37,16 @@ impl SseParser {
 
     /// Feed the next piece of the body; `on_event` gets the data of every
     /// event completed by this piece, in order.
-    pub fn feed(
+    pub fn feed(&mut self, bytes: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), SseError> {
+        self.feed_events(bytes, |data, _| on_event(data))
+    }
+
+    /// As [`Self::feed`], with each event's last event ID (the latest `id:`
+    /// seen up to it, as the stream's reconnect would send it).
+    pub fn feed_events(
         &mut self,
         mut bytes: &[u8],
-        mut on_event: impl FnMut(&[u8]),
+        mut on_event: impl FnMut(&[u8], Option<&[u8]>),
     ) -> Result<(), SseError> {
         if self.after_cr {
             self.after_cr = false;
@@ -86,10 +94,10 @@ impl SseParser {
         self.has_data || !self.line.is_empty()
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(&[u8])) {
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(&[u8], Option<&[u8]>)) {
         if line.is_empty() {
             if self.has_data {
-                on_event(&self.data);
+                on_event(&self.data, self.last_id.as_deref());
                 self.data.clear();
                 self.has_data = false;
             }
@@ -111,12 +119,31 @@ impl SseParser {
             }
             self.data.extend_from_slice(value);
             self.has_data = true;
+        } else if field == b"id" && !value.contains(&0) && value.len() <= 256 {
+            self.last_id = Some(value.to_vec());
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn each_event_carries_the_last_id_seen() {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        let stream = b"id: 1\ndata: a\n\ndata: b\n\nid: 3\ndata: c\n\nid: x\0y\ndata: d\n\n";
+        p.feed_events(stream, |d, id| {
+            out.push((
+                String::from_utf8_lossy(d).into_owned(),
+                id.map(|i| String::from_utf8_lossy(i).into_owned()),
+            ));
+        })
+        .expect("parses");
+        let ids: Vec<Option<&str>> = out.iter().map(|(_, i)| i.as_deref()).collect();
+        assert_eq!(ids, [Some("1"), Some("1"), Some("3"), Some("3")]);
+    }
+
     use super::*;
 
     fn parse_pieces(pieces: &[&[u8]]) -> Vec<String> {

@@ -311,3 +311,77 @@ fn books_per_user_is_bounded() {
         "{t}"
     );
 }
+
+#[test]
+fn a_resumed_stream_goes_on_at_the_break_and_a_replaying_server_is_caught() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let base = [
+        "--output-tokens",
+        "50",
+        "--itl-ms",
+        "2",
+        "--ttft-ms",
+        "10",
+        "--event-ids",
+    ];
+    for replays in [false, true] {
+        let mut args = base.to_vec();
+        if replays {
+            args.push("--resume-replays");
+        }
+        let mock = spawn_mock(&args);
+        let o = flora(&[
+            "run",
+            "-s",
+            "interrupt-resume",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tokens_csv(dir.path(), 2),
+            "-c",
+            "2",
+            "-d",
+            "3s",
+            "--warmup",
+            "0s",
+            "--no-progress",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+        let expand = r["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["name"] == "expand")
+            .expect("expand");
+        let resume = &expand["resume"];
+        let resumed = resume["resumed"].as_u64().expect("resumed");
+        assert!(resumed >= 4, "{resume}");
+        assert_eq!(resume["lost"], 0, "{resume}");
+        // The whole answer arrived: 5 events before the break, 45 after
+        // (plus the 5 replayed by a server that starts over).
+        let chunks = expand["output_tokens"]["chunks"].as_u64().expect("chunks");
+        let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+        if replays {
+            assert_eq!(resume["duplicates"].as_u64(), Some(5 * resumed), "{resume}");
+            assert_eq!(chunks, 55 * resumed, "{expand}");
+            assert!(
+                md.contains("resumed streams do not go on where they broke"),
+                "{md}"
+            );
+        } else {
+            assert_eq!(resume["duplicates"], 0, "{resume}");
+            assert_eq!(chunks, 50 * resumed, "{expand}");
+            assert!(
+                resume["ttft_p50_ms"].as_f64().expect("ttft") > 5.0,
+                "{resume}"
+            );
+            assert!(!md.contains("do not go on where they broke"), "{md}");
+        }
+        assert!(md.contains("### Resumed streams"), "{md}");
+    }
+}

@@ -111,6 +111,13 @@ pub fn of_run(r: &RunResult) -> Evidence {
         cancelled: r.steps.iter().map(|s| s.cancelled).sum(),
         client_tokens_per_s: r.totals.output_tokens_per_s,
         server_overall: r.server_metrics.as_ref().map(|m| m.overall()),
+        resumed: r
+            .steps
+            .iter()
+            .filter_map(|s| s.resume.as_ref())
+            .fold((0, 0, 0), |a, x| {
+                (a.0 + x.resumed, a.1 + x.duplicates, a.2 + x.lost)
+            }),
     }
 }
 

@@ -72,6 +72,9 @@ pub struct Evidence {
     pub client_tokens_per_s: f64,
     /// The server's figures over the whole run.
     pub server_overall: Option<Signals>,
+    /// Streams resumed with `Last-Event-ID`, and the events they repeated
+    /// and skipped.
+    pub resumed: (u64, u64, u64),
 }
 
 /// A bottleneck found.
@@ -115,6 +118,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
     out.extend(rules::prefill(&ev.prompts));
     out.extend(rules::non_llm_tier(valid));
     out.extend(rules::abandoned_generation(ev));
+    out.extend(rules::broken_resume(ev));
     out
 }
 

@@ -306,3 +306,20 @@ pub(super) fn abandoned_generation(ev: &Evidence) -> Option<Finding> {
         next: "with generation aborted on client disconnect, the server's generated tok/s falls to within 1.3× of what the clients receive".into(),
     })
 }
+
+pub(super) fn broken_resume(ev: &Evidence) -> Option<Finding> {
+    let (resumed, duplicates, lost) = ev.resumed;
+    if resumed == 0 || (duplicates == 0 && lost == 0) {
+        return None;
+    }
+    Some(Finding {
+        kind: "broken_resume".into(),
+        title: "resumed streams do not go on where they broke".into(),
+        evidence: format!(
+            "{resumed} streams resumed with `Last-Event-ID`: {duplicates} events delivered again, {lost} ids skipped"
+        ),
+        rule: "a stream resumed with `Last-Event-ID: n` must go on at id n + 1, none repeated, none skipped".into(),
+        refuted_by: "resumed streams whose ids follow the break exactly".into(),
+        next: "with the server honouring `Last-Event-ID`, resumed streams repeat and skip no event".into(),
+    })
+}
