@@ -30,6 +30,8 @@ pub struct Outcome {
     pub sent_chars: u32,
     /// The step stopped reading by design (`cancel_after_tokens`/`cancel_after`).
     pub cancelled: bool,
+    /// Prompt tokens as the server counted them (`usage.prompt_tokens`).
+    pub prompt_tokens: Option<u64>,
     /// Resuming steps: the last event ID of a content event.
     pub last_event_id: Option<String>,
     /// Resuming steps: the numeric ids of the content events, in order.
@@ -396,6 +398,9 @@ async fn read_json(
         Ok(Ok(body)) => match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(v) => {
                 out.e2e = Some(end - start);
+                out.prompt_tokens = v
+                    .pointer("/usage/prompt_tokens")
+                    .and_then(serde_json::Value::as_u64);
                 out.usage_tokens = v
                     .pointer("/usage/completion_tokens")
                     .and_then(serde_json::Value::as_u64);
@@ -532,6 +537,9 @@ async fn read_stream(
                             done = true;
                             return;
                         }
+                    }
+                    if let Some(n) = info.prompt_tokens {
+                        out.prompt_tokens = Some(n);
                     }
                     if let Some(n) = info.completion_tokens {
                         out.usage_tokens = Some(n);

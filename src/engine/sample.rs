@@ -114,6 +114,8 @@ pub struct Sample {
     pub sent_chars: u32,
     /// Stopped reading by design mid-stream (the client disconnected).
     pub cancelled: bool,
+    /// Prompt tokens as the server counted them.
+    pub prompt_tokens: Option<u32>,
     /// The resumed stream after the break (`resume = "last-event-id"`).
     pub resume: Option<super::request::Resume>,
     /// HTTP status, when a response arrived.
@@ -204,6 +206,7 @@ mod tests {
             sent_chars: 0,
             cancelled: false,
             resume: None,
+            prompt_tokens: None,
             chunks,
             status: Some(200),
             error: None,

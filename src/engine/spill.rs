@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::sample::{ErrorClass, IterationSample, Sample, TimeoutPhase};
 
-const SAMPLE_BYTES: usize = 92;
+const SAMPLE_BYTES: usize = 96;
 const ITERATION_BYTES: usize = 40;
 const NONE: u64 = u64::MAX;
 
@@ -424,6 +424,7 @@ fn encode_sample(s: &Sample) -> [u8; SAMPLE_BYTES] {
     b[76..78].copy_from_slice(&error_code(s.error).to_le_bytes());
     b[78] = u8::from(s.warmup);
     b[79] = u8::from(s.cancelled) | (u8::from(s.resume.is_some()) << 1);
+    b[92..96].copy_from_slice(&s.prompt_tokens.unwrap_or(u32::MAX).to_le_bytes());
     if let Some(r) = s.resume {
         let ttft = r.ttft.map_or(u32::MAX, |t| {
             u32::try_from(t.as_micros()).unwrap_or(u32::MAX - 1)
@@ -472,6 +473,7 @@ fn decode_sample(b: &[u8]) -> Sample {
         warmup: b[78] != 0,
         sent_chars: u32_at(b, 80),
         cancelled: b[79] & 1 != 0,
+        prompt_tokens: Some(u32_at(b, 92)).filter(|n| *n != u32::MAX),
         resume: (b[79] & 2 != 0).then(|| super::request::Resume {
             ttft: Some(u32_at(b, 84))
                 .filter(|t| *t != u32::MAX)
@@ -538,6 +540,7 @@ mod tests {
                 chunks: 11,
                 sent_chars: 4_000_000_000 + i as u32,
                 cancelled: i == 2,
+                prompt_tokens: (i == 1).then_some(3_000_000_000),
                 resume: (i == 2).then_some(crate::engine::request::Resume {
                     ttft: Some(Duration::from_micros(1234)),
                     duplicates: 3,

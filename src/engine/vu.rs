@@ -226,6 +226,9 @@ impl User {
                 sent_chars: outcome.sent_chars,
                 cancelled: outcome.cancelled,
                 resume: outcome.resume,
+                prompt_tokens: outcome
+                    .prompt_tokens
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                 status: outcome.status,
                 error: outcome.error,
                 warmup,

@@ -187,9 +187,23 @@ struct RequestCtx {
     prefill: Duration,
     /// The bearer token's hash: who owns the books it creates.
     owner: u64,
+    /// Characters of a generation request's body: its usage reports two
+    /// prompt tokens for every three (about what a tokenizer makes of Chinese).
+    prompt_chars: u32,
     /// A resumed stream starts after this many tokens (`Last-Event-ID`
     /// with `--event-ids`, unless `--resume-replays`).
     resume_from: u32,
+}
+
+impl RequestCtx {
+    /// What the usage reports as prompt tokens.
+    fn prompt_tokens(&self) -> u32 {
+        if self.prompt_chars == 0 {
+            32
+        } else {
+            (self.prompt_chars.saturating_mul(2)).div_ceil(3)
+        }
+    }
 }
 
 impl App {
@@ -266,6 +280,7 @@ impl App {
             id,
             prefill: Duration::ZERO,
             owner: token.map_or(0, owner_of),
+            prompt_chars: 0,
             resume_from: if self.cfg.event_ids && !self.cfg.resume_replays {
                 headers
                     .get("last-event-id")
@@ -488,7 +503,8 @@ async fn book_stream(
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
     };
-    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(chars(&body));
+    ctx.prompt_chars = chars(&body);
+    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(ctx.prompt_chars);
     if let Err(r) = app.check_book(id, ctx.owner, step) {
         return r;
     }
@@ -519,7 +535,8 @@ async fn chat_completions(
         Gate::Serve(c) => c,
         Gate::Reject(r) => return r,
     };
-    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(chars(&body));
+    ctx.prompt_chars = chars(&body);
+    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(ctx.prompt_chars);
     let fields = match parse_body(&body) {
         Ok(m) => m,
         Err(r) => return r,
@@ -588,7 +605,7 @@ async fn respond(
         "created": chrono::Utc::now().timestamp(),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 32, "completion_tokens": tokens, "total_tokens": 32 + tokens},
+        "usage": {"prompt_tokens": ctx.prompt_tokens(), "completion_tokens": tokens, "total_tokens": ctx.prompt_tokens() + tokens},
     }))
     .into_response()
 }

@@ -176,12 +176,13 @@ impl ChunkStream {
                     Phase::Done
                 };
                 let s = format!(
-                    "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":\"{}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":32,\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                    "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":\"{}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
                     self.ctx.id,
                     self.created,
                     self.model,
+                    self.ctx.prompt_tokens(),
                     self.tokens,
-                    self.tokens + 32
+                    self.tokens + self.ctx.prompt_tokens()
                 );
                 Bytes::from(s)
             }

@@ -17,6 +17,9 @@ pub struct PrefillRow {
     line: String,
     /// b per 1,000 characters with its 95% interval.
     per_k: String,
+    /// The same per 1,000 prompt tokens, calibrated with the server's
+    /// `usage.prompt_tokens` (`–` when it reports none).
+    per_k_tokens: String,
     r2: String,
 }
 
@@ -40,6 +43,16 @@ pub fn rows(r: &RunResult) -> Vec<PrefillRow> {
                     super::ms_number(l.slope * 1000.0),
                     super::ms_number(l.slope_low * 1000.0),
                     super::ms_number(l.slope_high * 1000.0)
+                ),
+                per_k_tokens: s.prompt_tokens_per_char.filter(|t| *t > 0.0).map_or(
+                    "–".into(),
+                    |t| {
+                        format!(
+                            "{} ms ({:.2} tokens a char)",
+                            super::ms_number(l.slope * 1000.0 / t),
+                            t
+                        )
+                    },
                 ),
                 r2: format!("{:.3}", l.r2),
             })

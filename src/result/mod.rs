@@ -303,6 +303,10 @@ pub struct StepResult {
     /// prefill cost, when prompt lengths varied (longest ≥ 1.5× shortest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefill: Option<crate::stats::fit::Line>,
+    /// Prompt tokens per character of the request body, from the server's
+    /// `usage.prompt_tokens` (over the requests that reported it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_per_char: Option<f64>,
     /// Streams resumed after their break (`resume = "last-event-id"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<ResumeResult>,

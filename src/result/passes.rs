@@ -44,6 +44,8 @@ pub(super) struct StepHists {
     cancelled: u64,
     prefill: crate::stats::fit::LineSums,
     resumed: u64,
+    calib_tokens: u64,
+    calib_chars: u64,
     resume_ttft: Vec<f64>,
     resume_dup: u64,
     resume_lost: u64,
@@ -96,6 +98,10 @@ impl StepHists {
                 self.tokens.chunks = self.tokens.chunks.saturating_add(u64::from(s.chunks));
                 self.sent_chars = self.sent_chars.saturating_add(u64::from(s.sent_chars));
                 self.cancelled += u64::from(s.cancelled);
+                if let (Some(t), true) = (s.prompt_tokens, s.sent_chars > 0) {
+                    self.calib_tokens = self.calib_tokens.saturating_add(u64::from(t));
+                    self.calib_chars = self.calib_chars.saturating_add(u64::from(s.sent_chars));
+                }
                 if let Some(r) = s.resume {
                     self.resumed += 1;
                     self.resume_dup += u64::from(r.duplicates);
@@ -279,6 +285,8 @@ pub(super) fn step_results(
                 itl: itl.encode(),
             },
             cancelled: h.cancelled,
+            prompt_tokens_per_char: (h.calib_chars > 0 && h.calib_tokens > 0)
+                .then(|| h.calib_tokens as f64 / h.calib_chars as f64),
             resume: (h.resumed > 0).then(|| super::ResumeResult {
                 resumed: h.resumed,
                 ttft_p50_ms: median(&mut h.resume_ttft),

@@ -224,9 +224,14 @@ fn the_prefill_cost_is_fitted_within_five_percent_over_a_1k_to_16k_sweep() {
         assert!(r2 > 0.98, "{step}: {fit}");
         assert!(fit["min_x"].as_f64().expect("min") < 1_100.0, "{fit}");
         assert!(fit["max_x"].as_f64().expect("max") > 16_000.0, "{fit}");
+        // The mock counts two prompt tokens for three characters.
+        let per_char = s["prompt_tokens_per_char"].as_f64().expect("calibration");
+        assert!((per_char - 2.0 / 3.0).abs() < 0.01, "{per_char}");
     }
     let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
     assert!(md.contains("### TTFT against prompt length"), "{md}");
+    // 20 ms per 1,000 characters is 30 ms per 1,000 tokens at 2/3 token a char.
+    assert!(md.contains("| 30.0 ms (0.67 tokens a char) |"), "{md}");
 }
 
 #[test]
