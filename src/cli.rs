@@ -502,6 +502,11 @@ pub struct RunArgs {
     /// Set a template variable, e.g. `--var model=qwen --var prompt_chars=2000`.
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
+    /// Sweep a template variable: each user's iterations take the values in
+    /// turn, e.g. `--sweep prompt_chars=1000,2000,4000,8000,16000` (with
+    /// `-c 1`, the prefill curve).
+    #[arg(long, value_name = "KEY=V1,V2,...")]
+    pub sweep: Option<String>,
     /// Where to write the result JSON.
     #[arg(long, short = 'o', value_name = "FILE", default_value = "result.json")]
     pub out: PathBuf,

@@ -45,6 +45,7 @@ pub fn run_args(
         warmup: None,
         seed: None,
         vars: Vec::new(),
+        sweep: None,
         out: std::path::PathBuf::from("result.json"),
         requests_out: None,
         drain: crate::cli::DEFAULT_DRAIN.into(),
@@ -61,6 +62,40 @@ pub fn run_args(
         plan: None,
         shard: None,
     }
+}
+
+/// `--sweep KEY=V1,V2,...`: two values at least, at most 1,000; numbers
+/// and booleans stay what they are, like `--var`.
+fn parse_sweep(s: &str) -> Result<crate::scenario::Sweep, UserError> {
+    let bad = |m: &str| {
+        UserError::flag("--sweep", m.to_string())
+            .with_hint("write it as `--sweep prompt_chars=1000,2000,4000`")
+    };
+    let (name, list) = s.split_once('=').ok_or_else(|| bad("not KEY=V1,V2,..."))?;
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(bad(
+            "the key must be a variable name (letters, digits, `_`)",
+        ));
+    }
+    let values: Vec<serde_json::Value> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            serde_json::from_str::<serde_json::Value>(v)
+                .ok()
+                .filter(|j| !j.is_string() && !j.is_object() && !j.is_array())
+                .unwrap_or_else(|| serde_json::Value::String(v.to_string()))
+        })
+        .collect();
+    if values.len() < 2 || values.len() > 1000 {
+        return Err(bad("give 2 to 1,000 values, separated by commas"));
+    }
+    Ok(crate::scenario::Sweep {
+        name: name.to_string(),
+        values,
+    })
 }
 
 /// Validate `run` arguments into a plan.
@@ -80,7 +115,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         )
         .with_hint("for example `--scenario novel`, or `--scenario scenarios/novel.toml`")
     })?;
-    let scenario = Scenario::load(spec, &vars).map_err(|e| match e {
+    let mut scenario = Scenario::load(spec, &vars).map_err(|e| match e {
         // Only the scenario itself is "not a scenario"; a data file it names
         // that cannot be read stays a read error naming that file.
         UserError::Read { path, source } if path == std::path::Path::new(spec) => {
@@ -88,6 +123,9 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         }
         other => other,
     })?;
+    if let Some(s) = &args.sweep {
+        scenario.sweep = Some(parse_sweep(s)?);
+    }
     let (target, reference) = destinations(args, &scenario)?;
     let load = load_spec(args, &scenario, reference.is_some())?;
     let drain = duration_flag("--drain", &args.drain)?;

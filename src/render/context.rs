@@ -314,6 +314,9 @@ fn reproduce(r: &RunResult) -> String {
     for (k, v) in &p.var_overrides {
         cmd.push_str(&format!(" --var {}", shell_quote(&format!("{k}={v}"))));
     }
+    if let Some(s) = &p.sweep {
+        cmd.push_str(&format!(" --sweep {}", shell_quote(s)));
+    }
     cmd.push_str(&format!(
         " --warmup {} --seed {} --out result.json",
         dur(p.warmup_s),

@@ -87,6 +87,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
             seed: meta.load.seed,
             vars: sc.vars.clone(),
             var_overrides: sc.var_overrides.clone(),
+            sweep: sc.sweep.as_ref().map(crate::scenario::Sweep::describe),
             started_at: out.started_at.to_rfc3339(),
             elapsed_s: out.elapsed.as_secs_f64(),
             host: host(),

@@ -187,6 +187,9 @@ pub struct Provenance {
     /// The `--var` overrides given, for the reproduce command.
     #[serde(default)]
     pub var_overrides: BTreeMap<String, String>,
+    /// A variable swept over the iterations (`--sweep NAME=V1,V2,...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<String>,
     /// Start, RFC 3339.
     pub started_at: String,
     /// Run length including warm-up and drain, seconds.

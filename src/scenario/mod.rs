@@ -222,6 +222,28 @@ pub struct Step {
     pub resume: bool,
 }
 
+/// A template variable whose value changes with each iteration of a user:
+/// iteration `i` (from 1) takes `values[(i - 1) % len]` as `vars.NAME`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    /// The variable.
+    pub name: String,
+    /// Its values, in turn.
+    pub values: Vec<serde_json::Value>,
+}
+
+impl Sweep {
+    /// As given on the command line: `NAME=V1,V2,...`.
+    pub fn describe(&self) -> String {
+        let vals: Vec<String> = self
+            .values
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect();
+        format!("{}={}", self.name, vals.join(","))
+    }
+}
+
 /// When a streamed step stops reading and disconnects (`cancel_after_tokens`,
 /// `cancel_after`): whichever comes first.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,6 +300,8 @@ pub struct Scenario {
     pub books_per_user: u32,
     /// Most characters an `append_text` variable keeps (its latest ones).
     pub story_cap: usize,
+    /// A variable swept over the iterations (`--sweep`).
+    pub sweep: Option<Sweep>,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
@@ -472,6 +496,7 @@ impl Scenario {
             server_metrics,
             books_per_user,
             story_cap: file.story_cap.unwrap_or(16_000).clamp(1, 4 << 20),
+            sweep: None,
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;

@@ -63,10 +63,16 @@ impl TemplateContext {
         data: BTreeMap<String, String>,
     ) -> Self {
         let mut values = BTreeMap::new();
-        values.insert(
-            "vars".into(),
-            minijinja::Value::from_serialize(&scenario.vars),
-        );
+        let vars = match &scenario.sweep {
+            Some(s) if !s.values.is_empty() => {
+                let mut v = scenario.vars.clone();
+                let at = (iteration.max(1) - 1) % s.values.len() as u64;
+                v.insert(s.name.clone(), s.values[at as usize].clone());
+                minijinja::Value::from_serialize(&v)
+            }
+            _ => minijinja::Value::from_serialize(&scenario.vars),
+        };
+        values.insert("vars".into(), vars);
         values.insert("data".into(), minijinja::Value::from_serialize(&data));
         values.insert("vu".into(), minijinja::Value::from(vu));
         values.insert("user_id".into(), minijinja::Value::from(user_id));

@@ -390,3 +390,73 @@ fn a_resumed_stream_goes_on_at_the_break_and_a_replaying_server_is_caught() {
         assert!(md.contains("### Resumed streams"), "{md}");
     }
 }
+
+#[test]
+fn a_length_sweep_at_one_user_gives_the_prefill_curve() {
+    let mock = spawn_mock(&[
+        "--prefill-us-per-char",
+        "20",
+        "--ttft-ms",
+        "10",
+        "--itl-ms",
+        "1",
+        "--output-tokens",
+        "8",
+        "--jitter-ms",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let o = flora(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tokens_csv(dir.path(), 1),
+        "-c",
+        "1",
+        "--requests",
+        "40",
+        "--warmup",
+        "0s",
+        "--sweep",
+        "prompt_chars=1000,2000,4000,8000,16000",
+        "--no-progress",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let fit = &r["steps"][0]["prefill"];
+    let slope = fit["slope"].as_f64().expect("slope");
+    assert!((slope / 0.020 - 1.0).abs() < 0.05, "{fit}");
+    assert!(fit["r2"].as_f64().expect("r2") > 0.98, "{fit}");
+    // The body wraps the prompt in ~230 characters of JSON.
+    assert!(fit["min_x"].as_f64().expect("min") < 1_300.0, "{fit}");
+    assert!(fit["max_x"].as_f64().expect("max") > 16_000.0, "{fit}");
+    assert_eq!(
+        r["provenance"]["sweep"], "prompt_chars=1000,2000,4000,8000,16000",
+        "{}",
+        r["provenance"]
+    );
+    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    assert!(
+        md.contains("--sweep prompt_chars=1000,2000,4000,8000,16000"),
+        "reproduce: {md}"
+    );
+    // A sweep of one value, or no key, is refused.
+    let o = flora(&[
+        "run",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--sweep",
+        "prompt_chars=1000",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--sweep"), "{}", text(&o));
+}
