@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use tokio::time::{timeout_at, Instant};
 
-use super::sample::{ErrorClass, TimeoutPhase};
+use super::sample::{ErrorClass, Resume, TimeoutPhase};
 use crate::scenario::{ResponseKind, Step, Timeouts};
 use crate::stream::sse::SseParser;
 
@@ -98,17 +98,6 @@ pub struct Prepared<'a> {
     pub auth: Option<(&'a str, HeaderValue)>,
     /// Sent as `X-Request-Id`, so server logs can be matched to the request log.
     pub request_id: String,
-}
-
-/// How a resumed stream joined the one it continues.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Resume {
-    /// Reconnect to its first content event.
-    pub ttft: Option<Duration>,
-    /// Events whose id the first stream had already delivered.
-    pub duplicates: u32,
-    /// Ids skipped between the break and the resumed events.
-    pub lost: u32,
 }
 
 /// `resumed` ids against the last one delivered before the break.

@@ -117,13 +117,24 @@ pub struct Sample {
     /// Prompt tokens as the server counted them.
     pub prompt_tokens: Option<u32>,
     /// The resumed stream after the break (`resume = "last-event-id"`).
-    pub resume: Option<super::request::Resume>,
+    pub resume: Option<Resume>,
     /// HTTP status, when a response arrived.
     pub status: Option<u16>,
     /// Why it failed, if it did.
     pub error: Option<ErrorClass>,
     /// Started inside the warm-up: written to the request log, not measured.
     pub warmup: bool,
+}
+
+/// How a resumed stream joined the one it continues.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Resume {
+    /// Reconnect to its first content event.
+    pub ttft: Option<Duration>,
+    /// Events whose id the first stream had already delivered.
+    pub duplicates: u32,
+    /// Ids skipped between the break and the resumed events.
+    pub lost: u32,
 }
 
 /// The id sent as `X-Request-Id` and written to the request log.

@@ -474,7 +474,7 @@ fn decode_sample(b: &[u8]) -> Sample {
         sent_chars: u32_at(b, 80),
         cancelled: b[79] & 1 != 0,
         prompt_tokens: Some(u32_at(b, 92)).filter(|n| *n != u32::MAX),
-        resume: (b[79] & 2 != 0).then(|| super::request::Resume {
+        resume: (b[79] & 2 != 0).then(|| super::sample::Resume {
             ttft: Some(u32_at(b, 84))
                 .filter(|t| *t != u32::MAX)
                 .map(|t| Duration::from_micros(u64::from(t))),
@@ -541,7 +541,7 @@ mod tests {
                 sent_chars: 4_000_000_000 + i as u32,
                 cancelled: i == 2,
                 prompt_tokens: (i == 1).then_some(3_000_000_000),
-                resume: (i == 2).then_some(crate::engine::request::Resume {
+                resume: (i == 2).then_some(crate::engine::sample::Resume {
                     ttft: Some(Duration::from_micros(1234)),
                     duplicates: 3,
                     lost: 0,
