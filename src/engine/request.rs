@@ -127,14 +127,43 @@ pub async fn execute(
     max_body: usize,
     gaps: &mut Vec<u32>,
 ) -> Outcome {
-    let step = req.step;
-    let mut out = execute_once(client, &req, None, step.cancel, timeouts, max_body, gaps).await;
-    let last = out.last_event_id.clone();
+    let Prepared {
+        step,
+        url,
+        body,
+        auth,
+        request_id,
+    } = req;
+    let who = Who {
+        step,
+        request_id: &request_id,
+    };
+    // Only a step that may resume keeps its request for a second send.
+    let kept = step
+        .resume
+        .then(|| (url.clone(), body.clone(), auth.clone()));
+    let first = Send {
+        url,
+        body,
+        auth,
+        last_event_id: None,
+        cancel: step.cancel,
+    };
+    let mut out = execute_once(client, &who, first, timeouts, max_body, gaps).await;
     if !(step.resume && out.cancelled && out.error.is_none()) {
         return out;
     }
-    let Some(last) = last else { return out };
-    let again = execute_once(client, &req, Some(&last), None, timeouts, max_body, gaps).await;
+    let (Some(last), Some((url, body, auth))) = (out.last_event_id.clone(), kept) else {
+        return out;
+    };
+    let again = Send {
+        url,
+        body,
+        auth,
+        last_event_id: Some(&last),
+        cancel: None,
+    };
+    let again = execute_once(client, &who, again, timeouts, max_body, gaps).await;
     let (duplicates, lost) = match last.trim().parse::<u64>() {
         Ok(n) => resume_check(n, &again.event_ids),
         Err(_) => (0, 0),
@@ -157,35 +186,56 @@ pub async fn execute(
     out
 }
 
-/// One request: `last_event_id` resumes a stream, `cancel` may cut it.
+/// What one send of a prepared request carries: `last_event_id` resumes a
+/// stream, `cancel` may cut it.
+struct Send<'a> {
+    url: reqwest::Url,
+    body: Option<String>,
+    auth: Option<(&'a str, HeaderValue)>,
+    last_event_id: Option<&'a str>,
+    cancel: Option<crate::scenario::Cancel>,
+}
+
+/// The step and the request id every send of one request carries.
+struct Who<'a> {
+    step: &'a Step,
+    request_id: &'a str,
+}
+
+/// One request.
 async fn execute_once(
     client: &reqwest::Client,
-    req: &Prepared<'_>,
-    last_event_id: Option<&str>,
-    cancel: Option<crate::scenario::Cancel>,
+    req: &Who<'_>,
+    send: Send<'_>,
     timeouts: &Timeouts,
     max_body: usize,
     gaps: &mut Vec<u32>,
 ) -> Outcome {
     let step = req.step;
-    let mut builder = client.request(step.method.clone(), req.url.clone());
-    if let Some((name, value)) = &req.auth {
-        builder = builder.header(*name, value.clone());
+    let Send {
+        url,
+        body,
+        auth,
+        last_event_id,
+        cancel,
+    } = send;
+    let mut builder = client.request(step.method.clone(), url);
+    if let Some((name, value)) = auth {
+        builder = builder.header(name, value);
     }
     if let Some(v) = last_event_id.and_then(|v| HeaderValue::from_str(v).ok()) {
         builder = builder.header("last-event-id", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&req.request_id) {
+    if let Ok(v) = HeaderValue::from_str(req.request_id) {
         builder = builder.header("x-request-id", v);
     }
     for (k, v) in &step.headers {
         builder = builder.header(k, v);
     }
-    let sent_chars = req
-        .body
+    let sent_chars = body
         .as_ref()
         .map_or(0, |b| u32::try_from(b.chars().count()).unwrap_or(u32::MAX));
-    if let Some(body) = req.body.clone() {
+    if let Some(body) = body {
         builder = builder
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(body);

@@ -52,13 +52,23 @@ fn headline(kind: &str, f: &Figures) -> String {
     v.map_or("–".into(), short)
 }
 
-/// Series the analysis reads first (queues, caches, pools, CPU), then the rest.
-fn rank(s: &ServerSeries) -> u8 {
-    let name = s.series.split('{').next().unwrap_or_default();
-    let key = [
+/// A series the analysis reads first: queues, caches, pools, CPU, memory.
+pub fn is_key(s: &ServerSeries) -> bool {
+    const KEYS: [&str; 8] = [
         "waiting", "queue", "running", "cache", "preempt", "pool", "cpu", "memory",
     ];
-    u8::from(!key.iter().any(|k| name.to_ascii_lowercase().contains(k)))
+    let name = s
+        .series
+        .split('{')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    KEYS.iter().any(|k| name.contains(k))
+}
+
+/// Key series first, then the rest.
+fn rank(s: &ServerSeries) -> u8 {
+    u8::from(!is_key(s))
 }
 
 fn section(m: &ServerMetrics, stage_names: &[String]) -> ServerCtx {

@@ -58,7 +58,7 @@ fn ms(v: Option<f64>) -> String {
 }
 
 /// TTFT and TPOT quantiles of a stage's streamed steps, histograms merged exactly.
-fn pooled(steps: &[StepResult]) -> (LatencyHist, LatencyHist) {
+pub(super) fn pooled(steps: &[StepResult]) -> (LatencyHist, LatencyHist) {
     let (mut ttft, mut tpot) = (LatencyHist::new(), LatencyHist::new());
     for s in steps.iter().filter(|s| s.response == ResponseKind::Sse) {
         let failed = s.failed;

@@ -450,6 +450,13 @@ const FILE_TYPE: crate::jsonfile::FileType = crate::jsonfile::FileType {
 };
 
 impl RunResult {
+    /// The load a stage held (its target the same at start and end, above
+    /// zero, with measured requests), if it held one: a level to compare.
+    pub fn held_level(&self, s: &time::StageResult) -> Option<f64> {
+        let p = self.load.as_ref()?.stages.get(s.index as usize)?;
+        ((p.from - p.to).abs() < 1e-9 && p.to > 0.0 && s.totals.requests > 0).then_some(p.to)
+    }
+
     /// Write as pretty JSON, atomically.
     pub fn write(&self, path: &Path) -> Result<(), UserError> {
         crate::jsonfile::write(path, self, "result")

@@ -25,18 +25,15 @@ fn step_figures(steps: &[StepResult], l: &mut Level) {
 /// The levels of a run: its held stages (the target the same at start and
 /// end); a run without them is one level.
 pub fn levels_of_run(r: &RunResult) -> Vec<Level> {
-    let plans = r.load.as_ref().map_or(&[][..], |l| &l.stages[..]);
     let mut out: Vec<Level> = r
         .stages
         .iter()
         .enumerate()
         .filter_map(|(at, s)| {
-            let p = plans.get(s.index as usize)?;
             // A held level that measured nothing (all warm-up) says nothing.
-            let held = (p.from - p.to).abs() < 1e-9 && p.to > 0.0 && s.totals.requests > 0;
-            held.then(|| {
+            r.held_level(s).map(|load| {
                 let mut l = Level {
-                    load: p.to,
+                    load,
                     tokens_per_s: s.totals.output_tokens_per_s,
                     requests: s.totals.requests,
                     rate_limited: s.totals.errors.get("rate_limited").copied().unwrap_or(0),

@@ -231,29 +231,19 @@ fn window_len(r: &RunResult) -> String {
 
 /// Streamed steps' TTFT, histograms merged exactly.
 fn pooled_ttft(steps: &[crate::result::StepResult]) -> LatencyHist {
-    let mut h = LatencyHist::new();
-    for s in steps.iter().filter(|s| s.response == ResponseKind::Sse) {
-        if let Ok(x) = LatencyHist::decode(&s.histograms.ttft, s.failed) {
-            h.merge(&x);
-        }
-    }
-    h
+    crate::render::shape::pooled(steps).0
 }
 
 /// TTFT against users over the held stages, with the objective and the
 /// first level past it.
 pub fn ttft_by_load(r: &RunResult) -> Option<Figure> {
-    let plans = r.load.as_ref().map(|l| &l.stages)?;
     let mut levels: Vec<(f64, Option<f64>, Option<f64>)> = r
         .stages
         .iter()
         .filter_map(|s| {
-            let p = plans.get(s.index as usize)?;
-            let held = (p.from - p.to).abs() < 1e-9 && p.to > 0.0 && s.totals.requests > 0;
-            held.then(|| {
-                let h = pooled_ttft(&s.steps);
-                (p.to, h.quantile_ms(0.5), h.quantile_ms(0.9))
-            })
+            let load = r.held_level(s)?;
+            let h = pooled_ttft(&s.steps);
+            Some((load, h.quantile_ms(0.5), h.quantile_ms(0.9)))
         })
         .collect();
     levels.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -437,21 +427,10 @@ pub fn server_panels(r: &RunResult) -> Vec<Figure> {
     let Some(m) = &r.server_metrics else {
         return Vec::new();
     };
-    let keys = [
-        "waiting", "queue", "running", "cache", "preempt", "pool", "cpu", "memory",
-    ];
     let bands = bands(r);
     m.series
         .iter()
-        .filter(|s| {
-            let name = s
-                .series
-                .split('{')
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            keys.iter().any(|k| name.contains(k))
-        })
+        .filter(|s| crate::render::server::is_key(s))
         .take(8)
         .filter_map(|s| {
             let pick = |f: &crate::result::server::Figures| match s.kind.as_str() {
