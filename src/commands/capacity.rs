@@ -82,7 +82,7 @@ pub(super) async fn search(
         By::Users => how.max.ceil() as u32,
         By::Rate => open_cap(&s.plan.load),
     };
-    plan.client = Some(crate::engine::client(
+    plan.client = Some(crate::engine::load_client(
         &plan.scenario,
         most,
         plan.ca_cert.as_deref(),

@@ -19,6 +19,7 @@ pub mod scrape;
 pub mod selfcheck;
 pub mod spill;
 mod vu;
+pub mod wire;
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +62,7 @@ pub struct Plan {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// An HTTP client to use instead of a new one: runs made one after the
     /// other (capacity probes) keep their warm connections.
-    pub client: Option<reqwest::Client>,
+    pub client: Option<wire::Client>,
     /// A shard's agreed start on the wall clock: the run waits for it, and
     /// one that starts late joins at its place in the schedule.
     pub start_at: Option<std::time::SystemTime>,
@@ -108,7 +109,7 @@ pub struct RunOutput {
 
 struct Shared {
     scenario: Arc<Scenario>,
-    client: reqwest::Client,
+    client: wire::Client,
     target: String,
     /// The parsed target every request URL is joined to and checked against.
     base_url: reqwest::Url,
@@ -198,6 +199,17 @@ pub fn client(
             message: format!("cannot build the HTTP client: {e}"),
             hint: None,
         })
+}
+
+/// The client the users' requests go through: HTTP/1.1 read in each user's
+/// task, the general client for HTTP/2 origins and other proxies.
+pub fn load_client(
+    scenario: &Scenario,
+    concurrency: u32,
+    ca_cert: Option<&[u8]>,
+) -> Result<wire::Client, UserError> {
+    let general = client(scenario, concurrency, ca_cert)?;
+    wire::Client::new(general, scenario.timeouts.connect, concurrency, ca_cert)
 }
 
 /// Check that something listens at the target before starting users.
@@ -376,7 +388,7 @@ pub async fn run_checked(
     crate::target::check_allowed(&sc.safety.allow_hosts, &base_url, "the target", &sc.origin)?;
     let client = match &plan.client {
         Some(c) => c.clone(),
-        None => client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?,
+        None => load_client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?,
     };
     let late = match plan.start_at {
         Some(at) => wait_for_start(at, &signals).await?,

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use reqwest::header::HeaderValue;
 use tokio::time::{timeout_at, Instant};
 
 use super::sample::{ErrorClass, Resume, TimeoutPhase};
+use super::wire;
 use crate::scenario::{ResponseKind, Step, Timeouts};
 use crate::stream::sse::SseParser;
 
@@ -121,7 +122,7 @@ pub fn resume_check(last: u64, resumed: &[u64]) -> (u32, u32) {
 /// resumes (`resume = "last-event-id"`) reconnects once, right after its
 /// break, with `Last-Event-ID`, and reads the rest.
 pub async fn execute(
-    client: &reqwest::Client,
+    client: &wire::Client,
     req: Prepared<'_>,
     timeouts: &Timeouts,
     max_body: usize,
@@ -204,7 +205,7 @@ struct Who<'a> {
 
 /// One request.
 async fn execute_once(
-    client: &reqwest::Client,
+    client: &wire::Client,
     req: &Who<'_>,
     send: Send<'_>,
     timeouts: &Timeouts,
@@ -219,33 +220,30 @@ async fn execute_once(
         last_event_id,
         cancel,
     } = send;
-    let mut builder = client.request(step.method.clone(), url);
-    if let Some((name, value)) = auth {
-        builder = builder.header(name, value);
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + step.headers.len());
+    if let Some((name, value)) = &auth {
+        // A header value built from a `&str` is UTF-8.
+        if let Ok(v) = std::str::from_utf8(value.as_bytes()) {
+            headers.push((name, v));
+        }
     }
-    if let Some(v) = last_event_id.and_then(|v| HeaderValue::from_str(v).ok()) {
-        builder = builder.header("last-event-id", v);
+    if let Some(v) = last_event_id {
+        headers.push(("last-event-id", v));
     }
-    if let Ok(v) = HeaderValue::from_str(req.request_id) {
-        builder = builder.header("x-request-id", v);
-    }
+    headers.push(("x-request-id", req.request_id));
     for (k, v) in &step.headers {
-        builder = builder.header(k, v);
+        headers.push((k, v));
     }
     let sent_chars = body
         .as_ref()
         .map_or(0, |b| u32::try_from(b.chars().count()).unwrap_or(u32::MAX));
-    if let Some(body) = body {
-        builder = builder
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body);
-    }
-    if step.response == ResponseKind::Sse {
-        builder = builder.header(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-    }
+    let request = wire::Request {
+        method: &step.method,
+        url: &url,
+        headers,
+        body: body.as_deref(),
+        event_stream: step.response == ResponseKind::Sse,
+    };
 
     let start = Instant::now();
     let total_deadline = start + timeouts.total;
@@ -262,7 +260,7 @@ async fn execute_once(
         }
     };
 
-    let response = match timeout_at(first_deadline, builder.send()).await {
+    let mut response = match timeout_at(first_deadline, client.send(&request)).await {
         Err(_) => {
             out.error = Some(ErrorClass::Timeout(phase_at(
                 first_deadline,
@@ -274,20 +272,8 @@ async fn execute_once(
         Ok(Err(e)) => {
             // Why it failed (an untrusted certificate, a refused connection)
             // is kept for the error examples.
-            out.error_body = Some(body_excerpt(error_chain(&e).as_bytes()));
-            out.error = Some(if is_tls(&e) {
-                ErrorClass::Tls
-            } else if e.is_connect() {
-                if e.is_timeout() {
-                    ErrorClass::Timeout(TimeoutPhase::Connect)
-                } else {
-                    ErrorClass::Connect
-                }
-            } else if e.is_timeout() {
-                ErrorClass::Timeout(TimeoutPhase::Connect)
-            } else {
-                ErrorClass::Transport
-            });
+            out.error_body = Some(body_excerpt(e.detail.as_bytes()));
+            out.error = Some(e.class);
             out.stream_end = start.elapsed();
             return out;
         }
@@ -295,7 +281,8 @@ async fn execute_once(
     };
     out.ttfb = Some(start.elapsed());
 
-    let status = response.status().as_u16();
+    drop(request);
+    let status = response.status;
     out.status = Some(status);
     let expected = if step.expect_status.is_empty() {
         (200..300).contains(&status)
@@ -304,15 +291,14 @@ async fn execute_once(
     };
     if !expected {
         out.retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
+            .retry_after
+            .as_deref()
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         // Read a bounded error body so the connection can be reused; its
         // start says what was wrong and is kept for the error examples.
         if let Ok(Ok(body)) = timeout_at(
             first_deadline.max(Instant::now() + Duration::from_secs(1)),
-            read_capped(response, 64 << 10),
+            read_capped(&mut response, 64 << 10),
         )
         .await
         {
@@ -371,34 +357,7 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     )
 }
 
-/// An error and its causes, one line.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = src {
-        let t = err.to_string();
-        if !parts.iter().any(|p: &String| p.contains(&t)) {
-            parts.push(t);
-        }
-        src = err.source();
-    }
-    parts.join(": ")
-}
-
-/// True when the error chain says the TLS handshake failed.
-fn is_tls(e: &reqwest::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = src {
-        let text = err.to_string().to_ascii_lowercase();
-        if text.contains("certificate") || text.contains("handshake") || text.contains("tls") {
-            return true;
-        }
-        src = err.source();
-    }
-    false
-}
-
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, ErrorClass> {
+async fn read_capped(response: &mut wire::Response, cap: usize) -> Result<Vec<u8>, ErrorClass> {
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
@@ -406,23 +365,24 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<
                 if body.len() + bytes.len() > cap {
                     return Err(ErrorClass::Protocol);
                 }
-                body.extend_from_slice(&bytes);
+                body.extend_from_slice(bytes);
             }
             Ok(None) => return Ok(body),
-            Err(_) => return Err(ErrorClass::StreamBroken),
+            Err(wire::BodyError::Protocol) => return Err(ErrorClass::Protocol),
+            Err(wire::BodyError::Broken) => return Err(ErrorClass::StreamBroken),
         }
     }
 }
 
 async fn read_json(
-    response: reqwest::Response,
+    mut response: wire::Response,
     start: Instant,
     first_deadline: Instant,
     total_deadline: Instant,
     max_body: usize,
     out: &mut Outcome,
 ) {
-    let result = timeout_at(first_deadline, read_capped(response, max_body)).await;
+    let result = timeout_at(first_deadline, read_capped(&mut response, max_body)).await;
     let end = Instant::now();
     out.stream_end = end - start;
     match result {
@@ -466,7 +426,7 @@ struct Deadlines {
 }
 
 async fn read_stream(
-    mut response: reqwest::Response,
+    mut response: wire::Response,
     step: &Step,
     cancel: Option<crate::scenario::Cancel>,
     dl: Deadlines,
@@ -519,7 +479,11 @@ async fn read_stream(
                 out.error = Some(ErrorClass::Timeout(phase));
                 break;
             }
-            Ok(Err(_)) => {
+            Ok(Err(wire::BodyError::Protocol)) => {
+                out.error = Some(ErrorClass::Protocol);
+                break;
+            }
+            Ok(Err(wire::BodyError::Broken)) => {
                 out.error = Some(ErrorClass::StreamBroken);
                 break;
             }
@@ -540,7 +504,7 @@ async fn read_stream(
             out.error = Some(ErrorClass::Protocol);
             break;
         }
-        let fed = parser.feed_events(&piece, |data, id| {
+        let fed = parser.feed_events(piece, |data, id| {
             if done || bad {
                 return;
             }
