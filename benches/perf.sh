@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Performance figures of the load generator and the mock, measured in one run
 # on this machine, all traffic on 127.0.0.1:
-#   0. the floor: wrk (C, epoll, keep-alive, no event parsing) reading the
-#      same streams from the same mock at 64 connections, CPU per request;
-#   1. client CPU time per 64-token streamed request at 64 concurrent streams
-#      (and its ratio to the floor when phase 0 ran),
-#      and the client's peak resident memory;
+#   0-1. CPU per 64-token streamed request at 64 concurrent streams: the
+#      floor (wrk: C, epoll, keep-alive, no event parsing, reading the same
+#      streams from the same mock), flora-gate before (BEFORE=) and now, in
+#      REPS (3) interleaved rounds, medians and ratios; peak resident memory;
 #   2. client TTFT against the mock's own timing of the same requests at 32
 #      streams (p50, p99);
 #   3. mock SSE events per second on one core;
@@ -18,67 +17,86 @@
 #      of 2N minus a run of N requests, so start-up cost cancels) and TTFT
 #      against the server's own.
 # Usage: benches/perf.sh [seconds per phase, default 15]; PHASES="1 4" picks phases;
-# BIN=path/to/flora-gate measures that binary instead of a fresh release build.
+# BIN=path/to/flora-gate measures that binary instead of a fresh release build;
+# BEFORE=path/to/an/older/flora-gate adds it to phases 0-1, side by side.
 SECS=${1:-15}
 PHASES=${PHASES:-0 1 2 3 4 5 6}
 # shellcheck source=benches/lib.sh
 . "$(dirname "$0")/lib.sh"
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
-if want 0; then
-echo "== 0. the floor: wrk reading the same streams, 64 keep-alive connections (${SECS}s)"
-if command -v wrk >/dev/null; then
-  start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
-  cat > "$WORK/stream.lua" <<'LUA'
+if want 0 || want 1; then
+REPS=${REPS:-3}
+echo "== 0-1. CPU per 64-token streamed request, 64 concurrent streams: the floor (wrk), flora-gate before (BEFORE=) and now; ${REPS} interleaved rounds of ${SECS}s, medians"
+# The floor: wrk (C, epoll, keep-alive, no event parsing) reading the same
+# streams from the same mock on 64 keep-alive connections, pinned like the
+# generator; its CPU (user + system) from the shell's accounting.
+cat > "$WORK/stream.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"model":"m","stream":true,"max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "text/event-stream"
 wrk.headers["Authorization"] = "Bearer bench-token-0001"
 LUA
-  # CPU of wrk itself (user + system), from the shell's accounting of it.
+: > "$WORK/cpu.tsv"
+floor_round() {
+  start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
   TIMEFORMAT='%U %S'
   { time pin 1 wrk -t 1 -c 64 -d "${SECS}s" -s "$WORK/stream.lua" "$MOCK_URL/v1/chat/completions" > "$WORK/wrk.txt" 2>&1 ; } 2> "$WORK/wrk.time"
   unset TIMEFORMAT
   stop_mock
-  python3 - "$WORK/wrk.txt" "$WORK/wrk.time" "$WORK/floor.txt" <<'PY'
+  python3 - "$WORK/wrk.txt" "$WORK/wrk.time" >> "$WORK/cpu.tsv" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
-m = re.search(r"(\d+) requests in ([\d.]+)s", t)
+m = re.search(r"(\d+) requests in", t)
 n = int(m.group(1)) if m else 0
 user, system = (float(x) for x in open(sys.argv[2]).read().split()[-2:])
-if n:
-    ms = (user + system) / n * 1000
-    print(f"wrk: {n} requests, CPU {user + system:.2f} s: {ms:.3f} ms per request (the floor)")
-    open(sys.argv[3], "w").write(f"{ms}\n")
-else:
-    print("wrk completed no request:\n" + t)
+bad = re.search(r"Non-2xx.*|Socket errors.*", t)
+print(f"floor\t{(user + system) / n * 1000 if n else 'nan'}\t{n}\t-\t{bad.group(0) if bad else ''}")
 PY
-  grep -E "Non-2xx|Socket errors" "$WORK/wrk.txt" || true
-else
-  echo "wrk not installed (Debian: apt-get install wrk): no floor"
-fi
-
-fi
-if want 1; then
-echo "== 1. client CPU per 64-token streamed request, 64 concurrent streams (${SECS}s)"
-start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
-pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 64 -d "${SECS}s" --warmup 0s \
-  --var max_tokens=64 --no-progress -o "$WORK/r1.json" --requests-out "$WORK/r1.jsonl" > /dev/null 2>&1
-stop_mock
-python3 - "$WORK/r1.json" "$WORK/r1.jsonl" "$WORK/floor.txt" <<'PY'
+}
+gate_round() { # label binary
+  start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
+  pin 1 "$2" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 64 -d "${SECS}s" --warmup 0s \
+    --var max_tokens=64 --no-progress -o "$WORK/r1.json" --requests-out "$WORK/r1.jsonl" > /dev/null 2>&1
+  stop_mock
+  python3 - "$WORK/r1.json" "$WORK/r1.jsonl" "$1" >> "$WORK/cpu.tsv" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); n = sum(1 for _ in open(sys.argv[2]))
 sc = r["self_check"]; chat = r["steps"][0]
-print(f"requests: {n} ({chat['failed']} failed), output tokens/request: {chat['output_tokens']['mean_per_request']}")
-ms = sc['cpu_time_s'] / n * 1000
-print(f"client CPU per request: {ms:.3f} ms  (target <= 0.3 ms)")
-try:
-    floor = float(open(sys.argv[3]).read())
-    print(f"against the floor (wrk, phase 0): {ms / floor:.2f}x  (aim <= 1.3x)")
-except (OSError, ValueError):
-    pass
-print(f"client peak RSS: {sc['peak_rss_mib']:.1f} MiB; loop lag p99 {sc['loop_lag_p99_ms']} ms; saturated: {sc['saturated']}")
+note = f"{chat['failed']} failed, {chat['output_tokens']['mean_per_request']} tokens each, loop lag p99 {sc['loop_lag_p99_ms']} ms"
+print(f"{sys.argv[3]}\t{sc['cpu_time_s'] / n * 1000}\t{n}\t{sc['peak_rss_mib']:.1f}\t{note}")
+PY
+}
+for _ in $(seq "$REPS"); do
+  if command -v wrk >/dev/null; then floor_round; fi
+  if [ -n "${BEFORE:-}" ]; then gate_round before "$BEFORE"; fi
+  gate_round now "$BIN"
+done
+command -v wrk >/dev/null || echo "wrk not installed (Debian: apt-get install wrk): no floor"
+python3 - "$WORK/cpu.tsv" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+names = {"floor": "the floor (wrk)", "before": "flora-gate before", "now": "flora-gate now"}
+med = {}
+for label in ("floor", "before", "now"):
+    mine = [r for r in rows if r[0] == label]
+    if not mine:
+        continue
+    ms = [float(r[1]) for r in mine]
+    med[label] = statistics.median(ms)
+    rounds = ", ".join(f"{float(r[1]):.3f}" for r in mine)
+    rss = [r[3] for r in mine if r[3] != "-"]
+    line = f"{names[label]:>18}: median {med[label]:.3f} ms CPU per request (rounds {rounds}; {mine[-1][2]} requests in the last"
+    line += f", peak RSS {rss[-1]} MiB" if rss else ""
+    print(line + ")")
+    print(f"{'':>20}{mine[-1][4]}")
+for label in ("before", "now"):
+    if label in med and "floor" in med:
+        print(f"{names[label]} / floor: {med[label] / med['floor']:.2f}x")
+if "before" in med and "now" in med:
+    print(f"now / before: {med['now'] / med['before']:.2f}x")
+print("aim: within 1.3x of the floor")
 PY
 
 fi

@@ -457,18 +457,42 @@ async fn read_stream(
     let mut last_id: Option<String> = None;
     let mut cancelled = false;
 
-    while !done {
-        let deadline = match first {
+    // When the read must give up: the first-token deadline, then the idle
+    // time after the latest piece, never past the total or the cancel.
+    let due = |first: Option<Instant>, latest: Instant| {
+        let d = match first {
             None => first_deadline,
-            Some(_) => (Instant::now() + idle).min(total_deadline),
+            Some(_) => (latest + idle).min(total_deadline),
         };
-        let deadline = cancel_at.map_or(deadline, |c| deadline.min(c));
-        let piece = match timeout_at(deadline, response.chunk()).await {
-            Err(_) if cancel_at.is_some_and(|c| Instant::now() >= c) => {
+        cancel_at.map_or(d, |c| d.min(c))
+    };
+    // One timer per stream, not one per piece: it is set to the deadline
+    // known when it was armed, moved earlier at once when the deadline is
+    // (the first content event shortens it to the idle time), and moved
+    // later only when it fires early.
+    let mut latest = start;
+    let timer = tokio::time::sleep_until(due(None, start));
+    tokio::pin!(timer);
+    while !done {
+        let deadline = due(first, latest);
+        if deadline < timer.deadline() {
+            timer.as_mut().reset(deadline);
+        }
+        let read = tokio::select! {
+            biased;
+            r = response.chunk() => Ok(r),
+            () = &mut timer => Err(()),
+        };
+        let piece = match read {
+            Err(()) if Instant::now() < deadline => {
+                timer.as_mut().reset(deadline);
+                continue;
+            }
+            Err(()) if cancel_at.is_some_and(|c| Instant::now() >= c) => {
                 cancelled = true;
                 break;
             }
-            Err(_) => {
+            Err(()) => {
                 let phase = if deadline == total_deadline {
                     TimeoutPhase::Total
                 } else if first.is_none() {
@@ -499,6 +523,7 @@ async fn read_stream(
             Ok(Ok(Some(bytes))) => bytes,
         };
         let now = Instant::now();
+        latest = now;
         received += piece.len();
         if received > max_body {
             out.error = Some(ErrorClass::Protocol);
