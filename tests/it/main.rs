@@ -25,4 +25,5 @@ mod shapes;
 mod shards;
 mod tls;
 mod trust;
+mod wire;
 mod writers;

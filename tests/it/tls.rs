@@ -14,16 +14,25 @@ use tokio_util::sync::CancellationToken;
 /// Serve the mock's routes over TLS with a fresh self-signed certificate;
 /// returns the URL and the certificate in PEM.
 async fn tls_mock() -> (String, String) {
+    tls_mock_speaking(false).await
+}
+
+/// [`tls_mock`], speaking only HTTP/2 (ALPN `h2`) when `h2`: a client that
+/// cannot speak it fails the handshake.
+pub async fn tls_mock_speaking(h2: bool) -> (String, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ck =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
             .expect("cert");
     let cert_der = ck.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
-    let config = rustls::ServerConfig::builder()
+    let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![cert_der], key)
         .expect("server config");
+    if h2 {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let (router, _) = flora_gate::mock::router(
         MockConfig {
@@ -50,9 +59,18 @@ async fn tls_mock() -> (String, String) {
                     return;
                 };
                 let service = hyper_util::service::TowerToHyperService::new(router);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                let io = hyper_util::rt::TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, service)
                     .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
             });
         }
     });
