@@ -8,8 +8,10 @@
 #   2. client TTFT against the mock's own timing of the same requests at 32
 #      streams (p50, p99);
 #   3. mock SSE events per second on one core;
-#   4. concurrent streams held with the generator's self-check clean (500,
-#      1000, 2000 streams of 64 tokens at 50 ms per token), with peak memory;
+#   4. concurrent streams held with the generator's self-check clean
+#      (STREAMS, default 500 1000 2000 5000 10000 streams of 64 tokens at
+#      50 ms per token), with peak memory and memory per stream (BEFORE= adds
+#      the older build at 2,000);
 #   5. where oha is installed (cargo install oha), the same plain-HTTP load
 #      through oha and through flora-gate, CPU per request side by side;
 #   6. where aiperf is installed (pip install aiperf; AIPERF=path), the
@@ -143,21 +145,37 @@ PY
 fi
 
 if want 4; then
-echo "== 4. concurrent streams with the self-check clean (${SECS}s each, 64 tokens, 50 ms/token)"
-for c in 500 1000 2000; do
+STREAMS=${STREAMS:-500 1000 2000 5000 10000}
+echo "== 4. concurrent streams with the self-check clean (${SECS}s each after a 5s warm-up, 64 tokens, 50 ms/token; memory per stream against a 64-stream run)"
+p4() { # binary streams label
   start_mock --ttft-ms 100 --itl-ms 50 --output-tokens 64
-  pin 1 "$BIN" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c "$c" -d "${SECS}s" --warmup 3s \
+  local m0; m0=$(cpu_ticks "$MOCK_PID")
+  pin 1 "$1" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c "$2" -d "${SECS}s" --warmup 5s \
     --var max_tokens=64 --no-progress -o "$WORK/r4.json" > /dev/null 2>&1 || true
+  local m1; m1=$(cpu_ticks "$MOCK_PID")
   stop_mock
-  python3 - "$WORK/r4.json" "$c" <<'PY'
+  python3 - "$WORK/r4.json" "$2" "$3" "$(( m1 - m0 ))" "$WORK/rss64" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); sc = r["self_check"]; chat = r["steps"][0]
-print(f"{sys.argv[2]:>5} streams: {chat['requests']} requests, {chat['failed']} failed, "
-      f"TTFT p50 {chat['ttft_ms']['p50']} ms, loop lag p99 {sc['loop_lag_p99_ms']} ms, "
-      f"CPU {sc['cpu_utilization'] * 100:.0f}% of {sc['cores']} cores, peak RSS {sc['peak_rss_mib']:.0f} MiB, "
-      f"self-check {'SATURATED' if sc['saturated'] else 'clean'}")
+n, label, mock_ticks = int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+rss = sc["peak_rss_mib"]
+try:
+    base = float(open(sys.argv[5]).read())
+    per = f", {(rss - base) * 1024 / n:.1f} KiB per stream over the 64-stream run"
+except (OSError, ValueError):
+    base, per = None, ""
+if n == 64 and label == "now":
+    open(sys.argv[5], "w").write(str(rss))
+tpot = chat.get("tpot_ms", {}).get("p50")
+print(f"{label:>6} {n:>6} streams: {chat['requests']} requests, {chat['failed']} failed, "
+      f"TTFT p50 {chat['ttft_ms']['p50']} ms, TPOT p50 {tpot} ms, {r['totals'].get('output_tokens_per_s', 0):,.0f} tok/s, "
+      f"loop lag p99 {sc['loop_lag_p99_ms']} ms, CPU {sc['cpu_utilization'] * 100:.0f}% of {sc['cores']} core(s), "
+      f"peak RSS {rss:.0f} MiB{per}, mock CPU {mock_ticks / 100:.1f} s; self-check {'SATURATED' if sc['saturated'] else 'clean'}")
 PY
-done
+}
+p4 "$BIN" 64 now
+if [ -n "${BEFORE:-}" ]; then p4 "$BEFORE" 2000 before; fi
+for c in $STREAMS; do p4 "$BIN" "$c" now; done
 fi
 
 if want 5; then
