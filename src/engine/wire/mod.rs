@@ -13,25 +13,23 @@
 //! instead: HTTP/2 multiplexes streams over one connection, which needs a
 //! task of its own.
 
+mod conn;
+mod general;
 mod h1;
 pub mod proxy;
 
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use reqwest::header::HeaderValue;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::client::TlsStream;
 
+use self::conn::{Conn, Exchange};
 use self::proxy::{Proxies, Proxy};
-use super::sample::{ErrorClass, TimeoutPhase};
+use super::sample::ErrorClass;
 use crate::error::UserError;
 
 /// A pooled connection idle longer than this is closed, not reused.
@@ -145,7 +143,7 @@ impl Client {
         Ok(Self {
             inner: Arc::new(Inner {
                 general,
-                tls: Arc::new(tls_config(ca_cert)?),
+                tls: Arc::new(conn::tls_config(ca_cert)?),
                 proxies: Proxies::from_env(),
                 connect_timeout,
                 max_idle: concurrency.max(1) as usize,
@@ -172,7 +170,7 @@ impl Client {
         };
         let proxy = inner.proxies.for_target(origin.https, &origin.host);
         if matches!(proxy, Some(Proxy::Other)) || inner.is_h2(&origin) {
-            return inner.send_general(req).await;
+            return general::send(&inner.general, req).await;
         }
         let head = encode(req, &origin, proxy)?;
         // A reused connection the server closed while it idled fails before
@@ -180,10 +178,17 @@ impl Client {
         for _ in 0..2 {
             let (mut conn, reused) = match inner.checkout(&origin) {
                 Some(conn) => (conn, true),
-                None => match inner.connect(&origin, proxy).await? {
-                    Some(conn) => (conn, false),
-                    None => return inner.send_general(req).await,
-                },
+                None => {
+                    match conn::connect(&inner.tls, inner.connect_timeout, &origin, proxy).await? {
+                        Some(conn) => (conn, false),
+                        None => {
+                            if let Ok(mut h2) = inner.h2.write() {
+                                h2.insert(origin.clone());
+                            }
+                            return general::send(&inner.general, req).await;
+                        }
+                    }
+                }
             };
             match conn.exchange(&head, req.body, req.method).await {
                 Ok(h) => {
@@ -252,137 +257,6 @@ impl Inner {
                 list.push(conn);
             }
         }
-    }
-
-    /// A new connection, or `None` when the origin chose HTTP/2.
-    async fn connect(
-        &self,
-        origin: &Origin,
-        proxy: Option<&Proxy>,
-    ) -> Result<Option<Conn>, SendError> {
-        let attempt = async {
-            let (host, port) = match proxy {
-                Some(Proxy::Http { host, port, .. }) => (host.as_str(), *port),
-                _ => (origin.host.as_str(), origin.port),
-            };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let mut tcp = TcpStream::connect((host, port)).await.map_err(|e| {
-                let class = if e.kind() == std::io::ErrorKind::TimedOut {
-                    ErrorClass::Timeout(TimeoutPhase::Connect)
-                } else {
-                    ErrorClass::Connect
-                };
-                SendError::new(class, format!("cannot connect to {host}:{port}: {e}"))
-            })?;
-            let _ = tcp.set_nodelay(true);
-            let io = if origin.https {
-                if let Some(Proxy::Http { auth, .. }) = proxy {
-                    tunnel(&mut tcp, origin, auth.as_deref()).await?;
-                }
-                let name =
-                    rustls::pki_types::ServerName::try_from(origin.host.clone()).map_err(|e| {
-                        SendError::new(ErrorClass::Tls, format!("bad server name: {e}"))
-                    })?;
-                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| SendError::new(ErrorClass::Tls, format!("TLS handshake: {e}")))?;
-                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    if let Ok(mut h2) = self.h2.write() {
-                        h2.insert(origin.clone());
-                    }
-                    return Ok(None);
-                }
-                Io::Tls(Box::new(tls))
-            } else {
-                Io::Plain(tcp)
-            };
-            Ok(Some(Conn {
-                io,
-                buf: BytesMut::new(),
-                origin: origin.clone(),
-                idle_since: Instant::now(),
-            }))
-        };
-        match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::new(
-                ErrorClass::Timeout(TimeoutPhase::Connect),
-                format!("connecting took over {:?}", self.connect_timeout),
-            )),
-        }
-    }
-
-    async fn send_general(&self, req: &Request<'_>) -> Result<Response, SendError> {
-        let mut b = self.general.request(req.method.clone(), req.url.clone());
-        for (k, v) in &req.headers {
-            b = b.header(*k, *v);
-        }
-        if let Some(body) = req.body {
-            b = b
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        if req.event_stream {
-            b = b.header(reqwest::header::ACCEPT, "text/event-stream");
-        }
-        let response = b.send().await.map_err(|e| {
-            let class = if is_tls(&e) {
-                ErrorClass::Tls
-            } else if e.is_connect() && !e.is_timeout() {
-                ErrorClass::Connect
-            } else if e.is_timeout() {
-                ErrorClass::Timeout(TimeoutPhase::Connect)
-            } else {
-                ErrorClass::Transport
-            };
-            SendError::new(class, error_chain(&e))
-        })?;
-        Ok(Response {
-            status: response.status().as_u16(),
-            retry_after: response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            body: BodyKind::General {
-                response,
-                piece: Bytes::new(),
-            },
-        })
-    }
-}
-
-/// `CONNECT` through an `http://` proxy, up to its answer.
-async fn tunnel(tcp: &mut TcpStream, origin: &Origin, auth: Option<&str>) -> Result<(), SendError> {
-    let authority = authority(&origin.host, origin.port);
-    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some(auth) = auth {
-        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
-    }
-    head.push_str("\r\n");
-    let failed = |why: String| SendError::new(ErrorClass::Connect, format!("the proxy: {why}"));
-    h1::write_all(tcp, head.as_bytes())
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let mut buf = BytesMut::new();
-    let answer = h1::read_head(tcp, &mut buf, true)
-        .await
-        .map_err(|_| failed("no answer to CONNECT".into()))?;
-    if !(200..300).contains(&answer.status) {
-        return Err(failed(format!("CONNECT answered {}", answer.status)));
-    }
-    if !buf.is_empty() {
-        return Err(failed("bytes after the CONNECT answer".into()));
-    }
-    Ok(())
-}
-
-fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 
@@ -457,59 +331,6 @@ fn encode(req: &Request<'_>, origin: &Origin, proxy: Option<&Proxy>) -> Result<V
     Ok(out)
 }
 
-enum Exchange {
-    /// Nothing came back on a connection that may have closed while idle.
-    Stale,
-    Failed(SendError),
-}
-
-/// A connection to one origin.
-struct Conn {
-    io: Io,
-    buf: BytesMut,
-    origin: Origin,
-    idle_since: Instant,
-}
-
-impl Conn {
-    /// Write the request, read the head of the answer.
-    async fn exchange(
-        &mut self,
-        head: &[u8],
-        body: Option<&str>,
-        method: &reqwest::Method,
-    ) -> Result<h1::Head, Exchange> {
-        let written = match body {
-            // Small bodies go with the head in one segment.
-            Some(b) if b.len() <= 16 << 10 => {
-                let mut all = Vec::with_capacity(head.len() + b.len());
-                all.extend_from_slice(head);
-                all.extend_from_slice(b.as_bytes());
-                h1::write_all(&mut self.io, &all).await
-            }
-            Some(b) => match h1::write_all(&mut self.io, head).await {
-                Ok(()) => h1::write_all(&mut self.io, b.as_bytes()).await,
-                Err(e) => Err(e),
-            },
-            None => h1::write_all(&mut self.io, head).await,
-        };
-        if written.is_err() {
-            return Err(Exchange::Stale);
-        }
-        match h1::read_head(&mut self.io, &mut self.buf, method == reqwest::Method::HEAD).await {
-            Ok(h) => Ok(h),
-            Err(h1::ReadError::Io(_)) if self.buf.is_empty() => Err(Exchange::Stale),
-            Err(h1::ReadError::Io(e)) => Err(Exchange::Failed(SendError::new(
-                ErrorClass::Transport,
-                format!("the response broke off: {e}"),
-            ))),
-            Err(h1::ReadError::Protocol(why)) => {
-                Err(Exchange::Failed(SendError::new(ErrorClass::Protocol, why)))
-            }
-        }
-    }
-}
-
 /// A response whose body is still to read. Dropped after its body was read
 /// to the end, its connection goes back to the pool; dropped before, the
 /// connection is closed (a cancelled stream disconnects).
@@ -581,112 +402,4 @@ impl Response {
             },
         }
     }
-}
-
-/// A plain or TLS connection.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// rustls with the platform's roots, `ca_cert` added, offering HTTP/2 and 1.1.
-fn tls_config(ca_cert: Option<&[u8]>) -> Result<rustls::ClientConfig, UserError> {
-    use rustls::pki_types::{pem::PemObject as _, CertificateDer};
-    let bad = |message: String| UserError::Environment {
-        message,
-        hint: None,
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let extra = match ca_cert {
-        Some(pem) => CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("the extra root certificate is not PEM: {e}")))?,
-        None => Vec::new(),
-    };
-    if ca_cert.is_some() && extra.is_empty() {
-        return Err(bad(
-            "the extra root certificate file holds no certificate".into()
-        ));
-    }
-    let verifier = if extra.is_empty() {
-        rustls_platform_verifier::Verifier::new(provider.clone())
-    } else {
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-    }
-    .map_err(|e| bad(format!("cannot load the trusted roots: {e}")))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(format!("cannot set up TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// An error and its causes, one line.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = src {
-        let t = err.to_string();
-        if !parts.iter().any(|p: &String| p.contains(&t)) {
-            parts.push(t);
-        }
-        src = err.source();
-    }
-    parts.join(": ")
-}
-
-/// True when the error chain says the TLS handshake failed.
-fn is_tls(e: &reqwest::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = src {
-        let text = err.to_string().to_ascii_lowercase();
-        if text.contains("certificate") || text.contains("handshake") || text.contains("tls") {
-            return true;
-        }
-        src = err.source();
-    }
-    false
 }
