@@ -281,7 +281,6 @@ async fn execute_once(
     };
     out.ttfb = Some(start.elapsed());
 
-    drop(request);
     let status = response.status;
     out.status = Some(status);
     let expected = if step.expect_status.is_empty() {

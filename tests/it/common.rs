@@ -160,6 +160,44 @@ pub fn tokens_csv(dir: &std::path::Path, n: usize) -> String {
     p.to_str().expect("utf-8").to_string()
 }
 
+/// `flora-gate run -s SCENARIO -t TARGET` with a tokens file of `users`
+/// tokens in `dir`, no progress line, the result written to `dir/r.json`,
+/// then `extra` flags: the command's output and the result's path.
+pub fn run_cli(
+    dir: &Path,
+    scenario: &str,
+    target: &str,
+    users: usize,
+    extra: &[&str],
+) -> (std::process::Output, std::path::PathBuf) {
+    let tokens = tokens_csv(dir, users);
+    let out = dir.join("r.json");
+    let mut args = vec![
+        "run",
+        "-s",
+        scenario,
+        "-t",
+        target,
+        "--tokens",
+        &tokens,
+        "--no-progress",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    (flora(&args), out)
+}
+
+/// A result file, parsed.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("result")).expect("JSON")
+}
+
+/// The Markdown report of a result file (`flora-gate report -r FILE`).
+pub fn report_md(path: &Path) -> String {
+    text(&flora(&["report", "-r", path.to_str().expect("utf-8")]))
+}
+
 /// A plain HTTP/1.1 request on loopback (no client library, nothing
 /// pooled): the whole answer, status line first.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> String {

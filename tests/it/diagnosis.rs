@@ -1,11 +1,7 @@
 //! The bottleneck analysis on mocks with a known bottleneck: one ramp of
 //! held levels each, classified by the rule that must fire (and no other).
 
-use crate::common::{flora, spawn_mock, text};
-
-fn tokens(dir: &std::path::Path, n: usize) -> String {
-    crate::common::tokens_csv(dir, n)
-}
+use crate::common::{report_md, run_cli, spawn_mock, text};
 
 /// Ramp through held levels of 4, 16 and 32 users against a mock made with
 /// `mock`, and return the report's bottleneck section.
@@ -28,30 +24,12 @@ fn analysis_of(scenario: &str, mock: &[&str], token_count: usize) -> String {
 fn analysis_with(scenario: &str, mock: &[&str], token_count: usize, load: &[&str]) -> String {
     let mock = spawn_mock(mock);
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
-    let tokens = tokens(dir.path(), token_count);
-    let mut args = vec![
-        "run",
-        "-s",
-        scenario,
-        "-t",
-        &mock.url,
-        "--tokens",
-        &tokens,
-        "--var",
-        "max_tokens=16",
-        "--warmup",
-        "0s",
-        "--no-progress",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(load);
-    let o = flora(&args);
+    let mut extra = vec!["--var", "max_tokens=16", "--warmup", "0s"];
+    extra.extend_from_slice(load);
+    let (o, out) = run_cli(dir.path(), scenario, &mock.url, token_count, &extra);
     let run = text(&o);
     assert!(out.exists(), "{run}");
-    let o = flora(&["report", "-r", out.to_str().expect("utf-8")]);
-    let md = format!("{}\n{run}", text(&o));
+    let md = format!("{}\n{run}", report_md(&out));
     let from = md
         .find("### Bottleneck analysis")
         .unwrap_or_else(|| panic!("no analysis: {md}"));
@@ -217,29 +195,24 @@ fn one_run_with_server_metrics_finds_the_queue_and_shows_the_figures() {
         "16",
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
-    let o = flora(&[
-        "run",
-        "-s",
+    let (o, out) = run_cli(
+        dir.path(),
         "openai-chat",
-        "-t",
         &mock.url,
-        "--tokens",
-        &tokens(dir.path(), 16),
-        "--var",
-        "max_tokens=16",
-        "-c",
-        "16",
-        "-d",
-        "4s",
-        "--no-progress",
-        "--server-metrics",
-        "/metrics",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        16,
+        &[
+            "--var",
+            "max_tokens=16",
+            "-c",
+            "16",
+            "-d",
+            "4s",
+            "--server-metrics",
+            "/metrics",
+        ],
+    );
     assert!(out.exists(), "{}", text(&o));
-    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    let md = report_md(&out);
     assert!(md.contains("### Server metrics"), "{md}");
     assert!(
         md.contains("`vllm:num_requests_waiting{model_name=\"mock-novelist\"}`"),
@@ -248,28 +221,24 @@ fn one_run_with_server_metrics_finds_the_queue_and_shows_the_figures() {
     assert!(md.contains("the server's waiting queue held"), "{md}");
     // The same light load on a server with room: no finding, said so.
     let mock = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "3", "--output-tokens", "16"]);
-    let o = flora(&[
-        "run",
-        "-s",
+    let (o, out) = run_cli(
+        dir.path(),
         "openai-chat",
-        "-t",
         &mock.url,
-        "--tokens",
-        &tokens(dir.path(), 16),
-        "--var",
-        "max_tokens=16",
-        "-c",
-        "4",
-        "-d",
-        "3s",
-        "--no-progress",
-        "--server-metrics",
-        "/metrics",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        16,
+        &[
+            "--var",
+            "max_tokens=16",
+            "-c",
+            "4",
+            "-d",
+            "3s",
+            "--server-metrics",
+            "/metrics",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    let md = report_md(&out);
     assert!(
         md.contains("No bottleneck: the server's queue, cache and pools stayed clear"),
         "{md}"

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{flora, get_body, http, spawn_mock, text, tokens_csv};
+use crate::common::{flora, get_body, http, read_json, report_md, run_cli, spawn_mock, text};
 
 /// Requests the mock is generating now, from its `/metrics`.
 fn running(url: &str) -> f64 {
@@ -48,28 +48,15 @@ fn cut_run(mock_args: &[&str]) -> (crate::common::MockProcess, std::process::Out
     args.extend_from_slice(mock_args);
     let mock = spawn_mock(&args);
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
-    let o = flora(&[
-        "run",
-        "-s",
+    let (o, out) = run_cli(
+        dir.path(),
         &cut_scenario(dir.path()),
-        "-t",
         &mock.url,
-        "--tokens",
-        &tokens_csv(dir.path(), 2),
-        "-c",
-        "2",
-        "--requests",
-        "6",
-        "--warmup",
-        "0s",
-        "--no-progress",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        2,
+        &["-c", "2", "--requests", "6", "--warmup", "0s"],
+    );
     let ended = Instant::now();
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let r: serde_json::Value = read_json(&out);
     let step = &r["steps"][0];
     assert_eq!(step["cancelled"], 6, "{step}");
     assert_eq!(step["ok"], 6, "cancelled streams are not errors: {step}");
@@ -109,24 +96,14 @@ fn a_server_that_ignores_the_disconnect_keeps_generating_and_is_caught() {
 
     // The bundled scenario, scraping the mock, names it.
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
     let bundled = |mock: &crate::common::MockProcess| {
-        flora(&[
-            "run",
-            "-s",
+        run_cli(
+            dir.path(),
             "interrupt-resume",
-            "-t",
             &mock.url,
-            "--tokens",
-            &tokens_csv(dir.path(), 4),
-            "-d",
-            "4s",
-            "--warmup",
-            "1s",
-            "--no-progress",
-            "-o",
-            out.to_str().expect("utf-8"),
-        ])
+            4,
+            &["-d", "4s", "--warmup", "1s"],
+        )
     };
     let args = ["--output-tokens", "200", "--itl-ms", "5", "--ttft-ms", "20"];
     for (fault, expected) in [(true, true), (false, false)] {
@@ -135,9 +112,9 @@ fn a_server_that_ignores_the_disconnect_keeps_generating_and_is_caught() {
             a.push("--ignore-disconnect");
         }
         let mock = spawn_mock(&a);
-        let o = bundled(&mock);
+        let (o, out) = bundled(&mock);
         assert!(o.status.success(), "{}", text(&o));
-        let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+        let md = report_md(&out);
         assert_eq!(
             md.contains("server kept generating after the client disconnected"),
             expected,
@@ -190,26 +167,15 @@ fn the_prefill_cost_is_fitted_within_five_percent_over_a_1k_to_16k_sweep() {
         "2",
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
-    let o = flora(&[
-        "run",
-        "-s",
+    let (o, out) = run_cli(
+        dir.path(),
         "long-context",
-        "-t",
         &mock.url,
-        "--tokens",
-        &tokens_csv(dir.path(), 1),
-        "-c",
-        "1",
-        "--requests",
-        "75",
-        "--no-progress",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        1,
+        &["-c", "1", "--requests", "75"],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let r: serde_json::Value = read_json(&out);
     for step in ["continue", "summarize"] {
         let s = r["steps"]
             .as_array()
@@ -228,7 +194,7 @@ fn the_prefill_cost_is_fitted_within_five_percent_over_a_1k_to_16k_sweep() {
         let per_char = s["prompt_tokens_per_char"].as_f64().expect("calibration");
         assert!((per_char - 2.0 / 3.0).abs() < 0.01, "{per_char}");
     }
-    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    let md = report_md(&out);
     assert!(md.contains("### TTFT against prompt length"), "{md}");
     // 20 ms per 1,000 characters is 30 ms per 1,000 tokens at 2/3 token a char.
     assert!(md.contains("| 30.0 ms (0.67 tokens a char) |"), "{md}");
@@ -238,29 +204,16 @@ fn the_prefill_cost_is_fitted_within_five_percent_over_a_1k_to_16k_sweep() {
 fn every_book_of_every_writer_is_created_and_walked_in_order_by_its_owner_only() {
     let mock = spawn_mock(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "8"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
     // 2 writers × 2 iterations × 3 books × 6 steps.
-    let o = flora(&[
-        "run",
-        "-s",
+    let (o, out) = run_cli(
+        dir.path(),
         "multi-book",
-        "-t",
         &mock.url,
-        "--tokens",
-        &tokens_csv(dir.path(), 2),
-        "-c",
-        "2",
-        "--requests",
-        "72",
-        "--warmup",
-        "0s",
-        "--no-progress",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        2,
+        &["-c", "2", "--requests", "72", "--warmup", "0s"],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let r: serde_json::Value = read_json(&out);
     assert_eq!(r["totals"]["requests"], 72, "{}", r["totals"]);
     assert_eq!(r["totals"]["failed"], 0, "{}", r["totals"]);
     let books: Vec<serde_json::Value> =
@@ -320,7 +273,6 @@ fn books_per_user_is_bounded() {
 #[test]
 fn a_resumed_stream_goes_on_at_the_break_and_a_replaying_server_is_caught() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
     let base = [
         "--output-tokens",
         "50",
@@ -336,27 +288,15 @@ fn a_resumed_stream_goes_on_at_the_break_and_a_replaying_server_is_caught() {
             args.push("--resume-replays");
         }
         let mock = spawn_mock(&args);
-        let o = flora(&[
-            "run",
-            "-s",
+        let (o, out) = run_cli(
+            dir.path(),
             "interrupt-resume",
-            "-t",
             &mock.url,
-            "--tokens",
-            &tokens_csv(dir.path(), 2),
-            "-c",
-            "2",
-            "-d",
-            "3s",
-            "--warmup",
-            "0s",
-            "--no-progress",
-            "-o",
-            out.to_str().expect("utf-8"),
-        ]);
+            2,
+            &["-c", "2", "-d", "3s", "--warmup", "0s"],
+        );
         assert!(o.status.success(), "{}", text(&o));
-        let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+        let r: serde_json::Value = read_json(&out);
         let expand = r["steps"]
             .as_array()
             .expect("steps")
@@ -370,7 +310,7 @@ fn a_resumed_stream_goes_on_at_the_break_and_a_replaying_server_is_caught() {
         // The whole answer arrived: 5 events before the break, 45 after
         // (plus the 5 replayed by a server that starts over).
         let chunks = expand["output_tokens"]["chunks"].as_u64().expect("chunks");
-        let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+        let md = report_md(&out);
         if replays {
             assert_eq!(resume["duplicates"].as_u64(), Some(5 * resumed), "{resume}");
             assert_eq!(chunks, 55 * resumed, "{expand}");
@@ -406,30 +346,24 @@ fn a_length_sweep_at_one_user_gives_the_prefill_curve() {
         "2",
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
-    let o = flora(&[
-        "run",
-        "-s",
+    let (o, out) = run_cli(
+        dir.path(),
         "openai-chat",
-        "-t",
         &mock.url,
-        "--tokens",
-        &tokens_csv(dir.path(), 1),
-        "-c",
-        "1",
-        "--requests",
-        "40",
-        "--warmup",
-        "0s",
-        "--sweep",
-        "prompt_chars=1000,2000,4000,8000,16000",
-        "--no-progress",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
+        1,
+        &[
+            "-c",
+            "1",
+            "--requests",
+            "40",
+            "--warmup",
+            "0s",
+            "--sweep",
+            "prompt_chars=1000,2000,4000,8000,16000",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).expect("result")).expect("JSON");
+    let r: serde_json::Value = read_json(&out);
     let fit = &r["steps"][0]["prefill"];
     let slope = fit["slope"].as_f64().expect("slope");
     assert!((slope / 0.020 - 1.0).abs() < 0.05, "{fit}");
@@ -442,7 +376,7 @@ fn a_length_sweep_at_one_user_gives_the_prefill_curve() {
         "{}",
         r["provenance"]
     );
-    let md = text(&flora(&["report", "-r", out.to_str().expect("utf-8")]));
+    let md = report_md(&out);
     assert!(
         md.contains("--sweep prompt_chars=1000,2000,4000,8000,16000"),
         "reproduce: {md}"

@@ -243,11 +243,11 @@ impl Inner {
     }
 
     fn checkin(&self, mut conn: Conn) {
-        if conn.buf.capacity() > KEEP_BUFFER || !conn.buf.is_empty() {
-            if !conn.buf.is_empty() {
-                // Bytes after the response: the connection is out of step.
-                return;
-            }
+        if !conn.buf.is_empty() {
+            // Bytes after the response: the connection is out of step.
+            return;
+        }
+        if conn.buf.capacity() > KEEP_BUFFER {
             conn.buf = BytesMut::new();
         }
         conn.idle_since = Instant::now();
