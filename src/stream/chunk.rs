@@ -6,8 +6,9 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use serde_json::Value;
+
+use super::walk;
 
 /// Where the interesting values sit inside each event's JSON.
 #[derive(Debug, Clone)]
@@ -23,7 +24,7 @@ pub struct StreamSpec {
     /// Whether a stream that ends without `done` is broken (by default a
     /// stream that completes normally after content is fine without it).
     pub require_done: bool,
-    /// Use the typed reader (set by [`StreamSpec::finish`] when the pointers are the defaults).
+    /// Use the one-pass walk (set by [`StreamSpec::finish`] when the pointers are the defaults).
     pub fast: bool,
 }
 
@@ -63,40 +64,6 @@ pub struct ChunkInfo {
 #[derive(Debug, PartialEq)]
 pub struct MalformedChunk;
 
-/// The OpenAI chunk shape, read without building a JSON tree: the hot path
-/// when a scenario keeps the default pointers.
-#[derive(Deserialize)]
-struct FastChunk<'a> {
-    #[serde(default, borrow)]
-    choices: Option<Vec<FastChoice<'a>>>,
-    #[serde(default)]
-    usage: Option<FastUsage>,
-}
-
-#[derive(Deserialize)]
-struct FastChoice<'a> {
-    #[serde(default, borrow)]
-    delta: Option<FastDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FastDelta<'a> {
-    #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    reasoning: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct FastUsage {
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-}
-
 impl StreamSpec {
     /// Settle the reader after the pointers were changed.
     #[must_use]
@@ -105,7 +72,7 @@ impl StreamSpec {
         self
     }
 
-    /// True when the pointers are the defaults, so the typed reader applies.
+    /// True when the pointers are the defaults, so the walk applies.
     fn is_default_shape(&self) -> bool {
         let d = StreamSpec::default();
         self.content == d.content
@@ -113,31 +80,34 @@ impl StreamSpec {
             && self.usage_prompt_tokens == d.usage_prompt_tokens
     }
 
-    fn interpret_fast(data: &[u8], text: Option<&mut String>) -> Result<ChunkInfo, MalformedChunk> {
-        let chunk: FastChunk<'_> = serde_json::from_slice(data).map_err(|_| MalformedChunk)?;
-        let mut info = ChunkInfo::default();
-        if let Some(delta) = chunk
-            .choices
-            .as_ref()
-            .and_then(|c| c.first())
-            .and_then(|c| c.delta.as_ref())
-        {
-            let piece = [&delta.content, &delta.reasoning_content, &delta.reasoning]
-                .into_iter()
-                .flatten()
-                .find(|s| !s.is_empty());
-            if let Some(s) = piece {
-                info.content_len = s.len();
-                if let Some(t) = text {
-                    t.push_str(s);
-                }
-            }
+    /// The default pointers read by [`walk`]; `None` when the walk leaves
+    /// the answer to the generic reader.
+    fn interpret_fast(data: &[u8], text: Option<&mut String>) -> Option<ChunkInfo> {
+        let found = walk::walk(data)?;
+        let mut info = ChunkInfo {
+            completion_tokens: found.completion_tokens,
+            prompt_tokens: found.prompt_tokens,
+            ..ChunkInfo::default()
+        };
+        // The first non-empty text counts; an escaped string is never empty.
+        let Some(piece) = found
+            .content
+            .iter()
+            .flatten()
+            .find(|s| s.escaped || !s.raw().is_empty())
+        else {
+            return Some(info);
+        };
+        let piece: Cow<'_, str> = if piece.escaped {
+            Cow::Owned(serde_json::from_str(piece.quoted).ok()?)
+        } else {
+            Cow::Borrowed(piece.raw())
+        };
+        info.content_len = piece.len();
+        if let Some(t) = text {
+            t.push_str(&piece);
         }
-        if let Some(u) = chunk.usage {
-            info.completion_tokens = u.completion_tokens;
-            info.prompt_tokens = u.prompt_tokens;
-        }
-        Ok(info)
+        Some(info)
     }
 
     /// Interpret one event. `text` receives the content when present, so a
@@ -155,13 +125,11 @@ impl StreamSpec {
             });
         }
         if self.fast {
-            // The typed reader handles the usual shapes; anything it cannot
-            // read (a count that is negative, a float or a string, content
-            // that is not text) goes to the generic reader, which defines
-            // the meaning, so both always agree. (The typed reader writes
-            // text only after the whole event parsed, so a fallback never
-            // sees half of it.)
-            if let Ok(info) = Self::interpret_fast(data, text.as_deref_mut()) {
+            // The walk reads the usual shapes; what it cannot vouch for goes
+            // to the generic reader, which defines the meaning, so both
+            // always agree. (Text is written only once the whole event was
+            // read, so a fallback never sees half of it.)
+            if let Some(info) = Self::interpret_fast(data, text.as_deref_mut()) {
                 return Ok(info);
             }
         }
@@ -270,6 +238,59 @@ mod tests {
         assert_eq!(i.content_len, 0);
         let i = read(r#"{"usage":{"completion_tokens":18446744073709551615}}"#).expect("json");
         assert_eq!(i.completion_tokens, Some(u64::MAX));
+    }
+
+    /// Both readers, text included, on `data` as bytes.
+    fn agree(data: &[u8]) {
+        let (mut a, mut b) = (String::new(), String::new());
+        let fast = StreamSpec::default().interpret(data, Some(&mut a));
+        let generic = StreamSpec {
+            fast: false,
+            ..StreamSpec::default()
+        }
+        .interpret(data, Some(&mut b));
+        let shown = String::from_utf8_lossy(data);
+        assert_eq!(fast, generic, "readers disagree on {shown}");
+        assert_eq!(a, b, "texts differ on {shown}");
+    }
+
+    #[test]
+    fn the_walk_agrees_with_the_generic_reader_on_mutated_chunks() {
+        let seeds: [&[u8]; 6] = [
+            br#"{"choices":[{"delta":{"content":"a"},"delta":{"reasoning":"b"}}],"usage":{"prompt_tokens":1},"usage":{"completion_tokens":2}}"#,
+            br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"a\n\"b\" \u00e9"},"logprobs":null,"finish_reason":null}]}"#,
+            br#"{"choices":[{"delta":{"content":"","reasoning_content":"think"}},{"delta":{"content":"second"}}],"usage":null}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64,"total_tokens":76}}"#,
+            br#"{"choices":[{"delta":{"reasoning":"r","content":"c"},"finish_reason":"stop"}],"usage":{"completion_tokens":-0,"prompt_tokens":1.5e2}}"#,
+            " { \"choices\" : [ { \"delta\" : { \"content\" : \"夜色\\t\" } } ] , \"x\" : [ true , false , null , -0.5E-3 ] } ".as_bytes(),
+        ];
+        // Bytes that change a chunk's structure or meaning.
+        const SIGNIFICANT: &[u8] = b"{}[]\":,\\0-.eE unt\x01\xc3\xa9";
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for seed in seeds {
+            agree(seed);
+            for _ in 0..4000 {
+                let mut data = seed.to_vec();
+                for _ in 0..1 + next(3) {
+                    let at = next(data.len() + 1);
+                    let byte = SIGNIFICANT[next(SIGNIFICANT.len())];
+                    match next(3) {
+                        0 if at < data.len() => data[at] = byte,
+                        1 if at < data.len() => {
+                            data.remove(at);
+                        }
+                        _ => data.insert(at, byte),
+                    }
+                }
+                agree(&data);
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod chunk;
 pub mod sse;
+mod walk;
 
 pub use chunk::StreamSpec;
 
