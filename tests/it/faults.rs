@@ -236,10 +236,22 @@ fn targets_outside_allow_hosts_are_refused() {
 /// `flora-gate run` for 60 s against `url`, writing its result to `out`.
 #[cfg(unix)]
 fn start_long_run(url: &str, dir: &std::path::Path, out: &std::path::Path) -> std::process::Child {
-    use std::process::{Command, Stdio};
+    let command = std::process::Command::new(env!("CARGO_BIN_EXE_flora-gate"));
+    start_long_run_with(command, url, dir, out)
+}
+
+/// As [`start_long_run`], the binary started by `command`.
+#[cfg(unix)]
+fn start_long_run_with(
+    mut command: std::process::Command,
+    url: &str,
+    dir: &std::path::Path,
+    out: &std::path::Path,
+) -> std::process::Child {
+    use std::process::Stdio;
     let tokens = dir.join("t.csv");
     std::fs::write(&tokens, "tok\n").expect("write");
-    Command::new(env!("CARGO_BIN_EXE_flora-gate"))
+    command
         .args([
             "run",
             "-s",
@@ -299,6 +311,38 @@ fn sigint_keeps_a_partial_result_and_exits_non_zero() {
     assert_eq!(r.status, "partial");
     assert!(r.totals.requests > 0);
     assert!(String::from_utf8_lossy(&output.stderr).contains("did not finish"));
+}
+
+/// Pinned to one core, the run goes on the single-threaded scheduler:
+/// requests complete, the host shows one core, and a signal still stops the
+/// run with its partial result written.
+#[cfg(target_os = "linux")]
+#[test]
+fn on_one_core_the_run_and_its_stop_still_work() {
+    use std::process::Command;
+    let mock =
+        crate::common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let mut pinned = Command::new("taskset");
+    pinned.args(["-c", "0", env!("CARGO_BIN_EXE_flora-gate")]);
+    let child = start_long_run_with(pinned, &mock.url, dir.path(), &out);
+    std::thread::sleep(Duration::from_millis(2000));
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let output = child.wait_with_output().expect("exits");
+    drop(mock);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let r = flora_gate::result::RunResult::read(&out).expect("partial result written");
+    assert_eq!(r.status, "partial");
+    assert_eq!(r.provenance.host.cores, 1, "{stderr}");
+    assert!(r.totals.requests >= 4, "{:?}", r.totals);
+    assert_eq!(r.totals.failed, 0, "{:?}", r.totals);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
