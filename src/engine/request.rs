@@ -448,7 +448,9 @@ async fn read_stream(
     let mut received = 0usize;
     let mut content_bytes = 0usize;
     let mut first_event: Option<Instant> = None;
-    let mut gaps: Vec<Duration> = Vec::new();
+    // Gaps go straight into the step's list, and are taken back out if
+    // the stream fails.
+    let kept = itl.len();
     let spec = &step.stream;
     // The writer presses stop: after so many content events, or so long.
     let cancel_tokens = cancel.and_then(|c| c.tokens);
@@ -556,7 +558,7 @@ async fn read_stream(
                             first = Some(now);
                         }
                         if let Some(prev) = last {
-                            gaps.push(now - prev);
+                            itl.push(u32::try_from((now - prev).as_micros()).unwrap_or(u32::MAX));
                         }
                         last = Some(now);
                         if cancel_tokens.is_some_and(|k| out.chunks >= k) {
@@ -607,11 +609,8 @@ async fn read_stream(
         // The server says it generated tokens, yet no content reached us.
         out.error = Some(ErrorClass::Protocol);
     }
-    if out.error.is_none() {
-        itl.extend(
-            gaps.iter()
-                .map(|g| u32::try_from(g.as_micros()).unwrap_or(u32::MAX)),
-        );
+    if out.error.is_some() {
+        itl.truncate(kept);
     }
     out.text = text;
 }

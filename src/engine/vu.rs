@@ -340,13 +340,19 @@ impl User {
                 None => std::future::pending().await,
             }
         };
+        // The gaps of a request that is cut are not kept.
+        let kept = sink.len();
         shared.live.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = tokio::select! {
-            o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, sink) => (o, Flow::Next),
+            biased;
+            o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, &mut *sink) => (o, Flow::Next),
             () = shared.hard_stop.cancelled() => (abandoned(&shared, start), Flow::Abandoned),
             () = cut => (abandoned(&shared, start), Flow::Abandoned),
         };
         shared.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if sent.1 == Flow::Abandoned {
+            sink.truncate(kept);
+        }
         sent
     }
 

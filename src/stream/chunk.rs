@@ -99,9 +99,9 @@ impl StreamSpec {
             return Some(info);
         };
         let piece: Cow<'_, str> = if piece.escaped {
-            Cow::Owned(serde_json::from_str(piece.quoted).ok()?)
+            Cow::Owned(serde_json::from_slice(piece.quoted).ok()?)
         } else {
-            Cow::Borrowed(piece.raw())
+            Cow::Borrowed(std::str::from_utf8(piece.raw()).ok()?)
         };
         info.content_len = piece.len();
         if let Some(t) = text {

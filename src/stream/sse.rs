@@ -55,7 +55,22 @@ impl SseParser {
             }
         }
         while !bytes.is_empty() {
-            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let end = memchr::memchr2(b'\n', b'\r', bytes);
+            // The usual event, `data: ...` and a blank line, whole in this
+            // piece with nothing before it: handed out where it lies.
+            if let Some(i) = end {
+                if self.line.is_empty()
+                    && !self.has_data
+                    && bytes.get(i..i + 2) == Some(b"\n\n")
+                    && bytes.starts_with(b"data:")
+                {
+                    let v = &bytes[5..i];
+                    on_event(v.strip_prefix(b" ").unwrap_or(v), self.last_id.as_deref());
+                    bytes = &bytes[i + 2..];
+                    continue;
+                }
+            }
+            match end {
                 Some(i) => {
                     let ending = bytes[i];
                     if self.line.is_empty() {
@@ -106,7 +121,7 @@ impl SseParser {
         if line[0] == b':' {
             return;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
                 let v = &line[i + 1..];
                 (&line[..i], v.strip_prefix(b" ").unwrap_or(v))

@@ -14,15 +14,15 @@ const MAX_DEPTH: u32 = 64;
 /// A JSON string as it stands between its quotes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct RawStr<'a> {
-    /// The string with its quotes, as JSON.
-    pub quoted: &'a str,
+    /// The string with its quotes, as JSON (valid UTF-8).
+    pub quoted: &'a [u8],
     /// It holds escapes, so its text is not the bytes between the quotes.
     pub escaped: bool,
 }
 
 impl<'a> RawStr<'a> {
     /// The bytes between the quotes.
-    pub fn raw(&self) -> &'a str {
+    pub fn raw(&self) -> &'a [u8] {
         &self.quoted[1..self.quoted.len() - 1]
     }
 }
@@ -38,6 +38,19 @@ pub(super) struct Found<'a> {
     pub prompt_tokens: Option<u64>,
 }
 
+/// Bytes that end a run of plain string bytes: the quote, the escape,
+/// control characters (not allowed in JSON strings) and the start of a
+/// multi-byte character (checked as UTF-8 once the string ends).
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b < 0x20 || b >= 0x80 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// Where in the document a value sits, as far as the pointers care.
 #[derive(Clone, Copy, PartialEq)]
 enum At {
@@ -51,9 +64,7 @@ enum At {
 
 /// Read `data`; `None` when the walk cannot vouch for the answer.
 pub(super) fn walk(data: &[u8]) -> Option<Found<'_>> {
-    let text = std::str::from_utf8(data).ok()?;
     let mut w = Walker {
-        s: text,
         b: data,
         i: 0,
         depth: 0,
@@ -66,7 +77,6 @@ pub(super) fn walk(data: &[u8]) -> Option<Found<'_>> {
 }
 
 struct Walker<'a> {
-    s: &'a str,
     b: &'a [u8],
     i: usize,
     depth: u32,
@@ -135,11 +145,11 @@ impl<'a> Walker<'a> {
             self.eat(b':')?;
             self.ws();
             match (at, key.raw()) {
-                (At::Top, "choices") => {
+                (At::Top, b"choices") => {
                     found.content = [None; 3];
                     self.value(At::Choices, found)?;
                 }
-                (At::Top, "usage") => {
+                (At::Top, b"usage") => {
                     found.completion_tokens = None;
                     found.prompt_tokens = None;
                     self.value(At::Usage, found)?;
@@ -149,14 +159,14 @@ impl<'a> Walker<'a> {
                     // and the generic reader's business.
                     return None;
                 }
-                (At::FirstChoice, "delta") => {
+                (At::FirstChoice, b"delta") => {
                     found.content = [None; 3];
                     self.value(At::Delta, found)?;
                 }
-                (At::Delta, k @ ("content" | "reasoning_content" | "reasoning")) => {
+                (At::Delta, k @ (b"content" | b"reasoning_content" | b"reasoning")) => {
                     let slot = match k {
-                        "content" => 0,
-                        "reasoning_content" => 1,
+                        b"content" => 0,
+                        b"reasoning_content" => 1,
                         _ => 2,
                     };
                     found.content[slot] = match self.value(At::Elsewhere, found)? {
@@ -164,13 +174,13 @@ impl<'a> Walker<'a> {
                         _ => None,
                     };
                 }
-                (At::Usage, k @ ("completion_tokens" | "prompt_tokens")) => {
+                (At::Usage, k @ (b"completion_tokens" | b"prompt_tokens")) => {
                     let count = match self.value(At::Elsewhere, found)? {
                         Scalar::Count(n) => Some(n),
                         Scalar::Negative => return None,
                         _ => None,
                     };
-                    if k == "completion_tokens" {
+                    if k == b"completion_tokens" {
                         found.completion_tokens = count;
                     } else {
                         found.prompt_tokens = count;
@@ -225,8 +235,12 @@ impl<'a> Walker<'a> {
         let start = self.i;
         self.eat(b'"')?;
         let mut escaped = false;
+        let mut ascii = true;
         loop {
-            match *self.b.get(self.i)? {
+            while !SPECIAL[usize::from(*self.b.get(self.i)?)] {
+                self.i += 1;
+            }
+            match self.b[self.i] {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
@@ -234,11 +248,14 @@ impl<'a> Walker<'a> {
                     match self.peek()? {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
                         b'u' => {
-                            let hex = self.s.get(self.i + 1..self.i + 5)?;
-                            let unit = u16::from_str_radix(hex, 16).ok()?;
-                            if !hex.bytes().all(|c| c.is_ascii_hexdigit())
-                                || (0xD800..=0xDFFF).contains(&unit)
-                            {
+                            let hex = self.b.get(self.i + 1..self.i + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            let unit = hex.iter().fold(0u32, |n, &d| {
+                                n * 16 + char::from(d).to_digit(16).unwrap_or(0)
+                            });
+                            if (0xD800..=0xDFFF).contains(&unit) {
                                 return None;
                             }
                             self.i += 5;
@@ -247,12 +264,17 @@ impl<'a> Walker<'a> {
                     }
                 }
                 0..=0x1F => return None,
-                _ => self.i += 1,
+                _ => {
+                    ascii = false;
+                    self.i += 1;
+                }
             }
         }
         self.i += 1;
-        // Both ends are ASCII quotes, so the slice is at char boundaries.
-        let quoted = self.s.get(start..self.i)?;
+        let quoted = &self.b[start..self.i];
+        if !ascii {
+            std::str::from_utf8(quoted).ok()?;
+        }
         Some(RawStr { quoted, escaped })
     }
 
@@ -298,7 +320,12 @@ impl<'a> Walker<'a> {
             return Some(Scalar::Other);
         }
         // Digits past a u64 make a float in the generic reader.
-        self.s[start..self.i].parse().ok().map(Scalar::Count)
+        self.b[start..self.i]
+            .iter()
+            .try_fold(0u64, |n, &d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
+            .map(Scalar::Count)
     }
 
     fn digits(&mut self) -> usize {
@@ -323,7 +350,7 @@ mod tests {
         assert_eq!(
             f.content[0],
             Some(RawStr {
-                quoted: "\"night \"",
+                quoted: b"\"night \"",
                 escaped: false
             })
         );

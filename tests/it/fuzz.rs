@@ -67,7 +67,7 @@ proptest! {
         for e in events {
             let a = spec.interpret(&e, None);
             let b = generic.interpret(&e, None);
-            prop_assert_eq!(a.is_ok(), b.is_ok());
+            prop_assert_eq!(a, b);
         }
         let _ = spec.interpret(&bytes, None);
     }

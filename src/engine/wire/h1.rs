@@ -288,15 +288,19 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
 }
 
+/// The size on a chunk line: hex digits, blanks around them allowed, an
+/// extension after `;` ignored; at most 15 digits.
 fn chunk_size(line: &[u8]) -> Result<u64, ReadError> {
     let hex = line.split(|&b| b == b';').next().unwrap_or(b"");
-    let hex = std::str::from_utf8(hex)
-        .map_err(|_| ReadError::Protocol("bad chunk size"))?
-        .trim();
+    let hex = hex.trim_ascii();
     if hex.is_empty() || hex.len() > 15 {
         return Err(ReadError::Protocol("bad chunk size"));
     }
-    u64::from_str_radix(hex, 16).map_err(|_| ReadError::Protocol("bad chunk size"))
+    hex.iter()
+        .try_fold(0u64, |n, &d| {
+            char::from(d).to_digit(16).map(|v| (n << 4) | u64::from(v))
+        })
+        .ok_or(ReadError::Protocol("bad chunk size"))
 }
 
 /// Write `bytes` and flush (a TLS stream holds them until flushed).
