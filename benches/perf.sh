@@ -98,6 +98,15 @@ for label in ("before", "now"):
         print(f"{names[label]} / floor: {med[label] / med['floor']:.2f}x")
 if "before" in med and "now" in med:
     print(f"now / before: {med['now'] / med['before']:.2f}x")
+# Each round's client against the floor measured just before it, so a
+# machine that drifts between rounds moves both sides of the ratio.
+floors = [float(r[1]) for r in rows if r[0] == "floor"]
+for label in ("before", "now"):
+    mine = [float(r[1]) for r in rows if r[0] == label]
+    if floors and len(mine) == len(floors):
+        paired = sorted(m / f for m, f in zip(mine, floors))
+        print(f"{names[label]} / floor, round by round: median {statistics.median(paired):.2f}x "
+              f"(from {paired[0]:.2f}x to {paired[-1]:.2f}x)")
 print("aim: within 1.3x of the floor")
 PY
 

@@ -424,6 +424,41 @@ struct Deadlines {
     max_body: usize,
 }
 
+/// Gaps kept in the stream's own state before they go to the step's list.
+const GAP_BATCH: usize = 24;
+
+/// What every piece of a stream updates, kept together: with thousands of
+/// streams, each wake-up finds its stream's memory gone from the cache, and
+/// the lines it touches are what it costs.
+struct Tally {
+    /// When the latest piece arrived.
+    latest: Instant,
+    /// The deadline the timer was last set to (read here, not from the timer).
+    armed: Instant,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    first_event: Option<Instant>,
+    received: usize,
+    content_bytes: usize,
+    chunks: u32,
+    done: bool,
+    bad: bool,
+    cancelled: bool,
+    gaps: [u32; GAP_BATCH],
+    n_gaps: usize,
+}
+
+impl Tally {
+    fn gap(&mut self, gap: Duration, itl: &mut Vec<u32>) {
+        if self.n_gaps == GAP_BATCH {
+            itl.extend_from_slice(&self.gaps);
+            self.n_gaps = 0;
+        }
+        self.gaps[self.n_gaps] = u32::try_from(gap.as_micros()).unwrap_or(u32::MAX);
+        self.n_gaps += 1;
+    }
+}
+
 async fn read_stream(
     mut response: wire::Response,
     step: &Step,
@@ -441,22 +476,14 @@ async fn read_stream(
     } = dl;
     let mut parser = SseParser::new();
     let mut text = (step.capture_text.is_some() || step.append_text.is_some()).then(String::new);
-    let mut first: Option<Instant> = None;
-    let mut last: Option<Instant> = None;
-    let mut done = false;
-    let mut bad = false;
-    let mut received = 0usize;
-    let mut content_bytes = 0usize;
-    let mut first_event: Option<Instant> = None;
-    // Gaps go straight into the step's list, and are taken back out if
-    // the stream fails.
+    // Gaps go into the step's list as the stream goes, and are taken back
+    // out if it fails.
     let kept = itl.len();
     let spec = &step.stream;
     // The writer presses stop: after so many content events, or so long.
     let cancel_tokens = cancel.and_then(|c| c.tokens);
     let cancel_at = cancel.and_then(|c| c.after).map(|a| start + a);
     let mut last_id: Option<String> = None;
-    let mut cancelled = false;
 
     // When the read must give up: the first-token deadline, then the idle
     // time after the latest piece, never past the total or the cancel.
@@ -471,12 +498,27 @@ async fn read_stream(
     // known when it was armed, moved earlier at once when the deadline is
     // (the first content event shortens it to the idle time), and moved
     // later only when it fires early.
-    let mut latest = start;
-    let timer = tokio::time::sleep_until(due(None, start));
+    let mut t = Tally {
+        latest: start,
+        armed: due(None, start),
+        first: None,
+        last: None,
+        first_event: None,
+        received: 0,
+        content_bytes: 0,
+        chunks: 0,
+        done: false,
+        bad: false,
+        cancelled: false,
+        gaps: [0; GAP_BATCH],
+        n_gaps: 0,
+    };
+    let timer = tokio::time::sleep_until(t.armed);
     tokio::pin!(timer);
-    while !done {
-        let deadline = due(first, latest);
-        if deadline < timer.deadline() {
+    while !t.done {
+        let deadline = due(t.first, t.latest);
+        if deadline < t.armed {
+            t.armed = deadline;
             timer.as_mut().reset(deadline);
         }
         let read = tokio::select! {
@@ -486,17 +528,18 @@ async fn read_stream(
         };
         let piece = match read {
             Err(()) if Instant::now() < deadline => {
+                t.armed = deadline;
                 timer.as_mut().reset(deadline);
                 continue;
             }
             Err(()) if cancel_at.is_some_and(|c| Instant::now() >= c) => {
-                cancelled = true;
+                t.cancelled = true;
                 break;
             }
             Err(()) => {
                 let phase = if deadline == total_deadline {
                     TimeoutPhase::Total
-                } else if first.is_none() {
+                } else if t.first.is_none() {
                     TimeoutPhase::FirstToken
                 } else {
                     TimeoutPhase::Idle
@@ -516,7 +559,7 @@ async fn read_stream(
                 // Ended without the end marker: fine after content, unless
                 // the scenario requires the marker; an event cut in half or
                 // a stream with no content at all is broken.
-                if spec.require_done || parser.has_partial() || first.is_none() {
+                if spec.require_done || parser.has_partial() || t.first.is_none() {
                     out.error = Some(ErrorClass::StreamBroken);
                 }
                 break;
@@ -524,24 +567,24 @@ async fn read_stream(
             Ok(Ok(Some(bytes))) => bytes,
         };
         let now = Instant::now();
-        latest = now;
-        received += piece.len();
-        if received > max_body {
+        t.latest = now;
+        t.received += piece.len();
+        if t.received > max_body {
             out.error = Some(ErrorClass::Protocol);
             break;
         }
         let fed = parser.feed_events(piece, |data, id| {
-            if done || bad {
+            if t.done || t.bad {
                 return;
             }
-            if first_event.is_none() {
-                first_event = Some(now);
+            if t.first_event.is_none() {
+                t.first_event = Some(now);
             }
             match spec.interpret(data, text.as_mut()) {
-                Err(_) => bad = true,
+                Err(_) => t.bad = true,
                 Ok(info) => {
                     if info.done {
-                        done = true;
+                        t.done = true;
                         return;
                     }
                     if info.content_len > 0 {
@@ -552,18 +595,18 @@ async fn read_stream(
                                 out.event_ids.push(n);
                             }
                         }
-                        content_bytes += info.content_len;
-                        out.chunks = out.chunks.saturating_add(1);
-                        if first.is_none() {
-                            first = Some(now);
+                        t.content_bytes += info.content_len;
+                        t.chunks = t.chunks.saturating_add(1);
+                        if t.first.is_none() {
+                            t.first = Some(now);
                         }
-                        if let Some(prev) = last {
-                            itl.push(u32::try_from((now - prev).as_micros()).unwrap_or(u32::MAX));
+                        if let Some(prev) = t.last {
+                            t.gap(now - prev, itl);
                         }
-                        last = Some(now);
-                        if cancel_tokens.is_some_and(|k| out.chunks >= k) {
-                            cancelled = true;
-                            done = true;
+                        t.last = Some(now);
+                        if cancel_tokens.is_some_and(|k| t.chunks >= k) {
+                            t.cancelled = true;
+                            t.done = true;
                             return;
                         }
                     }
@@ -576,36 +619,38 @@ async fn read_stream(
                 }
             }
         });
-        if fed.is_err() || bad {
+        if fed.is_err() || t.bad {
             out.error = Some(ErrorClass::Protocol);
             break;
         }
     }
+    itl.extend_from_slice(&t.gaps[..t.n_gaps]);
+    out.chunks = t.chunks;
     out.last_event_id = last_id;
-    if cancelled {
+    if t.cancelled {
         // Disconnect now, as a client whose writer pressed stop: the
         // connection is closed, never drained.
         drop(response);
         out.cancelled = true;
-    } else if done {
+    } else if t.done {
         // Read to the end of the body so the connection goes back to the pool;
         // a server that stays open after its end marker is not waited for long.
         let drain_until = (Instant::now() + idle.min(Duration::from_secs(2))).min(total_deadline);
         while let Ok(Ok(Some(_))) = timeout_at(drain_until, response.chunk()).await {}
     }
     out.stream_end = start.elapsed();
-    out.ttft = first.map(|t| t - start);
-    out.first_event = first_event.map(|t| t - start);
-    out.e2e = last.map(|t| t - start);
+    out.ttft = t.first.map(|f| f - start);
+    out.first_event = t.first_event.map(|f| f - start);
+    out.e2e = t.last.map(|l| l - start);
     if out.error.is_none()
         && out
             .usage_tokens
-            .is_some_and(|n| !plausible_usage(n, content_bytes))
+            .is_some_and(|n| !plausible_usage(n, t.content_bytes))
     {
         // A count no stream of this size can carry.
         out.error = Some(ErrorClass::Protocol);
     }
-    if out.error.is_none() && first.is_none() && out.usage_tokens.unwrap_or(0) > 0 {
+    if out.error.is_none() && t.first.is_none() && out.usage_tokens.unwrap_or(0) > 0 {
         // The server says it generated tokens, yet no content reached us.
         out.error = Some(ErrorClass::Protocol);
     }
