@@ -39,11 +39,13 @@ fn main() -> ExitCode {
 /// limit of 1) the single-threaded scheduler: a wake-up then costs no
 /// cross-thread queue, atomic hand-off or idle-worker bookkeeping, which on
 /// a load of thousands of small events per second is a measurable share of
-/// the generator's CPU. With more cores, the work-stealing scheduler
-/// (`TOKIO_WORKER_THREADS` caps its workers).
+/// the generator's CPU. With more cores, or when `TOKIO_WORKER_THREADS`
+/// asks for workers, the work-stealing scheduler with that many.
 fn runtime_builder() -> tokio::runtime::Builder {
-    match std::thread::available_parallelism() {
-        Ok(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    if one_core && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
     }
 }
