@@ -190,14 +190,8 @@ impl<'a> Walker<'a> {
                     self.value(At::Elsewhere, found)?;
                 }
             }
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.after_item(b'}')? {
+                return Some(());
             }
         }
     }
@@ -218,15 +212,22 @@ impl<'a> Walker<'a> {
             };
             first = false;
             self.value(here, found)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.after_item(b']')? {
+                return Some(());
             }
+        }
+    }
+
+    /// After a member or element: true past the closing `close`, false past
+    /// a comma, `None` on anything else.
+    fn after_item(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let b = self.peek()?;
+        self.i += 1;
+        match b {
+            b',' => Some(false),
+            _ if b == close => Some(true),
+            _ => None,
         }
     }
 

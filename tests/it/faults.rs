@@ -277,30 +277,34 @@ fn start_long_run_with(
         .expect("run")
 }
 
+/// After `wait`, SIGINT to `child`; its output, and how long it took to
+/// exit after the signal.
 #[cfg(unix)]
-#[test]
-fn sigint_keeps_a_partial_result_and_exits_non_zero() {
-    use std::process::Command;
-    let mock =
-        crate::common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
-    let url = mock.url.clone();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("r.json");
-    let child = start_long_run(&url, dir.path(), &out);
-    std::thread::sleep(Duration::from_millis(1500));
-    let started = std::time::Instant::now();
-    let ok = Command::new("kill")
+fn interrupt_after(wait: Duration, child: std::process::Child) -> (std::process::Output, Duration) {
+    std::thread::sleep(wait);
+    let sent = std::time::Instant::now();
+    let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .expect("kill")
         .success();
     assert!(ok);
     let output = child.wait_with_output().expect("exits");
+    (output, sent.elapsed())
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_keeps_a_partial_result_and_exits_non_zero() {
+    let mock =
+        crate::common::spawn_mock(&["--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "20"]);
+    let url = mock.url.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let child = start_long_run(&url, dir.path(), &out);
+    let (output, took) = interrupt_after(Duration::from_millis(1500), child);
     drop(mock);
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "stopped promptly"
-    );
+    assert!(took < Duration::from_secs(15), "stopped promptly");
     assert_eq!(
         output.status.code(),
         Some(2),
@@ -327,14 +331,7 @@ fn on_one_core_the_run_and_its_stop_still_work() {
     let mut pinned = Command::new("taskset");
     pinned.args(["-c", "0", env!("CARGO_BIN_EXE_flora-gate")]);
     let child = start_long_run_with(pinned, &mock.url, dir.path(), &out);
-    std::thread::sleep(Duration::from_millis(2000));
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok);
-    let output = child.wait_with_output().expect("exits");
+    let (output, _) = interrupt_after(Duration::from_millis(2000), child);
     drop(mock);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");

@@ -198,8 +198,16 @@ fn the_prefill_cost_is_fitted_within_five_percent_over_a_1k_to_16k_sweep() {
     }
     let md = report_md(&out);
     assert!(md.contains("### TTFT against prompt length"), "{md}");
-    // 20 ms per 1,000 characters is 30 ms per 1,000 tokens at 2/3 token a char.
-    assert!(md.contains("| 30.0 ms (0.67 tokens a char) |"), "{md}");
+    // 20 ms per 1,000 characters is 30 ms per 1,000 tokens at 2/3 token a
+    // char; the printed figure is the fit's, so within the fit's 5%.
+    let per_1k_tokens = md
+        .lines()
+        .find(|l| l.starts_with("| continue |") && l.contains("tokens a char"))
+        .and_then(|l| l.split('|').nth(6))
+        .and_then(|cell| cell.trim().split(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no per-token figure in {md}"));
+    assert!((per_1k_tokens / 30.0 - 1.0).abs() < 0.05, "{md}");
 }
 
 #[test]
