@@ -18,7 +18,6 @@ pub mod schedule;
 pub mod scrape;
 pub mod selfcheck;
 pub mod spill;
-pub mod switch;
 mod vu;
 pub mod wire;
 
@@ -128,7 +127,7 @@ struct Shared {
     /// Grace for in-flight requests of a retired user.
     drain: Duration,
     stop: CancellationToken,
-    hard_stop: Arc<switch::Switch>,
+    hard_stop: CancellationToken,
     /// A signal arrived: nothing new starts, whatever `finish` says.
     signalled: CancellationToken,
     requests_left: Option<AtomicU64>,
@@ -306,7 +305,7 @@ async fn breaker(
                 *t = Some(reason);
             }
             shared.stop.cancel();
-            shared.hard_stop.flip();
+            shared.hard_stop.cancel();
             return;
         }
     }
@@ -411,7 +410,7 @@ pub async fn run_checked(
     let cpu0 = selfcheck::process_cpu_seconds();
     let host0 = selfcheck::host_cpu_ticks();
     let stop = CancellationToken::new();
-    let hard_stop = Arc::new(switch::Switch::new());
+    let hard_stop = CancellationToken::new();
     let shared = Arc::new(Shared {
         scenario: sc.clone(),
         client,
@@ -548,12 +547,12 @@ pub async fn run_checked(
                 }
                 None => break,
             },
-            () = tokio::time::sleep_until(drain_deadline), if !hard_stop.is_on() => {
-                hard_stop.flip();
+            () = tokio::time::sleep_until(drain_deadline), if !hard_stop.is_cancelled() => {
+                hard_stop.cancel();
                 interrupted.get_or_insert_with(|| format!("in-flight requests abandoned after a {:?} grace period", plan.drain));
             }
-            () = kill.cancelled(), if !hard_stop.is_on() => {
-                hard_stop.flip();
+            () = kill.cancelled(), if !hard_stop.is_cancelled() => {
+                hard_stop.cancel();
                 interrupted = Some("stopped at once by a second signal".to_string());
             }
         }

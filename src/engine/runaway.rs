@@ -87,7 +87,7 @@ pub(super) async fn watch(shared: Arc<Shared>, tripped: Arc<Mutex<Option<String>
                 *t = Some(why);
             }
             shared.stop.cancel();
-            shared.hard_stop.flip();
+            shared.hard_stop.cancel();
             return;
         }
     }

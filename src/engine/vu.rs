@@ -346,7 +346,7 @@ impl User {
         let sent = tokio::select! {
             biased;
             o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, &mut *sink) => (o, Flow::Next),
-            () = shared.hard_stop.wait() => (abandoned(&shared, start), Flow::Abandoned),
+            () = shared.hard_stop.cancelled() => (abandoned(&shared, start), Flow::Abandoned),
             () = cut => (abandoned(&shared, start), Flow::Abandoned),
         };
         shared.live.in_flight.fetch_sub(1, Ordering::Relaxed);

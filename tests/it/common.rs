@@ -188,6 +188,26 @@ pub fn run_cli(
     (flora(&args), out)
 }
 
+/// What `run -s SCENARIO -t http://127.0.0.1:9` (then `extra` flags) says
+/// of a scenario file that must be refused: its exit is 2.
+pub fn refused(scenario: &str, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("s.toml");
+    std::fs::write(&p, scenario).expect("write");
+    let mut args = vec![
+        "run",
+        "-s",
+        p.to_str().expect("utf-8"),
+        "-t",
+        "http://127.0.0.1:9",
+    ];
+    args.extend_from_slice(extra);
+    let o = flora(&args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    t
+}
+
 /// A result file, parsed.
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("result")).expect("JSON")

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{flora, run, run_plan, spawn_mock, start_mock, text, Load, BIN};
+use crate::common::{flora, refused, run, run_plan, spawn_mock, start_mock, text, Load, BIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -715,31 +715,13 @@ async fn absurd_usage_counts_are_protocol_errors() {
 #[test]
 fn smaller_inputs_get_the_right_message() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sc = dir.path().join("s.toml");
-    std::fs::write(&sc, "name = \"x\"\n[auth]\nkind = \"none\"\n[data]\nfile = \"nope.json\"\n[[steps]]\nname = \"a\"\npath = \"/x\"\n").expect("write");
-    let o = flora(&[
-        "run",
-        "-s",
-        sc.to_str().expect("utf8"),
-        "-t",
-        "http://127.0.0.1:9",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
+    let t = refused("name = \"x\"\n[auth]\nkind = \"none\"\n[data]\nfile = \"nope.json\"\n[[steps]]\nname = \"a\"\npath = \"/x\"\n", &[]);
     assert!(
-        text(&o).contains("nope.json") && !text(&o).contains("invalid scenario"),
-        "{}",
-        text(&o)
+        t.contains("nope.json") && !t.contains("invalid scenario"),
+        "{t}"
     );
-    std::fs::write(&sc, "name = \"x\"\n[auth]\nkind = \"none\"\n[gate]\nmetrics = []\n[[steps]]\nname = \"a\"\npath = \"/x\"\n").expect("write");
-    let o = flora(&[
-        "run",
-        "-s",
-        sc.to_str().expect("utf8"),
-        "-t",
-        "http://127.0.0.1:9",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("metrics"), "{}", text(&o));
+    let t = refused("name = \"x\"\n[auth]\nkind = \"none\"\n[gate]\nmetrics = []\n[[steps]]\nname = \"a\"\npath = \"/x\"\n", &[]);
+    assert!(t.contains("metrics"), "{t}");
     for bad in [
         "http:///path",
         "http://127.0.0.1:9/?x=1",

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{flora, get_body, http, read_json, report_md, run_cli, spawn_mock, text};
+use crate::common::{
+    flora, get_body, http, read_json, refused, report_md, run_cli, spawn_mock, text,
+};
 
 /// Requests the mock is generating now, from its `/metrics`.
 fn running(url: &str) -> f64 {
@@ -16,23 +18,6 @@ fn running(url: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("the running gauge")
-}
-
-/// What `run` says of a scenario file that must be refused (exit 2).
-fn refused(scenario: &str) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = dir.path().join("bad.toml");
-    std::fs::write(&p, scenario).expect("write");
-    let o = flora(&[
-        "run",
-        "-s",
-        p.to_str().expect("utf-8"),
-        "-t",
-        "http://127.0.0.1:9",
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{t}");
-    t
 }
 
 /// One streamed step cut after 10 of 2,000 tokens (10 s of generation).
@@ -144,7 +129,10 @@ fn a_server_that_ignores_the_disconnect_keeps_generating_and_is_caught() {
 
 #[test]
 fn only_a_streamed_step_can_be_cancelled() {
-    let t = refused("name = \"b\"\n[[steps]]\nname = \"j\"\npath = \"/x\"\nresponse = \"json\"\ncancel_after_tokens = 3\n");
+    let t = refused(
+        "name = \"b\"\n[[steps]]\nname = \"j\"\npath = \"/x\"\nresponse = \"json\"\ncancel_after_tokens = 3\n",
+        &[],
+    );
     assert!(
         t.contains("cancel_after_tokens") && t.contains("streamed step"),
         "{t}"
@@ -258,7 +246,10 @@ fn every_book_of_every_writer_is_created_and_walked_in_order_by_its_owner_only()
 
 #[test]
 fn books_per_user_is_bounded() {
-    let t = refused("name = \"b\"\nbooks_per_user = 99\n[[steps]]\nname = \"s\"\npath = \"/x\"\n");
+    let t = refused(
+        "name = \"b\"\nbooks_per_user = 99\n[[steps]]\nname = \"s\"\npath = \"/x\"\n",
+        &[],
+    );
     assert!(
         t.contains("books_per_user") && t.contains("between 1 and 32"),
         "{t}"
