@@ -102,6 +102,17 @@ impl LatencyHist {
         Some(self.hist.value_at_quantile(q_ok.min(1.0)) as f64 / 1000.0)
     }
 
+    /// Finite values above `ms` milliseconds.
+    pub fn count_above_ms(&self, ms: f64) -> u64 {
+        let floor = (ms * 1000.0).max(0.0) as u64;
+        if floor >= HIGHEST_US {
+            return 0;
+        }
+        // Values equal to `floor` share its bucket; the count above it is
+        // every value minus those at or below.
+        self.hist.len() - self.hist.count_between(0, floor)
+    }
+
     /// Mean of the finite values in milliseconds.
     pub fn mean_ms(&self) -> Option<f64> {
         (!self.hist.is_empty()).then(|| self.hist.mean() / 1000.0)
@@ -216,6 +227,19 @@ mod tests {
         assert!((49.9..=50.1).contains(&p50), "{p50}");
         let p99 = h.quantile_ms(0.99).expect("non-empty");
         assert!((98.9..=99.1).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn counts_above_a_limit() {
+        let mut h = LatencyHist::new();
+        for i in 1..=100 {
+            h.record(ms(i));
+        }
+        h.record_failure();
+        assert_eq!(h.count_above_ms(90.0), 10);
+        assert_eq!(h.count_above_ms(0.0), 100);
+        assert_eq!(h.count_above_ms(100.0), 0);
+        assert_eq!(h.count_above_ms(1e12), 0);
     }
 
     #[test]
