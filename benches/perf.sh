@@ -11,7 +11,9 @@
 #   4. concurrent streams held with the generator's self-check clean
 #      (STREAMS, default 500 1000 2000 5000 10000 streams of 64 tokens at
 #      50 ms per token), with peak memory and memory per stream (BEFORE= adds
-#      the older build at 2,000);
+#      the older build at 2,000); each count first through wrk, with the
+#      mock's share of its core and how long its streams took, so a mock at
+#      its core's limit shows as such;
 #   5. where oha is installed (cargo install oha), the same plain-HTTP load
 #      through oha and through flora-gate, CPU per request side by side;
 #   6. where aiperf is installed (pip install aiperf; AIPERF=path), the
@@ -27,12 +29,7 @@ PHASES=${PHASES:-0 1 2 3 4 5 6}
 . "$(dirname "$0")/lib.sh"
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
-if want 0 || want 1; then
-REPS=${REPS:-3}
-echo "== 0-1. CPU per 64-token streamed request, 64 concurrent streams: the floor (wrk), flora-gate before (BEFORE=) and now; ${REPS} interleaved rounds of ${SECS}s, medians"
-# The floor: wrk (C, epoll, keep-alive, no event parsing) reading the same
-# streams from the same mock on 64 keep-alive connections, pinned like the
-# generator; its CPU (user + system) from the shell's accounting.
+# wrk's request: the same streamed chat completion flora-gate sends.
 cat > "$WORK/stream.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"model":"m","stream":true,"max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
@@ -40,6 +37,13 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "text/event-stream"
 wrk.headers["Authorization"] = "Bearer bench-token-0001"
 LUA
+
+if want 0 || want 1; then
+REPS=${REPS:-3}
+echo "== 0-1. CPU per 64-token streamed request, 64 concurrent streams: the floor (wrk), flora-gate before (BEFORE=) and now; ${REPS} interleaved rounds of ${SECS}s, medians"
+# The floor: wrk (C, epoll, keep-alive, no event parsing) reading the same
+# streams from the same mock on 64 keep-alive connections, pinned like the
+# generator; its CPU (user + system) from the shell's accounting.
 : > "$WORK/cpu.tsv"
 floor_round() {
   start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
@@ -156,17 +160,42 @@ fi
 if want 4; then
 STREAMS=${STREAMS:-500 1000 2000 5000 10000}
 echo "== 4. concurrent streams with the self-check clean (${SECS}s each after a 5s warm-up, 64 tokens, 50 ms/token; memory per stream against a 64-stream run)"
-p4() { # binary streams label
+echo "   each count first through wrk (the floor): its share of its core, how long a stream took against the 3.30 s the mock intends, and the mock's share of its core"
+# The floor at N streams: wrk holding N keep-alive streams for the same
+# time. A mock at its core's limit stretches every stream, whoever reads it.
+floor4() { # streams
   start_mock --ttft-ms 100 --itl-ms 50 --output-tokens 64
   local m0; m0=$(cpu_ticks "$MOCK_PID")
-  pin 1 "$1" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c "$2" -d "${SECS}s" --warmup 5s \
-    --var max_tokens=64 --no-progress -o "$WORK/r4.json" > /dev/null 2>&1 || true
+  TIMEFORMAT='%U %S %R'
+  { time pin 1 wrk -t 1 -c "$1" -d "$(( SECS + 5 ))s" --timeout 30s -s "$WORK/stream.lua" "$MOCK_URL/v1/chat/completions" > "$WORK/wrk4.txt" 2>&1 ; } 2> "$WORK/wrk4.time"
+  unset TIMEFORMAT
   local m1; m1=$(cpu_ticks "$MOCK_PID")
   stop_mock
-  python3 - "$WORK/r4.json" "$2" "$3" "$(( m1 - m0 ))" "$WORK/rss64" <<'PY'
+  python3 - "$WORK/wrk4.txt" "$WORK/wrk4.time" "$1" "$(( m1 - m0 ))" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+user, system, wall = (float(x) for x in open(sys.argv[2]).read().split()[-3:])
+n, mock = int(sys.argv[3]), int(sys.argv[4]) / 100
+done = re.search(r"(\d+) requests in", t)
+lat = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", t)
+bad = re.search(r"Non-2xx.*|Socket errors.*", t)
+print(f" floor {n:>6} streams: wrk {done.group(1) if done else '?'} requests, stream time mean {lat.group(1) if lat else '?'} "
+      f"(stdev {lat.group(2) if lat else '?'}, max {lat.group(3) if lat else '?'}), "
+      f"wrk CPU {(user + system) / wall * 100:.0f}% of its core, mock CPU {mock / wall * 100:.0f}% of its core"
+      + (f"; {bad.group(0)}" if bad else ""))
+PY
+}
+p4() { # binary streams label
+  start_mock --ttft-ms 100 --itl-ms 50 --output-tokens 64
+  local m0 t0; m0=$(cpu_ticks "$MOCK_PID"); t0=$(date +%s%N)
+  pin 1 "$1" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c "$2" -d "${SECS}s" --warmup 5s \
+    --var max_tokens=64 --no-progress -o "$WORK/r4.json" > /dev/null 2>&1 || true
+  local m1 t1; m1=$(cpu_ticks "$MOCK_PID"); t1=$(date +%s%N)
+  stop_mock
+  python3 - "$WORK/r4.json" "$2" "$3" "$(( m1 - m0 ))" "$WORK/rss64" "$(( (t1 - t0) / 1000000 ))" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); sc = r["self_check"]; chat = r["steps"][0]
-n, label, mock_ticks = int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+n, label, mock_ticks, wall = int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[6]) / 1000
 rss = sc["peak_rss_mib"]
 try:
     base = float(open(sys.argv[5]).read())
@@ -179,12 +208,15 @@ tpot = chat.get("tpot_ms", {}).get("p50")
 print(f"{label:>6} {n:>6} streams: {chat['requests']} requests, {chat['failed']} failed, "
       f"TTFT p50 {chat['ttft_ms']['p50']} ms, TPOT p50 {tpot} ms, {r['totals'].get('output_tokens_per_s', 0):,.0f} tok/s, "
       f"loop lag p99 {sc['loop_lag_p99_ms']} ms, CPU {sc['cpu_utilization'] * 100:.0f}% of {sc['cores']} core(s), "
-      f"peak RSS {rss:.0f} MiB{per}, mock CPU {mock_ticks / 100:.1f} s; self-check {'SATURATED' if sc['saturated'] else 'clean'}")
+      f"peak RSS {rss:.0f} MiB{per}, mock CPU {mock_ticks / 100 / wall * 100:.0f}% of its core; self-check {'SATURATED' if sc['saturated'] else 'clean'}")
 PY
 }
 p4 "$BIN" 64 now
 if [ -n "${BEFORE:-}" ]; then p4 "$BEFORE" 2000 before; fi
-for c in $STREAMS; do p4 "$BIN" "$c" now; done
+for c in $STREAMS; do
+  if command -v wrk >/dev/null; then floor4 "$c"; fi
+  p4 "$BIN" "$c" now
+done
 fi
 
 if want 5; then
