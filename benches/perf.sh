@@ -44,34 +44,45 @@ echo "== 0-1. CPU per 64-token streamed request, 64 concurrent streams: the floo
 # The floor: wrk (C, epoll, keep-alive, no event parsing) reading the same
 # streams from the same mock on 64 keep-alive connections, pinned like the
 # generator; its CPU (user + system) from the shell's accounting.
+# Work is counted on the mock's side, in events sent over the 68 of a whole
+# answer (role, 64 tokens, finish, usage, [DONE]): wrk stops with a request
+# part-read on each connection and does not count it, flora-gate lets its
+# last requests finish; counting requests would flatter flora-gate.
 : > "$WORK/cpu.tsv"
+mock_answers() { # whole answers' worth of events the mock sent
+  curl -s "$MOCK_URL/_mock/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["sse_events"] / 68)'
+}
 floor_round() {
   start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
   TIMEFORMAT='%U %S'
   { time pin 1 wrk -t 1 -c 64 -d "${SECS}s" -s "$WORK/stream.lua" "$MOCK_URL/v1/chat/completions" > "$WORK/wrk.txt" 2>&1 ; } 2> "$WORK/wrk.time"
   unset TIMEFORMAT
+  local answers; answers=$(mock_answers)
   stop_mock
-  python3 - "$WORK/wrk.txt" "$WORK/wrk.time" >> "$WORK/cpu.tsv" <<'PY'
+  python3 - "$WORK/wrk.txt" "$WORK/wrk.time" "$answers" >> "$WORK/cpu.tsv" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 m = re.search(r"(\d+) requests in", t)
 n = int(m.group(1)) if m else 0
 user, system = (float(x) for x in open(sys.argv[2]).read().split()[-2:])
+answers = float(sys.argv[3])
 bad = re.search(r"Non-2xx.*|Socket errors.*", t)
-print(f"floor\t{(user + system) / n * 1000 if n else 'nan'}\t{n}\t-\t{bad.group(0) if bad else ''}")
+print(f"floor\t{(user + system) / answers * 1000 if answers else 'nan'}\t{n} requests, {answers:.1f} answers sent\t-\t{bad.group(0) if bad else ''}")
 PY
 }
 gate_round() { # label binary
   start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
   pin 1 "$2" run -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" -c 64 -d "${SECS}s" --warmup 0s \
     --var max_tokens=64 --no-progress -o "$WORK/r1.json" --requests-out "$WORK/r1.jsonl" > /dev/null 2>&1
+  local answers; answers=$(mock_answers)
   stop_mock
-  python3 - "$WORK/r1.json" "$WORK/r1.jsonl" "$1" >> "$WORK/cpu.tsv" <<'PY'
+  python3 - "$WORK/r1.json" "$WORK/r1.jsonl" "$1" "$answers" >> "$WORK/cpu.tsv" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); n = sum(1 for _ in open(sys.argv[2]))
+answers = float(sys.argv[4])
 sc = r["self_check"]; chat = r["steps"][0]
 note = f"{chat['failed']} failed, {chat['output_tokens']['mean_per_request']} tokens each, loop lag p99 {sc['loop_lag_p99_ms']} ms"
-print(f"{sys.argv[3]}\t{sc['cpu_time_s'] / n * 1000}\t{n}\t{sc['peak_rss_mib']:.1f}\t{note}")
+print(f"{sys.argv[3]}\t{sc['cpu_time_s'] / answers * 1000 if answers else 'nan'}\t{n} requests, {answers:.1f} answers sent\t{sc['peak_rss_mib']:.1f}\t{note}")
 PY
 }
 for _ in $(seq "$REPS"); do
@@ -93,7 +104,7 @@ for label in ("floor", "before", "now"):
     med[label] = statistics.median(ms)
     rounds = ", ".join(f"{float(r[1]):.3f}" for r in mine)
     rss = [r[3] for r in mine if r[3] != "-"]
-    line = f"{names[label]:>18}: median {med[label]:.3f} ms CPU per request (rounds {rounds}; {mine[-1][2]} requests in the last"
+    line = f"{names[label]:>18}: median {med[label]:.3f} ms CPU per answer (rounds {rounds}; the last: {mine[-1][2]}"
     line += f", peak RSS {rss[-1]} MiB" if rss else ""
     print(line + ")")
     print(f"{'':>20}{mine[-1][4]}")
