@@ -37,6 +37,14 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "text/event-stream"
 wrk.headers["Authorization"] = "Bearer bench-token-0001"
 LUA
+# wrk_timed CONNECTIONS DURATION NAME: wrk pinned like the generator on the
+# mock's stream; its report in $WORK/NAME.txt, its user, system and wall
+# seconds in $WORK/NAME.time.
+wrk_timed() {
+  TIMEFORMAT='%U %S %R'
+  { time pin 1 wrk -t 1 -c "$1" -d "$2" --timeout 30s -s "$WORK/stream.lua" "$MOCK_URL/v1/chat/completions" > "$WORK/$3.txt" 2>&1 ; } 2> "$WORK/$3.time"
+  unset TIMEFORMAT
+}
 
 if want 0 || want 1; then
 REPS=${REPS:-3}
@@ -54,9 +62,7 @@ mock_answers() { # whole answers' worth of events the mock sent
 }
 floor_round() {
   start_mock --ttft-ms 20 --itl-ms 5 --output-tokens 64
-  TIMEFORMAT='%U %S'
-  { time pin 1 wrk -t 1 -c 64 -d "${SECS}s" -s "$WORK/stream.lua" "$MOCK_URL/v1/chat/completions" > "$WORK/wrk.txt" 2>&1 ; } 2> "$WORK/wrk.time"
-  unset TIMEFORMAT
+  wrk_timed 64 "${SECS}s" wrk
   local answers; answers=$(mock_answers)
   stop_mock
   python3 - "$WORK/wrk.txt" "$WORK/wrk.time" "$answers" >> "$WORK/cpu.tsv" <<'PY'
@@ -64,7 +70,7 @@ import re, sys
 t = open(sys.argv[1]).read()
 m = re.search(r"(\d+) requests in", t)
 n = int(m.group(1)) if m else 0
-user, system = (float(x) for x in open(sys.argv[2]).read().split()[-2:])
+user, system, _ = (float(x) for x in open(sys.argv[2]).read().split()[-3:])
 answers = float(sys.argv[3])
 bad = re.search(r"Non-2xx.*|Socket errors.*", t)
 print(f"floor\t{(user + system) / answers * 1000 if answers else 'nan'}\t{n} requests, {answers:.1f} answers sent\t-\t{bad.group(0) if bad else ''}")
@@ -177,9 +183,7 @@ echo "   each count first through wrk (the floor): its share of its core, how lo
 floor4() { # streams
   start_mock --ttft-ms 100 --itl-ms 50 --output-tokens 64
   local m0; m0=$(cpu_ticks "$MOCK_PID")
-  TIMEFORMAT='%U %S %R'
-  { time pin 1 wrk -t 1 -c "$1" -d "$(( SECS + 5 ))s" --timeout 30s -s "$WORK/stream.lua" "$MOCK_URL/v1/chat/completions" > "$WORK/wrk4.txt" 2>&1 ; } 2> "$WORK/wrk4.time"
-  unset TIMEFORMAT
+  wrk_timed "$1" "$(( SECS + 5 ))s" wrk4
   local m1; m1=$(cpu_ticks "$MOCK_PID")
   stop_mock
   python3 - "$WORK/wrk4.txt" "$WORK/wrk4.time" "$1" "$(( m1 - m0 ))" <<'PY'

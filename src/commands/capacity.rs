@@ -95,18 +95,17 @@ pub(super) async fn search(
                 break 'levels;
             }
             plan.load = probe_load(&s.plan.load, by, level, how.warmup_s, measure_for);
-            let mut starved = 0;
+            let mut retries = 0;
             let measured = loop {
                 let m = result::measure(&plan, signals.clone(), kill.clone()).await?;
                 let r = m.current.shown();
-                let machine = r.self_check.cause.as_deref() == Some("machine");
-                if !(r.saturated() && machine && starved < BUSY_RETRIES) || signals.is_cancelled() {
+                if !(r.self_check.starved() && retries < BUSY_RETRIES) || signals.is_cancelled() {
                     break m;
                 }
-                starved += 1;
+                retries += 1;
                 requests += r.totals.requests;
                 eprintln!(
-                    "  {}: other work on the machine starved the generator; probing again ({starved} of {BUSY_RETRIES})",
+                    "  {}: other work on the machine starved the generator; probing again ({retries} of {BUSY_RETRIES})",
                     by.show(level)
                 );
             };

@@ -49,14 +49,20 @@ pub struct SelfCheck {
 }
 
 impl SelfCheck {
+    /// Saturated because other work on the machine starved the generator,
+    /// not because the generator itself was the limit.
+    pub fn starved(&self) -> bool {
+        self.saturated && self.cause.as_deref() == Some("machine")
+    }
+
     /// One phrase for reports: `ok`, or saturated and by what.
     pub fn verdict(&self) -> &'static str {
-        match (self.saturated, self.cause.as_deref()) {
-            (false, _) => "ok",
-            (true, Some("machine")) => {
-                "BUSY MACHINE: other processes starved the generator; numbers may measure that"
-            }
-            (true, _) => "SATURATED: the generator itself was the limit; numbers may measure it",
+        if !self.saturated {
+            "ok"
+        } else if self.starved() {
+            "BUSY MACHINE: other processes starved the generator; numbers may measure that"
+        } else {
+            "SATURATED: the generator itself was the limit; numbers may measure it"
         }
     }
 }
@@ -134,8 +140,8 @@ pub fn assess(
     let util = cpu_s.map(|c| c / (wall.as_secs_f64().max(1e-9) * cores as f64));
     let mut notes = notes;
     let mut saturated = false;
-    let late = lag.count_above_ms(LAG_LIMIT_MS);
     if let Some(p99) = d.p99.filter(|p| *p > LAG_LIMIT_MS) {
+        let late = lag.count_above_ms(LAG_LIMIT_MS);
         if late >= LAG_MIN_LATE_TICKS {
             saturated = true;
             notes.push(format!(
