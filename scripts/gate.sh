@@ -25,7 +25,9 @@ case "${FG_COMMENT:-true}" in
   *) args+=(--comment never) ;;
 esac
 if [ -n "${FG_ARGS:-}" ]; then
-  read -r -a extra <<< "$FG_ARGS"
+  # Quoted values stay one argument; nothing in them is evaluated.
+  split=$(bash "$(dirname "$0")/split-args.sh" "$FG_ARGS" | base64 -w0) || exit 2
+  mapfile -d '' -t extra < <(printf '%s' "$split" | base64 -d)
   args+=("${extra[@]}")
 fi
 status=0

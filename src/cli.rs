@@ -289,11 +289,18 @@ pub struct CommentArgs {
     )]
     pub author: String,
     /// PR number (default: from `GITHUB_EVENT_PATH`).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "workflow_run")]
     pub pr: Option<u64>,
     /// owner/name (default: `GITHUB_REPOSITORY`).
     #[arg(long, value_name = "OWNER/NAME")]
     pub repo: Option<String>,
+    /// Comment for the pull request of the `workflow_run` event in
+    /// `GITHUB_EVENT_PATH` (the fork-safe pattern): the PR is the one whose
+    /// head is the run's commit, found from the event and the API, never
+    /// from the artifact; the body is the artifact's and is posted as text
+    /// inside a code block, so nothing in it is a link, image or mention.
+    #[arg(long)]
+    pub workflow_run: bool,
 }
 
 /// `flora-gate baseline …`.

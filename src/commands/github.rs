@@ -192,6 +192,9 @@ fn fork_notice(number: u64) {
 pub(super) async fn comment(args: &CommentSettings) -> anyhow::Result<Outcome> {
     let env = ActionsEnv::from_env();
     let body = crate::error::read_to_string(&args.body)?;
+    if args.workflow_run {
+        return comment_for_workflow_run(args, &env, &body).await;
+    }
     let number = match args.pr {
         Some(n) => n,
         None => {
@@ -214,6 +217,54 @@ pub(super) async fn comment(args: &CommentSettings) -> anyhow::Result<Outcome> {
     let (signals, _) = signal_tokens();
     let c = bounded(&signals, "the PR comment", comment::upsert(&api, to, &body)).await?;
     crate::output::err_line(&format!("PR comment {}: {}", describe(&c), c.url()));
+    if let Some(p) = env.output.as_ref().filter(|_| env.active) {
+        actions::set_outputs(p, &[("comment-url", c.url().to_string())])?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// `flora-gate comment --workflow-run`: the PR comes from the trusted
+/// event (and the API), the body from an artifact, posted as text.
+async fn comment_for_workflow_run(
+    args: &CommentSettings,
+    env: &ActionsEnv,
+    body: &str,
+) -> anyhow::Result<Outcome> {
+    let payload = event_payload(env)?;
+    let api = Api::new(&env.api_url, &github_token(env)?, RetryPolicy::default())?;
+    let repo = repository(env, args.repo.as_deref())?;
+    let (signals, _) = signal_tokens();
+    let lookup = comment::workflow_run_pull_request(&api, &repo, &payload);
+    let Some(number) = bounded(&signals, "finding the run's pull request", lookup).await? else {
+        crate::output::err_line(
+            "no comment: the workflow run belongs to no open pull request whose head is the run's commit",
+        );
+        return Ok(Outcome::Success);
+    };
+    let run_id = payload
+        .pointer("/workflow_run/id")
+        .and_then(serde_json::Value::as_u64)
+        .map_or_else(String::new, |id| format!(" {id}"));
+    let sha: String = payload
+        .pointer("/workflow_run/head_sha")
+        .and_then(|s| s.as_str())
+        .unwrap_or("")
+        .chars()
+        .take(12)
+        .collect();
+    let text = comment::untrusted_body(&format!("workflow run{run_id} at `{sha}`"), body);
+    let to = comment::Sticky {
+        repo: &repo,
+        number,
+        id: &args.sticky.id,
+        author: &args.sticky.author,
+    };
+    let c = bounded(&signals, "the PR comment", comment::upsert(&api, to, &text)).await?;
+    crate::output::err_line(&format!(
+        "PR #{number} comment {}: {}",
+        describe(&c),
+        c.url()
+    ));
     if let Some(p) = env.output.as_ref().filter(|_| env.active) {
         actions::set_outputs(p, &[("comment-url", c.url().to_string())])?;
     }
@@ -305,11 +356,11 @@ pub(super) fn html_link(env: &ActionsEnv, html: &std::path::Path) -> Option<Stri
     Some(match artifact {
         Some(a) => format!(
             "Charts and the whole story: `{}` in the `{a}` artifact of [this run]({url}).",
-            crate::render::md_cell(&file)
+            crate::render::md_code(&file)
         ),
         None => format!(
             "Charts and the whole story: `{}` among [this run's artifacts]({url}).",
-            crate::render::md_cell(&file)
+            crate::render::md_code(&file)
         ),
     })
 }

@@ -310,6 +310,8 @@ pub struct CommentSettings {
     pub pr: Option<u64>,
     /// owner/name (from the environment when none).
     pub repo: Option<String>,
+    /// The PR from the `workflow_run` event; the body is untrusted text.
+    pub workflow_run: bool,
 }
 
 /// `baseline propose`.

@@ -195,7 +195,7 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
         Command::Baseline(BaselineCommand::Refresh(a)) => Settings::Refresh(refresh(&a)?),
         Command::Baseline(BaselineCommand::Propose(a)) => Settings::Propose(propose(a)),
         Command::Gate(a) => Settings::Gate(Box::new(gate(&a)?)),
-        Command::Comment(a) => Settings::Comment(comment(a)),
+        Command::Comment(a) => Settings::Comment(comment(a)?),
         Command::Capacity(a) => Settings::Capacity(Box::new(capacity(&a)?)),
         Command::Plan(a) => Settings::Plan(shard::plan(&a)?),
         Command::Merge(a) => Settings::Merge(Box::new(shard::merge(&a)?)),
@@ -635,7 +635,7 @@ fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
             crate::cli::CommentMode::Never => CommentMode::Never,
         },
         sticky: Sticky {
-            id: a.comment_id.clone(),
+            id: comment_id("--comment-id", a.comment_id.clone())?,
             author: a.comment_author.clone(),
         },
         fail_on_regression: a.fail_on_regression,
@@ -719,15 +719,37 @@ fn capacity_gate(
     })
 }
 
-fn comment(a: CommentArgs) -> CommentSettings {
-    CommentSettings {
+fn comment(a: CommentArgs) -> Result<CommentSettings, UserError> {
+    Ok(CommentSettings {
         body: a.body,
         sticky: Sticky {
-            id: a.id,
+            id: comment_id("--id", a.id)?,
             author: a.author,
         },
         pr: a.pr,
         repo: a.repo,
+        workflow_run: a.workflow_run,
+    })
+}
+
+/// Longest id of a sticky comment's marker.
+pub const MAX_COMMENT_ID: usize = 64;
+
+/// A comment id: letters, digits, `.`, `_`, `-`, at most [`MAX_COMMENT_ID`]
+/// characters, so the marker is one short HTML comment and inert in Markdown.
+fn comment_id(flag: &'static str, id: String) -> Result<String, UserError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_COMMENT_ID
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(id)
+    } else {
+        Err(UserError::flag(
+            flag,
+            format!("a comment id is 1 to {MAX_COMMENT_ID} letters, digits, `.`, `_` or `-`"),
+        ))
     }
 }
 

@@ -63,13 +63,112 @@ pub fn pull_request_from_event(payload: &serde_json::Value) -> Option<PullReques
     Some(PullRequest { number, from_fork })
 }
 
+/// The pull request a `workflow_run` event belongs to: the run's own
+/// commit (`head_sha`) must be the PR's head. Taken from the event's
+/// `pull_requests` (filled for branches of this repository), else looked up
+/// among the open PRs of the run's head branch (a fork's PRs are not listed
+/// in the event). Nothing an artifact says is consulted.
+pub async fn workflow_run_pull_request(
+    api: &Api,
+    repo: &str,
+    payload: &serde_json::Value,
+) -> Result<Option<u64>, UserError> {
+    let run = payload
+        .get("workflow_run")
+        .ok_or_else(|| UserError::Environment {
+            message: "the event payload is not a `workflow_run` event".into(),
+            hint: Some(
+                "use `--workflow-run` only in a workflow triggered by `on: workflow_run`".into(),
+            ),
+        })?;
+    if run.get("event").and_then(|e| e.as_str()) != Some("pull_request") {
+        return Ok(None);
+    }
+    let Some(sha) = run
+        .get("head_sha")
+        .and_then(|s| s.as_str())
+        .filter(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return Ok(None);
+    };
+    let head_is = |pr: &serde_json::Value| {
+        pr.pointer("/head/sha").and_then(|s| s.as_str()) == Some(sha)
+    };
+    let from_event: Vec<u64> = run
+        .get("pull_requests")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|pr| head_is(pr))
+        .filter_map(|pr| pr.get("number").and_then(serde_json::Value::as_u64))
+        .collect();
+    if let [n] = from_event[..] {
+        return Ok(Some(n));
+    }
+    let owner = run
+        .pointer("/head_repository/owner/login")
+        .and_then(|s| s.as_str());
+    let branch = run.get("head_branch").and_then(|s| s.as_str());
+    let (Some(owner), Some(branch)) = (owner, branch) else {
+        return Ok(None);
+    };
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 255
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    };
+    if !safe(owner) || !safe(branch) {
+        return Ok(None);
+    }
+    let reply = api
+        .get(&format!(
+            "/repos/{repo}/pulls?state=open&per_page={PER_PAGE}&head={owner}:{branch}"
+        ))
+        .await?;
+    let found: Vec<u64> = reply
+        .json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|pr| head_is(pr))
+        .filter_map(|pr| pr.get("number").and_then(serde_json::Value::as_u64))
+        .collect();
+    Ok(match found[..] {
+        [n] => Some(n),
+        _ => None,
+    })
+}
+
+/// Text that flora-gate did not write (a report from another workflow's
+/// artifact), made inert for a comment: a note of where it came from, then
+/// the text verbatim inside a code block whose fence is longer than any
+/// run of backticks in it, so no link, image, mention or HTML in it is live.
+pub fn untrusted_body(origin: &str, text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    let clean: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    format!(
+        "**flora-gate** · {origin}. The report below was written by the pull request's own workflow run and is shown as plain text.\n\n{fence}text\n{}\n{fence}\n",
+        clean.trim_end()
+    )
+}
+
 /// The identity the Actions token posts as.
 pub const DEFAULT_AUTHOR: &str = "github-actions[bot]";
 
 /// The body: the marker first (hidden), then the report cut under GitHub's limit.
 pub fn body_with_marker(id: &str, report: &str) -> String {
     let mark = marker(id);
-    let room = MAX_COMMENT_CHARS - mark.chars().count() - 80;
+    let room = MAX_COMMENT_CHARS.saturating_sub(mark.chars().count() + 80);
     let mut body = mark;
     body.push('\n');
     if report.chars().count() > room {
@@ -82,9 +181,9 @@ pub fn body_with_marker(id: &str, report: &str) -> String {
 }
 
 /// Whether an existing comment is this gate's own: written by `author`
-/// (the identity flora-gate posts as) and starting with the marker (or, as
-/// earlier versions wrote it, ending with it). A comment by anyone else is
-/// never edited, whatever it contains or quotes.
+/// (the identity flora-gate posts as) and starting with the marker. A
+/// comment by anyone else, or one that only quotes or ends with the marker,
+/// is never edited, whatever it contains.
 pub fn is_own(comment: &serde_json::Value, mark: &str, author: &str) -> bool {
     let login = comment
         .pointer("/user/login")
@@ -92,7 +191,7 @@ pub fn is_own(comment: &serde_json::Value, mark: &str, author: &str) -> bool {
         .unwrap_or("");
     let text = comment.get("body").and_then(|b| b.as_str()).unwrap_or("");
     login.eq_ignore_ascii_case(author)
-        && (text.trim_start().starts_with(mark) || text.trim_end().ends_with(mark))
+        && text.trim_start().starts_with(mark)
 }
 
 /// Where the sticky comment goes and whose it is.
@@ -219,8 +318,8 @@ mod tests {
         let bot = DEFAULT_AUTHOR;
         let own = json!({"user": {"login": bot}, "body": format!("{mark}\nreport")});
         assert!(is_own(&own, &mark, bot));
-        let old_layout = json!({"user": {"login": bot}, "body": format!("report\n\n{mark}\n")});
-        assert!(is_own(&old_layout, &mark, bot));
+        let ends_with = json!({"user": {"login": bot}, "body": format!("report\n\n{mark}\n")});
+        assert!(!is_own(&ends_with, &mark, bot));
         let other = json!({"user": {"login": "mallory"}, "body": format!("{mark}\nmine now")});
         assert!(!is_own(&other, &mark, bot));
         let quoting = json!({"user": {"login": bot}, "body": format!("> {mark}\nquoted")});

@@ -245,15 +245,15 @@ fn gated_row(c: &Check) -> GatedRow {
         _ => "–".into(),
     };
     GatedRow {
-        scope: c.scope.clone(),
-        label: c.label.clone(),
+        scope: md_cell(&c.scope),
+        label: super::md_inline(&c.label),
         baseline: fmt_value(c.baseline, false, unit),
         current: fmt_value(c.current, c.current_infinite, unit),
         change: fmt_change(c.change),
         bound,
         mark: c.status.mark().into(),
         status: c.status.to_string(),
-        note: c.note.clone(),
+        note: super::md_inline(&c.note),
     }
 }
 
@@ -322,7 +322,10 @@ fn reproduce(r: &RunResult) -> String {
         dur(p.warmup_s),
         p.seed
     ));
-    cmd
+    // One line: a value with a line break cannot end the code block.
+    cmd.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Build the context from a result and, when there is one, its verdict.
@@ -364,11 +367,13 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
     ReportContext {
         verdict: verdict.map(|v| v.verdict.to_string()),
         mark: verdict.map_or("", |v| v.verdict.mark()).into(),
-        headline: verdict.map_or_else(String::new, |v| v.headline.clone()),
+        headline: verdict.map_or_else(String::new, |v| super::md_inline(&v.headline)),
         mode: verdict.map_or("none", |v| v.mode.as_str()).into(),
         evidence: verdict.map_or(0, |v| v.evidence),
-        reference: crate::target::redact_userinfo(reference.unwrap_or_default()),
-        notes,
+        reference: super::md_url(&crate::target::redact_userinfo(
+            reference.unwrap_or_default(),
+        )),
+        notes: notes.iter().map(|n| super::md_inline(n)).collect(),
         gated,
         step_checks,
         overall,
@@ -448,7 +453,7 @@ fn step_rows(
                 format!("{} ({:.1}%)", s.failed, (1.0 - s.success_rate) * 100.0)
             };
             StepRow {
-                name: s.name.clone(),
+                name: md_cell(&s.name),
                 cells,
                 errors,
             }
@@ -529,8 +534,8 @@ fn error_rows(r: &RunResult) -> Vec<ErrorRow> {
         .iter()
         .flat_map(|s| {
             s.errors.iter().map(|(k, v)| ErrorRow {
-                step: s.name.clone(),
-                class: k.clone(),
+                step: md_cell(&s.name),
+                class: super::md_code(k),
                 count: *v,
                 example: r
                     .error_examples
@@ -552,7 +557,18 @@ fn ttft_chart(r: &RunResult, verdict: Option<&Verdict>) -> (Option<String>, Stri
     } else {
         let names: Vec<String> = streamed
             .iter()
-            .map(|s| format!("\"{}\"", s.name.replace('"', "'")))
+            .map(|s| {
+                let name: String = s
+                    .name
+                    .chars()
+                    .map(|c| match c {
+                        '"' | '`' => '\'',
+                        c if c.is_control() => ' ',
+                        c => c,
+                    })
+                    .collect();
+                format!("\"{name}\"")
+            })
             .collect();
         let num = |v: Option<f64>| {
             v.filter(|x| x.is_finite())
@@ -621,7 +637,7 @@ fn all_rows(
         .map(|scope| {
             let vals = current.get(scope);
             AllRow {
-                name: scope.clone(),
+                name: md_cell(scope),
                 values: all_metric_names
                     .iter()
                     .map(|m| {
@@ -643,11 +659,11 @@ fn run_facts(r: &RunResult) -> RunFacts {
     let p = &r.provenance;
     let sc = &r.self_check;
     RunFacts {
-        scenario: p.scenario.name.clone(),
-        origin: p.scenario.origin.clone(),
+        scenario: md_cell(&p.scenario.name),
+        origin: md_cell(&p.scenario.origin),
         sha256: p.scenario.sha256.clone(),
         // A result file from elsewhere may hold a URL with a password.
-        target: crate::target::redact_userinfo(&p.target),
+        target: super::md_url(&crate::target::redact_userinfo(&p.target)),
         concurrency: p.concurrency,
         window: format!("{:.1}s", r.window.duration_s),
         requests: r.totals.requests,

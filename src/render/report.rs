@@ -100,6 +100,15 @@ impl Templates {
                 minijinja::AutoEscape::None
             }
         });
+        // Plain text shows foreign text as it was, without Markdown escapes.
+        env.set_formatter(|out, state, value| {
+            if state.name().ends_with(".txt.j2") {
+                if let Some(s) = value.as_str() {
+                    return out.write_str(&super::plain(s)).map_err(minijinja::Error::from);
+                }
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         env.add_filter("md", |s: &str| {
             minijinja::Value::from_safe_string(super::html::from_markdown(s))
         });

@@ -78,7 +78,7 @@ fn section(m: &ServerMetrics, stage_names: &[String]) -> ServerCtx {
         .iter()
         .take(MAX_ROWS)
         .map(|s| ServerRow {
-            series: super::md_cell(&s.series),
+            series: super::md_code(&s.series),
             run: figures(&s.kind, &s.overall),
             stages: s
                 .stages

@@ -45,37 +45,41 @@ pub fn csp() -> String {
     )
 }
 
-/// A report string built for Markdown (see [`super::md_cell`]) made plain
-/// again, then escaped for HTML, with its `code` spans and `**bold**` kept
-/// as elements. Foreign text had its backticks turned to quotes by
-/// `md_cell`, so the only code spans left are the report's own.
+/// A report string built for Markdown (foreign text escaped by
+/// [`super::md_cell`]) as HTML: backslash escapes made plain, word joiners
+/// dropped, every character escaped for HTML, and only the report's own
+/// `code` spans and `**bold**` kept as elements (an escaped `\\*` or
+/// `\\`` from foreign text stays a character). Unbalanced markers fall
+/// back to plain text.
 pub fn from_markdown(s: &str) -> String {
-    let plain = s
-        .replace("\\|", "|")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">");
-    let escaped = esc(&plain);
-    let mut out = String::with_capacity(escaped.len() + 16);
-    for (i, part) in escaped.split('`').enumerate() {
-        if i % 2 == 1 {
-            out.push_str("<code>");
-            out.push_str(part);
-            out.push_str("</code>");
-        } else {
-            for (j, p) in part.split("**").enumerate() {
-                if j % 2 == 1 {
-                    out.push_str("<strong>");
-                    out.push_str(p);
-                    out.push_str("</strong>");
-                } else {
-                    out.push_str(p);
+    let mut out = String::with_capacity(s.len() + 16);
+    let (mut code, mut strong) = (false, false);
+    let mut it = s.chars().peekable();
+    let mut buf = [0u8; 4];
+    while let Some(c) = it.next() {
+        match c {
+            '\\' if !code && it.peek().is_some_and(char::is_ascii_punctuation) => {
+                if let Some(n) = it.next() {
+                    out.push_str(&esc(n.encode_utf8(&mut buf)));
                 }
             }
+            // GFM reads `\\|` as a pipe inside a table cell's code span.
+            '\\' if code && it.peek() == Some(&'|') => {}
+            super::WORD_JOINER => {}
+            '`' => {
+                out.push_str(if code { "</code>" } else { "<code>" });
+                code = !code;
+            }
+            '*' if !code && it.peek() == Some(&'*') => {
+                it.next();
+                out.push_str(if strong { "</strong>" } else { "<strong>" });
+                strong = !strong;
+            }
+            c => out.push_str(&esc(c.encode_utf8(&mut buf))),
         }
     }
-    // An odd number of markers would leave an element open: fall back.
-    if escaped.matches('`').count() % 2 == 1 || escaped.matches("**").count() % 2 == 1 {
-        return escaped;
+    if code || strong {
+        return esc(&super::plain(s));
     }
     out
 }
@@ -172,6 +176,10 @@ mod tests {
             "run <code>plan --shards 2</code> <strong>now</strong>"
         );
         assert_eq!(from_markdown("a `b"), "a `b");
+        assert_eq!(
+            from_markdown(&super::super::md_cell("**not bold** `not code`")),
+            "**not bold** `not code`"
+        );
         assert_eq!(esc("\"'&"), "&quot;&#39;&amp;");
     }
 
