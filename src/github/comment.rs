@@ -91,9 +91,8 @@ pub async fn workflow_run_pull_request(
     else {
         return Ok(None);
     };
-    let head_is = |pr: &serde_json::Value| {
-        pr.pointer("/head/sha").and_then(|s| s.as_str()) == Some(sha)
-    };
+    let head_is =
+        |pr: &serde_json::Value| pr.pointer("/head/sha").and_then(|s| s.as_str()) == Some(sha);
     let from_event: Vec<u64> = run
         .get("pull_requests")
         .and_then(|p| p.as_array())
@@ -190,8 +189,7 @@ pub fn is_own(comment: &serde_json::Value, mark: &str, author: &str) -> bool {
         .and_then(|l| l.as_str())
         .unwrap_or("");
     let text = comment.get("body").and_then(|b| b.as_str()).unwrap_or("");
-    login.eq_ignore_ascii_case(author)
-        && text.trim_start().starts_with(mark)
+    login.eq_ignore_ascii_case(author) && text.trim_start().starts_with(mark)
 }
 
 /// Where the sticky comment goes and whose it is.

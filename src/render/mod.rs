@@ -75,7 +75,10 @@ fn escape(s: &str, keep_backticks: bool) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let mut out = String::with_capacity(s.len() + s.len() / 4);
-    let alnum = |i: Option<usize>| i.and_then(|i| chars.get(i)).is_some_and(|c| c.is_alphanumeric());
+    let alnum = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(|c| c.is_alphanumeric())
+    };
     // What could open a block where the text starts a line: a heading, a
     // quote, a list item, a thematic break.
     let digits = chars.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -103,7 +106,12 @@ fn escape(s: &str, keep_backticks: bool) -> String {
             '_' => !(alnum(i.checked_sub(1)) && alnum(Some(i + 1))),
             _ => block_start == Some(i),
         };
-        if c == '.' && i >= 3 && chars[i - 3..i].iter().collect::<String>().eq_ignore_ascii_case("www")
+        if c == '.'
+            && i >= 3
+            && chars[i - 3..i]
+                .iter()
+                .collect::<String>()
+                .eq_ignore_ascii_case("www")
         {
             out.push(WORD_JOINER);
         }
@@ -181,11 +189,17 @@ mod tests {
     fn foreign_text_is_escaped_and_comes_back() {
         let hostile = "[x](https://e.example) ![p](http://e/p.png) **B** _e_ @octocat #1 <b>&amp; www.e.example |`";
         let m = md_cell(hostile);
-        for live in ["[x]", " ![", "**", " _e_", "@octocat", "#1", "<b>", ">&amp;", "https://", "www.", " |", " `"] {
+        for live in [
+            "[x]", " ![", "**", " _e_", "@octocat", "#1", "<b>", ">&amp;", "https://", "www.",
+            " |", " `",
+        ] {
             assert!(!m.contains(live), "{live} left live in {m}");
         }
         assert_eq!(plain(&m), hostile);
-        assert_eq!(md_cell("章纲 chapter_3: a-b (c)"), "章纲 chapter_3: a-b (c)");
+        assert_eq!(
+            md_cell("章纲 chapter_3: a-b (c)"),
+            "章纲 chapter_3: a-b (c)"
+        );
         assert_eq!(md_cell("- 1. x"), "\\- 1. x");
         assert_eq!(md_cell("12. x"), "12\\. x");
         assert_eq!(md_code("a`b|c\nd"), "a'b\\|c d");

@@ -104,7 +104,9 @@ impl Templates {
         env.set_formatter(|out, state, value| {
             if state.name().ends_with(".txt.j2") {
                 if let Some(s) = value.as_str() {
-                    return out.write_str(&super::plain(s)).map_err(minijinja::Error::from);
+                    return out
+                        .write_str(&super::plain(s))
+                        .map_err(minijinja::Error::from);
                 }
             }
             minijinja::escape_formatter(out, state, value)

@@ -158,9 +158,25 @@ async fn put_file(
     (StatusCode::CREATED, Json(json!({}))).into_response()
 }
 
-async fn list_pulls(State(s): State<Shared>) -> Response {
-    let f = s.lock().expect("lock");
-    Json(Value::Array(f.pulls.clone())).into_response()
+async fn list_pulls(
+    State(s): State<Shared>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut f = s.lock().expect("lock");
+    f.log.push(format!(
+        "GET pulls head={}",
+        q.get("head").map_or("", String::as_str)
+    ));
+    let pulls = f
+        .pulls
+        .iter()
+        .filter(|p| {
+            q.get("head")
+                .is_none_or(|h| p.pointer("/head/label").and_then(|l| l.as_str()) == Some(h))
+        })
+        .cloned()
+        .collect();
+    Json(Value::Array(pulls)).into_response()
 }
 
 async fn create_pull(State(s): State<Shared>, Json(b): Json<Value>) -> Response {
@@ -846,4 +862,160 @@ async fn a_signal_during_a_silent_comment_ends_the_gate_with_its_verdict() {
     let outputs = std::fs::read_to_string(d.join("output.txt")).expect("outputs written");
     assert!(outputs.contains("verdict<<"), "{outputs}");
     assert!(stderr.contains("signal"), "{stderr}");
+}
+
+/// The `run:` script of the step named `step` in a workflow file.
+fn step_script(workflow: &str, step: &str) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/.github/workflows/{workflow}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("workflow");
+    let from = text
+        .find(&format!("- name: {step}"))
+        .expect("the step is in the workflow");
+    let rest = &text[from..];
+    let run = rest.find("run: |").expect("a run block") + "run: |".len();
+    let mut lines = rest[run..].lines().skip(1);
+    let first = lines.next().expect("a script");
+    let indent = first.len() - first.trim_start().len();
+    let mut script = format!("{}\n", &first[indent..]);
+    for l in lines {
+        if !l.trim().is_empty() && l.len() - l.trim_start().len() < indent {
+            break;
+        }
+        script.push_str(l.get(indent..).unwrap_or(""));
+        script.push('\n');
+    }
+    script
+}
+
+const RUN_SHA: &str = "1111111111111111111111111111111111111111";
+
+/// perf-comment.yml's "Post the comment" step, run as the workflow runs
+/// it: in a directory holding the fork's artifact, with the
+/// `workflow_run` event of the fork's PR #7 (a fork's PRs are not listed
+/// in the event) and `flora-gate` on the PATH.
+async fn post_as_the_workflow(
+    url: String,
+    artifact_pr: &str,
+    report: &str,
+    head_sha: &str,
+) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("comment")).expect("mkdir");
+    std::fs::write(dir.path().join("comment/pr-number"), artifact_pr).expect("write");
+    std::fs::write(dir.path().join("comment/report.md"), report).expect("write");
+    let ev = dir.path().join("event.json");
+    std::fs::write(
+        &ev,
+        json!({"action": "completed", "workflow_run": {
+            "id": 99, "event": "pull_request", "head_sha": head_sha, "head_branch": "feature",
+            "head_repository": {"full_name": "forker/r", "owner": {"login": "forker"}},
+            "pull_requests": []
+        }})
+        .to_string(),
+    )
+    .expect("write");
+    let script = step_script("perf-comment.yml", "Post the comment");
+    let bin_dir = std::path::Path::new(BIN)
+        .parent()
+        .expect("dir")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .current_dir(dir.path())
+            .env("PATH", path)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", "workflow_run")
+            .env("GITHUB_EVENT_PATH", ev)
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_API_URL", url)
+            .env("GITHUB_TOKEN", "t")
+            .env_remove("GITHUB_OUTPUT")
+            .output()
+            .expect("runs");
+        drop(dir);
+        out
+    })
+    .await
+    .expect("joined")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fork_workflow_comments_only_on_the_runs_own_pull_request_and_as_text() {
+    let (url, s) = fake().await;
+    {
+        let mut f = s.lock().expect("lock");
+        f.comments.push((
+            42,
+            500,
+            format!(
+                "{}\n## ❌ flora-gate: **FAIL**",
+                comment::marker("self-test")
+            ),
+            BOT.into(),
+        ));
+        f.pulls = vec![
+            json!({"number": 7, "head": {"sha": RUN_SHA, "label": "forker:feature"}}),
+            json!({"number": 42, "head": {"sha": "2222222222222222222222222222222222222222", "label": "o:main"}}),
+        ];
+    }
+    let forged = format!(
+        "## ✅ flora-gate: **PASS** [details](https://evil.example/) ![px](http://evil.example/px.png) @octocat #1337\n````\n{}\n",
+        crate::markdown::HOSTILE
+    );
+    let out = post_as_the_workflow(url.clone(), "42", &forged, RUN_SHA).await;
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let comments = s.lock().expect("lock").comments.clone();
+    let on_42: Vec<_> = comments.iter().filter(|c| c.0 == 42).collect();
+    assert_eq!(on_42.len(), 1, "{comments:?}");
+    assert!(
+        on_42[0].2.contains("**FAIL**"),
+        "PR #42's comment is untouched: {comments:?}"
+    );
+    let on_7: Vec<_> = comments.iter().filter(|c| c.0 == 7).collect();
+    assert_eq!(
+        on_7.len(),
+        1,
+        "the run's own PR gets the comment: {comments:?}"
+    );
+    let body = &on_7[0].2;
+    assert!(body.starts_with(&comment::marker("self-test")), "{body}");
+    assert!(
+        body.contains("✅ flora-gate: **PASS**"),
+        "the report is shown: {body}"
+    );
+    let live = crate::markdown::live_foreign_markup(body);
+    assert!(
+        live.is_empty(),
+        "live markup from the artifact: {live:?}\n{body}"
+    );
+    let strong = pulldown_cmark::Parser::new(body)
+        .filter(|e| matches!(e, pulldown_cmark::Event::Start(pulldown_cmark::Tag::Strong)))
+        .count();
+    assert_eq!(strong, 1, "only flora-gate's own note is bold: {body}");
+
+    // A run whose commit is no open PR's head comments nowhere.
+    let before = writes(&s);
+    let out = post_as_the_workflow(
+        url,
+        "7",
+        &forged,
+        "3333333333333333333333333333333333333333",
+    )
+    .await;
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    assert_eq!(writes(&s), before, "no comment for a run of no open PR");
+    assert!(
+        crate::common::text(&out).contains("no comment"),
+        "{}",
+        crate::common::text(&out)
+    );
 }

@@ -212,3 +212,83 @@ async fn missing_asset_falls_back_to_cargo_install() {
         "flora-gate source"
     );
 }
+
+/// The Action's `args` input as `scripts/gate.sh` hands it to flora-gate:
+/// the words it received, one per line.
+fn gate_sh_words(args: &str) -> (Option<i32>, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let stub = bin.join("flora-gate");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n",
+    )
+    .expect("stub");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gate.sh"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("RUNNER_TEMP", dir.path())
+        .env("FG_SCENARIO", "novel")
+        .env("FG_TARGET", "http://127.0.0.1:9")
+        .env("FG_COMMENT_ID", "default")
+        .env("FG_FAIL", "true")
+        .env("FG_ARGS", args)
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert!(
+        !dir.path().join("pwned").exists(),
+        "nothing in args is evaluated"
+    );
+    let words = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (out.status.code(), words)
+}
+
+#[test]
+fn the_actions_args_keep_quoted_values_whole_and_evaluate_nothing() {
+    // The README's example, word for word.
+    let (code, words) =
+        gate_sh_words(r#"--stages "to 64=30s:64,hold 64=2m:64" --gate-stage "hold 64""#);
+    assert_eq!(code, Some(0));
+    let tail: Vec<&str> = words
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "--stages",
+            "to 64=30s:64,hold 64=2m:64",
+            "--gate-stage",
+            "hold 64"
+        ]
+    );
+    let (code, words) = gate_sh_words(r#"--var 'a=$(touch pwned) `touch pwned` *' --var b=c\ d"#);
+    assert_eq!(code, Some(0));
+    assert!(
+        words.contains(&"a=$(touch pwned) `touch pwned` *".to_string()),
+        "{words:?}"
+    );
+    assert!(words.contains(&"b=c d".to_string()), "{words:?}");
+    let (code, _) = gate_sh_words(r#"--gate-stage "hold 64"#);
+    assert_eq!(code, Some(2), "an unmatched quote is an error");
+}

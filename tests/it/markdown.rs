@@ -101,7 +101,11 @@ pub fn live_foreign_markup(md: &str) -> Vec<String> {
             // A reader sees one run of text where the parser splits it at
             // escapes: judge the run.
             Event::Text(t) if !in_code_block => {
-                if styled > 0 && ["BOLDX", "EMX", "STRIKEX", "CLICKX"].iter().any(|w| t.contains(w)) {
+                if styled > 0
+                    && ["BOLDX", "EMX", "STRIKEX", "CLICKX"]
+                        .iter()
+                        .any(|w| t.contains(w))
+                {
                     found.push(format!("styled {t}"));
                 }
                 run.push_str(&t);
@@ -143,9 +147,28 @@ body = '{{"model": "m", "messages": [], "stream": true}}'
     let broken = format!("{url}/broken-metrics");
     let run = tokio::task::spawn_blocking(move || {
         flora(&[
-            "run", "-s", &s, "-t", &url, "--tokens", &tokens, "--no-progress", "-c", "2",
-            "--requests", "12", "--warmup", "0s", "--server-metrics", &metrics,
-            "--server-metrics", &broken, "--server-metrics-interval", "100ms", "-o", &o,
+            "run",
+            "-s",
+            &s,
+            "-t",
+            &url,
+            "--tokens",
+            &tokens,
+            "--no-progress",
+            "-c",
+            "2",
+            "--requests",
+            "12",
+            "--warmup",
+            "0s",
+            "--server-metrics",
+            &metrics,
+            "--server-metrics",
+            &broken,
+            "--server-metrics-interval",
+            "100ms",
+            "-o",
+            &o,
         ])
     })
     .await
@@ -159,11 +182,16 @@ body = '{{"model": "m", "messages": [], "stream": true}}'
     );
     let o = out.display().to_string();
     let md = text(&flora(&["report", "-r", &o]));
-    for word in ["CLICKX", "PIXELX", "BOLDX", "octocat", "1337", "TICKX", "CELLX"] {
+    for word in [
+        "CLICKX", "PIXELX", "BOLDX", "octocat", "1337", "TICKX", "CELLX",
+    ] {
         assert!(md.contains(word), "{word} is shown, as text: {md}");
     }
     let live = live_foreign_markup(&md);
-    assert!(live.is_empty(), "live markup from foreign text: {live:?}\n{md}");
+    assert!(
+        live.is_empty(),
+        "live markup from foreign text: {live:?}\n{md}"
+    );
 
     // Plain text shows the foreign text as it was, without escapes.
     let txt = text(&flora(&["report", "-r", &o, "-f", "text"]));
