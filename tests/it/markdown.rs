@@ -26,7 +26,7 @@ async fn hostile_server() -> String {
             post(move || {
                 let i = n.fetch_add(1, Ordering::Relaxed);
                 async move {
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         let body = serde_json::json!({"error": {"code": "bad", "message": HOSTILE}});
                         return (StatusCode::UNPROCESSABLE_ENTITY, body.to_string()).into_response();
                     }
@@ -124,7 +124,7 @@ async fn server_and_scenario_text_is_inert_in_the_markdown_report() {
     let url = hostile_server().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("s.toml");
-    let name = HOSTILE.replace('\\', "").replace('\'', "");
+    let name = HOSTILE.replace(['\\', '\''], "");
     std::fs::write(
         &scenario,
         format!(
