@@ -331,7 +331,19 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serve `GET /metrics` at `addr` until the returned task is aborted.
+/// Most scrapers served at once; a connection beyond them is closed at
+/// once, so idle connections can never take the generator's descriptors.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Longest a scraper may take to send its request and read the answer.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// Serve `GET /metrics` at `addr` until the returned task is aborted: one
+/// answer per connection (`Connection: close`), at most
+/// [`MAX_CONNECTIONS`] at once, each within [`CONNECTION_TIMEOUT`]. Prints
+/// the address bound (the port when `:0` was asked), and warns when it is
+/// reachable beyond this machine.
 pub(super) async fn serve(
     shared: std::sync::Arc<super::Shared>,
     addr: std::net::SocketAddr,
@@ -342,24 +354,64 @@ pub(super) async fn serve(
             hint: Some("choose another address or port for `--metrics-listen`".into()),
         }
     })?;
-    let router = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let shared = shared.clone();
-            async move {
-                let lag = shared.live.lag_us.load(Ordering::Relaxed);
-                let state = if lag > 100_000 { "lagging" } else { "ok" };
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    shared.live.prometheus(state),
-                )
-            }
-        }),
-    );
+    let bound = listener.local_addr().unwrap_or(addr);
+    crate::output::err_line(&format!("live metrics: http://{bound}/metrics"));
+    if !bound.ip().is_loopback() {
+        crate::output::err_line(&format!(
+            "warning: the live metrics listen on {bound}, beyond this machine: whoever reaches it sees the run's steps and figures"
+        ));
+    }
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                // Out of descriptors, say: wait rather than spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                drop(sock);
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, answer(&mut sock, &shared)).await;
+            });
+        }
     }))
+}
+
+/// Read one request head and answer it.
+async fn answer(sock: &mut tokio::net::TcpStream, shared: &super::Shared) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let mut words = line.split(|b| *b == b' ');
+    let (method, path) = (words.next(), words.next());
+    let (status, body) = match (method, path) {
+        (Some(b"GET"), Some(b"/metrics")) => {
+            let lag = shared.live.lag_us.load(Ordering::Relaxed);
+            let state = if lag > 100_000 { "lagging" } else { "ok" };
+            ("200 OK", shared.live.prometheus(state))
+        }
+        _ => (
+            "404 Not Found",
+            "not found: the live metrics are at /metrics\n".to_string(),
+        ),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(reply.as_bytes()).await?;
+    sock.shutdown().await
 }

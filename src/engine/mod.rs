@@ -8,6 +8,7 @@
 //! `hard_stop` (grace over, second Ctrl-C) abandons them.
 
 pub mod duet;
+pub mod limits;
 pub mod live;
 pub mod monitor;
 mod recorder;
@@ -311,6 +312,27 @@ async fn breaker(
     }
 }
 
+/// Stops the run at the first failed write of its records: a run whose
+/// requests cannot be kept must not go on loading the target.
+async fn watch_recording(shared: Arc<Shared>, failed: Arc<std::sync::Mutex<Option<String>>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if let Some(e) = shared.spill.failure() {
+            crate::output::err_line(&format!(
+                "\nerror: cannot record the run's requests in {} ({e}); stopping: what was recorded is kept",
+                std::env::temp_dir().display()
+            ));
+            if let Ok(mut f) = failed.lock() {
+                f.get_or_insert(format!("recording failed: {e}"));
+            }
+            shared.stop.cancel();
+            shared.hard_stop.cancel();
+            return;
+        }
+    }
+}
+
 /// Run the load test. `signals` is cancelled on the first Ctrl-C/SIGTERM and
 /// `kill` on the second.
 pub async fn run(
@@ -354,8 +376,10 @@ async fn clock_offset(plan: &Plan) -> Option<f64> {
 /// Wait for the agreed start; how late the run is when it is past.
 async fn wait_for_start(
     at: std::time::SystemTime,
+    length: Option<Duration>,
     signals: &CancellationToken,
 ) -> Result<Duration, UserError> {
+    stale_start(at, std::time::SystemTime::now(), length)?;
     match at.duration_since(std::time::SystemTime::now()) {
         Ok(wait) => {
             eprintln!(
@@ -374,6 +398,30 @@ async fn wait_for_start(
     }
 }
 
+/// Refuse a start that passed longer ago than the plan lasts (or than the
+/// longest run, for a plan without a length): nothing of it is left to
+/// join, and a forged or stale plan must not send.
+fn stale_start(
+    at: std::time::SystemTime,
+    now: std::time::SystemTime,
+    length: Option<Duration>,
+) -> Result<(), UserError> {
+    let limit = length.unwrap_or(crate::scenario::caps::MAX_DURATION);
+    match now.duration_since(at) {
+        Ok(past) if past >= limit => Err(UserError::Environment {
+            message: format!(
+                "the plan's start was {} ago, and the plan lasts {}: nothing of it is left to run",
+                humantime::format_duration(Duration::from_secs(past.as_secs())),
+                humantime::format_duration(limit)
+            ),
+            hint: Some(
+                "make a new plan (`flora-gate plan --start-in 2m …`) and start every shard before its start".into(),
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// [`run`] without the up-front checks, for a caller that made them once
 /// (a duet slot whose target went down mid-run is measured as errors,
 /// not refused).
@@ -383,6 +431,15 @@ pub async fn run_checked(
     kill: CancellationToken,
 ) -> Result<RunOutput, UserError> {
     let sc = plan.scenario.clone();
+    let others = plan.server_metrics.len() as u64
+        + plan
+            .metrics_listen
+            .map_or(0, |_| live::MAX_CONNECTIONS as u64);
+    limits::check(
+        u64::from(plan.load.concurrency),
+        others,
+        limits::raise_fd_limit(),
+    )?;
     // Parsed once: checked against `allow_hosts` and joined to every path.
     let base_url = base_url(&plan.target)?;
     crate::target::check_allowed(&sc.safety.allow_hosts, &base_url, "the target", &sc.origin)?;
@@ -391,7 +448,7 @@ pub async fn run_checked(
         None => load_client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?,
     };
     let late = match plan.start_at {
-        Some(at) => wait_for_start(at, &signals).await?,
+        Some(at) => wait_for_start(at, plan.load.duration, &signals).await?,
         None => Duration::ZERO,
     };
     if !late.is_zero() {
@@ -505,6 +562,8 @@ pub async fn run_checked(
         .load
         .stop_runaway
         .then(|| tokio::spawn(runaway::watch(shared.clone(), tripped.clone())));
+    let recording_failed = Arc::new(std::sync::Mutex::new(None));
+    let spill_task = tokio::spawn(watch_recording(shared.clone(), recording_failed.clone()));
     let breaker_task = sc.safety.abort_error_rate.map(|limit| {
         tokio::spawn(breaker(
             shared.clone(),
@@ -568,7 +627,10 @@ pub async fn run_checked(
     if let Some(c) = arrivals.as_ref().and_then(|a| a.crashed.clone()) {
         crashed.get_or_insert(format!("{c}; the run is not trustworthy"));
     }
-    for task in [breaker_task, runaway_task].into_iter().flatten() {
+    for task in [breaker_task, runaway_task, Some(spill_task)]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     scrape_stop.cancel();
@@ -593,14 +655,20 @@ pub async fn run_checked(
         .map(|m| m.lock().map(|h| h.clone()).unwrap_or_default())
         .collect();
     // What the users recorded stays on disk; summaries read it pass by pass.
+    // A failed write stopped the run: what reached the disk is kept, and
+    // the result says what was lost.
     if let Some(e) = shared.spill.failure() {
-        return Err(UserError::Environment {
-            message: format!("cannot record the run's requests: {e}"),
-            hint: Some(format!(
-                "is {} full? a run keeps one 80-byte record per request there",
-                std::env::temp_dir().display()
-            )),
-        });
+        let (requests, iterations) = shared.spill.lost();
+        let why = format!(
+            "recording failed ({e}) in {}: sending stopped; {requests} requests and {iterations} workflow iterations finished after that are not in the result",
+            std::env::temp_dir().display()
+        );
+        if let Ok(mut r) = recording_failed.lock() {
+            r.get_or_insert(why.clone());
+        }
+        interrupted = Some(why);
+    } else if let Some(why) = recording_failed.lock().ok().and_then(|r| r.clone()) {
+        interrupted = Some(why);
     }
     recorder.records = spill::Samples::new(shared.spill.clone());
     let host = match (host0, selfcheck::host_cpu_ticks()) {

@@ -45,6 +45,9 @@ pub enum ErrorClass {
     Template,
     /// Another transport failure before the response started.
     Transport,
+    /// The load generator's own failure, not the target's: out of file
+    /// descriptors (`EMFILE`/`ENFILE`) or another local resource.
+    Generator,
     /// Still in flight when the run ended or a ramp-down stopped its user
     /// (the grace period over, or a second signal): cut, counted, not dropped.
     Abandoned,
@@ -69,6 +72,7 @@ impl ErrorClass {
             ErrorClass::Template => "template".into(),
             ErrorClass::Transport => "transport".into(),
             ErrorClass::Abandoned => "abandoned".into(),
+            ErrorClass::Generator => "generator".into(),
         }
     }
 }

@@ -3,9 +3,11 @@
 //! soak holds no per-request state in memory. The run reads them back once
 //! it is over.
 //!
-//! The file is created exclusively in the temporary directory and unlinked
-//! at once (on Unix it lives while open): nothing is left behind, whatever
-//! way the process ends.
+//! The file is anonymous (`O_TMPFILE` where the system has it, else created
+//! exclusively with mode 0600 and unlinked at once): no other process can
+//! open it by name and nothing is left behind, whatever way the process
+//! ends. A failed write (the disk full) stops the recording; what reached
+//! the disk is still read back, and the records lost are counted.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -23,34 +25,29 @@ const NONE: u64 = u64::MAX;
 #[derive(Debug)]
 struct Records {
     file: Mutex<BufWriter<File>>,
+    /// Records handed to the file without an error.
     count: AtomicU64,
+    /// Records offered, including those after a failure.
+    offered: AtomicU64,
     failed: Mutex<Option<String>>,
 }
 
 impl Records {
-    fn create(what: &str) -> std::io::Result<Self> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "flora-gate-{what}-{}-{}-{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        // Ours alone: unlinked now, gone when closed.
-        let _ = std::fs::remove_file(&path);
+    fn create() -> std::io::Result<Self> {
+        let file = tempfile::tempfile()?;
         Ok(Records {
             file: Mutex::new(BufWriter::with_capacity(64 * 1024, file)),
             count: AtomicU64::new(0),
+            offered: AtomicU64::new(0),
             failed: Mutex::new(None),
         })
     }
 
     fn push(&self, bytes: &[u8]) {
+        self.offered.fetch_add(1, Ordering::Relaxed);
+        if self.failure().is_some() {
+            return;
+        }
         let Ok(mut f) = self.file.lock() else {
             return;
         };
@@ -66,21 +63,46 @@ impl Records {
         }
     }
 
+    /// How many records can be read back: all of them, or after a failed
+    /// write, the whole ones on disk (a part-written buffer cannot be
+    /// trusted beyond its last whole record).
+    fn readable(&self, w: &mut BufWriter<File>, size: usize) -> Result<u64, String> {
+        let count = self.count.load(Ordering::Relaxed);
+        if self.failure().is_none() {
+            match w.flush() {
+                Ok(()) => return Ok(count),
+                Err(e) => {
+                    if let Ok(mut failed) = self.failed.lock() {
+                        failed.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+        }
+        let len = w.get_ref().metadata().map_err(|e| e.to_string())?.len();
+        Ok(count.min(len / size as u64))
+    }
+
+    /// Records offered that cannot be read back.
+    fn lost(&self, size: usize) -> u64 {
+        let offered = self.offered.load(Ordering::Relaxed);
+        let Ok(mut w) = self.file.lock() else {
+            return offered;
+        };
+        offered.saturating_sub(self.readable(&mut w, size).unwrap_or(0))
+    }
+
     /// A write that failed (the disk full, say), if one did.
     fn failure(&self) -> Option<String> {
         self.failed.lock().ok().and_then(|f| f.clone())
     }
 
-    /// Every record in the order written, one at a time.
+    /// Every record in the order written, one at a time. After a failed
+    /// write, the whole records that reached the file.
     fn for_each(&self, size: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), String> {
-        if let Some(e) = self.failure() {
-            return Err(e);
-        }
         let mut w = self.file.lock().map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
+        let n = self.readable(&mut w, size)?;
         let file = w.get_mut();
         file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-        let n = self.count.load(Ordering::Relaxed);
         let mut r = BufReader::with_capacity(256 * 1024, &mut *file);
         let mut buf = vec![0u8; size];
         for _ in 0..n {
@@ -104,8 +126,8 @@ impl Spill {
     /// Two new record files in the temporary directory.
     pub fn create() -> std::io::Result<Self> {
         Ok(Spill {
-            samples: Records::create("requests")?,
-            iterations: Records::create("iterations")?,
+            samples: Records::create()?,
+            iterations: Records::create()?,
         })
     }
 
@@ -122,6 +144,14 @@ impl Spill {
     /// A write that failed, if one did: the records are then incomplete.
     pub fn failure(&self) -> Option<String> {
         self.samples.failure().or_else(|| self.iterations.failure())
+    }
+
+    /// Requests and iterations finished but not readable (after a failure).
+    pub fn lost(&self) -> (u64, u64) {
+        (
+            self.samples.lost(SAMPLE_BYTES),
+            self.iterations.lost(ITERATION_BYTES),
+        )
     }
 
     /// Requests recorded.
@@ -376,6 +406,7 @@ fn error_code(e: Option<ErrorClass>) -> u16 {
         Some(E::Template) => 12,
         Some(E::Transport) => 13,
         Some(E::Abandoned) => 14,
+        Some(E::Generator) => 15,
         Some(E::Status(s)) => 1000 + s.min(999),
     }
 }
@@ -398,7 +429,10 @@ fn error_class(c: u16) -> Option<ErrorClass> {
         12 => E::Template,
         13 => E::Transport,
         14 => E::Abandoned,
-        s => E::Status(s.saturating_sub(1000)),
+        15 => E::Generator,
+        s @ 1000..=1999 => E::Status(s - 1000),
+        // Not a code this version writes: kept visible, never an HTTP 0.
+        _ => E::Protocol,
     })
 }
 

@@ -17,6 +17,7 @@ mod github;
 mod html;
 mod hypotheses;
 mod install;
+mod limits;
 mod markdown;
 mod prom;
 mod report;

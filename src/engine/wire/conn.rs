@@ -32,7 +32,9 @@ pub(super) async fn connect(
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let mut tcp = TcpStream::connect((host, port)).await.map_err(|e| {
-            let class = if e.kind() == std::io::ErrorKind::TimedOut {
+            let class = if super::out_of_descriptors(&e) {
+                return SendError::new(ErrorClass::Generator, super::descriptors_message(&e));
+            } else if e.kind() == std::io::ErrorKind::TimedOut {
                 ErrorClass::Timeout(TimeoutPhase::Connect)
             } else {
                 ErrorClass::Connect

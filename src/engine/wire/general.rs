@@ -23,7 +23,9 @@ pub(super) async fn send(
         b = b.header(reqwest::header::ACCEPT, "text/event-stream");
     }
     let response = b.send().await.map_err(|e| {
-        let class = if is_tls(&e) {
+        let class = if let Some(io) = io_source(&e).filter(|io| super::out_of_descriptors(io)) {
+            return SendError::new(ErrorClass::Generator, super::descriptors_message(io));
+        } else if is_tls(&e) {
             ErrorClass::Tls
         } else if e.is_connect() && !e.is_timeout() {
             ErrorClass::Connect
@@ -60,6 +62,18 @@ fn error_chain(e: &reqwest::Error) -> String {
         src = err.source();
     }
     parts.join(": ")
+}
+
+/// The operating system's error in the chain, if one is.
+fn io_source(e: &reqwest::Error) -> Option<&std::io::Error> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        src = err.source();
+    }
+    None
 }
 
 /// True when the error chain says the TLS handshake failed.

@@ -403,3 +403,18 @@ impl Response {
         }
     }
 }
+
+/// `EMFILE` (this process) or `ENFILE` (the system): the generator is out
+/// of file descriptors, which says nothing about the target.
+pub(crate) fn out_of_descriptors(e: &std::io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
+/// What to say when the generator ran out of descriptors.
+pub(crate) fn descriptors_message(e: &std::io::Error) -> String {
+    format!(
+        "the load generator is out of file descriptors ({e}); raise the limit (`ulimit -n`) or run fewer users per machine"
+    )
+}
