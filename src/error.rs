@@ -268,6 +268,28 @@ pub fn check_outputs(outputs: &[(&'static str, &std::path::Path)]) -> Result<(),
     Ok(())
 }
 
+/// Refuse an output that is also one of the command's inputs: reading a
+/// file and writing it in one command loses it.
+pub fn check_not_inputs(
+    outputs: &[(&'static str, &std::path::Path)],
+    inputs: &[std::path::PathBuf],
+) -> Result<(), UserError> {
+    for (flag, out) in outputs {
+        if let Some(input) = inputs.iter().find(|i| same_file(out, i)) {
+            return Err(UserError::flag(
+                flag,
+                format!(
+                    "`{}` is one of the files this command reads (`{}`)",
+                    out.display(),
+                    input.display()
+                ),
+            )
+            .with_hint("write the output to a new file"));
+        }
+    }
+    Ok(())
+}
+
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     let resolve = |p: &std::path::Path| {
         std::fs::canonicalize(p).unwrap_or_else(|_| {

@@ -14,8 +14,7 @@ use crate::result::shard::{self, PlanLoad, ShardPlan};
 use crate::result::{RunResult, ScenarioRef};
 use crate::scenario::{Scenario, Shard};
 
-/// Most shards of one plan.
-pub const MAX_SHARDS: u32 = 1000;
+pub use crate::result::shard::MAX_SHARDS;
 
 /// `run` flags with the plan's load over them.
 fn with_plan_load(a: &RunArgs, load: &PlanLoad, seed: u64) -> RunArgs {
@@ -86,7 +85,17 @@ pub(super) fn run(a: &RunArgs) -> Result<RunSettings, UserError> {
             ),
         ));
     }
-    crate::error::check_outputs(&[("--out (its records)", shard::records_path(&a.out).as_path())])?;
+    // A shard writes its result, its records beside it, and perhaps its
+    // requests: three files, none of them another's.
+    let records = shard::records_path(&a.out);
+    let mut outputs = vec![
+        ("--out", a.out.as_path()),
+        ("--out (its records)", records.as_path()),
+    ];
+    if let Some(p) = &a.requests_out {
+        outputs.push(("--requests-out", p.as_path()));
+    }
+    crate::error::check_outputs(&outputs)?;
     plan.load.shard = Some(Shard {
         index,
         count: sp.shards,
@@ -209,8 +218,14 @@ pub(super) fn merge(a: &MergeArgs) -> Result<MergeSettings, UserError> {
         outputs.push(("--requests-out", p.as_path()));
     }
     crate::error::check_outputs(&outputs)?;
+    let files = shard_files(&a.shards)?;
+    let inputs: Vec<PathBuf> = files
+        .iter()
+        .flat_map(|p| [p.clone(), shard::records_path(p)])
+        .collect();
+    crate::error::check_not_inputs(&outputs, &inputs)?;
     let mut read = Vec::with_capacity(a.shards.len());
-    for p in shard_files(&a.shards)? {
+    for p in files {
         let r = RunResult::read(&p)?;
         read.push((p, r));
     }

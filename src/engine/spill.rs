@@ -288,6 +288,7 @@ struct Source<R> {
     samples: u64,
     iterations: u64,
     next: Option<Sample>,
+    owner: Option<Owner>,
 }
 
 impl<R: Read> Source<R> {
@@ -314,6 +315,7 @@ impl<R: Read> Source<R> {
             samples,
             iterations,
             next: None,
+            owner: None,
         };
         src.advance()?;
         Ok(src)
@@ -329,8 +331,50 @@ impl<R: Read> Source<R> {
             self.samples -= 1;
             self.next = Some(decode_sample(&b));
         }
+        self.check()
+    }
+
+    /// The next record is believable, and its user is this shard's.
+    fn check(&self) -> Result<(), String> {
+        let (Some(s), Some(o)) = (&self.next, &self.owner) else {
+            return Ok(());
+        };
+        if o.count > 0 && s.vu % o.count != o.index {
+            return Err(format!(
+                "a request of user {} is in it, and shard {} of {} runs only users u with u % {} = {}",
+                s.vu, o.index, o.count, o.count, o.index
+            ));
+        }
+        if usize::from(s.step) >= o.steps {
+            return Err(format!(
+                "a request of step {}, and the scenario has {} steps",
+                s.step, o.steps
+            ));
+        }
+        let bytes = s.chunks as usize * 1024;
+        if s.usage_tokens
+            .is_some_and(|n| !super::request::plausible_usage(n, bytes))
+        {
+            return Err(format!(
+                "a request with {} output tokens over {} content events: not believable",
+                s.usage_tokens.unwrap_or(0),
+                s.chunks
+            ));
+        }
         Ok(())
     }
+}
+
+/// Whose records a file must hold: shard `index` of `count` of a scenario
+/// with `steps` steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    /// The shard.
+    pub index: u32,
+    /// Shards in the plan.
+    pub count: u32,
+    /// Steps in the scenario.
+    pub steps: usize,
 }
 
 /// When a request ended (the order records are merged in).
@@ -342,11 +386,14 @@ fn ended(s: &Sample) -> Duration {
 /// agreed start, into one new record file: requests in the order they
 /// ended across shards, then iterations. `Err` names the file (by its
 /// index) and what is wrong.
-pub fn import(files: Vec<impl Read>) -> Result<Samples, (usize, String)> {
+pub fn import(files: Vec<impl Read>, owners: &[Owner]) -> Result<Samples, (usize, String)> {
     let spill = Spill::create().map_err(|e| (0, format!("cannot create a record file: {e}")))?;
     let mut sources = Vec::with_capacity(files.len());
     for (i, f) in files.into_iter().enumerate() {
-        sources.push(Source::open(f).map_err(|e| (i, e))?);
+        let mut src = Source::open(f).map_err(|e| (i, e))?;
+        src.owner = owners.get(i).copied();
+        src.check().map_err(|e| (i, e))?;
+        sources.push(src);
     }
     // A k-way merge: each shard's records are in the order its requests ended.
     loop {

@@ -251,6 +251,8 @@ impl User {
                 ..sample
             });
             if flow == Flow::Abandoned {
+                // Its request failed (class `abandoned`): so did the workflow.
+                iter_ok = false;
                 break;
             }
             if let Some(class) = failed {

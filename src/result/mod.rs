@@ -464,7 +464,7 @@ impl RunResult {
 
     /// Read a result file, refusing other kinds and schema versions.
     pub fn read(path: &Path) -> Result<Self, UserError> {
-        crate::jsonfile::read(path, &FILE_TYPE)
+        Self::parse(&crate::error::read_to_string(path)?, path)
     }
 
     /// Parse result JSON; `path` names it in errors. The numbers are

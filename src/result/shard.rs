@@ -78,7 +78,26 @@ const PLAN_FILE: crate::jsonfile::FileType = crate::jsonfile::FileType {
 impl ShardPlan {
     /// Read a plan file.
     pub fn read(path: &Path) -> Result<Self, UserError> {
-        crate::jsonfile::read(path, &PLAN_FILE)
+        let plan: Self = crate::jsonfile::read(path, &PLAN_FILE)?;
+        plan.check().map_err(|(field, why)| {
+            UserError::invalid("plan", path, Some(format!("`{field}`")), why)
+        })?;
+        Ok(plan)
+    }
+
+    /// Every count a plan holds within its bounds, before anything is
+    /// built from it: a forged plan must not size an allocation.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if self.shards == 0 || self.shards > MAX_SHARDS {
+            return Err((
+                "shards".into(),
+                format!(
+                    "{} is not a shard count from 1 to {MAX_SHARDS}",
+                    self.shards
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The agreed start on the wall clock.
@@ -93,6 +112,9 @@ impl ShardPlan {
             })
     }
 }
+
+/// Most shards of one plan.
+pub const MAX_SHARDS: u32 = 1000;
 
 /// What a shard says about itself in its result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,6 +228,14 @@ pub fn check_shards(
                 &path,
                 Some("`shard`".into()),
                 "not a shard: it was not made by `run --plan --shard`",
+            )
+        })?;
+        info.plan.check().map_err(|(field, why)| {
+            UserError::invalid(
+                "shard result",
+                &path,
+                Some(format!("`shard.plan.{field}`")),
+                why,
             )
         })?;
         if let Some((first_path, first, fi)) = out.first() {
@@ -370,6 +400,13 @@ fn shard_rows(shards: &[ShardFile]) -> Vec<ShardRow> {
         .collect()
 }
 
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Sum the shards' load traces window by window and stage by stage.
 fn merged_trace(
     load: &crate::scenario::LoadSpec,
@@ -467,7 +504,28 @@ pub fn merge(
         files.push(std::io::BufReader::with_capacity(256 * 1024, f));
         paths.push(name);
     }
-    let records = crate::engine::spill::import(files).map_err(|(i, m)| {
+    for (i, a) in paths.iter().enumerate() {
+        if let Some(b) = paths[..i].iter().find(|b| same_path(a, b)) {
+            return Err(UserError::invalid(
+                "shard record file",
+                a,
+                None,
+                format!(
+                    "also the record file of another shard (`{}`): each shard has its own",
+                    b.display()
+                ),
+            ));
+        }
+    }
+    let owners: Vec<crate::engine::spill::Owner> = shards
+        .iter()
+        .map(|(_, _, info)| crate::engine::spill::Owner {
+            index: info.index,
+            count: info.plan.shards,
+            steps: meta.scenario.steps.len(),
+        })
+        .collect();
+    let records = crate::engine::spill::import(files, &owners).map_err(|(i, m)| {
         UserError::invalid("shard record file", &paths[i.min(paths.len() - 1)], None, m)
     })?;
     let steps = meta.scenario.steps.len();

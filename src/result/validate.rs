@@ -4,6 +4,12 @@
 
 use super::{Block, RunResult, RunState};
 
+/// Most time windows a result may hold: the longest run at the shortest
+/// window (1 s), with room for the drain.
+pub const MAX_WINDOWS: u64 = crate::scenario::caps::MAX_ANY_DURATION.as_secs() + 3600;
+/// Most stages a result may hold.
+pub const MAX_STAGES: usize = 10_000;
+
 /// Collects the first invalid number of a file.
 #[derive(Default)]
 pub(crate) struct Validator {
@@ -125,6 +131,28 @@ impl RunResult {
             v.rate(&f("throughput.goodput_per_s"), s.throughput.goodput_per_s);
         }
         v.blocks("blocks", &self.blocks);
+        // Indexes size the merge's tables: each within what a run can have.
+        let mut last = None;
+        for (i, w) in self.windows.iter().enumerate() {
+            if u64::from(w.index) >= MAX_WINDOWS || last.is_some_and(|l| w.index <= l) {
+                v.fail(
+                    &format!("windows[{i}].index"),
+                    &format!(
+                        "{} is not the next window of a run (increasing, under {MAX_WINDOWS})",
+                        w.index
+                    ),
+                );
+            }
+            last = Some(w.index);
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            if s.index as usize >= MAX_STAGES {
+                v.fail(
+                    &format!("stages[{i}].index"),
+                    &format!("{} is over {MAX_STAGES} stages", s.index),
+                );
+            }
+        }
         v.done()
     }
 }

@@ -393,6 +393,11 @@ async fn requests_still_open_at_the_end_are_counted() {
         r.steps[0].errors
     );
     assert_eq!(r.totals.requests, 2);
+    assert_eq!(
+        (r.workflow.iterations, r.workflow.ok),
+        (2, 0),
+        "a workflow whose request was abandoned failed"
+    );
 }
 
 // ------------------------------------------------------------ 10

@@ -451,3 +451,156 @@ fn a_shard_on_a_slower_path_is_flagged() {
         "{md}"
     );
 }
+
+/// `merge` of the three shards in `dir`, its output to `out`.
+fn merge_into(dir: &Path, out: &str) -> std::process::Output {
+    let shards: Vec<String> = (0..3)
+        .map(|i| dir.join(format!("shard-{i}.json")).display().to_string())
+        .collect();
+    let mut args = vec!["merge", "-o", out];
+    args.extend(shards.iter().map(String::as_str));
+    flora(&args)
+}
+
+#[test]
+fn forged_shard_files_are_refused_before_anything_is_built_from_them() {
+    let mock = crate::common::spawn_mock(&["--ttft-ms", "5", "--itl-ms", "1"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let tok = tokens(d);
+    let p = plan(d, "2s");
+    run_shards(d, &p, &[0, 1, 2], &mock.url, &tok);
+    let merged = d.join("merged.json").display().to_string();
+    assert!(
+        merge_into(d, &merged).status.success(),
+        "the honest shards merge"
+    );
+    let shard1 = d.join("shard-1.json");
+    let honest = std::fs::read_to_string(&shard1).expect("shard");
+    let refused = |what: &str, expect: &str| {
+        let o = merge_into(d, &merged);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{what}: {t}");
+        assert!(t.contains(expect), "{what}: {t}");
+    };
+    let forge = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(&honest).expect("json");
+        f(&mut v);
+        std::fs::write(&shard1, v.to_string()).expect("write");
+    };
+    forge(&|v| v["windows"][0]["index"] = 4_294_967_295u64.into());
+    refused("a window index of 2^32-1", "windows[0].index");
+    forge(&|v| v["shard"]["plan"]["shards"] = 1_000_000_000u64.into());
+    refused("a plan of 10^9 shards", "shard.plan.shards");
+    forge(&|v| v["shard"]["records"] = "shard-0.records".into());
+    refused(
+        "one record file for two shards",
+        "also the record file of another shard",
+    );
+    std::fs::copy(d.join("shard-2.records"), d.join("other.records")).expect("copy");
+    forge(&|v| v["shard"]["records"] = "other.records".into());
+    refused("another shard's users", "runs only users u with u % 3 = 1");
+    std::fs::write(&shard1, &honest).expect("write");
+
+    let records = d.join("shard-1.records");
+    let good = std::fs::read(&records).expect("records");
+    let header = "flora-gate records 3\n".len() + 16;
+    let mut bad = good.clone();
+    bad[header + 74..header + 76].copy_from_slice(&65535u16.to_le_bytes());
+    std::fs::write(&records, &bad).expect("write");
+    refused("step 65535", "step 65535");
+    let mut bad = good.clone();
+    bad[header + 48..header + 56].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+    std::fs::write(&records, &bad).expect("write");
+    refused("usage 2^64-2", "not believable");
+    std::fs::write(&records, &good).expect("write");
+    assert!(
+        merge_into(d, &merged).status.success(),
+        "restored, they merge again"
+    );
+
+    // A plan of 10^9 shards is refused by `run --plan` too.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).expect("plan")).expect("json");
+    v["shards"] = 1_000_000_000u64.into();
+    let forged = d.join("forged-plan.json");
+    std::fs::write(&forged, v.to_string()).expect("write");
+    let o = flora(&[
+        "run",
+        "--plan",
+        forged.to_str().expect("utf-8"),
+        "--shard",
+        "0/1000000000",
+        "-s",
+        "openai-chat",
+        "-t",
+        &mock.url,
+        "--tokens",
+        &tok,
+        "-o",
+        d.join("x.json").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("shard count from 1 to 1000"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn no_output_of_a_shard_or_a_merge_overwrites_another_file_it_uses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let tok = tokens(d);
+    let p = plan(d, "60s");
+    let path = |n: &str| d.join(n).display().to_string();
+    for (args, expect) in [
+        (vec!["-o", &path("s0.records")], "--out (its records)"),
+        (
+            vec![
+                "-o",
+                &path("s1.json"),
+                "--requests-out",
+                &path("s1.records"),
+            ],
+            "--requests-out",
+        ),
+    ] {
+        let mut all = vec![
+            "run",
+            "--plan",
+            &p,
+            "--shard",
+            "0/3",
+            "-s",
+            "openai-chat",
+            "-t",
+            "http://127.0.0.1:9",
+            "--tokens",
+            &tok,
+        ];
+        all.extend(args.iter().map(|s| &**s));
+        let o = flora(&all);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(expect), "{}", text(&o));
+    }
+    for i in 0..3 {
+        std::fs::write(d.join(format!("shard-{i}.json")), "{}").expect("write");
+        std::fs::write(d.join(format!("shard-{i}.records")), "x").expect("write");
+    }
+    for out in ["shard-0.records", "shard-2.json"] {
+        let o = merge_into(d, &path(out));
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains("one of the files this command reads"),
+            "{}",
+            text(&o)
+        );
+        assert_ne!(
+            std::fs::read(d.join(out)).expect("kept"),
+            b"",
+            "the input is untouched"
+        );
+    }
+}
