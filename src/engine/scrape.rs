@@ -132,32 +132,96 @@ pub struct Scraped {
     pub last_error: Option<String>,
     /// Series by `name{labels}`.
     pub series: BTreeMap<String, Series>,
+    /// Series left out for the caps ([`MAX_SERIES`], [`MAX_PER_FAMILY`]):
+    /// the most in any one scrape.
+    pub dropped_series: u64,
+    /// Label values cut to [`MAX_LABEL_CHARS`], or labels past
+    /// [`MAX_LABELS`] left out, in all.
+    pub cut_labels: u64,
 }
 
-fn key(s: &prom::Sample) -> String {
+/// Most series kept of one endpoint; past [`USER_SERIES`], only the
+/// presets' families take new ones.
+pub const MAX_SERIES: usize = 1000;
+/// Most series of families the user named, per endpoint.
+pub const USER_SERIES: usize = 800;
+/// Most series of one family, per endpoint: a family whose labels explode
+/// cannot crowd out the others.
+pub const MAX_PER_FAMILY: usize = 200;
+/// Longest label value kept, in characters.
+pub const MAX_LABEL_CHARS: usize = 128;
+/// Most labels of one series.
+pub const MAX_LABELS: usize = 16;
+
+fn is_preset(family: &str) -> bool {
+    PRESETS.iter().any(|(_, f)| f.iter().any(|p| *p == family))
+}
+
+/// The series key, and how many labels were cut or left out.
+fn key(s: &prom::Sample) -> (String, u64) {
     if s.labels.is_empty() {
-        return s.name.clone();
+        return (s.name.clone(), 0);
     }
+    let mut cut = s.labels.len().saturating_sub(MAX_LABELS) as u64;
     let labels: Vec<String> = s
         .labels
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .take(MAX_LABELS)
+        .map(|(k, v)| {
+            let k: String = k.chars().take(MAX_LABEL_CHARS).collect();
+            let mut v: String = if v.chars().count() > MAX_LABEL_CHARS {
+                cut += 1;
+                v.chars().take(MAX_LABEL_CHARS).collect::<String>() + "…"
+            } else {
+                v.clone()
+            };
+            v = v.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("{k}=\"{v}\"")
+        })
         .collect();
-    format!("{}{{{}}}", s.name, labels.join(","))
+    (format!("{}{{{}}}", s.name, labels.join(",")), cut)
 }
 
 /// Keep what `text` holds of `families` at `t` seconds; `Err` when it does not parse.
 pub fn absorb(into: &mut Scraped, families: &[String], text: &str, t: f64) -> Result<(), String> {
     let e = prom::parse(text).map_err(|e| e.to_string())?;
-    for s in &e.samples {
+    let mut dropped = 0u64;
+    let mut per_family: BTreeMap<String, usize> = BTreeMap::new();
+    for k in into.series.keys() {
+        let name = k.split('{').next().unwrap_or(k);
+        *per_family.entry(e.family_of(name).to_string()).or_default() += 1;
+    }
+    // Presets first: their samples are taken before the user's families.
+    let (presets, others): (Vec<_>, Vec<_>) = e
+        .samples
+        .iter()
+        .filter(|s| {
+            let family = e.family_of(&s.name);
+            families.iter().any(|f| f == family || f == &s.name)
+        })
+        .partition(|s| is_preset(e.family_of(&s.name)));
+    for s in presets.into_iter().chain(others) {
         let family = e.family_of(&s.name);
-        if !families.iter().any(|f| f == family || f == &s.name) {
-            continue;
+        let (k, cut) = key(s);
+        if !into.series.contains_key(&k) {
+            let room = if is_preset(family) {
+                MAX_SERIES
+            } else {
+                USER_SERIES
+            };
+            let in_family = per_family.get(family).copied().unwrap_or(0);
+            if into.series.len() >= room || in_family >= MAX_PER_FAMILY {
+                dropped += 1;
+                continue;
+            }
+            *per_family.entry(family.to_string()).or_default() += 1;
+            into.cut_labels += cut;
         }
-        let series = into.series.entry(key(s)).or_default();
+        let series = into.series.entry(k).or_default();
         series.kind = Some(e.kind_of(&s.name));
         series.points.push((t, s.value));
     }
+    into.dropped_series = into.dropped_series.max(dropped);
     Ok(())
 }
 
@@ -231,5 +295,49 @@ mod tests {
             .contains_key("hikaricp_connections_active{pool=\"db\"}"));
         assert!(!s.series.keys().any(|k| k.starts_with("unrelated")));
         assert!(absorb(&mut s, &fams, "{{garbage", 3.0).is_err());
+    }
+
+    #[test]
+    fn series_are_capped_per_endpoint_and_family_with_the_presets_first() {
+        let mut s = Scraped::default();
+        let fams = families(&["bomb_total".to_string()]);
+        for scrape in 0..3 {
+            let mut text = String::from("# TYPE bomb_total counter\n");
+            for i in 0..20_000 {
+                text.push_str(&format!("bomb_total{{id=\"{scrape}-{i}\"}} 1\n"));
+            }
+            text.push_str("vllm:num_requests_waiting 3\n");
+            let long = "x".repeat(1000);
+            let labels: Vec<String> = (0..50).map(|k| format!("l{k}=\"{long}\"")).collect();
+            text.push_str(&format!(
+                "vllm:num_requests_running{{{}}} 1\n",
+                labels.join(",")
+            ));
+            absorb(&mut s, &fams, &text, f64::from(scrape)).expect("parses");
+        }
+        assert!(s.series.len() <= MAX_SERIES, "{}", s.series.len());
+        let bombs = s
+            .series
+            .keys()
+            .filter(|k| k.starts_with("bomb_total"))
+            .count();
+        assert_eq!(bombs, MAX_PER_FAMILY);
+        assert_eq!(s.dropped_series, 20_000, "a whole scrape's new series");
+        assert_eq!(
+            s.series["vllm:num_requests_waiting"].points.len(),
+            3,
+            "the preset kept"
+        );
+        let running = s
+            .series
+            .keys()
+            .find(|k| k.starts_with("vllm:num_requests_running"))
+            .expect("kept, its labels cut");
+        assert!(
+            running.len() < MAX_LABELS * (MAX_LABEL_CHARS + 16),
+            "{}",
+            running.len()
+        );
+        assert!(s.cut_labels >= 34, "{}", s.cut_labels);
     }
 }

@@ -103,6 +103,17 @@ fn section(m: &ServerMetrics, stage_names: &[String]) -> ServerCtx {
                 if let Some(err) = &e.last_error {
                     t += &format!(" (last: {})", super::md_cell(err));
                 }
+                if e.dropped_series > 0 {
+                    t += &format!(
+                        "; {} series left out (at most {} per endpoint, {} per family; the presets' kept first)",
+                        e.dropped_series,
+                        crate::engine::scrape::MAX_SERIES,
+                        crate::engine::scrape::MAX_PER_FAMILY
+                    );
+                }
+                if e.cut_labels > 0 {
+                    t += &format!("; {} long or surplus labels cut", e.cut_labels);
+                }
                 t
             })
             .collect(),

@@ -22,6 +22,17 @@ pub struct Endpoint {
     /// The last failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Series left out for the caps on series per endpoint and per family
+    /// (the most in one scrape).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_series: u64,
+    /// Label values cut short or labels left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cut_labels: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Figures of a series over a stretch of the run.
@@ -232,6 +243,8 @@ pub fn summarise(
                 scrapes: s.scrapes,
                 failures: s.failures,
                 last_error: s.last_error.clone(),
+                dropped_series: s.dropped_series,
+                cut_labels: s.cut_labels,
             })
             .collect(),
         series,

@@ -343,3 +343,98 @@ fn a_scenarios_server_metrics_are_scraped_and_checked_like_the_target() {
     assert!(t.contains("allow_hosts") && t.contains("metrics"), "{t}");
     assert!(!out.exists());
 }
+
+/// An endpoint that answers every scrape with 30,000 series no scrape had
+/// before, and one series of 5,000 labels of 1 KB each.
+async fn cardinality_bomb() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let n = std::sync::Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let scrape = n.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let mut text = String::with_capacity(2 << 20);
+                for i in 0..30_000 {
+                    text.push_str(&format!(
+                        "vllm:num_requests_running{{id=\"{scrape}-{i}\"}} 1\n"
+                    ));
+                }
+                let long = "y".repeat(1000);
+                let labels: Vec<String> = (0..5000).map(|k| format!("l{k}=\"{long}\"")).collect();
+                text.push_str(&format!(
+                    "vllm:num_requests_waiting{{{}}} 2\n",
+                    labels.join(",")
+                ));
+                text
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/metrics")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cardinality_bomb_is_capped_and_said() {
+    let bomb = cardinality_bomb().await;
+    let mock = spawn_mock(&["--ttft-ms", "5", "--itl-ms", "1", "--output-tokens", "4"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let html = dir.path().join("r.html");
+    let tok = tokens();
+    let (o, h) = (out.clone(), html.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        let r = crate::common::flora(&[
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            tok.to_str().expect("utf-8"),
+            "-c",
+            "2",
+            "-d",
+            "4s",
+            "--warmup",
+            "0s",
+            "--no-progress",
+            "--server-metrics",
+            &bomb,
+            "--server-metrics-interval",
+            "250ms",
+            "-o",
+            o.to_str().expect("utf-8"),
+        ]);
+        let rep = crate::common::flora(&[
+            "report",
+            "-r",
+            o.to_str().expect("utf-8"),
+            "-f",
+            "html",
+            "-o",
+            h.to_str().expect("utf-8"),
+        ]);
+        (r, rep)
+    })
+    .await
+    .expect("joined");
+    assert!(run.0.status.success(), "{}", crate::common::text(&run.0));
+    assert!(run.1.status.success(), "{}", crate::common::text(&run.1));
+    let size = std::fs::metadata(&out).expect("result").len();
+    assert!(size < 4 << 20, "the result is {size} bytes");
+    let page = std::fs::metadata(&html).expect("html").len();
+    assert!(page < 4 << 20, "the HTML report is {page} bytes");
+    let r = crate::common::read_json(&out);
+    let ep = &r["server_metrics"]["endpoints"][0];
+    assert!(ep["dropped_series"].as_u64().unwrap_or(0) >= 29_000, "{ep}");
+    assert!(ep["cut_labels"].as_u64().unwrap_or(0) > 0, "{ep}");
+    let md = crate::common::report_md(&out);
+    assert!(md.contains("series left out"), "the report says so: {md}");
+}
