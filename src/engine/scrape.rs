@@ -154,7 +154,7 @@ pub const MAX_LABEL_CHARS: usize = 128;
 pub const MAX_LABELS: usize = 16;
 
 fn is_preset(family: &str) -> bool {
-    PRESETS.iter().any(|(_, f)| f.iter().any(|p| *p == family))
+    PRESETS.iter().any(|(_, f)| f.contains(&family))
 }
 
 /// The series key, and how many labels were cut or left out.
