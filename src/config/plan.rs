@@ -141,6 +141,17 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     let origin = reqwest::Url::parse(&target)
         .map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
     let server_metrics = server_metrics(args, &scenario, &origin)?;
+    // A `--var` that carries an access token is used, never recorded.
+    scenario.secret_vars = scenario
+        .var_overrides
+        .iter()
+        .filter(|(_, v)| {
+            tokens
+                .iter()
+                .any(|t| !t.token.expose().is_empty() && v.contains(t.token.expose()))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
     Ok(Plan {
         scenario: Arc::new(scenario),
         target,

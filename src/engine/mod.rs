@@ -132,6 +132,9 @@ struct Shared {
     /// A signal arrived: nothing new starts, whatever `finish` says.
     signalled: CancellationToken,
     requests_left: Option<AtomicU64>,
+    /// Open loop: while the target asks to wait (`Retry-After`) or keeps
+    /// failing, arrivals are held back instead of sent.
+    open_hold: vu::OpenHold,
     live: live::Live,
     /// Finished requests and iterations, on disk.
     spill: Arc<spill::Spill>,
@@ -486,6 +489,7 @@ pub async fn run_checked(
         signalled: signals.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
         live: live::Live::new(&sc.steps),
+        open_hold: vu::OpenHold::default(),
         spill: spill::Spill::create()
             .map(Arc::new)
             .map_err(|e| UserError::Environment {

@@ -61,6 +61,9 @@ pub struct ArrivalStats {
     pub missed_cap: u64,
     /// Not started: the dispatcher was too late.
     pub missed_late: u64,
+    /// Not started: held back while the target asked to wait
+    /// (`Retry-After`) or kept failing.
+    pub missed_held: u64,
     /// How late started arrivals were.
     pub lateness: LatencyHist,
     /// A workflow task that panicked.
@@ -287,6 +290,14 @@ pub(super) async fn dispatch(
         let late = Instant::now().saturating_duration_since(due);
         if late > LATE_LIMIT {
             st.missed_late += 1;
+            live.arrivals_missed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if shared
+            .open_hold
+            .holding(a.at.max(Instant::now().saturating_duration_since(shared.t0)))
+        {
+            st.missed_held += 1;
             live.arrivals_missed.fetch_add(1, Ordering::Relaxed);
             continue;
         }

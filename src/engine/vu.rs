@@ -1,7 +1,7 @@
 //! One virtual user: loops the workflow until told to stop.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,9 +44,40 @@ pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder 
 pub(super) async fn run_arrival(shared: Arc<Shared>, n: u64, token: Option<UserToken>) -> Recorder {
     // Arrival numbers past u32 wrap: they only seed draws and name requests.
     let mut user = User::new(shared.clone(), n as u32, token);
+    user.open = true;
     let _active = Active::new(&shared.live.users);
     user.iterate(None).await;
     user.finish()
+}
+
+/// The open loop's back-off: an arrival is a fresh user with no failures
+/// of its own, so the failures and `Retry-After` of all arrivals are
+/// pooled here, and the dispatcher starts none until the wait is over.
+#[derive(Debug, Default)]
+pub(super) struct OpenHold {
+    failures: AtomicU32,
+    /// Microseconds after the run's start before which nothing is sent.
+    until_us: AtomicU64,
+}
+
+impl OpenHold {
+    /// Hold arrivals for `wait` from `now` (since the run's start).
+    fn fail(&self, now: Duration, wait: Duration) -> u32 {
+        let until = (now + wait).as_micros().min(u128::from(u64::MAX)) as u64;
+        self.until_us.fetch_max(until, Ordering::Relaxed);
+        self.failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
+    fn succeed(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether an arrival due at `now` (since the run's start) is held back.
+    pub(super) fn holding(&self, now: Duration) -> bool {
+        (now.as_micros() as u64) < self.until_us.load(Ordering::Relaxed)
+    }
 }
 
 /// Counts a user as active while it lives.
@@ -91,6 +122,8 @@ struct User {
     jitter: SmallRng,
     iteration: u64,
     consecutive_failures: u32,
+    /// An open-loop arrival: its back-off is the dispatcher's ([`OpenHold`]).
+    open: bool,
     server_wait: Option<Duration>,
     /// Gaps between content chunks, per step, flushed to the shared
     /// histograms in batches so users hold no histogram of their own.
@@ -129,6 +162,7 @@ impl User {
             jitter: SmallRng::seed_from_u64(seed ^ 0xB0FF),
             iteration: 0,
             consecutive_failures: 0,
+            open: false,
             server_wait: None,
             gaps: vec![Vec::new(); sc.steps.len()],
             discard: Vec::new(),
@@ -261,6 +295,9 @@ impl User {
                 break;
             }
             self.consecutive_failures = 0;
+            if self.open {
+                shared.open_hold.succeed();
+            }
             if !step.think_time.is_none() {
                 let wait = step.think_time.draw(&mut self.mix);
                 let limit = if shared.finish == Finish::Workflow {
@@ -387,6 +424,13 @@ impl User {
             .retry_after
             .filter(|_| sc.safety.honor_retry_after)
             .map(|w| w.min(crate::scenario::MAX_RETRY_AFTER));
+        if self.open {
+            let hold = &self.shared.open_hold;
+            let n = hold.failures.load(Ordering::Relaxed).saturating_add(1);
+            let wait =
+                backoff(&sc.safety, n, &mut self.jitter).max(self.server_wait.unwrap_or_default());
+            hold.fail(self.shared.t0.elapsed(), wait);
+        }
     }
 
     /// Between iterations: back off after failures (at least as long as the

@@ -150,6 +150,21 @@ fn unknown(statement: &str, fail: bool, why: String) -> Outcome {
     outcome(statement, fail, Finding::Inconclusive, None, None, why)
 }
 
+/// A statement about a part the run did not have (a stage name that is
+/// none of its stages, a level no stage held) cannot hold: refuted, so a
+/// `fail = true` hypothesis with a mistyped place fails the gate instead
+/// of passing unjudged for ever.
+fn nowhere(statement: &str, fail: bool, why: String) -> Outcome {
+    outcome(
+        statement,
+        fail,
+        Finding::Refuted,
+        None,
+        None,
+        format!("{why}: the statement is about a part of the run that did not exist"),
+    )
+}
+
 /// Judge every hypothesis the result carries.
 pub fn evaluate(r: &RunResult) -> Vec<Outcome> {
     r.hypotheses
@@ -197,14 +212,14 @@ fn judge(r: &RunResult, text: &str, fail: bool, s: &Statement) -> Outcome {
         } => {
             let lhs = match part(r, place) {
                 Ok(p) => p,
-                Err(m) => return unknown(text, fail, m),
+                Err(m) => return nowhere(text, fail, m),
             };
             match rhs {
                 Rhs::Value(limit) => against_value(text, fail, metric, &lhs, *op, *limit),
                 Rhs::Times(k, other) => {
                     let rhs = match part(r, other) {
                         Ok(p) => p,
-                        Err(m) => return unknown(text, fail, m),
+                        Err(m) => return nowhere(text, fail, m),
                     };
                     against_part(text, fail, metric, &lhs, *op, *k, &rhs)
                 }

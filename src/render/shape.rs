@@ -236,12 +236,13 @@ pub fn context(r: &RunResult) -> Option<ShapeContext> {
     let mut facts = Vec::new();
     if let Some(a) = &r.arrivals {
         facts.push(format!(
-            "arrivals: {} of {} started on time ({:.1}%); {} missed at the in-flight cap, {} too late; lateness p50 {} ms, p99 {} ms",
+            "arrivals: {} of {} started on time ({:.1}%); {} missed at the in-flight cap, {} too late, {} held back while the target asked to wait or kept failing; lateness p50 {} ms, p99 {} ms",
             a.started,
             a.due,
             a.achieved_ratio * 100.0,
             a.missed_cap,
             a.missed_late,
+            a.missed_held,
             ms(a.lateness_p50_ms),
             ms(a.lateness_p99_ms)
         ));

@@ -202,7 +202,7 @@ impl Baseline {
                 git_commit: git_commit(),
                 created_at: chrono::Utc::now().to_rfc3339(),
                 scenario: first.provenance.scenario.clone(),
-                target: first.provenance.target.clone(),
+                target: crate::target::redact_userinfo(&first.provenance.target),
                 concurrency: first.provenance.concurrency,
                 vars: first.provenance.vars.clone(),
                 runner: first.provenance.host.clone(),

@@ -85,8 +85,22 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
             requests_limit: meta.load.requests,
             warmup_s: meta.load.warmup.as_secs_f64(),
             seed: meta.load.seed,
-            vars: sc.vars.clone(),
-            var_overrides: sc.var_overrides.clone(),
+            vars: sc
+                .vars
+                .iter()
+                .map(|(k, v)| match sc.secret_vars.contains(k) {
+                    true => (k.clone(), serde_json::Value::String("<redacted>".into())),
+                    false => (k.clone(), v.clone()),
+                })
+                .collect(),
+            var_overrides: sc
+                .var_overrides
+                .iter()
+                .map(|(k, v)| match sc.secret_vars.contains(k) {
+                    true => (k.clone(), "<redacted>".to_string()),
+                    false => (k.clone(), v.clone()),
+                })
+                .collect(),
             sweep: sc.sweep.as_ref().map(crate::scenario::Sweep::describe),
             started_at: out.started_at.to_rfc3339(),
             elapsed_s: out.elapsed.as_secs_f64(),

@@ -615,12 +615,13 @@ impl RunResult {
         let a = self.arrivals.as_ref().filter(|_| stage.is_none())?;
         (a.achieved_ratio < time::DELIVERY_FLOOR).then(|| {
             format!(
-                "under-delivered: {} of {} arrivals started ({:.1}%; {} at the in-flight cap, {} too late)",
+                "under-delivered: {} of {} arrivals started ({:.1}%; {} at the in-flight cap, {} too late, {} held back by the target's failures or `Retry-After`)",
                 a.started,
                 a.due,
                 a.achieved_ratio * 100.0,
                 a.missed_cap,
-                a.missed_late
+                a.missed_late,
+                a.missed_held
             )
         })
     }

@@ -463,6 +463,7 @@ fn merged_trace(
             m.due += a.due;
             m.started += a.started;
             m.missed_cap += a.missed_cap;
+            m.missed_held += a.missed_held;
             m.missed_late += a.missed_late;
         }
     }

@@ -168,6 +168,10 @@ pub struct ArrivalResult {
     pub missed_cap: u64,
     /// Not started: the generator could not start them on time.
     pub missed_late: u64,
+    /// Not started: held back while the target asked to wait
+    /// (`Retry-After`) or kept failing (the back-off of an open loop).
+    #[serde(default)]
+    pub missed_held: u64,
     /// started / due.
     pub achieved_ratio: f64,
     /// Lateness of started arrivals, p50, ms.
@@ -475,6 +479,7 @@ pub(super) fn arrivals(out: &RunOutput) -> Option<ArrivalResult> {
         started: a.started,
         missed_cap: a.missed_cap,
         missed_late: a.missed_late,
+        missed_held: a.missed_held,
         achieved_ratio: if a.due == 0 {
             1.0
         } else {

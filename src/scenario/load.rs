@@ -183,10 +183,11 @@ pub(super) fn workflows(
                 ),
             ));
         }
-        if !w.weight.is_finite() || w.weight < 0.0 {
+        // Bounded, so the weights' sum is always a finite number.
+        if !w.weight.is_finite() || !(0.0..=1e9).contains(&w.weight) {
             return Err(invalid(
                 place("weight"),
-                format!("{} must be a number, 0 or more", w.weight),
+                format!("{} must be a number from 0 to 1e9", w.weight),
             ));
         }
         if w.steps.is_empty() {

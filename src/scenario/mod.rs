@@ -279,6 +279,9 @@ pub struct Scenario {
     pub vars: serde_json::Map<String, serde_json::Value>,
     /// The `--var` overrides as given (recorded for the reproduce command).
     pub var_overrides: BTreeMap<String, String>,
+    /// Variables whose value holds an access token: used in requests,
+    /// recorded as `<redacted>`.
+    pub secret_vars: std::collections::BTreeSet<String>,
     /// The gate policy (defaults overlaid with the `[gate]` table).
     pub gate: crate::policy::Policy,
     /// Protections (`[safety]`).
@@ -487,6 +490,7 @@ impl Scenario {
             slo: file.slo,
             vars,
             var_overrides: var_overrides.iter().cloned().collect(),
+            secret_vars: std::collections::BTreeSet::new(),
             gate,
             safety,
             data,

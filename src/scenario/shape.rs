@@ -47,9 +47,13 @@ impl Arrival {
             "poisson" => Ok(Arrival::Poisson),
             other => match other.strip_prefix("gamma:") {
                 Some(k) => match k.trim().parse::<f64>() {
-                    Ok(k) if k.is_finite() && k > 0.0 && k <= 1000.0 => Ok(Arrival::Gamma(k)),
+                    // Below 0.01 the gaps' spread (1/√k) is over 10× their
+                    // mean: almost every arrival due in one burst.
+                    Ok(k) if k.is_finite() && (0.01..=1000.0).contains(&k) => {
+                        Ok(Arrival::Gamma(k))
+                    }
                     _ => Err(format!(
-                        "the gamma shape `{k}` must be a number above 0 (and at most 1000)"
+                        "the gamma shape `{k}` must be a number from 0.01 to 1000 (1 is Poisson; below 1, burstier)"
                     )),
                 },
                 None => Err(format!(
@@ -505,7 +509,7 @@ mod tests {
             Arrival::parse("gamma:0.5").expect("present"),
             Arrival::Gamma(0.5)
         );
-        for bad in ["gamma:0", "gamma:-1", "gamma:x", "bursty"] {
+        for bad in ["gamma:0", "gamma:-1", "gamma:x", "gamma:1e-300", "bursty"] {
             assert!(Arrival::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(

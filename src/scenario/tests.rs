@@ -230,6 +230,7 @@ fn workflows_reference_steps_by_name_and_bad_mixes_are_refused() {
         ("[[workflows]]\nname = \"a\"\nsteps = [\"nope\"]\n", "no step is named `nope`"),
         ("[[workflows]]\nname = \"a\"\nweight = 0\nsteps = [\"chat\"]\n", "sum to 0"),
         ("[[workflows]]\nname = \"a\"\nweight = -1\nsteps = [\"chat\"]\n", "workflows[0].weight"),
+        ("[[workflows]]\nname = \"a\"\nweight = 1e308\nsteps = [\"chat\"]\n", "workflows[0].weight"),
         ("[[workflows]]\nname = \"a\"\nsteps = []\n", "at least one step"),
         ("[[workflows]]\nname = \"a\"\nsteps = [\"chat\"]\n[[workflows]]\nname = \"a\"\nsteps = [\"chat\"]\n", "unique"),
     ] {

@@ -97,6 +97,28 @@ fn the_shipped_scenario_gets_each_finding_and_a_refuted_one_can_fail_the_gate() 
         "{v}"
     );
     assert_eq!(v["hypotheses"].as_array().map(Vec::len), Some(3));
+
+    // A `fail = true` hypothesis about a stage the run did not have fails
+    // too: a mistyped place must not pass unjudged.
+    let mut r: serde_json::Value = serde_json::from_str(&text_of).expect("JSON");
+    r["hypotheses"] =
+        serde_json::json!([{"statement": "ttft_p90 <= 10s at stage nosuch", "fail": true}]);
+    std::fs::write(&strict, r.to_string()).expect("written");
+    let o = flora(&[
+        "gate",
+        "--result",
+        strict.to_str().expect("utf-8"),
+        "-b",
+        base.to_str().expect("utf-8"),
+        "--verdict-out",
+        verdict.to_str().expect("utf-8"),
+        "--report-out",
+        d.join("report.md").to_str().expect("utf-8"),
+        "--comment",
+        "never",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no stage `nosuch`"), "{}", text(&o));
 }
 
 #[test]

@@ -808,3 +808,55 @@ async fn a_retired_user_finishes_its_request_or_its_whole_workflow_as_the_scenar
         }
     }
 }
+
+/// A target that answers every request 503 with `Retry-After: 1`; its count.
+async fn unavailable() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    use axum::response::IntoResponse;
+    let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = n.clone();
+    let app = axum::Router::new().fallback(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "1")],
+                "overloaded",
+            )
+                .into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_holds_its_arrivals_while_the_target_asks_to_wait() {
+    let (url, seen) = unavailable().await;
+    // The breaker off, to see what the back-off alone does: 200 arrivals
+    // a second for 3 s would be 600 requests.
+    let plan = shaped(
+        chat_scenario("[safety]\ncircuit_breaker = false\n"),
+        &url,
+        "0s:200,3s:200",
+        Model::Open,
+        Arrival::Constant,
+        1000,
+    );
+    let (res, _) = run_plan(plan).await;
+    let n = seen.load(std::sync::atomic::Ordering::Relaxed);
+    let a = res.arrivals.as_ref().expect("open loop");
+    // Arrivals in flight when the first 503 lands are sent; after it, none
+    // until the second it asked for has passed, then again each time.
+    assert!(
+        n < 120,
+        "{n} requests in 3 s against a 503 with Retry-After: 1; {a:?}"
+    );
+    assert!(a.missed_held > 400, "{a:?}");
+    assert_eq!(a.started, n, "{a:?}");
+}
