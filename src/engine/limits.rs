@@ -76,8 +76,49 @@ pub fn check(users: u64, other: u64, limit: Option<FdLimit>) -> Result<(), UserE
     })
 }
 
+/// Bytes a run keeps on disk per request and per iteration.
+pub const RECORD_BYTES: u64 = 96 + 40;
+
+/// Free bytes in `dir`'s file system, where the system says.
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let s = rustix::fs::statvfs(dir).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// A warning when the temporary directory looks too small for the run's
+/// records: `requests` expected (an estimate), `free` bytes there.
+pub fn space_warning(dir: &std::path::Path, requests: u64, free: Option<u64>) -> Option<String> {
+    let need = requests.saturating_mul(RECORD_BYTES);
+    let free = free?;
+    (free < need).then(|| {
+        format!(
+            "warning: {} has {} MiB free, and this run may record about {} MiB there ({} bytes a request, at about one request a second per user); a full disk stops the run (what was recorded is kept); set TMPDIR to a larger directory",
+            dir.display(),
+            free >> 20,
+            need.div_ceil(1 << 20),
+            RECORD_BYTES
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_small_tmpdir_is_warned_of() {
+        let d = std::path::Path::new("/tmp");
+        assert!(space_warning(d, 1_000_000, Some(10 << 20)).is_some());
+        assert!(space_warning(d, 1_000, Some(10 << 20)).is_none());
+        assert!(space_warning(d, u64::MAX, None).is_none());
+    }
+
     use super::*;
 
     #[test]

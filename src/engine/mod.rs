@@ -443,6 +443,15 @@ pub async fn run_checked(
         others,
         limits::raise_fd_limit(),
     )?;
+    if let Some(d) = plan.load.duration {
+        // About one request a second per user in flight: a streamed answer
+        // lasts seconds, a JSON step less.
+        let expected = u64::from(plan.load.concurrency).saturating_mul(d.as_secs().max(1));
+        let tmp = std::env::temp_dir();
+        if let Some(w) = limits::space_warning(&tmp, expected, limits::free_bytes(&tmp)) {
+            crate::output::err_line(&w);
+        }
+    }
     // Parsed once: checked against `allow_hosts` and joined to every path.
     let base_url = base_url(&plan.target)?;
     crate::target::check_allowed(&sc.safety.allow_hosts, &base_url, "the target", &sc.origin)?;
