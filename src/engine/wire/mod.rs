@@ -418,3 +418,17 @@ pub(crate) fn descriptors_message(e: &std::io::Error) -> String {
         "the load generator is out of file descriptors ({e}); raise the limit (`ulimit -n`) or run fewer users per machine"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn running_out_of_descriptors_is_the_generators_failure() {
+        for code in [23, 24] {
+            let e = std::io::Error::from_raw_os_error(code);
+            assert!(super::out_of_descriptors(&e), "{e}");
+            assert!(super::descriptors_message(&e).contains("ulimit -n"));
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!super::out_of_descriptors(&refused));
+    }
+}
