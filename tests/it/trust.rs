@@ -161,6 +161,62 @@ fn a_result_file_with_a_password_is_reported_without_it() {
             text(&o)
         );
     }
+    // Nor does a baseline made from it (which `baseline propose` commits).
+    let b = dir.path().join("b.json");
+    let o = flora(&[
+        "baseline",
+        "refresh",
+        p.to_str().expect("utf8"),
+        "-o",
+        b.to_str().expect("utf8"),
+        "--accept-bad-runs",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let base = std::fs::read_to_string(&b).expect("baseline");
+    assert!(!base.contains("hunter2secret"), "{base}");
+}
+
+#[test]
+fn a_var_holding_an_access_token_is_used_but_never_recorded() {
+    let mock =
+        crate::common::spawn_mock(&["--ttft-ms", "2", "--itl-ms", "1", "--output-tokens", "2"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (o, out) = crate::common::run_cli(
+        dir.path(),
+        "openai-chat",
+        &mock.url,
+        2,
+        &[
+            "-c",
+            "2",
+            "--requests",
+            "4",
+            "--var",
+            "model=test-token-0001",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r = std::fs::read_to_string(&out).expect("result");
+    assert!(!r.contains("test-token-0001"), "{r}");
+    assert!(r.contains("<redacted>"), "{r}");
+    let md = crate::common::report_md(&out);
+    assert!(!md.contains("test-token-0001"), "{md}");
+}
+
+#[test]
+fn a_comment_id_is_short_and_plain() {
+    for id in ["x".repeat(200), "a b".into(), "-->".into(), String::new()] {
+        let o = flora(&[
+            "comment",
+            "--body",
+            "/dev/null",
+            &format!("--id={id}"),
+            "--pr",
+            "1",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{id}: {}", text(&o));
+        assert!(text(&o).contains("comment id"), "{}", text(&o));
+    }
 }
 
 // ------------------------------------------------------------ 2: output paths
