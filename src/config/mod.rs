@@ -334,6 +334,15 @@ fn judge(
     crate::policy::Policy::default()
         .apply(&overrides)
         .map_err(|m| UserError::flag("--metric/--margin/--alpha", m))?;
+    // The baseline is read and checked before any load: a missing or bad
+    // file must not cost a whole run first.
+    if let Some(p) = baseline {
+        if crate::gate::capacity::CapacityResult::is_one(p) {
+            crate::gate::capacity::CapacityResult::read(p)?;
+        } else {
+            crate::result::baseline::Baseline::read(p)?;
+        }
+    }
     Ok(JudgeSettings {
         baseline: baseline.map(std::path::Path::to_path_buf),
         overrides,

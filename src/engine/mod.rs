@@ -604,6 +604,7 @@ pub async fn run_checked(
     stop.cancel();
 
     let mut crashed: Option<String> = None;
+    let mut drained: Option<String> = None;
     // Drain: in-flight requests may finish within the grace period.
     let mut recorder = Recorder::new(sc.steps.len());
     let drain_deadline = Instant::now() + plan.drain;
@@ -621,7 +622,13 @@ pub async fn run_checked(
             },
             () = tokio::time::sleep_until(drain_deadline), if !hard_stop.is_cancelled() => {
                 hard_stop.cancel();
-                interrupted.get_or_insert_with(|| format!("in-flight requests abandoned after a {:?} grace period", plan.drain));
+                // The schedule ran to its end: requests the server left
+                // hanging are its errors (class `abandoned`), not a run
+                // the tool failed to make.
+                drained = Some(format!(
+                    "requests still in flight {} after the end were abandoned (class `abandoned`, counted as errors)",
+                    humantime::format_duration(plan.drain)
+                ));
             }
             () = kill.cancelled(), if !hard_stop.is_cancelled() => {
                 hard_stop.cancel();
@@ -690,7 +697,9 @@ pub async fn run_checked(
         }
         _ => None,
     };
-    let self_check = selfcheck::assess(&lag, cpu, host, elapsed, plan.notes.clone());
+    let mut notes = plan.notes.clone();
+    notes.extend(drained);
+    let self_check = selfcheck::assess(&lag, cpu, host, elapsed, notes);
     Ok(RunOutput {
         recorder,
         started_at,

@@ -398,6 +398,11 @@ async fn requests_still_open_at_the_end_are_counted() {
         (2, 0),
         "a workflow whose request was abandoned failed"
     );
+    assert_eq!(
+        r.state(),
+        flora_gate::result::RunState::Complete,
+        "the schedule ran to its end: the server's hung requests are its errors, not a partial run"
+    );
 }
 
 // ------------------------------------------------------------ 10
@@ -760,4 +765,49 @@ fn smaller_inputs_get_the_right_message() {
         .expect("runs");
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("missing-event.json"), "{}", text(&o));
+}
+
+#[test]
+fn the_gate_reads_its_baseline_before_any_load() {
+    let mock = crate::common::spawn_mock(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = crate::common::tokens_csv(dir.path(), 2);
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"kind\": \"flora-gate-baseline\"").expect("write");
+    for baseline in [dir.path().join("missing.json"), bad] {
+        let o = crate::common::flora(&[
+            "gate",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tok,
+            "-c",
+            "2",
+            "-d",
+            "30s",
+            "-b",
+            baseline.to_str().expect("utf-8"),
+            "--comment",
+            "never",
+            "--no-progress",
+            "-o",
+            dir.path().join("r.json").to_str().expect("utf-8"),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", crate::common::text(&o));
+        assert!(
+            crate::common::text(&o)
+                .contains(baseline.file_name().and_then(|n| n.to_str()).expect("name")),
+            "the error names the file: {}",
+            crate::common::text(&o)
+        );
+    }
+    let stats = crate::common::get_body(&format!("{}/_mock/stats", mock.url));
+    let v: serde_json::Value = serde_json::from_str(&stats).expect("json");
+    assert_eq!(
+        v["requests"].as_u64(),
+        Some(0),
+        "no load before the baseline was read"
+    );
 }
