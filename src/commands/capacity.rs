@@ -112,10 +112,17 @@ pub(super) async fn search(
             let r = measured.current.shown();
             requests += r.totals.requests;
             if r.saturated() {
-                stopped = Some(format!(
-                    "the load generator was saturated at {}: the client, not the server, was the limit; the probe does not count",
-                    by.show(level)
-                ));
+                stopped = Some(if r.self_check.starved() {
+                    format!(
+                        "other work on this machine starved the generator at {} (after {BUSY_RETRIES} probes again): the probe does not count; search on a quieter machine",
+                        by.show(level)
+                    )
+                } else {
+                    format!(
+                        "the load generator was saturated at {}: the client, not the server, was the limit; the probe does not count",
+                        by.show(level)
+                    )
+                });
                 break 'levels;
             }
             let mut checks = capacity::judge(r, &s.objectives);
@@ -184,7 +191,7 @@ pub(super) async fn search(
 /// Probes measured again when other work on the machine, not the generator
 /// itself, starved it (a shared CI runner, a neighbour's build): a busy
 /// moment passes, an overloaded generator does not.
-const BUSY_RETRIES: u32 = 2;
+pub(super) const BUSY_RETRIES: u32 = 2;
 
 /// A check that failed outside the objectives (the run did not hold).
 fn failed_check(what: &str) -> SloCheck {

@@ -27,9 +27,11 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
                 None,
                 format!("not fit for a baseline: {why}"),
             )
-            .with_hint(
-                "fix the target and refresh again; `--accept-bad-runs` takes such runs anyway",
-            )),
+            .with_hint(if r.self_check.starved() {
+                "other work on this machine starved the generator: refresh on a quieter machine (a dedicated runner), or `--accept-bad-runs` takes such runs anyway"
+            } else {
+                "fix the target and refresh again; `--accept-bad-runs` takes such runs anyway"
+            })),
             Some(why) => {
                 eprintln!("warning: {name} is taken although {why} (--accept-bad-runs)");
                 Ok(())
@@ -72,8 +74,24 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
                     plan.target
                 );
                 let (signals, kill) = signal_tokens();
-                let measured = result::measure(plan, signals, kill).await?;
-                let r = measured.current.shown().clone();
+                // A run the machine starved (not the generator, not the
+                // target) is measured again, twice at most, as capacity does.
+                let mut retries = 0;
+                let r = loop {
+                    let measured = result::measure(plan, signals.clone(), kill.clone()).await?;
+                    let r = measured.current.shown().clone();
+                    if !(r.self_check.starved() && retries < super::capacity::BUSY_RETRIES)
+                        || signals.is_cancelled()
+                    {
+                        break r;
+                    }
+                    retries += 1;
+                    eprintln!(
+                        "  other work on this machine starved the generator in run {}; running it again ({retries} of {})",
+                        i + 1,
+                        super::capacity::BUSY_RETRIES
+                    );
+                };
                 if r.state() == result::RunState::Partial {
                     return Err(UserError::Environment {
                         message: format!(

@@ -102,6 +102,7 @@ pub fn of_run(r: &RunResult) -> Evidence {
     Evidence {
         levels: levels_of_run(r),
         generator_saturated: r.self_check.saturated,
+        machine_starved: r.self_check.starved(),
         generator_figures: generator_figures(&r.self_check),
         prompts: prompts(r),
         server_scraped: r.server_metrics.is_some(),

@@ -60,6 +60,9 @@ pub struct Evidence {
     pub levels: Vec<Level>,
     /// The generator's self-check called it saturated.
     pub generator_saturated: bool,
+    /// ... because other work on the machine starved it (its own CPU was
+    /// low): the machine, not the generator, was the limit.
+    pub machine_starved: bool,
     /// The self-check's figures, for the finding.
     pub generator_figures: Option<String>,
     /// Streamed steps' prompt sizes (whole run).
@@ -194,6 +197,22 @@ mod tests {
         short[1].under_delivered = true;
         assert_eq!(kinds(&short, false), ["client"]);
         assert_eq!(kinds(&light, true), ["client"]);
+        // The same lag with the generator's own CPU low: the machine.
+        let starved = Evidence {
+            levels: light.to_vec(),
+            generator_saturated: true,
+            machine_starved: true,
+            ..Evidence::default()
+        };
+        let f = diagnose(&starved);
+        assert_eq!(
+            f.iter().map(|x| x.kind.as_str()).collect::<Vec<_>>(),
+            ["machine"]
+        );
+        assert_eq!(
+            f[0].title,
+            "other work on this machine starved the generator"
+        );
         // A database tier: JSON steps slow, streams do not.
         let mut db = light.clone();
         db[0].json_e2e_p50 = Some(30.0);

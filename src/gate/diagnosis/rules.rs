@@ -61,6 +61,16 @@ pub(super) fn client(ev: &Evidence) -> Option<Finding> {
     {
         evidence += &format!("; {g}");
     }
+    if ev.machine_starved && cut.is_none() {
+        return Some(Finding {
+            kind: "machine".into(),
+            title: "other work on this machine starved the generator".into(),
+            evidence,
+            rule: "event-loop lag over its bound while the generator's own CPU was low and the machine's was busy".into(),
+            refuted_by: "the same figures on a machine with nothing else running".into(),
+            next: "the run on a quiet machine (or a dedicated runner) shows the server's latencies without this lag".into(),
+        });
+    }
     Some(Finding {
         kind: "client".into(),
         title: "the load generator, not the server, was the limit".into(),
