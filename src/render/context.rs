@@ -70,12 +70,40 @@ fn diagnosis(r: &RunResult) -> Option<DiagnosisCtx> {
     if findings.is_empty() && !evidence.comparable() {
         return None;
     }
-    let none = findings.is_empty().then(|| match evidence.levels.len() {
-        1 => "No bottleneck: the server's queue, cache and pools stayed clear at this load."
-            .to_string(),
-        n => format!("No bottleneck: latency and throughput held across the {n} levels measured."),
-    });
+    let none = findings.is_empty().then(|| no_bottleneck(r, &evidence));
     Some(DiagnosisCtx { findings, none })
+}
+
+/// "No bottleneck", saying only what the evidence covers: the server's
+/// queue, cache and pools are named only when a series of theirs was read.
+fn no_bottleneck(r: &RunResult, evidence: &crate::gate::diagnosis::Evidence) -> String {
+    let signals = r
+        .server_metrics
+        .as_ref()
+        .filter(|_| evidence.server_scraped)
+        .map(crate::result::server::ServerMetrics::overall)
+        .unwrap_or_default();
+    let mut covered = Vec::new();
+    if signals.waiting.is_some() {
+        covered.push("waiting queue");
+    }
+    if signals.kv_usage.is_some() {
+        covered.push("KV cache");
+    }
+    if signals.pool_waiting.is_some() || signals.pool_in_use.is_some() {
+        covered.push("connection pools");
+    }
+    let server = if covered.is_empty() {
+        "the server's queue, cache and pools were not read (no `--server-metrics`, or no series of theirs), so they are evidence of nothing".to_string()
+    } else {
+        format!("the server's {} stayed clear", covered.join(", "))
+    };
+    match evidence.levels.len() {
+        1 => format!("No bottleneck found at this load; {server}."),
+        n => format!(
+            "No bottleneck found: throughput scaled and latency held across the {n} levels measured; {server}."
+        ),
+    }
 }
 
 /// A hypothesis judged.

@@ -240,7 +240,32 @@ fn one_run_with_server_metrics_finds_the_queue_and_shows_the_figures() {
     assert!(o.status.success(), "{}", text(&o));
     let md = report_md(&out);
     assert!(
-        md.contains("No bottleneck: the server's queue, cache and pools stayed clear"),
+        md.contains("No bottleneck found at this load; the server's waiting queue"),
         "{md}"
+    );
+    assert!(md.contains("stayed clear"), "{md}");
+    // Every scrape failing (404) is evidence of nothing: not "clear".
+    let (o, out) = run_cli(
+        dir.path(),
+        "openai-chat",
+        &mock.url,
+        16,
+        &[
+            "--var",
+            "max_tokens=16",
+            "-c",
+            "4",
+            "-d",
+            "2s",
+            "--server-metrics",
+            "/no-metrics-here",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let md = report_md(&out);
+    assert!(!md.contains("stayed clear"), "{md}");
+    assert!(
+        !md.contains("No bottleneck"),
+        "nothing to say it with: {md}"
     );
 }

@@ -105,7 +105,11 @@ pub fn of_run(r: &RunResult) -> Evidence {
         machine_starved: r.self_check.starved(),
         generator_figures: generator_figures(&r.self_check),
         prompts: prompts(r),
-        server_scraped: r.server_metrics.is_some(),
+        // A scrape that failed is evidence of nothing.
+        server_scraped: r
+            .server_metrics
+            .as_ref()
+            .is_some_and(|m| m.endpoints.iter().any(|e| e.scrapes > e.failures)),
         cancelled: r.steps.iter().map(|s| s.cancelled).sum(),
         client_tokens_per_s: r.totals.output_tokens_per_s,
         server_overall: r.server_metrics.as_ref().map(|m| m.overall()),

@@ -120,6 +120,8 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
     out.extend(rules::batching(valid));
     out.extend(rules::prefill(&ev.prompts));
     out.extend(rules::non_llm_tier(valid));
+    let saturated = rules::saturation(valid, &out);
+    out.extend(saturated);
     out.extend(rules::abandoned_generation(ev));
     out.extend(rules::broken_resume(ev));
     out
@@ -177,6 +179,30 @@ mod tests {
             level(64.0, 670.0, 5.0, 2000.0),
         ];
         assert_eq!(kinds(&queue, false), ["queueing"]);
+        // A knee above the middle of a 10 → 2,000 ramp: throughput scales
+        // to 1,000 users and not after, TTFT departs there.
+        let ramp: Vec<Level> = [
+            (10.0, 80.0, 200.0),
+            (50.0, 80.0, 1000.0),
+            (100.0, 81.0, 2000.0),
+            (250.0, 81.0, 5000.0),
+            (500.0, 81.0, 9800.0),
+            (1000.0, 423.0, 15700.0),
+            (2000.0, 2281.0, 15800.0),
+        ]
+        .iter()
+        .map(|&(users, ttft, tps)| level(users, ttft, 5.0, tps))
+        .collect();
+        assert_eq!(kinds(&ramp, false), ["queueing"]);
+        let f = diagnose(&Evidence {
+            levels: ramp,
+            ..Evidence::default()
+        });
+        assert!(
+            f[0].evidence.contains("the knee at 1000 users"),
+            "{}",
+            f[0].evidence
+        );
         // Batching: TPOT climbs, TTFT low, total flattens.
         let batch = [
             level(8.0, 20.0, 8.5, 900.0),
@@ -197,6 +223,15 @@ mod tests {
         short[1].under_delivered = true;
         assert_eq!(kinds(&short, false), ["client"]);
         assert_eq!(kinds(&light, true), ["client"]);
+        // TTFT and TPOT rising together, throughput 4.7× for 16× the
+        // users: saturation, never "held".
+        let both = [
+            level(1.0, 30.0, 9.0, 100.0),
+            level(4.0, 60.0, 14.0, 300.0),
+            level(8.0, 120.0, 22.0, 420.0),
+            level(16.0, 209.0, 33.0, 470.0),
+        ];
+        assert_eq!(kinds(&both, false), ["saturation"]);
         // The same lag with the generator's own CPU low: the machine.
         let starved = Evidence {
             levels: light.to_vec(),
@@ -276,7 +311,9 @@ mod tests {
             waiting: Some(0.0),
             ..Signals::default()
         });
-        assert!(kinds(&seen, false).is_empty());
+        // The empty queue refutes queueing; throughput that stopped
+        // scaling while TTFT rose is still named, as saturation.
+        assert_eq!(kinds(&seen, false), ["saturation"]);
         // One run: the server's own queue, KV cache and pool speak alone.
         let one = |s: Signals| [with_server(level(16.0, 60.0, 5.0, 1000.0), s)];
         assert_eq!(
@@ -289,6 +326,17 @@ mod tests {
             ),
             ["queueing"]
         );
+        // A soak on an unlimited server: a few waiting among a thousand
+        // running is churn, not an admission limit.
+        assert!(kinds(
+            &one(Signals {
+                waiting: Some(3.6),
+                running: Some(1185.0),
+                ..Signals::default()
+            }),
+            false
+        )
+        .is_empty());
         assert_eq!(
             kinds(
                 &one(Signals {

@@ -97,16 +97,30 @@ pub(super) fn rate_limiting(ev: &Evidence) -> Option<Finding> {
     })
 }
 
-/// The top half of the levels gained under a third of their rise in load.
-fn flat_throughput(levels: &[Level]) -> (bool, f64) {
-    let (mid, last) = (&levels[levels.len() / 2], &levels[levels.len() - 1]);
-    let gain = if mid.tokens_per_s > 0.0 {
-        last.tokens_per_s / mid.tokens_per_s
-    } else {
-        0.0
-    };
-    let load = last.load / mid.load.max(1e-9);
-    (load > 1.2 && gain < 1.0 + (load - 1.0) * 0.3, load)
+/// The knee: the first level from which every higher level (20% more
+/// load or more) gained under a third of its rise in load: throughput
+/// scaled up to it and not after. Every level is a candidate, so a knee
+/// anywhere in a ramp is found. `(flat, load rise from the knee to the
+/// top, knee index)`.
+fn flat_throughput(levels: &[Level]) -> (bool, f64, usize) {
+    let last = &levels[levels.len() - 1];
+    for (k, from) in levels[..levels.len() - 1].iter().enumerate() {
+        if from.tokens_per_s <= 0.0 || last.load / from.load.max(1e-9) <= 1.2 {
+            continue;
+        }
+        let flat_after = levels[k + 1..]
+            .iter()
+            .filter(|to| to.load / from.load.max(1e-9) > 1.2)
+            .all(|to| {
+                let load = to.load / from.load.max(1e-9);
+                to.tokens_per_s / from.tokens_per_s < 1.0 + (load - 1.0) * 0.3
+            });
+        if flat_after {
+            return (true, last.load / from.load.max(1e-9), k);
+        }
+    }
+    let mid = levels.len() / 2;
+    (false, last.load / levels[mid].load.max(1e-9), mid)
 }
 
 pub(super) fn queueing(levels: &[Level]) -> Option<Finding> {
@@ -114,8 +128,11 @@ pub(super) fn queueing(levels: &[Level]) -> Option<Finding> {
     let waiting = server(last).waiting;
     let refuted_by = "throughput that keeps rising with load, or a waiting-queue gauge (`vllm:num_requests_waiting`) that stays at zero".to_string();
     if levels.len() < 2 {
-        // One level: only the server's own queue can say it.
-        let w = waiting.filter(|w| *w >= 1.0)?;
+        // One level: only the server's own queue can say it, and only a
+        // queue that is large beside what is being served (a few waiting
+        // among a thousand running is the scheduler's churn, not a limit).
+        let running = server(last).running.unwrap_or(0.0);
+        let w = waiting.filter(|w| *w >= 1.0 && *w >= 0.05 * running)?;
         return Some(Finding {
             kind: "queueing".into(),
             title: "requests queue before they are served: an admission or concurrency limit".into(),
@@ -123,7 +140,7 @@ pub(super) fn queueing(levels: &[Level]) -> Option<Finding> {
                 "the server's waiting queue held {w:.1} requests on average at {} users (running {}), TTFT p50 {}",
                 last.load, num(server(last).running), ms(last.ttft_p50)
             ),
-            rule: "a waiting-queue gauge averaging 1 or more over the run".into(),
+            rule: "a waiting-queue gauge averaging 1 or more, and at least 5% of the requests running".into(),
             refuted_by,
             next: format!("with a higher concurrency limit on the server (vLLM `max_num_seqs`), the waiting queue at {} users stays under 1", last.load),
         });
@@ -131,13 +148,13 @@ pub(super) fn queueing(levels: &[Level]) -> Option<Finding> {
     let first = &levels[0];
     let ttft = rise(first.ttft_p50, last.ttft_p50);
     let tpot = rise(first.tpot_p50, last.tpot_p50);
-    let (flat, top_load) = flat_throughput(levels);
+    let (flat, top_load, knee) = flat_throughput(levels);
     let fires = ttft.is_some_and(|r| r > 0.5) && tpot.is_none_or(|r| r < 0.2) && flat;
     // The server's own queue, when scraped, must agree.
     if !fires || waiting.is_some_and(|w| w < 0.5) {
         return None;
     }
-    let mid = &levels[levels.len() / 2];
+    let mid = &levels[knee];
     let corroboration = match waiting {
         Some(w) => format!(
             "; the server's waiting queue {} → {w:.1} (corroborated)",
@@ -149,9 +166,9 @@ pub(super) fn queueing(levels: &[Level]) -> Option<Finding> {
         kind: "queueing".into(),
         title: "requests queue before they are served: an admission or concurrency limit".into(),
         evidence: format!(
-            "TTFT p50 {} → {} from {} to {} users, TPOT p50 {} → {} (flat), output tok/s {:.0} → {:.0} while load rose {top_load:.1}×{corroboration}",
+            "TTFT p50 {} → {} from {} to {} users, TPOT p50 {} → {} (flat); the knee at {} users: output tok/s {:.0} → {:.0} from there while load rose {top_load:.1}×{corroboration}",
             ms(first.ttft_p50), ms(last.ttft_p50), first.load, last.load, ms(first.tpot_p50), ms(last.tpot_p50),
-            mid.tokens_per_s, last.tokens_per_s
+            mid.load, mid.tokens_per_s, last.tokens_per_s
         ),
         rule: "TTFT up > 50% with TPOT flat (< 20%) and throughput flat (under a third of the load's rise); a scraped waiting queue must average 0.5 or more".into(),
         refuted_by,
@@ -331,5 +348,53 @@ pub(super) fn broken_resume(ev: &Evidence) -> Option<Finding> {
         rule: "a stream resumed with `Last-Event-ID: n` must go on at id n + 1, none repeated, none skipped".into(),
         refuted_by: "resumed streams whose ids follow the break exactly".into(),
         next: "with the server honouring `Last-Event-ID`, resumed streams repeat and skip no event".into(),
+    })
+}
+
+/// Throughput that stops scaling while TTFT or TPOT rise is saturation,
+/// whatever moved: named even when no more specific rule (queueing,
+/// batching, memory) fits, so a report never calls such a run "held".
+pub(super) fn saturation(levels: &[Level], found: &[Finding]) -> Option<Finding> {
+    if levels.len() < 2
+        || found
+            .iter()
+            .any(|f| matches!(f.kind.as_str(), "queueing" | "batching" | "memory"))
+    {
+        return None;
+    }
+    let (first, last) = (&levels[0], &levels[levels.len() - 1]);
+    let (flat, top_load, knee) = flat_throughput(levels);
+    let ttft = rise(first.ttft_p50, last.ttft_p50).unwrap_or(0.0);
+    let tpot = rise(first.tpot_p50, last.tpot_p50).unwrap_or(0.0);
+    if !flat || (ttft <= 0.5 && tpot <= 0.2) {
+        return None;
+    }
+    let k = &levels[knee];
+    let (title, why) = if ttft > 0.5 && tpot > 0.2 {
+        (
+            "the server is saturated: throughput stopped scaling while both TTFT and TPOT rose",
+            "both rising together fits a compute-bound server (continuous batching at its limit: every request shares the same compute, so each token and each first token wait longer)",
+        )
+    } else {
+        (
+            "the server is saturated: throughput stopped scaling, cause unclear",
+            "the rise fits neither the queueing nor the batching pattern alone",
+        )
+    };
+    Some(Finding {
+        kind: "saturation".into(),
+        title: title.into(),
+        evidence: format!(
+            "output tok/s {:.0} → {:.0} from the knee at {} users to {} users ({top_load:.1}× the load); TTFT p50 {} → {} ({:+.0}%), TPOT p50 {} → {} ({:+.0}%) from {} users; {why}",
+            k.tokens_per_s, last.tokens_per_s, k.load, last.load,
+            ms(first.ttft_p50), ms(last.ttft_p50), ttft * 100.0,
+            ms(first.tpot_p50), ms(last.tpot_p50), tpot * 100.0, first.load
+        ),
+        rule: "throughput gained under a third of the load's rise from some level on, with TTFT up > 50% or TPOT up > 20%".into(),
+        refuted_by: "throughput that keeps rising with more users at the same latencies".into(),
+        next: format!(
+            "the server's capacity is near {} users: `flora-gate capacity` with your latency objectives finds it, and the server's CPU/GPU utilisation there (scraped with `--server-metrics`) says which resource is full",
+            k.load
+        ),
     })
 }
