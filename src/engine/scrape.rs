@@ -153,6 +153,17 @@ pub const MAX_LABEL_CHARS: usize = 128;
 /// Most labels of one series.
 pub const MAX_LABELS: usize = 16;
 
+/// A family that looks like a connection pool's (HikariCP, pgbouncer,
+/// SQLAlchemy or Go `database/sql` exporters, `db_*`): kept without being
+/// named, so a pool's waiters are evidence by default.
+pub fn looks_like_pool(family: &str) -> bool {
+    family.contains("pool")
+        || family.starts_with("hikaricp_")
+        || family.starts_with("pgbouncer_")
+        || family.starts_with("db_")
+        || family.contains("_connections")
+}
+
 fn is_preset(family: &str) -> bool {
     PRESETS.iter().any(|(_, f)| f.contains(&family))
 }
@@ -197,7 +208,7 @@ pub fn absorb(into: &mut Scraped, families: &[String], text: &str, t: f64) -> Re
         .iter()
         .filter(|s| {
             let family = e.family_of(&s.name);
-            families.iter().any(|f| f == family || f == &s.name)
+            families.iter().any(|f| f == family || f == &s.name) || looks_like_pool(family)
         })
         .partition(|s| is_preset(e.family_of(&s.name)));
     for s in presets.into_iter().chain(others) {
@@ -339,5 +350,14 @@ mod tests {
             running.len()
         );
         assert!(s.cut_labels >= 34, "{}", s.cut_labels);
+    }
+
+    #[test]
+    fn connection_pools_are_kept_without_being_named() {
+        let mut s = Scraped::default();
+        let text = "hikaricp_connections_pending{pool=\"db\"} 3\npgbouncer_pools_client_waiting_connections 1\ndb_pool_in_use 4\nunrelated_total 1\n";
+        absorb(&mut s, &families(&[]), text, 0.0).expect("parses");
+        assert_eq!(s.series.len(), 3, "{:?}", s.series.keys());
+        assert!(!s.series.keys().any(|k| k.starts_with("unrelated")));
     }
 }
