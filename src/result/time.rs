@@ -527,8 +527,9 @@ pub(super) fn dynamics(load: &LoadSpec, windows: &[WindowResult]) -> Option<Dyna
         let bounds = shape.bounds();
         let mut from = 0.0;
         for (i, (st, (a, b))) in shape.stages.iter().zip(&bounds).enumerate() {
-            // A jump from a load (not the start from nothing) is a spike.
-            if a == b && st.target > from && from > 0.0 {
+            // A jump from a load (not the start from nothing) by half as
+            // much again or more is a spike; a step of a staircase is not.
+            if a == b && st.target >= 1.5 * from && from > 0.0 {
                 // The spike ends where the target next drops.
                 let mut level = st.target;
                 let mut end = *a;
@@ -544,7 +545,7 @@ pub(super) fn dynamics(load: &LoadSpec, windows: &[WindowResult]) -> Option<Dyna
             from = st.target;
         }
     }
-    d.drift = drift(windows);
+    d.drift = drift(hold_span(load), windows);
     (!d.recovery.is_empty() || d.drift.is_some()).then_some(d)
 }
 
@@ -626,18 +627,43 @@ fn slope_of(points: &[(f64, f64)]) -> Option<Slope> {
     })
 }
 
-/// Slopes of windowed TTFT/TPOT p50 and the generator's memory, per hour.
-fn drift(windows: &[WindowResult]) -> Option<Drift> {
+/// Fewest windows a drift is fitted over.
+pub const DRIFT_MIN_WINDOWS: usize = 10;
+/// Shortest hold a drift is fitted over: a slope per hour from seconds is
+/// an extrapolation, not a soak's verdict.
+pub const DRIFT_MIN_SPAN_MS: f64 = 60_000.0;
+
+/// The stretch of the run where the load held still, in ms from the start:
+/// the longest stage whose target is the one before it (a soak's hold), or
+/// the whole run at a fixed load. An empty stretch when the shape has no
+/// hold (a ramp, say): no drift is fitted over a changing load.
+fn hold_span(load: &LoadSpec) -> (f64, f64) {
+    let Some(shape) = &load.shape else {
+        return (0.0, f64::INFINITY);
+    };
+    let mut best = (0.0, 0.0);
+    let mut from = None;
+    for (st, (a, b)) in shape.stages.iter().zip(shape.bounds()) {
+        if from == Some(st.target) && st.target > 0.0 && b > a && ms(b) - ms(a) > best.1 - best.0 {
+            best = (ms(a), ms(b));
+        }
+        from = Some(st.target);
+    }
+    best
+}
+
+/// Slopes of windowed TTFT/TPOT p50 and the generator's memory, per hour,
+/// over the windows of the hold `(from, to)` (ms) after the warm-up.
+fn drift((from, to): (f64, f64), windows: &[WindowResult]) -> Option<Drift> {
     let used: Vec<&WindowResult> = windows
         .iter()
-        .filter(|w| !w.warmup && w.requests >= 5)
+        .filter(|w| !w.warmup && w.requests >= 5 && w.start_ms >= from && w.end_ms <= to)
         .collect();
-    // A slope per hour from less than a minute says nothing.
     let span_ms = match (used.first(), used.last()) {
         (Some(a), Some(b)) => b.end_ms - a.start_ms,
         _ => 0.0,
     };
-    if used.len() < 6 || span_ms < 60_000.0 {
+    if used.len() < DRIFT_MIN_WINDOWS || span_ms < DRIFT_MIN_SPAN_MS {
         return None;
     }
     let hour = |w: &WindowResult| (w.start_ms + w.end_ms) / 2.0 / 3_600_000.0;
@@ -689,16 +715,18 @@ mod tests {
     #[test]
     fn a_steady_series_has_no_drift_and_a_rising_one_is_flagged() {
         // ±1% noise around 100 ms over two minutes.
-        assert!(drift(&(0..5).map(|i| window(i, 100.0)).collect::<Vec<_>>()).is_none());
-        let flat: Vec<WindowResult> = (0..12)
+        let all = (0.0, f64::INFINITY);
+        // Fewer than ten windows say nothing per hour.
+        assert!(drift(all, &(0..9).map(|i| window(i, 100.0)).collect::<Vec<_>>()).is_none());
+        let flat: Vec<WindowResult> = (0..36)
             .map(|i| window(i, 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 }))
             .collect();
-        let d = drift(&flat).expect("present");
+        let d = drift(all, &flat).expect("present");
         assert!(!d.ttft_p50.expect("present").flagged);
         assert!(!d.tpot_p50.expect("present").flagged);
         // +2% per minute of the starting level, ±0.3% noise (a window's
         // median over hundreds of requests moves less).
-        let rising: Vec<WindowResult> = (0..12)
+        let rising: Vec<WindowResult> = (0..36)
             .map(|i| {
                 window(
                     i,
@@ -706,18 +734,51 @@ mod tests {
                 )
             })
             .collect();
-        let s = drift(&rising).expect("present").ttft_p50.expect("present");
+        let s = drift(all, &rising)
+            .expect("present")
+            .ttft_p50
+            .expect("present");
+        // Only the hold counts: the same rise over a ramp before it is not drift.
+        let d = drift((120_000.0, 200_000.0), &rising);
+        assert!(d.is_none(), "eight windows of hold are too few: {d:?}");
         assert!(s.flagged, "{s:?}");
         // Clearly rising but by 1% over the run: a busy machine's doing, not a soak's.
-        let creeping: Vec<WindowResult> = (0..12)
-            .map(|i| window(i, 100.0 * (1.0 + 0.01 * f64::from(i) / 11.0)))
+        let creeping: Vec<WindowResult> = (0..36)
+            .map(|i| window(i, 100.0 * (1.0 + 0.01 * f64::from(i) / 35.0)))
             .collect();
-        let c = drift(&creeping)
+        let c = drift(all, &creeping)
             .expect("present")
             .ttft_p50
             .expect("present");
         assert!(c.low > 0.0 && c.pct_per_h > 5.0 && !c.flagged, "{c:?}");
         assert!(s.pct_per_h > 60.0, "{s:?}");
+    }
+
+    #[test]
+    fn drift_is_fitted_over_the_longest_hold_only() {
+        use crate::scenario::shape::{parse_stages, Shape};
+        use crate::scenario::{Arrival, LoadSpec, Model};
+        let with = |stages: &str| {
+            let mut l = LoadSpec::fixed(1, Duration::from_secs(1));
+            l.set_shape(Shape {
+                model: Model::Closed,
+                stages: parse_stages(stages).expect("stages"),
+                arrival: Arrival::Constant,
+                max_in_flight: 1000,
+            });
+            l
+        };
+        assert_eq!(
+            hold_span(&with("1m:100,5m:100,1m:0")),
+            (60_000.0, 360_000.0)
+        );
+        assert_eq!(
+            hold_span(&with("2m:100,2m:200,2m:0")),
+            (0.0, 0.0),
+            "a ramp has no hold"
+        );
+        let fixed = LoadSpec::fixed(8, Duration::from_secs(600));
+        assert_eq!(hold_span(&fixed), (0.0, f64::INFINITY));
     }
 
     #[test]

@@ -414,7 +414,9 @@ async fn drift_run(drift: f64, secs: u64) -> flora_gate::result::RunResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_flagged_in_two_minutes_and_ten_steady_runs_flag_nothing() {
     let drifted = tokio::spawn(drift_run(0.02, 120));
-    let steady: Vec<_> = (0..10).map(|_| tokio::spawn(drift_run(0.0, 70))).collect();
+    let steady: Vec<_> = (0..10).map(|_| tokio::spawn(drift_run(0.0, 120))).collect();
+    // A minute of windows is no soak: no drift line at all.
+    let short = tokio::spawn(drift_run(0.02, 60));
     let r = drifted.await.expect("present");
     let d = r
         .dynamics
@@ -425,11 +427,19 @@ async fn drift_is_flagged_in_two_minutes_and_ten_steady_runs_flag_nothing() {
     assert!(ttft.pct_per_h > 60.0, "{ttft:?}");
     for s in steady {
         let r = s.await.expect("present");
-        let d = r.dynamics.and_then(|d| d.drift).expect("70 s of windows");
+        let d = r
+            .dynamics
+            .and_then(|d| d.drift)
+            .expect("two minutes of windows");
         for slope in [d.ttft_p50, d.tpot_p50].into_iter().flatten() {
             assert!(!slope.flagged, "a steady run flagged drift: {slope:?}");
         }
     }
+    let r = short.await.expect("present");
+    assert!(
+        r.dynamics.and_then(|d| d.drift).is_none(),
+        "six windows fit no drift"
+    );
 }
 
 fn scrape(port: u16) -> BTreeMap<String, f64> {
