@@ -322,7 +322,14 @@ pub(super) fn stages(
         let part = Part { from: a, to };
         let secs = (b - a).as_secs_f64();
         let (hists, span) = step_hists(sc, src, part)?;
-        let (steps, totals) = step_results(sc, hists, &[], secs);
+        let (mut steps, mut totals) = step_results(sc, hists, &[], secs);
+        // Throughput is what arrived in the stage, whenever its requests
+        // started: a stage can never show more than was received in it.
+        let received = received_tokens(sc, src, a, b)?;
+        for (s, n) in steps.iter_mut().zip(&received) {
+            s.throughput.output_tokens_per_s = *n / secs;
+        }
+        totals.output_tokens_per_s = received.iter().sum::<f64>() / secs;
         let blocks = build_blocks(sc, src, part, span, load.blocks)?;
         let sl = trace.stages.get(i).cloned().unwrap_or_default();
         let (intended, achieved) = if open {
@@ -349,6 +356,47 @@ pub(super) fn stages(
             blocks,
         });
     }
+    Ok(out)
+}
+
+/// Output tokens per step received between `a` and `b`: each successful
+/// request's tokens spread evenly from its first token to its last (the
+/// records keep no per-token times), the part inside the stretch counted.
+fn received_tokens(
+    sc: &Scenario,
+    src: &Samples,
+    a: Duration,
+    b: Duration,
+) -> Result<Vec<f64>, UserError> {
+    let mut out = vec![0.0; sc.steps.len()];
+    let (a, b) = (a.as_secs_f64(), b.as_secs_f64());
+    src.for_each(|s| {
+        if s.warmup || s.error.is_some() {
+            return;
+        }
+        let n = s.output_tokens() as f64;
+        let (Some(first), Some(last), Some(slot)) =
+            (s.ttft, s.e2e, out.get_mut(usize::from(s.step)))
+        else {
+            return;
+        };
+        let (first, last) = (
+            (s.start + first).as_secs_f64(),
+            (s.start + last).as_secs_f64(),
+        );
+        let share = if last > first {
+            ((last.min(b) - first.max(a)) / (last - first)).clamp(0.0, 1.0)
+        } else if (a..b).contains(&last) {
+            1.0
+        } else {
+            0.0
+        };
+        *slot += n * share;
+    })
+    .map_err(|e| UserError::Environment {
+        message: format!("cannot read the run's records back: {e}"),
+        hint: None,
+    })?;
     Ok(out)
 }
 

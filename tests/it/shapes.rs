@@ -870,3 +870,37 @@ async fn an_open_loop_holds_its_arrivals_while_the_target_asks_to_wait() {
     assert!(a.missed_held > 400, "{a:?}");
     assert_eq!(a.started, n, "{a:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_shows_the_tokens_received_in_it_never_more_than_the_server_gave() {
+    // Two streams at once, 20 tokens 5 ms apart: at most ~400 tokens a second.
+    let mock = start_mock(MockConfig {
+        max_concurrency: Some(2),
+        ..timing(5, 5, 20)
+    })
+    .await;
+    let plan = shaped(
+        chat_scenario(""),
+        &mock.url(),
+        "1s:16,3s:16",
+        Model::Closed,
+        Arrival::Constant,
+        1000,
+    );
+    let (res, _) = run_plan(plan).await;
+    let capacity = 2.0 * 1000.0 / 5.0;
+    for st in &res.stages {
+        assert!(
+            st.totals.output_tokens_per_s <= capacity * 1.15,
+            "stage {} shows {:.0} tok/s, over the ~{capacity:.0} the server can give",
+            st.name,
+            st.totals.output_tokens_per_s
+        );
+    }
+    let held = res.stages.last().expect("stages");
+    assert!(
+        held.totals.output_tokens_per_s > capacity * 0.5,
+        "{:.0}",
+        held.totals.output_tokens_per_s
+    );
+}
