@@ -297,6 +297,31 @@ fn role(name: &str) -> Option<&'static str> {
     })
 }
 
+impl Signals {
+    /// Several stretches' signals as one: gauges and rates averaged over
+    /// the stretches that have them, highs kept as the highest.
+    pub fn combine(all: &[Signals]) -> Signals {
+        fn mean(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+            let xs: Vec<f64> = v.flatten().filter(|x| x.is_finite()).collect();
+            (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+        }
+        fn max(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+            v.flatten().filter(|x| x.is_finite()).reduce(f64::max)
+        }
+        Signals {
+            waiting: mean(all.iter().map(|s| s.waiting)),
+            running: mean(all.iter().map(|s| s.running)),
+            kv_usage: max(all.iter().map(|s| s.kv_usage)),
+            preemptions_per_s: mean(all.iter().map(|s| s.preemptions_per_s)),
+            pool_waiting: mean(all.iter().map(|s| s.pool_waiting)),
+            pool_in_use: max(all.iter().map(|s| s.pool_in_use)),
+            pool_size: max(all.iter().map(|s| s.pool_size)),
+            cpu_cores: mean(all.iter().map(|s| s.cpu_cores)),
+            generated_per_s: mean(all.iter().map(|s| s.generated_per_s)),
+        }
+    }
+}
+
 fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a + b),
@@ -341,6 +366,11 @@ impl ServerMetrics {
     /// Over the result's `i`-th stage (its place in `stages`, not its index in the load).
     pub fn stage(&self, i: usize) -> Signals {
         self.signals(|s| s.stages.get(i))
+    }
+
+    /// Over window `i`.
+    pub fn window(&self, i: usize) -> Signals {
+        self.signals(|s| s.windows.get(i))
     }
 }
 

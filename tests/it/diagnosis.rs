@@ -58,6 +58,29 @@ fn a_concurrency_limit_is_queueing() {
 }
 
 #[test]
+fn a_ramp_without_holds_is_read_window_by_window_and_finds_the_queue() {
+    // Ramps only (2 → 24 users), against a server that serves 4 at once:
+    // the windows, binned by the users they had, are the levels.
+    let a = analysis_with(
+        "openai-chat",
+        &[
+            "--max-concurrency",
+            "4",
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "5",
+            "--output-tokens",
+            "16",
+        ],
+        24,
+        &["--stages", "2s:2,6s:12,6s:24", "--window", "1s"],
+    );
+    assert!(a.contains("requests queue before they are served"), "{a}");
+    assert!(!a.contains("No bottleneck"), "{a}");
+}
+
+#[test]
 fn streams_sharing_a_batch_is_batching() {
     let a = analysis(
         &[

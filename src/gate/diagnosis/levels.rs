@@ -47,6 +47,14 @@ pub fn levels_of_run(r: &RunResult) -> Vec<Level> {
         })
         .collect();
     out.sort_by(|a, b| a.load.total_cmp(&b.load));
+    // A shape without two holds (ramps only): its windows, binned by the
+    // load they achieved, are its levels.
+    if out.len() < 2 && !r.stages.is_empty() {
+        let binned = window_levels(r);
+        if binned.len() >= 2 {
+            return binned;
+        }
+    }
     if out.is_empty() {
         let mut l = Level {
             load: f64::from(r.provenance.concurrency),
@@ -60,6 +68,86 @@ pub fn levels_of_run(r: &RunResult) -> Vec<Level> {
         out.push(l);
     }
     out
+}
+
+/// Windows in one level differ in achieved load by at most this factor.
+const BIN_RATIO: f64 = 1.25;
+/// Fewest requests a binned level is read from.
+const BIN_MIN_REQUESTS: u64 = 20;
+
+/// The measured windows grouped by the load they achieved (users active,
+/// or arrivals started per second), each group a level: its load the
+/// windows' mean, its latencies their medians, its throughput their mean,
+/// the server's signals combined over them.
+pub fn window_levels(r: &RunResult) -> Vec<Level> {
+    let open = r.load.as_ref().is_some_and(|l| l.model == "open");
+    let mut bins: std::collections::BTreeMap<i64, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, w) in r.windows.iter().enumerate() {
+        let secs = ((w.end_ms - w.start_ms) / 1000.0).max(1e-9);
+        let achieved = if open {
+            w.load.arrivals_started as f64 / secs
+        } else {
+            w.load.users
+        };
+        if w.warmup || w.partial || w.requests == 0 || !(achieved >= 1.0) {
+            continue;
+        }
+        let key = (achieved.ln() / BIN_RATIO.ln()).round() as i64;
+        bins.entry(key).or_default().push(i);
+    }
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        v.retain(|x| x.is_finite());
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    bins.values()
+        .filter_map(|idx| {
+            let ws: Vec<&crate::result::time::WindowResult> =
+                idx.iter().map(|&i| &r.windows[i]).collect();
+            let requests: u64 = ws.iter().map(|w| w.requests).sum();
+            if requests < BIN_MIN_REQUESTS {
+                return None;
+            }
+            let n = ws.len() as f64;
+            let secs = |w: &crate::result::time::WindowResult| {
+                ((w.end_ms - w.start_ms) / 1000.0).max(1e-9)
+            };
+            let load = ws
+                .iter()
+                .map(|w| {
+                    if open {
+                        w.load.arrivals_started as f64 / secs(w)
+                    } else {
+                        w.load.users
+                    }
+                })
+                .sum::<f64>()
+                / n;
+            let intended = ws.iter().map(|w| w.load.intended).sum::<f64>() / n;
+            let server = r.server_metrics.as_ref().map(|m| {
+                crate::result::server::Signals::combine(
+                    &idx.iter().map(|&i| m.window(i)).collect::<Vec<_>>(),
+                )
+            });
+            Some(Level {
+                load: (load * 10.0).round() / 10.0,
+                ttft_p50: median(ws.iter().filter_map(|w| w.ttft_p50_ms).collect()),
+                tpot_p50: median(ws.iter().filter_map(|w| w.tpot_p50_ms).collect()),
+                tpot_p90: median(ws.iter().filter_map(|w| w.tpot_p90_ms).collect()),
+                tokens_per_s: ws.iter().map(|w| w.output_tokens_per_s).sum::<f64>() / n,
+                requests,
+                rate_limited: ws
+                    .iter()
+                    .map(|w| w.errors.get("rate_limited").copied().unwrap_or(0))
+                    .sum(),
+                under_delivered: !open
+                    && intended > 0.0
+                    && load / intended < crate::result::time::DELIVERY_FLOOR,
+                server,
+                ..Level::default()
+            })
+        })
+        .collect()
 }
 
 /// The streamed steps' prompt sizes against their TTFT, over the whole run.
