@@ -526,6 +526,10 @@ pub struct RunArgs {
     /// No progress line on stderr (it is only drawn on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    /// Start every user in the same instant (a burst) instead of spread
+    /// evenly over the first second (or the warm-up, when shorter).
+    #[arg(long)]
+    pub start_together: bool,
     /// Trust this PEM certificate (a self-signed or private CA) for HTTPS targets.
     #[arg(long, value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,

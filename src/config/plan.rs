@@ -50,6 +50,7 @@ pub fn run_args(
         requests_out: None,
         drain: crate::cli::DEFAULT_DRAIN.into(),
         no_progress: true,
+        start_together: false,
         ca_cert: None,
         baseline_target: None,
         stages: None,
@@ -291,6 +292,7 @@ pub(super) fn load_spec(
     duet: bool,
 ) -> Result<crate::scenario::LoadSpec, UserError> {
     let mut load = scenario.load.clone();
+    load.start_together = args.start_together;
     if let Some(w) = &args.window {
         load.window = duration_flag("--window", w)?;
     }

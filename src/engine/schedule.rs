@@ -68,9 +68,20 @@ impl Schedule {
         }
     }
 
-    /// `load.concurrency` users, started over the first second of the warm-up.
+    /// `load.concurrency` users, started evenly over [`START_SPREAD`] (the
+    /// warm-up when shorter and not zero; a tenth of a short run at most),
+    /// or all at once with `start_together`.
     fn fixed(load: &LoadSpec, tokens: &[UserToken]) -> Vec<UserStart> {
-        let spread = load.warmup.min(Duration::from_secs(1));
+        let mut spread = crate::scenario::START_SPREAD;
+        if !load.warmup.is_zero() {
+            spread = spread.min(load.warmup);
+        }
+        if let Some(d) = load.duration {
+            spread = spread.min(d / 10);
+        }
+        if load.start_together {
+            spread = Duration::ZERO;
+        }
         let n = load.concurrency.max(1);
         (0..load.concurrency)
             .map(|vu| {
@@ -311,11 +322,20 @@ mod tests {
             .map(|u| u.token.as_ref().map_or("", |t| t.user_id.as_str()))
             .collect();
         assert_eq!(ids, ["demo-1", "demo-2", "demo-3", "demo-1"]);
+        // Without a warm-up (and in a run of a request count) users are
+        // spread all the same; only `--start-together` starts them at once.
         load.warmup = Duration::ZERO;
-        let Schedule::Closed(none) = Schedule::of(&load, &[]) else {
+        let Schedule::Closed(spread) = Schedule::of(&load, &[]) else {
             panic!("closed")
         };
-        assert!(none.iter().all(|u| u.at.is_zero() && u.token.is_none()));
+        let at: Vec<u128> = spread.iter().map(|u| u.at.as_millis()).collect();
+        assert_eq!(at, [0, 250, 500, 750]);
+        assert!(spread.iter().all(|u| u.token.is_none()));
+        load.start_together = true;
+        let Schedule::Closed(burst) = Schedule::of(&load, &[]) else {
+            panic!("closed")
+        };
+        assert!(burst.iter().all(|u| u.at.is_zero()));
     }
 
     /// 0 → 10 over 10 s, hold 10 s, jump to 20, down to 0 over 10 s, up to 5 over 5 s.

@@ -33,11 +33,19 @@ pub fn rows(r: &RunResult) -> Vec<PrefillRow> {
                 step: super::md_cell(&s.name),
                 requests: l.n,
                 lengths: format!("{:.0}–{:.0}", l.min_x, l.max_x),
-                line: format!(
-                    "{} ms + {:.3} ms × chars",
-                    super::ms_number(l.intercept.max(0.0)),
-                    l.slope
-                ),
+                line: {
+                    // The intercept as fitted: a negative one is not hidden.
+                    let at_zero = if l.intercept < 0.0 {
+                        format!("−{}", super::ms_number(-l.intercept))
+                    } else {
+                        super::ms_number(l.intercept)
+                    };
+                    let mut line = format!("{at_zero} ms + {:.3} ms × chars", l.slope);
+                    if l.intercept < 0.0 || l.r2 < 0.8 {
+                        line.push_str(" (not a straight line over these lengths: TTFT grows faster than linearly, or with other causes)");
+                    }
+                    line
+                },
                 per_k: format!(
                     "{} ms (95%: {} to {})",
                     super::ms_number(l.slope * 1000.0),

@@ -50,6 +50,7 @@ pub(super) fn build(l: &FileLoad, text: &str, invalid: Invalid) -> Result<LoadSp
             },
         },
         stop_runaway: false,
+        start_together: false,
         shard: None,
     };
     let model = match &l.model {

@@ -93,6 +93,9 @@ pub struct LoadSpec {
     pub window: Duration,
     /// What a user stopped by a ramp-down or the end finishes first.
     pub finish: Finish,
+    /// Start every fixed user in the same instant instead of spread over
+    /// [`START_SPREAD`] (or the warm-up, when shorter).
+    pub start_together: bool,
     /// End the run early when its queue runs away (requests in flight and
     /// TTFT both rising throughout): a capacity probe that cannot hold.
     pub stop_runaway: bool,
@@ -127,6 +130,10 @@ impl Shard {
     }
 }
 
+/// How long fixed users take to start: spread evenly, so the first
+/// requests do not all arrive in one instant (a burst no steady load has).
+pub const START_SPREAD: Duration = Duration::from_secs(1);
+
 impl LoadSpec {
     /// A fixed number of users for a duration: today's shape, and the
     /// defaults every other field takes.
@@ -143,6 +150,7 @@ impl LoadSpec {
             window: Duration::from_secs(10),
             finish: Finish::Request,
             stop_runaway: false,
+            start_together: false,
             shard: None,
         }
     }
