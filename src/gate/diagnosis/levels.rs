@@ -89,7 +89,7 @@ pub fn window_levels(r: &RunResult) -> Vec<Level> {
         } else {
             w.load.users
         };
-        if w.warmup || w.partial || w.requests == 0 || !(achieved >= 1.0) {
+        if w.warmup || w.partial || w.requests == 0 || !achieved.is_finite() || achieved < 1.0 {
             continue;
         }
         let key = (achieved.ln() / BIN_RATIO.ln()).round() as i64;
