@@ -87,8 +87,21 @@ pub(super) async fn search(
         most,
         plan.ca_cert.as_deref(),
     )?);
+    // Probes are sized by requests: enough for every objective's bound to
+    // pass where the level truly holds, from the request rate measured so
+    // far (requests a second per unit of level).
+    let needed = s
+        .objectives
+        .iter()
+        .map(|o| slo::requests_needed(o, capacity::Z))
+        .max()
+        .unwrap_or(0);
+    let mut rate_per_unit: Option<f64> = None;
     'levels: while let Some(level) = search.next() {
         let mut measure_for = Duration::from_secs_f64(how.probe_s);
+        if let Some(rate) = rate_per_unit.filter(|r| *r > 0.0) {
+            measure_for = measure_for.max(probe_for(needed, rate * level));
+        }
         for extension in 0..=how.max_extensions {
             if signals.is_cancelled() {
                 stopped = Some("interrupted by a signal".to_string());
@@ -125,6 +138,10 @@ pub(super) async fn search(
                 });
                 break 'levels;
             }
+            let observed = r.totals.requests as f64 / r.window.duration_s.max(1e-3);
+            if observed > 0.0 {
+                rate_per_unit = Some(observed / level.max(1e-9));
+            }
             let mut checks = capacity::judge(r, &s.objectives);
             let mut note = None;
             match r.state() {
@@ -156,7 +173,9 @@ pub(super) async fn search(
                 describe(&checks, decision)
             );
             if decision == Decision::Inconclusive && extension < how.max_extensions {
-                measure_for *= 2;
+                // Longer at the same level: twice, or as long as the
+                // objectives' bounds need at the rate this level ran.
+                measure_for = (measure_for * 2).max(probe_for(needed, observed));
                 eprintln!(
                     "  {} inconclusive → extended to {}",
                     by.show(level),
@@ -186,6 +205,20 @@ pub(super) async fn search(
         requests,
         stopped,
     })
+}
+
+/// Longest probe the request sizing asks for.
+const MAX_PROBE: Duration = Duration::from_secs(300);
+
+/// How long to measure for `needed` requests at `rate` a second (a tenth
+/// more for luck), within [`MAX_PROBE`].
+fn probe_for(needed: u64, rate: f64) -> Duration {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Duration::ZERO;
+    }
+    // Whole tenths of a second: a length people can read.
+    let secs = (needed as f64 * 1.1 / rate).min(MAX_PROBE.as_secs_f64());
+    Duration::from_millis(((secs * 10.0).ceil() * 100.0) as u64)
 }
 
 /// Probes measured again when other work on the machine, not the generator

@@ -167,8 +167,10 @@ impl Search {
         self.next.map(|n| self.by.level(n))
     }
 
-    /// Take a probe's decision (an inconclusive probe at its cap counts as
-    /// not passing, and the bracket says so).
+    /// Take a probe's decision. An inconclusive probe at its cap counts
+    /// as not passing, the bracket says so, and the search ends there: a
+    /// level that could not be decided is never replaced by a lower one
+    /// (that would answer another question than the one asked).
     pub fn record(&mut self, level: f64, decision: Decision) {
         let n = self.by.steps(level);
         if decision == Decision::Pass {
@@ -177,7 +179,11 @@ impl Search {
             self.hi_inconclusive = decision == Decision::Inconclusive;
             self.hi = Some(n);
         }
-        self.next = self.plan();
+        self.next = if decision == Decision::Inconclusive {
+            None
+        } else {
+            self.plan()
+        };
     }
 
     fn plan(&self) -> Option<u32> {
@@ -568,6 +574,10 @@ mod tests {
         s.record(8.0, Decision::Pass);
         s.record(16.0, Decision::Inconclusive);
         assert!(s.outcome(&[]).bracket_inconclusive);
+        assert_eq!(s.next(), None, "no lower level replaces an undecided one");
+        let mut s = Search::new(By::Users, 8.0, 64.0, 0.1);
+        s.record(8.0, Decision::Pass);
+        s.record(16.0, Decision::Fail);
         s.record(12.0, Decision::Fail);
         assert!(!s.outcome(&[]).bracket_inconclusive);
     }

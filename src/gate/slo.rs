@@ -206,6 +206,21 @@ pub fn proportion_check(metric: &str, failures: u64, n: u64, limit: f64, z: f64)
     }
 }
 
+/// Requests a probe needs before `o` can pass at confidence `z` when the
+/// level truly meets it: for an error rate, the Wilson bound of zero
+/// failures in n (`z²/(n+z²)`) under the limit, so n ≥ z²(1−limit)/limit
+/// (about 660 for 1% at 99%); for a quantile p, an upper order statistic
+/// inside the sample with room to spare, n ≥ 4·z²·p/(1−p) (about 240 for
+/// a p90). Bounded at a million.
+pub fn requests_needed(o: &Objective, z: f64) -> u64 {
+    let n = match latency_quantile(&o.metric) {
+        Some((_, p)) => 4.0 * z * z * p / (1.0 - p),
+        None if o.limit > 0.0 && o.limit < 1.0 => z * z * (1.0 - o.limit) / o.limit * 1.05,
+        None => 0.0,
+    };
+    n.ceil().clamp(0.0, 1e6) as u64
+}
+
 /// A level's decision: fail when any objective fails, pass when all pass.
 pub fn combine(checks: &[SloCheck]) -> Decision {
     checks
@@ -280,6 +295,25 @@ mod tests {
         assert_eq!(c.decision, Decision::Fail);
         let empty = quantile_check("ttft_p90", &LatencyHist::new(), 0.9, 100.0, 2.576);
         assert_eq!(empty.decision, Decision::Inconclusive);
+    }
+
+    #[test]
+    fn a_probe_of_the_requests_needed_can_pass_an_error_rate() {
+        let o = Objective {
+            metric: "error_rate".into(),
+            limit: 0.01,
+        };
+        let n = requests_needed(&o, 2.576);
+        assert!((650..=720).contains(&n), "{n}");
+        assert_eq!(
+            proportion_check("error_rate", 0, n, 0.01, 2.576).decision,
+            Decision::Pass
+        );
+        // 620 error-free requests were not enough.
+        assert_eq!(
+            proportion_check("error_rate", 0, 620, 0.01, 2.576).decision,
+            Decision::Inconclusive
+        );
     }
 
     #[test]

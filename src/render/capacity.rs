@@ -323,7 +323,7 @@ pub fn text(r: &CapacityResult) -> String {
             by.show(lo),
             by.show(hi),
             if c.bracket_inconclusive {
-                " (inconclusive at its cap)"
+                " (inconclusive at its cap: measure longer with `--probe` or `--max-extensions` to decide it)"
             } else {
                 ""
             },
@@ -334,7 +334,7 @@ pub fn text(r: &CapacityResult) -> String {
             by.show(lo)
         ),
         (None, Some(hi)) if c.bracket_inconclusive => format!(
-            "capacity: no level was shown to hold {slos}: {} stayed inconclusive at the longest probe; {spent}",
+            "capacity: no level was shown to hold {slos}: {} stayed inconclusive at the longest probe (measure longer: `--probe`, `--max-extensions`, or an objective further from what the server does); {spent}",
             by.show(hi)
         ),
         (None, _) => format!(
