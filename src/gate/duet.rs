@@ -38,16 +38,35 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
         .collect();
     let worse = math::holm(&pw, policy.alpha);
     let better = math::holm(&pb, policy.alpha);
+    let levels = math::holm_levels(&pw, policy.alpha);
     let mut checks = Vec::new();
     let mut pairs = 0;
     for (i, (metric, lr, test)) in tests.iter().enumerate() {
         let def = metric_def(metric);
         let hw = def.is_none_or(|d| d.higher_is_worse);
         pairs = pairs.max(lr.len());
+        // The interval at the level the test used (Holm's, per metric): the
+        // one printed is the one judged.
+        let ci = test.as_ref().map(|t| {
+            let (a, b) = t.interval(levels[i]);
+            [a - 1.0, b - 1.0]
+        });
         let (status, note, change) = match test {
             Some(t) => {
                 let ch = t.ratio - 1.0;
-                let (s, n) = judge.status(metric, true, worse[i], better[i], ch, hw);
+                let (mut s, mut n) = judge.status(metric, true, worse[i], better[i], ch, hw);
+                // An interval wholly beyond the margin on the worse side is
+                // a regression, whatever the point estimate says.
+                let margin = policy.margin_of(metric);
+                let least_bad = ci.map(|[a, b]| if hw { a } else { -b });
+                if let Some(lb) = least_bad.filter(|lb| *lb > margin && s != Status::Fail) {
+                    s = Status::Fail;
+                    n = format!(
+                        "at least {:.1}% worse (the whole interval is beyond the {:.1}% margin)",
+                        lb * 100.0,
+                        margin * 100.0
+                    );
+                }
                 (s, n, Some(ch))
             }
             None => (
@@ -56,9 +75,6 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
                 None,
             ),
         };
-        // As a change, like `change`: one unit everywhere in the verdict.
-        let ci = math::bootstrap_ratio_ci(lr, 0.95, 2000, d.seed ^ i as u64)
-            .map(|(a, b)| [a - 1.0, b - 1.0]);
         let cur = cand_all.get(metric).copied();
         checks.push(Check {
             scope: ALL.into(),

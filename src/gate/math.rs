@@ -109,6 +109,26 @@ pub struct Paired {
     pub p_better: f64,
     /// Pairs used.
     pub pairs: usize,
+    /// Mean log ratio and its standard error, for [`Paired::interval`].
+    mean: f64,
+    se: f64,
+}
+
+impl Paired {
+    /// The ratio's interval drawn at one-sided level `alpha` on each side
+    /// (two-sided 1 − 2α): its worse end is beyond 1 exactly when the test
+    /// calls the candidate worse at `alpha`, so the interval printed is the
+    /// one the verdict rests on.
+    pub fn interval(&self, alpha: f64) -> (f64, f64) {
+        let df = (self.pairs as f64 - 1.0).max(1.0);
+        let q = StudentsT::new(0.0, 1.0, df)
+            .map(|t| t.inverse_cdf(1.0 - alpha.clamp(1e-12, 0.5)))
+            .unwrap_or(f64::INFINITY);
+        (
+            (self.mean - q * self.se).exp(),
+            (self.mean + q * self.se).exp(),
+        )
+    }
 }
 
 /// The finite log ratios, when there are at least two.
@@ -141,6 +161,8 @@ pub fn paired(log_ratios: &[f64], higher_is_worse: bool) -> Option<Paired> {
         p_worse,
         p_better,
         pairs: d.len(),
+        mean: m,
+        se,
     })
 }
 
@@ -410,5 +432,25 @@ mod properties {
         }
         assert!(fa <= 10, "duet false alarms {fa}/1000");
         assert!(hit >= 900, "duet detection {hit}/1000");
+    }
+
+    #[test]
+    fn the_paired_interval_agrees_with_the_paired_test() {
+        for shift in [0.0, 0.02, 0.05, 0.1] {
+            let d: Vec<f64> = (0..8)
+                .map(|i| shift + if i % 2 == 0 { 0.03 } else { -0.03 } + f64::from(i) * 0.001)
+                .collect();
+            let t = paired(&d, true).expect("pairs");
+            for alpha in [0.01, 0.005, 0.0025] {
+                let (lo, hi) = t.interval(alpha);
+                assert!(lo <= t.ratio && t.ratio <= hi);
+                assert_eq!(
+                    lo > 1.0,
+                    t.p_worse <= alpha,
+                    "shift {shift}, α {alpha}: {lo} vs p {}",
+                    t.p_worse
+                );
+            }
+        }
     }
 }

@@ -210,11 +210,11 @@ pub fn proportion_check(metric: &str, failures: u64, n: u64, limit: f64, z: f64)
 /// level truly meets it: for an error rate, the Wilson bound of zero
 /// failures in n (`z²/(n+z²)`) under the limit, so n ≥ z²(1−limit)/limit
 /// (about 660 for 1% at 99%); for a quantile p, an upper order statistic
-/// inside the sample with room to spare, n ≥ 4·z²·p/(1−p) (about 240 for
+/// inside the sample with room to spare, n ≥ 2·z²·p/(1−p) (about 120 for
 /// a p90). Bounded at a million.
 pub fn requests_needed(o: &Objective, z: f64) -> u64 {
     let n = match latency_quantile(&o.metric) {
-        Some((_, p)) => 4.0 * z * z * p / (1.0 - p),
+        Some((_, p)) => 2.0 * z * z * p / (1.0 - p),
         None if o.limit > 0.0 && o.limit < 1.0 => z * z * (1.0 - o.limit) / o.limit * 1.05,
         None => 0.0,
     };

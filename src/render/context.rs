@@ -297,7 +297,7 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn reproduce(r: &RunResult) -> String {
+fn reproduce(r: &RunResult, reference: Option<&str>) -> String {
     let p = &r.provenance;
     let scenario = p
         .scenario
@@ -308,6 +308,13 @@ fn reproduce(r: &RunResult) -> String {
         "flora-gate run --scenario {scenario} --target {} --tokens access_tokens.csv",
         crate::target::redact_userinfo(&p.target),
     );
+    // A duet is reproduced as a duet.
+    if let Some(reference) = reference.filter(|r| !r.is_empty()) {
+        cmd.push_str(&format!(
+            " --baseline-target {}",
+            crate::target::redact_userinfo(reference)
+        ));
+    }
     let dur = |s: f64| {
         if s.fract() == 0.0 {
             format!("{s}s")
@@ -423,7 +430,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
             policy.alpha,
             policy.max_error_rate * 100.0
         ),
-        reproduce: reproduce(r),
+        reproduce: reproduce(r, reference),
         shape: super::shape::context(r),
         shards: shard_rows,
         shards_note,

@@ -116,11 +116,26 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
     let change = ttft.change.expect("change");
     assert!((0.15..0.35).contains(&change), "ratio {change}");
     // The interval is a change, in the unit of `change`.
-    let [lo, hi] = ttft.ci.expect("bootstrap interval");
+    let [lo, hi] = ttft.ci.expect("the interval judged");
     assert!(lo <= change && change <= hi, "{lo} {hi}");
     assert!(lo > 0.0 && hi < 1.0, "{lo} {hi}");
     // Its HTML report draws the reference against the candidate.
-    let ctx = flora_gate::render::report::context(&slow.candidate, Some(&v), Some("ref"));
+    let ctx = flora_gate::render::report::context(
+        &slow.candidate,
+        Some(&v),
+        Some("http://127.0.0.1:9/ref"),
+    );
+    // The reproduce line is a duet's.
+    let md = flora_gate::render::report::render(
+        flora_gate::render::report::Format::Markdown,
+        &flora_gate::render::report::Templates::load(None).expect("templates"),
+        &ctx,
+    )
+    .expect("markdown");
+    assert!(
+        md.contains("--baseline-target http://127.0.0.1:9/ref"),
+        "{md}"
+    );
     let against = flora_gate::render::html::charts::Against {
         baseline: None,
         reference: Some(&slow.reference),
