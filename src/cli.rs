@@ -628,6 +628,11 @@ pub struct MockBehaviour {
     /// inter-token gap (TPOT grows with load, as on a real accelerator).
     #[arg(long, default_value_t = 0.0, value_name = "MS")]
     pub itl_per_stream_ms: f64,
+    /// Compute-bound prefill: each other stream being generated adds this
+    /// to the time to first token (with `--itl-per-stream-ms`, TTFT and
+    /// TPOT grow together with load).
+    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    pub ttft_per_stream_ms: f64,
     /// Per-token rate limit: above this many requests per second per bearer
     /// token, answer 429 with `Retry-After`.
     #[arg(long, value_name = "R")]

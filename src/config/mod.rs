@@ -80,6 +80,7 @@ pub fn mock_config(
         seed: b.seed,
         no_done: b.no_done,
         itl_per_stream: non_negative("--itl-per-stream-ms", b.itl_per_stream_ms)?,
+        ttft_per_stream: non_negative("--ttft-per-stream-ms", b.ttft_per_stream_ms)?,
         rate_limit: match b.rate_limit {
             None => None,
             Some(r) if r.is_finite() && r > 0.0 => Some(r),

@@ -43,6 +43,10 @@ pub struct MockConfig {
     /// Batching: every other stream being generated adds this to each
     /// inter-token gap, as continuous batching on one accelerator does.
     pub itl_per_stream: Duration,
+    /// Compute-bound prefill: every other stream being generated adds this
+    /// to the time to first token (with `itl_per_stream`, TTFT and TPOT
+    /// grow together with load, as on a server whose compute is full).
+    pub ttft_per_stream: Duration,
     /// Requests per second allowed per bearer token; above it, 429 with
     /// `Retry-After`.
     pub rate_limit: Option<f64>,
@@ -122,6 +126,7 @@ impl Default for MockConfig {
             burst: None,
             no_done: false,
             itl_per_stream: Duration::ZERO,
+            ttft_per_stream: Duration::ZERO,
             rate_limit: None,
             drift_per_min: 0.0,
             db_pool: None,

@@ -328,6 +328,18 @@ impl App {
         self.delay(self.cfg.itl + batch, rng)
     }
 
+    /// The time to first token: the base, plus the compute the other
+    /// streams being generated take from the prefill.
+    fn ttft(&self, rng: &mut SmallRng) -> Duration {
+        let others = self
+            .stats
+            .streaming
+            .load(Ordering::Relaxed)
+            .saturating_sub(1);
+        let busy = self.cfg.ttft_per_stream.mul_f64(others as f64);
+        self.delay(self.cfg.ttft + busy, rng)
+    }
+
     fn delay(&self, base: Duration, rng: &mut SmallRng) -> Duration {
         let mut d = base.as_secs_f64() * self.cfg.slowdown * self.drift();
         let j = self.cfg.jitter.as_secs_f64();
@@ -590,7 +602,7 @@ async fn respond(
         return resp;
     }
     // Not streamed: the whole answer after the whole generation time.
-    let mut total = app.delay(app.cfg.ttft, &mut ctx.rng) + ctx.prefill;
+    let mut total = app.ttft(&mut ctx.rng) + ctx.prefill;
     for _ in 1..tokens {
         total += app.itl(&mut ctx.rng);
     }

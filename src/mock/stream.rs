@@ -43,7 +43,7 @@ impl ChunkStream {
         model: String,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        let ttft = app.delay(app.cfg.ttft, &mut ctx.rng) + ctx.prefill;
+        let ttft = app.ttft(&mut ctx.rng) + ctx.prefill;
         let app_stats = app.stats.clone();
         // Generation starts once a slot is free: queueing adds to the TTFT.
         Self {

@@ -192,6 +192,8 @@ pub struct RunFacts {
     sha256: String,
     target: String,
     concurrency: u32,
+    /// The load in words: users, or (open loop) the rate and its cap.
+    load: String,
     window: String,
     requests: u64,
     started_at: String,
@@ -700,6 +702,14 @@ fn run_facts(r: &RunResult) -> RunFacts {
         // A result file from elsewhere may hold a URL with a password.
         target: super::md_url(&crate::target::redact_userinfo(&p.target)),
         concurrency: p.concurrency,
+        load: match r.load.as_ref().filter(|l| l.model == "open") {
+            Some(l) => format!(
+                "up to {} workflow starts/s (at most {} in flight)",
+                super::short_number(l.stages.iter().map(|s| s.to).fold(0.0, f64::max)),
+                p.concurrency
+            ),
+            None => format!("{} users", p.concurrency),
+        },
         window: format!("{:.1}s", r.window.duration_s),
         requests: r.totals.requests,
         started_at: p.started_at.clone(),

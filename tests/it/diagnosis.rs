@@ -81,6 +81,29 @@ fn a_ramp_without_holds_is_read_window_by_window_and_finds_the_queue() {
 }
 
 #[test]
+fn a_compute_bound_server_is_named_saturated_never_held() {
+    // Every other stream slows both the prefill and each token: TTFT and
+    // TPOT rise together and throughput flattens, as on a CPU-bound server.
+    let a = analysis(
+        &[
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "3",
+            "--output-tokens",
+            "16",
+            "--itl-per-stream-ms",
+            "0.5",
+            "--ttft-per-stream-ms",
+            "4",
+        ],
+        32,
+    );
+    assert!(a.contains("the server is saturated"), "{a}");
+    assert!(!a.contains("No bottleneck"), "{a}");
+}
+
+#[test]
 fn streams_sharing_a_batch_is_batching() {
     let a = analysis(
         &[
