@@ -69,15 +69,18 @@ impl Schedule {
     }
 
     /// `load.concurrency` users, started evenly over [`START_SPREAD`] (the
-    /// warm-up when shorter and not zero; a tenth of a short run at most),
-    /// or all at once with `start_together`.
+    /// warm-up when shorter); without a warm-up, over 10 ms a user at most
+    /// and a tenth of a timed run, so a short or request-count run still
+    /// has all its users at once soon; all at once with `start_together`.
     fn fixed(load: &LoadSpec, tokens: &[UserToken]) -> Vec<UserStart> {
         let mut spread = crate::scenario::START_SPREAD;
-        if !load.warmup.is_zero() {
+        if load.warmup.is_zero() {
+            spread = spread.min(Duration::from_millis(10) * load.concurrency);
+            if let Some(d) = load.duration {
+                spread = spread.min(d / 10);
+            }
+        } else {
             spread = spread.min(load.warmup);
-        }
-        if let Some(d) = load.duration {
-            spread = spread.min(d / 10);
         }
         if load.start_together {
             spread = Duration::ZERO;
@@ -329,7 +332,7 @@ mod tests {
             panic!("closed")
         };
         let at: Vec<u128> = spread.iter().map(|u| u.at.as_millis()).collect();
-        assert_eq!(at, [0, 250, 500, 750]);
+        assert_eq!(at, [0, 10, 20, 30]);
         assert!(spread.iter().all(|u| u.token.is_none()));
         load.start_together = true;
         let Schedule::Closed(burst) = Schedule::of(&load, &[]) else {

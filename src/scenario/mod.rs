@@ -130,7 +130,7 @@ impl Shard {
     }
 }
 
-/// How long fixed users take to start: spread evenly, so the first
+/// The longest fixed users take to start: spread evenly, so the first
 /// requests do not all arrive in one instant (a burst no steady load has).
 pub const START_SPREAD: Duration = Duration::from_secs(1);
 

@@ -301,7 +301,9 @@ async fn a_10s_run_against_a_server_that_never_answers_some_requests_ends_within
     assert!(took < Duration::from_secs(30), "took {took:?}");
     let cut = res.totals.errors.get("abandoned").copied().unwrap_or(0);
     assert!(cut >= 1, "{:?}", res.totals.errors);
-    assert_eq!(res.state(), flora_gate::result::RunState::Partial);
+    // The schedule ran to its end: the hung requests are the server's
+    // errors, the run is complete (the gate judges the error rate).
+    assert_eq!(res.state(), flora_gate::result::RunState::Complete);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

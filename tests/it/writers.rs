@@ -208,7 +208,16 @@ fn every_book_of_every_writer_is_created_and_walked_in_order_by_its_owner_only()
         "multi-book",
         &mock.url,
         2,
-        &["-c", "2", "--requests", "72", "--warmup", "0s"],
+        // In step: the 72 requests are shared, so each writer does its 36.
+        &[
+            "-c",
+            "2",
+            "--requests",
+            "72",
+            "--warmup",
+            "0s",
+            "--start-together",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let r: serde_json::Value = read_json(&out);
