@@ -5,7 +5,7 @@
 #
 #   benches/diagnosis.sh
 #   PHASES="queue batch" benches/diagnosis.sh
-PHASES=${PHASES:-"queue batch rate db kv prefill client light"}
+PHASES=${PHASES:-"queue batch rate db kv prefill client light ramp knee2000 compute"}
 source "$(dirname "$0")/lib.sh"
 
 STAGES="0s:4,5s:4,0s:16,5s:16,0s:32,5s:32"
@@ -28,7 +28,7 @@ case_() {
     if [ "${HOGS:-0}" -gt 0 ]; then nice=(nice -n 19); fi
     # shellcheck disable=SC2086
     pin 1 "${nice[@]}" "$BIN" run --server-metrics /metrics -s "$scenario" -t "$MOCK_URL" --tokens "$WORK/t-$name.csv" --seed "$seed" \
-      --warmup 0s --stages "$STAGES" --no-progress $run_args -o "$WORK/$name-$seed.json" > /dev/null 2>&1 || true
+      --warmup 0s --stages "${CASE_STAGES:-$STAGES}" --no-progress $run_args -o "$WORK/$name-$seed.json" > /dev/null 2>&1 || true
     if [ ${#hogs[@]} -gt 0 ]; then kill "${hogs[@]}" 2>/dev/null || true; fi
     stop_mock
     found=$("$BIN" report -r "$WORK/$name-$seed.json" -f text 2>/dev/null | grep '^bottleneck:' | sed 's/ (.*//' | tr '\n' ';')
@@ -50,8 +50,20 @@ want kv && case_ kv "memory / KV-cache pressure" openai-chat 32 "--var max_token
   --ttft-ms 20 --itl-ms 3 --output-tokens 32 --kv-slots 12 --preempt-ms 150
 want prefill && case_ prefill "prefill-bound" novel 32 "" -- \
   --ttft-ms 10 --itl-ms 2 --output-tokens 16 --prefill-us-per-char 100
-# A starved generator: one worker thread at nice 19 beside two busy loops.
-want client && TOKIO_WORKER_THREADS=1 HOGS=2 case_ client "the load generator" openai-chat 32 "--var max_tokens=16" -- \
+# A starved generator: one worker thread at nice 19 beside two busy loops
+# on its core: the machine, not the generator, is the limit.
+want client && TOKIO_WORKER_THREADS=1 HOGS=2 case_ client "other work on this machine" openai-chat 32 "--var max_tokens=16" -- \
   --ttft-ms 30 --itl-ms 3 --output-tokens 16
 want light && case_ light "No bottleneck" openai-chat 32 "--var max_tokens=16" -- \
   --ttft-ms 40 --itl-ms 4 --output-tokens 16
+# Ramps only (no holds), 2 → 24 users, against a server serving 4 at
+# once: the windows, binned by the users they had, are the levels.
+want ramp && CASE_STAGES="2s:2,6s:12,6s:24" case_ ramp "requests queue" openai-chat 24 "--var max_tokens=16 --window 1s" -- \
+  --max-concurrency 4 --ttft-ms 20 --itl-ms 5 --output-tokens 16
+# The seed's headline ramp, 10 → 2,000 users with holds, shortened, against
+# a server serving 800 at once: queueing with the knee between 500 and 1,000.
+want knee2000 && CASE_STAGES="0s:10,3s:10,5s:500,3s:500,5s:1000,3s:1000,5s:2000,3s:2000" case_ knee2000 "requests queue" openai-chat 2000 "--var max_tokens=16" -- \
+  --max-concurrency 800 --ttft-ms 80 --itl-ms 10 --output-tokens 16
+# TTFT and TPOT rising together (a compute-bound server): saturation.
+want compute && case_ compute "the server is saturated" openai-chat 32 "--var max_tokens=16" -- \
+  --ttft-ms 20 --itl-ms 3 --output-tokens 16 --itl-per-stream-ms 0.5 --ttft-per-stream-ms 4
