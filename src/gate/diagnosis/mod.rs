@@ -248,6 +248,18 @@ mod tests {
             f[0].title,
             "other work on this machine starved the generator"
         );
+        // Levels it cut short are the machine's doing too.
+        let starved_short = Evidence {
+            levels: short.to_vec(),
+            generator_saturated: true,
+            machine_starved: true,
+            ..Evidence::default()
+        };
+        let found: Vec<String> = diagnose(&starved_short)
+            .into_iter()
+            .map(|x| x.kind)
+            .collect();
+        assert_eq!(found, ["machine"]);
         // A database tier: JSON steps slow, streams do not.
         let mut db = light.clone();
         db[0].json_e2e_p50 = Some(30.0);

@@ -61,7 +61,9 @@ pub(super) fn client(ev: &Evidence) -> Option<Finding> {
     {
         evidence += &format!("; {g}");
     }
-    if ev.machine_starved && cut.is_none() {
+    // A starved machine also under-delivers: the levels it cut short are
+    // its doing, not the generator's.
+    if ev.machine_starved {
         return Some(Finding {
             kind: "machine".into(),
             title: "other work on this machine starved the generator".into(),
@@ -355,7 +357,11 @@ pub(super) fn broken_resume(ev: &Evidence) -> Option<Finding> {
 /// whatever moved: named even when no more specific rule (queueing,
 /// batching, memory) fits, so a report never calls such a run "held".
 pub(super) fn saturation(levels: &[Level], found: &[Finding]) -> Option<Finding> {
+    // A saturated generator (or machine) makes every figure suspect.
     if levels.len() < 2
+        || found
+            .iter()
+            .any(|f| matches!(f.kind.as_str(), "client" | "machine"))
         || found
             .iter()
             .any(|f| matches!(f.kind.as_str(), "queueing" | "batching" | "memory"))
