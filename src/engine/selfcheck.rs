@@ -170,7 +170,11 @@ pub fn assess(
         // Busy: the machine nearly full, or other processes holding most
         // of a core beside ours (busy loops on the generator's core of a
         // two-core machine leave the machine only ~60% busy).
-        let others = host.map(|h| (h - util.unwrap_or(0.0)) * cores as f64);
+        // The host's share is of every core of the machine; ours of the
+        // cores this process may run on (fewer when pinned).
+        let others = host.map(|h| {
+            h * machine_cores().unwrap_or(cores) as f64 - util.unwrap_or(0.0) * cores as f64
+        });
         let host_busy = host.is_some_and(|h| h > 0.8) || others.is_some_and(|o| o >= 0.9);
         if own_low && host_busy {
             "machine".to_string()
@@ -198,6 +202,16 @@ pub fn assess(
         saturated,
         notes,
     }
+}
+
+/// Cores of the whole machine (not only those this process may use).
+fn machine_cores() -> Option<usize> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let n = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    (n > 0).then_some(n)
 }
 
 #[cfg(test)]
