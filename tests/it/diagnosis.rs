@@ -267,48 +267,34 @@ fn one_run_with_server_metrics_finds_the_queue_and_shows_the_figures() {
     assert!(md.contains("the server's waiting queue held"), "{md}");
     // The same light load on a server with room: no finding, said so.
     let mock = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "3", "--output-tokens", "16"]);
-    let (o, out) = run_cli(
-        dir.path(),
-        "openai-chat",
-        &mock.url,
-        16,
-        &[
-            "--var",
-            "max_tokens=16",
-            "-c",
-            "4",
-            "-d",
-            "3s",
-            "--server-metrics",
-            "/metrics",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let md = report_md(&out);
+    let light = |secs: &str, scrape: &str| {
+        let (o, out) = run_cli(
+            dir.path(),
+            "openai-chat",
+            &mock.url,
+            16,
+            &[
+                "--var",
+                "max_tokens=16",
+                "-c",
+                "4",
+                "-d",
+                secs,
+                "--server-metrics",
+                scrape,
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        report_md(&out)
+    };
+    let md = light("3s", "/metrics");
     assert!(
         md.contains("No bottleneck found at this load; the server's waiting queue"),
         "{md}"
     );
     assert!(md.contains("stayed clear"), "{md}");
     // Every scrape failing (404) is evidence of nothing: not "clear".
-    let (o, out) = run_cli(
-        dir.path(),
-        "openai-chat",
-        &mock.url,
-        16,
-        &[
-            "--var",
-            "max_tokens=16",
-            "-c",
-            "4",
-            "-d",
-            "2s",
-            "--server-metrics",
-            "/no-metrics-here",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let md = report_md(&out);
+    let md = light("2s", "/no-metrics-here");
     assert!(!md.contains("stayed clear"), "{md}");
     assert!(
         !md.contains("No bottleneck"),

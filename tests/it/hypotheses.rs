@@ -72,19 +72,22 @@ fn the_shipped_scenario_gets_each_finding_and_a_refuted_one_can_fail_the_gate() 
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let verdict = d.join("v.json");
-    let o = flora(&[
-        "gate",
-        "--result",
-        strict.to_str().expect("utf-8"),
-        "-b",
-        base.to_str().expect("utf-8"),
-        "--verdict-out",
-        verdict.to_str().expect("utf-8"),
-        "--report-out",
-        d.join("report.md").to_str().expect("utf-8"),
-        "--comment",
-        "never",
-    ]);
+    let gate = || {
+        flora(&[
+            "gate",
+            "--result",
+            strict.to_str().expect("utf-8"),
+            "-b",
+            base.to_str().expect("utf-8"),
+            "--verdict-out",
+            verdict.to_str().expect("utf-8"),
+            "--report-out",
+            d.join("report.md").to_str().expect("utf-8"),
+            "--comment",
+            "never",
+        ])
+    };
+    let o = gate();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&verdict).expect("verdict")).expect("JSON");
@@ -104,19 +107,7 @@ fn the_shipped_scenario_gets_each_finding_and_a_refuted_one_can_fail_the_gate() 
     r["hypotheses"] =
         serde_json::json!([{"statement": "ttft_p90 <= 10s at stage nosuch", "fail": true}]);
     std::fs::write(&strict, r.to_string()).expect("written");
-    let o = flora(&[
-        "gate",
-        "--result",
-        strict.to_str().expect("utf-8"),
-        "-b",
-        base.to_str().expect("utf-8"),
-        "--verdict-out",
-        verdict.to_str().expect("utf-8"),
-        "--report-out",
-        d.join("report.md").to_str().expect("utf-8"),
-        "--comment",
-        "never",
-    ]);
+    let o = gate();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no stage `nosuch`"), "{}", text(&o));
 }
