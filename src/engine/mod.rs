@@ -317,7 +317,7 @@ async fn breaker(
 
 /// Stops the run at the first failed write of its records: a run whose
 /// requests cannot be kept must not go on loading the target.
-async fn watch_recording(shared: Arc<Shared>, failed: Arc<std::sync::Mutex<Option<String>>>) {
+async fn watch_recording(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
@@ -326,9 +326,6 @@ async fn watch_recording(shared: Arc<Shared>, failed: Arc<std::sync::Mutex<Optio
                 "\nerror: cannot record the run's requests in {} ({e}); stopping: what was recorded is kept",
                 std::env::temp_dir().display()
             ));
-            if let Ok(mut f) = failed.lock() {
-                f.get_or_insert(format!("recording failed: {e}"));
-            }
             shared.stop.cancel();
             shared.hard_stop.cancel();
             return;
@@ -575,8 +572,7 @@ pub async fn run_checked(
         .load
         .stop_runaway
         .then(|| tokio::spawn(runaway::watch(shared.clone(), tripped.clone())));
-    let recording_failed = Arc::new(std::sync::Mutex::new(None));
-    let spill_task = tokio::spawn(watch_recording(shared.clone(), recording_failed.clone()));
+    let spill_task = tokio::spawn(watch_recording(shared.clone()));
     let breaker_task = sc.safety.abort_error_rate.map(|limit| {
         tokio::spawn(breaker(
             shared.clone(),
@@ -683,11 +679,6 @@ pub async fn run_checked(
             "recording failed ({e}) in {}: sending stopped; {requests} requests and {iterations} workflow iterations finished after that are not in the result",
             std::env::temp_dir().display()
         );
-        if let Ok(mut r) = recording_failed.lock() {
-            r.get_or_insert(why.clone());
-        }
-        interrupted = Some(why);
-    } else if let Some(why) = recording_failed.lock().ok().and_then(|r| r.clone()) {
         interrupted = Some(why);
     }
     recorder.records = spill::Samples::new(shared.spill.clone());

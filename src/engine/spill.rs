@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ struct Records {
     count: AtomicU64,
     /// Records offered, including those after a failure.
     offered: AtomicU64,
+    /// Set with `failed`: a record is never written after a failure, and
+    /// `push` checks this flag, not the mutex, on every request.
+    broken: AtomicBool,
     failed: Mutex<Option<String>>,
 }
 
@@ -39,13 +42,14 @@ impl Records {
             file: Mutex::new(BufWriter::with_capacity(64 * 1024, file)),
             count: AtomicU64::new(0),
             offered: AtomicU64::new(0),
+            broken: AtomicBool::new(false),
             failed: Mutex::new(None),
         })
     }
 
     fn push(&self, bytes: &[u8]) {
         self.offered.fetch_add(1, Ordering::Relaxed);
-        if self.failure().is_some() {
+        if self.broken.load(Ordering::Relaxed) {
             return;
         }
         let Ok(mut f) = self.file.lock() else {
@@ -55,12 +59,16 @@ impl Records {
             Ok(()) => {
                 self.count.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => {
-                if let Ok(mut failed) = self.failed.lock() {
-                    failed.get_or_insert_with(|| e.to_string());
-                }
-            }
+            Err(e) => self.fail(&e),
         }
+    }
+
+    /// Keep the first failed write; no record is written after it.
+    fn fail(&self, e: &std::io::Error) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.get_or_insert_with(|| e.to_string());
+        }
+        self.broken.store(true, Ordering::Relaxed);
     }
 
     /// How many records can be read back: all of them, or after a failed
@@ -71,11 +79,7 @@ impl Records {
         if self.failure().is_none() {
             match w.flush() {
                 Ok(()) => return Ok(count),
-                Err(e) => {
-                    if let Ok(mut failed) = self.failed.lock() {
-                        failed.get_or_insert_with(|| e.to_string());
-                    }
-                }
+                Err(e) => self.fail(&e),
             }
         }
         let len = w.get_ref().metadata().map_err(|e| e.to_string())?.len();
