@@ -76,6 +76,16 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
             ),
         };
         let cur = cand_all.get(metric).copied();
+        // The figures shown are the ones the change is the ratio of: each
+        // side's geometric mean over the pairs compared (pooled values
+        // weigh long slots more and need not agree with the paired change).
+        let (baseline, current) = match (test, d.paired_means(metric)) {
+            (Some(_), Some((r, c))) => (Some(r), Some(c)),
+            _ => (
+                ref_all.get(metric).copied().filter(|v| v.is_finite()),
+                cur.filter(|v| v.is_finite()),
+            ),
+        };
         checks.push(Check {
             scope: ALL.into(),
             metric: metric.clone(),
@@ -83,8 +93,8 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
             unit: def.map_or(String::new(), |d| d.unit.to_string()),
             gated: true,
             kind: CheckKind::Relative,
-            baseline: ref_all.get(metric).copied().filter(|v| v.is_finite()),
-            current: cur.filter(|v| v.is_finite()),
+            baseline,
+            current,
             current_infinite: cur.is_some_and(f64::is_infinite),
             change,
             bound: None,
@@ -101,10 +111,13 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
         cand_all,
         ref_all.get("error_rate").copied(),
     ));
-    let mut notes = vec![format!(
-        "reference: {}; candidate: {}",
-        d.reference.provenance.target, d.candidate.provenance.target
-    )];
+    let mut notes = vec![
+        format!(
+            "reference: {}; candidate: {}",
+            d.reference.provenance.target, d.candidate.provenance.target
+        ),
+        "each side's figure is the geometric mean of its slots over the pairs compared, so the change is their ratio".into(),
+    ];
     notes.extend(d.notes.iter().cloned());
     if d.reference.state() != RunState::Complete {
         notes.push(format!(

@@ -46,8 +46,9 @@ impl DuetResult {
             .collect()
     }
 
-    /// ln(candidate / reference) of one metric, per pair.
-    pub fn log_ratios(&self, metric: &str) -> Vec<f64> {
+    /// (reference, candidate) values of one metric, per pair where both
+    /// sides measured a positive finite value.
+    pub fn pair_values(&self, metric: &str) -> Vec<(f64, f64)> {
         let mut pairs: BTreeMap<u32, (Option<f64>, Option<f64>)> = Default::default();
         for s in &self.slots {
             let v = s.metrics.get(metric).copied().flatten();
@@ -60,10 +61,34 @@ impl DuetResult {
         pairs
             .values()
             .filter_map(|p| match p {
-                (Some(r), Some(c)) if *r > 0.0 && *c > 0.0 => Some((c / r).ln()),
+                (Some(r), Some(c)) if r.is_finite() && c.is_finite() && *r > 0.0 && *c > 0.0 => {
+                    Some((*r, *c))
+                }
                 _ => None,
             })
             .collect()
+    }
+
+    /// ln(candidate / reference) of one metric, per pair.
+    pub fn log_ratios(&self, metric: &str) -> Vec<f64> {
+        self.pair_values(metric)
+            .into_iter()
+            .map(|(r, c)| (c / r).ln())
+            .collect()
+    }
+
+    /// Each side's geometric mean over the pairs of [`Self::pair_values`]:
+    /// the figures whose ratio is the paired test's change, exactly.
+    pub fn paired_means(&self, metric: &str) -> Option<(f64, f64)> {
+        let v = self.pair_values(metric);
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len() as f64;
+        let (lr, lc) = v
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (r, c)| (a + r.ln(), b + c.ln()));
+        Some(((lr / n).exp(), (lc / n).exp()))
     }
 
     /// Write as pretty JSON, atomically.

@@ -115,6 +115,20 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
         .expect("ttft check");
     let change = ttft.change.expect("change");
     assert!((0.15..0.35).contains(&change), "ratio {change}");
+    // The figures shown are the ones the change is the ratio of.
+    for c in v.checks.iter().filter(|c| c.change.is_some()) {
+        let (b, cur) = (
+            c.baseline.expect("reference"),
+            c.current.expect("candidate"),
+        );
+        let shown = cur / b - 1.0;
+        assert!(
+            (shown - c.change.expect("change")).abs() < 1e-9,
+            "{}: {b} → {cur} is {shown}, the change says {:?}",
+            c.metric,
+            c.change
+        );
+    }
     // The interval is a change, in the unit of `change`.
     let [lo, hi] = ttft.ci.expect("the interval judged");
     assert!(lo <= change && change <= hi, "{lo} {hi}");
