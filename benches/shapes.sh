@@ -7,13 +7,17 @@
 #   2. open loop at 500 workflow starts per second for OPEN: achieved /
 #      intended, arrivals missed, and how late started arrivals were (p50, p99);
 #   3. a soak of 500 users for SOAK: the generator's resident memory per
-#      window, its growth after the first two minutes, and its slope.
-# Usage: benches/shapes.sh; RAMP=30s OPEN=30s SOAK=30m set the lengths;
+#      window, its growth after the first two minutes, and its slope;
+#   4. two soaks of DRIFT_SOAK after a 1-minute ramp to 200 users, against a
+#      mock whose latency grows 2%/min (`--drift`) and one that holds still:
+#      the drift verdict of each, fitted over the hold only.
+# Usage: benches/shapes.sh; RAMP=30s OPEN=30s SOAK=30m DRIFT_SOAK=4m set the lengths;
 # PHASES="1 2" picks phases; BIN=path measures another build.
 RAMP=${RAMP:-30s}
 OPEN=${OPEN:-30s}
 SOAK=${SOAK:-30m}
-PHASES=${PHASES:-1 2 3}
+DRIFT_SOAK=${DRIFT_SOAK:-4m}
+PHASES=${PHASES:-1 2 3 4}
 # shellcheck source=benches/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -69,4 +73,27 @@ if d.get("generator_rss_mib_per_h") is not None:
     print(f"  RSS slope {d['generator_rss_mib_per_h']:+.2f} MiB/h over {d['windows']} windows")
 print("  RSS by window (MiB): " + " ".join(f"{v:.0f}" for _, v in w))
 PY
+fi
+
+if want 4; then
+  echo "== 4. soaks: a 1-minute ramp to 200 users, then $DRIFT_SOAK held (16 tokens at 20 ms each)"
+  for drift in 2%/min none; do
+    if [ "$drift" = none ]; then start_mock --ttft-ms 100 --itl-ms 20 --output-tokens 16 --jitter-ms 2
+    else start_mock --ttft-ms 100 --itl-ms 20 --output-tokens 16 --jitter-ms 2 --drift "$drift"; fi
+    run --stages "1m:200,soak=$DRIFT_SOAK:200" --var max_tokens=16 --window 10s -o "$WORK/drift.json"
+    stop_mock
+    "$BIN" report -r "$WORK/drift.json" -f text > "$WORK/drift.txt"
+    python3 - "$WORK/drift.json" "$drift" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = (r.get("dynamics") or {}).get("drift")
+if not d:
+    print(f"  mock drift {sys.argv[2]}: no drift line"); sys.exit()
+def s(k):
+    x = d.get(k)
+    return "-" if not x else f"{x['pct_per_h']:+.0f}%/h [{x['low']:+.0f}, {x['high']:+.0f}]{' FLAGGED' if x['flagged'] else ''}"
+print(f"  mock drift {sys.argv[2]}: over {d['windows']} windows (the hold only): TTFT p50 {s('ttft_p50')}, TPOT p50 {s('tpot_p50')}")
+PY
+    grep -i "drift" "$WORK/drift.txt" | sed 's/^/    report: /' || true
+  done
 fi

@@ -9,7 +9,7 @@ use tokio::time::{timeout_at, Instant};
 use super::sample::{ErrorClass, Resume, TimeoutPhase};
 use super::wire;
 use crate::scenario::{ResponseKind, Step, Timeouts};
-use crate::stream::sse::SseParser;
+use crate::stream::reader::{End, Fault, StreamReader};
 
 /// What came back from one request.
 #[derive(Debug, Default)]
@@ -55,15 +55,7 @@ pub struct Outcome {
     pub error_body: Option<String>,
 }
 
-/// A server count of output tokens above this (per request, on top of 1,000
-/// per byte of content received) cannot be true: a protocol error.
-pub const MAX_PLAUSIBLE_TOKENS: u64 = 100_000;
-
-/// Whether a usage count is believable for `bytes` of content received
-/// (hidden reasoning tokens make the count legitimately exceed the text).
-pub fn plausible_usage(count: u64, bytes: usize) -> bool {
-    count <= MAX_PLAUSIBLE_TOKENS.saturating_add((bytes as u64).saturating_mul(1_000))
-}
+pub use crate::stream::reader::{plausible_usage, MAX_PLAUSIBLE_TOKENS};
 
 /// Longest error-body excerpt kept, in characters.
 pub const ERROR_BODY_CHARS: usize = 300;
@@ -439,11 +431,6 @@ struct Tally {
     last: Option<Instant>,
     first_event: Option<Instant>,
     received: usize,
-    content_bytes: usize,
-    chunks: u32,
-    done: bool,
-    bad: bool,
-    cancelled: bool,
     gaps: [u32; GAP_BATCH],
     n_gaps: usize,
 }
@@ -459,6 +446,10 @@ impl Tally {
     }
 }
 
+/// Read a streamed answer: the socket and the clocks. What each event
+/// means (content, usage, the end, the server's error) is the stream
+/// reader's ([`crate::stream::reader`]); this times the events it reports
+/// and enforces the deadlines.
 async fn read_stream(
     mut response: wire::Response,
     step: &Step,
@@ -474,16 +465,19 @@ async fn read_stream(
         idle,
         max_body,
     } = dl;
-    let mut parser = SseParser::new();
-    let mut text = (step.capture_text.is_some() || step.append_text.is_some()).then(String::new);
+    let keep_text = step.capture_text.is_some() || step.append_text.is_some();
+    let mut reader = StreamReader::new(
+        &step.stream,
+        keep_text,
+        step.resume,
+        cancel.and_then(|c| c.tokens),
+    );
     // Gaps go into the step's list as the stream goes, and are taken back
     // out if it fails.
     let kept = itl.len();
-    let spec = &step.stream;
-    // The writer presses stop: after so many content events, or so long.
-    let cancel_tokens = cancel.and_then(|c| c.tokens);
+    // The writer presses stop after so long.
     let cancel_at = cancel.and_then(|c| c.after).map(|a| start + a);
-    let mut last_id: Option<String> = None;
+    let mut cancelled_in_time = false;
 
     // When the read must give up: the first-token deadline, then the idle
     // time after the latest piece, never past the total or the cancel.
@@ -505,17 +499,12 @@ async fn read_stream(
         last: None,
         first_event: None,
         received: 0,
-        content_bytes: 0,
-        chunks: 0,
-        done: false,
-        bad: false,
-        cancelled: false,
         gaps: [0; GAP_BATCH],
         n_gaps: 0,
     };
     let timer = tokio::time::sleep_until(t.armed);
     tokio::pin!(timer);
-    while !t.done {
+    while !reader.ended() {
         let deadline = due(t.first, t.latest);
         if deadline < t.armed {
             t.armed = deadline;
@@ -533,7 +522,7 @@ async fn read_stream(
                 continue;
             }
             Err(()) if cancel_at.is_some_and(|c| Instant::now() >= c) => {
-                t.cancelled = true;
+                cancelled_in_time = true;
                 break;
             }
             Err(()) => {
@@ -556,12 +545,7 @@ async fn read_stream(
                 break;
             }
             Ok(Ok(None)) => {
-                // Ended without the end marker: fine after content, unless
-                // the scenario requires the marker; an event cut in half or
-                // a stream with no content at all is broken.
-                if spec.require_done || parser.has_partial() || t.first.is_none() {
-                    out.error = Some(ErrorClass::StreamBroken);
-                }
+                reader.body_ended();
                 break;
             }
             Ok(Ok(Some(bytes))) => bytes,
@@ -573,66 +557,48 @@ async fn read_stream(
             out.error = Some(ErrorClass::Protocol);
             break;
         }
-        let fed = parser.feed_events(piece, |data, id| {
-            if t.done || t.bad {
-                return;
+        let fed = reader.feed(piece);
+        if fed.events > 0 && t.first_event.is_none() {
+            t.first_event = Some(now);
+        }
+        // Every content event of this piece arrived now: the first of them
+        // closes the gap since the last one, the rest are gaps of zero.
+        for _ in 0..fed.contents {
+            if t.first.is_none() {
+                t.first = Some(now);
             }
-            if t.first_event.is_none() {
-                t.first_event = Some(now);
+            if let Some(prev) = t.last {
+                t.gap(now - prev, itl);
             }
-            match spec.interpret(data, text.as_mut()) {
-                Err(_) => t.bad = true,
-                Ok(info) => {
-                    if info.done {
-                        t.done = true;
-                        return;
-                    }
-                    if info.content_len > 0 {
-                        if step.resume {
-                            last_id = id.map(|i| String::from_utf8_lossy(i).into_owned());
-                            if let Some(n) = last_id.as_deref().and_then(|s| s.trim().parse().ok())
-                            {
-                                out.event_ids.push(n);
-                            }
-                        }
-                        t.content_bytes += info.content_len;
-                        t.chunks = t.chunks.saturating_add(1);
-                        if t.first.is_none() {
-                            t.first = Some(now);
-                        }
-                        if let Some(prev) = t.last {
-                            t.gap(now - prev, itl);
-                        }
-                        t.last = Some(now);
-                        if cancel_tokens.is_some_and(|k| t.chunks >= k) {
-                            t.cancelled = true;
-                            t.done = true;
-                            return;
-                        }
-                    }
-                    if let Some(n) = info.prompt_tokens {
-                        out.prompt_tokens = Some(n);
-                    }
-                    if let Some(n) = info.completion_tokens {
-                        out.usage_tokens = Some(n);
-                    }
-                }
-            }
-        });
-        if fed.is_err() || t.bad {
-            out.error = Some(ErrorClass::Protocol);
-            break;
+            t.last = Some(now);
         }
     }
     itl.extend_from_slice(&t.gaps[..t.n_gaps]);
-    out.chunks = t.chunks;
-    out.last_event_id = last_id;
-    if t.cancelled {
+    let cut_by_reader = matches!(reader.said().end, Some(End::Cancelled));
+    let done = matches!(reader.said().end, Some(End::Done));
+    let said = reader.finish();
+    if out.error.is_none() {
+        match &said.end {
+            Some(End::Fault(Fault::Malformed)) => out.error = Some(ErrorClass::Protocol),
+            Some(End::Fault(Fault::Broken)) => out.error = Some(ErrorClass::StreamBroken),
+            Some(End::Fault(Fault::ServerError(message))) => {
+                out.error = Some(ErrorClass::StreamError);
+                out.error_body = Some(body_excerpt(message.as_bytes()));
+            }
+            _ => {}
+        }
+    }
+    out.chunks = said.chunks;
+    out.last_event_id = said.last_id;
+    out.event_ids = said.event_ids;
+    out.prompt_tokens = said.prompt_tokens;
+    out.usage_tokens = said.completion_tokens;
+    if cancelled_in_time || cut_by_reader {
         // Disconnect now, as a client whose writer pressed stop: the
         // connection is closed, never drained.
         drop(response);
         out.cancelled = true;
-    } else if t.done {
+    } else if done {
         // Read to the end of the body so the connection goes back to the pool;
         // a server that stays open after its end marker is not waited for long.
         let drain_until = (Instant::now() + idle.min(Duration::from_secs(2))).min(total_deadline);
@@ -642,22 +608,10 @@ async fn read_stream(
     out.ttft = t.first.map(|f| f - start);
     out.first_event = t.first_event.map(|f| f - start);
     out.e2e = t.last.map(|l| l - start);
-    if out.error.is_none()
-        && out
-            .usage_tokens
-            .is_some_and(|n| !plausible_usage(n, t.content_bytes))
-    {
-        // A count no stream of this size can carry.
-        out.error = Some(ErrorClass::Protocol);
-    }
-    if out.error.is_none() && t.first.is_none() && out.usage_tokens.unwrap_or(0) > 0 {
-        // The server says it generated tokens, yet no content reached us.
-        out.error = Some(ErrorClass::Protocol);
-    }
     if out.error.is_some() {
         itl.truncate(kept);
     }
-    out.text = text;
+    out.text = said.text;
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub enum ErrorClass {
     /// The connection broke after the response started, or the stream ended
     /// without its end marker.
     StreamBroken,
+    /// The server said, inside the stream, that it failed (an `error`
+    /// event or an error object mid-stream); its message is an example.
+    StreamError,
     /// The response is not what the protocol says (bad SSE, bad JSON, too large).
     Protocol,
     /// A variable to extract was missing from the response.
@@ -51,28 +54,81 @@ pub enum ErrorClass {
     /// Still in flight when the run ended or a ramp-down stopped its user
     /// (the grace period over, or a second signal): cut, counted, not dropped.
     Abandoned,
+    /// A class read back from a record this version does not know.
+    Unknown,
 }
+
+/// Every class but `Status`, with its code in the spill file and its name
+/// in results: the one table both directions read.
+const CLASSES: [(u16, ErrorClass, &str); 17] = [
+    (1, ErrorClass::Connect, "connect"),
+    (2, ErrorClass::Tls, "tls"),
+    (
+        3,
+        ErrorClass::Timeout(TimeoutPhase::Connect),
+        "timeout_connect",
+    ),
+    (
+        4,
+        ErrorClass::Timeout(TimeoutPhase::FirstToken),
+        "timeout_first_token",
+    ),
+    (5, ErrorClass::Timeout(TimeoutPhase::Idle), "timeout_idle"),
+    (6, ErrorClass::Timeout(TimeoutPhase::Total), "timeout_total"),
+    (7, ErrorClass::RateLimited, "rate_limited"),
+    (8, ErrorClass::Redirect, "redirect"),
+    (9, ErrorClass::StreamBroken, "stream_broken"),
+    (10, ErrorClass::Protocol, "protocol"),
+    (11, ErrorClass::Extract, "extract"),
+    (12, ErrorClass::Template, "template"),
+    (13, ErrorClass::Transport, "transport"),
+    (14, ErrorClass::Abandoned, "abandoned"),
+    (15, ErrorClass::Generator, "generator"),
+    (16, ErrorClass::StreamError, "stream_error"),
+    // Never written by a request: a code this version does not know reads
+    // back as it, visible, never as an HTTP status.
+    (17, ErrorClass::Unknown, "unknown"),
+];
+
+/// Status codes are stored from here (`1000 + status`, statuses ≤ 999).
+const STATUS_BASE: u16 = 1000;
 
 impl ErrorClass {
     /// The name used in results and reports.
     pub fn name(&self) -> String {
         match self {
-            ErrorClass::Connect => "connect".into(),
-            ErrorClass::Tls => "tls".into(),
-            ErrorClass::Timeout(TimeoutPhase::Connect) => "timeout_connect".into(),
-            ErrorClass::Timeout(TimeoutPhase::FirstToken) => "timeout_first_token".into(),
-            ErrorClass::Timeout(TimeoutPhase::Idle) => "timeout_idle".into(),
-            ErrorClass::Timeout(TimeoutPhase::Total) => "timeout_total".into(),
-            ErrorClass::RateLimited => "rate_limited".into(),
-            ErrorClass::Redirect => "redirect".into(),
             ErrorClass::Status(s) => format!("http_{s}"),
-            ErrorClass::StreamBroken => "stream_broken".into(),
-            ErrorClass::Protocol => "protocol".into(),
-            ErrorClass::Extract => "extract".into(),
-            ErrorClass::Template => "template".into(),
-            ErrorClass::Transport => "transport".into(),
-            ErrorClass::Abandoned => "abandoned".into(),
-            ErrorClass::Generator => "generator".into(),
+            other => CLASSES
+                .iter()
+                .find(|(_, c, _)| c == other)
+                .map_or("unknown", |(_, _, n)| n)
+                .to_string(),
+        }
+    }
+
+    /// The class's code in the spill file (0 is no error).
+    pub fn code(&self) -> u16 {
+        match self {
+            ErrorClass::Status(s) => STATUS_BASE + (*s).min(999),
+            other => CLASSES
+                .iter()
+                .find(|(_, c, _)| c == other)
+                .map_or(17, |(code, _, _)| *code),
+        }
+    }
+
+    /// The class a spill code stands for; 0 is none, and a code this
+    /// version does not know is [`ErrorClass::Unknown`].
+    pub fn from_code(code: u16) -> Option<ErrorClass> {
+        match code {
+            0 => None,
+            s @ STATUS_BASE..=1999 => Some(ErrorClass::Status(s - STATUS_BASE)),
+            c => Some(
+                CLASSES
+                    .iter()
+                    .find(|(k, _, _)| *k == c)
+                    .map_or(ErrorClass::Unknown, |(_, class, _)| *class),
+            ),
         }
     }
 }
@@ -246,6 +302,36 @@ mod tests {
     #[test]
     fn error_class_names() {
         assert_eq!(ErrorClass::Status(503).name(), "http_503");
+        // Every class round-trips through its code, and has its own name.
+        // (The match is exhaustive: a new class is a compile error here
+        // until it is listed, and then must be in the table.)
+        let listed = |c: ErrorClass| match c {
+            ErrorClass::Connect
+            | ErrorClass::Tls
+            | ErrorClass::Timeout(_)
+            | ErrorClass::RateLimited
+            | ErrorClass::Redirect
+            | ErrorClass::Status(_)
+            | ErrorClass::StreamBroken
+            | ErrorClass::StreamError
+            | ErrorClass::Protocol
+            | ErrorClass::Extract
+            | ErrorClass::Template
+            | ErrorClass::Transport
+            | ErrorClass::Generator
+            | ErrorClass::Abandoned
+            | ErrorClass::Unknown => c,
+        };
+        let mut all: Vec<ErrorClass> = CLASSES.iter().map(|(_, c, _)| listed(*c)).collect();
+        all.extend([100, 200, 429, 503, 999].map(ErrorClass::Status));
+        let mut names = std::collections::BTreeSet::new();
+        for c in all {
+            assert_eq!(ErrorClass::from_code(c.code()), Some(c), "{c}");
+            assert!(names.insert(c.name()), "two classes named {c}");
+        }
+        assert_eq!(ErrorClass::from_code(0), None);
+        assert_eq!(ErrorClass::from_code(999), Some(ErrorClass::Unknown));
+        assert_eq!(ErrorClass::from_code(2500), Some(ErrorClass::Unknown));
         assert_eq!(
             ErrorClass::Timeout(TimeoutPhase::FirstToken).name(),
             "timeout_first_token"

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::sample::{ErrorClass, IterationSample, Sample, TimeoutPhase};
+use super::sample::{ErrorClass, IterationSample, Sample};
 
 const SAMPLE_BYTES: usize = 96;
 const ITERATION_BYTES: usize = 40;
@@ -440,51 +440,11 @@ fn dur(v: u64) -> Option<Duration> {
 }
 
 fn error_code(e: Option<ErrorClass>) -> u16 {
-    use ErrorClass as E;
-    match e {
-        None => 0,
-        Some(E::Connect) => 1,
-        Some(E::Tls) => 2,
-        Some(E::Timeout(TimeoutPhase::Connect)) => 3,
-        Some(E::Timeout(TimeoutPhase::FirstToken)) => 4,
-        Some(E::Timeout(TimeoutPhase::Idle)) => 5,
-        Some(E::Timeout(TimeoutPhase::Total)) => 6,
-        Some(E::RateLimited) => 7,
-        Some(E::Redirect) => 8,
-        Some(E::StreamBroken) => 9,
-        Some(E::Protocol) => 10,
-        Some(E::Extract) => 11,
-        Some(E::Template) => 12,
-        Some(E::Transport) => 13,
-        Some(E::Abandoned) => 14,
-        Some(E::Generator) => 15,
-        Some(E::Status(s)) => 1000 + s.min(999),
-    }
+    e.map_or(0, |c| c.code())
 }
 
 fn error_class(c: u16) -> Option<ErrorClass> {
-    use ErrorClass as E;
-    Some(match c {
-        0 => return None,
-        1 => E::Connect,
-        2 => E::Tls,
-        3 => E::Timeout(TimeoutPhase::Connect),
-        4 => E::Timeout(TimeoutPhase::FirstToken),
-        5 => E::Timeout(TimeoutPhase::Idle),
-        6 => E::Timeout(TimeoutPhase::Total),
-        7 => E::RateLimited,
-        8 => E::Redirect,
-        9 => E::StreamBroken,
-        10 => E::Protocol,
-        11 => E::Extract,
-        12 => E::Template,
-        13 => E::Transport,
-        14 => E::Abandoned,
-        15 => E::Generator,
-        s @ 1000..=1999 => E::Status(s - 1000),
-        // Not a code this version writes: kept visible, never an HTTP 0.
-        _ => E::Protocol,
-    })
+    ErrorClass::from_code(c)
 }
 
 fn encode_sample(s: &Sample) -> [u8; SAMPLE_BYTES] {
@@ -599,6 +559,7 @@ fn decode_iteration(b: &[u8]) -> IterationSample {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::sample::TimeoutPhase;
 
     #[test]
     fn records_read_back_as_written_sorted_by_start() {

@@ -139,8 +139,13 @@ impl User {
         let sc = &shared.scenario;
         let auth_value = match (&sc.auth.kind, &user) {
             (AuthKind::Bearer, Some(u)) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("{} {}", sc.auth.scheme, u.token.expose())).ok();
+                // An empty scheme sends the token alone (`x-api-key: …`).
+                let value = if sc.auth.scheme.trim().is_empty() {
+                    u.token.expose().to_string()
+                } else {
+                    format!("{} {}", sc.auth.scheme, u.token.expose())
+                };
+                let mut v = HeaderValue::from_str(&value).ok();
                 if let Some(v) = v.as_mut() {
                     v.set_sensitive(true);
                 }

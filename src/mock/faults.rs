@@ -25,6 +25,9 @@ pub enum Fault {
     BadJson,
     /// Content forever, never the end marker.
     Endless,
+    /// Half the tokens, then the server's error inside the stream (an
+    /// error object, or Anthropic's `event: error`), and the end.
+    StreamError,
 }
 
 impl Fault {
@@ -38,7 +41,8 @@ impl Fault {
             | Fault::Malformed
             | Fault::Stall
             | Fault::BadJson
-            | Fault::Endless => None,
+            | Fault::Endless
+            | Fault::StreamError => None,
         }
     }
 
@@ -56,7 +60,8 @@ impl Fault {
             | Fault::Malformed
             | Fault::Stall
             | Fault::BadJson
-            | Fault::Endless => "stream_fault",
+            | Fault::Endless
+            | Fault::StreamError => "stream_fault",
         }
     }
 }
@@ -72,6 +77,7 @@ impl fmt::Display for Fault {
             Fault::Stall => f.write_str("stall"),
             Fault::BadJson => f.write_str("badjson"),
             Fault::Endless => f.write_str("endless"),
+            Fault::StreamError => f.write_str("error"),
         }
     }
 }
@@ -87,10 +93,11 @@ impl FromStr for Fault {
             "stall" => Ok(Fault::Stall),
             "badjson" => Ok(Fault::BadJson),
             "endless" => Ok(Fault::Endless),
+            "error" => Ok(Fault::StreamError),
             other => match other.parse::<u16>() {
                 Ok(code) if (400..600).contains(&code) => Ok(Fault::Status(code)),
                 _ => Err(format!(
-                    "unknown fault `{other}`: use an HTTP status 400-599 (429 adds Retry-After), `hang`, `stall`, `disconnect`, `malformed`, `badjson` or `endless`"
+                    "unknown fault `{other}`: use an HTTP status 400-599 (429 adds Retry-After), `hang`, `stall`, `disconnect`, `malformed`, `badjson`, `endless` or `error` (the server's error mid-stream)"
                 )),
             },
         }

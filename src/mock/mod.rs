@@ -1,7 +1,8 @@
 //! The mock Dreaminkflora + OpenAI-compatible server.
 //!
-//! It serves the API contract that `scenarios/novel.toml` assumes and OpenAI
-//! `/v1/chat/completions`, streaming Chinese prose as chat-completion chunks
+//! It serves the API contract that `scenarios/novel.toml` assumes, OpenAI
+//! `/v1/chat/completions` and Anthropic `/v1/messages`, streaming Chinese
+//! prose as chat-completion chunks (or Anthropic's named events)
 //! with a configurable time to first token, inter-token latency, output length,
 //! jitter and slowdown. A concurrency limit queues requests beyond it, so a
 //! saturation knee exists; faults are injected at configured rates. It times
@@ -147,6 +148,7 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         .route("/api/v1/books/{id}/summary", post(summary))
         .route("/api/v1/books/{id}/chapters/{n}/{step}", post(chapter_step))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
         .route("/metrics", get(get_metrics))
         .route("/_mock/stats", get(get_stats))
@@ -212,10 +214,12 @@ impl App {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let in_flight = config::Held::new(&self.stats, |s| &s.in_flight);
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        // A bearer token, or Anthropic's `x-api-key`.
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
         let authorized = match (&self.cfg.tokens, token) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -534,6 +538,7 @@ async fn book_stream(
         app.cfg.output_tokens,
         streamed,
         "dreaminkflora-writer",
+        stream::Dialect::OpenAi,
     )
     .await
 }
@@ -542,6 +547,20 @@ async fn chat_completions(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    completion(app, headers, body, stream::Dialect::OpenAi).await
+}
+
+/// Anthropic's Messages API: the same answer as named events.
+async fn messages(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    completion(app, headers, body, stream::Dialect::Anthropic).await
+}
+
+async fn completion(
+    app: Arc<App>,
+    headers: HeaderMap,
+    body: Bytes,
+    dialect: stream::Dialect,
 ) -> Response {
     let mut ctx = match app.admit(&headers) {
         Gate::Serve(c) => c,
@@ -576,7 +595,7 @@ async fn chat_completions(
         .and_then(|v| v.as_str())
         .unwrap_or("mock-novelist")
         .to_string();
-    respond(app, ctx, n, streamed, &model).await
+    respond(app, ctx, n, streamed, &model, dialect).await
 }
 
 async fn respond(
@@ -585,13 +604,14 @@ async fn respond(
     tokens: u32,
     streamed: bool,
     model: &str,
+    dialect: stream::Dialect,
 ) -> Response {
     let permit = match &app.limit {
         Some(s) => s.clone().acquire_owned().await.ok(),
         None => None,
     };
     if streamed {
-        let s = stream::ChunkStream::new(app, ctx, tokens, model.to_string(), permit);
+        let s = stream::ChunkStream::new(app, ctx, tokens, model.to_string(), permit, dialect);
         let mut resp = Body::from_stream(s.into_stream()).into_response();
         let h = resp.headers_mut();
         h.insert(
@@ -611,6 +631,18 @@ async fn respond(
     let text: String = (0..tokens as usize)
         .map(|i| app.prose.token(ctx.id as usize + i))
         .collect();
+    if dialect == stream::Dialect::Anthropic {
+        return axum::Json(json!({
+            "id": format!("msg_{}", ctx.id),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": ctx.prompt_tokens(), "output_tokens": tokens},
+        }))
+        .into_response();
+    }
     axum::Json(json!({
         "id": format!("chatcmpl-{}", ctx.id),
         "object": "chat.completion",

@@ -20,8 +20,19 @@ enum Phase {
     End,
 }
 
+/// The wire format of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    /// OpenAI chat-completion chunks, `data: [DONE]` at the end.
+    OpenAi,
+    /// Anthropic Messages events: named `event:` lines, `message_stop` at
+    /// the end, `event: error` for the server's error.
+    Anthropic,
+}
+
 pub(super) struct ChunkStream {
     app: Arc<App>,
+    dialect: Dialect,
     ctx: RequestCtx,
     tokens: u32,
     model: String,
@@ -42,6 +53,7 @@ impl ChunkStream {
         tokens: u32,
         model: String,
         permit: Option<OwnedSemaphorePermit>,
+        dialect: Dialect,
     ) -> Self {
         let ttft = app.ttft(&mut ctx.rng) + ctx.prefill;
         let app_stats = app.stats.clone();
@@ -49,6 +61,7 @@ impl ChunkStream {
         Self {
             next_at: Instant::now() + ttft,
             app,
+            dialect,
             ctx,
             tokens,
             model,
@@ -57,6 +70,59 @@ impl ChunkStream {
             _permit: permit,
             _streaming: super::config::Held::new(&app_stats, |s| &s.streaming),
             preempted: false,
+        }
+    }
+
+    /// One Anthropic event: `event: NAME` and its data.
+    fn named(name: &str, data: &str) -> String {
+        format!("event: {name}\ndata: {data}\n\n")
+    }
+
+    /// The opening of the answer: a role-only chunk, or Anthropic's
+    /// `message_start` and `content_block_start`.
+    fn opening(&self) -> Bytes {
+        match self.dialect {
+            Dialect::OpenAi => self.chunk("\"role\":\"assistant\",\"content\":\"\"", None),
+            Dialect::Anthropic => {
+                let mut s = Self::named(
+                    "message_start",
+                    &format!(
+                        "{{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_{}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"{}\",\"content\":[],\"usage\":{{\"input_tokens\":{},\"output_tokens\":1}}}}}}",
+                        self.ctx.id,
+                        self.model,
+                        self.ctx.prompt_tokens()
+                    ),
+                );
+                s.push_str(&Self::named(
+                    "content_block_start",
+                    "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
+                ));
+                Bytes::from(s)
+            }
+        }
+    }
+
+    /// One token's event; `tok` is a JSON string.
+    fn token(&self, tok: &str) -> Bytes {
+        match self.dialect {
+            Dialect::OpenAi => self.chunk(&format!("\"content\":{tok}"), None),
+            Dialect::Anthropic => Bytes::from(Self::named(
+                "content_block_delta",
+                &format!("{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":{tok}}}}}"),
+            )),
+        }
+    }
+
+    /// The server's error inside the stream.
+    fn stream_error(&self) -> Bytes {
+        match self.dialect {
+            Dialect::OpenAi => Bytes::from_static(
+                b"data: {\"error\": {\"message\": \"The server had an error while processing your request\", \"type\": \"server_error\", \"code\": 500}}\n\n",
+            ),
+            Dialect::Anthropic => Bytes::from(Self::named(
+                "error",
+                "{\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}",
+            )),
         }
     }
 
@@ -97,7 +163,7 @@ impl ChunkStream {
                 } else {
                     Phase::Token(first)
                 };
-                self.chunk("\"role\":\"assistant\",\"content\":\"\"", None)
+                self.opening()
             }
             Phase::Token(i) => {
                 if i == 0 && self.ctx.fault == Some(Fault::Hang) {
@@ -131,6 +197,11 @@ impl ChunkStream {
                             self.go_silent().await;
                             return None;
                         }
+                        Some(Fault::StreamError) => {
+                            self.phase = Phase::End;
+                            stats.sse_events.fetch_add(1, Ordering::Relaxed);
+                            return Some(Ok(self.stream_error()));
+                        }
                         Some(Fault::Malformed | Fault::BadJson) => {
                             self.phase = Phase::Token(i + 1);
                             stats.sse_events.fetch_add(1, Ordering::Relaxed);
@@ -155,7 +226,7 @@ impl ChunkStream {
                     .app
                     .prose
                     .token_json(self.ctx.id as usize * 7 + i as usize);
-                let event = self.chunk(&format!("\"content\":{tok}"), None);
+                let event = self.token(tok);
                 if self.app.cfg.event_ids {
                     // Content events are numbered 1, 2, … for `Last-Event-ID`.
                     let mut b = format!("id: {}\n", i + 1).into_bytes();
@@ -164,6 +235,25 @@ impl ChunkStream {
                 } else {
                     event
                 }
+            }
+            Phase::Finish if self.dialect == Dialect::Anthropic => {
+                self.phase = if self.app.cfg.no_done {
+                    Phase::End
+                } else {
+                    Phase::Done
+                };
+                let mut s = Self::named(
+                    "content_block_stop",
+                    "{\"type\":\"content_block_stop\",\"index\":0}",
+                );
+                s.push_str(&Self::named(
+                    "message_delta",
+                    &format!(
+                        "{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}",
+                        self.tokens
+                    ),
+                ));
+                Bytes::from(s)
             }
             Phase::Finish => {
                 self.phase = Phase::Usage;
@@ -188,7 +278,12 @@ impl ChunkStream {
             }
             Phase::Done => {
                 self.phase = Phase::End;
-                Bytes::from_static(b"data: [DONE]\n\n")
+                match self.dialect {
+                    Dialect::OpenAi => Bytes::from_static(b"data: [DONE]\n\n"),
+                    Dialect::Anthropic => Bytes::from_static(
+                        b"event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n",
+                    ),
+                }
             }
             Phase::End => return None,
         };

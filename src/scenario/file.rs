@@ -336,6 +336,12 @@ pub(super) struct FileStream {
     pub(super) done: Option<String>,
     #[serde(default)]
     pub(super) require_done: Option<bool>,
+    #[serde(default)]
+    pub(super) done_event: Option<String>,
+    #[serde(default)]
+    pub(super) error_events: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) error: Option<Pointer>,
 }
 
 /// The kind of response a step expects.

@@ -40,6 +40,10 @@ pub const BUNDLED: &[(&str, &str)] = &[
         "openai-chat",
         include_str!("../../scenarios/openai-chat.toml"),
     ),
+    (
+        "anthropic-messages",
+        include_str!("../../scenarios/anthropic-messages.toml"),
+    ),
     ("ramp", include_str!("../../scenarios/ramp.toml")),
     ("spike", include_str!("../../scenarios/spike.toml")),
     ("soak", include_str!("../../scenarios/soak.toml")),
@@ -677,6 +681,15 @@ fn build_step(
         }
         if let Some(r) = fs.require_done {
             stream.require_done = r;
+        }
+        if let Some(e) = &fs.done_event {
+            stream.done_event = Some(e.trim().to_string()).filter(|e| !e.is_empty());
+        }
+        if let Some(e) = &fs.error_events {
+            stream.error_events = e.iter().map(|e| e.trim().to_string()).collect();
+        }
+        if let Some(p) = &fs.error {
+            stream.error = Some(p.0.clone()).filter(|s| !s.is_empty());
         }
     }
     let stream = stream.finish();

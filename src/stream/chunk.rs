@@ -1,8 +1,13 @@
-//! Reading one SSE event of an LLM stream: content, usage, end marker.
+//! Reading one SSE event of an LLM stream: content, usage, end marker, or
+//! the server's error.
 //!
 //! What counts as content follows aiperf and vLLM bench: a non-empty text
 //! delta (answer or reasoning). Role-only deltas, usage-only chunks and the
-//! end marker carry no content and never stop the TTFT clock.
+//! end marker carry no content and never stop the TTFT clock. The end is
+//! the `done` data (trimmed, or for a JSON `done` any object holding its
+//! fields) or an event named `done_event`; an error is an event named in
+//! `error_events` (Anthropic's `event: error`) or an error object at the
+//! `error` pointer (OpenAI-compatible servers failing mid-stream).
 
 use std::borrow::Cow;
 
@@ -21,9 +26,18 @@ pub struct StreamSpec {
     pub usage_prompt_tokens: Option<String>,
     /// The data payload that ends the stream.
     pub done: String,
+    /// The event type that ends the stream (`message_stop`), if any.
+    pub done_event: Option<String>,
+    /// Event types that carry the server's error (`error`).
+    pub error_events: Vec<String>,
+    /// JSON pointer to an error object inside an event's data.
+    pub error: Option<String>,
     /// Whether a stream that ends without `done` is broken (by default a
     /// stream that completes normally after content is fine without it).
     pub require_done: bool,
+    /// `done` read as a JSON object, when it is one: an event whose data is
+    /// an object holding these fields ends the stream, however spaced.
+    pub done_fields: Option<serde_json::Map<String, Value>>,
     /// Use the one-pass walk (set by [`StreamSpec::finish`] when the pointers are the defaults).
     pub fast: bool,
 }
@@ -39,9 +53,13 @@ impl Default for StreamSpec {
             usage_completion_tokens: Some("/usage/completion_tokens".into()),
             usage_prompt_tokens: Some("/usage/prompt_tokens".into()),
             done: "[DONE]".into(),
+            done_event: None,
+            error_events: vec!["error".into()],
+            error: Some("/error".into()),
             // `transformers serve` and others end a good stream without
             // `[DONE]`: a body that completes after content is a success.
             require_done: false,
+            done_fields: None,
             fast: true,
         }
     }
@@ -58,7 +76,12 @@ pub struct ChunkInfo {
     pub prompt_tokens: Option<u64>,
     /// The event is the end marker.
     pub done: bool,
+    /// The server's error, as it said it (bounded): the request failed.
+    pub error: Option<String>,
 }
+
+/// Longest error message kept from a stream, in bytes.
+pub const MAX_ERROR_MESSAGE: usize = 512;
 
 /// The event's data is not JSON (and not the end marker).
 #[derive(Debug, PartialEq)]
@@ -69,6 +92,10 @@ impl StreamSpec {
     #[must_use]
     pub fn finish(mut self) -> Self {
         self.fast = self.is_default_shape();
+        self.done_fields = match serde_json::from_str(self.done.trim()) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        };
         self
     }
 
@@ -78,6 +105,52 @@ impl StreamSpec {
         self.content == d.content
             && self.usage_completion_tokens == d.usage_completion_tokens
             && self.usage_prompt_tokens == d.usage_prompt_tokens
+            && self.error == d.error
+    }
+
+    /// The data is the end marker: equal once trimmed, or (for a JSON
+    /// `done`) an object holding every field of it.
+    fn is_done(&self, data: &[u8]) -> Option<bool> {
+        if data.trim_ascii() == self.done.trim().as_bytes() {
+            return Some(true);
+        }
+        let fields = self.done_fields.as_ref()?;
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(data) else {
+            return Some(false);
+        };
+        Some(fields.iter().all(|(k, v)| m.get(k) == Some(v)))
+    }
+
+    /// Interpret one event with its type: an error event, the end event,
+    /// or data read by [`Self::interpret`].
+    pub fn interpret_event(
+        &self,
+        event: super::sse::SseEvent<'_>,
+        text: Option<&mut String>,
+    ) -> Result<ChunkInfo, MalformedChunk> {
+        if let Some(name) = event.name.map(<[u8]>::trim_ascii) {
+            if self.error_events.iter().any(|e| e.as_bytes() == name) {
+                let said = serde_json::from_slice::<Value>(event.data)
+                    .ok()
+                    .and_then(|v| error_message(&v, self.error.as_deref()).or(Some(message_of(&v))))
+                    .unwrap_or_else(|| bounded(&String::from_utf8_lossy(event.data)));
+                return Ok(ChunkInfo {
+                    error: Some(said),
+                    ..ChunkInfo::default()
+                });
+            }
+            if self
+                .done_event
+                .as_deref()
+                .is_some_and(|d| d.as_bytes() == name)
+            {
+                return Ok(ChunkInfo {
+                    done: true,
+                    ..ChunkInfo::default()
+                });
+            }
+        }
+        self.interpret(event.data, text)
     }
 
     /// The default pointers read by [`walk`]; `None` when the walk leaves
@@ -118,7 +191,7 @@ impl StreamSpec {
         data: &[u8],
         mut text: Option<&mut String>,
     ) -> Result<ChunkInfo, MalformedChunk> {
-        if data == self.done.as_bytes() {
+        if data == self.done.as_bytes() || self.is_done(data) == Some(true) {
             return Ok(ChunkInfo {
                 done: true,
                 ..ChunkInfo::default()
@@ -135,6 +208,10 @@ impl StreamSpec {
         }
         let value: Value = serde_json::from_slice(data).map_err(|_| MalformedChunk)?;
         let mut info = ChunkInfo::default();
+        if let Some(said) = error_message(&value, self.error.as_deref()) {
+            info.error = Some(said);
+            return Ok(info);
+        }
         for ptr in &self.content {
             if let Some(Value::String(s)) = value.pointer(ptr) {
                 if !s.is_empty() {
@@ -155,6 +232,35 @@ impl StreamSpec {
         info.prompt_tokens = count(&self.usage_prompt_tokens);
         Ok(info)
     }
+}
+
+/// The error at `pointer` in `value`, as a message: its `message` when it
+/// has one, else its text; `None` when there is none (absent or null).
+fn error_message(value: &Value, pointer: Option<&str>) -> Option<String> {
+    let e = value.pointer(pointer?)?;
+    (!e.is_null()).then(|| message_of(e))
+}
+
+/// What an error value says: a `message` (or `error.message`) string, a
+/// string, or the JSON, bounded.
+fn message_of(e: &Value) -> String {
+    let said = [e.pointer("/message"), e.pointer("/error/message")]
+        .into_iter()
+        .flatten()
+        .find_map(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| e.as_str().map(str::to_string))
+        .unwrap_or_else(|| e.to_string());
+    bounded(&said)
+}
+
+/// At most [`MAX_ERROR_MESSAGE`] bytes, cut at a character boundary.
+fn bounded(s: &str) -> String {
+    let mut end = s.len().min(MAX_ERROR_MESSAGE);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 #[cfg(test)]

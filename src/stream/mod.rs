@@ -1,9 +1,11 @@
 //! What a streamed answer looks like, as plain data and pure parsing: the
-//! Server-Sent Events framing ([`sse`]) and the reading of one event's JSON
-//! ([`chunk`]: content, usage, end marker). The scenario configures it; the
-//! engine applies it.
+//! Server-Sent Events framing ([`sse`]), the reading of one event
+//! ([`chunk`]: content, usage, end marker, the server's error) and of a
+//! whole stream ([`reader`]: what it said and how it ended). The scenario
+//! configures it; the engine feeds it the bytes and keeps the clocks.
 
 pub mod chunk;
+pub mod reader;
 pub mod sse;
 mod walk;
 

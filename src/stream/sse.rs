@@ -2,10 +2,12 @@
 //!
 //! Bytes arrive in arbitrary pieces; an event may be split anywhere, lines end
 //! in LF, CRLF or CR, `:` starts a comment, and several `data:` lines of one
-//! event are joined with `\n` (WHATWG HTML, "Server-sent events"). Only the
-//! `data` field matters for LLM streams, and the `id` (the last event ID,
-//! for resuming a stream); `event` and `retry` are read past. The parser never fails: what is not SSE is left for the caller to
-//! judge when it reads the data as JSON.
+//! event are joined with `\n` (WHATWG HTML, "Server-sent events"). Each
+//! event is handed out with its data, its type (the `event:` field, which
+//! Anthropic-style streams use for `message_stop` and `error`) and the last
+//! event ID (`id:`, for resuming a stream); `retry` is read past. The parser
+//! never fails: what is not SSE is left for the caller to judge when it
+//! reads the data as JSON.
 
 /// Upper bound on one line; a longer line means the server is not speaking SSE.
 pub const MAX_LINE: usize = 1 << 20;
@@ -27,6 +29,20 @@ pub struct SseParser {
     after_cr: bool,
     /// The last event ID buffer (`id:` lines; one holding NUL is ignored).
     last_id: Option<Vec<u8>>,
+    /// The event type of the event being read (`event:`), reset at each
+    /// dispatch.
+    event: Option<Vec<u8>>,
+}
+
+/// One event as the stream delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SseEvent<'a> {
+    /// The data, `data:` lines joined with `\n`.
+    pub data: &'a [u8],
+    /// The event type (`event:`), when the server named one.
+    pub name: Option<&'a [u8]>,
+    /// The last event ID seen up to this event.
+    pub id: Option<&'a [u8]>,
 }
 
 impl SseParser {
@@ -38,15 +54,15 @@ impl SseParser {
     /// Feed the next piece of the body; `on_event` gets the data of every
     /// event completed by this piece, in order.
     pub fn feed(&mut self, bytes: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), SseError> {
-        self.feed_events(bytes, |data, _| on_event(data))
+        self.feed_events(bytes, |e| on_event(e.data))
     }
 
-    /// As [`Self::feed`], with each event's last event ID (the latest `id:`
-    /// seen up to it, as the stream's reconnect would send it).
+    /// As [`Self::feed`], with each event's type and last event ID (the
+    /// latest `id:` seen up to it, as the stream's reconnect would send it).
     pub fn feed_events(
         &mut self,
         mut bytes: &[u8],
-        mut on_event: impl FnMut(&[u8], Option<&[u8]>),
+        mut on_event: impl FnMut(SseEvent<'_>),
     ) -> Result<(), SseError> {
         if self.after_cr {
             self.after_cr = false;
@@ -61,11 +77,16 @@ impl SseParser {
             if let Some(i) = end {
                 if self.line.is_empty()
                     && !self.has_data
+                    && self.event.is_none()
                     && bytes.get(i..i + 2) == Some(b"\n\n")
                     && bytes.starts_with(b"data:")
                 {
                     let v = &bytes[5..i];
-                    on_event(v.strip_prefix(b" ").unwrap_or(v), self.last_id.as_deref());
+                    on_event(SseEvent {
+                        data: v.strip_prefix(b" ").unwrap_or(v),
+                        name: None,
+                        id: self.last_id.as_deref(),
+                    });
                     bytes = &bytes[i + 2..];
                     continue;
                 }
@@ -109,13 +130,19 @@ impl SseParser {
         self.has_data || !self.line.is_empty()
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(&[u8], Option<&[u8]>)) {
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
         if line.is_empty() {
             if self.has_data {
-                on_event(&self.data, self.last_id.as_deref());
+                on_event(SseEvent {
+                    data: &self.data,
+                    name: self.event.as_deref(),
+                    id: self.last_id.as_deref(),
+                });
                 self.data.clear();
                 self.has_data = false;
             }
+            // The type belongs to one event, dispatched or not.
+            self.event = None;
             return;
         }
         if line[0] == b':' {
@@ -136,6 +163,8 @@ impl SseParser {
             self.has_data = true;
         } else if field == b"id" && !value.contains(&0) && value.len() <= 256 {
             self.last_id = Some(value.to_vec());
+        } else if field == b"event" && value.len() <= 256 {
+            self.event = Some(value.to_vec());
         }
     }
 }
@@ -148,10 +177,10 @@ mod tests {
         let mut p = SseParser::new();
         let mut out = Vec::new();
         let stream = b"id: 1\ndata: a\n\ndata: b\n\nid: 3\ndata: c\n\nid: x\0y\ndata: d\n\n";
-        p.feed_events(stream, |d, id| {
+        p.feed_events(stream, |e| {
             out.push((
-                String::from_utf8_lossy(d).into_owned(),
-                id.map(|i| String::from_utf8_lossy(i).into_owned()),
+                String::from_utf8_lossy(e.data).into_owned(),
+                e.id.map(|i| String::from_utf8_lossy(i).into_owned()),
             ));
         })
         .expect("parses");
@@ -160,6 +189,33 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn each_event_carries_its_own_type_wherever_the_bytes_split() {
+        let stream: &[u8] = b"event: content_block_delta\ndata: {\"a\":1}\n\ndata: plain\n\nevent: ping\n\nevent: message_stop\r\ndata: {}\r\n\r\n";
+        let want = [
+            (
+                "{\"a\":1}".to_string(),
+                Some("content_block_delta".to_string()),
+            ),
+            ("plain".to_string(), None),
+            ("{}".to_string(), Some("message_stop".to_string())),
+        ];
+        for cut in 0..=stream.len() {
+            let mut p = SseParser::new();
+            let mut out = Vec::new();
+            for piece in [&stream[..cut], &stream[cut..]] {
+                p.feed_events(piece, |e| {
+                    out.push((
+                        String::from_utf8_lossy(e.data).into_owned(),
+                        e.name.map(|n| String::from_utf8_lossy(n).into_owned()),
+                    ));
+                })
+                .expect("parses");
+            }
+            assert_eq!(out, want, "cut at {cut}");
+        }
+    }
 
     fn parse_pieces(pieces: &[&[u8]]) -> Vec<String> {
         let mut p = SseParser::new();

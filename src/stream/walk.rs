@@ -149,6 +149,10 @@ impl<'a> Walker<'a> {
                     found.content = [None; 3];
                     self.value(At::Choices, found)?;
                 }
+                (At::Top, b"error") => {
+                    // A server's error object: the generic reader reads it.
+                    return None;
+                }
                 (At::Top, b"usage") => {
                     found.completion_tokens = None;
                     found.prompt_tokens = None;

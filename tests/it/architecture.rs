@@ -48,6 +48,187 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The text with comments and the insides of string and char literals
+/// blanked (newlines kept, so positions keep their line numbers).
+fn code_only(text: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < b.len() && b[i] != '\n' {
+                out.push(' ');
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i] == '/' && b.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    out.push_str("  ");
+                    i += 2;
+                } else if b[i] == '*' && b.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    out.push_str("  ");
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    out.push(blank(b[i]));
+                    i += 1;
+                }
+            }
+        } else if c == 'r'
+            && (next == Some('"') || next == Some('#'))
+            && !ident_char(b.get(i.wrapping_sub(1)).copied())
+        {
+            // A raw string: r"…" or r#"…"#.
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while b.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if b.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            out.extend(std::iter::repeat_n(' ', j + 1 - i));
+            i = j + 1;
+            while i < b.len() {
+                if b[i] == '"' && (0..hashes).all(|k| b.get(i + 1 + k) == Some(&'#')) {
+                    out.extend(std::iter::repeat_n(' ', 1 + hashes));
+                    i += 1 + hashes;
+                    break;
+                }
+                out.push(blank(b[i]));
+                i += 1;
+            }
+        } else if c == '"' {
+            out.push(' ');
+            i += 1;
+            while i < b.len() && b[i] != '"' {
+                let skip = if b[i] == '\\' { 2 } else { 1 };
+                for k in 0..skip {
+                    if let Some(&x) = b.get(i + k) {
+                        out.push(blank(x));
+                    }
+                }
+                i += skip;
+            }
+            out.push(' ');
+            i += 1;
+        } else if c == '\'' && (b.get(i + 2) == Some(&'\'') || next == Some('\\')) {
+            // A char literal ('x' or an escape), not a lifetime.
+            out.push(' ');
+            i += 1;
+            while i < b.len() && b[i] != '\'' {
+                let skip = if b[i] == '\\' { 2 } else { 1 };
+                out.extend(std::iter::repeat_n(' ', skip));
+                i += skip;
+            }
+            out.push(' ');
+            i += 1;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn ident_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// Every top-level module the code names through `crate::` (or, in the
+/// binary, `flora_gate::`), with its line: paths in code, `use` paths and
+/// `use` trees however they are laid out (`use crate::{\n  a::b,\n  c,\n}`).
+fn imported(text: &str) -> Vec<(usize, String)> {
+    let code = code_only(text);
+    let b: Vec<char> = code.chars().collect();
+    let line_at = |pos: usize| b[..pos].iter().filter(|c| **c == '\n').count() + 1;
+    let skip_ws = |mut i: usize| {
+        while b.get(i).is_some_and(|c| c.is_whitespace()) {
+            i += 1;
+        }
+        i
+    };
+    let ident = |i: usize| -> (String, usize) {
+        let mut j = i;
+        while ident_char(b.get(j).copied()) {
+            j += 1;
+        }
+        (b[i..j].iter().collect(), j)
+    };
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if ident_char(b.get(i.wrapping_sub(1)).copied()) || !ident_char(Some(b[i])) {
+            i += 1;
+            continue;
+        }
+        let (word, end) = ident(i);
+        let after = skip_ws(end);
+        let is_root = (word == "crate" || word == "flora_gate")
+            && b.get(after) == Some(&':')
+            && b.get(after + 1) == Some(&':');
+        if !is_root {
+            i = end;
+            continue;
+        }
+        let at = skip_ws(after + 2);
+        if b.get(at) == Some(&'{') {
+            // A group: the first name of each item at the group's own depth.
+            let mut depth = 0;
+            let mut j = at;
+            let mut expect_item = true;
+            while j < b.len() {
+                match b[j] {
+                    '{' => {
+                        depth += 1;
+                        if depth == 1 {
+                            expect_item = true;
+                        }
+                        j += 1;
+                    }
+                    '}' => {
+                        depth -= 1;
+                        j += 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => {
+                        expect_item = true;
+                        j += 1;
+                    }
+                    c if depth == 1 && expect_item && ident_char(Some(c)) => {
+                        let (name, e) = ident(j);
+                        found.push((line_at(j), name));
+                        expect_item = false;
+                        j = e;
+                    }
+                    _ => j += 1,
+                }
+            }
+            i = j;
+        } else {
+            let (name, e) = ident(at);
+            if !name.is_empty() {
+                found.push((line_at(at), name));
+            }
+            i = e.max(at + 1);
+        }
+    }
+    found
+}
+
 /// Code lines, comments dropped.
 fn code(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines().enumerate().filter(|(_, l)| {
@@ -56,39 +237,26 @@ fn code(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// Every top-level module a line names through `crate::` (or, in the
-/// binary, `flora_gate::`), including `use crate::{a, b}` groups.
-fn imported(line: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for prefix in ["crate::", "flora_gate::"] {
-        let mut rest = line;
-        while let Some(i) = rest.find(prefix) {
-            let after = &rest[i + prefix.len()..];
-            if let Some(group) = after.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                for item in group[..end].split(',') {
-                    let name: String = item
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() {
-                        found.push(name);
-                    }
-                }
-            } else {
-                let name: String = after
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    found.push(name);
-                }
-            }
-            rest = after;
-        }
-    }
-    found
+/// Imports that point up from the file of module `module`: `path:line:
+/// what` for each.
+fn upward(path: &str, module: &str, text: &str) -> Vec<String> {
+    let Some(own) = layer_of(module) else {
+        return Vec::new();
+    };
+    imported(text)
+        .into_iter()
+        .filter_map(|(line, name)| {
+            // Items defined in lib.rs itself (`crate::UserError`) are
+            // re-exports of lower layers; only modules are layered.
+            let theirs = layer_of(&name)?;
+            (theirs > own).then(|| {
+                format!(
+                    "{path}:{line}: {module} ({}) imports {name} ({})",
+                    LAYERS[own].0, LAYERS[theirs].0
+                )
+            })
+        })
+        .collect()
 }
 
 fn all_sources() -> (PathBuf, Vec<PathBuf>) {
@@ -117,33 +285,51 @@ fn imports_point_down() {
     let (src, files) = all_sources();
     let mut wrong = Vec::new();
     for f in &files {
-        let m = module_of(&src, f);
-        let Some(own) = layer_of(&m) else { continue };
         let text = std::fs::read_to_string(f).expect("read");
-        for (n, line) in code(&text) {
-            for name in imported(line) {
-                // Items defined in lib.rs itself (`crate::UserError`) are
-                // re-exports of lower layers; only modules are layered.
-                let Some(theirs) = layer_of(&name) else {
-                    continue;
-                };
-                if theirs > own {
-                    wrong.push(format!(
-                        "{}:{}: {} ({}) imports {name} ({})",
-                        f.display(),
-                        n + 1,
-                        m,
-                        LAYERS[own].0,
-                        LAYERS[theirs].0
-                    ));
-                }
-            }
-        }
+        wrong.extend(upward(&f.display().to_string(), &module_of(&src, f), &text));
     }
     assert!(
         wrong.is_empty(),
         "imports that point up:\n{}",
         wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_import_check_catches_upward_imports_however_they_are_written() {
+    let planted = [
+        "use crate::commands::run;",
+        "use crate::{\n    stats::Hist,\n    commands::run,\n};",
+        "use crate::{stats, render::{html, text}};",
+        "use crate ::{\n  // a comment\n  policy,\n  github\n    ::api,\n};",
+        "fn f() { crate::commands::run(); }",
+        "fn f() { let _ = crate::\n    cli::parse; }",
+    ];
+    for text in planted {
+        let found = upward("src/gate/x.rs", "gate", text);
+        assert_eq!(found.len(), 1, "{text:?}: {found:?}");
+    }
+    // Downward, commented out or inside a string: nothing.
+    let fine = [
+        "use crate::{\n    stats::Hist,\n    result::{RunResult, build},\n};",
+        "// use crate::commands::run;",
+        "/* crate::commands::run */ use crate::stats;",
+        "const S: &str = \"crate::commands::run\";",
+        "const R: &str = r#\"use crate::{commands};\"#;",
+        "fn f<'a>(x: &'a str) -> char { let _ = '{'; crate::stats::f(x) }",
+    ];
+    for text in fine {
+        let found = upward("src/gate/x.rs", "gate", text);
+        assert!(found.is_empty(), "{text:?}: {found:?}");
+    }
+    let multi = upward(
+        "src/gate/x.rs",
+        "gate",
+        "use std::fmt;\n\nuse crate::{\n    stats,\n    commands::run,\n};\n",
+    );
+    assert_eq!(
+        multi,
+        vec!["src/gate/x.rs:5: gate (gate) imports commands (commands)".to_string()]
     );
 }
 
@@ -201,12 +387,13 @@ fn only_the_command_line_rejects_a_flag_by_name() {
 
 #[test]
 fn the_checker_sees_what_it_must() {
+    let names = |t: &str| -> Vec<String> { imported(t).into_iter().map(|(_, n)| n).collect() };
     assert_eq!(
-        imported("use crate::{engine, gate::Verdict};"),
+        names("use crate::{engine, gate::Verdict};"),
         ["engine", "gate"]
     );
     assert_eq!(
-        imported("let x = crate::result::build(crate::scenario::X);"),
+        names("let x = crate::result::build(crate::scenario::X);"),
         ["result", "scenario"]
     );
     assert!(layer_of("gate") > layer_of("result"));

@@ -25,6 +25,7 @@ mod results;
 mod schema;
 mod shapes;
 mod shards;
+mod streams;
 mod tls;
 mod trust;
 mod wire;
