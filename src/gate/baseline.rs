@@ -17,7 +17,7 @@ pub fn compare_baseline(
     notes: Vec<String>,
 ) -> Verdict {
     let judge = Judge { policy };
-    let current = metrics::extract(r);
+    let current = metrics::extract_with(r, &policy.metrics);
     let empty = Values::new();
     let cur_all = current.get(ALL).unwrap_or(&empty);
     let mut checks = Vec::new();
@@ -192,6 +192,7 @@ fn relative_check(
     run_values: &[f64],
 ) -> Check {
     let def = metric_def(metric);
+    let def = def.as_ref();
     let higher_is_worse = def.is_none_or(|d| d.higher_is_worse);
     let center = pred.map(|p| p.center).or_else(|| {
         // One run: its value is the centre, and only the margin can judge.

@@ -11,8 +11,8 @@ use crate::result::RunState;
 pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
     let policy = &policy.for_duet();
     let judge = Judge { policy };
-    let cand = crate::result::values::extract(&d.candidate);
-    let refr = crate::result::values::extract(&d.reference);
+    let cand = crate::result::values::extract_with(&d.candidate, &policy.metrics);
+    let refr = crate::result::values::extract_with(&d.reference, &policy.metrics);
     let empty = Values::new();
     let (cand_all, ref_all) = (
         cand.get(ALL).unwrap_or(&empty),
@@ -43,6 +43,7 @@ pub fn compare_duet(d: &DuetResult, policy: &Policy) -> Verdict {
     let mut pairs = 0;
     for (i, (metric, lr, test)) in tests.iter().enumerate() {
         let def = metric_def(metric);
+        let def = def.as_ref();
         let hw = def.is_none_or(|d| d.higher_is_worse);
         pairs = pairs.max(lr.len());
         // The interval at the level the test used (Holm's, per metric): the

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::metrics::{Base, Metric};
 use crate::stats::LatencyHist;
 
 /// An objective on one metric.
@@ -21,20 +22,12 @@ pub struct Objective {
 impl Objective {
     /// For people: `TTFT p90 ≤ 800 ms`, `error rate ≤ 1%`.
     pub fn label(&self) -> String {
-        match latency_quantile(&self.metric) {
-            Some((prefix, _)) => {
-                let q = self.metric.rsplit('_').next().unwrap_or_default();
-                format!(
-                    "{} {q} ≤ {} ms",
-                    prefix.to_uppercase(),
-                    trim_number(self.limit)
-                )
+        match Metric::parse(&self.metric) {
+            Ok(m) if m.latency().is_some() => {
+                format!("{} ≤ {} ms", m.label(), trim_number(self.limit))
             }
-            None => format!(
-                "{} ≤ {}%",
-                self.metric.replace('_', " "),
-                trim_number(self.limit * 100.0)
-            ),
+            Ok(m) => format!("{} ≤ {}%", m.label(), trim_number(self.limit * 100.0)),
+            Err(_) => format!("{} ≤ {}", self.metric, trim_number(self.limit)),
         }
     }
 
@@ -97,48 +90,34 @@ pub fn pooled(steps: &[crate::result::StepResult], prefix: &str) -> LatencyHist 
         let b64 = match prefix {
             "ttft" if streamed => &s.histograms.ttft,
             "tpot" if streamed => &s.histograms.tpot,
+            "itl" if streamed => &s.histograms.itl,
+            "ttfb" => &s.histograms.ttfb,
             "e2e" => &s.histograms.e2e,
             _ => continue,
         };
-        if let Ok(x) = LatencyHist::decode(b64, s.failed) {
+        // Gaps are not requests: a failed request adds no ITL failure.
+        let failures = if prefix == "itl" { 0 } else { s.failed };
+        if let Ok(x) = LatencyHist::decode(b64, failures) {
             h.merge(&x);
         }
     }
     h
 }
 
-/// The latency metrics an objective may name, as (metric prefix, quantile).
-pub const LATENCIES: &[(&str, &[(&str, f64)])] = &[
-    (
-        "ttft",
-        &[("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)],
-    ),
-    (
-        "tpot",
-        &[("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)],
-    ),
-    (
-        "e2e",
-        &[("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99)],
-    ),
-];
-
-/// The quantile a latency objective names: `("ttft", 0.9)` for `ttft_p90`.
+/// The quantile a latency objective names: `("ttft", 0.9)` for `ttft_p90`
+/// (any latency, any quantile: `itl_p99.9`).
 pub fn latency_quantile(metric: &str) -> Option<(&'static str, f64)> {
-    let (prefix, p) = metric.split_once('_')?;
-    LATENCIES
-        .iter()
-        .find(|(name, _)| *name == prefix)
-        .and_then(|(name, qs)| qs.iter().find(|(q, _)| *q == p).map(|(_, v)| (*name, *v)))
+    Metric::parse(metric).ok()?.latency()
 }
 
 /// Check an objective's name: `Err(why)` for one a probe cannot judge.
 pub fn check_metric(metric: &str) -> Result<(), String> {
-    if metric == "error_rate" || latency_quantile(metric).is_some() {
+    let m = Metric::parse(metric)?;
+    if m.base == Base::ErrorRate || m.latency().is_some() {
         return Ok(());
     }
     Err(format!(
-        "`{metric}` is not a metric a capacity probe can judge; use error_rate or ttft|tpot|e2e_p50|p90|p95|p99"
+        "`{metric}` is not a metric a capacity probe can judge; use error_rate or a latency quantile (ttft_p90, tpot_p50, itl_p99, e2e_p95, …)"
     ))
 }
 
@@ -348,7 +327,9 @@ mod tests {
         assert_eq!(latency_quantile("ttft_p90"), Some(("ttft", 0.9)));
         assert!(check_metric("tpot_p50").is_ok());
         assert!(check_metric("error_rate").is_ok());
-        for bad in ["ttft_p42", "goodput", "ttft", ""] {
+        assert!(check_metric("itl_p99.9").is_ok());
+        assert!(check_metric("ttft_p42").is_ok(), "any quantile");
+        for bad in ["ttft_p420", "goodput", "ttft", "", "output_tokens_per_s"] {
             assert!(check_metric(bad).is_err(), "{bad}");
         }
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use metrics::{metric_def, METRICS};
+use metrics::Metric;
 
 /// The `[gate]` table as written; every key optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -141,32 +141,32 @@ impl Policy {
         if let Some(s) = &f.stage {
             self.stage = Some(s.clone());
         }
-        self.validate()
+        self.validate()?;
+        // Each metric under its one name (`ttft_p95.0` is `ttft_p95`).
+        let canonical = |m: &String| Metric::parse(m).map_or_else(|_| m.clone(), |x| x.name());
+        self.metrics = self.metrics.iter().map(canonical).collect();
+        self.margins = self
+            .margins
+            .iter()
+            .map(|(k, v)| (canonical(k), *v))
+            .collect();
+        self.slo = self.slo.iter().map(|(k, v)| (canonical(k), *v)).collect();
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {
         if self.metrics.is_empty() {
             return Err("`metrics` is empty: a gate needs at least one metric (the default is ttft_p50, ttft_p90, tpot_p50, output_tokens_per_s)".into());
         }
-        let known = || {
-            METRICS
-                .iter()
-                .map(|m| m.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         for m in self
             .metrics
             .iter()
             .chain(self.margins.keys())
             .chain(self.slo.keys())
         {
-            match metric_def(m) {
-                Some(d) if d.name != "error_rate" || !self.metrics.contains(m) => {}
-                Some(_) => {
-                    return Err("`error_rate` gates as an absolute bound: set `max_error_rate` instead of listing it".into())
-                }
-                None => return Err(format!("unknown metric `{m}`; known: {}", known())),
+            let metric = Metric::parse(m)?;
+            if metric.base == metrics::Base::ErrorRate && self.metrics.contains(m) {
+                return Err("`error_rate` gates as an absolute bound: set `max_error_rate` instead of listing it".into());
             }
         }
         let frac = |name: &str, v: f64| {
@@ -224,7 +224,7 @@ mod tests {
     fn bad_policies_are_explained() {
         let bad = |f: PolicyFile| Policy::from_file(&f).expect_err("invalid");
         assert!(bad(PolicyFile {
-            metrics: Some(vec!["ttft_p51".into()]),
+            metrics: Some(vec!["latency_p50".into()]),
             ..Default::default()
         })
         .contains("unknown metric"));

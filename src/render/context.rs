@@ -547,7 +547,7 @@ fn overall_rows(
             let v = all.get(m).copied();
             Some(GatedRow {
                 scope: ALL.into(),
-                label: d.label.into(),
+                label: d.label,
                 baseline: "–".into(),
                 current: fmt_value(
                     v.filter(|x| x.is_finite()),
@@ -648,20 +648,7 @@ fn all_rows(
     r: &RunResult,
     current: &BTreeMap<String, metrics::Values>,
 ) -> (Vec<String>, Vec<AllRow>) {
-    let all_metric_names = [
-        "ttft_p50",
-        "ttft_p90",
-        "ttft_p99",
-        "tpot_p50",
-        "tpot_p90",
-        "itl_p50",
-        "e2e_p50",
-        "e2e_p90",
-        "output_tokens_per_s",
-        "requests_per_s",
-        "goodput_per_s",
-        "error_rate",
-    ];
+    let all_metric_names = metrics::SHOWN;
     let all_headers: Vec<String> = all_metric_names
         .iter()
         .map(|m| metric_def(m).map_or((*m).to_string(), |d| d.label.to_string()))

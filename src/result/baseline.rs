@@ -90,7 +90,7 @@ fn git_commit() -> Option<String> {
 impl BaselineRun {
     /// Summarise one result.
     pub fn from_result(r: &RunResult) -> Self {
-        let metrics = super::values::extract(r)
+        let metrics = super::values::extract_with(r, &r.gate.metrics)
             .into_iter()
             .map(|(scope, vals)| {
                 (

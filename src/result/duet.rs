@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::extract;
+use super::values::extract_with;
 use super::{build as build_result, RunMeta, RunResult};
 use crate::engine::duet::{DuetOutput, Side, Slot};
 use crate::engine::{Plan, RunOutput};
@@ -128,7 +128,7 @@ pub fn slot_metrics(plan: &Plan, out: &RunOutput) -> BTreeMap<String, Option<f64
     // A slot whose records cannot be read has no figures: its pair is skipped.
     let vals = build_result(&meta, out)
         .ok()
-        .and_then(|r| extract(&r).remove(ALL))
+        .and_then(|r| extract_with(&r, &r.gate.metrics).remove(ALL))
         .unwrap_or_default();
     DuetResult::slot_metrics(&vals)
 }

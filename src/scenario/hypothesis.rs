@@ -11,25 +11,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A metric a hypothesis may name.
-pub const METRICS: &[&str] = &[
-    "ttft_p50",
-    "ttft_p90",
-    "ttft_p95",
-    "ttft_p99",
-    "tpot_p50",
-    "tpot_p90",
-    "tpot_p95",
-    "tpot_p99",
-    "e2e_p50",
-    "e2e_p90",
-    "e2e_p95",
-    "e2e_p99",
-    "error_rate",
-    "output_tokens_per_s",
-    "requests_per_s",
-];
-
 /// Which part of the run a term is about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Place {
@@ -89,16 +70,10 @@ pub struct Hypothesis {
     pub fail: bool,
 }
 
+/// A metric's canonical name: any the gate knows (`ttft_p95`, `itl_p50`,
+/// `output_tokens_per_s`, …).
 fn metric(word: &str) -> Result<String, String> {
-    let m = word.trim();
-    if METRICS.contains(&m) {
-        Ok(m.to_string())
-    } else {
-        Err(format!(
-            "`{m}` is not a metric; one of: {}",
-            METRICS.join(", ")
-        ))
-    }
+    crate::policy::metrics::Metric::parse(word).map(|m| m.name())
 }
 
 /// A number with an optional unit: `800ms`, `0.8s`, `1%`, `1200`.

@@ -97,10 +97,16 @@ fn bad_pointer_is_refused() {
 fn gate_table_is_read_and_checked() {
     let s = parse(&format!("{MINIMAL}\n[gate]\nmargin = 0.2\n")).expect("valid");
     assert_eq!(s.gate.margin, 0.2);
-    let err = parse(&format!("{MINIMAL}\n[gate]\nmetrics = [\"ttft_p42\"]\n"))
+    let err = parse(&format!("{MINIMAL}\n[gate]\nmetrics = [\"ttft_p420\"]\n"))
         .expect_err("bad metric")
         .to_string();
-    assert!(err.contains("[gate]") && err.contains("ttft_p42"), "{err}");
+    assert!(err.contains("[gate]") && err.contains("ttft_p420"), "{err}");
+    // Any quantile of any latency is a metric, under its one name.
+    let s = parse(&format!(
+        "{MINIMAL}\n[gate]\nmetrics = [\"ttft_p95.0\", \"itl_p99\"]\n"
+    ))
+    .expect("valid");
+    assert_eq!(s.gate.metrics, ["ttft_p95", "itl_p99"]);
     let err = parse(&format!("{MINIMAL}\n[gate]\nmargn = 0.2\n"))
         .expect_err("bad key")
         .to_string();
