@@ -11,7 +11,8 @@ pub const DEFAULT_DRAIN: &str = "15s";
 /// Performance regression gate for streaming LLM APIs.
 ///
 /// Drives short fixed-concurrency workflow load tests against a streaming LLM
-/// API (the Dreaminkflora novel-writing API or any OpenAI-compatible server),
+/// API (the Dreaminkflora novel-writing API, any OpenAI-compatible server or
+/// Anthropic's Messages API),
 /// measures time to first token, time per output token, throughput and errors
 /// per step, and writes a result file for the gate.
 ///
@@ -34,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Zero set-up: start the mock, run the novel workflow against it, print the summary.
     Demo(DemoArgs),
-    /// Serve the mock Dreaminkflora + OpenAI-compatible API.
+    /// Serve the mock Dreaminkflora + OpenAI-compatible + Anthropic Messages API.
     Mock(MockArgs),
     /// Run one load test and write the result JSON.
     Run(Box<RunArgs>),

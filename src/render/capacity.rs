@@ -6,9 +6,7 @@ use std::fmt::Write as _;
 use crate::gate::capacity::{CapacityResult, CapacityVerdict};
 use crate::gate::slo::{Decision, Objective};
 
-fn ms(v: Option<f64>) -> String {
-    v.map_or("-".to_string(), super::ms_number)
-}
+use super::ms;
 
 fn word(d: Decision) -> &'static str {
     match d {

@@ -9,17 +9,7 @@ pub mod server;
 pub mod shape;
 pub mod text;
 
-/// A latency in milliseconds as a number, with the same precision wherever
-/// it is printed: whole above 100, one decimal above 10, two below.
-pub fn ms_number(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
+pub use crate::stats::format::{ms, ms_number};
 
 /// A number in a few characters, for tables and chart axes: `2.35G`,
 /// `15.9M`, `12.3k`, `434`, `3.2`, `0.071`; trailing zeros dropped.

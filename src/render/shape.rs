@@ -49,13 +49,7 @@ pub struct ShapeContext {
     facts: Vec<String>,
 }
 
-fn ms(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(x) if x.is_infinite() => "∞".into(),
-        Some(x) => super::ms_number(x),
-    }
-}
+use super::ms;
 
 /// TTFT and TPOT quantiles of a stage's streamed steps, histograms merged exactly.
 pub(super) fn pooled(steps: &[StepResult]) -> (LatencyHist, LatencyHist) {

@@ -6,11 +6,7 @@ use crate::result::RunResult;
 use crate::stats::Dist;
 
 fn fmt_ms(d: &Dist, p: &str) -> String {
-    match d.get(p) {
-        None => "-".into(),
-        Some(v) if v.is_infinite() => "∞".into(),
-        Some(v) => super::ms_number(v),
-    }
+    super::ms(d.get(p))
 }
 
 /// A table of steps × key metrics, and a line on the generator's health.

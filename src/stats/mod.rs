@@ -1,6 +1,7 @@
 //! Statistics: latency distributions where failures count as +∞.
 
 pub mod fit;
+pub mod format;
 pub mod hist;
 pub mod prom;
 

@@ -249,3 +249,99 @@ pub fn get_body(url: &str) -> String {
         .map(|(_, b)| b.to_string())
         .expect("a body")
 }
+
+/// One invented request: its TTFT and time per output token (ms), tokens,
+/// and whether it failed.
+#[derive(Debug, Clone)]
+pub struct Invented {
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    pub tokens: u32,
+    pub failed: bool,
+}
+
+/// A result made from requests the test invents, with no server and no
+/// clock: `n` requests of `users` users spread evenly over `secs`, each
+/// drawn by `draw(i)`, through the same summary as a measured run. The
+/// statistics that judge results are tested on these, so they hold on any
+/// machine.
+pub fn invented_result(
+    sc: &Scenario,
+    users: u32,
+    secs: f64,
+    n: usize,
+    mut draw: impl FnMut(usize) -> Invented,
+) -> RunResult {
+    use flora_gate::engine::spill::{Samples, Spill};
+    use flora_gate::engine::{ErrorClass, IterationSample, Recorder, RunOutput, RunStatus, Sample};
+    let spill = std::sync::Arc::new(Spill::create().expect("spill file"));
+    let mut itl = flora_gate::stats::LatencyHist::new();
+    for i in 0..n {
+        let d = draw(i);
+        let start = Duration::from_secs_f64(secs * i as f64 / n as f64);
+        let ttft = Duration::from_secs_f64(d.ttft_ms / 1000.0);
+        let gen =
+            Duration::from_secs_f64(d.tpot_ms * f64::from(d.tokens.saturating_sub(1)) / 1000.0);
+        let vu = (i as u32) % users.max(1);
+        if !d.failed {
+            for _ in 1..d.tokens {
+                itl.record(Duration::from_secs_f64(d.tpot_ms / 1000.0));
+            }
+        }
+        spill.sample(&Sample {
+            step: 0,
+            vu,
+            iteration: i as u64,
+            start,
+            ttfb: Some(ttft / 2),
+            first_event: (!d.failed).then_some(ttft),
+            ttft: (!d.failed).then_some(ttft),
+            e2e: (!d.failed).then_some(ttft + gen),
+            stream_end: ttft + gen,
+            usage_tokens: (!d.failed).then_some(u64::from(d.tokens)),
+            chunks: if d.failed { 0 } else { d.tokens },
+            sent_chars: 400,
+            cancelled: false,
+            prompt_tokens: None,
+            resume: None,
+            status: Some(if d.failed { 500 } else { 200 }),
+            error: d.failed.then_some(ErrorClass::Status(500)),
+            warmup: false,
+        });
+        spill.iteration(&IterationSample {
+            vu,
+            workflow: 0,
+            iteration: i as u64,
+            start,
+            duration: ttft + gen,
+            ok: !d.failed,
+            warmup: false,
+        });
+    }
+    let mut recorder = Recorder::new(1);
+    recorder.records = Samples::new(spill);
+    recorder.itl = vec![itl];
+    let mut load = sc.load.clone();
+    load.concurrency = users;
+    load.duration = Some(Duration::from_secs_f64(secs));
+    load.requests = None;
+    load.warmup = Duration::ZERO;
+    let out = RunOutput {
+        recorder,
+        started_at: chrono::Utc::now(),
+        elapsed: Duration::from_secs_f64(secs),
+        status: RunStatus::Complete,
+        self_check: flora_gate::engine::SelfCheck::default(),
+        active: None,
+        trace: flora_gate::engine::LoadTrace::default(),
+        late: Duration::ZERO,
+        clock_offset_ms: None,
+        server: Vec::new(),
+    };
+    let meta = flora_gate::result::RunMeta {
+        scenario: sc,
+        target: "http://127.0.0.1:9",
+        load: &load,
+    };
+    flora_gate::result::build(&meta, &out).expect("a result")
+}

@@ -8,6 +8,7 @@ mod architecture;
 mod capacity;
 mod cli;
 mod diagnosis;
+mod docs;
 mod duet;
 mod engine;
 mod faults;

@@ -270,7 +270,7 @@ mod tests {
             ..Evidence::default()
         };
         let f = &diagnose(&ev)[0];
-        assert!(f.evidence.contains("50 ms → 670 ms"), "{}", f.evidence);
+        assert!(f.evidence.contains("50.0 ms → 670 ms"), "{}", f.evidence);
     }
 
     #[test]

@@ -11,9 +11,7 @@ fn rise(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-fn ms(v: Option<f64>) -> String {
-    v.map_or("-".into(), |x| format!("{x:.0} ms"))
-}
+use crate::stats::format::ms_unit as ms;
 
 fn num(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.1}"))

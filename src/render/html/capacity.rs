@@ -8,15 +8,7 @@ use super::esc;
 use super::svg::{Bars, Chart, Marker, Rule, Series};
 use crate::gate::capacity::{CapacityResult, CapacityVerdict};
 
-fn ms(v: Option<f64>) -> String {
-    v.map_or("–".into(), |x| {
-        if x.is_finite() {
-            super::super::ms_number(x)
-        } else {
-            "∞".into()
-        }
-    })
-}
+use crate::stats::format::ms;
 
 fn charts(r: &CapacityResult, o: &mut String) {
     let mut probed: Vec<_> = r.probes.iter().collect();
