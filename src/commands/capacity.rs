@@ -15,7 +15,7 @@ use crate::gate::capacity::{self, By, CapacityResult, Probe, Search};
 use crate::gate::slo::{self, Decision, Objective, SloCheck};
 use crate::gate::Status;
 use crate::github::actions::{self, ActionsEnv};
-use crate::result::{self, RunState};
+use crate::result::{self, RunResult, RunState};
 use crate::scenario::{Arrival, LoadSpec, Model, Shape, Stage};
 
 pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
@@ -25,7 +25,7 @@ pub(super) async fn capacity(s: &CapacitySettings) -> anyhow::Result<Outcome> {
     }
     crate::error::check_outputs(&outputs)?;
     let (signals, kill) = signal_tokens();
-    let found = search(s, &signals, &kill).await?;
+    let found = search(s, &signals, &mut Live::new(&signals, &kill)).await?;
     crate::jsonfile::write(&s.out, &found, "capacity result")?;
     eprintln!("capacity written to {}", s.out.display());
     if let Some(p) = &s.report_out {
@@ -57,10 +57,43 @@ pub(super) fn stopped_early(why: &str, out: &std::path::Path) -> UserError {
 /// Probe levels until the search ends (or a signal, a saturated generator
 /// or an interrupted probe stops it: `stopped` says which), and gather
 /// what was found with every probe's figures.
+/// What measures one probe: its plan (the load set to the level) to a
+/// result. The command's is the one pipeline ([`Live`]); tests give a
+/// model of a server, so the search is tested without a clock.
+pub(super) trait Prober {
+    /// Measure `plan`.
+    fn probe(
+        &mut self,
+        plan: &crate::engine::Plan,
+    ) -> impl std::future::Future<Output = Result<RunResult, UserError>>;
+}
+
+/// Probes measured for real, through [`result::measure`].
+pub(super) struct Live<'a> {
+    signals: &'a CancellationToken,
+    kill: &'a CancellationToken,
+}
+
+impl<'a> Live<'a> {
+    pub(super) fn new(signals: &'a CancellationToken, kill: &'a CancellationToken) -> Self {
+        Live { signals, kill }
+    }
+}
+
+impl Prober for Live<'_> {
+    async fn probe(&mut self, plan: &crate::engine::Plan) -> Result<RunResult, UserError> {
+        let m = result::measure(plan, self.signals.clone(), self.kill.clone()).await?;
+        Ok(match m.current {
+            result::Current::Single(r) => *r,
+            result::Current::Duet(d) => d.candidate,
+        })
+    }
+}
+
 pub(super) async fn search(
     s: &CapacitySettings,
     signals: &CancellationToken,
-    kill: &CancellationToken,
+    prober: &mut impl Prober,
 ) -> Result<CapacityResult, UserError> {
     let started = Instant::now();
     let how = &s.search;
@@ -109,11 +142,10 @@ pub(super) async fn search(
             }
             plan.load = probe_load(&s.plan.load, by, level, how.warmup_s, measure_for);
             let mut retries = 0;
-            let measured = loop {
-                let m = result::measure(&plan, signals.clone(), kill.clone()).await?;
-                let r = m.current.shown();
+            let r = loop {
+                let r = prober.probe(&plan).await?;
                 if !(r.self_check.starved() && retries < BUSY_RETRIES) || signals.is_cancelled() {
-                    break m;
+                    break r;
                 }
                 retries += 1;
                 requests += r.totals.requests;
@@ -122,7 +154,7 @@ pub(super) async fn search(
                     by.show(level)
                 );
             };
-            let r = measured.current.shown();
+            let r = &r;
             requests += r.totals.requests;
             if r.saturated() {
                 stopped = Some(if r.self_check.starved() {
@@ -341,7 +373,7 @@ pub(super) async fn gate(
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<Outcome> {
     let (signals, kill) = signal_tokens();
-    let found = search(&c.search, &signals, &kill).await?;
+    let found = search(&c.search, &signals, &mut Live::new(&signals, &kill)).await?;
     crate::jsonfile::write(&args.result, &found, "capacity result")?;
     eprintln!("capacity written to {}", args.result.display());
     if env.active {
@@ -433,4 +465,170 @@ pub(super) fn report(s: &ReportCapacitySettings) -> anyhow::Result<Outcome> {
         None => crate::output::out(&text),
     }
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::Plan;
+    use crate::result::invented::{invented_result, Invented};
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    /// A server of 16 slots serving 1.5 s requests (100 ms to the first of
+    /// 64 tokens 22.5 ms apart): beyond 16 users a request waits, on
+    /// average (N − 16)/16 of a service time, uniformly between none and
+    /// twice that. Each probe is invented from the plan's level and length.
+    struct Queue {
+        rng: SmallRng,
+        /// Probes given so far, as (users, measured seconds, requests).
+        seen: Vec<(u32, f64, u64)>,
+        /// The first probe at this many users is starved by the machine.
+        starve_at: Option<u32>,
+    }
+
+    const SERVICE_MS: f64 = 100.0 + 63.0 * 22.5;
+
+    impl Prober for Queue {
+        async fn probe(&mut self, plan: &Plan) -> Result<RunResult, UserError> {
+            let users = plan.load.concurrency;
+            let secs = plan
+                .load
+                .duration
+                .expect("a probe has a length")
+                .as_secs_f64();
+            let mean_wait = (f64::from(users) - 16.0).max(0.0) / 16.0 * SERVICE_MS;
+            let cycle_s = (SERVICE_MS + mean_wait) / 1000.0;
+            let n = (f64::from(users) * secs / cycle_s).floor() as usize;
+            let rng = &mut self.rng;
+            let draws: Vec<Invented> = (0..n)
+                .map(|_| Invented {
+                    ttft_ms: 100.0 + 2.0 * mean_wait * rng.random::<f64>(),
+                    tpot_ms: 22.5,
+                    tokens: 64,
+                    failed: false,
+                })
+                .collect();
+            let mut r = invented_result(&plan.scenario, users, secs, n, |i| draws[i].clone());
+            if self.starve_at == Some(users) {
+                self.starve_at = None;
+                r.self_check.saturated = true;
+                r.self_check.cause = Some("machine".into());
+            }
+            self.seen.push((users, secs, r.totals.requests));
+            Ok(r)
+        }
+    }
+
+    fn settings() -> CapacitySettings {
+        let sc = crate::scenario::Scenario::load("openai-chat", &[]).expect("bundled");
+        let load = sc.load.clone();
+        CapacitySettings {
+            plan: Plan {
+                scenario: Arc::new(sc),
+                target: "http://127.0.0.1:9".into(),
+                reference: None,
+                tokens: Arc::new(crate::tokens::generated(64)),
+                load,
+                progress: false,
+                drain: Duration::from_secs(1),
+                notes: vec![],
+                ca_cert: None,
+                metrics_listen: None,
+                client: None,
+                start_at: None,
+                server_metrics: Vec::new(),
+            },
+            objectives: vec![Objective {
+                metric: "ttft_p90".into(),
+                limit: 1000.0,
+            }],
+            search: capacity::SearchSettings {
+                by: By::Users,
+                start: 8.0,
+                max: 64.0,
+                tolerance: 0.1,
+                probe_s: 4.0,
+                warmup_s: 1.0,
+                max_extensions: 2,
+            },
+            out: "capacity.json".into(),
+            report_out: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn default_probes_find_the_knee_of_slow_requests_sized_by_requests() {
+        for seed in 1..=5 {
+            let mut queue = Queue {
+                rng: SmallRng::seed_from_u64(seed),
+                seen: Vec::new(),
+                starve_at: None,
+            };
+            let found = search(&settings(), &CancellationToken::new(), &mut queue)
+                .await
+                .expect("searched");
+            // p90 of the wait is 1.8× its mean: TTFT p90 ≤ 1,000 ms while
+            // (N − 16)/16 · 1,517.5 · 1.8 ≤ 900, up to N ≈ 21.3 users.
+            let c = found.capacity.c_star.expect("a capacity");
+            assert!(
+                (19.0..=22.0).contains(&c),
+                "seed {seed}: C* {c}: {:?}",
+                queue.seen
+            );
+            let fail = found.capacity.first_fail.expect("a failing level");
+            assert!(
+                fail > c && fail <= (c * 1.1).ceil() + 1.0,
+                "seed {seed}: {c} {fail}"
+            );
+            assert!(found.stopped.is_none(), "{:?}", found.stopped);
+            // Probes after the first are sized by requests: a level that
+            // holds is shown to hold at its first length (the p90 bound's
+            // count of requests), never extended for want of them; only
+            // the first probe, sized in seconds, may be.
+            let needed = slo::requests_needed(&settings().objectives[0], capacity::Z);
+            for p in found.probes.iter().skip(1) {
+                assert_eq!(
+                    p.extensions, 0,
+                    "seed {seed}: {} extended: {:?}",
+                    p.level, queue.seen
+                );
+            }
+            for p in found.probes.iter().filter(|p| p.decision == Decision::Pass) {
+                assert!(
+                    p.requests >= needed,
+                    "seed {seed}: {} passed on {} requests",
+                    p.level,
+                    p.requests
+                );
+            }
+            // Never a lower level for want of evidence: every passing level
+            // is at most C*, every failing one above it.
+            for p in &found.probes {
+                match p.decision {
+                    Decision::Pass => assert!(p.level <= c, "{:?}", p.level),
+                    Decision::Fail => assert!(p.level > c, "{:?}", p.level),
+                    Decision::Inconclusive => panic!("undecided probe at {}", p.level),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_the_machine_starved_is_measured_again() {
+        let mut queue = Queue {
+            rng: SmallRng::seed_from_u64(9),
+            seen: Vec::new(),
+            starve_at: Some(16),
+        };
+        let found = search(&settings(), &CancellationToken::new(), &mut queue)
+            .await
+            .expect("searched");
+        let at_16 = queue.seen.iter().filter(|(u, _, _)| *u == 16).count();
+        assert_eq!(at_16, 2, "{:?}", queue.seen);
+        assert!(found.stopped.is_none(), "{:?}", found.stopped);
+        assert!(found.capacity.c_star.is_some());
+    }
 }

@@ -147,7 +147,12 @@ async fn refresh_capacity(args: &RefreshSettings) -> anyhow::Result<Outcome> {
         RefreshSource::CapacityFile(p) => (p.display().to_string(), CapacityResult::read(p)?),
         RefreshSource::CapacitySearch(s) => {
             let (signals, kill) = signal_tokens();
-            let found = super::capacity::search(s, &signals, &kill).await?;
+            let found = super::capacity::search(
+                s,
+                &signals,
+                &mut super::capacity::Live::new(&signals, &kill),
+            )
+            .await?;
             ("the search".to_string(), found)
         }
         _ => unreachable!("only capacity sources come here"),

@@ -7,6 +7,7 @@
 pub mod baseline;
 mod build;
 pub mod duet;
+pub mod invented;
 pub mod measure;
 mod passes;
 pub mod requests;

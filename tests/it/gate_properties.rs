@@ -5,9 +5,10 @@
 //! real runner has) on top of request-level noise. The same statistics
 //! against real runs of the mock are `benches/gate_power.sh`.
 
-use crate::common::{chat_scenario, invented_result, Invented};
+use crate::common::chat_scenario;
 use flora_gate::gate::{self, Status};
 use flora_gate::result::baseline::Baseline;
+use flora_gate::result::invented::{invented_result, Invented};
 use flora_gate::result::RunResult;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
