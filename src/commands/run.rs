@@ -77,10 +77,7 @@ pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
     }
     if res.state() != result::RunState::Complete {
         return Err(UserError::Environment {
-            message: format!(
-                "the run did not finish: {}",
-                res.status_reason.as_deref().unwrap_or(&res.status)
-            ),
+            message: format!("the run did not finish: {}", res.reason()),
             hint: Some(format!("the partial result is in `{}`", args.out.display())),
         }
         .into());

@@ -54,9 +54,9 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
     let workflows = super::time::workflows(sc, src, window_s)?;
 
     let (status, status_reason) = match &out.status {
-        RunStatus::Complete => (RunState::Complete.as_str().to_string(), None),
-        RunStatus::Partial(r) => (RunState::Partial.as_str().to_string(), Some(r.clone())),
-        RunStatus::Aborted(r) => (RunState::Aborted.as_str().to_string(), Some(r.clone())),
+        RunStatus::Complete => (RunState::Complete, None),
+        RunStatus::Partial(r) => (RunState::Partial, Some(r.clone())),
+        RunStatus::Aborted(r) => (RunState::Aborted, Some(r.clone())),
     };
     // Server metrics per stage: over the measured part of each.
     let stage_spans: Vec<(f64, f64)> = stages

@@ -49,7 +49,7 @@ pub struct RunResult {
     /// [`KIND`].
     pub kind: String,
     /// `complete`, `partial` (stopped by a signal) or `aborted` (circuit breaker).
-    pub status: String,
+    pub status: RunState,
     /// Why the run is partial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
@@ -131,6 +131,29 @@ impl RunState {
         [RunState::Complete, RunState::Partial, RunState::Aborted]
             .into_iter()
             .find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RunState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RunState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(d)?;
+        RunState::parse(&word).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`status` is `{word}`; it must be `complete`, `partial` or `aborted`"
+            ))
+        })
     }
 }
 
@@ -537,12 +560,14 @@ impl RunResult {
     /// How the run ended (a file that validated always has a known status;
     /// anything else reads as aborted, never as complete).
     pub fn state(&self) -> RunState {
-        RunState::parse(&self.status).unwrap_or(RunState::Aborted)
+        self.status
     }
 
     /// Why the run did not complete, for messages.
     pub fn reason(&self) -> &str {
-        self.status_reason.as_deref().unwrap_or(&self.status)
+        self.status_reason
+            .as_deref()
+            .unwrap_or(self.status.as_str())
     }
 
     /// What to tell the reader when the generator could not keep up, and why.

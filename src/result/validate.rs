@@ -2,7 +2,7 @@
 //! file that says a latency is negative or an error rate is 3 would
 //! otherwise pass every gate.
 
-use super::{Block, RunResult, RunState};
+use super::{Block, RunResult};
 
 /// Most time windows a result may hold: the longest run at the shortest
 /// window (1 s), with room for the drain.
@@ -85,9 +85,6 @@ impl RunResult {
     /// Check every number a verdict could rest on: `Err((field, why))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let mut v = Validator::default();
-        if RunState::parse(&self.status).is_none() {
-            v.fail("status", "must be `complete`, `partial` or `aborted`");
-        }
         v.hash(
             "provenance.scenario.sha256",
             &self.provenance.scenario.sha256,

@@ -206,7 +206,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         load: &plan.load,
     };
     let r = flora_gate::result::build(&meta, &out).expect("records read back");
-    assert_eq!(r.status, "aborted");
+    assert_eq!(r.status.as_str(), "aborted");
     let base = flora_gate::result::baseline::Baseline::read(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/baseline.json"
@@ -312,7 +312,7 @@ fn sigint_keeps_a_partial_result_and_exits_non_zero() {
         String::from_utf8_lossy(&output.stderr)
     );
     let r = flora_gate::result::RunResult::read(&out).expect("partial result written");
-    assert_eq!(r.status, "partial");
+    assert_eq!(r.status.as_str(), "partial");
     assert!(r.totals.requests > 0);
     assert!(String::from_utf8_lossy(&output.stderr).contains("did not finish"));
 }
@@ -336,7 +336,7 @@ fn on_one_core_the_run_and_its_stop_still_work() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     let r = flora_gate::result::RunResult::read(&out).expect("partial result written");
-    assert_eq!(r.status, "partial");
+    assert_eq!(r.status.as_str(), "partial");
     assert_eq!(r.provenance.host.cores, 1, "{stderr}");
     assert!(r.totals.requests >= 4, "{:?}", r.totals);
     assert_eq!(r.totals.failed, 0, "{:?}", r.totals);
@@ -408,7 +408,7 @@ fn a_second_sigint_stops_at_once_and_still_writes() {
     );
     assert_eq!(output.status.code(), Some(2));
     let r = flora_gate::result::RunResult::read(&out).expect("result written");
-    assert_eq!(r.status, "partial");
+    assert_eq!(r.status.as_str(), "partial");
     assert!(
         r.status_reason
             .as_deref()

@@ -445,7 +445,7 @@ async fn the_circuit_breaker_is_on_by_default() {
         "{:?}",
         out.status
     );
-    assert_eq!(r.status, "aborted");
+    assert_eq!(r.status.as_str(), "aborted");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
@@ -695,5 +695,5 @@ fn sighup_keeps_the_partial_result() {
     let o = child.wait_with_output().expect("exits");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let r = flora_gate::result::RunResult::read(&out).expect("partial result written");
-    assert_eq!(r.status, "partial");
+    assert_eq!(r.status.as_str(), "partial");
 }
