@@ -527,19 +527,13 @@ mod tests {
         let load = sc.load.clone();
         CapacitySettings {
             plan: Plan {
-                scenario: Arc::new(sc),
-                target: "http://127.0.0.1:9".into(),
-                reference: None,
-                tokens: Arc::new(crate::tokens::generated(64)),
-                load,
-                progress: false,
                 drain: Duration::from_secs(1),
-                notes: vec![],
-                ca_cert: None,
-                metrics_listen: None,
-                client: None,
-                start_at: None,
-                server_metrics: Vec::new(),
+                ..Plan::new(
+                    Arc::new(sc),
+                    "http://127.0.0.1:9".into(),
+                    Arc::new(crate::tokens::generated(64)),
+                    load,
+                )
             },
             objectives: vec![Objective {
                 metric: "ttft_p90".into(),

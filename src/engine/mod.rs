@@ -72,6 +72,35 @@ pub struct Plan {
     pub server_metrics: Vec<scrape::ScrapeTarget>,
 }
 
+impl Plan {
+    /// A plan of `scenario` against `target` with `tokens` and `load`, and
+    /// everything else at its default: no reference, no progress line, a
+    /// 10 s drain, no extra certificate, live endpoint or scrapes, a client
+    /// of its own, starting now.
+    pub fn new(
+        scenario: Arc<Scenario>,
+        target: String,
+        tokens: Arc<Vec<UserToken>>,
+        load: LoadSpec,
+    ) -> Plan {
+        Plan {
+            scenario,
+            target,
+            reference: None,
+            tokens,
+            load,
+            progress: false,
+            drain: Duration::from_secs(10),
+            notes: Vec::new(),
+            ca_cert: None,
+            metrics_listen: None,
+            client: None,
+            start_at: None,
+            server_metrics: Vec::new(),
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunStatus {

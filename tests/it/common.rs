@@ -37,21 +37,12 @@ pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
     spec.duration = load.duration;
     spec.requests = load.requests;
     spec.warmup = load.warmup;
-    Plan {
-        scenario: Arc::new(sc),
-        target: target.to_string(),
-        reference: None,
-        tokens: Arc::new(tokens::generated(load.concurrency as usize)),
-        load: spec,
-        progress: false,
-        drain: Duration::from_secs(10),
-        notes: vec![],
-        ca_cert: None,
-        metrics_listen: None,
-        client: None,
-        start_at: None,
-        server_metrics: Vec::new(),
-    }
+    Plan::new(
+        Arc::new(sc),
+        target.to_string(),
+        Arc::new(tokens::generated(load.concurrency as usize)),
+        spec,
+    )
 }
 
 pub async fn run(sc: Scenario, target: &str, load: Load) -> (RunResult, RunOutput) {

@@ -46,46 +46,20 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
     load.requests = None;
     load.warmup = Duration::from_millis(200);
     Plan {
-        scenario: Arc::new(sc),
-        target,
-        reference: None,
-        tokens: Arc::new(flora_gate::tokens::generated(concurrency as usize)),
-        load,
-        progress: false,
         drain: Duration::from_secs(5),
-        notes: vec![],
-        ca_cert: None,
-        metrics_listen: None,
-        client: None,
-        start_at: None,
-        server_metrics: Vec::new(),
+        ..Plan::new(
+            Arc::new(sc),
+            target,
+            Arc::new(flora_gate::tokens::generated(concurrency as usize)),
+            load,
+        )
     }
 }
 
 async fn duet(candidate_slowdown: f64) -> flora_gate::result::duet::DuetResult {
     let reference = start_mock(cfg(1.0)).await;
     let candidate = start_mock(cfg(candidate_slowdown)).await;
-    let sc = chat_scenario("");
-    let mut load = sc.load.clone();
-    load.concurrency = 6;
-    load.duration = Some(Duration::from_secs(12));
-    load.requests = None;
-    load.warmup = Duration::from_millis(200);
-    let plan = Plan {
-        scenario: Arc::new(sc),
-        target: candidate.url(),
-        reference: None,
-        tokens: Arc::new(flora_gate::tokens::generated(6)),
-        load,
-        progress: false,
-        drain: Duration::from_secs(5),
-        notes: vec![],
-        ca_cert: None,
-        metrics_listen: None,
-        client: None,
-        start_at: None,
-        server_metrics: Vec::new(),
-    };
+    let plan = plan(candidate.url(), 6, 12);
     let d = duet_of(plan, reference.url(), 6).await.expect("duet runs");
     reference.stop().await;
     candidate.stop().await;

@@ -172,19 +172,13 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
     load.duration = Some(Duration::from_secs(20));
     load.warmup = Duration::ZERO;
     let plan = Plan {
-        scenario: Arc::new(sc),
-        target: mock.url(),
-        reference: None,
-        tokens: Arc::new(flora_gate::tokens::generated(4)),
-        load,
-        progress: false,
         drain: Duration::from_secs(5),
-        notes: vec![],
-        ca_cert: None,
-        metrics_listen: None,
-        client: None,
-        start_at: None,
-        server_metrics: Vec::new(),
+        ..Plan::new(
+            Arc::new(sc),
+            mock.url(),
+            Arc::new(flora_gate::tokens::generated(4)),
+            load,
+        )
     };
     let started = std::time::Instant::now();
     let out = engine::run(

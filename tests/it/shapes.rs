@@ -47,21 +47,12 @@ fn shaped(
         Model::Closed => load.concurrency as usize,
         Model::Open => 50,
     };
-    Plan {
-        scenario: Arc::new(sc),
-        target: target.to_string(),
-        reference: None,
-        tokens: Arc::new(flora_gate::tokens::generated(users)),
+    Plan::new(
+        Arc::new(sc),
+        target.to_string(),
+        Arc::new(flora_gate::tokens::generated(users)),
         load,
-        progress: false,
-        drain: Duration::from_secs(10),
-        notes: vec![],
-        ca_cert: None,
-        metrics_listen: None,
-        client: None,
-        start_at: None,
-        server_metrics: Vec::new(),
-    }
+    )
 }
 
 /// An HTTP client for reading the mock's counters (built by the engine's

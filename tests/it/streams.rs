@@ -38,6 +38,19 @@ fn step_of(scenario: &str, mock: &[&str]) -> serde_json::Value {
     step
 }
 
+/// A mock whose every answer fails after two of its four tokens, with the
+/// server's error inside the stream.
+const FAILING_MID_STREAM: [&str; 8] = [
+    "--ttft-ms",
+    "20",
+    "--itl-ms",
+    "2",
+    "--output-tokens",
+    "4",
+    "--error-rate",
+    "error=1",
+];
+
 #[test]
 fn the_bundled_anthropic_scenario_reads_the_mocks_named_events() {
     let s = step_of(
@@ -56,19 +69,7 @@ fn the_bundled_anthropic_scenario_reads_the_mocks_named_events() {
 #[test]
 fn an_error_event_after_two_deltas_is_a_stream_error_with_its_message() {
     // Four tokens: the mock fails at the second, after two deltas.
-    let s = step_of(
-        "anthropic-messages",
-        &[
-            "--ttft-ms",
-            "20",
-            "--itl-ms",
-            "2",
-            "--output-tokens",
-            "4",
-            "--error-rate",
-            "error=1",
-        ],
-    );
+    let s = step_of("anthropic-messages", &FAILING_MID_STREAM);
     assert_eq!(s["ok"], 0, "{s}");
     assert_eq!(s["errors"]["stream_error"], s["requests"], "{s}");
     let example = s["error_examples"][0].clone();
@@ -78,19 +79,7 @@ fn an_error_event_after_two_deltas_is_a_stream_error_with_its_message() {
 
 #[test]
 fn an_openai_error_object_mid_stream_is_a_stream_error_with_its_message() {
-    let s = step_of(
-        "openai-chat",
-        &[
-            "--ttft-ms",
-            "20",
-            "--itl-ms",
-            "2",
-            "--output-tokens",
-            "4",
-            "--error-rate",
-            "error=1",
-        ],
-    );
+    let s = step_of("openai-chat", &FAILING_MID_STREAM);
     assert_eq!(s["ok"], 0, "{s}");
     assert_eq!(s["errors"]["stream_error"], s["requests"], "{s}");
     assert!(
