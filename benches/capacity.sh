@@ -6,8 +6,11 @@
 #
 #   benches/capacity.sh            # both mocks
 #   PHASES=queue benches/capacity.sh
-PHASES=${PHASES:-"queue batch"}
+PHASES=${PHASES:-"queue batch slow"}
 source "$(dirname "$0")/lib.sh"
+
+# Probes of 4 s after 1 s of warm-up, unless a case says otherwise.
+PROBE_ARGS=(--probe 4s --warmup 1s)
 
 # search NAME SLO MOCK-ARGS...: five seeds of one search, one line each.
 search() {
@@ -16,8 +19,8 @@ search() {
   local cs=()
   for seed in 1 2 3 4 5; do
     pin 1 "$BIN" capacity -s openai-chat -t "$MOCK_URL" --tokens "$WORK/tokens.csv" \
-      --var max_tokens=32 --slo "$slo" --max-users 128 --seed "$seed" \
-      --probe 4s --warmup 1s -o "$WORK/$name-$seed.json" > /dev/null 2> "$WORK/$name-$seed.log" || true
+      --var "max_tokens=${MAX_TOKENS:-32}" --slo "$slo" --max-users 128 --seed "$seed" \
+      "${PROBE_ARGS[@]}" -o "$WORK/$name-$seed.json" > /dev/null 2> "$WORK/$name-$seed.log" || true
     python3 - "$WORK/$name-$seed.json" "$name" "$seed" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -46,3 +49,11 @@ want queue && search queue ttft_p90=300 \
 # analytic C* about 31.
 want batch && search batch tpot_p50=20 \
   --ttft-ms 20 --itl-ms 5 --output-tokens 32 --itl-per-stream-ms 0.5 --jitter-ms 5
+# 1.5 s requests (100 ms, then 63 gaps of 22 ms) on 16 slots, with the
+# default probes (sized by requests): up to 16 users nothing waits; the p90
+# of the wait passes 900 ms somewhere between 16 and 25.6 users.
+if want slow; then
+  PROBE_ARGS=()
+  MAX_TOKENS=64 search slow ttft_p90=1000 \
+    --max-concurrency 16 --ttft-ms 100 --itl-ms 22 --output-tokens 64
+fi

@@ -176,7 +176,11 @@ pub fn assess(
             h * machine_cores().unwrap_or(cores) as f64 - util.unwrap_or(0.0) * cores as f64
         });
         let host_busy = host.is_some_and(|h| h > 0.8) || others.is_some_and(|o| o >= 0.9);
-        if own_low && host_busy {
+        // Lag while using under half a core in all is never the
+        // generator's own work: it was not given the CPU when it asked
+        // (other work, often in bursts the averages above smooth away).
+        let idle = util.is_some_and(|u| u * (cores as f64) < 0.5);
+        if idle || (own_low && host_busy) {
             "machine".to_string()
         } else {
             "generator".to_string()
@@ -279,5 +283,15 @@ mod tests {
             Vec::new(),
         );
         assert!(c.saturated && !c.starved(), "{c:?}");
+        // Lagging while using a few percent of one core, on a machine
+        // whose average looks quiet: starved in bursts, not overloaded.
+        let c = assess(
+            &lagging,
+            Some(0.03),
+            Some(0.3),
+            Duration::from_secs(1),
+            Vec::new(),
+        );
+        assert!(c.starved(), "{c:?}");
     }
 }
