@@ -108,7 +108,11 @@ impl Evidence {
 /// The findings of the evidence. Levels the generator could not deliver
 /// are invalid: only the client rule reads them.
 pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
+    // A run other work starved measured the machine: no latency of it
+    // says anything about the server (only what the server itself sent:
+    // 429s, generation after a disconnect, a broken resume).
     let valid = match rules::invalid_from(ev) {
+        _ if ev.machine_starved => &ev.levels[..0],
         Some(i) => &ev.levels[..i],
         None => &ev.levels[..],
     };
@@ -118,7 +122,9 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
     out.extend(rules::queueing(valid));
     out.extend(rules::memory(valid));
     out.extend(rules::batching(valid));
-    out.extend(rules::prefill(&ev.prompts));
+    if !ev.machine_starved {
+        out.extend(rules::prefill(&ev.prompts));
+    }
     out.extend(rules::non_llm_tier(valid));
     let saturated = rules::saturation(valid, &out);
     out.extend(saturated);
@@ -256,6 +262,19 @@ mod tests {
             ..Evidence::default()
         };
         let found: Vec<String> = diagnose(&starved_short)
+            .into_iter()
+            .map(|x| x.kind)
+            .collect();
+        assert_eq!(found, ["machine"]);
+        // A queue measured while the machine starved the generator is the
+        // machine's doing: no server finding from its latencies.
+        let starved_queue = Evidence {
+            levels: queue.to_vec(),
+            generator_saturated: true,
+            machine_starved: true,
+            ..Evidence::default()
+        };
+        let found: Vec<String> = diagnose(&starved_queue)
             .into_iter()
             .map(|x| x.kind)
             .collect();
