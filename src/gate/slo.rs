@@ -85,21 +85,11 @@ pub struct SloCheck {
 /// `e2e`: every step) over some steps, failures +∞.
 pub fn pooled(steps: &[crate::result::StepResult], prefix: &str) -> LatencyHist {
     let mut h = LatencyHist::new();
-    for s in steps {
-        let streamed = s.response == crate::scenario::ResponseKind::Sse;
-        let b64 = match prefix {
-            "ttft" if streamed => &s.histograms.ttft,
-            "tpot" if streamed => &s.histograms.tpot,
-            "itl" if streamed => &s.histograms.itl,
-            "ttfb" => &s.histograms.ttfb,
-            "e2e" => &s.histograms.e2e,
-            _ => continue,
-        };
-        // Gaps are not requests: a failed request adds no ITL failure.
-        let failures = if prefix == "itl" { 0 } else { s.failed };
-        if let Ok(x) = LatencyHist::decode(b64, failures) {
-            h.merge(&x);
-        }
+    for x in steps
+        .iter()
+        .filter_map(|s| crate::result::values::step_hist(s, prefix))
+    {
+        h.merge(&x);
     }
     h
 }

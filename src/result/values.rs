@@ -8,8 +8,10 @@ use crate::policy::metrics::{Base, Metric, Values, ALL, SHOWN, WORKFLOW};
 use crate::scenario::ResponseKind;
 use crate::stats::{Dist, LatencyHist};
 
-/// The step's histogram of a latency base, with its failures counted.
-fn step_hist(s: &StepResult, key: &str) -> Option<LatencyHist> {
+/// The step's histogram of a latency base (`ttft`, `tpot`, `itl`, `ttfb`,
+/// `e2e`), with its failures counted; `None` for a base the step has not
+/// (a stream's timings of a JSON step).
+pub fn step_hist(s: &StepResult, key: &str) -> Option<LatencyHist> {
     let streamed = s.response == ResponseKind::Sse;
     let (b64, failures) = match key {
         "ttft" if streamed => (&s.histograms.ttft, s.ttft_ms.failures),

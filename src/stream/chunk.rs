@@ -110,15 +110,17 @@ impl StreamSpec {
 
     /// The data is the end marker: equal once trimmed, or (for a JSON
     /// `done`) an object holding every field of it.
-    fn is_done(&self, data: &[u8]) -> Option<bool> {
+    fn is_done(&self, data: &[u8]) -> bool {
         if data.trim_ascii() == self.done.trim().as_bytes() {
-            return Some(true);
+            return true;
         }
-        let fields = self.done_fields.as_ref()?;
-        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(data) else {
-            return Some(false);
+        let Some(fields) = &self.done_fields else {
+            return false;
         };
-        Some(fields.iter().all(|(k, v)| m.get(k) == Some(v)))
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(data) else {
+            return false;
+        };
+        fields.iter().all(|(k, v)| m.get(k) == Some(v))
     }
 
     /// Interpret one event with its type: an error event, the end event,
@@ -130,10 +132,12 @@ impl StreamSpec {
     ) -> Result<ChunkInfo, MalformedChunk> {
         if let Some(name) = event.name.map(<[u8]>::trim_ascii) {
             if self.error_events.iter().any(|e| e.as_bytes() == name) {
-                let said = serde_json::from_slice::<Value>(event.data)
-                    .ok()
-                    .and_then(|v| error_message(&v, self.error.as_deref()).or(Some(message_of(&v))))
-                    .unwrap_or_else(|| bounded(&String::from_utf8_lossy(event.data)));
+                let said = match serde_json::from_slice::<Value>(event.data) {
+                    Ok(v) => {
+                        error_message(&v, self.error.as_deref()).unwrap_or_else(|| message_of(&v))
+                    }
+                    Err(_) => bounded(&String::from_utf8_lossy(event.data)),
+                };
                 return Ok(ChunkInfo {
                     error: Some(said),
                     ..ChunkInfo::default()
@@ -191,7 +195,7 @@ impl StreamSpec {
         data: &[u8],
         mut text: Option<&mut String>,
     ) -> Result<ChunkInfo, MalformedChunk> {
-        if data == self.done.as_bytes() || self.is_done(data) == Some(true) {
+        if self.is_done(data) {
             return Ok(ChunkInfo {
                 done: true,
                 ..ChunkInfo::default()
