@@ -45,9 +45,94 @@ pub fn redact_userinfo(text: &str) -> String {
     out
 }
 
+/// A checked base URL: http(s), a host, no user info, no query or fragment,
+/// no trailing `/`. Every destination of load requests is one; it is made
+/// once from the flag, key or variable that named it ([`Target::parse`]) and
+/// travels as this type from there on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    url: Url,
+    /// The URL as text without a trailing `/`, the form paths are appended to.
+    text: String,
+}
+
+impl Target {
+    /// Parse and check a base URL. A trailing `/` is dropped.
+    pub fn parse(raw: &str, source: Source) -> Result<Target, UserError> {
+        let url = parse_base(raw, source)?;
+        let text = url.as_str().trim_end_matches('/').to_string();
+        Ok(Target { url, text })
+    }
+
+    /// The base as text without a trailing `/` (it has no user info).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The host without IPv6 brackets.
+    pub fn host(&self) -> String {
+        self.url
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    }
+
+    /// The port, the scheme's default when none is written.
+    pub fn port(&self) -> u16 {
+        // http(s) always has a known default.
+        self.url.port_or_known_default().unwrap_or(80)
+    }
+
+    /// A request URL: this base and a rendered path. The path must start
+    /// with one `/` (so it can never become user info or a host), and the
+    /// result must keep the base's scheme, host and port.
+    pub fn join(&self, path: &str) -> Result<Url, PathError> {
+        if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') {
+            return Err(PathError::NotAbsolute);
+        }
+        let url =
+            Url::parse(&format!("{}{path}", self.text)).map_err(|_| PathError::OtherOrigin)?;
+        let same = url.scheme() == self.url.scheme()
+            && url.host_str() == self.url.host_str()
+            && url.port_or_known_default() == self.url.port_or_known_default()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if same {
+            Ok(url)
+        } else {
+            Err(PathError::OtherOrigin)
+        }
+    }
+
+    /// Refuse this destination when it is outside `allow_hosts` (empty
+    /// allows any). `what` says which it is ("the target"); `origin` names
+    /// the scenario.
+    pub fn check_allowed(
+        &self,
+        allow_hosts: &[String],
+        what: &'static str,
+        origin: &str,
+    ) -> Result<(), UserError> {
+        check_allowed(allow_hosts, &self.url, what, origin)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Parse and check a base URL: http(s), a host, no user info, no query or
 /// fragment. A trailing `/` is dropped.
-pub fn parse_base(raw: &str, source: Source) -> Result<Url, UserError> {
+fn parse_base(raw: &str, source: Source) -> Result<Url, UserError> {
     let trimmed = raw.trim().trim_end_matches('/');
     let shown = redact_userinfo(trimmed);
     let url = Url::parse(trimmed)
@@ -86,20 +171,6 @@ pub fn parse_base(raw: &str, source: Source) -> Result<Url, UserError> {
     Ok(url)
 }
 
-/// The base as text without a trailing `/`, the form requests are built from.
-pub fn base_text(url: &Url) -> String {
-    url.as_str().trim_end_matches('/').to_string()
-}
-
-/// The host of a URL without IPv6 brackets.
-pub fn host(url: &Url) -> String {
-    url.host_str()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string()
-}
-
 /// Why a rendered path cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -111,28 +182,9 @@ pub enum PathError {
     OtherOrigin,
 }
 
-/// Build a request URL from a checked base and a rendered path. The path
-/// must start with one `/` (so it can never become user info or a host),
-/// and the result must keep the base's scheme, host and port.
-pub fn join(base: &str, base_url: &Url, path: &str) -> Result<Url, PathError> {
-    if !path.starts_with('/') || path.starts_with("//") || path.contains('\\') {
-        return Err(PathError::NotAbsolute);
-    }
-    let url = Url::parse(&format!("{base}{path}")).map_err(|_| PathError::OtherOrigin)?;
-    let same = url.scheme() == base_url.scheme()
-        && url.host_str() == base_url.host_str()
-        && url.port_or_known_default() == base_url.port_or_known_default()
-        && url.username().is_empty()
-        && url.password().is_none();
-    if same {
-        Ok(url)
-    } else {
-        Err(PathError::OtherOrigin)
-    }
-}
-
-/// Refuse a destination outside `allow_hosts` (empty allows any). `what`
-/// says which URL it is ("the target"); `origin` names the scenario.
+/// Refuse a URL outside `allow_hosts` (empty allows any): a target or a
+/// server metrics endpoint. `what` says which URL it is ("the target");
+/// `origin` names the scenario.
 pub fn check_allowed(
     allow_hosts: &[String],
     url: &Url,
@@ -142,8 +194,12 @@ pub fn check_allowed(
     if allow_hosts.is_empty() {
         return Ok(());
     }
-    let host = host(url);
-    if allow_hosts.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if allow_hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
         return Ok(());
     }
     Err(UserError::Environment {
@@ -180,16 +236,27 @@ mod tests {
 
     #[test]
     fn good_bases_pass() {
-        let u = parse_base("http://127.0.0.1:8080/", T).expect("ok");
-        assert_eq!(base_text(&u), "http://127.0.0.1:8080");
-        let u = parse_base("https://api.example.test/prefix/", T).expect("ok");
-        assert_eq!(base_text(&u), "https://api.example.test/prefix");
-        assert!(parse_base("ftp://x", T).is_err());
-        assert!(parse_base("http://x/?q=1", T).is_err());
-        assert!(parse_base("http://x/#f", T).is_err());
-        assert!(parse_base("http:///path", T).is_err());
-        let u = parse_base(" http://127.0.0.1:8080 ", T).expect("trimmed");
-        assert_eq!(base_text(&u), "http://127.0.0.1:8080");
+        let t = |raw| Target::parse(raw, T).map(|t| t.as_str().to_string());
+        assert_eq!(
+            t("http://127.0.0.1:8080/").expect("ok"),
+            "http://127.0.0.1:8080"
+        );
+        let prefixed = t("https://api.example.test/prefix/").expect("ok");
+        assert_eq!(prefixed, "https://api.example.test/prefix");
+        for bad in ["ftp://x", "http://x/?q=1", "http://x/#f", "http:///path"] {
+            assert!(t(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            t(" http://127.0.0.1:8080 ").expect("trimmed"),
+            "http://127.0.0.1:8080"
+        );
+        let v6 = Target::parse("http://[::1]:8080", T).expect("ok");
+        assert_eq!((v6.host().as_str(), v6.port()), ("::1", 8080));
+        let https = Target::parse("https://h.test", T).expect("ok");
+        assert_eq!(
+            (https.port(), https.to_string().as_str()),
+            (443, "https://h.test")
+        );
     }
 
     #[test]
@@ -204,31 +271,28 @@ mod tests {
 
     #[test]
     fn paths_cannot_leave_the_origin() {
-        let base = parse_base("http://127.0.0.1:8080/api", T).expect("ok");
-        let text = base_text(&base);
-        let ok = join(&text, &base, "/v1/books?x=1").expect("joined");
+        let base = Target::parse("http://127.0.0.1:8080/api", T).expect("ok");
+        let ok = base.join("/v1/books?x=1").expect("joined");
         assert_eq!(ok.as_str(), "http://127.0.0.1:8080/api/v1/books?x=1");
         for bad in ["@evil:9/x", "evil/x", "//evil/x", "", "\\evil"] {
-            assert_eq!(
-                join(&text, &base, bad),
-                Err(PathError::NotAbsolute),
-                "{bad}"
-            );
+            assert_eq!(base.join(bad), Err(PathError::NotAbsolute), "{bad}");
         }
-        let base = parse_base("http://127.0.0.1:8080", T).expect("ok");
-        let text = base_text(&base);
-        assert!(join(&text, &base, "/x").is_ok());
+        let base = Target::parse("http://127.0.0.1:8080", T).expect("ok");
+        assert!(base.join("/x").is_ok());
         // A port-less base followed by `:port` text would change the port.
-        let base = parse_base("http://127.0.0.1", T).expect("ok");
-        let text = base_text(&base);
-        assert!(join(&text, &base, "/ok").is_ok());
+        let base = Target::parse("http://127.0.0.1", T).expect("ok");
+        assert!(base.join("/ok").is_ok());
     }
 
     #[test]
     fn allow_hosts_compares_hosts() {
-        let u = parse_base("http://[::1]:8080", T).expect("ok");
-        assert!(check_allowed(&["::1".into()], &u, "the target", "s.toml").is_ok());
-        assert!(check_allowed(&["127.0.0.1".into()], &u, "the target", "s.toml").is_err());
-        assert!(check_allowed(&[], &u, "the target", "s.toml").is_ok());
+        let u = Target::parse("http://[::1]:8080", T).expect("ok");
+        assert!(u
+            .check_allowed(&["::1".into()], "the target", "s.toml")
+            .is_ok());
+        assert!(u
+            .check_allowed(&["127.0.0.1".into()], "the target", "s.toml")
+            .is_err());
+        assert!(u.check_allowed(&[], "the target", "s.toml").is_ok());
     }
 }

@@ -11,10 +11,12 @@ use super::{
     ReportCapacitySettings,
 };
 use crate::error::UserError;
-use crate::gate::capacity::{self, By, CapacityResult, Probe, Search};
-use crate::gate::slo::{self, Decision, Objective, SloCheck};
+use crate::gate::capacity::{self, Search};
+use crate::gate::slo;
 use crate::gate::Status;
 use crate::github::actions::{self, ActionsEnv};
+use crate::policy::slo::{Decision, Objective, SloCheck};
+use crate::result::capacity::{By, CapacityResult, Probe};
 use crate::result::{self, RunResult, RunState};
 use crate::scenario::{Arrival, LoadSpec, Model, Shape, Stage};
 
@@ -221,14 +223,14 @@ pub(super) async fn search(
         }
     }
     Ok(CapacityResult {
-        schema_version: capacity::SCHEMA_VERSION,
-        kind: capacity::KIND.into(),
+        schema_version: crate::result::capacity::SCHEMA_VERSION,
+        kind: crate::result::capacity::KIND.into(),
         scenario: result::ScenarioRef {
             name: s.plan.scenario.name.clone(),
             origin: s.plan.scenario.origin.clone(),
             sha256: s.plan.scenario.sha256.clone(),
         },
-        target: crate::target::redact_userinfo(&s.plan.target),
+        target: s.plan.target.to_string(),
         objectives: s.objectives.clone(),
         search: how.clone(),
         capacity: search.outcome(&probes),
@@ -530,7 +532,11 @@ mod tests {
                 drain: Duration::from_secs(1),
                 ..Plan::new(
                     Arc::new(sc),
-                    "http://127.0.0.1:9".into(),
+                    crate::target::Target::parse(
+                        "http://127.0.0.1:9",
+                        crate::target::Source { name: "--target" },
+                    )
+                    .expect("a URL"),
                     Arc::new(crate::tokens::generated(64)),
                     load,
                 )
@@ -539,7 +545,7 @@ mod tests {
                 metric: "ttft_p90".into(),
                 limit: 1000.0,
             }],
-            search: capacity::SearchSettings {
+            search: crate::result::capacity::SearchSettings {
                 by: By::Users,
                 start: 8.0,
                 max: 64.0,

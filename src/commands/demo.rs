@@ -60,7 +60,7 @@ pub async fn run_against_mock(
     load.window = Duration::from_secs(1);
     let plan = Plan {
         scenario: Arc::new(scenario),
-        target: server.url(),
+        target: server.target(),
         reference: None,
         tokens: Arc::new(users),
         load,

@@ -278,8 +278,8 @@ pub(super) async fn propose(args: &ProposeSettings) -> anyhow::Result<Outcome> {
         path: args.baseline.clone(),
         source,
     })?;
-    let what = if crate::gate::capacity::CapacityResult::is_one(&args.baseline) {
-        let c = crate::gate::capacity::CapacityResult::read(&args.baseline)?;
+    let what = if crate::result::capacity::CapacityResult::is_one(&args.baseline) {
+        let c = crate::result::capacity::CapacityResult::read(&args.baseline)?;
         format!(
             "a capacity search of scenario `{}` ({}) against `{}`: {}; {} probes, {} requests, {:.0} s",
             c.scenario.name,

@@ -4,8 +4,8 @@
 
 use super::{run_against_mock, signal_tokens, Outcome, RefreshSettings, RefreshSource};
 use crate::error::UserError;
-use crate::gate::capacity::CapacityResult;
 use crate::result::baseline::{unfit, Baseline};
+use crate::result::capacity::CapacityResult;
 use crate::result::{self, RunResult};
 
 pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {

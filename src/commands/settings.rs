@@ -60,12 +60,9 @@ pub struct MergeSettings {
     pub shards: Vec<crate::result::shard::ShardFile>,
     /// Shards of the plan not given (`--allow-partial`).
     pub missing: Vec<u32>,
-    /// The scenario they ran.
-    pub scenario: std::sync::Arc<crate::scenario::Scenario>,
-    /// The whole plan's load (no shard).
-    pub load: crate::scenario::LoadSpec,
-    /// The target, as the shards recorded it.
-    pub target: String,
+    /// The whole run's plan (no shard): the scenario they ran, its load, the
+    /// target as the shards recorded it.
+    pub plan: crate::engine::Plan,
     /// The merged result.
     pub out: PathBuf,
     /// Every request, if wanted.
@@ -76,9 +73,9 @@ pub struct MergeSettings {
 #[derive(Debug, Clone)]
 pub struct ReportCapacitySettings {
     /// The capacity.
-    pub current: crate::gate::capacity::CapacityResult,
+    pub current: crate::result::capacity::CapacityResult,
     /// The baseline capacity and the margin, if judged.
-    pub baseline: Option<(crate::gate::capacity::CapacityResult, f64)>,
+    pub baseline: Option<(crate::result::capacity::CapacityResult, f64)>,
     /// Markdown, text or JSON (the verdict, or the capacity itself).
     pub format: crate::render::report::Format,
     /// Where the report goes (stdout when `None`).
@@ -89,9 +86,9 @@ pub struct ReportCapacitySettings {
 #[derive(Debug, Clone)]
 pub struct CompareCapacitySettings {
     /// The baseline capacity.
-    pub baseline: crate::gate::capacity::CapacityResult,
+    pub baseline: crate::result::capacity::CapacityResult,
     /// The current capacity.
-    pub current: crate::gate::capacity::CapacityResult,
+    pub current: crate::result::capacity::CapacityResult,
     /// Smallest fall that fails.
     pub margin: f64,
     /// Where the verdict goes, if anywhere.
@@ -104,9 +101,9 @@ pub struct CapacitySettings {
     /// The plan each probe runs (its load is set per probe).
     pub plan: Plan,
     /// What every passing level must meet.
-    pub objectives: Vec<crate::gate::slo::Objective>,
+    pub objectives: Vec<crate::policy::slo::Objective>,
     /// How to search: by users or rate, from where, how precisely.
-    pub search: crate::gate::capacity::SearchSettings,
+    pub search: crate::result::capacity::SearchSettings,
     /// The capacity file.
     pub out: PathBuf,
     /// The Markdown report, if wanted.
@@ -294,7 +291,7 @@ pub struct CapacityGate {
     /// The search, with the baseline's objectives and settings.
     pub search: CapacitySettings,
     /// The baseline capacity.
-    pub baseline: crate::gate::capacity::CapacityResult,
+    pub baseline: crate::result::capacity::CapacityResult,
     /// Smallest fall that fails.
     pub margin: f64,
 }

@@ -2,7 +2,7 @@
 //! its shards' results in.
 
 use super::{MergeSettings, Outcome, PlanSettings};
-use crate::result::{requests, shard, RunMeta};
+use crate::result::{requests, shard};
 
 pub(super) fn plan(s: &PlanSettings) -> anyhow::Result<Outcome> {
     let p = &s.plan;
@@ -26,12 +26,7 @@ pub(super) fn plan(s: &PlanSettings) -> anyhow::Result<Outcome> {
 }
 
 pub(super) fn merge(s: &MergeSettings) -> anyhow::Result<Outcome> {
-    let meta = RunMeta {
-        scenario: &s.scenario,
-        target: &s.target,
-        load: &s.load,
-    };
-    let (merged, records) = shard::merge(&meta, &s.shards, s.missing.clone())?;
+    let (merged, records) = shard::merge(&s.plan, &s.shards, s.missing.clone())?;
     merged.write(&s.out)?;
     eprintln!(
         "{} shard(s) merged into {}",
@@ -39,7 +34,7 @@ pub(super) fn merge(s: &MergeSettings) -> anyhow::Result<Outcome> {
         s.out.display()
     );
     if let Some(p) = &s.requests_out {
-        requests::write_sides(p, &s.scenario, &[(None, &records)])?;
+        requests::write_sides(p, &s.plan.scenario, &[(None, &records)])?;
         eprintln!("requests written to {}", p.display());
     }
     crate::output::out(&crate::render::text::summary(&merged));

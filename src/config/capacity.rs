@@ -5,7 +5,7 @@ use super::*;
 pub(super) fn capacity(
     a: &crate::cli::CapacityArgs,
 ) -> Result<crate::commands::CapacitySettings, UserError> {
-    use crate::gate::capacity::By;
+    use crate::result::capacity::By;
     let (by, max, start) = match a.by {
         crate::cli::CapacityBy::Users => {
             if a.max_users == 0 || a.max_users > MAX_CONCURRENCY {
@@ -80,18 +80,18 @@ pub(super) fn capacity(
             .ok()
             .filter(|(_, v)| v.is_finite() && *v >= 0.0)
             .ok_or_else(|| slo_error(s))?;
-        crate::gate::slo::check_metric(&k).map_err(|m| UserError::flag("--slo", m))?;
-        objectives.push(crate::gate::slo::Objective {
+        crate::policy::slo::check_metric(&k).map_err(|m| UserError::flag("--slo", m))?;
+        objectives.push(crate::policy::slo::Objective {
             metric: k,
             limit: v,
         });
     }
     if objectives.is_empty() {
         for (k, v) in &plan.scenario.gate.slo {
-            crate::gate::slo::check_metric(k).map_err(|m| {
+            crate::policy::slo::check_metric(k).map_err(|m| {
                 UserError::flag("--slo", format!("the scenario's `[gate] slo`: {m}"))
             })?;
-            objectives.push(crate::gate::slo::Objective {
+            objectives.push(crate::policy::slo::Objective {
                 metric: k.clone(),
                 limit: *v,
             });
@@ -106,7 +106,7 @@ pub(super) fn capacity(
     Ok(crate::commands::CapacitySettings {
         plan,
         objectives,
-        search: crate::gate::capacity::SearchSettings {
+        search: crate::result::capacity::SearchSettings {
             by,
             start,
             max,
@@ -137,7 +137,7 @@ pub(super) fn capacity_margin(policy: &crate::cli::PolicyArgs) -> Result<f64, Us
 pub(super) fn compare_capacity(
     a: &CompareArgs,
 ) -> Result<crate::commands::CompareCapacitySettings, UserError> {
-    use crate::gate::capacity::CapacityResult;
+    use crate::result::capacity::CapacityResult;
     if let Some(p) = &a.out {
         crate::error::check_outputs(&[("--out", p.as_path())])?;
     }
@@ -159,7 +159,7 @@ pub(super) fn compare_capacity(
 pub(super) fn report_capacity(
     a: &ReportArgs,
 ) -> Result<crate::commands::ReportCapacitySettings, UserError> {
-    use crate::gate::capacity::CapacityResult;
+    use crate::result::capacity::CapacityResult;
     if let Some(p) = &a.out {
         crate::error::check_outputs(&[("--out", p.as_path())])?;
     }
@@ -197,7 +197,7 @@ pub(super) fn capacity_gate(
     a: &GateArgs,
     path: &std::path::Path,
 ) -> Result<crate::commands::CapacityGate, UserError> {
-    let baseline = crate::gate::capacity::CapacityResult::read(path)?;
+    let baseline = crate::result::capacity::CapacityResult::read(path)?;
     let refuse = |flag: &'static str, why: &str| {
         UserError::flag(flag, format!("{why} (the baseline `{}` is a capacity)", path.display()))
             .with_hint("a capacity gate repeats the baseline's own search; change it with `flora-gate capacity` and `baseline refresh`")
@@ -212,14 +212,14 @@ pub(super) fn capacity_gate(
         let mut objectives = Vec::new();
         for s in &a.policy.slo {
             let (metric, limit) = slo_pair(s).map_err(|_| slo_error(s))?;
-            objectives.push(crate::gate::slo::Objective { metric, limit });
+            objectives.push(crate::policy::slo::Objective { metric, limit });
         }
         if objectives != baseline.objectives {
             return Err(refuse(
                 "--slo",
                 &format!(
                     "differs from the baseline's objectives ({})",
-                    crate::gate::slo::Objective::labels(&baseline.objectives)
+                    crate::policy::slo::Objective::labels(&baseline.objectives)
                 ),
             ));
         }

@@ -16,7 +16,7 @@ pub(super) fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
         ));
     }
     let capacity = match a.baseline.as_deref() {
-        Some(p) if a.result.is_none() && crate::gate::capacity::CapacityResult::is_one(p) => {
+        Some(p) if a.result.is_none() && crate::result::capacity::CapacityResult::is_one(p) => {
             Some(Box::new(capacity_gate(a, p)?))
         }
         _ => None,

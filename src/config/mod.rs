@@ -91,11 +91,11 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
         Command::Demo(a) => Settings::Demo(demo(&a)?),
         Command::Mock(a) => Settings::Mock(mock(&a)?),
         Command::Run(a) => Settings::Run(Box::new(run(&a)?)),
-        Command::Compare(a) if crate::gate::capacity::CapacityResult::is_one(&a.current) => {
+        Command::Compare(a) if crate::result::capacity::CapacityResult::is_one(&a.current) => {
             Settings::CompareCapacity(Box::new(compare_capacity(&a)?))
         }
         Command::Compare(a) => Settings::Compare(compare(&a)?),
-        Command::Report(a) if crate::gate::capacity::CapacityResult::is_one(&a.current) => {
+        Command::Report(a) if crate::result::capacity::CapacityResult::is_one(&a.current) => {
             Settings::ReportCapacity(Box::new(report_capacity(&a)?))
         }
         Command::Report(a) => Settings::Report(report(&a)?),
@@ -128,8 +128,8 @@ fn judge(
     // The baseline is read and checked before any load: a missing or bad
     // file must not cost a whole run first.
     if let Some(p) = baseline {
-        if crate::gate::capacity::CapacityResult::is_one(p) {
-            crate::gate::capacity::CapacityResult::read(p)?;
+        if crate::result::capacity::CapacityResult::is_one(p) {
+            crate::result::capacity::CapacityResult::read(p)?;
         } else {
             crate::result::baseline::Baseline::read(p)?;
         }

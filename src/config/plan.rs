@@ -9,6 +9,7 @@ use crate::cli::RunArgs;
 use crate::engine::Plan;
 use crate::error::UserError;
 use crate::scenario::{AuthKind, Scenario};
+use crate::target::{Source, Target};
 use crate::tokens;
 
 /// Parse `KEY=VALUE` pairs.
@@ -139,9 +140,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
                 .with_hint("pass `--tokens access_tokens.csv` (header `user_id,access_token`), or set `[auth] kind = \"none\"` in the scenario"))
         }
     };
-    let origin = reqwest::Url::parse(&target)
-        .map_err(|e| UserError::flag("--target", format!("`{target}` is not a URL: {e}")))?;
-    let server_metrics = server_metrics(args, &scenario, &origin)?;
+    let server_metrics = server_metrics(args, &scenario, &target)?;
     // A `--var` that carries an access token is used, never recorded.
     scenario.secret_vars = scenario
         .var_overrides
@@ -177,7 +176,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
 fn server_metrics(
     args: &RunArgs,
     scenario: &Scenario,
-    target: &reqwest::Url,
+    target: &Target,
 ) -> Result<Vec<crate::engine::scrape::ScrapeTarget>, UserError> {
     let spec = &scenario.server_metrics;
     let from_file = spec.urls.iter().map(|u| ("`[server_metrics] urls`", u));
@@ -205,7 +204,7 @@ fn server_metrics(
     let mut out: Vec<crate::engine::scrape::ScrapeTarget> = Vec::new();
     for (whence, u) in urls {
         let parsed = if u.starts_with('/') {
-            target.join(u)
+            target.url().join(u)
         } else {
             reqwest::Url::parse(u)
         };
@@ -238,17 +237,15 @@ fn server_metrics(
     Ok(out)
 }
 
-/// The target and the duet reference, parsed and checked against
-/// `allow_hosts` before anything is sent.
+/// The target and the duet reference, parsed once (the engine checks them
+/// against `allow_hosts` before it sends anything).
 fn destinations(
     args: &RunArgs,
     scenario: &Scenario,
-) -> Result<(String, Option<String>), UserError> {
+) -> Result<(Target, Option<Target>), UserError> {
     let target = match (&args.target, &scenario.base_url) {
-        (Some(t), _) => crate::target::parse_base(t, crate::target::Source { name: "--target" })?,
-        (None, Some(b)) => {
-            crate::target::parse_base(b, crate::target::Source { name: "base_url" })?
-        }
+        (Some(t), _) => Target::parse(t, Source { name: "--target" })?,
+        (None, Some(b)) => b.clone(),
         (None, None) => {
             return Err(
                 UserError::flag("--target", "no target: the scenario has no `base_url`")
@@ -256,32 +253,18 @@ fn destinations(
             )
         }
     };
-    // Every destination is checked before the first request.
-    crate::target::check_allowed(
-        &scenario.safety.allow_hosts,
-        &target,
-        "the target",
-        &scenario.origin,
-    )?;
-    let reference = match &args.baseline_target {
-        Some(r) => {
-            let url = crate::target::parse_base(
+    let reference = args
+        .baseline_target
+        .as_deref()
+        .map(|r| {
+            Target::parse(
                 r,
-                crate::target::Source {
+                Source {
                     name: "--baseline-target",
                 },
-            )?;
-            crate::target::check_allowed(
-                &scenario.safety.allow_hosts,
-                &url,
-                "the reference (`--baseline-target`)",
-                &scenario.origin,
-            )?;
-            Some(crate::target::base_text(&url))
-        }
-        None => None,
-    };
-    let target = crate::target::base_text(&target);
+            )
+        })
+        .transpose()?;
     Ok((target, reference))
 }
 

@@ -7,7 +7,7 @@ pub(super) fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
         return Err(UserError::flag("--runs", "must be between 1 and 100"));
     }
     crate::error::check_outputs(&[("--out", a.out.as_path())])?;
-    use crate::gate::capacity::CapacityResult;
+    use crate::result::capacity::CapacityResult;
     let capacities = a.from.iter().filter(|p| CapacityResult::is_one(p)).count();
     let refreshes_capacity =
         capacities > 0 || (a.from.is_empty() && CapacityResult::is_one(&a.out));

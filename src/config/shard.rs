@@ -266,13 +266,22 @@ pub(super) fn merge(a: &MergeArgs) -> Result<MergeSettings, UserError> {
         &scenario,
         false,
     )?;
-    let target = first.provenance.target.clone();
+    let target = crate::target::Target::parse(
+        &first.provenance.target,
+        crate::target::Source { name: "--target" },
+    )
+    .map_err(|e| {
+        UserError::invalid(
+            "shard result",
+            first_path,
+            Some("`provenance.target`".into()),
+            e.to_string(),
+        )
+    })?;
     Ok(MergeSettings {
         shards,
         missing,
-        scenario: Arc::new(scenario),
-        load,
-        target,
+        plan: crate::engine::Plan::new(Arc::new(scenario), target, Arc::default(), load),
         out: a.out.clone(),
         requests_out: a.requests_out.clone(),
     })

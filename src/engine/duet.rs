@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::LoadTrace;
 use super::{Plan, Recorder, RunOutput, RunStatus};
 use crate::error::UserError;
+use crate::target::Target;
 
 /// Which deployment a slot measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,7 +163,7 @@ pub struct DuetOutput {
 /// is measured as errors; the duet goes on and the result is written.
 pub async fn run_duet(
     plan: Plan,
-    reference: String,
+    reference: Target,
     pairs: u32,
     signals: CancellationToken,
     kill: CancellationToken,
@@ -174,8 +175,11 @@ pub async fn run_duet(
             message,
             hint: None,
         })?;
-    super::check_allowed(&plan.scenario, &reference)?;
-    super::check_allowed(&plan.scenario, &plan.target)?;
+    Plan {
+        reference: Some(reference.clone()),
+        ..plan.clone()
+    }
+    .check_destinations()?;
     super::preflight(&reference, plan.scenario.timeouts.connect).await?;
     super::preflight(&plan.target, plan.scenario.timeouts.connect).await?;
     let mut rng = SmallRng::seed_from_u64(plan.load.seed ^ 0xD0E7);

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::UserError;
 use crate::scenario::{LoadSpec, Scenario};
+use crate::target::Target;
 use crate::tokens::UserToken;
 pub use monitor::{ArrivalStats, LoadTrace, StageLoad, WindowLoad};
 pub use recorder::Recorder;
@@ -44,10 +45,10 @@ pub use selfcheck::SelfCheck;
 pub struct Plan {
     /// The scenario.
     pub scenario: Arc<Scenario>,
-    /// Base URL requests go to, checked by [`crate::target::parse_base`].
-    pub target: String,
-    /// The reference deployment of a duet (`--baseline-target`), checked.
-    pub reference: Option<String>,
+    /// Where requests go.
+    pub target: Target,
+    /// The reference deployment of a duet (`--baseline-target`).
+    pub reference: Option<Target>,
     /// Tokens, one per user, round-robin.
     pub tokens: Arc<Vec<UserToken>>,
     /// Load settings after command-line overrides.
@@ -79,7 +80,7 @@ impl Plan {
     /// of its own, starting now.
     pub fn new(
         scenario: Arc<Scenario>,
-        target: String,
+        target: Target,
         tokens: Arc<Vec<UserToken>>,
         load: LoadSpec,
     ) -> Plan {
@@ -141,9 +142,8 @@ pub struct RunOutput {
 struct Shared {
     scenario: Arc<Scenario>,
     client: wire::Client,
-    target: String,
-    /// The parsed target every request URL is joined to and checked against.
-    base_url: reqwest::Url,
+    /// Every request URL is joined to it.
+    target: Target,
     t0: Instant,
     warmup: Duration,
     think_time: crate::scenario::Think,
@@ -247,22 +247,8 @@ pub fn load_client(
 }
 
 /// Check that something listens at the target before starting users.
-pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError> {
-    let bad = |why: String| UserError::Environment {
-        message: format!("the target {why}"),
-        hint: Some("check `--target`".into()),
-    };
-    let url =
-        reqwest::Url::parse(target).map_err(|e| bad(format!("`{target}` is not a URL: {e}")))?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| bad(format!("`{target}` has no host")))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| bad(format!("`{target}` has no port")))?;
+pub async fn preflight(target: &Target, timeout: Duration) -> Result<(), UserError> {
+    let (host, port) = (target.host(), target.port());
     let connect = tokio::net::TcpStream::connect((host.as_str(), port));
     match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(_)) => Ok(()),
@@ -277,27 +263,23 @@ pub async fn preflight(target: &str, timeout: Duration) -> Result<(), UserError>
     }
 }
 
-/// Refuse a target outside the scenario's `allow_hosts` (checked again here,
-/// right before any request, whatever built the plan).
-pub fn check_allowed(scenario: &Scenario, target: &str) -> Result<(), UserError> {
-    let url = base_url(target)?;
-    crate::target::check_allowed(
-        &scenario.safety.allow_hosts,
-        &url,
-        "the target",
-        &scenario.origin,
-    )
-}
-
-/// The plan's target as a URL (validated when the plan was built).
-fn base_url(target: &str) -> Result<reqwest::Url, UserError> {
-    reqwest::Url::parse(target).map_err(|e| UserError::Environment {
-        message: format!(
-            "the target `{}` is not a URL: {e}",
-            crate::target::redact_userinfo(target)
-        ),
-        hint: None,
-    })
+impl Plan {
+    /// Refuse a target or reference outside the scenario's `allow_hosts`:
+    /// the one check, made where a run or a duet begins, before any request,
+    /// whatever built the plan.
+    fn check_destinations(&self) -> Result<(), UserError> {
+        let sc = &self.scenario;
+        self.target
+            .check_allowed(&sc.safety.allow_hosts, "the target", &sc.origin)?;
+        match &self.reference {
+            Some(r) => r.check_allowed(
+                &sc.safety.allow_hosts,
+                "the reference (`--baseline-target`)",
+                &sc.origin,
+            ),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Watches the error share over a sliding window and trips the breaker.
@@ -370,7 +352,7 @@ pub async fn run(
     signals: CancellationToken,
     kill: CancellationToken,
 ) -> Result<RunOutput, UserError> {
-    check_allowed(&plan.scenario, &plan.target)?;
+    plan.check_destinations()?;
     preflight(&plan.target, plan.scenario.timeouts.connect).await?;
     let offset = match plan.start_at {
         Some(_) => clock_offset(&plan).await,
@@ -387,7 +369,10 @@ pub async fn run(
 async fn clock_offset(plan: &Plan) -> Option<f64> {
     let client = client(&plan.scenario, 1, plan.ca_cert.as_deref()).ok()?;
     let before = std::time::SystemTime::now();
-    let sent = tokio::time::timeout(Duration::from_secs(5), client.get(&plan.target).send());
+    let sent = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get(plan.target.url().clone()).send(),
+    );
     let response = sent.await.ok()?.ok()?;
     let after = std::time::SystemTime::now();
     let date = response
@@ -452,7 +437,7 @@ fn stale_start(
     }
 }
 
-pub use run::run_checked;
+use run::run_checked;
 
 async fn progress_line(shared: Arc<Shared>, load: LoadSpec) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -83,7 +83,7 @@ pub fn body_excerpt(body: &[u8]) -> String {
 pub struct Prepared<'a> {
     /// The step.
     pub step: &'a Step,
-    /// Full URL, built by [`crate::target::join`].
+    /// Full URL, built by [`crate::target::Target::join`].
     pub url: reqwest::Url,
     /// Rendered body.
     pub body: Option<String>,

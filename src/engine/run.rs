@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    base_url, breaker, live, load_client, monitor, runaway, schedule, scrape, selfcheck, spill, vu,
+    breaker, live, load_client, monitor, runaway, schedule, scrape, selfcheck, spill, vu,
     wait_for_start, watch_recording, ArrivalStats, LoadTrace, Plan, Recorder, RunOutput, RunStatus,
     Shared, StageLoad, WindowLoad,
 };
@@ -29,9 +29,6 @@ pub async fn run_checked(
 ) -> Result<RunOutput, UserError> {
     let sc = plan.scenario.clone();
     check_resources(&plan)?;
-    // Parsed once: checked against `allow_hosts` and joined to every path.
-    let base_url = base_url(&plan.target)?;
-    crate::target::check_allowed(&sc.safety.allow_hosts, &base_url, "the target", &sc.origin)?;
     let client = match &plan.client {
         Some(c) => c.clone(),
         None => load_client(&sc, plan.load.concurrency, plan.ca_cert.as_deref())?,
@@ -55,7 +52,7 @@ pub async fn run_checked(
         .unwrap_or_else(Instant::now);
     let cpu0 = selfcheck::process_cpu_seconds();
     let host0 = selfcheck::host_cpu_ticks();
-    let shared = shared(&plan, client, base_url, t0, late, &signals)?;
+    let shared = shared(&plan, client, t0, late, &signals)?;
 
     let lag_stop = CancellationToken::new();
     let lag_task = tokio::spawn(selfcheck::watch_lag(lag_stop.clone(), plan.load.warmup));
@@ -175,7 +172,6 @@ fn check_resources(plan: &Plan) -> Result<(), UserError> {
 fn shared(
     plan: &Plan,
     client: super::wire::Client,
-    base_url: reqwest::Url,
     t0: Instant,
     late: Duration,
     signals: &CancellationToken,
@@ -184,8 +180,7 @@ fn shared(
     Ok(Arc::new(Shared {
         scenario: sc.clone(),
         client,
-        target: plan.target.trim_end_matches('/').to_string(),
-        base_url,
+        target: plan.target.clone(),
         t0,
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,

@@ -352,9 +352,7 @@ impl User {
         });
         let rendered = rendered.ok().and_then(|(path, body)| {
             // A path that would leave the target's origin is never sent.
-            crate::target::join(&shared.target, &shared.base_url, &path)
-                .ok()
-                .map(|url| (url, body))
+            shared.target.join(&path).ok().map(|url| (url, body))
         });
         let Some((url, body)) = rendered else {
             let o = Outcome {

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::slo::{self, Decision};
+use super::slo;
+use crate::policy::slo::Decision;
 use crate::result::{time::StageResult, Block, RunResult, StepResult, Totals};
 use crate::scenario::hypothesis::{self, Op, Place, Rhs, Statement};
 

@@ -5,81 +5,9 @@
 //! limit, fails when one is clearly on the wrong side, and is inconclusive
 //! (measure more) otherwise.
 
-use serde::{Deserialize, Serialize};
-
-use crate::policy::metrics::{Base, Metric};
+use crate::policy::metrics::Metric;
+use crate::policy::slo::{Decision, Objective, SloCheck};
 use crate::stats::LatencyHist;
-
-/// An objective on one metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Objective {
-    /// `ttft_p90`, `tpot_p50`, `e2e_p90`, `error_rate`, …
-    pub metric: String,
-    /// The limit: at most this (ms for latencies, a fraction for rates).
-    pub limit: f64,
-}
-
-impl Objective {
-    /// For people: `TTFT p90 ≤ 800 ms`, `error rate ≤ 1%`.
-    pub fn label(&self) -> String {
-        match Metric::parse(&self.metric) {
-            Ok(m) if m.latency().is_some() => {
-                format!("{} ≤ {} ms", m.label(), trim_number(self.limit))
-            }
-            Ok(m) => format!("{} ≤ {}%", m.label(), trim_number(self.limit * 100.0)),
-            Err(_) => format!("{} ≤ {}", self.metric, trim_number(self.limit)),
-        }
-    }
-
-    /// Several, joined: `TTFT p90 ≤ 800 ms, error rate ≤ 1%`.
-    pub fn labels(objectives: &[Objective]) -> String {
-        objectives
-            .iter()
-            .map(Objective::label)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// A number without trailing zeros: 800, 0.5, 12.25.
-pub fn trim_number(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" {
-        "0".into()
-    } else {
-        s.into()
-    }
-}
-
-/// What the evidence says about one objective, or a level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    /// Held, with confidence.
-    Pass,
-    /// Too close to call: measure more.
-    Inconclusive,
-    /// Broken, with confidence.
-    Fail,
-}
-
-/// One objective judged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SloCheck {
-    /// The objective.
-    pub metric: String,
-    /// Its limit.
-    pub limit: f64,
-    /// The point estimate (`null`: nothing measured; +∞ among failures).
-    pub estimate: Option<f64>,
-    /// Lower confidence bound.
-    pub low: Option<f64>,
-    /// Upper confidence bound.
-    pub high: Option<f64>,
-    /// The verdict on it.
-    pub decision: Decision,
-}
 
 /// Pooled histogram of one latency (`ttft`, `tpot`: streamed steps only;
 /// `e2e`: every step) over some steps, failures +∞.
@@ -98,17 +26,6 @@ pub fn pooled(steps: &[crate::result::StepResult], prefix: &str) -> LatencyHist 
 /// (any latency, any quantile: `itl_p99.9`).
 pub fn latency_quantile(metric: &str) -> Option<(&'static str, f64)> {
     Metric::parse(metric).ok()?.latency()
-}
-
-/// Check an objective's name: `Err(why)` for one a probe cannot judge.
-pub fn check_metric(metric: &str) -> Result<(), String> {
-    let m = Metric::parse(metric)?;
-    if m.base == Base::ErrorRate || m.latency().is_some() {
-        return Ok(());
-    }
-    Err(format!(
-        "`{metric}` is not a metric a capacity probe can judge; use error_rate or a latency quantile (ttft_p90, tpot_p50, itl_p99, e2e_p95, …)"
-    ))
 }
 
 fn decide(low: Option<f64>, high: Option<f64>, limit: f64) -> Decision {
@@ -202,6 +119,7 @@ pub fn combine(checks: &[SloCheck]) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::slo::check_metric;
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
     use std::time::Duration;

@@ -72,13 +72,13 @@ impl Api {
     /// A client for `api_url` (GitHub Enterprise's `/api/v3` included).
     pub fn new(api_url: &str, token: &str, retry: RetryPolicy) -> Result<Self, UserError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let url = crate::target::parse_base(
+        let url = crate::target::Target::parse(
             api_url,
             crate::target::Source {
                 name: "GITHUB_API_URL",
             },
         )?;
-        let api_url = crate::target::base_text(&url);
+        let api_url = url.to_string();
         let env_err = |e: String| UserError::Environment {
             message: format!("cannot set up the GitHub client for `{api_url}`: {e}"),
             hint: Some("check `GITHUB_API_URL`".into()),

@@ -93,6 +93,13 @@ impl MockHandle {
         format!("http://{}", self.addr)
     }
 
+    /// `http://addr` as a checked target.
+    pub fn target(&self) -> crate::target::Target {
+        let source = crate::target::Source { name: "--target" };
+        // A socket address in an http URL is always a valid base.
+        crate::target::Target::parse(&self.url(), source).expect("a socket address URL")
+    }
+
     /// Stop serving and wait for the server task.
     pub async fn stop(self) {
         self.shutdown.cancel();

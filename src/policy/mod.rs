@@ -4,6 +4,7 @@
 //! gate.
 
 pub mod metrics;
+pub mod slo;
 
 use std::collections::BTreeMap;
 

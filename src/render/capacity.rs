@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::gate::capacity::{CapacityResult, CapacityVerdict};
-use crate::gate::slo::{Decision, Objective};
+use crate::gate::capacity::CapacityVerdict;
+use crate::policy::slo::{Decision, Objective};
+use crate::result::capacity::CapacityResult;
 
 use super::ms;
 
@@ -54,7 +55,7 @@ const OBJECTIVE: &str = "#d62728";
 
 /// A level on a chart's axis or in a table: `48`, `12.5`.
 fn level(l: f64) -> String {
-    crate::gate::slo::trim_number(l)
+    crate::stats::format::trim_number(l)
 }
 
 /// One Mermaid line chart against the levels probed, with a flat line at

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use super::passes::{build_blocks, ms, step_hists, step_results, workflow_result, Part};
 use super::*;
-use crate::engine::{RunOutput, RunStatus};
-use crate::scenario::Scenario;
+use crate::engine::{Plan, RunOutput, RunStatus};
 
 fn host() -> Host {
     Host {
@@ -20,20 +19,9 @@ fn host() -> Host {
     }
 }
 
-/// Everything about the run that is not a measurement.
-#[derive(Debug, Clone)]
-pub struct RunMeta<'a> {
-    /// The scenario.
-    pub scenario: &'a Scenario,
-    /// Base URL.
-    pub target: &'a str,
-    /// Load settings used.
-    pub load: &'a crate::scenario::LoadSpec,
-}
-
-/// Summarise a run, reading its records pass by pass.
-pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError> {
-    let sc = meta.scenario;
+/// Summarise a run of `plan`, reading its records pass by pass.
+pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
+    let (sc, load) = (&*plan.scenario, &plan.load);
     let src = &out.recorder.records;
     let (hists, span) = step_hists(sc, src, Part::ALL)?;
     let w_start = span.map_or(Duration::ZERO, |s| s.first);
@@ -47,10 +35,10 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
         .max(1e-3);
     let (steps, totals) = step_results(sc, hists, &out.recorder.itl, window_s);
     let workflow = workflow_result(src, Part::ALL, None, window_s)?;
-    let blocks = build_blocks(sc, src, Part::ALL, span, meta.load.blocks)?;
-    let windows = super::time::windows(sc, meta.load, &out.trace, src, span)?;
-    let dynamics = super::time::dynamics(meta.load, &windows);
-    let stages = super::time::stages(sc, meta.load, &out.trace, src)?;
+    let blocks = build_blocks(sc, src, Part::ALL, span, load.blocks)?;
+    let windows = super::time::windows(sc, load, &out.trace, src, span)?;
+    let dynamics = super::time::dynamics(load, &windows);
+    let stages = super::time::stages(sc, load, &out.trace, src)?;
     let workflows = super::time::workflows(sc, src, window_s)?;
 
     let (status, status_reason) = match &out.status {
@@ -79,12 +67,12 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
                 origin: sc.origin.clone(),
                 sha256: sc.sha256.clone(),
             },
-            target: crate::target::redact_userinfo(meta.target),
-            concurrency: meta.load.concurrency,
-            duration_s: meta.load.duration.map(|d| d.as_secs_f64()),
-            requests_limit: meta.load.requests,
-            warmup_s: meta.load.warmup.as_secs_f64(),
-            seed: meta.load.seed,
+            target: plan.target.to_string(),
+            concurrency: load.concurrency,
+            duration_s: load.duration.map(|d| d.as_secs_f64()),
+            requests_limit: load.requests,
+            warmup_s: load.warmup.as_secs_f64(),
+            seed: load.seed,
             vars: sc
                 .vars
                 .iter()
@@ -133,7 +121,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
         self_check: out.self_check.clone(),
         slo: sc.slo.clone(),
         gate: sc.gate.clone(),
-        load: Some(super::time::load_info(meta.load)),
+        load: Some(super::time::load_info(load)),
         stages,
         arrivals: super::time::arrivals(out),
         workflows,
@@ -146,7 +134,7 @@ pub fn build(meta: &RunMeta<'_>, out: &RunOutput) -> Result<RunResult, UserError
             &out.server,
             w_start.as_secs_f64(),
             w_end.as_secs_f64(),
-            meta.load.window.as_secs_f64(),
+            load.window.as_secs_f64(),
             &stage_spans,
         ),
     })

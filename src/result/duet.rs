@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::values::extract_with;
-use super::{build as build_result, RunMeta, RunResult};
+use super::{build as build_result, RunResult};
 use crate::engine::duet::{DuetOutput, Side, Slot};
 use crate::engine::{Plan, RunOutput};
 use crate::error::UserError;
 use crate::policy::metrics::{Values, ALL};
+use crate::target::Target;
 
 /// Version of the duet format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -120,13 +121,8 @@ impl DuetResult {
 
 /// A slot's pooled metrics, as the paired test reads them.
 pub fn slot_metrics(plan: &Plan, out: &RunOutput) -> BTreeMap<String, Option<f64>> {
-    let meta = RunMeta {
-        scenario: &plan.scenario,
-        target: &plan.target,
-        load: &plan.load,
-    };
     // A slot whose records cannot be read has no figures: its pair is skipped.
-    let vals = build_result(&meta, out)
+    let vals = build_result(plan, out)
         .ok()
         .and_then(|r| extract_with(&r, &r.gate.metrics).remove(ALL))
         .unwrap_or_default();
@@ -134,18 +130,14 @@ pub fn slot_metrics(plan: &Plan, out: &RunOutput) -> BTreeMap<String, Option<f64
 }
 
 /// The duet result of what the engine measured.
-pub fn build(plan: &Plan, reference: &str, out: &DuetOutput) -> Result<DuetResult, UserError> {
-    let mut load = plan.load.clone();
-    load.blocks = load.blocks.max(6);
-    let side = |target: &str, o: &RunOutput| {
-        build_result(
-            &RunMeta {
-                scenario: &plan.scenario,
-                target,
-                load: &load,
-            },
-            o,
-        )
+pub fn build(plan: &Plan, reference: &Target, out: &DuetOutput) -> Result<DuetResult, UserError> {
+    let side = |target: &Target, o: &RunOutput| {
+        let mut side = Plan {
+            target: target.clone(),
+            ..plan.clone()
+        };
+        side.load.blocks = side.load.blocks.max(6);
+        build_result(&side, o)
     };
     Ok(DuetResult {
         schema_version: SCHEMA_VERSION,

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{build, RunMeta, RunResult};
+use super::{build, RunResult};
 use crate::engine::spill::{Samples, Spill};
 use crate::engine::{
-    ErrorClass, IterationSample, LoadTrace, Recorder, RunOutput, RunStatus, Sample, SelfCheck,
+    ErrorClass, IterationSample, LoadTrace, Plan, Recorder, RunOutput, RunStatus, Sample, SelfCheck,
 };
 use crate::scenario::Scenario;
 use crate::stats::LatencyHist;
+use crate::target::{Source, Target};
 
 /// One invented request: its TTFT and time per output token (ms), tokens,
 /// and whether it failed.
@@ -102,10 +103,8 @@ pub fn invented_result(
         clock_offset_ms: None,
         server: Vec::new(),
     };
-    let meta = RunMeta {
-        scenario: sc,
-        target: "http://127.0.0.1:9",
-        load: &load,
-    };
-    build(&meta, &out).expect("invented records summarise")
+    let target =
+        Target::parse("http://127.0.0.1:9", Source { name: "--target" }).expect("a loopback URL");
+    let plan = Plan::new(Arc::new(sc.clone()), target, Arc::default(), load);
+    build(&plan, &out).expect("invented records summarise")
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use super::duet::{self, DuetResult};
-use super::{build, requests, RunMeta, RunResult};
+use super::{build, requests, RunResult};
 use crate::engine::spill::Samples;
 use crate::engine::{self, Plan};
 use crate::error::UserError;
@@ -121,12 +121,7 @@ pub async fn measure(
         }
         None => {
             let out = engine::run(plan.clone(), signals, kill).await?;
-            let meta = RunMeta {
-                scenario: &plan.scenario,
-                target: &plan.target,
-                load: &plan.load,
-            };
-            let result = build(&meta, &out)?;
+            let result = build(plan, &out)?;
             Ok(Measured {
                 late: out.late,
                 clock_offset_ms: out.clock_offset_ms,

@@ -6,6 +6,7 @@
 
 pub mod baseline;
 mod build;
+pub mod capacity;
 pub mod duet;
 pub mod invented;
 pub mod measure;
@@ -17,7 +18,7 @@ pub mod time;
 mod validate;
 pub mod values;
 
-pub use build::{build, RunMeta};
+pub use build::build;
 pub use measure::{measure, Current, Measured};
 pub(crate) use validate::Validator;
 

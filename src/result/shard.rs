@@ -483,9 +483,9 @@ fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// Merge checked shards into one result, through the one summary a single
-/// run gets; `meta` holds the global plan (no shard).
+/// run gets; `plan` is the whole run's (no shard).
 pub fn merge(
-    meta: &super::RunMeta<'_>,
+    plan: &crate::engine::Plan,
     shards: &[ShardFile],
     missing: Vec<u32>,
 ) -> Result<(RunResult, crate::engine::spill::Samples), UserError> {
@@ -523,13 +523,13 @@ pub fn merge(
         .map(|(_, _, info)| crate::engine::spill::Owner {
             index: info.index,
             count: info.plan.shards,
-            steps: meta.scenario.steps.len(),
+            steps: plan.scenario.steps.len(),
         })
         .collect();
     let records = crate::engine::spill::import(files, &owners).map_err(|(i, m)| {
         UserError::invalid("shard record file", &paths[i.min(paths.len() - 1)], None, m)
     })?;
-    let steps = meta.scenario.steps.len();
+    let steps = plan.scenario.steps.len();
     let mut itl = vec![crate::stats::LatencyHist::new(); steps];
     for (_, r, _) in shards {
         for (k, s) in r.steps.iter().enumerate().take(steps) {
@@ -599,12 +599,12 @@ pub fn merge(
         status,
         self_check: worst,
         active: None,
-        trace: merged_trace(meta.load, shards),
+        trace: merged_trace(&plan.load, shards),
         late: Duration::from_secs_f64(late / 1000.0),
         clock_offset_ms: None,
         server: Vec::new(),
     };
-    let mut r = super::build(meta, &out)?;
+    let mut r = super::build(plan, &out)?;
     for (_, s, _) in shards {
         for e in &s.error_examples {
             let same = r

@@ -278,7 +278,7 @@ pub struct Scenario {
     /// sha256 of the scenario text, hex.
     pub sha256: String,
     /// Default target.
-    pub base_url: Option<String>,
+    pub base_url: Option<crate::target::Target>,
     /// Authentication.
     pub auth: Auth,
     /// Load settings.
@@ -393,7 +393,7 @@ impl Scenario {
 
         let base_url = match &file.base_url {
             Some(u) => {
-                let url = crate::target::parse_base(
+                let url = crate::target::Target::parse(
                     u.get_ref(),
                     crate::target::Source { name: "base_url" },
                 )
@@ -405,7 +405,7 @@ impl Scenario {
                         None => err,
                     }
                 })?;
-                Some(crate::target::base_text(&url))
+                Some(url)
             }
             None => None,
         };

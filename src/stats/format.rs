@@ -34,6 +34,17 @@ pub fn ms_unit(v: Option<f64>) -> String {
     }
 }
 
+/// A number without trailing zeros: 800, 0.5, 12.25.
+pub fn trim_number(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

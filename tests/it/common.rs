@@ -30,6 +30,12 @@ pub struct Load {
     pub warmup: Duration,
 }
 
+/// A checked target from a test's URL.
+pub fn target(url: &str) -> flora_gate::target::Target {
+    flora_gate::target::Target::parse(url, flora_gate::target::Source { name: "--target" })
+        .expect("a test URL")
+}
+
 /// A plan for `sc` against `target` with `load`, generated tokens, no progress line.
 pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
     let mut spec = sc.load.clone();
@@ -39,7 +45,7 @@ pub fn plan_for(sc: Scenario, target: &str, load: Load) -> Plan {
     spec.warmup = load.warmup;
     Plan::new(
         Arc::new(sc),
-        target.to_string(),
+        self::target(target),
         Arc::new(tokens::generated(load.concurrency as usize)),
         spec,
     )
@@ -58,13 +64,8 @@ pub async fn run_plan(plan: Plan) -> (RunResult, RunOutput) {
     )
     .await
     .expect("run completes");
-    let meta = result::RunMeta {
-        scenario: &plan.scenario,
-        target: &plan.target,
-        load: &plan.load,
-    };
     (
-        result::build(&meta, &out).expect("the run's records read back"),
+        result::build(&plan, &out).expect("the run's records read back"),
         out,
     )
 }

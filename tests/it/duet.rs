@@ -24,10 +24,10 @@ fn cfg(slowdown: f64) -> MockConfig {
 /// A duet through the one pipeline, as every command runs it.
 async fn duet_of(
     mut plan: Plan,
-    reference: String,
+    reference: &str,
     pairs: u32,
 ) -> Result<flora_gate::result::duet::DuetResult, flora_gate::UserError> {
-    plan.reference = Some(reference);
+    plan.reference = Some(crate::common::target(reference));
     plan.load.blocks = pairs;
     match measure(&plan, CancellationToken::new(), CancellationToken::new())
         .await?
@@ -38,7 +38,7 @@ async fn duet_of(
     }
 }
 
-fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
+fn plan(target: &str, concurrency: u32, secs: u64) -> Plan {
     let sc = chat_scenario("");
     let mut load = sc.load.clone();
     load.concurrency = concurrency;
@@ -49,7 +49,7 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
         drain: Duration::from_secs(5),
         ..Plan::new(
             Arc::new(sc),
-            target,
+            crate::common::target(target),
             Arc::new(flora_gate::tokens::generated(concurrency as usize)),
             load,
         )
@@ -59,8 +59,8 @@ fn plan(target: String, concurrency: u32, secs: u64) -> Plan {
 async fn duet(candidate_slowdown: f64) -> flora_gate::result::duet::DuetResult {
     let reference = start_mock(cfg(1.0)).await;
     let candidate = start_mock(cfg(candidate_slowdown)).await;
-    let plan = plan(candidate.url(), 6, 12);
-    let d = duet_of(plan, reference.url(), 6).await.expect("duet runs");
+    let plan = plan(&candidate.url(), 6, 12);
+    let d = duet_of(plan, &reference.url(), 6).await.expect("duet runs");
     reference.stop().await;
     candidate.stop().await;
     d
@@ -152,8 +152,8 @@ async fn duet_catches_a_slower_candidate_and_passes_an_equal_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_side_rate_is_over_its_own_slots() {
     let server = start_mock(cfg(1.0)).await;
-    let (single, _) = crate::common::run_plan(plan(server.url(), 4, 6)).await;
-    let d = duet_of(plan(server.url(), 4, 12), server.url(), 6)
+    let (single, _) = crate::common::run_plan(plan(&server.url(), 4, 6)).await;
+    let d = duet_of(plan(&server.url(), 4, 12), &server.url(), 6)
         .await
         .expect("duet runs");
     server.stop().await;
@@ -178,7 +178,7 @@ async fn a_reference_that_dies_mid_run_still_gives_a_result() {
         tokio::time::sleep(Duration::from_secs(4)).await;
         reference.stop().await;
     });
-    let d = duet_of(plan(candidate.url(), 4, 12), url, 6)
+    let d = duet_of(plan(&candidate.url(), 4, 12), &url, 6)
         .await
         .expect("the duet goes on");
     killer.await.expect("stopped");
@@ -206,7 +206,7 @@ async fn slots_too_short_for_requests_are_lengthened() {
     };
     let reference = start_mock(slow.clone()).await;
     let candidate = start_mock(slow).await;
-    let d = duet_of(plan(candidate.url(), 2, 48), reference.url(), 12)
+    let d = duet_of(plan(&candidate.url(), 2, 48), &reference.url(), 12)
         .await
         .expect("duet runs");
     reference.stop().await;

@@ -206,10 +206,12 @@ async fn dead_target_is_a_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    let err =
-        flora_gate::engine::preflight(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2))
-            .await
-            .expect_err("nothing listens");
+    let err = flora_gate::engine::preflight(
+        &crate::common::target(&format!("http://127.0.0.1:{port}")),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect_err("nothing listens");
     assert!(err.to_string().contains("cannot connect"), "{err}");
     assert!(err.hint().expect("hint").contains("--target"));
 }

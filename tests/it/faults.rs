@@ -152,7 +152,7 @@ async fn a_target_that_goes_away_mid_run_is_counted_as_connect_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unresolvable_host_is_a_clear_error() {
     let err = engine::preflight(
-        "http://flora-gate-test.invalid:8080",
+        &crate::common::target("http://flora-gate-test.invalid:8080"),
         Duration::from_secs(5),
     )
     .await
@@ -175,7 +175,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         drain: Duration::from_secs(5),
         ..Plan::new(
             Arc::new(sc),
-            mock.url(),
+            mock.target(),
             Arc::new(flora_gate::tokens::generated(4)),
             load,
         )
@@ -194,12 +194,7 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
         panic!("not aborted: {:?}", out.status)
     };
     assert!(reason.contains("circuit breaker"), "{reason}");
-    let meta = flora_gate::result::RunMeta {
-        scenario: &plan.scenario,
-        target: &plan.target,
-        load: &plan.load,
-    };
-    let r = flora_gate::result::build(&meta, &out).expect("records read back");
+    let r = flora_gate::result::build(&plan, &out).expect("records read back");
     assert_eq!(r.status.as_str(), "aborted");
     let base = flora_gate::result::baseline::Baseline::read(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -215,12 +210,21 @@ async fn the_circuit_breaker_stops_the_run_and_fails_the_gate() {
     );
 }
 
-#[test]
-fn targets_outside_allow_hosts_are_refused() {
-    let sc = chat_scenario("[safety]\nallow_hosts = [\"127.0.0.1\", \"staging.internal\"]\n");
-    assert!(engine::check_allowed(&sc, "http://127.0.0.1:8080").is_ok());
-    assert!(engine::check_allowed(&sc, "https://STAGING.internal").is_ok());
-    let err = engine::check_allowed(&sc, "https://prod.example.com").expect_err("refused");
+/// The engine checks a plan's destinations where a run begins, whatever
+/// built the plan: outside `allow_hosts` is refused before any connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_outside_allow_hosts_are_refused() {
+    let sc = chat_scenario("[safety]\nallow_hosts = [\"127.0.0.1\", \"LocalHost\"]\n");
+    let run = |target: &str| {
+        let plan = crate::common::plan_for(sc.clone(), target, requests(1, 1));
+        engine::run(plan, CancellationToken::new(), CancellationToken::new())
+    };
+    // Allowed: refused only because nothing listens there.
+    for allowed in ["http://127.0.0.1:9", "http://LOCALHOST:9"] {
+        let err = run(allowed).await.expect_err("nothing listens");
+        assert!(!err.to_string().contains("allow_hosts"), "{allowed}: {err}");
+    }
+    let err = run("https://prod.example.com").await.expect_err("refused");
     assert!(
         err.to_string().contains("prod.example.com") && err.to_string().contains("allow_hosts"),
         "{err}"

@@ -49,7 +49,7 @@ fn shaped(
     };
     Plan::new(
         Arc::new(sc),
-        target.to_string(),
+        crate::common::target(target),
         Arc::new(flora_gate::tokens::generated(users)),
         load,
     )

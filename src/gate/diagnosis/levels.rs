@@ -2,7 +2,7 @@
 //! load levels (held stages, or probes), each with the server's signals
 //! when they were scraped, and its streamed steps' prompt sizes.
 
-use crate::gate::capacity::CapacityResult;
+use crate::result::capacity::CapacityResult;
 use crate::result::{RunResult, StepResult};
 use crate::scenario::ResponseKind;
 

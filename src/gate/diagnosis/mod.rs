@@ -9,7 +9,7 @@ mod rules;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gate::capacity::CapacityResult;
+use crate::result::capacity::CapacityResult;
 use crate::result::server::Signals;
 use crate::result::RunResult;
 

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use super::esc;
 use super::svg::{Bars, Chart, Marker, Rule, Series};
-use crate::gate::capacity::{CapacityResult, CapacityVerdict};
+use crate::gate::capacity::CapacityVerdict;
+use crate::result::capacity::CapacityResult;
 
 use crate::stats::format::ms;
 
@@ -33,7 +34,7 @@ fn charts(r: &CapacityResult, o: &mut String) {
     });
     let line = |name: &str,
                 class: &'static str,
-                f: &dyn Fn(&crate::gate::capacity::Probe) -> Option<f64>| Series {
+                f: &dyn Fn(&crate::result::capacity::Probe) -> Option<f64>| Series {
         name: name.into(),
         class,
         dots: true,

@@ -139,7 +139,7 @@ pub fn run_page<'a>(
 
 /// The page of a capacity search.
 pub fn capacity_page(
-    r: &crate::gate::capacity::CapacityResult,
+    r: &crate::result::capacity::CapacityResult,
     verdict: Option<&crate::gate::capacity::CapacityVerdict>,
 ) -> Page<'static> {
     Page {
