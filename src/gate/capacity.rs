@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::slo;
+use crate::policy::metrics::Base;
 use crate::policy::slo::{Decision, Objective, SloCheck};
 use crate::result::capacity::{By, Capacity, CapacityResult, Probe};
 use crate::result::RunResult;
@@ -102,8 +103,8 @@ impl Search {
 }
 
 /// Pooled histogram of one latency of a run.
-fn pooled(r: &RunResult, prefix: &str) -> LatencyHist {
-    slo::pooled(&r.steps, prefix)
+fn pooled(r: &RunResult, base: Base) -> LatencyHist {
+    crate::result::values::pooled(&r.steps, base)
 }
 
 /// Judge a probe's run against the objectives.
@@ -127,7 +128,7 @@ pub fn probe(
     checks: Vec<SloCheck>,
     note: Option<String>,
 ) -> Probe {
-    let (ttft, tpot) = (pooled(r, "ttft"), pooled(r, "tpot"));
+    let (ttft, tpot) = (pooled(r, Base::Ttft), pooled(r, Base::Tpot));
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     Probe {
         level,

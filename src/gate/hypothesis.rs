@@ -238,7 +238,13 @@ fn against_value(
     limit: f64,
 ) -> Outcome {
     if let Some((prefix, q)) = slo::latency_quantile(metric) {
-        let c = slo::quantile_check(metric, &slo::pooled(p.steps, prefix), q, limit, Z);
+        let c = slo::quantile_check(
+            metric,
+            &crate::result::values::pooled(p.steps, prefix),
+            q,
+            limit,
+            Z,
+        );
         let (Some(lo), Some(hi)) = (c.low, c.high) else {
             return unknown(
                 text,

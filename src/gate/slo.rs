@@ -5,26 +5,13 @@
 //! limit, fails when one is clearly on the wrong side, and is inconclusive
 //! (measure more) otherwise.
 
-use crate::policy::metrics::Metric;
+use crate::policy::metrics::{Base, Metric};
 use crate::policy::slo::{Decision, Objective, SloCheck};
 use crate::stats::LatencyHist;
 
-/// Pooled histogram of one latency (`ttft`, `tpot`: streamed steps only;
-/// `e2e`: every step) over some steps, failures +∞.
-pub fn pooled(steps: &[crate::result::StepResult], prefix: &str) -> LatencyHist {
-    let mut h = LatencyHist::new();
-    for x in steps
-        .iter()
-        .filter_map(|s| crate::result::values::step_hist(s, prefix))
-    {
-        h.merge(&x);
-    }
-    h
-}
-
-/// The quantile a latency objective names: `("ttft", 0.9)` for `ttft_p90`
-/// (any latency, any quantile: `itl_p99.9`).
-pub fn latency_quantile(metric: &str) -> Option<(&'static str, f64)> {
+/// The quantile a latency objective names: `(Base::Ttft, 0.9)` for
+/// `ttft_p90` (any latency, any quantile: `itl_p99.9`).
+pub fn latency_quantile(metric: &str) -> Option<(Base, f64)> {
     Metric::parse(metric).ok()?.latency()
 }
 
@@ -232,7 +219,7 @@ mod tests {
 
     #[test]
     fn objective_names_are_checked() {
-        assert_eq!(latency_quantile("ttft_p90"), Some(("ttft", 0.9)));
+        assert_eq!(latency_quantile("ttft_p90"), Some((Base::Ttft, 0.9)));
         assert!(check_metric("tpot_p50").is_ok());
         assert!(check_metric("error_rate").is_ok());
         assert!(check_metric("itl_p99.9").is_ok());

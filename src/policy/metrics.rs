@@ -1,8 +1,10 @@
 //! The metric vocabulary: a metric is a base (TTFT, TPOT, ITL, TTFB, E2E,
 //! a rate, the error rate) and, for latencies, a quantile (`p50`, `p95`,
 //! `p99.9`, any). One parser reads every metric name the gate, the
-//! hypotheses, capacity objectives, results and reports use; adding a base
-//! is one entry in [`BASES`]. Plain data.
+//! hypotheses, capacity objectives, results and reports use; a base is one
+//! entry in the `bases!` list below (the enum and its table come from it),
+//! and `result::values` reads its figures in `match`es the compiler keeps
+//! complete. Plain data.
 //!
 //! Scope `all` pools every streamed step (histograms merged exactly), so a
 //! handful of gated metrics cover the whole workflow; each step is also its
@@ -11,31 +13,37 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// What a metric measures, before any statistic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Base {
-    /// Time to first token (a latency).
-    Ttft,
-    /// Time per output token after the first (a latency).
-    Tpot,
-    /// Inter-token latency, gap by gap (a latency).
-    Itl,
-    /// Time to the response's first byte (a latency).
-    Ttfb,
-    /// End to end: request to last token (a latency).
-    E2e,
-    /// Output tokens per second.
-    OutputTokensPerS,
-    /// Requests per second.
-    RequestsPerS,
-    /// Successful requests per second.
-    GoodputPerS,
-    /// Failed requests over requests.
-    ErrorRate,
+/// Declares [`Base`] and [`BASES`] from one list, so a base and its entry
+/// cannot drift apart.
+macro_rules! bases {
+    ($($(#[$doc:meta])* $variant:ident {
+        key: $key:literal, label: $label:literal, unit: $unit:literal,
+        higher_is_worse: $worse:literal, latency: $latency:literal, streamed_only: $streamed:literal $(,)?
+    }),* $(,)?) => {
+        /// What a metric measures, before any statistic.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Base {
+            $($(#[$doc])* $variant,)*
+        }
+
+        /// Every base, in the order reports show them.
+        pub const BASES: &[BaseDef] = &[
+            $(BaseDef {
+                base: Base::$variant,
+                key: $key,
+                label: $label,
+                unit: $unit,
+                higher_is_worse: $worse,
+                latency: $latency,
+                streamed_only: $streamed,
+            },)*
+        ];
+    };
 }
 
 /// One base: its name in files, its label, its unit, which way is worse,
-/// and whether it is a latency (then it takes a quantile).
+/// whether it is a latency (then it takes a quantile) and whether only a
+/// streamed step has it.
 #[derive(Debug, Clone, Copy)]
 pub struct BaseDef {
     /// The base.
@@ -50,91 +58,36 @@ pub struct BaseDef {
     pub higher_is_worse: bool,
     /// A latency distribution (named with a quantile: `ttft_p90`).
     pub latency: bool,
+    /// Only a streamed step has it (no token timings in a JSON reply).
+    pub streamed_only: bool,
 }
 
-/// Every base, in the order reports show them.
-pub const BASES: &[BaseDef] = &[
-    BaseDef {
-        base: Base::Ttft,
-        key: "ttft",
-        label: "TTFT",
-        unit: "ms",
-        higher_is_worse: true,
-        latency: true,
-    },
-    BaseDef {
-        base: Base::Tpot,
-        key: "tpot",
-        label: "TPOT",
-        unit: "ms",
-        higher_is_worse: true,
-        latency: true,
-    },
-    BaseDef {
-        base: Base::Itl,
-        key: "itl",
-        label: "ITL",
-        unit: "ms",
-        higher_is_worse: true,
-        latency: true,
-    },
-    BaseDef {
-        base: Base::Ttfb,
-        key: "ttfb",
-        label: "TTFB",
-        unit: "ms",
-        higher_is_worse: true,
-        latency: true,
-    },
-    BaseDef {
-        base: Base::E2e,
-        key: "e2e",
-        label: "E2E",
-        unit: "ms",
-        higher_is_worse: true,
-        latency: true,
-    },
-    BaseDef {
-        base: Base::OutputTokensPerS,
-        key: "output_tokens_per_s",
-        label: "output tok/s",
-        unit: "tok/s",
-        higher_is_worse: false,
-        latency: false,
-    },
-    BaseDef {
-        base: Base::RequestsPerS,
-        key: "requests_per_s",
-        label: "requests/s",
-        unit: "req/s",
-        higher_is_worse: false,
-        latency: false,
-    },
-    BaseDef {
-        base: Base::GoodputPerS,
-        key: "goodput_per_s",
-        label: "goodput",
-        unit: "req/s",
-        higher_is_worse: false,
-        latency: false,
-    },
-    BaseDef {
-        base: Base::ErrorRate,
-        key: "error_rate",
-        label: "error rate",
-        unit: "",
-        higher_is_worse: true,
-        latency: false,
-    },
-];
+bases! {
+    /// Time to first token (a latency).
+    Ttft { key: "ttft", label: "TTFT", unit: "ms", higher_is_worse: true, latency: true, streamed_only: true },
+    /// Time per output token after the first (a latency).
+    Tpot { key: "tpot", label: "TPOT", unit: "ms", higher_is_worse: true, latency: true, streamed_only: true },
+    /// Inter-token latency, gap by gap (a latency).
+    Itl { key: "itl", label: "ITL", unit: "ms", higher_is_worse: true, latency: true, streamed_only: true },
+    /// Time to the response's first byte (a latency).
+    Ttfb { key: "ttfb", label: "TTFB", unit: "ms", higher_is_worse: true, latency: true, streamed_only: false },
+    /// End to end: request to last token (a latency).
+    E2e { key: "e2e", label: "E2E", unit: "ms", higher_is_worse: true, latency: true, streamed_only: false },
+    /// Output tokens per second.
+    OutputTokensPerS { key: "output_tokens_per_s", label: "output tok/s", unit: "tok/s", higher_is_worse: false, latency: false, streamed_only: false },
+    /// Requests per second.
+    RequestsPerS { key: "requests_per_s", label: "requests/s", unit: "req/s", higher_is_worse: false, latency: false, streamed_only: false },
+    /// Successful requests per second.
+    GoodputPerS { key: "goodput_per_s", label: "goodput", unit: "req/s", higher_is_worse: false, latency: false, streamed_only: false },
+    /// Failed requests over requests.
+    ErrorRate { key: "error_rate", label: "error rate", unit: "", higher_is_worse: true, latency: false, streamed_only: false },
+}
 
 impl Base {
     /// Its entry in [`BASES`].
     pub fn def(self) -> &'static BaseDef {
-        BASES
-            .iter()
-            .find(|d| d.base == self)
-            .expect("every base has an entry in BASES")
+        // `bases!` lists the variants and the table in one order.
+        &BASES[self as usize]
     }
 }
 
@@ -228,10 +181,10 @@ impl Metric {
         self.base.def().higher_is_worse
     }
 
-    /// The latency histogram it reads (`ttft`, `tpot`, `itl`, `ttfb`,
-    /// `e2e`) and the quantile; `None` for rates.
-    pub fn latency(&self) -> Option<(&'static str, f64)> {
-        self.quantile.map(|q| (self.base.def().key, q))
+    /// The latency and quantile it names: `(Base::Ttft, 0.9)` for
+    /// `ttft_p90`; `None` for a rate.
+    pub fn latency(&self) -> Option<(Base, f64)> {
+        self.quantile.map(|q| (self.base, q))
     }
 }
 
@@ -316,7 +269,7 @@ mod tests {
             assert_eq!(Metric::parse(&m.name()), Ok(m));
         }
         let m = Metric::parse("itl_p99.9").expect("parses");
-        assert_eq!(m.latency(), Some(("itl", 0.999)));
+        assert_eq!(m.latency(), Some((Base::Itl, 0.999)));
         assert_eq!(m.label(), "ITL p99.9");
         assert!(Metric::parse("output_tokens_per_s").is_ok_and(|m| !m.higher_is_worse()));
     }

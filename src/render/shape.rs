@@ -5,11 +5,12 @@
 use serde::Serialize;
 
 use super::md_cell;
+use crate::policy::metrics::Base;
 use crate::result::time::{
     Slope, StageResult, DRIFT_FLAG_PCT_PER_H, DRIFT_MIN_CHANGE_PCT, RECOVERY_BAND,
 };
-use crate::result::{RunResult, StepResult};
-use crate::scenario::ResponseKind;
+use crate::result::values::pooled;
+use crate::result::RunResult;
 use crate::stats::LatencyHist;
 
 /// One stage in the table.
@@ -52,22 +53,8 @@ pub struct ShapeContext {
 use super::ms;
 
 /// TTFT and TPOT quantiles of a stage's streamed steps, histograms merged exactly.
-pub(super) fn pooled(steps: &[StepResult]) -> (LatencyHist, LatencyHist) {
-    let (mut ttft, mut tpot) = (LatencyHist::new(), LatencyHist::new());
-    for s in steps.iter().filter(|s| s.response == ResponseKind::Sse) {
-        let failed = s.failed;
-        if let Ok(h) = LatencyHist::decode(&s.histograms.ttft, failed) {
-            ttft.merge(&h);
-        }
-        if let Ok(h) = LatencyHist::decode(&s.histograms.tpot, failed) {
-            tpot.merge(&h);
-        }
-    }
-    (ttft, tpot)
-}
-
 fn stage_row(st: &StageResult, open: bool) -> (StageRow, [Option<f64>; 3]) {
-    let (ttft, tpot) = pooled(&st.steps);
+    let (ttft, tpot) = (pooled(&st.steps, Base::Ttft), pooled(&st.steps, Base::Tpot));
     let q = |h: &LatencyHist, p| h.quantile_ms(p);
     let figures = [
         q(&ttft, 0.5),

@@ -334,19 +334,6 @@ pub fn check_shards(
     Ok((out, missing))
 }
 
-/// A shard's pooled TTFT (streamed steps, failures +∞).
-fn pooled_ttft(r: &RunResult) -> crate::stats::LatencyHist {
-    let mut h = crate::stats::LatencyHist::new();
-    for s in &r.steps {
-        if s.response == crate::scenario::ResponseKind::Sse {
-            if let Ok(x) = crate::stats::LatencyHist::decode(&s.histograms.ttft, s.failed) {
-                h.merge(&x);
-            }
-        }
-    }
-    h
-}
-
 /// A 99% interval of the median from order statistics.
 fn median_interval(h: &crate::stats::LatencyHist) -> Option<(f64, f64)> {
     let n = h.count() as f64;
@@ -359,7 +346,10 @@ fn median_interval(h: &crate::stats::LatencyHist) -> Option<(f64, f64)> {
 
 /// The per-shard table, with a flag on a shard that stands out.
 fn shard_rows(shards: &[ShardFile]) -> Vec<ShardRow> {
-    let hists: Vec<_> = shards.iter().map(|(_, r, _)| pooled_ttft(r)).collect();
+    let hists: Vec<_> = shards
+        .iter()
+        .map(|(_, r, _)| super::values::pooled(&r.steps, crate::policy::metrics::Base::Ttft))
+        .collect();
     shards
         .iter()
         .enumerate()

@@ -4,39 +4,70 @@
 use std::collections::BTreeMap;
 
 use super::{RunResult, StepResult};
-use crate::policy::metrics::{Base, Metric, Values, ALL, SHOWN, WORKFLOW};
+use crate::policy::metrics::{Base, Metric, Values, ALL, BASES, SHOWN, WORKFLOW};
 use crate::scenario::ResponseKind;
 use crate::stats::{Dist, LatencyHist};
 
-/// The step's histogram of a latency base (`ttft`, `tpot`, `itl`, `ttfb`,
-/// `e2e`), with its failures counted; `None` for a base the step has not
-/// (a stream's timings of a JSON step).
-pub fn step_hist(s: &StepResult, key: &str) -> Option<LatencyHist> {
-    let streamed = s.response == ResponseKind::Sse;
-    let (b64, failures) = match key {
-        "ttft" if streamed => (&s.histograms.ttft, s.ttft_ms.failures),
-        "tpot" if streamed => (&s.histograms.tpot, s.tpot_ms.failures),
-        "itl" if streamed => (&s.histograms.itl, 0),
-        "ttfb" => (&s.histograms.ttfb, s.ttfb_ms.failures),
-        "e2e" => (&s.histograms.e2e, s.e2e_ms.failures),
-        _ => return None,
-    };
+/// Where a step keeps one latency: its summary, its histogram and the
+/// failures counted in it (+∞). The one place a latency base meets a step's
+/// fields: a new base does not compile until it has its arm here and in
+/// [`rate`]. `None` for a rate, or a base the step has not (a stream's
+/// timings of a JSON step).
+fn latency(s: &StepResult, base: Base) -> Option<(&Dist, &str, u64)> {
+    if base.def().streamed_only && s.response != ResponseKind::Sse {
+        return None;
+    }
+    let h = &s.histograms;
+    match base {
+        Base::Ttft => Some((&s.ttft_ms, &h.ttft, s.ttft_ms.failures)),
+        Base::Tpot => Some((&s.tpot_ms, &h.tpot, s.tpot_ms.failures)),
+        // Gaps of failed streams are real gaps: no failure is +∞ here.
+        Base::Itl => Some((&s.itl_ms, &h.itl, 0)),
+        Base::Ttfb => Some((&s.ttfb_ms, &h.ttfb, s.ttfb_ms.failures)),
+        Base::E2e => Some((&s.e2e_ms, &h.e2e, s.e2e_ms.failures)),
+        Base::OutputTokensPerS | Base::RequestsPerS | Base::GoodputPerS | Base::ErrorRate => None,
+    }
+}
+
+/// One latency pooled over steps (histograms merged exactly, failures +∞);
+/// the steps that have not that latency add nothing.
+pub fn pooled(steps: &[StepResult], base: Base) -> LatencyHist {
+    let mut h = LatencyHist::new();
+    for x in steps.iter().filter_map(|s| step_hist(s, base)) {
+        h.merge(&x);
+    }
+    h
+}
+
+/// What one scope counted: a step, the run, or the workflow (whose
+/// "requests" are iterations, with no tokens or goodput of their own).
+struct Counts {
+    output_tokens_per_s: Option<f64>,
+    requests_per_s: f64,
+    goodput_per_s: Option<f64>,
+    requests: u64,
+    failed: u64,
+}
+
+/// A rate in one scope; `None` for a latency, a rate the scope has not, or
+/// an error rate of no requests.
+fn rate(base: Base, c: &Counts) -> Option<f64> {
+    match base {
+        Base::OutputTokensPerS => c.output_tokens_per_s,
+        Base::RequestsPerS => Some(c.requests_per_s),
+        Base::GoodputPerS => c.goodput_per_s,
+        Base::ErrorRate => (c.requests > 0).then(|| c.failed as f64 / c.requests as f64),
+        Base::Ttft | Base::Tpot | Base::Itl | Base::Ttfb | Base::E2e => None,
+    }
+}
+
+/// The step's histogram of a latency base, with its failures counted;
+/// `None` for a base the step has not.
+pub fn step_hist(s: &StepResult, base: Base) -> Option<LatencyHist> {
+    let (_, b64, failures) = latency(s, base)?;
     // A histogram that does not decode contributes nothing; the step's
     // summaries still stand.
     Some(LatencyHist::decode(b64, failures).unwrap_or_default())
-}
-
-/// The step's summary of a latency base (for the quantiles it holds).
-fn step_dist<'a>(s: &'a StepResult, key: &str) -> Option<&'a Dist> {
-    let streamed = s.response == ResponseKind::Sse;
-    match key {
-        "ttft" if streamed => Some(&s.ttft_ms),
-        "tpot" if streamed => Some(&s.tpot_ms),
-        "itl" if streamed => Some(&s.itl_ms),
-        "ttfb" => Some(&s.ttfb_ms),
-        "e2e" => Some(&s.e2e_ms),
-        _ => None,
-    }
 }
 
 /// The metrics read: those every result carries and those asked for.
@@ -63,33 +94,47 @@ fn dist_word(m: &Metric) -> Option<String> {
     matches!(word.as_str(), "p50" | "p90" | "p95" | "p99").then_some(word)
 }
 
+/// Every rate base, in table order.
+fn rates() -> impl Iterator<Item = Base> {
+    BASES.iter().filter(|d| !d.latency).map(|d| d.base)
+}
+
+fn insert_rates(v: &mut Values, c: &Counts) {
+    for base in rates() {
+        if let Some(x) = rate(base, c) {
+            v.insert(base.def().key.into(), x);
+        }
+    }
+}
+
 fn step_values(s: &StepResult, metrics: &[Metric]) -> Values {
     let mut v = Values::new();
     for m in metrics {
-        let Some((key, q)) = m.latency() else {
+        let Some((base, q)) = m.latency() else {
             continue;
         };
-        // Not shown for a JSON step: no stream to time.
-        if key != "e2e" && key != "ttfb" && s.response != ResponseKind::Sse {
+        let Some((dist, _, _)) = latency(s, base) else {
             continue;
-        }
-        let x = match (step_dist(s, key), dist_word(m)) {
-            (Some(d), Some(w)) => d.get(&w),
-            _ => step_hist(s, key).and_then(|h| h.quantile_ms(q)),
+        };
+        let x = match dist_word(m) {
+            Some(w) => dist.get(&w),
+            None => step_hist(s, base).and_then(|h| h.quantile_ms(q)),
         };
         if let Some(x) = x {
             v.insert(m.name(), x);
         }
     }
-    v.insert(
-        "output_tokens_per_s".into(),
-        s.throughput.output_tokens_per_s,
+    let t = &s.throughput;
+    insert_rates(
+        &mut v,
+        &Counts {
+            output_tokens_per_s: Some(t.output_tokens_per_s),
+            requests_per_s: t.requests_per_s,
+            goodput_per_s: Some(t.goodput_per_s),
+            requests: s.requests,
+            failed: s.failed,
+        },
     );
-    v.insert("requests_per_s".into(), s.throughput.requests_per_s);
-    v.insert("goodput_per_s".into(), s.throughput.goodput_per_s);
-    if s.requests > 0 {
-        v.insert("error_rate".into(), s.failed as f64 / s.requests as f64);
-    }
     v
 }
 
@@ -104,46 +149,57 @@ pub fn extract(r: &RunResult) -> BTreeMap<String, Values> {
 pub fn extract_with(r: &RunResult, extra: &[String]) -> BTreeMap<String, Values> {
     let metrics = wanted(extra);
     let mut out = BTreeMap::new();
-    let mut keys: Vec<&str> = metrics
+    let mut bases: Vec<Base> = metrics
         .iter()
         .filter_map(|m| m.latency())
         .map(|l| l.0)
         .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let mut pooled: BTreeMap<&str, LatencyHist> = BTreeMap::new();
+    bases.sort_unstable();
+    bases.dedup();
+    let mut pooled: BTreeMap<Base, LatencyHist> = BTreeMap::new();
     for s in &r.steps {
         out.insert(s.name.clone(), step_values(s, &metrics));
+        // `all` pools the streamed steps.
         if s.response == ResponseKind::Sse {
-            for key in &keys {
-                if let Some(h) = step_hist(s, key) {
-                    pooled.entry(key).or_default().merge(&h);
+            for &base in &bases {
+                if let Some(h) = step_hist(s, base) {
+                    pooled.entry(base).or_default().merge(&h);
                 }
             }
         }
     }
     let mut all = Values::new();
     for m in &metrics {
-        let Some((key, q)) = m.latency() else {
+        let Some((base, q)) = m.latency() else {
             continue;
         };
-        if let Some(x) = pooled.get(key).and_then(|h| h.quantile_ms(q)) {
+        if let Some(x) = pooled.get(&base).and_then(|h| h.quantile_ms(q)) {
             all.insert(m.name(), x);
         }
     }
     let t = &r.totals;
-    all.insert("output_tokens_per_s".into(), t.output_tokens_per_s);
-    all.insert("requests_per_s".into(), t.requests_per_s);
-    all.insert("goodput_per_s".into(), t.goodput_per_s);
-    if t.requests > 0 {
-        all.insert("error_rate".into(), t.error_rate);
-    }
+    insert_rates(
+        &mut all,
+        &Counts {
+            output_tokens_per_s: Some(t.output_tokens_per_s),
+            requests_per_s: t.requests_per_s,
+            goodput_per_s: Some(t.goodput_per_s),
+            requests: t.requests,
+            failed: t.failed,
+        },
+    );
     out.insert(ALL.into(), all);
+    out.insert(WORKFLOW.into(), workflow_values(r, &metrics));
+    out
+}
 
+/// The workflow scope: its duration is an end-to-end latency; its rates
+/// count iterations.
+fn workflow_values(r: &RunResult, metrics: &[Metric]) -> Values {
     let w = &r.workflow;
     let mut wf = Values::new();
-    for m in &metrics {
-        if let (Base::E2e, Some(q)) = (m.base, m.quantile) {
+    for m in metrics {
+        if let Some((Base::E2e, q)) = m.latency() {
             let x = match dist_word(m) {
                 Some(word) => w.duration_ms.get(&word),
                 None => LatencyHist::decode(&w.histogram, w.failed)
@@ -155,10 +211,15 @@ pub fn extract_with(r: &RunResult, extra: &[String]) -> BTreeMap<String, Values>
             }
         }
     }
-    wf.insert("requests_per_s".into(), w.iterations_per_s);
-    if w.iterations > 0 {
-        wf.insert("error_rate".into(), w.failed as f64 / w.iterations as f64);
-    }
-    out.insert(WORKFLOW.into(), wf);
-    out
+    insert_rates(
+        &mut wf,
+        &Counts {
+            output_tokens_per_s: None,
+            requests_per_s: w.iterations_per_s,
+            goodput_per_s: None,
+            requests: w.iterations,
+            failed: w.failed,
+        },
+    );
+    wf
 }

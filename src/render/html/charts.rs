@@ -231,7 +231,7 @@ fn window_len(r: &RunResult) -> String {
 
 /// Streamed steps' TTFT, histograms merged exactly.
 fn pooled_ttft(steps: &[crate::result::StepResult]) -> LatencyHist {
-    crate::render::shape::pooled(steps).0
+    crate::result::values::pooled(steps, crate::policy::metrics::Base::Ttft)
 }
 
 /// TTFT against users over the held stages, with the objective and the
