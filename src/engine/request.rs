@@ -446,66 +446,105 @@ impl Tally {
     }
 }
 
-/// Read a streamed answer: the socket and the clocks. What each event
-/// means (content, usage, the end, the server's error) is the stream
-/// reader's ([`crate::stream::reader`]); this times the events it reports
-/// and enforces the deadlines.
-async fn read_stream(
-    mut response: wire::Response,
-    step: &Step,
-    cancel: Option<crate::scenario::Cancel>,
-    dl: Deadlines,
-    itl: &mut Vec<u32>,
-    out: &mut Outcome,
-) {
-    let Deadlines {
-        start,
-        first: first_deadline,
-        total: total_deadline,
-        idle,
-        max_body,
-    } = dl;
-    let keep_text = step.capture_text.is_some() || step.append_text.is_some();
-    let mut reader = StreamReader::new(
-        &step.stream,
-        keep_text,
-        step.resume,
-        cancel.and_then(|c| c.tokens),
-    );
-    // Gaps go into the step's list as the stream goes, and are taken back
-    // out if it fails.
-    let kept = itl.len();
-    // The writer presses stop after so long.
-    let cancel_at = cancel.and_then(|c| c.after).map(|a| start + a);
-    let mut cancelled_in_time = false;
+/// Why the read of a stream stopped.
+enum Stop {
+    /// The reader has its end, or the body ended.
+    Ended,
+    /// The writer pressed stop (`cancel.after`) in time.
+    Cancelled,
+    /// A deadline passed or the body broke.
+    Failed(ErrorClass),
+}
 
-    // When the read must give up: the first-token deadline, then the idle
-    // time after the latest piece, never past the total or the cancel.
-    let due = |first: Option<Instant>, latest: Instant| {
+impl Deadlines {
+    /// When the read must give up: the first-token deadline, then the idle
+    /// time after the latest piece, never past the total or the cancel.
+    fn due(&self, first: Option<Instant>, latest: Instant, cancel_at: Option<Instant>) -> Instant {
         let d = match first {
-            None => first_deadline,
-            Some(_) => (latest + idle).min(total_deadline),
+            None => self.first,
+            Some(_) => (latest + self.idle).min(self.total),
         };
         cancel_at.map_or(d, |c| d.min(c))
-    };
-    // One timer per stream, not one per piece: it is set to the deadline
-    // known when it was armed, moved earlier at once when the deadline is
-    // (the first content event shortens it to the idle time), and moved
-    // later only when it fires early.
-    let mut t = Tally {
-        latest: start,
-        armed: due(None, start),
-        first: None,
-        last: None,
-        first_event: None,
-        received: 0,
-        gaps: [0; GAP_BATCH],
-        n_gaps: 0,
-    };
+    }
+
+    /// Which deadline `deadline` was.
+    fn phase(&self, deadline: Instant, first: Option<Instant>) -> TimeoutPhase {
+        if deadline == self.total {
+            TimeoutPhase::Total
+        } else if first.is_none() {
+            TimeoutPhase::FirstToken
+        } else {
+            TimeoutPhase::Idle
+        }
+    }
+}
+
+impl Tally {
+    fn new(start: Instant, armed: Instant) -> Tally {
+        Tally {
+            latest: start,
+            armed,
+            first: None,
+            last: None,
+            first_event: None,
+            received: 0,
+            gaps: [0; GAP_BATCH],
+            n_gaps: 0,
+        }
+    }
+
+    /// A piece arrived now: feed it to the reader and time what it held.
+    /// Every content event of a piece arrived at once: the first of them
+    /// closes the gap since the last one, the rest are gaps of zero.
+    fn piece(
+        &mut self,
+        piece: &[u8],
+        reader: &mut StreamReader<'_>,
+        max_body: usize,
+        itl: &mut Vec<u32>,
+    ) -> Result<(), ErrorClass> {
+        let now = Instant::now();
+        self.latest = now;
+        self.received += piece.len();
+        if self.received > max_body {
+            return Err(ErrorClass::Protocol);
+        }
+        let fed = reader.feed(piece);
+        if fed.events > 0 && self.first_event.is_none() {
+            self.first_event = Some(now);
+        }
+        for _ in 0..fed.contents {
+            if self.first.is_none() {
+                self.first = Some(now);
+            }
+            if let Some(prev) = self.last {
+                self.gap(now - prev, itl);
+            }
+            self.last = Some(now);
+        }
+        Ok(())
+    }
+}
+
+/// Read pieces until the reader has its end, the body ends, the writer
+/// presses stop or a deadline passes, timing every event on the way.
+///
+/// One timer per stream, not one per piece: it is set to the deadline
+/// known when it was armed, moved earlier at once when the deadline is (the
+/// first content event shortens it to the idle time), and moved later only
+/// when it fires early.
+async fn pump(
+    response: &mut wire::Response,
+    reader: &mut StreamReader<'_>,
+    dl: &Deadlines,
+    cancel_at: Option<Instant>,
+    itl: &mut Vec<u32>,
+) -> (Tally, Stop) {
+    let mut t = Tally::new(dl.start, dl.due(None, dl.start, cancel_at));
     let timer = tokio::time::sleep_until(t.armed);
     tokio::pin!(timer);
     while !reader.ended() {
-        let deadline = due(t.first, t.latest);
+        let deadline = dl.due(t.first, t.latest, cancel_at);
         if deadline < t.armed {
             t.armed = deadline;
             timer.as_mut().reset(deadline);
@@ -522,78 +561,75 @@ async fn read_stream(
                 continue;
             }
             Err(()) if cancel_at.is_some_and(|c| Instant::now() >= c) => {
-                cancelled_in_time = true;
-                break;
+                return (t, Stop::Cancelled)
             }
             Err(()) => {
-                let phase = if deadline == total_deadline {
-                    TimeoutPhase::Total
-                } else if t.first.is_none() {
-                    TimeoutPhase::FirstToken
-                } else {
-                    TimeoutPhase::Idle
-                };
-                out.error = Some(ErrorClass::Timeout(phase));
-                break;
+                let phase = dl.phase(deadline, t.first);
+                return (t, Stop::Failed(ErrorClass::Timeout(phase)));
             }
-            Ok(Err(wire::BodyError::Protocol)) => {
-                out.error = Some(ErrorClass::Protocol);
-                break;
-            }
-            Ok(Err(wire::BodyError::Broken)) => {
-                out.error = Some(ErrorClass::StreamBroken);
-                break;
-            }
+            Ok(Err(wire::BodyError::Protocol)) => return (t, Stop::Failed(ErrorClass::Protocol)),
+            Ok(Err(wire::BodyError::Broken)) => return (t, Stop::Failed(ErrorClass::StreamBroken)),
             Ok(Ok(None)) => {
                 reader.body_ended();
                 break;
             }
             Ok(Ok(Some(bytes))) => bytes,
         };
-        let now = Instant::now();
-        t.latest = now;
-        t.received += piece.len();
-        if t.received > max_body {
-            out.error = Some(ErrorClass::Protocol);
-            break;
-        }
-        let fed = reader.feed(piece);
-        if fed.events > 0 && t.first_event.is_none() {
-            t.first_event = Some(now);
-        }
-        // Every content event of this piece arrived now: the first of them
-        // closes the gap since the last one, the rest are gaps of zero.
-        for _ in 0..fed.contents {
-            if t.first.is_none() {
-                t.first = Some(now);
-            }
-            if let Some(prev) = t.last {
-                t.gap(now - prev, itl);
-            }
-            t.last = Some(now);
+        if let Err(class) = t.piece(piece, reader, dl.max_body, itl) {
+            return (t, Stop::Failed(class));
         }
     }
+    (t, Stop::Ended)
+}
+
+/// Read a streamed answer: the socket and the clocks. What each event
+/// means (content, usage, the end, the server's error) is the stream
+/// reader's ([`crate::stream::reader`]); this times the events it reports
+/// ([`pump`]) and enforces the deadlines.
+async fn read_stream(
+    mut response: wire::Response,
+    step: &Step,
+    cancel: Option<crate::scenario::Cancel>,
+    dl: Deadlines,
+    itl: &mut Vec<u32>,
+    out: &mut Outcome,
+) {
+    let keep_text = step.capture_text.is_some() || step.append_text.is_some();
+    let mut reader = StreamReader::new(
+        &step.stream,
+        keep_text,
+        step.resume,
+        cancel.and_then(|c| c.tokens),
+    );
+    // Gaps go into the step's list as the stream goes, and are taken back
+    // out if it fails.
+    let kept = itl.len();
+    // The writer presses stop after so long.
+    let cancel_at = cancel.and_then(|c| c.after).map(|a| dl.start + a);
+    let (t, stop) = pump(&mut response, &mut reader, &dl, cancel_at, itl).await;
     itl.extend_from_slice(&t.gaps[..t.n_gaps]);
     let cut_by_reader = matches!(reader.said().end, Some(End::Cancelled));
     let done = matches!(reader.said().end, Some(End::Done));
     let said = reader.finish();
-    if out.error.is_none() {
-        match &said.end {
-            Some(End::Fault(Fault::Malformed)) => out.error = Some(ErrorClass::Protocol),
-            Some(End::Fault(Fault::Broken)) => out.error = Some(ErrorClass::StreamBroken),
+    let error = match stop {
+        Stop::Failed(class) => Some(class),
+        Stop::Ended | Stop::Cancelled => match &said.end {
+            Some(End::Fault(Fault::Malformed)) => Some(ErrorClass::Protocol),
+            Some(End::Fault(Fault::Broken)) => Some(ErrorClass::StreamBroken),
             Some(End::Fault(Fault::ServerError(message))) => {
-                out.error = Some(ErrorClass::StreamError);
                 out.error_body = Some(body_excerpt(message.as_bytes()));
+                Some(ErrorClass::StreamError)
             }
-            _ => {}
-        }
-    }
+            _ => None,
+        },
+    };
+    out.error = out.error.or(error);
     out.chunks = said.chunks;
     out.last_event_id = said.last_id;
     out.event_ids = said.event_ids;
     out.prompt_tokens = said.prompt_tokens;
     out.usage_tokens = said.completion_tokens;
-    if cancelled_in_time || cut_by_reader {
+    if matches!(stop, Stop::Cancelled) || cut_by_reader {
         // Disconnect now, as a client whose writer pressed stop: the
         // connection is closed, never drained.
         drop(response);
@@ -601,13 +637,13 @@ async fn read_stream(
     } else if done {
         // Read to the end of the body so the connection goes back to the pool;
         // a server that stays open after its end marker is not waited for long.
-        let drain_until = (Instant::now() + idle.min(Duration::from_secs(2))).min(total_deadline);
+        let drain_until = (Instant::now() + dl.idle.min(Duration::from_secs(2))).min(dl.total);
         while let Ok(Ok(Some(_))) = timeout_at(drain_until, response.chunk()).await {}
     }
-    out.stream_end = start.elapsed();
-    out.ttft = t.first.map(|f| f - start);
-    out.first_event = t.first_event.map(|f| f - start);
-    out.e2e = t.last.map(|l| l - start);
+    out.stream_end = dl.start.elapsed();
+    out.ttft = t.first.map(|f| f - dl.start);
+    out.first_event = t.first_event.map(|f| f - dl.start);
+    out.e2e = t.last.map(|l| l - dl.start);
     if out.error.is_some() {
         itl.truncate(kept);
     }
