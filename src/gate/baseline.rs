@@ -20,135 +20,13 @@ pub fn compare_baseline(
     let current = metrics::extract_with(r, &policy.metrics);
     let empty = Values::new();
     let cur_all = current.get(ALL).unwrap_or(&empty);
-    let mut checks = Vec::new();
-
-    // Gated metrics on the pooled scope: p-values, then Holm.
-    struct Pending {
-        metric: String,
-        pred: Option<math::Prediction>,
-        value: Option<f64>,
-        runs: usize,
-    }
-    let pending: Vec<Pending> = policy
-        .metrics
-        .iter()
-        .map(|m| {
-            let def = metric_def(m);
-            let runs = b.values(ALL, m);
-            let value = cur_all.get(m).copied();
-            let pred = match (def, value) {
-                (Some(d), Some(v)) => math::predict(&runs, v, d.higher_is_worse, policy.alpha),
-                _ => None,
-            };
-            Pending {
-                metric: m.clone(),
-                pred,
-                value,
-                runs: runs.len(),
-            }
-        })
-        .collect();
-    let p_worse: Vec<f64> = pending
-        .iter()
-        .map(|p| p.pred.as_ref().map_or(f64::NAN, |x| x.p_worse))
-        .collect();
-    let p_better: Vec<f64> = pending
-        .iter()
-        .map(|p| p.pred.as_ref().map_or(f64::NAN, |x| x.p_better))
-        .collect();
-    let worse = math::holm(&p_worse, policy.alpha);
-    let better = math::holm(&p_better, policy.alpha);
-    // The bound printed is the one the verdict used: at the Holm level of
-    // each metric, so "outside the bound" and "significant" always agree.
-    let levels = math::holm_levels(&p_worse, policy.alpha);
-    let level_of = |m: &str| {
-        pending
-            .iter()
-            .position(|p| p.metric == m)
-            .map_or(policy.alpha, |i| levels[i])
-    };
-    for (i, p) in pending.iter().enumerate() {
-        let def = metric_def(&p.metric);
-        let pred = match (def, p.value, p.pred.as_ref()) {
-            (Some(d), Some(v), Some(_)) => {
-                math::predict(&b.values(ALL, &p.metric), v, d.higher_is_worse, levels[i])
-            }
-            _ => None,
-        };
-        checks.push(relative_check(
-            &judge,
-            ALL,
-            &p.metric,
-            true,
-            p.value,
-            pred.as_ref(),
-            worse[i],
-            better[i],
-            p.runs,
-            &b.values(ALL, &p.metric),
-        ));
-    }
-
-    // The same metrics per step: reported, warn only.
+    let (mut checks, levels) = pooled_checks(&judge, b, cur_all);
     for s in &r.steps {
         let cur = current.get(&s.name).unwrap_or(&empty);
-        for m in &policy.metrics {
-            let Some(def) = metric_def(m) else { continue };
-            let Some(v) = cur.get(m).copied() else {
-                continue;
-            };
-            let runs = b.values(&s.name, m);
-            // Per step, the same level as the pooled metric: the same
-            // numbers always get the same words.
-            let level = level_of(m);
-            let pred = math::predict(&runs, v, def.higher_is_worse, level);
-            let (w, bt) = pred.as_ref().map_or((false, false), |p| {
-                (p.p_worse <= level, p.p_better <= level)
-            });
-            let mut check = relative_check(
-                &judge,
-                &s.name,
-                m,
-                false,
-                Some(v),
-                pred.as_ref(),
-                w,
-                bt,
-                runs.len(),
-                &runs,
-            );
-            if !def.higher_is_worse {
-                // A step's rate counts whole requests in the window: in short
-                // runs one request more or less moves it by several percent.
-                // It is shown, and judged only pooled over all steps.
-                check.status = Status::Pass;
-                check.significant = false;
-                check.note = "per-step rates are shown, not judged".into();
-            }
-            checks.push(check);
-        }
+        checks.extend(step_checks(&judge, b, &s.name, cur, &levels));
     }
-
-    // A baseline whose own spread is wider than the margin cannot call a
-    // change of the margin's size significant: say so, and what helps.
     let mut notes = notes;
-    let wide: Vec<String> = checks
-        .iter()
-        .filter(|c| c.gated && c.kind == CheckKind::Relative)
-        .filter_map(|c| {
-            let (bound, center) = (c.bound?, c.baseline?);
-            let width = (bound / center - 1.0).abs();
-            (center > 0.0 && width > policy.margin_of(&c.metric))
-                .then(|| format!("{} ±{:.0}%", c.label, width * 100.0))
-        })
-        .collect();
-    if !wide.is_empty() {
-        notes.push(format!(
-            "the baseline's run-to-run spread is wider than the margin ({}): a regression of the margin's size cannot be told from noise; add runs with `baseline refresh --append`, or use duet mode (`--baseline-target`), which cancels runner and time-of-day drift",
-            wide.join(", ")
-        ));
-    }
-
+    notes.extend(wide_spread_note(&checks, policy));
     let base_err = {
         let v = b.values(ALL, "error_rate");
         (!v.is_empty()).then(|| v.iter().copied().fold(0.0, f64::max))
@@ -173,6 +51,133 @@ pub fn compare_baseline(
         verdict.not_at_intended_load(why);
     }
     verdict
+}
+
+/// The gated metrics on the pooled scope: p-values, then Holm. Returns the
+/// checks and each metric's Holm level (the level its step rows use).
+fn pooled_checks(
+    judge: &Judge<'_>,
+    b: &Baseline,
+    cur_all: &Values,
+) -> (Vec<Check>, Vec<(String, f64)>) {
+    let policy = judge.policy;
+    let worse_of = |m: &str| metric_def(m).map(|d| d.higher_is_worse);
+    let value = |m: &str| cur_all.get(m).copied();
+    let predict = |m: &str, level: f64| match (worse_of(m), value(m)) {
+        (Some(w), Some(v)) => math::predict(&b.values(ALL, m), v, w, level),
+        _ => None,
+    };
+    let preds: Vec<Option<math::Prediction>> = policy
+        .metrics
+        .iter()
+        .map(|m| predict(m, policy.alpha))
+        .collect();
+    let p_of = |f: fn(&math::Prediction) -> f64| -> Vec<f64> {
+        preds
+            .iter()
+            .map(|p| p.as_ref().map_or(f64::NAN, f))
+            .collect()
+    };
+    let (p_worse, p_better) = (p_of(|x| x.p_worse), p_of(|x| x.p_better));
+    let worse = math::holm(&p_worse, policy.alpha);
+    let better = math::holm(&p_better, policy.alpha);
+    // The bound printed is the one the verdict used: at the Holm level of
+    // each metric, so "outside the bound" and "significant" always agree.
+    let levels = math::holm_levels(&p_worse, policy.alpha);
+    let checks = policy
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let pred = preds[i].as_ref().and_then(|_| predict(m, levels[i]));
+            let runs = b.values(ALL, m);
+            relative_check(
+                judge,
+                ALL,
+                m,
+                true,
+                value(m),
+                pred.as_ref(),
+                worse[i],
+                better[i],
+                runs.len(),
+                &runs,
+            )
+        })
+        .collect();
+    let by_metric = policy.metrics.iter().cloned().zip(levels).collect();
+    (checks, by_metric)
+}
+
+/// The same metrics for one step: reported, warn only, at the level of the
+/// pooled metric (the same numbers always get the same words).
+fn step_checks(
+    judge: &Judge<'_>,
+    b: &Baseline,
+    step: &str,
+    cur: &Values,
+    levels: &[(String, f64)],
+) -> Vec<Check> {
+    let policy = judge.policy;
+    let mut checks = Vec::new();
+    for m in &policy.metrics {
+        let Some(def) = metric_def(m) else { continue };
+        let Some(v) = cur.get(m).copied() else {
+            continue;
+        };
+        let runs = b.values(step, m);
+        let level = levels
+            .iter()
+            .find(|(n, _)| n == m)
+            .map_or(policy.alpha, |l| l.1);
+        let pred = math::predict(&runs, v, def.higher_is_worse, level);
+        let (w, bt) = pred.as_ref().map_or((false, false), |p| {
+            (p.p_worse <= level, p.p_better <= level)
+        });
+        let mut check = relative_check(
+            judge,
+            step,
+            m,
+            false,
+            Some(v),
+            pred.as_ref(),
+            w,
+            bt,
+            runs.len(),
+            &runs,
+        );
+        if !def.higher_is_worse {
+            // A step's rate counts whole requests in the window: in short
+            // runs one request more or less moves it by several percent.
+            // It is shown, and judged only pooled over all steps.
+            check.status = Status::Pass;
+            check.significant = false;
+            check.note = "per-step rates are shown, not judged".into();
+        }
+        checks.push(check);
+    }
+    checks
+}
+
+/// A baseline whose own spread is wider than the margin cannot call a
+/// change of the margin's size significant: say so, and what helps.
+fn wide_spread_note(checks: &[Check], policy: &Policy) -> Option<String> {
+    let wide: Vec<String> = checks
+        .iter()
+        .filter(|c| c.gated && c.kind == CheckKind::Relative)
+        .filter_map(|c| {
+            let (bound, center) = (c.bound?, c.baseline?);
+            let width = (bound / center - 1.0).abs();
+            (center > 0.0 && width > policy.margin_of(&c.metric))
+                .then(|| format!("{} ±{:.0}%", c.label, width * 100.0))
+        })
+        .collect();
+    (!wide.is_empty()).then(|| {
+        format!(
+            "the baseline's run-to-run spread is wider than the margin ({}): a regression of the margin's size cannot be told from noise; add runs with `baseline refresh --append`, or use duet mode (`--baseline-target`), which cancels runner and time-of-day drift",
+            wide.join(", ")
+        )
+    })
 }
 
 #[allow(
