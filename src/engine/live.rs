@@ -158,29 +158,25 @@ impl Live {
     /// The figures in the Prometheus text exposition format (0.0.4).
     pub fn prometheus(&self, self_check: &str) -> String {
         let mut o = String::with_capacity(8192);
-        let g = |o: &mut String, name: &str, help: &str, kind: &str| {
-            let _ = writeln!(
-                o,
-                "# HELP flora_gate_{name} {help}\n# TYPE flora_gate_{name} {kind}"
-            );
-        };
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        g(
-            &mut o,
-            "requests_total",
-            "Finished requests by step.",
-            "counter",
-        );
+        self.step_counters(&mut o);
+        self.histograms(&mut o);
+        self.gauges(&mut o, self_check);
+        o
+    }
+
+    /// Requests, errors and tokens by step.
+    fn step_counters(&self, o: &mut String) {
+        header(o, "requests_total", "Finished requests by step.", "counter");
         for s in &self.steps {
+            let step = esc(&s.name);
             let _ = writeln!(
                 o,
-                "flora_gate_requests_total{{step=\"{}\"}} {}",
-                esc(&s.name),
+                "flora_gate_requests_total{{step=\"{step}\"}} {}",
                 load(&s.requests)
             );
         }
-        g(
-            &mut o,
+        header(
+            o,
             "errors_total",
             "Failed requests by step and error class.",
             "counter",
@@ -197,68 +193,61 @@ impl Live {
                 }
             }
         }
-        g(
-            &mut o,
+        header(
+            o,
             "output_tokens_total",
             "Output tokens of successful requests by step.",
             "counter",
         );
         for s in &self.steps {
+            let step = esc(&s.name);
             let _ = writeln!(
                 o,
-                "flora_gate_output_tokens_total{{step=\"{}\"}} {}",
-                esc(&s.name),
+                "flora_gate_output_tokens_total{{step=\"{step}\"}} {}",
                 load(&s.tokens)
             );
         }
-        for (name, help, pick) in [
-            (
-                "ttft_seconds",
-                "Time to first token.",
-                (|s: &StepLive| &s.ttft) as fn(&StepLive) -> &LiveHist,
-            ),
-            ("tpot_seconds", "Time per output token.", |s: &StepLive| {
-                &s.tpot
-            }),
+    }
+
+    /// Latency histograms by step, in seconds.
+    fn histograms(&self, o: &mut String) {
+        type Pick = fn(&StepLive) -> &LiveHist;
+        let families: [(&str, &str, Pick); 3] = [
+            ("ttft_seconds", "Time to first token.", |s| &s.ttft),
+            ("tpot_seconds", "Time per output token.", |s| &s.tpot),
             (
                 "e2e_seconds",
                 "Request start to the last token or the full body.",
-                |s: &StepLive| &s.e2e,
+                |s| &s.e2e,
             ),
-        ] {
-            g(&mut o, name, help, "histogram");
+        ];
+        for (name, help, pick) in families {
+            header(o, name, help, "histogram");
             for s in &self.steps {
-                let h = pick(s);
+                let (h, step) = (pick(s), esc(&s.name));
                 let mut cum = 0;
                 for (b, n) in BUCKETS_S.iter().zip(&h.buckets) {
                     cum += load(n);
                     let _ = writeln!(
                         o,
-                        "flora_gate_{name}_bucket{{step=\"{}\",le=\"{b}\"}} {cum}",
-                        esc(&s.name)
+                        "flora_gate_{name}_bucket{{step=\"{step}\",le=\"{b}\"}} {cum}"
                     );
                 }
+                let count = h.count();
+                let sum = load(&h.sum_us) as f64 / 1e6;
                 let _ = writeln!(
                     o,
-                    "flora_gate_{name}_bucket{{step=\"{}\",le=\"+Inf\"}} {}",
-                    esc(&s.name),
-                    h.count()
+                    "flora_gate_{name}_bucket{{step=\"{step}\",le=\"+Inf\"}} {count}"
                 );
-                let _ = writeln!(
-                    o,
-                    "flora_gate_{name}_sum{{step=\"{}\"}} {}",
-                    esc(&s.name),
-                    load(&h.sum_us) as f64 / 1e6
-                );
-                let _ = writeln!(
-                    o,
-                    "flora_gate_{name}_count{{step=\"{}\"}} {}",
-                    esc(&s.name),
-                    h.count()
-                );
+                let _ = writeln!(o, "flora_gate_{name}_sum{{step=\"{step}\"}} {sum}");
+                let _ = writeln!(o, "flora_gate_{name}_count{{step=\"{step}\"}} {count}");
             }
         }
-        for (name, help, v) in [
+    }
+
+    /// The load now, open-loop arrivals and the generator's own health.
+    fn gauges(&self, o: &mut String, self_check: &str) {
+        let gauges = [
             (
                 "users_active",
                 "Users (or open-loop workflows) active now.",
@@ -284,11 +273,12 @@ impl Live {
                 "Worst event-loop lag of the last second.",
                 load(&self.lag_us) as f64 / 1e6,
             ),
-        ] {
-            g(&mut o, name, help, "gauge");
+        ];
+        for (name, help, v) in gauges {
+            header(o, name, help, "gauge");
             let _ = writeln!(o, "flora_gate_{name} {v}");
         }
-        for (name, help, v) in [
+        let arrivals = [
             (
                 "arrivals_due_total",
                 "Open loop: arrivals due.",
@@ -304,12 +294,13 @@ impl Live {
                 "Open loop: arrivals not started (cap reached or late).",
                 &self.arrivals_missed,
             ),
-        ] {
-            g(&mut o, name, help, "counter");
+        ];
+        for (name, help, v) in arrivals {
+            header(o, name, help, "counter");
             let _ = writeln!(o, "flora_gate_{name} {}", load(v));
         }
-        g(
-            &mut o,
+        header(
+            o,
             "generator_saturated",
             "1 when the generator's own event loop is lagging.",
             "gauge",
@@ -320,8 +311,19 @@ impl Live {
             esc(self_check),
             u8::from(self_check != "ok")
         );
-        o
     }
+}
+
+/// `# HELP` and `# TYPE` of one family.
+fn header(o: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(
+        o,
+        "# HELP flora_gate_{name} {help}\n# TYPE flora_gate_{name} {kind}"
+    );
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
 }
 
 /// A label value escaped for the text format.
