@@ -213,6 +213,59 @@ pub fn start_in(delay: Duration) -> chrono::DateTime<chrono::Utc> {
     now + chrono::Duration::from_std(delay).unwrap_or_default()
 }
 
+/// A shard belongs with the first one read: the same plan, scenario, tool
+/// version, shard count, seed and variables.
+fn same_run(
+    (first_path, first, fi): &ShardFile,
+    (path, r, info): (&Path, &RunResult, &ShardInfo),
+) -> Result<(), UserError> {
+    let differs = |what: &str, a: String, b: String| {
+        UserError::invalid(
+            "shard result",
+            path,
+            None,
+            format!(
+                "another {what} ({b}) than {} ({a}): shards of one plan only",
+                first_path.display()
+            ),
+        )
+    };
+    let identity = [
+        ("plan", fi.plan.plan_id.clone(), info.plan.plan_id.clone()),
+        (
+            "scenario",
+            first.provenance.scenario.sha256.clone(),
+            r.provenance.scenario.sha256.clone(),
+        ),
+        (
+            "tool version",
+            first.provenance.tool_version.clone(),
+            r.provenance.tool_version.clone(),
+        ),
+        (
+            "shard count",
+            fi.plan.shards.to_string(),
+            info.plan.shards.to_string(),
+        ),
+        (
+            "seed",
+            first.provenance.seed.to_string(),
+            r.provenance.seed.to_string(),
+        ),
+        (
+            "set of variables",
+            format!("{:?}", first.provenance.var_overrides),
+            format!("{:?}", r.provenance.var_overrides),
+        ),
+    ];
+    for (what, a, b) in identity {
+        if a != b {
+            return Err(differs(what, a, b));
+        }
+    }
+    Ok(())
+}
+
 /// The shards to merge, read and checked: the same plan, scenario, tool
 /// version, shard count and seed; no index twice; none missing unless
 /// `allow_partial`. Returns them sorted by index, and the missing indexes.
@@ -238,51 +291,8 @@ pub fn check_shards(
                 why,
             )
         })?;
-        if let Some((first_path, first, fi)) = out.first() {
-            let differs = |what: &str, a: String, b: String| {
-                UserError::invalid(
-                    "shard result",
-                    &path,
-                    None,
-                    format!(
-                        "another {what} ({b}) than {} ({a}): shards of one plan only",
-                        first_path.display()
-                    ),
-                )
-            };
-            let identity = [
-                ("plan", fi.plan.plan_id.clone(), info.plan.plan_id.clone()),
-                (
-                    "scenario",
-                    first.provenance.scenario.sha256.clone(),
-                    r.provenance.scenario.sha256.clone(),
-                ),
-                (
-                    "tool version",
-                    first.provenance.tool_version.clone(),
-                    r.provenance.tool_version.clone(),
-                ),
-                (
-                    "shard count",
-                    fi.plan.shards.to_string(),
-                    info.plan.shards.to_string(),
-                ),
-                (
-                    "seed",
-                    first.provenance.seed.to_string(),
-                    r.provenance.seed.to_string(),
-                ),
-                (
-                    "set of variables",
-                    format!("{:?}", first.provenance.var_overrides),
-                    format!("{:?}", r.provenance.var_overrides),
-                ),
-            ];
-            for (what, a, b) in identity {
-                if a != b {
-                    return Err(differs(what, a, b));
-                }
-            }
+        if let Some(first) = out.first() {
+            same_run(first, (&path, &r, &info))?;
         }
         if let Some((other, _, _)) = out.iter().find(|(_, _, i)| i.index == info.index) {
             return Err(UserError::invalid(
@@ -472,19 +482,15 @@ fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// Merge checked shards into one result, through the one summary a single
-/// run gets; `plan` is the whole run's (no shard).
-pub fn merge(
-    plan: &crate::engine::Plan,
+/// The shards' record files, opened: each beside its result, by file name
+/// only (a result cannot point the merge elsewhere), none shared.
+fn open_records(
     shards: &[ShardFile],
-    missing: Vec<u32>,
-) -> Result<(RunResult, crate::engine::spill::Samples), UserError> {
-    use crate::engine::{RunOutput, RunStatus};
+) -> Result<(Vec<std::io::BufReader<std::fs::File>>, Vec<PathBuf>), UserError> {
     let mut paths = Vec::new();
     let mut files = Vec::new();
     for (p, _, info) in shards {
         let dir = p.parent().unwrap_or_else(|| Path::new("."));
-        // Only a file name: a result cannot point the merge elsewhere.
         let name = Path::new(&info.records)
             .file_name()
             .map_or_else(|| records_path(p), |n| dir.join(n));
@@ -508,6 +514,57 @@ pub fn merge(
             ));
         }
     }
+    Ok((files, paths))
+}
+
+/// The merged run's state: aborted when a shard was, else partial when a
+/// shard was, naming it.
+fn merged_status(shards: &[ShardFile]) -> crate::engine::RunStatus {
+    use crate::engine::RunStatus;
+    let first = |state: super::RunState, make: fn(String) -> RunStatus, word: &str| {
+        shards.iter().find_map(|(_, r, i)| {
+            (r.state() == state).then(|| {
+                make(format!(
+                    "shard {}: {}",
+                    i.index,
+                    r.status_reason.as_deref().unwrap_or(word)
+                ))
+            })
+        })
+    };
+    first(super::RunState::Aborted, RunStatus::Aborted, "aborted")
+        .or_else(|| first(super::RunState::Partial, RunStatus::Partial, "partial"))
+        .unwrap_or(RunStatus::Complete)
+}
+
+/// The worst generator's health stands for the run; the table has each.
+fn worst_self_check(shards: &[ShardFile]) -> crate::engine::SelfCheck {
+    let key = |r: &RunResult| {
+        (
+            r.self_check.saturated,
+            r.self_check.loop_lag_max_ms.unwrap_or(0.0),
+        )
+    };
+    shards
+        .iter()
+        .max_by(|(_, a, _), (_, b, _)| {
+            key(a)
+                .partial_cmp(&key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|(_, r, _)| r.self_check.clone())
+        .unwrap_or_default()
+}
+
+/// Merge checked shards into one result, through the one summary a single
+/// run gets; `plan` is the whole run's (no shard).
+pub fn merge(
+    plan: &crate::engine::Plan,
+    shards: &[ShardFile],
+    missing: Vec<u32>,
+) -> Result<(RunResult, crate::engine::spill::Samples), UserError> {
+    use crate::engine::RunOutput;
+    let (files, paths) = open_records(shards)?;
     let owners: Vec<crate::engine::spill::Owner> = shards
         .iter()
         .map(|(_, _, info)| crate::engine::spill::Owner {
@@ -532,43 +589,8 @@ pub fn merge(
         .iter()
         .map(|(_, _, i)| i.late_ms)
         .fold(0.0f64, f64::max);
-    let status = shards
-        .iter()
-        .find_map(|(_, r, i)| match r.state() {
-            super::RunState::Aborted => Some(RunStatus::Aborted(format!(
-                "shard {}: {}",
-                i.index,
-                r.status_reason.as_deref().unwrap_or("aborted")
-            ))),
-            _ => None,
-        })
-        .or_else(|| {
-            shards.iter().find_map(|(_, r, i)| match r.state() {
-                super::RunState::Partial => Some(RunStatus::Partial(format!(
-                    "shard {}: {}",
-                    i.index,
-                    r.status_reason.as_deref().unwrap_or("partial")
-                ))),
-                _ => None,
-            })
-        })
-        .unwrap_or(RunStatus::Complete);
-    // The worst generator's health stands for the run; the table has each.
-    let worst = shards
-        .iter()
-        .max_by(|(_, a, _), (_, b, _)| {
-            (
-                a.self_check.saturated,
-                a.self_check.loop_lag_max_ms.unwrap_or(0.0),
-            )
-                .partial_cmp(&(
-                    b.self_check.saturated,
-                    b.self_check.loop_lag_max_ms.unwrap_or(0.0),
-                ))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        })
-        .map(|(_, r, _)| r.self_check.clone())
-        .unwrap_or_default();
+    let status = merged_status(shards);
+    let worst = worst_self_check(shards);
     let start = shards
         .first()
         .and_then(|(_, _, i)| chrono::DateTime::parse_from_rfc3339(&i.plan.start_at).ok())
@@ -595,6 +617,15 @@ pub fn merge(
         server: Vec::new(),
     };
     let mut r = super::build(plan, &out)?;
+    fold_shards(&mut r, shards, late, missing);
+    r.shard = None;
+    Ok((r, out.recorder.records))
+}
+
+/// What a merged result takes from its shards beyond their records: error
+/// examples, the worst lateness, which windows were before every shard ran,
+/// and the shard table.
+fn fold_shards(r: &mut RunResult, shards: &[ShardFile], late: f64, missing: Vec<u32>) {
     for (_, s, _) in shards {
         for e in &s.error_examples {
             let same = r
@@ -635,6 +666,4 @@ pub fn merge(
         missing,
         all_running_from_ms: late,
     });
-    r.shard = None;
-    Ok((r, out.recorder.records))
 }
