@@ -280,33 +280,7 @@ pub(super) fn load_spec(
         load.window = duration_flag("--window", w)?;
     }
     if let Some(st) = &args.stages {
-        let stages =
-            crate::scenario::shape::parse_stages(st).map_err(|m| UserError::flag("--stages", m))?;
-        let model = match args.model.as_deref() {
-            None => load
-                .shape
-                .as_ref()
-                .map_or(crate::scenario::Model::Closed, |s| s.model),
-            Some("closed") => crate::scenario::Model::Closed,
-            Some("open") => crate::scenario::Model::Open,
-            Some(other) => {
-                return Err(UserError::flag(
-                    "--model",
-                    format!("`{other}` is not `closed` or `open`"),
-                ))
-            }
-        };
-        let prior = load.shape.as_ref();
-        let shape = crate::scenario::shape::Shape {
-            model,
-            stages,
-            arrival: prior.map_or(crate::scenario::Arrival::Poisson, |s| s.arrival),
-            max_in_flight: prior.map_or(1000, |s| s.max_in_flight),
-        };
-        shape
-            .check()
-            .map_err(|(_, m)| UserError::flag("--stages", m))?;
-        load.set_shape(shape);
+        load.set_shape(stages_flag(args, st, load.shape.as_ref())?);
     } else if load.shape.is_some()
         && (args.concurrency.is_some() || args.duration.is_some() || args.requests.is_some())
     {
@@ -332,73 +306,8 @@ pub(super) fn load_spec(
         crate::scenario::caps::check(&load).map_err(|e| UserError::flag("--window", e.message))?;
         return Ok(load);
     }
-    if let Some(c) = args.concurrency {
-        load.concurrency = c;
-    }
-    if load.concurrency == 0 || load.concurrency > MAX_CONCURRENCY {
-        return Err(UserError::flag(
-            "--concurrency",
-            format!("must be between 1 and {MAX_CONCURRENCY}"),
-        ));
-    }
-    if let Some(d) = &args.duration {
-        load.duration = Some(duration_flag("--duration", d)?);
-    }
-    if let Some(n) = args.requests {
-        if n == 0 || n > MAX_REQUESTS {
-            return Err(UserError::flag(
-                "--requests",
-                format!("must be between 1 and {MAX_REQUESTS}"),
-            ));
-        }
-        load.requests = Some(n);
-        if args.duration.is_none() {
-            load.duration = None;
-        }
-    }
-    if let Some(d) = load.duration {
-        if d.is_zero() || d > MAX_DURATION {
-            return Err(UserError::flag(
-                "--duration",
-                "must be more than 0 and at most 24h",
-            ));
-        }
-    } else if load.requests.is_none() {
-        return Err(UserError::flag(
-            "--duration",
-            "give a duration or `--requests`",
-        ));
-    }
-    if let Some(w) = &args.warmup {
-        load.warmup = duration_flag("--warmup", w)?;
-    } else if load.duration.is_none() && !load.warmup.is_zero() {
-        // A request-count run has no length to fit a warm-up into: the
-        // scenario's would swallow a short run. Only `--warmup` sets one.
-        eprintln!(
-            "note: a `--requests` run does not use the scenario's {} warm-up (set one with --warmup)",
-            humantime::format_duration(load.warmup)
-        );
-        load.warmup = Duration::ZERO;
-    }
-    if let Some(d) = load.duration {
-        if load.warmup >= d {
-            if args.warmup.is_some() {
-                return Err(UserError::flag(
-                    "--warmup",
-                    format!(
-                        "the warm-up ({:?}) must be shorter than the duration ({d:?})",
-                        load.warmup
-                    ),
-                ));
-            }
-            // The scenario's warm-up is longer than this short run: keep a quarter.
-            load.warmup = d / 4;
-            eprintln!(
-                "note: the scenario's warm-up is not shorter than --duration; using {} (set it with --warmup)",
-                humantime::format_duration(load.warmup)
-            );
-        }
-    }
+    fixed_load(args, &mut load)?;
+    warmup(args, &mut load)?;
     if let Some(s) = args.seed {
         load.seed = s;
     }
@@ -428,6 +337,117 @@ pub(super) fn load_spec(
         ))
     })?;
     Ok(load)
+}
+
+/// `--stages` (and `--model`) over the scenario's shape, keeping its
+/// arrival process and in-flight cap.
+fn stages_flag(
+    args: &RunArgs,
+    stages: &str,
+    prior: Option<&crate::scenario::shape::Shape>,
+) -> Result<crate::scenario::shape::Shape, UserError> {
+    use crate::scenario::Model;
+    let stages =
+        crate::scenario::shape::parse_stages(stages).map_err(|m| UserError::flag("--stages", m))?;
+    let model = match args.model.as_deref() {
+        None => prior.map_or(Model::Closed, |s| s.model),
+        Some("closed") => Model::Closed,
+        Some("open") => Model::Open,
+        Some(other) => {
+            return Err(UserError::flag(
+                "--model",
+                format!("`{other}` is not `closed` or `open`"),
+            ))
+        }
+    };
+    let shape = crate::scenario::shape::Shape {
+        model,
+        stages,
+        arrival: prior.map_or(crate::scenario::Arrival::Poisson, |s| s.arrival),
+        max_in_flight: prior.map_or(1000, |s| s.max_in_flight),
+    };
+    shape
+        .check()
+        .map_err(|(_, m)| UserError::flag("--stages", m))?;
+    Ok(shape)
+}
+
+/// Fixed users for a duration or a request count: the flags over the
+/// scenario, each within its range.
+fn fixed_load(args: &RunArgs, load: &mut crate::scenario::LoadSpec) -> Result<(), UserError> {
+    if let Some(c) = args.concurrency {
+        load.concurrency = c;
+    }
+    if load.concurrency == 0 || load.concurrency > MAX_CONCURRENCY {
+        return Err(UserError::flag(
+            "--concurrency",
+            format!("must be between 1 and {MAX_CONCURRENCY}"),
+        ));
+    }
+    if let Some(d) = &args.duration {
+        load.duration = Some(duration_flag("--duration", d)?);
+    }
+    if let Some(n) = args.requests {
+        if n == 0 || n > MAX_REQUESTS {
+            return Err(UserError::flag(
+                "--requests",
+                format!("must be between 1 and {MAX_REQUESTS}"),
+            ));
+        }
+        load.requests = Some(n);
+        if args.duration.is_none() {
+            load.duration = None;
+        }
+    }
+    match load.duration {
+        Some(d) if d.is_zero() || d > MAX_DURATION => Err(UserError::flag(
+            "--duration",
+            "must be more than 0 and at most 24h",
+        )),
+        None if load.requests.is_none() => Err(UserError::flag(
+            "--duration",
+            "give a duration or `--requests`",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The warm-up of a fixed load: `--warmup`, or the scenario's when it fits
+/// the run (none for a request count; a quarter of a run it would swallow).
+fn warmup(args: &RunArgs, load: &mut crate::scenario::LoadSpec) -> Result<(), UserError> {
+    if let Some(w) = &args.warmup {
+        load.warmup = duration_flag("--warmup", w)?;
+    } else if load.duration.is_none() && !load.warmup.is_zero() {
+        // A request-count run has no length to fit a warm-up into: the
+        // scenario's would swallow a short run. Only `--warmup` sets one.
+        eprintln!(
+            "note: a `--requests` run does not use the scenario's {} warm-up (set one with --warmup)",
+            humantime::format_duration(load.warmup)
+        );
+        load.warmup = Duration::ZERO;
+    }
+    let Some(d) = load.duration else {
+        return Ok(());
+    };
+    if load.warmup < d {
+        return Ok(());
+    }
+    if args.warmup.is_some() {
+        return Err(UserError::flag(
+            "--warmup",
+            format!(
+                "the warm-up ({:?}) must be shorter than the duration ({d:?})",
+                load.warmup
+            ),
+        ));
+    }
+    // The scenario's warm-up is longer than this short run: keep a quarter.
+    load.warmup = d / 4;
+    eprintln!(
+        "note: the scenario's warm-up is not shorter than --duration; using {} (set it with --warmup)",
+        humantime::format_duration(load.warmup)
+    );
+    Ok(())
 }
 
 /// `--metrics-listen`: an address and port; anything but loopback only
