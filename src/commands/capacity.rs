@@ -111,17 +111,7 @@ pub(super) async fn search(
         by.heading(),
         Objective::labels(&s.objectives)
     );
-    // One client for every probe: its connections stay warm between them.
-    let mut plan = s.plan.clone();
-    let most = match by {
-        By::Users => how.max.ceil() as u32,
-        By::Rate => open_cap(&s.plan.load),
-    };
-    plan.client = Some(crate::engine::load_client(
-        &plan.scenario,
-        most,
-        plan.ca_cert.as_deref(),
-    )?);
+    let mut plan = warm_plan(s)?;
     // Probes are sized by requests: enough for every objective's bound to
     // pass where the level truly holds, from the request rate measured so
     // far (requests a second per unit of level).
@@ -143,62 +133,18 @@ pub(super) async fn search(
                 break 'levels;
             }
             plan.load = probe_load(&s.plan.load, by, level, how.warmup_s, measure_for);
-            let mut retries = 0;
-            let r = loop {
-                let r = prober.probe(&plan).await?;
-                if !(r.self_check.starved() && retries < BUSY_RETRIES) || signals.is_cancelled() {
-                    break r;
-                }
-                retries += 1;
-                requests += r.totals.requests;
-                eprintln!(
-                    "  {}: other work on the machine starved the generator; probing again ({retries} of {BUSY_RETRIES})",
-                    by.show(level)
-                );
-            };
-            let r = &r;
-            requests += r.totals.requests;
-            if r.saturated() {
-                stopped = Some(if r.self_check.starved() {
-                    format!(
-                        "other work on this machine starved the generator at {} (after {BUSY_RETRIES} probes again): the probe does not count; search on a quieter machine",
-                        by.show(level)
-                    )
-                } else {
-                    format!(
-                        "the load generator was saturated at {}: the client, not the server, was the limit; the probe does not count",
-                        by.show(level)
-                    )
-                });
-                break 'levels;
-            }
+            let r = probe_once(prober, &plan, by, level, signals, &mut requests).await?;
             let observed = r.totals.requests as f64 / r.window.duration_s.max(1e-3);
             if observed > 0.0 {
                 rate_per_unit = Some(observed / level.max(1e-9));
             }
-            let mut checks = capacity::judge(r, &s.objectives);
-            let mut note = None;
-            match r.state() {
-                RunState::Partial => {
-                    stopped = Some(format!("the probe at {} was interrupted", by.show(level)));
+            let (checks, note) = match checks_of(&r, s, level) {
+                Ok(judged) => judged,
+                Err(why) => {
+                    stopped = Some(why);
                     break 'levels;
                 }
-                // Stopped by the circuit breaker or a runaway queue: the
-                // level clearly does not hold.
-                RunState::Aborted => {
-                    note.clone_from(&r.status_reason);
-                    // First: the binding objective is the first failing
-                    // one after it, when there is one.
-                    checks.insert(0, failed_check("held"));
-                }
-                RunState::Complete => {}
-            }
-            if by == By::Rate {
-                if let Some(why) = r.under_delivery_note(None) {
-                    note.get_or_insert(format!("the offered rate was not taken: {why}"));
-                    checks.insert(0, failed_check("delivered"));
-                }
-            }
+            };
             let decision = slo::combine(&checks);
             eprintln!(
                 "  {}, {}: {}",
@@ -217,7 +163,7 @@ pub(super) async fn search(
                 );
                 continue;
             }
-            probes.push(capacity::probe(level, extension, r, checks, note));
+            probes.push(capacity::probe(level, extension, &r, checks, note));
             search.record(level, decision);
             break;
         }
@@ -239,6 +185,95 @@ pub(super) async fn search(
         requests,
         stopped,
     })
+}
+
+/// The plan every probe runs with one client: its connections stay warm
+/// between probes.
+fn warm_plan(s: &CapacitySettings) -> Result<crate::engine::Plan, UserError> {
+    let mut plan = s.plan.clone();
+    let most = match s.search.by {
+        By::Users => s.search.max.ceil() as u32,
+        By::Rate => open_cap(&s.plan.load),
+    };
+    plan.client = Some(crate::engine::load_client(
+        &plan.scenario,
+        most,
+        plan.ca_cert.as_deref(),
+    )?);
+    Ok(plan)
+}
+
+/// One probe's run, measured again (at most [`BUSY_RETRIES`] times) while
+/// other work on the machine starved the generator. Every request sent
+/// counts in `requests`.
+async fn probe_once(
+    prober: &mut impl Prober,
+    plan: &crate::engine::Plan,
+    by: By,
+    level: f64,
+    signals: &CancellationToken,
+    requests: &mut u64,
+) -> Result<RunResult, UserError> {
+    let mut retries = 0;
+    loop {
+        let r = prober.probe(plan).await?;
+        *requests += r.totals.requests;
+        if !(r.self_check.starved() && retries < BUSY_RETRIES) || signals.is_cancelled() {
+            return Ok(r);
+        }
+        retries += 1;
+        eprintln!(
+            "  {}: other work on the machine starved the generator; probing again ({retries} of {BUSY_RETRIES})",
+            by.show(level)
+        );
+    }
+}
+
+/// A probe's checks and note: the objectives, a level that was aborted
+/// (the breaker, a runaway queue) or whose offered rate was not taken
+/// failing first. `Err(why)` when the search must stop here: a saturated
+/// or starved generator, an interrupted probe.
+fn checks_of(
+    r: &RunResult,
+    s: &CapacitySettings,
+    level: f64,
+) -> Result<(Vec<SloCheck>, Option<String>), String> {
+    let by = s.search.by;
+    if r.saturated() {
+        return Err(if r.self_check.starved() {
+            format!(
+                "other work on this machine starved the generator at {} (after {BUSY_RETRIES} probes again): the probe does not count; search on a quieter machine",
+                by.show(level)
+            )
+        } else {
+            format!(
+                "the load generator was saturated at {}: the client, not the server, was the limit; the probe does not count",
+                by.show(level)
+            )
+        });
+    }
+    let mut checks = capacity::judge(r, &s.objectives);
+    let mut note = None;
+    match r.state() {
+        RunState::Partial => {
+            return Err(format!("the probe at {} was interrupted", by.show(level)))
+        }
+        // Stopped by the circuit breaker or a runaway queue: the level
+        // clearly does not hold. First: the binding objective is the first
+        // failing one after it, when there is one.
+        RunState::Aborted => {
+            note.clone_from(&r.status_reason);
+            checks.insert(0, failed_check("held"));
+        }
+        RunState::Complete => {}
+    }
+    if by == By::Rate {
+        if let Some(why) = r.under_delivery_note(None) {
+            note.get_or_insert(format!("the offered rate was not taken: {why}"));
+            checks.insert(0, failed_check("delivered"));
+        }
+    }
+    Ok((checks, note))
 }
 
 /// Longest probe the request sizing asks for.
