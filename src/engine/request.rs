@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use tokio::time::{timeout_at, Instant};
 
-use super::sample::{ErrorClass, Resume, TimeoutPhase};
+use super::sample::{ErrorClass, Resume, Sample, TimeoutPhase};
 use super::wire;
 use crate::scenario::{ResponseKind, Step, Timeouts};
 use crate::stream::reader::{End, Fault, StreamReader};
@@ -53,6 +53,42 @@ pub struct Outcome {
     pub text: Option<String>,
     /// The start of an error response's body (what the server said was wrong).
     pub error_body: Option<String>,
+}
+
+impl Outcome {
+    /// The record of this request: step `step` of `vu`'s `iteration`,
+    /// started at `start` on the run's clock.
+    pub fn sample(
+        &self,
+        step: u16,
+        vu: u32,
+        iteration: u64,
+        start: Duration,
+        warmup: bool,
+    ) -> Sample {
+        Sample {
+            step,
+            vu,
+            iteration,
+            start,
+            ttfb: self.ttfb,
+            first_event: self.first_event,
+            ttft: self.ttft,
+            e2e: self.e2e,
+            stream_end: self.stream_end,
+            usage_tokens: self.usage_tokens,
+            chunks: self.chunks,
+            sent_chars: self.sent_chars,
+            cancelled: self.cancelled,
+            resume: self.resume,
+            prompt_tokens: self
+                .prompt_tokens
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            status: self.status,
+            error: self.error,
+            warmup,
+        }
+    }
 }
 
 pub use crate::stream::reader::{plausible_usage, MAX_PLAUSIBLE_TOKENS};
@@ -195,6 +231,61 @@ struct Who<'a> {
     request_id: &'a str,
 }
 
+/// A request's headers: the credential, the resume point, the request id
+/// and the step's own.
+fn headers<'a>(
+    step: &'a Step,
+    auth: Option<&'a (&'a str, HeaderValue)>,
+    last_event_id: Option<&'a str>,
+    request_id: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + step.headers.len());
+    if let Some((name, value)) = auth {
+        // A header value built from a `&str` is UTF-8.
+        if let Ok(v) = std::str::from_utf8(value.as_bytes()) {
+            headers.push((name, v));
+        }
+    }
+    if let Some(v) = last_event_id {
+        headers.push(("last-event-id", v));
+    }
+    headers.push(("x-request-id", request_id));
+    for (k, v) in &step.headers {
+        headers.push((k, v));
+    }
+    headers
+}
+
+/// An answer with a status the step does not expect: its class, the wait
+/// it asks for (`Retry-After`) and the start of its body, read within a
+/// bound so the connection can be reused.
+async fn refused(
+    response: &mut wire::Response,
+    status: u16,
+    first_deadline: Instant,
+    out: &mut Outcome,
+) {
+    out.retry_after = response
+        .retry_after
+        .as_deref()
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    if let Ok(Ok(body)) = timeout_at(
+        first_deadline.max(Instant::now() + Duration::from_secs(1)),
+        read_capped(response, 64 << 10),
+    )
+    .await
+    {
+        out.error_body = Some(body_excerpt(&body)).filter(|s| !s.is_empty());
+    }
+    out.error = Some(if status == 429 {
+        ErrorClass::RateLimited
+    } else if (300..400).contains(&status) {
+        ErrorClass::Redirect
+    } else {
+        ErrorClass::Status(status)
+    });
+}
+
 /// One request.
 async fn execute_once(
     client: &wire::Client,
@@ -212,20 +303,7 @@ async fn execute_once(
         last_event_id,
         cancel,
     } = send;
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + step.headers.len());
-    if let Some((name, value)) = &auth {
-        // A header value built from a `&str` is UTF-8.
-        if let Ok(v) = std::str::from_utf8(value.as_bytes()) {
-            headers.push((name, v));
-        }
-    }
-    if let Some(v) = last_event_id {
-        headers.push(("last-event-id", v));
-    }
-    headers.push(("x-request-id", req.request_id));
-    for (k, v) in &step.headers {
-        headers.push((k, v));
-    }
+    let headers = headers(step, auth.as_ref(), last_event_id, req.request_id);
     let sent_chars = body
         .as_ref()
         .map_or(0, |b| u32::try_from(b.chars().count()).unwrap_or(u32::MAX));
@@ -281,27 +359,7 @@ async fn execute_once(
         step.expect_status.contains(&status)
     };
     if !expected {
-        out.retry_after = response
-            .retry_after
-            .as_deref()
-            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        // Read a bounded error body so the connection can be reused; its
-        // start says what was wrong and is kept for the error examples.
-        if let Ok(Ok(body)) = timeout_at(
-            first_deadline.max(Instant::now() + Duration::from_secs(1)),
-            read_capped(&mut response, 64 << 10),
-        )
-        .await
-        {
-            out.error_body = Some(body_excerpt(&body)).filter(|s| !s.is_empty());
-        }
-        out.error = Some(if status == 429 {
-            ErrorClass::RateLimited
-        } else if (300..400).contains(&status) {
-            ErrorClass::Redirect
-        } else {
-            ErrorClass::Status(status)
-        });
+        refused(&mut response, status, first_deadline, &mut out).await;
         out.stream_end = start.elapsed();
         return out;
     }

@@ -16,7 +16,7 @@ use super::sample::{ErrorClass, IterationSample, Sample};
 use super::schedule::UserStart;
 use super::Shared;
 use crate::scenario::shape::draw_workflow;
-use crate::scenario::{AuthKind, Finish, TemplateContext};
+use crate::scenario::{AuthKind, Finish, Scenario, TemplateContext};
 use crate::tokens::UserToken;
 
 /// A closed-loop user: loops workflows while its spans last.
@@ -188,18 +188,10 @@ impl User {
         finishing_workflow || end.is_none_or(|e| Instant::now() < e)
     }
 
-    /// One workflow iteration, drawn from the mix.
-    async fn iterate(&mut self, end: Option<Instant>) -> Flow {
-        let shared = self.shared.clone();
-        let sc = &shared.scenario;
-        self.iteration += 1;
-        let iteration = self.iteration;
-        let wf = draw_workflow(&sc.workflows, &mut self.mix);
-        let workflow = &sc.workflows[wf];
-        // One context per book the user writes: ids and captured text
-        // are kept per book and never crossed.
-        let books = sc.books_per_user.max(1);
-        let mut ctxs: Vec<TemplateContext> = (0..books)
+    /// One context per book the user writes: ids and captured text are
+    /// kept per book and never crossed.
+    fn book_contexts(&mut self, sc: &Scenario, iteration: u64, books: u32) -> Vec<TemplateContext> {
+        (0..books)
             .map(|b| {
                 let mut ctx = TemplateContext::new(
                     sc,
@@ -216,7 +208,54 @@ impl User {
                 }
                 ctx
             })
-            .collect();
+            .collect()
+    }
+
+    /// Append a step's text to book `b`'s story (`append_text`), within the
+    /// cap, and show the story to the book's next steps.
+    fn grow_story(
+        &mut self,
+        b: usize,
+        var: &str,
+        text: &str,
+        cap: usize,
+        ctx: &mut TemplateContext,
+    ) {
+        if self.stories.len() <= b {
+            self.stories.resize_with(b + 1, BTreeMap::new);
+        }
+        let story = self.stories[b].entry(var.to_string()).or_default();
+        append_capped(story, text, cap);
+        ctx.set(var, serde_json::Value::String(story.clone()));
+    }
+
+    /// A step's think time, cut at the user's end unless it finishes its
+    /// workflow.
+    async fn think(&mut self, think: &crate::scenario::Think, end: Option<Instant>) {
+        if think.is_none() {
+            return;
+        }
+        let wait = think.draw(&mut self.mix);
+        let limit = if self.shared.finish == Finish::Workflow {
+            None
+        } else {
+            end
+        };
+        self.pause_until(Instant::now() + wait, limit).await;
+    }
+
+    /// One workflow iteration, drawn from the mix.
+    async fn iterate(&mut self, end: Option<Instant>) -> Flow {
+        let shared = self.shared.clone();
+        let sc = &shared.scenario;
+        self.iteration += 1;
+        let iteration = self.iteration;
+        let wf = draw_workflow(&sc.workflows, &mut self.mix);
+        let workflow = &sc.workflows[wf];
+        // One context per book the user writes: ids and captured text
+        // are kept per book and never crossed.
+        let books = sc.books_per_user.max(1);
+        let mut ctxs = self.book_contexts(sc, iteration, books);
         // A request still open this long after its user was retired is cut.
         let cut_at = end.map(|e| e + shared.drain);
         let iter_start = shared.t0.elapsed();
@@ -250,39 +289,13 @@ impl User {
             if self.gaps[i].len() >= 4096 {
                 shared.flush_gaps(i, &mut self.gaps[i]);
             }
-            let sample = Sample {
-                step: step_no,
-                vu: self.vu,
-                iteration,
-                start,
-                ttfb: outcome.ttfb,
-                first_event: outcome.first_event,
-                ttft: outcome.ttft,
-                e2e: outcome.e2e,
-                stream_end: outcome.stream_end,
-                usage_tokens: outcome.usage_tokens,
-                chunks: outcome.chunks,
-                sent_chars: outcome.sent_chars,
-                cancelled: outcome.cancelled,
-                resume: outcome.resume,
-                prompt_tokens: outcome
-                    .prompt_tokens
-                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-                status: outcome.status,
-                error: outcome.error,
-                warmup,
-            };
+            let sample = outcome.sample(step_no, self.vu, iteration, start, warmup);
             let mut failed = sample.error;
             if failed.is_none() {
                 failed = apply_outputs(step, &outcome, ctx);
             }
             if let (None, Some(var), Some(text)) = (failed, &step.append_text, &outcome.text) {
-                if self.stories.len() <= b {
-                    self.stories.resize_with(b + 1, BTreeMap::new);
-                }
-                let story = self.stories[b].entry(var.clone()).or_default();
-                append_capped(story, text, sc.story_cap);
-                ctx.set(var, serde_json::Value::String(story.clone()));
+                self.grow_story(b, var, text, sc.story_cap, ctx);
             }
             shared.live.record(&sample, failed, warmup);
             shared.spill.sample(&Sample {
@@ -303,15 +316,7 @@ impl User {
             if self.open {
                 shared.open_hold.succeed();
             }
-            if !step.think_time.is_none() {
-                let wait = step.think_time.draw(&mut self.mix);
-                let limit = if shared.finish == Finish::Workflow {
-                    None
-                } else {
-                    end
-                };
-                self.pause_until(Instant::now() + wait, limit).await;
-            }
+            self.think(&step.think_time, end).await;
         }
         // An iteration the stop cut in half is neither a success nor a failure.
         if completed_steps > 0 && (!cut_short || !iter_ok) {
