@@ -17,98 +17,7 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
         (true, true) => Some(Baseline::read(&args.out)?),
         _ => None,
     };
-    // A run that is not fit to be a baseline stops the refresh at once,
-    // naming it: a baseline of failed runs would pass everything.
-    let admit = |name: &str, r: &RunResult| -> Result<(), UserError> {
-        match unfit(r) {
-            Some(why) if !args.accept_bad_runs => Err(UserError::invalid(
-                "result",
-                name,
-                None,
-                format!("not fit for a baseline: {why}"),
-            )
-            .with_hint(if r.self_check.starved() {
-                "other work on this machine starved the generator: refresh on a quieter machine (a dedicated runner), or `--accept-bad-runs` takes such runs anyway"
-            } else {
-                "fix the target and refresh again; `--accept-bad-runs` takes such runs anyway"
-            })),
-            Some(why) => {
-                eprintln!("warning: {name} is taken although {why} (--accept-bad-runs)");
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    };
-    let mut results: Vec<(String, RunResult)> = Vec::new();
-    match &args.source {
-        RefreshSource::Files(files) => {
-            for p in files {
-                let name = p.display().to_string();
-                let r = RunResult::read(p)?;
-                admit(&name, &r)?;
-                results.push((name, r));
-            }
-        }
-        RefreshSource::Mock {
-            duration,
-            warmup,
-            concurrency,
-        } => {
-            for i in 0..args.runs {
-                eprintln!("baseline run {}/{}", i + 1, args.runs);
-                let r = run_against_mock(*duration, *concurrency, 1.0, *warmup).await?;
-                let name = format!("run {}", i + 1);
-                admit(&name, &r)?;
-                results.push((name, r));
-            }
-        }
-        RefreshSource::CapacityFile(_) | RefreshSource::CapacitySearch(_) => {
-            unreachable!("a capacity refresh returned above")
-        }
-        RefreshSource::Plan(plan) => {
-            for i in 0..args.runs {
-                eprintln!(
-                    "baseline run {}/{} against {}",
-                    i + 1,
-                    args.runs,
-                    plan.target
-                );
-                let (signals, kill) = signal_tokens();
-                // A run the machine starved (not the generator, not the
-                // target) is measured again, twice at most, as capacity does.
-                let mut retries = 0;
-                let r = loop {
-                    let measured = result::measure(plan, signals.clone(), kill.clone()).await?;
-                    let r = measured.current.shown().clone();
-                    if !(r.self_check.starved() && retries < super::capacity::BUSY_RETRIES)
-                        || signals.is_cancelled()
-                    {
-                        break r;
-                    }
-                    retries += 1;
-                    eprintln!(
-                        "  other work on this machine starved the generator in run {}; running it again ({retries} of {})",
-                        i + 1,
-                        super::capacity::BUSY_RETRIES
-                    );
-                };
-                if r.state() == result::RunState::Partial {
-                    return Err(UserError::Environment {
-                        message: format!(
-                            "baseline run {} did not finish: {}",
-                            i + 1,
-                            r.status_reason.as_deref().unwrap_or("stopped")
-                        ),
-                        hint: Some("nothing was written; run the refresh again".into()),
-                    }
-                    .into());
-                }
-                let name = format!("run {}", i + 1);
-                admit(&name, &r)?;
-                results.push((name, r));
-            }
-        }
-    }
+    let mut results = gather(args).await?;
     if let Some(stage) = &args.gate_stage {
         // The baseline holds this stage; its policy says so to the gate.
         for (_, r) in &mut results {
@@ -137,6 +46,107 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
         eprintln!("note: fewer than 5 runs give a wide prediction interval; the gate will rarely call a change significant");
     }
     Ok(Outcome::Success)
+}
+
+/// The runs of a baseline, by name, each admitted as it comes.
+async fn gather(args: &RefreshSettings) -> anyhow::Result<Vec<(String, RunResult)>> {
+    let mut results: Vec<(String, RunResult)> = Vec::new();
+    match &args.source {
+        RefreshSource::Files(files) => {
+            for p in files {
+                let name = p.display().to_string();
+                let r = RunResult::read(p)?;
+                admit(args, &name, &r)?;
+                results.push((name, r));
+            }
+        }
+        RefreshSource::Mock {
+            duration,
+            warmup,
+            concurrency,
+        } => {
+            for i in 0..args.runs {
+                eprintln!("baseline run {}/{}", i + 1, args.runs);
+                let r = run_against_mock(*duration, *concurrency, 1.0, *warmup).await?;
+                let name = format!("run {}", i + 1);
+                admit(args, &name, &r)?;
+                results.push((name, r));
+            }
+        }
+        RefreshSource::CapacityFile(_) | RefreshSource::CapacitySearch(_) => {
+            unreachable!("a capacity refresh does not gather runs")
+        }
+        RefreshSource::Plan(plan) => {
+            for i in 0..args.runs {
+                eprintln!(
+                    "baseline run {}/{} against {}",
+                    i + 1,
+                    args.runs,
+                    plan.target
+                );
+                let r = live_run(plan, i + 1).await?;
+                let name = format!("run {}", i + 1);
+                admit(args, &name, &r)?;
+                results.push((name, r));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Baseline run `n` against the target. A run the machine starved (not the
+/// generator, not the target) is measured again, twice at most, as capacity
+/// does; an interrupted run stops the refresh with nothing written.
+async fn live_run(plan: &crate::engine::Plan, n: u32) -> Result<RunResult, UserError> {
+    let (signals, kill) = signal_tokens();
+    let mut retries = 0;
+    let r = loop {
+        let measured = result::measure(plan, signals.clone(), kill.clone()).await?;
+        let r = measured.current.shown().clone();
+        if !(r.self_check.starved() && retries < super::capacity::BUSY_RETRIES)
+            || signals.is_cancelled()
+        {
+            break r;
+        }
+        retries += 1;
+        eprintln!(
+            "  other work on this machine starved the generator in run {n}; running it again ({retries} of {})",
+            super::capacity::BUSY_RETRIES
+        );
+    };
+    if r.state() == result::RunState::Partial {
+        return Err(UserError::Environment {
+            message: format!(
+                "baseline run {n} did not finish: {}",
+                r.status_reason.as_deref().unwrap_or("stopped")
+            ),
+            hint: Some("nothing was written; run the refresh again".into()),
+        });
+    }
+    Ok(r)
+}
+
+/// A run that is not fit to be a baseline stops the refresh at once,
+/// naming it: a baseline of failed runs would pass everything.
+fn admit(args: &RefreshSettings, name: &str, r: &RunResult) -> Result<(), UserError> {
+    match unfit(r) {
+        Some(why) if !args.accept_bad_runs => Err(UserError::invalid(
+            "result",
+            name,
+            None,
+            format!("not fit for a baseline: {why}"),
+        )
+        .with_hint(if r.self_check.starved() {
+            "other work on this machine starved the generator: refresh on a quieter machine (a dedicated runner), or `--accept-bad-runs` takes such runs anyway"
+        } else {
+            "fix the target and refresh again; `--accept-bad-runs` takes such runs anyway"
+        })),
+        Some(why) => {
+            eprintln!("warning: {name} is taken although {why} (--accept-bad-runs)");
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// A capacity baseline: one capacity result, given or found again with the
