@@ -50,8 +50,7 @@ pub async fn run_checked(
     let t0 = Instant::now()
         .checked_sub(late)
         .unwrap_or_else(Instant::now);
-    let cpu0 = selfcheck::process_cpu_seconds();
-    let host0 = selfcheck::host_cpu_ticks();
+    let cpu_start = CpuStart::now();
     let shared = shared(&plan, client, t0, late, &signals)?;
 
     let lag_stop = CancellationToken::new();
@@ -89,33 +88,8 @@ pub async fn run_checked(
     }
     let gathered = beside.stop().await;
     let lag = lag_task.await.unwrap_or_default();
-    let cpu = match (cpu0, selfcheck::process_cpu_seconds()) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
-    let mut recorder = ended.recorder;
-    recorder.itl = shared
-        .itl
-        .iter()
-        .map(|m| m.lock().map(|h| h.clone()).unwrap_or_default())
-        .collect();
-    // What the users recorded stays on disk; summaries read it pass by pass.
-    // A failed write stopped the run: what reached the disk is kept, and
-    // the result says what was lost.
-    if let Some(e) = shared.spill.failure() {
-        let (requests, iterations) = shared.spill.lost();
-        interrupted = Some(format!(
-            "recording failed ({e}) in {}: sending stopped; {requests} requests and {iterations} workflow iterations finished after that are not in the result",
-            std::env::temp_dir().display()
-        ));
-    }
-    recorder.records = spill::Samples::new(shared.spill.clone());
-    let host = match (host0, selfcheck::host_cpu_ticks()) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-            Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64)
-        }
-        _ => None,
-    };
+    let (cpu, host) = cpu_start.since();
+    let recorder = recorded(&shared, ended.recorder, &mut interrupted);
     let mut notes = plan.notes.clone();
     notes.extend(ended.drained);
     let self_check = selfcheck::assess(&lag, cpu, host, elapsed, notes);
@@ -140,6 +114,61 @@ pub async fn run_checked(
         clock_offset_ms: None,
         server: gathered.server,
     })
+}
+
+/// The process's CPU seconds and the host's busy and total ticks when the
+/// run began, for the self-check.
+struct CpuStart {
+    process: Option<f64>,
+    host: Option<(u64, u64)>,
+}
+
+impl CpuStart {
+    fn now() -> CpuStart {
+        CpuStart {
+            process: selfcheck::process_cpu_seconds(),
+            host: selfcheck::host_cpu_ticks(),
+        }
+    }
+
+    /// CPU seconds this process used since, and the host's busy share.
+    fn since(&self) -> (Option<f64>, Option<f64>) {
+        let cpu = match (self.process, selfcheck::process_cpu_seconds()) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        let host = match (self.host, selfcheck::host_cpu_ticks()) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                Some(b1.saturating_sub(b0) as f64 / (t1 - t0) as f64)
+            }
+            _ => None,
+        };
+        (cpu, host)
+    }
+}
+
+/// What the users recorded, with the pooled gaps. The records stay on disk;
+/// summaries read them pass by pass. A failed write stopped the run: what
+/// reached the disk is kept, and `interrupted` says what was lost.
+fn recorded(
+    shared: &Shared,
+    mut recorder: super::Recorder,
+    interrupted: &mut Option<String>,
+) -> super::Recorder {
+    recorder.itl = shared
+        .itl
+        .iter()
+        .map(|m| m.lock().map(|h| h.clone()).unwrap_or_default())
+        .collect();
+    if let Some(e) = shared.spill.failure() {
+        let (requests, iterations) = shared.spill.lost();
+        *interrupted = Some(format!(
+            "recording failed ({e}) in {}: sending stopped; {requests} requests and {iterations} workflow iterations finished after that are not in the result",
+            std::env::temp_dir().display()
+        ));
+    }
+    recorder.records = spill::Samples::new(shared.spill.clone());
+    recorder
 }
 
 /// Enough file descriptors for the users and everything beside them, and a

@@ -19,6 +19,47 @@ fn host() -> Host {
     }
 }
 
+/// Where a result came from: the tool, the scenario, the target and the
+/// load; variables that carry a secret are redacted.
+fn provenance(plan: &Plan, out: &RunOutput) -> Provenance {
+    let (sc, load) = (&*plan.scenario, &plan.load);
+    Provenance {
+        tool: "flora-gate".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: ScenarioRef {
+            name: sc.name.clone(),
+            origin: sc.origin.clone(),
+            sha256: sc.sha256.clone(),
+        },
+        target: plan.target.to_string(),
+        concurrency: load.concurrency,
+        duration_s: load.duration.map(|d| d.as_secs_f64()),
+        requests_limit: load.requests,
+        warmup_s: load.warmup.as_secs_f64(),
+        seed: load.seed,
+        vars: sc
+            .vars
+            .iter()
+            .map(|(k, v)| match sc.secret_vars.contains(k) {
+                true => (k.clone(), serde_json::Value::String("<redacted>".into())),
+                false => (k.clone(), v.clone()),
+            })
+            .collect(),
+        var_overrides: sc
+            .var_overrides
+            .iter()
+            .map(|(k, v)| match sc.secret_vars.contains(k) {
+                true => (k.clone(), "<redacted>".to_string()),
+                false => (k.clone(), v.clone()),
+            })
+            .collect(),
+        sweep: sc.sweep.as_ref().map(crate::scenario::Sweep::describe),
+        started_at: out.started_at.to_rfc3339(),
+        elapsed_s: out.elapsed.as_secs_f64(),
+        host: host(),
+    }
+}
+
 /// Summarise a run of `plan`, reading its records pass by pass.
 pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
     let (sc, load) = (&*plan.scenario, &plan.load);
@@ -59,41 +100,7 @@ pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
         kind: KIND.into(),
         status,
         status_reason,
-        provenance: Provenance {
-            tool: "flora-gate".into(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            scenario: ScenarioRef {
-                name: sc.name.clone(),
-                origin: sc.origin.clone(),
-                sha256: sc.sha256.clone(),
-            },
-            target: plan.target.to_string(),
-            concurrency: load.concurrency,
-            duration_s: load.duration.map(|d| d.as_secs_f64()),
-            requests_limit: load.requests,
-            warmup_s: load.warmup.as_secs_f64(),
-            seed: load.seed,
-            vars: sc
-                .vars
-                .iter()
-                .map(|(k, v)| match sc.secret_vars.contains(k) {
-                    true => (k.clone(), serde_json::Value::String("<redacted>".into())),
-                    false => (k.clone(), v.clone()),
-                })
-                .collect(),
-            var_overrides: sc
-                .var_overrides
-                .iter()
-                .map(|(k, v)| match sc.secret_vars.contains(k) {
-                    true => (k.clone(), "<redacted>".to_string()),
-                    false => (k.clone(), v.clone()),
-                })
-                .collect(),
-            sweep: sc.sweep.as_ref().map(crate::scenario::Sweep::describe),
-            started_at: out.started_at.to_rfc3339(),
-            elapsed_s: out.elapsed.as_secs_f64(),
-            host: host(),
-        },
+        provenance: provenance(plan, out),
         window: Window {
             start_ms: ms(w_start),
             end_ms: ms(w_end),
