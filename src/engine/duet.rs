@@ -152,6 +152,38 @@ pub struct DuetOutput {
     pub notes: Vec<String>,
 }
 
+/// One side's slot: the plan against that side, for `slot`, with a warm-up
+/// that keeps the slot's new connections out of the numbers.
+fn slot_plan(plan: &Plan, reference: &Target, side: Side, slot: Duration) -> Plan {
+    let mut p = plan.clone();
+    if side == Side::Reference {
+        p.target = reference.clone();
+    }
+    p.load.duration = Some(slot);
+    p.load.requests = None;
+    p.load.warmup = plan.load.warmup.min(slot / 4);
+    p.progress = false;
+    p
+}
+
+/// After `pair` of `planned` pairs whose thinner slot held `per_user`
+/// requests per user: the remaining time in fewer, longer slots (half the
+/// pairs left, never under six in all), or `None` to go on as planned.
+fn lengthened(
+    planned: u32,
+    pair: u32,
+    per_user: f64,
+    remaining: Duration,
+) -> Option<(u32, Duration)> {
+    let left = planned - pair;
+    if per_user < MIN_REQUESTS_PER_USER && left >= 2 && pair + left / 2 >= 6 {
+        let planned = pair + left / 2;
+        Some((planned, remaining / (2 * (planned - pair))))
+    } else {
+        None
+    }
+}
+
 /// Run a duet: `plan.target` is the candidate, `reference` the baseline
 /// deployment. `pairs` slot pairs share `plan.load.duration`.
 ///
@@ -207,16 +239,7 @@ pub async fn run_duet(
             if signals.is_cancelled() {
                 break 'pairs;
             }
-            let mut p = plan.clone();
-            p.target = match side {
-                Side::Reference => reference.clone(),
-                Side::Candidate => plan.target.clone(),
-            };
-            p.load.duration = Some(slot);
-            p.load.requests = None;
-            // Each slot opens new connections: keep them out of the numbers.
-            p.load.warmup = plan.load.warmup.min(slot / 4);
-            p.progress = false;
+            let p = slot_plan(&plan, &reference, side, slot);
             let start = t0.elapsed();
             eprintln!(
                 "duet: pair {}/{planned}, {} slot",
@@ -252,11 +275,9 @@ pub async fn run_duet(
         }
         pair += 1;
         thinnest = thinnest.min(per_user);
-        let left = planned - pair;
-        if per_user < MIN_REQUESTS_PER_USER && left >= 2 && pair + left / 2 >= 6 {
-            let remaining = total.saturating_sub(t0.elapsed());
-            planned = pair + left / 2;
-            slot = remaining / (2 * (planned - pair));
+        let remaining = total.saturating_sub(t0.elapsed());
+        if let Some((p, s)) = lengthened(planned, pair, per_user, remaining) {
+            (planned, slot) = (p, s);
             notes.push(format!(
                 "slots held {per_user:.1} requests per user: the remaining slots were lengthened to {} ({planned} pairs in all)",
                 humantime::format_duration(Duration::from_millis(slot.as_millis() as u64))
@@ -281,4 +302,30 @@ pub async fn run_duet(
         slots,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thin_slots_are_lengthened_never_under_six_pairs() {
+        let thin = MIN_REQUESTS_PER_USER / 2.0;
+        let left = Duration::from_secs(80);
+        // After 2 of 12 pairs: 10 left become 5, each pair 16 s (8 s a slot).
+        assert_eq!(
+            lengthened(12, 2, thin, left),
+            Some((7, Duration::from_secs(8)))
+        );
+        // Enough requests per user: as planned.
+        assert_eq!(lengthened(12, 2, MIN_REQUESTS_PER_USER, left), None);
+        // Six pairs planned: halving the rest would leave fewer than six.
+        assert_eq!(lengthened(6, 2, thin, left), None);
+        // One pair left: nothing to merge.
+        assert_eq!(lengthened(12, 11, thin, left), None);
+        // 8 planned, 2 run: halving the 6 left would make 5 in all.
+        assert_eq!(lengthened(8, 2, thin, left), None);
+        let (planned, slot) = lengthened(14, 3, thin, left).expect("lengthened");
+        assert_eq!((planned, slot), (8, Duration::from_secs(8)));
+    }
 }
