@@ -5,8 +5,59 @@ use super::*;
 pub(super) fn capacity(
     a: &crate::cli::CapacityArgs,
 ) -> Result<crate::commands::CapacitySettings, UserError> {
+    let (by, max, start) = levels(a)?;
+    if !(a.tolerance.is_finite() && a.tolerance > 0.0 && a.tolerance < 1.0) {
+        return Err(UserError::flag(
+            "--tolerance",
+            "must be a fraction above 0 and below 1, like 0.1",
+        ));
+    }
+    let probe = duration_flag("--probe", &a.probe)?;
+    if probe < Duration::from_secs(1) {
+        return Err(UserError::flag("--probe", "a probe needs at least 1s"));
+    }
+    let warmup = duration_flag("--warmup", &a.warmup)?;
+    if a.max_extensions > 6 {
+        return Err(UserError::flag(
+            "--max-extensions",
+            "at most 6 (each doubles the probe)",
+        ));
+    }
+    let run = RunArgs {
+        concurrency: Some(1),
+        duration: Some(a.probe.clone()),
+        warmup: Some(a.warmup.clone()),
+        seed: a.seed,
+        vars: a.vars.clone(),
+        out: a.out.clone(),
+        ..run_args(a.scenario.clone(), a.target.clone(), a.tokens.clone())
+    };
+    let plan = run_plan(&run)?;
+    let objectives = objectives(a, &plan.scenario)?;
+    Ok(crate::commands::CapacitySettings {
+        plan,
+        objectives,
+        search: crate::result::capacity::SearchSettings {
+            by,
+            start,
+            max,
+            tolerance: a.tolerance,
+            probe_s: probe.as_secs_f64(),
+            warmup_s: warmup.as_secs_f64(),
+            max_extensions: a.max_extensions,
+        },
+        out: a.out.clone(),
+        report_out: a.report_out.clone(),
+    })
+}
+
+/// What a level counts, the most tried and the first: users or a rate,
+/// each within its caps.
+fn levels(
+    a: &crate::cli::CapacityArgs,
+) -> Result<(crate::result::capacity::By, f64, f64), UserError> {
     use crate::result::capacity::By;
-    let (by, max, start) = match a.by {
+    Ok(match a.by {
         crate::cli::CapacityBy::Users => {
             if a.max_users == 0 || a.max_users > MAX_CONCURRENCY {
                 return Err(UserError::flag(
@@ -46,34 +97,15 @@ pub(super) fn capacity(
             }
             (By::Rate, a.max_rate, start)
         }
-    };
-    if !(a.tolerance.is_finite() && a.tolerance > 0.0 && a.tolerance < 1.0) {
-        return Err(UserError::flag(
-            "--tolerance",
-            "must be a fraction above 0 and below 1, like 0.1",
-        ));
-    }
-    let probe = duration_flag("--probe", &a.probe)?;
-    if probe < Duration::from_secs(1) {
-        return Err(UserError::flag("--probe", "a probe needs at least 1s"));
-    }
-    let warmup = duration_flag("--warmup", &a.warmup)?;
-    if a.max_extensions > 6 {
-        return Err(UserError::flag(
-            "--max-extensions",
-            "at most 6 (each doubles the probe)",
-        ));
-    }
-    let run = RunArgs {
-        concurrency: Some(1),
-        duration: Some(a.probe.clone()),
-        warmup: Some(a.warmup.clone()),
-        seed: a.seed,
-        vars: a.vars.clone(),
-        out: a.out.clone(),
-        ..run_args(a.scenario.clone(), a.target.clone(), a.tokens.clone())
-    };
-    let plan = run_plan(&run)?;
+    })
+}
+
+/// The objectives: every `--slo`, else the scenario's `[gate] slo`; at
+/// least one, each a metric a probe can judge.
+fn objectives(
+    a: &crate::cli::CapacityArgs,
+    scenario: &crate::scenario::Scenario,
+) -> Result<Vec<crate::policy::slo::Objective>, UserError> {
     let mut objectives = Vec::new();
     for s in &a.slo {
         let (k, v) = slo_pair(s)
@@ -87,7 +119,7 @@ pub(super) fn capacity(
         });
     }
     if objectives.is_empty() {
-        for (k, v) in &plan.scenario.gate.slo {
+        for (k, v) in &scenario.gate.slo {
             crate::policy::slo::check_metric(k).map_err(|m| {
                 UserError::flag("--slo", format!("the scenario's `[gate] slo`: {m}"))
             })?;
@@ -103,21 +135,7 @@ pub(super) fn capacity(
             "no objective: give `--slo ttft_p90=800` (and more), or `[gate] slo` in the scenario",
         ));
     }
-    Ok(crate::commands::CapacitySettings {
-        plan,
-        objectives,
-        search: crate::result::capacity::SearchSettings {
-            by,
-            start,
-            max,
-            tolerance: a.tolerance,
-            probe_s: probe.as_secs_f64(),
-            warmup_s: warmup.as_secs_f64(),
-            max_extensions: a.max_extensions,
-        },
-        out: a.out.clone(),
-        report_out: a.report_out.clone(),
-    })
+    Ok(objectives)
 }
 
 /// The margin a capacity must fall by to fail: `--margin`, or the policy's default.
