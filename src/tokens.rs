@@ -71,60 +71,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<UserToken>, UserError> {
             "the tokens file is CSV with the header `user_id,access_token` (or one token per line)",
         )
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    for rec in reader.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(csv::Position::line);
-            invalid(line, &format!("not valid CSV: {e}"))
-        })?;
-        let line = rec.position().map_or(0, csv::Position::line);
-        if rec.iter().all(str::is_empty) {
-            continue;
-        }
-        // A quote that is never closed swallows the rest of the file into
-        // one field: say that, not "whitespace in the token".
-        if rec.iter().any(|f| f.contains('\n') || f.contains('\r')) {
-            return Err(invalid(
-                Some(line),
-                "a quoted field (\") that starts here is never closed",
-            ));
-        }
-        rows.push((line, rec.iter().map(str::to_owned).collect::<Vec<_>>()));
-    }
+    let rows = rows(text, &invalid)?;
     let Some((_, first)) = rows.first() else {
         return Err(invalid(None, "the file holds no tokens"));
     };
-    let first_lower: Vec<String> = first.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let (token_col, user_col, skip) = if let Some(t) = first_lower
-        .iter()
-        .position(|c| c == "access_token" || c == "token")
-    {
-        (t, first_lower.iter().position(|c| c == "user_id"), 1)
-    } else if first.len() == 1 {
-        // One column: a `;` or tab-separated file lands here with its header
-        // as the first "token"; refuse it rather than send the header.
-        let looks_separated = rows
-            .iter()
-            .any(|(_, r)| r[0].contains(';') || r[0].contains('\t'));
-        if looks_separated {
-            return Err(invalid(
-                Some(rows[0].0),
-                "this looks like a `;`- or tab-separated file; the tokens file is comma-separated",
-            ));
-        }
-        (0, None, 0)
-    } else {
-        return Err(invalid(
-            Some(rows[0].0),
-            "a file with several columns needs a header naming `access_token` (and `user_id`)",
-        ));
-    };
+    let (token_col, user_col, skip) = columns(&rows, &invalid)?;
     let width = first.len();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
@@ -164,6 +115,76 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<UserToken>, UserError> {
         return Err(invalid(None, "the file has a header but no tokens"));
     }
     Ok(out)
+}
+
+type Invalid<'a> = &'a dyn Fn(Option<u64>, &str) -> UserError;
+
+/// The file's non-empty rows with their line numbers.
+fn rows(text: &str, invalid: Invalid) -> Result<Vec<(u64, Vec<String>)>, UserError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(csv::Position::line);
+            invalid(line, &format!("not valid CSV: {e}"))
+        })?;
+        let line = rec.position().map_or(0, csv::Position::line);
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        // A quote that is never closed swallows the rest of the file into
+        // one field: say that, not "whitespace in the token".
+        if rec.iter().any(|f| f.contains('\n') || f.contains('\r')) {
+            return Err(invalid(
+                Some(line),
+                "a quoted field (\") that starts here is never closed",
+            ));
+        }
+        rows.push((line, rec.iter().map(str::to_owned).collect::<Vec<_>>()));
+    }
+    Ok(rows)
+}
+
+/// Which column holds the token and which the user id, and how many header
+/// rows to skip: a header naming `access_token` (or `token`), or one column
+/// of tokens.
+fn columns(
+    rows: &[(u64, Vec<String>)],
+    invalid: Invalid,
+) -> Result<(usize, Option<usize>, usize), UserError> {
+    let first = &rows[0].1;
+    let first_lower: Vec<String> = first.iter().map(|s| s.to_ascii_lowercase()).collect();
+    Ok(
+        if let Some(t) = first_lower
+            .iter()
+            .position(|c| c == "access_token" || c == "token")
+        {
+            (t, first_lower.iter().position(|c| c == "user_id"), 1)
+        } else if first.len() == 1 {
+            // One column: a `;` or tab-separated file lands here with its header
+            // as the first "token"; refuse it rather than send the header.
+            let looks_separated = rows
+                .iter()
+                .any(|(_, r)| r[0].contains(';') || r[0].contains('\t'));
+            if looks_separated {
+                return Err(invalid(
+                Some(rows[0].0),
+                "this looks like a `;`- or tab-separated file; the tokens file is comma-separated",
+            ));
+            }
+            (0, None, 0)
+        } else {
+            return Err(invalid(
+                Some(rows[0].0),
+                "a file with several columns needs a header naming `access_token` (and `user_id`)",
+            ));
+        },
+    )
 }
 
 /// `n` generated tokens, for the demo and tests against the mock.
