@@ -151,9 +151,129 @@ impl ChunkStream {
         self.phase = Phase::End;
     }
 
+    /// Content event `i`, after waiting for its time, with the faults that
+    /// strike mid-stream; `Emit::Now` for what ends the stream at once.
+    async fn token_event(&mut self, i: u32) -> Emit {
+        let stats = &self.app.stats;
+        if i == 0 && self.ctx.fault == Some(Fault::Hang) {
+            self.go_silent().await;
+            return Emit::Now(None);
+        }
+        tokio::time::sleep_until(self.next_at).await;
+        let itl = self.app.itl(&mut self.ctx.rng);
+        self.next_at += itl;
+        // More streams than the KV cache holds: this one is evicted
+        // once, mid-stream, and waits while its cache is recomputed.
+        if let Some(slots) = self.app.cfg.kv_slots {
+            let over = stats.streaming.load(Ordering::Relaxed) > slots as u64;
+            if over && !self.preempted && i > 0 {
+                self.preempted = true;
+                stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                self.next_at += self.app.cfg.preempt;
+            }
+        }
+        let half = self.tokens / 2;
+        if i == half && i > 0 {
+            match self.ctx.fault {
+                Some(Fault::Disconnect) => {
+                    self.phase = Phase::End;
+                    return Emit::Now(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "injected disconnect",
+                    ))));
+                }
+                Some(Fault::Stall) => {
+                    self.go_silent().await;
+                    return Emit::Now(None);
+                }
+                Some(Fault::StreamError) => {
+                    self.phase = Phase::End;
+                    stats.sse_events.fetch_add(1, Ordering::Relaxed);
+                    return Emit::Now(Some(Ok(self.stream_error())));
+                }
+                Some(Fault::Malformed | Fault::BadJson) => {
+                    self.phase = Phase::Token(i + 1);
+                    stats.sse_events.fetch_add(1, Ordering::Relaxed);
+                    return Emit::Now(Some(Ok(Bytes::from_static(
+                        b"data: {\"choices\":[{\"delta\":{\"content\":\"\xe6\x96\n\n",
+                    ))));
+                }
+                _ => {}
+            }
+        }
+        if i == 0 {
+            let us = u64::try_from(self.ctx.t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.record_ttft(us, self.ctx.request_id.as_deref());
+        }
+        stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        self.phase = if i + 1 >= self.tokens && self.ctx.fault != Some(Fault::Endless) {
+            Phase::Finish
+        } else {
+            Phase::Token(i.saturating_add(1))
+        };
+        let tok = self
+            .app
+            .prose
+            .token_json(self.ctx.id as usize * 7 + i as usize);
+        let event = self.token(tok);
+        Emit::Event(if self.app.cfg.event_ids {
+            // Content events are numbered 1, 2, … for `Last-Event-ID`.
+            let mut b = format!("id: {}\n", i + 1).into_bytes();
+            b.extend_from_slice(&event);
+            Bytes::from(b)
+        } else {
+            event
+        })
+    }
+
+    /// The end of the content: OpenAI's finish chunk, or Anthropic's block
+    /// stop and message delta with the usage.
+    fn finish_event(&mut self) -> Bytes {
+        if self.dialect == Dialect::Anthropic {
+            self.phase = if self.app.cfg.no_done {
+                Phase::End
+            } else {
+                Phase::Done
+            };
+            let mut s = Self::named(
+                "content_block_stop",
+                "{\"type\":\"content_block_stop\",\"index\":0}",
+            );
+            s.push_str(&Self::named(
+            "message_delta",
+            &format!(
+                "{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}",
+                self.tokens
+            ),
+        ));
+            Bytes::from(s)
+        } else {
+            self.phase = Phase::Usage;
+            self.chunk("", Some("stop"))
+        }
+    }
+
+    /// OpenAI's usage chunk (`stream_options.include_usage`).
+    fn usage_event(&mut self) -> Bytes {
+        self.phase = if self.app.cfg.no_done {
+            Phase::End
+        } else {
+            Phase::Done
+        };
+        let s = format!(
+            "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":\"{}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+            self.ctx.id,
+            self.created,
+            self.model,
+            self.ctx.prompt_tokens(),
+            self.tokens,
+            self.tokens + self.ctx.prompt_tokens()
+        );
+        Bytes::from(s)
+    }
+
     /// The next event, after waiting for its time.
     async fn next_event(&mut self) -> Option<Result<Bytes, std::io::Error>> {
-        let stats = &self.app.stats;
         let event = match self.phase {
             Phase::Role => {
                 // A resumed stream (`Last-Event-ID: k`) goes on at token k.
@@ -165,117 +285,12 @@ impl ChunkStream {
                 };
                 self.opening()
             }
-            Phase::Token(i) => {
-                if i == 0 && self.ctx.fault == Some(Fault::Hang) {
-                    self.go_silent().await;
-                    return None;
-                }
-                tokio::time::sleep_until(self.next_at).await;
-                let itl = self.app.itl(&mut self.ctx.rng);
-                self.next_at += itl;
-                // More streams than the KV cache holds: this one is evicted
-                // once, mid-stream, and waits while its cache is recomputed.
-                if let Some(slots) = self.app.cfg.kv_slots {
-                    let over = stats.streaming.load(Ordering::Relaxed) > slots as u64;
-                    if over && !self.preempted && i > 0 {
-                        self.preempted = true;
-                        stats.preemptions.fetch_add(1, Ordering::Relaxed);
-                        self.next_at += self.app.cfg.preempt;
-                    }
-                }
-                let half = self.tokens / 2;
-                if i == half && i > 0 {
-                    match self.ctx.fault {
-                        Some(Fault::Disconnect) => {
-                            self.phase = Phase::End;
-                            return Some(Err(std::io::Error::new(
-                                std::io::ErrorKind::ConnectionReset,
-                                "injected disconnect",
-                            )));
-                        }
-                        Some(Fault::Stall) => {
-                            self.go_silent().await;
-                            return None;
-                        }
-                        Some(Fault::StreamError) => {
-                            self.phase = Phase::End;
-                            stats.sse_events.fetch_add(1, Ordering::Relaxed);
-                            return Some(Ok(self.stream_error()));
-                        }
-                        Some(Fault::Malformed | Fault::BadJson) => {
-                            self.phase = Phase::Token(i + 1);
-                            stats.sse_events.fetch_add(1, Ordering::Relaxed);
-                            return Some(Ok(Bytes::from_static(
-                                b"data: {\"choices\":[{\"delta\":{\"content\":\"\xe6\x96\n\n",
-                            )));
-                        }
-                        _ => {}
-                    }
-                }
-                if i == 0 {
-                    let us = u64::try_from(self.ctx.t0.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    stats.record_ttft(us, self.ctx.request_id.as_deref());
-                }
-                stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
-                self.phase = if i + 1 >= self.tokens && self.ctx.fault != Some(Fault::Endless) {
-                    Phase::Finish
-                } else {
-                    Phase::Token(i.saturating_add(1))
-                };
-                let tok = self
-                    .app
-                    .prose
-                    .token_json(self.ctx.id as usize * 7 + i as usize);
-                let event = self.token(tok);
-                if self.app.cfg.event_ids {
-                    // Content events are numbered 1, 2, … for `Last-Event-ID`.
-                    let mut b = format!("id: {}\n", i + 1).into_bytes();
-                    b.extend_from_slice(&event);
-                    Bytes::from(b)
-                } else {
-                    event
-                }
-            }
-            Phase::Finish if self.dialect == Dialect::Anthropic => {
-                self.phase = if self.app.cfg.no_done {
-                    Phase::End
-                } else {
-                    Phase::Done
-                };
-                let mut s = Self::named(
-                    "content_block_stop",
-                    "{\"type\":\"content_block_stop\",\"index\":0}",
-                );
-                s.push_str(&Self::named(
-                    "message_delta",
-                    &format!(
-                        "{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}",
-                        self.tokens
-                    ),
-                ));
-                Bytes::from(s)
-            }
-            Phase::Finish => {
-                self.phase = Phase::Usage;
-                self.chunk("", Some("stop"))
-            }
-            Phase::Usage => {
-                self.phase = if self.app.cfg.no_done {
-                    Phase::End
-                } else {
-                    Phase::Done
-                };
-                let s = format!(
-                    "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":\"{}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
-                    self.ctx.id,
-                    self.created,
-                    self.model,
-                    self.ctx.prompt_tokens(),
-                    self.tokens,
-                    self.tokens + self.ctx.prompt_tokens()
-                );
-                Bytes::from(s)
-            }
+            Phase::Token(i) => match self.token_event(i).await {
+                Emit::Event(b) => b,
+                Emit::Now(r) => return r,
+            },
+            Phase::Finish => self.finish_event(),
+            Phase::Usage => self.usage_event(),
             Phase::Done => {
                 self.phase = Phase::End;
                 match self.dialect {
@@ -287,7 +302,7 @@ impl ChunkStream {
             }
             Phase::End => return None,
         };
-        stats.sse_events.fetch_add(1, Ordering::Relaxed);
+        self.app.stats.sse_events.fetch_add(1, Ordering::Relaxed);
         Some(Ok(event))
     }
 
@@ -307,6 +322,12 @@ impl ChunkStream {
             |mut s| async move { s.next_event().await.map(|e| (e, s)) },
         )
     }
+}
+/// What a content event gives: an event to count and send, or what the
+/// stream returns at once (an injected fault, the end).
+enum Emit {
+    Event(Bytes),
+    Now(Option<Result<Bytes, std::io::Error>>),
 }
 
 impl Drop for ChunkStream {
