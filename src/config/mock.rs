@@ -3,6 +3,8 @@
 use super::*;
 
 /// Validate mock settings.
+// Long by design: one field per flag, each checked where it is set, in the
+// struct's order.
 pub fn mock_config(
     b: &MockBehaviour,
     tokens_file: Option<&std::path::Path>,

@@ -193,6 +193,9 @@ fn lengthened(
 /// [`MIN_REQUESTS_PER_USER`] requests per user, the remaining slots are
 /// lengthened (fewer pairs, never under six). A side that goes down mid-run
 /// is measured as errors; the duet goes on and the result is written.
+// Long by design: the pair loop keeps the slot order, the stop and the
+// lengthening in one place; its parts are `slot_plan`, `lengthened` and
+// `SideRuns::merge`.
 pub async fn run_duet(
     plan: Plan,
     reference: Target,

@@ -287,6 +287,9 @@ async fn refused(
 }
 
 /// One request.
+// Long by design: one request in its order (build, send, status, body by kind);
+// each stage is a named function (`headers`, `refused`, `read_json`,
+// `read_stream`).
 async fn execute_once(
     client: &wire::Client,
     req: &Who<'_>,

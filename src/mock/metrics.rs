@@ -19,6 +19,8 @@ fn head(o: &mut String, name: &str, kind: &str, help: &str) {
 
 /// The exposition. `slots` is how many requests are served at once
 /// (`--max-concurrency`), the mock's "KV cache": its usage is the share in use.
+// Long by design: every family the mock exposes, one after another in scrape
+// order; a list to read, not logic to follow.
 pub fn render(
     stats: &MockStats,
     slots: Option<usize>,

@@ -116,6 +116,9 @@ fn chart(
 
 /// The Markdown report: conclusion (or, judged against a baseline, the
 /// verdict), probes, and Mermaid charts.
+// Long by design: the report's sections in the order they are read (conclusion
+// or verdict, probes table, charts, how the search ran); each is a few writes
+// with no logic shared between them.
 pub fn markdown(r: &CapacityResult, verdict: Option<&CapacityVerdict>) -> String {
     let mut o = String::new();
     let by = r.search.by;

@@ -160,6 +160,9 @@ fn chart(
 }
 
 /// The load-shape context of a result.
+// Long by design: the shape section's parts in the order the report prints them
+// (stages, knee, arrivals, dynamics, workflows), each a short block over the
+// same result.
 pub fn context(r: &RunResult) -> Option<ShapeContext> {
     let load = r.load.as_ref()?;
     if r.stages.is_empty() && r.workflows.is_empty() && r.arrivals.is_none() && r.dynamics.is_none()

@@ -10,6 +10,8 @@ fn fmt_ms(d: &Dist, p: &str) -> String {
 }
 
 /// A table of steps × key metrics, and a line on the generator's health.
+// Long by design: the text summary's blocks in print order (step table, totals,
+// generator, notes).
 pub fn summary(r: &RunResult) -> String {
     let mut rows: Vec<[String; 10]> = vec![[
         "step".into(),

@@ -17,6 +17,8 @@ fn at(text: &str, span: std::ops::Range<usize>, key: &str) -> Option<String> {
 }
 
 /// `[load]` with its defaults, checked against the caps.
+// Long by design: one `[load]` key after another with its default and its
+// check, in the table's order.
 pub(super) fn build(l: &FileLoad, text: &str, invalid: Invalid) -> Result<LoadSpec, UserError> {
     let mut load = LoadSpec {
         concurrency: l.concurrency.unwrap_or(4),

@@ -398,3 +398,86 @@ fn the_checker_sees_what_it_must() {
     );
     assert!(layer_of("gate") > layer_of("result"));
 }
+
+/// The longest a function grows without saying why.
+const LONGEST_UNEXPLAINED: usize = 100;
+
+/// Functions longer than `limit` lines without a `Long by design` comment
+/// among the lines just above them: `path:line name (n lines)`.
+fn long_functions(path: &str, text: &str, limit: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let head = trimmed
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
+            .trim_start_matches("const ")
+            .trim_start_matches("async ");
+        let Some(rest) = head.strip_prefix("fn ") else {
+            continue;
+        };
+        if line.trim_end().ends_with(';') {
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let close = format!("{indent}}}");
+        let Some(end) = lines[i + 1..].iter().position(|l| *l == close) else {
+            continue;
+        };
+        let length = end + 2;
+        if length <= limit {
+            continue;
+        }
+        // The comment sits among the doc, attribute and comment lines above.
+        let explained = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| {
+                let t = l.trim_start();
+                t.starts_with("//") || t.starts_with("#[")
+            })
+            .any(|l| l.contains("Long by design"));
+        if !explained {
+            found.push(format!("{path}:{} {name} ({length} lines)", i + 1));
+        }
+    }
+    found
+}
+
+#[test]
+fn long_functions_say_why() {
+    let (src, files) = all_sources();
+    let mut long = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read source");
+        let path = f
+            .strip_prefix(&src)
+            .expect("under src")
+            .display()
+            .to_string();
+        long.extend(long_functions(&path, &text, LONGEST_UNEXPLAINED));
+    }
+    assert!(
+        long.is_empty(),
+        "split these, or say beside each why it is long (`// Long by design: …`):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_counts_and_reads_the_reason() {
+    let body = "    x();\n".repeat(5);
+    let plain = format!("/// Doc.\nfn long() {{\n{body}}}\n\nfn short() {{\n}}\n");
+    assert_eq!(long_functions("a.rs", &plain, 6), ["a.rs:2 long (7 lines)"]);
+    assert!(long_functions("a.rs", &plain, 7).is_empty());
+    let nested = format!("impl X {{\n    pub async fn m(&self) {{\n    {body}    }}\n}}\n");
+    assert_eq!(long_functions("b.rs", &nested, 6), ["b.rs:2 m (7 lines)"]);
+    let why = format!("// Long by design: a list.\n#[must_use]\nfn long() {{\n{body}}}\n");
+    assert!(long_functions("c.rs", &why, 6).is_empty());
+}

@@ -176,6 +176,8 @@ mod tests {
     }
 
     #[test]
+    // Long by design: one case per rule, side by side so a rule's pattern is
+    // read next to the others.
     fn each_rule_fires_on_its_own_pattern_and_a_light_run_gives_nothing() {
         // A queue: TTFT climbs, TPOT and throughput flat.
         let queue = [

@@ -80,6 +80,8 @@ fn series(name: &str, class: &'static str, points: Vec<(f64, Option<f64>)>) -> S
 }
 
 /// Latency, throughput, users and errors over the run's windows.
+// Long by design: the timeline's charts in page order (latency, throughput,
+// users, errors), each built from the same windows.
 pub fn timeline(r: &RunResult) -> Vec<Figure> {
     // Windows wholly inside the measured part: one cut by the warm-up or
     // the end would draw a rate that never happened.

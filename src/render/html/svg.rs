@@ -221,6 +221,9 @@ impl Chart {
     }
 
     /// The chart as an `<svg>` element.
+    // Long by design: one chart drawn back to front (frame, grid and ticks,
+    // bands, series, markers, legend), each layer a few lines sharing the
+    // scales computed first.
     pub fn svg(&self) -> String {
         let sc = self.scale();
         let mut o = String::with_capacity(8192);
