@@ -23,22 +23,22 @@ use crate::scenario::parse_duration;
 use crate::tokens;
 
 mod capacity;
+mod compare;
 mod gate;
-mod judge;
 mod mock;
-mod plan;
 mod refresh;
+mod run;
 mod shard;
 
 use capacity::{capacity, capacity_gate, compare_capacity, report_capacity};
+use compare::{compare, html_beside, report};
 use gate::{comment, gate, measuring_flags, refuse_any};
-use judge::{compare, html_beside, report};
 pub use mock::mock_config;
 use mock::{demo, mock};
 use refresh::{propose, refresh};
 
 pub use crate::scenario::caps::{MAX_DURATION, MAX_REQUESTS, MAX_USERS as MAX_CONCURRENCY};
-pub use plan::{parse_vars, run_args, run_plan};
+pub use run::{parse_vars, run_args, run_plan};
 
 fn duration_flag(flag: &'static str, s: &str) -> Result<Duration, UserError> {
     parse_duration(s).map_err(|m| UserError::flag(flag, m))

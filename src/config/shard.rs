@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::duration_flag;
-use super::plan::{load_spec, parse_vars, run_plan};
+use super::run::{load_spec, parse_vars, run_plan};
 use crate::cli::{MergeArgs, PlanArgs, RunArgs};
 use crate::commands::{MergeSettings, PlanSettings, RunSettings};
 use crate::error::UserError;
