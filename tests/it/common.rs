@@ -104,8 +104,15 @@ impl Drop for MockProcess {
 
 /// Start the mock binary on a free port.
 pub fn spawn_mock(args: &[&str]) -> MockProcess {
+    spawn_mock_in(Path::new("."), args)
+}
+
+/// Start the mock binary on a free port, in `dir` (where its `--tokens`
+/// file is).
+pub fn spawn_mock_in(dir: &Path, args: &[&str]) -> MockProcess {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(BIN)
+        .current_dir(dir)
         .args(["mock", "--port", "0"])
         .args(args)
         .stdout(std::process::Stdio::piped())
