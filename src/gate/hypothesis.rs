@@ -194,7 +194,7 @@ fn judge(r: &RunResult, text: &str, fail: bool, s: &Statement) -> Outcome {
             let Some(sl) = slope else {
                 return unknown(text, fail, "too few windows to measure drift".into());
             };
-            let bound = crate::result::time::DRIFT_FLAG_PCT_PER_H;
+            let bound = crate::result::dynamics::DRIFT_FLAG_PCT_PER_H;
             let f = if sl.flagged {
                 Finding::Refuted
             } else if sl.low > -bound && sl.high < bound {

@@ -6,9 +6,8 @@ use serde::Serialize;
 
 use super::md_cell;
 use crate::policy::metrics::Base;
-use crate::result::time::{
-    Slope, StageResult, DRIFT_FLAG_PCT_PER_H, DRIFT_MIN_CHANGE_PCT, RECOVERY_BAND,
-};
+use crate::result::dynamics::{Slope, DRIFT_FLAG_PCT_PER_H, DRIFT_MIN_CHANGE_PCT, RECOVERY_BAND};
+use crate::result::time::StageResult;
 use crate::result::values::pooled;
 use crate::result::RunResult;
 use crate::stats::LatencyHist;

@@ -78,7 +78,7 @@ pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
     let workflow = workflow_result(src, Part::ALL, None, window_s)?;
     let blocks = build_blocks(sc, src, Part::ALL, span, load.blocks)?;
     let windows = super::time::windows(sc, load, &out.trace, src, span)?;
-    let dynamics = super::time::dynamics(load, &windows);
+    let dynamics = super::dynamics::dynamics(load, &windows);
     let stages = super::time::stages(sc, load, &out.trace, src)?;
     let workflows = super::time::workflows(sc, src, window_s)?;
 

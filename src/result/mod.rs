@@ -8,6 +8,7 @@ pub mod baseline;
 mod build;
 pub mod capacity;
 pub mod duet;
+pub mod dynamics;
 pub mod invented;
 pub mod measure;
 mod passes;
@@ -89,7 +90,7 @@ pub struct RunResult {
     pub arrivals: Option<time::ArrivalResult>,
     /// Spike recovery and drift (schema 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dynamics: Option<time::Dynamics>,
+    pub dynamics: Option<dynamics::Dynamics>,
     /// Per workflow of a weighted mix (schema 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workflows: Vec<time::WorkflowMix>,

@@ -383,7 +383,7 @@ async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
     assert!(held.totals.requests > 0);
 }
 
-// Drift detection is decided on windows (`result::time` tests, any
+// Drift detection is decided on windows (`result::dynamics` tests, any
 // machine); the soak itself, two of them with and without a drifting mock,
 // is `benches/shapes.sh` phase 4.
 
