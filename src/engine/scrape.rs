@@ -78,6 +78,8 @@ pub const PRESETS: &[(&str, &[&str])] = &[
         &[
             "node_cpu_seconds_total",
             "node_memory_MemAvailable_bytes",
+            "node_memory_MemTotal_bytes",
+            "node_disk_io_time_seconds_total",
             "node_network_receive_bytes_total",
             "node_network_transmit_bytes_total",
             "node_load1",

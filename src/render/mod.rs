@@ -5,6 +5,7 @@ pub mod context;
 pub mod html;
 pub mod prompt;
 pub mod report;
+pub mod resources;
 pub mod server;
 pub mod shape;
 pub mod text;

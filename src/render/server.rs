@@ -21,6 +21,8 @@ pub struct ServerRow {
 /// The section.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerCtx {
+    /// The resource panel, shown first.
+    resources: Vec<super::resources::ResourceRow>,
     rows: Vec<ServerRow>,
     /// Per endpoint: scrapes and failures.
     endpoints: Vec<String>,
@@ -89,6 +91,11 @@ fn section(m: &ServerMetrics, stage_names: &[String]) -> ServerCtx {
         })
         .collect();
     ServerCtx {
+        resources: m
+            .resources
+            .as_ref()
+            .map(super::resources::rows)
+            .unwrap_or_default(),
         rows,
         endpoints: m
             .endpoints

@@ -13,6 +13,7 @@ pub mod invented;
 pub mod measure;
 mod passes;
 pub mod requests;
+pub mod resources;
 pub mod server;
 pub mod shard;
 pub mod time;

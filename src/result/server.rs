@@ -62,6 +62,9 @@ pub struct ServerSeries {
     pub series: String,
     /// gauge, counter, histogram or untyped (read as a gauge).
     pub kind: String,
+    /// Which endpoint it came from (its index in `endpoints`).
+    #[serde(default)]
+    pub endpoint: u32,
     /// Over the measured window.
     pub overall: Figures,
     /// Per window of the run, by window index.
@@ -78,6 +81,9 @@ pub struct ServerMetrics {
     pub endpoints: Vec<Endpoint>,
     /// The series kept.
     pub series: Vec<ServerSeries>,
+    /// Resources as people read them, derived from the series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<super::resources::Resources>,
 }
 
 fn points_in(s: &Series, from: f64, to: f64) -> Vec<(f64, f64)> {
@@ -187,7 +193,8 @@ pub fn summarise(
         0
     };
     let mut series = Vec::new();
-    for s in scraped {
+    for (endpoint, s) in scraped.iter().enumerate() {
+        let endpoint = u32::try_from(endpoint).unwrap_or(u32::MAX);
         // Histogram buckets, grouped by their series without `le`.
         let mut hists: BTreeMap<String, Vec<(f64, &Series)>> = BTreeMap::new();
         for (key, ser) in &s.series {
@@ -207,6 +214,7 @@ pub fn summarise(
             };
             series.push(ServerSeries {
                 series: key.clone(),
+                endpoint,
                 kind: match kind {
                     Kind::Counter => "counter",
                     Kind::Gauge => "gauge",
@@ -223,6 +231,7 @@ pub fn summarise(
         for (base, buckets) in hists {
             series.push(ServerSeries {
                 series: base,
+                endpoint,
                 kind: "histogram".into(),
                 overall: histogram(&buckets, from, to),
                 windows: (0..windows)
@@ -235,7 +244,7 @@ pub fn summarise(
             });
         }
     }
-    Some(ServerMetrics {
+    let mut m = ServerMetrics {
         endpoints: scraped
             .iter()
             .map(|s| Endpoint {
@@ -248,7 +257,10 @@ pub fn summarise(
             })
             .collect(),
         series,
-    })
+        resources: None,
+    };
+    m.resources = super::resources::resources(&m);
+    Some(m)
 }
 
 /// What the bottleneck analysis reads of the server's metrics over one
@@ -277,10 +289,10 @@ pub struct Signals {
     pub generated_per_s: Option<f64>,
 }
 
-/// The role a series plays for the analysis, by its metric name.
-fn role(name: &str) -> Option<&'static str> {
-    let pool =
-        name.contains("pool") || name.starts_with("hikaricp_") || name.starts_with("pgbouncer_");
+/// The role a series plays for the analysis, by its metric name. A pool's
+/// families are the ones the scraper keeps as a pool's.
+pub(super) fn role(name: &str) -> Option<&'static str> {
+    let pool = crate::engine::scrape::looks_like_pool(name);
     Some(match name {
         "vllm:num_requests_waiting" | "sglang:num_queue_reqs" | "tgi_queue_size" => "waiting",
         "vllm:num_requests_running" | "sglang:num_running_reqs" | "tgi_batch_current_size" => {
@@ -291,6 +303,7 @@ fn role(name: &str) -> Option<&'static str> {
         "vllm:generation_tokens_total" | "sglang:generation_tokens_total" => "generated",
         "process_cpu_seconds_total" => "cpu",
         n if pool && (n.contains("waiting") || n.contains("pending")) => "pool_waiting",
+        n if pool && n.contains("idle") => "pool_idle",
         n if pool && (n.contains("in_use") || n.contains("active")) => "pool_in_use",
         n if pool && (n.ends_with("_size") || n.ends_with("_max")) => "pool_size",
         _ => return None,

@@ -22,6 +22,7 @@ mod limits;
 mod markdown;
 mod prom;
 mod report;
+mod resources;
 mod results;
 mod schema;
 mod shapes;

@@ -424,12 +424,148 @@ pub fn step_bars(r: &RunResult, against: &Against) -> Option<Figure> {
     })
 }
 
-/// The server's key series over the run's windows, one small chart each.
+/// The resource panel over the run's windows (host CPU and memory, network,
+/// processes, GPUs, the pool), then the server's key series, one small
+/// chart each.
 pub fn server_panels(r: &RunResult) -> Vec<Figure> {
     let Some(m) = &r.server_metrics else {
         return Vec::new();
     };
     let bands = bands(r);
+    let mut out = m
+        .resources
+        .as_ref()
+        .map(|res| resource_panels(r, res))
+        .unwrap_or_default();
+    out.extend(key_series(r, m, &bands));
+    out
+}
+
+/// One chart per resource line, per window.
+fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> Vec<Figure> {
+    use crate::result::resources::Usage;
+    type Pick = Box<dyn Fn(&Usage) -> Option<f64>>;
+    let bands = bands(r);
+    let over = |pick: &Pick| -> Vec<(f64, Option<f64>)> {
+        res.windows
+            .iter()
+            .zip(&r.windows)
+            .filter(|(_, w)| w.end_ms <= r.window.end_ms + 1.0)
+            .map(|(u, w)| (mid_s(w.start_ms, w.end_ms), pick(u)))
+            .collect()
+    };
+    type Lines = Vec<(&'static str, Pick)>;
+    let mut charts: Vec<(String, &str, Lines)> = Vec::new();
+    for (i, h) in res.overall.hosts.iter().enumerate() {
+        charts.push((
+            format!("{} CPU busy", h.endpoint),
+            "%",
+            vec![
+                (
+                    "all cores",
+                    Box::new(move |u: &Usage| u.hosts.get(i)?.cpu_busy_pct),
+                ),
+                (
+                    "busiest core",
+                    Box::new(move |u: &Usage| u.hosts.get(i)?.busiest_core_pct),
+                ),
+            ],
+        ));
+        charts.push((
+            format!("{} memory used", h.endpoint),
+            "%",
+            vec![(
+                "memory",
+                Box::new(move |u: &Usage| u.hosts.get(i)?.memory_used_pct),
+            )],
+        ));
+        for (k, n) in h.network.iter().enumerate() {
+            charts.push((
+                format!("{} {}", h.endpoint, n.device),
+                "bytes/s",
+                vec![
+                    (
+                        "receive",
+                        Box::new(move |u: &Usage| {
+                            Some(u.hosts.get(i)?.network.get(k)?.rx_bytes_per_s)
+                        }),
+                    ),
+                    (
+                        "send",
+                        Box::new(move |u: &Usage| {
+                            Some(u.hosts.get(i)?.network.get(k)?.tx_bytes_per_s)
+                        }),
+                    ),
+                ],
+            ));
+        }
+    }
+    for (i, p) in res.overall.processes.iter().enumerate() {
+        charts.push((
+            format!("{} process CPU", p.endpoint),
+            "% of a core",
+            vec![(
+                "CPU",
+                Box::new(move |u: &Usage| u.processes.get(i)?.cpu_pct),
+            )],
+        ));
+    }
+    for (i, g) in res.overall.gpus.iter().enumerate() {
+        charts.push((
+            g.gpu.clone(),
+            "%",
+            vec![
+                (
+                    "utilisation",
+                    Box::new(move |u: &Usage| u.gpus.get(i)?.util_pct),
+                ),
+                (
+                    "memory",
+                    Box::new(move |u: &Usage| u.gpus.get(i)?.memory_used_pct),
+                ),
+            ],
+        ));
+    }
+    if res.overall.pool.is_some() {
+        charts.push((
+            "DB pool".into(),
+            "connections",
+            vec![
+                ("in use", Box::new(|u: &Usage| u.pool.as_ref()?.in_use)),
+                ("waiting", Box::new(|u: &Usage| u.pool.as_ref()?.waiting)),
+            ],
+        ));
+    }
+    charts
+        .into_iter()
+        .filter_map(|(title, unit, lines)| {
+            let series: Vec<Series> = lines
+                .iter()
+                .zip(CLASSES)
+                .map(|((name, pick), class)| series(name, class, over(pick)))
+                .collect();
+            let chart = Chart {
+                title: title.clone(),
+                x_label: "seconds from the start".into(),
+                y_label: unit.into(),
+                series,
+                bands: bands.clone(),
+                ..Chart::default()
+            };
+            chart.has_data().then(|| Figure {
+                svg: chart.svg(),
+                caption: format!("{title}, per window ({unit})."),
+            })
+        })
+        .collect()
+}
+
+/// The server's key series over the run's windows.
+fn key_series(
+    r: &RunResult,
+    m: &crate::result::server::ServerMetrics,
+    bands: &[super::svg::Band],
+) -> Vec<Figure> {
     m.series
         .iter()
         .filter(|s| crate::render::server::is_key(s))
@@ -457,7 +593,7 @@ pub fn server_panels(r: &RunResult) -> Vec<Figure> {
                 }
                 .into(),
                 series: vec![series(&s.series, "s5", points)],
-                bands: bands.clone(),
+                bands: bands.to_vec(),
                 ..Chart::default()
             };
             chart.has_data().then(|| Figure {
