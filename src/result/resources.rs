@@ -427,6 +427,7 @@ mod tests {
             last_error: None,
             dropped_series: 0,
             cut_labels: 0,
+            shards: Vec::new(),
         }
     }
 

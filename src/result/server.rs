@@ -29,6 +29,10 @@ pub struct Endpoint {
     /// Label values cut short or labels left out.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cut_labels: u64,
+    /// A merged result: the shards that scraped it (the series are the
+    /// first one's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<u32>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -254,11 +258,55 @@ pub fn summarise(
                 last_error: s.last_error.clone(),
                 dropped_series: s.dropped_series,
                 cut_labels: s.cut_labels,
+                shards: Vec::new(),
             })
             .collect(),
         series,
         resources: None,
     };
+    m.resources = super::resources::resources(&m);
+    Some(m)
+}
+
+/// The server metrics of a merged run: every shard's endpoints, each
+/// endpoint once. An endpoint several shards scraped keeps the series of
+/// the first shard that scraped it (its figures are that shard's scrape,
+/// never an average of different scrapes) and lists every shard that did;
+/// endpoints scraped by one shard each are all kept, so sums over series
+/// (rates, queues) add the endpoints up exactly. Shards share the plan's
+/// clock, so windows and stages line up. `None` when no shard scraped.
+pub fn merge(shards: &[(u32, &ServerMetrics)]) -> Option<ServerMetrics> {
+    if shards.is_empty() {
+        return None;
+    }
+    let mut m = ServerMetrics {
+        endpoints: Vec::new(),
+        series: Vec::new(),
+        resources: None,
+    };
+    for &(shard, s) in shards {
+        for (i, e) in s.endpoints.iter().enumerate() {
+            if let Some(kept) = m.endpoints.iter_mut().find(|k| k.url == e.url) {
+                kept.shards.push(shard);
+                continue;
+            }
+            let index = u32::try_from(m.endpoints.len()).unwrap_or(u32::MAX);
+            m.endpoints.push(Endpoint {
+                shards: vec![shard],
+                ..e.clone()
+            });
+            let from = u32::try_from(i).unwrap_or(u32::MAX);
+            m.series.extend(
+                s.series
+                    .iter()
+                    .filter(|x| x.endpoint == from)
+                    .map(|x| ServerSeries {
+                        endpoint: index,
+                        ..x.clone()
+                    }),
+            );
+        }
+    }
     m.resources = super::resources::resources(&m);
     Some(m)
 }

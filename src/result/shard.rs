@@ -626,6 +626,11 @@ pub fn merge(
 /// examples, the worst lateness, which windows were before every shard ran,
 /// and the shard table.
 fn fold_shards(r: &mut RunResult, shards: &[ShardFile], late: f64, missing: Vec<u32>) {
+    let scraped: Vec<(u32, &super::server::ServerMetrics)> = shards
+        .iter()
+        .filter_map(|(_, s, i)| s.server_metrics.as_ref().map(|m| (i.index, m)))
+        .collect();
+    r.server_metrics = super::server::merge(&scraped);
     for (_, s, _) in shards {
         for e in &s.error_examples {
             let same = r

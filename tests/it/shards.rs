@@ -46,6 +46,9 @@ fn run_shards_at(dir: &Path, plan: &str, indexes: &[u32], url: &dyn Fn(u32) -> S
                     "--tokens",
                     tok,
                     "--no-progress",
+                    // Every shard scrapes the server's own metrics.
+                    "--server-metrics",
+                    "/metrics",
                 ])
                 .arg("-o")
                 .arg(dir.join(format!("shard-{i}.json")))
@@ -139,6 +142,20 @@ fn three_shards_merge_into_exactly_the_run_one_process_makes() {
         .sum();
     assert_eq!(m["totals"]["requests"].as_u64(), Some(shard_requests));
     assert_eq!(m["merged"]["shards"].as_array().map(Vec::len), Some(3));
+
+    // The server's metrics survive: the one endpoint all three scraped is
+    // kept once, with the first shard's series (never an average of three
+    // scrapes), and the diagnosis reads them.
+    let server = &m["server_metrics"];
+    let endpoints = server["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1, "{server}");
+    assert_eq!(endpoints[0]["shards"], serde_json::json!([0, 1, 2]));
+    let first = json(&d.join("shard-0.json"));
+    assert_eq!(server["series"], first["server_metrics"]["series"]);
+    assert!(!server["series"].as_array().expect("series").is_empty());
+    let merged_result = flora_gate::result::RunResult::read(&merged).expect("reads");
+    let evidence = flora_gate::gate::diagnosis::of_run(&merged_result).0;
+    assert!(evidence.server_scraped && evidence.server_overall.is_some());
 
     // The merged TTFT histogram is the one built from every shard's requests.
     let mut concatenated = LatencyHist::new();
