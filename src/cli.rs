@@ -553,6 +553,16 @@ pub struct RunArgs {
     /// `ADDR:PORT/metrics` while the run lasts (for Grafana during a soak).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,
+    /// Keep `--metrics-listen` serving the final figures this long after
+    /// the run, once its files are written (two scrapes at a 15 s interval;
+    /// Ctrl-C ends it), so a short run or a shard leaves its totals behind.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        requires = "metrics_listen"
+    )]
+    pub metrics_linger: String,
     /// Scrape this Prometheus endpoint of the server during the run (repeat
     /// for several): the presets' families (vLLM, SGLang, TGI, Triton, DCGM,
     /// node_exporter, process) and any `--server-metric`, per window in the result.

@@ -69,6 +69,7 @@ pub async fn run_against_mock(
         notes: vec!["the mock server runs in this process".into()],
         ca_cert: None,
         metrics_listen: None,
+        metrics_linger: Duration::ZERO,
         client: None,
         start_at: None,
         // The mock's own /metrics, as a real server's would be scraped.

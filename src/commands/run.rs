@@ -16,7 +16,7 @@ pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
         plan.load.concurrency,
         describe_stop(&plan.load)
     );
-    let mut measured = result::measure(plan, signals, kill).await?;
+    let mut measured = result::measure(plan, signals.clone(), kill).await?;
     if let (Some((sp, index)), Current::Single(r)) = (&args.shard, &mut measured.current) {
         r.shard = Some(ShardInfo {
             plan: sp.clone(),
@@ -44,8 +44,15 @@ pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
     if let Some(p) = &args.requests_out {
         eprintln!("requests written to {}", p.display());
     }
+    output::out(&render::text::summary(measured.current.shown()));
+    if let Some(e) = measured.endpoint.take() {
+        eprintln!(
+            "live metrics stay up for {} with the final figures (--metrics-linger; Ctrl-C ends it)",
+            humantime::format_duration(e.duration())
+        );
+        e.linger(&signals).await;
+    }
     let res = measured.current.shown();
-    output::out(&render::text::summary(res));
     for h in gate::hypothesis::evaluate(res) {
         output::out(&format!(
             "hypothesis {}: {} ({})\n",

@@ -58,6 +58,7 @@ pub fn run_args(
         model: None,
         window: None,
         metrics_listen: None,
+        metrics_linger: "30s".into(),
         server_metrics: Vec::new(),
         server_metrics_interval: None,
         server_metric: Vec::new(),
@@ -163,6 +164,11 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         notes: Vec::new(),
         ca_cert: ca_cert(args)?,
         metrics_listen,
+        metrics_linger: if args.metrics_listen.is_some() {
+            duration_flag("--metrics-linger", &args.metrics_linger)?
+        } else {
+            Duration::ZERO
+        },
         client: None,
         start_at: None,
         server_metrics,

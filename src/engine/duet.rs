@@ -90,6 +90,7 @@ impl SideRuns {
             late: Duration::ZERO,
             clock_offset_ms: None,
             server: Vec::new(),
+            endpoint: None,
         })
     }
 }

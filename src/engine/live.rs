@@ -10,12 +10,48 @@ use std::time::Duration;
 
 use super::sample::{ErrorClass, Sample};
 
-/// Upper bounds of the latency histogram buckets, seconds.
-pub const BUCKETS_S: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
+/// The smallest bucket's upper bound, seconds (1 ms).
+const FIRST_BOUND_S: f64 = 0.001;
+/// Each bucket's bound over the one below: a quantile read from the
+/// buckets (Prometheus interpolates inside one) is within 5% of the truth.
+const GROWTH: f64 = 1.05;
+/// The largest finite bound is the first at or past 10 minutes.
+const LAST_BOUND_S: f64 = 600.0;
 
-/// A Prometheus histogram with fixed buckets.
+/// Upper bounds of the latency histogram buckets, seconds: log-spaced by
+/// [`GROWTH`] from 1 ms to 10 min (274 of them).
+pub fn bounds() -> &'static [f64] {
+    static BOUNDS: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    BOUNDS.get_or_init(|| {
+        let mut b = vec![FIRST_BOUND_S];
+        while *b.last().unwrap_or(&LAST_BOUND_S) < LAST_BOUND_S {
+            let next = b[b.len() - 1] * GROWTH;
+            b.push(next);
+        }
+        b
+    })
+}
+
+/// The bucket of `s` seconds: the first bound at or above it (past the
+/// last: `None`, counted in `+Inf` only). Found by its logarithm, then
+/// checked against the bounds themselves.
+fn bucket(s: f64) -> Option<usize> {
+    let b = bounds();
+    if s <= FIRST_BOUND_S {
+        return Some(0);
+    }
+    let guess = ((s / FIRST_BOUND_S).ln() / GROWTH.ln()).ceil() as usize;
+    let mut k = guess.min(b.len());
+    while k > 0 && s <= b[k - 1] {
+        k -= 1;
+    }
+    while k < b.len() && s > b[k] {
+        k += 1;
+    }
+    (k < b.len()).then_some(k)
+}
+
+/// A Prometheus histogram over [`bounds`].
 #[derive(Debug, Default)]
 pub struct LiveHist {
     buckets: Vec<AtomicU64>,
@@ -26,14 +62,13 @@ pub struct LiveHist {
 impl LiveHist {
     fn new() -> Self {
         LiveHist {
-            buckets: BUCKETS_S.iter().map(|_| AtomicU64::new(0)).collect(),
+            buckets: bounds().iter().map(|_| AtomicU64::new(0)).collect(),
             ..Self::default()
         }
     }
 
     fn record(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        if let Some(i) = BUCKETS_S.iter().position(|b| s <= *b) {
+        if let Some(i) = bucket(d.as_secs_f64()) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -54,6 +89,46 @@ impl LiveHist {
     }
 }
 
+/// What every live series is labelled with: the run, its scenario and the
+/// target's host, so runs and shards side by side in one Prometheus stay
+/// apart; and the stages' names, for the current stage's.
+#[derive(Debug, Clone, Default)]
+pub struct LiveLabels {
+    /// A run id: the start's Unix milliseconds and this process, in hex.
+    pub run_id: String,
+    /// The scenario's name.
+    pub scenario: String,
+    /// `host:port` of the target.
+    pub target: String,
+    /// The stages' names, in order.
+    pub stages: Vec<String>,
+}
+
+impl LiveLabels {
+    /// The labels of a run of `scenario` against `target` starting now.
+    pub fn new(scenario: &str, target: &crate::target::Target, stages: Vec<String>) -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        LiveLabels {
+            run_id: format!("{ms:x}-{:x}", std::process::id()),
+            scenario: scenario.to_string(),
+            target: format!("{}:{}", target.host(), target.port()),
+            stages,
+        }
+    }
+
+    /// `run_id="…",scenario="…",target="…"`.
+    fn text(&self) -> String {
+        format!(
+            "run_id=\"{}\",scenario=\"{}\",target=\"{}\"",
+            esc(&self.run_id),
+            esc(&self.scenario),
+            esc(&self.target)
+        )
+    }
+}
+
 /// One step's live counters.
 #[derive(Debug)]
 pub struct StepLive {
@@ -69,6 +144,10 @@ pub struct StepLive {
     pub ttft: LiveHist,
     /// Time per output token.
     pub tpot: LiveHist,
+    /// Gaps between content events.
+    pub itl: LiveHist,
+    /// Time to the first byte of the answer.
+    pub ttfb: LiveHist,
     /// End-to-end latency.
     pub e2e: LiveHist,
 }
@@ -100,11 +179,16 @@ pub struct Live {
     pub lag_us: AtomicU64,
     /// Per step.
     pub steps: Vec<StepLive>,
+    /// `run_id="…",scenario="…",target="…"`, on every series.
+    labels: String,
+    /// The stages' names.
+    stage_names: Vec<String>,
 }
 
 impl Live {
-    /// Counters for these steps.
-    pub fn new(steps: &[crate::scenario::Step]) -> Self {
+    /// Counters for these steps, labelled with `labels`. Every error class
+    /// is there from the start, at 0, so a rate over it has a series.
+    pub fn new(steps: &[crate::scenario::Step], labels: &LiveLabels) -> Self {
         Live {
             steps: steps
                 .iter()
@@ -112,13 +196,30 @@ impl Live {
                     name: s.name.clone(),
                     requests: AtomicU64::new(0),
                     tokens: AtomicU64::new(0),
-                    errors: Mutex::new(BTreeMap::new()),
+                    errors: Mutex::new(
+                        ErrorClass::fixed_names()
+                            .map(|n| (n.to_string(), 0))
+                            .collect(),
+                    ),
                     ttft: LiveHist::new(),
                     tpot: LiveHist::new(),
+                    itl: LiveHist::new(),
+                    ttfb: LiveHist::new(),
                     e2e: LiveHist::new(),
                 })
                 .collect(),
+            labels: labels.text(),
+            stage_names: labels.stages.clone(),
             ..Live::default()
+        }
+    }
+
+    /// Count the gaps between content events of one request of `step`, µs.
+    pub fn gaps(&self, step: usize, gaps_us: &[u32]) {
+        if let Some(st) = self.steps.get(step) {
+            for g in gaps_us {
+                st.itl.record(Duration::from_micros(u64::from(*g)));
+            }
         }
     }
 
@@ -147,6 +248,9 @@ impl Live {
                     if let Some(t) = s.tpot() {
                         st.tpot.record(t);
                     }
+                    if let Some(t) = s.ttfb {
+                        st.ttfb.record(t);
+                    }
                     if let Some(t) = s.e2e {
                         st.e2e.record(t);
                     }
@@ -166,14 +270,12 @@ impl Live {
 
     /// Requests, errors and tokens by step.
     fn step_counters(&self, o: &mut String) {
+        let l = &self.labels;
         header(o, "requests_total", "Finished requests by step.", "counter");
         for s in &self.steps {
             let step = esc(&s.name);
-            let _ = writeln!(
-                o,
-                "flora_gate_requests_total{{step=\"{step}\"}} {}",
-                load(&s.requests)
-            );
+            let n = load(&s.requests);
+            let _ = writeln!(o, "flora_gate_requests_total{{{l},step=\"{step}\"}} {n}");
         }
         header(
             o,
@@ -182,13 +284,13 @@ impl Live {
             "counter",
         );
         for s in &self.steps {
+            let step = esc(&s.name);
             if let Ok(e) = s.errors.lock() {
                 for (class, n) in e.iter() {
+                    let class = esc(class);
                     let _ = writeln!(
                         o,
-                        "flora_gate_errors_total{{step=\"{}\",class=\"{}\"}} {n}",
-                        esc(&s.name),
-                        esc(class)
+                        "flora_gate_errors_total{{{l},step=\"{step}\",class=\"{class}\"}} {n}"
                     );
                 }
             }
@@ -201,52 +303,58 @@ impl Live {
         );
         for s in &self.steps {
             let step = esc(&s.name);
+            let n = load(&s.tokens);
             let _ = writeln!(
                 o,
-                "flora_gate_output_tokens_total{{step=\"{step}\"}} {}",
-                load(&s.tokens)
+                "flora_gate_output_tokens_total{{{l},step=\"{step}\"}} {n}"
             );
         }
     }
 
-    /// Latency histograms by step, in seconds.
+    /// Latency histograms by step, in seconds, over [`bounds`].
     fn histograms(&self, o: &mut String) {
         type Pick = fn(&StepLive) -> &LiveHist;
-        let families: [(&str, &str, Pick); 3] = [
+        let families: [(&str, &str, Pick); 5] = [
             ("ttft_seconds", "Time to first token.", |s| &s.ttft),
             ("tpot_seconds", "Time per output token.", |s| &s.tpot),
+            ("itl_seconds", "Gaps between content events.", |s| &s.itl),
+            ("ttfb_seconds", "Time to the answer's first byte.", |s| {
+                &s.ttfb
+            }),
             (
                 "e2e_seconds",
                 "Request start to the last token or the full body.",
                 |s| &s.e2e,
             ),
         ];
+        let l = &self.labels;
         for (name, help, pick) in families {
             header(o, name, help, "histogram");
             for s in &self.steps {
                 let (h, step) = (pick(s), esc(&s.name));
                 let mut cum = 0;
-                for (b, n) in BUCKETS_S.iter().zip(&h.buckets) {
+                for (b, n) in bounds().iter().zip(&h.buckets) {
                     cum += load(n);
                     let _ = writeln!(
                         o,
-                        "flora_gate_{name}_bucket{{step=\"{step}\",le=\"{b}\"}} {cum}"
+                        "flora_gate_{name}_bucket{{{l},step=\"{step}\",le=\"{b:.6}\"}} {cum}"
                     );
                 }
                 let count = h.count();
                 let sum = load(&h.sum_us) as f64 / 1e6;
                 let _ = writeln!(
                     o,
-                    "flora_gate_{name}_bucket{{step=\"{step}\",le=\"+Inf\"}} {count}"
+                    "flora_gate_{name}_bucket{{{l},step=\"{step}\",le=\"+Inf\"}} {count}"
                 );
-                let _ = writeln!(o, "flora_gate_{name}_sum{{step=\"{step}\"}} {sum}");
-                let _ = writeln!(o, "flora_gate_{name}_count{{step=\"{step}\"}} {count}");
+                let _ = writeln!(o, "flora_gate_{name}_sum{{{l},step=\"{step}\"}} {sum}");
+                let _ = writeln!(o, "flora_gate_{name}_count{{{l},step=\"{step}\"}} {count}");
             }
         }
     }
 
     /// The load now, open-loop arrivals and the generator's own health.
     fn gauges(&self, o: &mut String, self_check: &str) {
+        let l = &self.labels;
         let gauges = [
             (
                 "users_active",
@@ -276,7 +384,18 @@ impl Live {
         ];
         for (name, help, v) in gauges {
             header(o, name, help, "gauge");
-            let _ = writeln!(o, "flora_gate_{name} {v}");
+            let _ = writeln!(o, "flora_gate_{name}{{{l}}} {v}");
+        }
+        // The current stage by name (1 on its series), for dashboards.
+        header(o, "stage_info", "The current stage's name.", "gauge");
+        let current = usize::try_from(load(&self.stage)).unwrap_or(0);
+        for (i, name) in self.stage_names.iter().enumerate() {
+            let on = u8::from(i + 1 == current);
+            let _ = writeln!(
+                o,
+                "flora_gate_stage_info{{{l},stage_name=\"{}\"}} {on}",
+                esc(name)
+            );
         }
         let arrivals = [
             (
@@ -297,7 +416,7 @@ impl Live {
         ];
         for (name, help, v) in arrivals {
             header(o, name, help, "counter");
-            let _ = writeln!(o, "flora_gate_{name} {}", load(v));
+            let _ = writeln!(o, "flora_gate_{name}{{{l}}} {}", load(v));
         }
         header(
             o,
@@ -307,7 +426,7 @@ impl Live {
         );
         let _ = writeln!(
             o,
-            "flora_gate_generator_saturated{{state=\"{}\"}} {}",
+            "flora_gate_generator_saturated{{{l},state=\"{}\"}} {}",
             esc(self_check),
             u8::from(self_check != "ok")
         );
@@ -384,6 +503,40 @@ pub(super) async fn serve(
     }))
 }
 
+/// The live endpoint after the run: it serves the final figures until
+/// [`Lingering::linger`] has waited its time (or a signal came), and stops
+/// when dropped.
+#[derive(Debug)]
+pub struct Lingering {
+    task: tokio::task::JoinHandle<()>,
+    linger: Duration,
+}
+
+impl Lingering {
+    pub(super) fn new(task: tokio::task::JoinHandle<()>, linger: Duration) -> Self {
+        Lingering { task, linger }
+    }
+
+    /// How long it stays.
+    pub fn duration(&self) -> Duration {
+        self.linger
+    }
+
+    /// Keep serving for the linger time, or until `signals` fires.
+    pub async fn linger(self, signals: &tokio_util::sync::CancellationToken) {
+        tokio::select! {
+            () = tokio::time::sleep(self.linger) => {}
+            () = signals.cancelled() => {}
+        }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Read one request head and answer it.
 async fn answer(sock: &mut tokio::net::TcpStream, shared: &super::Shared) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -416,4 +569,120 @@ async fn answer(sock: &mut tokio::net::TcpStream, shared: &super::Shared) -> std
     );
     sock.write_all(reply.as_bytes()).await?;
     sock.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prometheus' `histogram_quantile`: the bucket holding the rank, then
+    /// linear inside it (from 0 below the first bound).
+    fn histogram_quantile(h: &LiveHist, q: f64) -> f64 {
+        let rank = q * h.count() as f64;
+        let (mut below, mut lower) = (0.0, 0.0);
+        for (b, n) in bounds().iter().zip(&h.buckets) {
+            let n = load(n) as f64;
+            if below + n >= rank && n > 0.0 {
+                return lower + (b - lower) * (rank - below) / n;
+            }
+            below += n;
+            lower = *b;
+        }
+        f64::INFINITY
+    }
+
+    #[test]
+    fn every_value_lands_in_the_first_bucket_that_holds_it() {
+        let b = bounds();
+        let expected = ((LAST_BOUND_S / FIRST_BOUND_S).ln() / GROWTH.ln()).ceil() as usize + 1;
+        assert_eq!(b.len(), expected);
+        assert!(b[b.len() - 1] >= LAST_BOUND_S && b[b.len() - 2] < LAST_BOUND_S);
+        let mut s = 1e-4;
+        while s < 1e3 {
+            match bucket(s) {
+                Some(k) => {
+                    assert!(s <= b[k], "{s} above bucket {k} ({})", b[k]);
+                    assert!(k == 0 || s > b[k - 1], "{s} belongs below bucket {k}");
+                }
+                None => assert!(s > b[b.len() - 1], "{s}"),
+            }
+            s *= 1.0123;
+        }
+        for (k, bound) in b.iter().enumerate() {
+            assert_eq!(bucket(*bound), Some(k), "a bound is in its own bucket");
+        }
+    }
+
+    #[test]
+    fn quantiles_read_from_the_buckets_are_within_five_percent() {
+        // Latency-like samples from 1 ms to 40 s.
+        for (scale, spread) in [(0.02, 1.0), (0.08, 0.3), (2.0, 1.0)] {
+            let h = LiveHist::new();
+            let mut xs: Vec<f64> = (0..5000)
+                .map(|i| {
+                    let u = (f64::from(i) * 0.618_034).fract();
+                    scale * (spread * (u * 6.0 - 3.0)).exp()
+                })
+                .collect();
+            for x in &xs {
+                h.record(Duration::from_secs_f64(*x));
+            }
+            xs.sort_by(f64::total_cmp);
+            for q in [0.5, 0.9, 0.99] {
+                let exact = xs[(q * xs.len() as f64).ceil() as usize - 1];
+                let read = histogram_quantile(&h, q);
+                let err = (read / exact - 1.0).abs();
+                assert!(
+                    err <= 0.05,
+                    "scale {scale}, q {q}: {read} against {exact} ({err:.3})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_series_carries_the_runs_labels_and_counters_start_at_zero() {
+        let sc = crate::scenario::Scenario::load("openai-chat", &[]).expect("bundled");
+        let target = crate::target::Target::parse(
+            "http://127.0.0.1:8000",
+            crate::target::Source { name: "--target" },
+        )
+        .expect("a URL");
+        let labels = LiveLabels::new("openai-chat", &target, vec!["warm".into(), "hold".into()]);
+        let live = Live::new(&sc.steps, &labels);
+        live.stage.store(2, Ordering::Relaxed);
+        let text = live.prometheus("ok");
+        let e = crate::stats::prom::parse(&text).expect("valid exposition");
+        assert!(!e.samples.is_empty());
+        for s in &e.samples {
+            assert_eq!(
+                s.label("run_id"),
+                Some(labels.run_id.as_str()),
+                "{}",
+                s.name
+            );
+            assert_eq!(s.label("scenario"), Some("openai-chat"));
+            assert_eq!(s.label("target"), Some("127.0.0.1:8000"));
+        }
+        let zero_errors = e
+            .samples
+            .iter()
+            .filter(|s| s.name == "flora_gate_errors_total" && s.value == 0.0)
+            .count();
+        assert_eq!(
+            zero_errors,
+            ErrorClass::fixed_names().count() * sc.steps.len()
+        );
+        for family in ["ttft", "tpot", "itl", "ttfb", "e2e"] {
+            let name = format!("flora_gate_{family}_seconds_count");
+            assert!(e.samples.iter().any(|s| s.name == name), "{name}");
+        }
+        let stage = |n: &str| {
+            e.samples
+                .iter()
+                .find(|s| s.name == "flora_gate_stage_info" && s.label("stage_name") == Some(n))
+                .map(|s| s.value)
+        };
+        assert_eq!((stage("warm"), stage("hold")), (Some(0.0), Some(1.0)));
+    }
 }

@@ -63,6 +63,9 @@ pub struct Plan {
     pub ca_cert: Option<Vec<u8>>,
     /// Serve the live figures (Prometheus text) here during the run.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How long the live endpoint keeps serving the final figures after the
+    /// run ([`RunOutput::endpoint`]); zero stops it with the run.
+    pub metrics_linger: Duration,
     /// An HTTP client to use instead of a new one: runs made one after the
     /// other (capacity probes) keep their warm connections.
     pub client: Option<wire::Client>,
@@ -95,6 +98,7 @@ impl Plan {
             notes: Vec::new(),
             ca_cert: None,
             metrics_listen: None,
+            metrics_linger: Duration::ZERO,
             client: None,
             start_at: None,
             server_metrics: Vec::new(),
@@ -137,6 +141,9 @@ pub struct RunOutput {
     pub clock_offset_ms: Option<f64>,
     /// What the server's metrics endpoints gave.
     pub server: Vec<scrape::Scraped>,
+    /// The live endpoint, still serving the final figures, when the plan
+    /// asked it to linger.
+    pub endpoint: Option<live::Lingering>,
 }
 
 struct Shared {

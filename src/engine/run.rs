@@ -113,6 +113,7 @@ pub async fn run_checked(
         late,
         clock_offset_ms: None,
         server: gathered.server,
+        endpoint: gathered.endpoint,
     })
 }
 
@@ -171,6 +172,18 @@ fn recorded(
     recorder
 }
 
+/// The labels of the live endpoint's series.
+fn live_labels(plan: &Plan) -> live::LiveLabels {
+    let stages = plan.load.shape.as_ref().map_or_else(Vec::new, |s| {
+        s.stages
+            .iter()
+            .enumerate()
+            .map(|(i, st)| st.label(i))
+            .collect()
+    });
+    live::LiveLabels::new(&plan.scenario.name, &plan.target, stages)
+}
+
 /// Enough file descriptors for the users and everything beside them, and a
 /// warning when the record files may not fit in the temporary directory.
 fn check_resources(plan: &Plan) -> Result<(), UserError> {
@@ -222,7 +235,7 @@ fn shared(
         hard_stop: CancellationToken::new(),
         signalled: signals.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
-        live: live::Live::new(&sc.steps),
+        live: live::Live::new(&sc.steps, &live_labels(plan)),
         open_hold: vu::OpenHold::default(),
         spill: spill::Spill::create()
             .map(Arc::new)
@@ -340,6 +353,8 @@ struct Beside {
     progress: Option<JoinHandle<()>>,
     watchers: Vec<JoinHandle<()>>,
     tripped: Arc<Mutex<Option<String>>>,
+    /// How long the live endpoint stays after the run.
+    linger: Duration,
 }
 
 /// What the tasks beside the users gathered.
@@ -349,6 +364,8 @@ struct Gathered {
     server: Vec<scrape::Scraped>,
     /// Why a watcher stopped the run, if one did.
     tripped: Option<String>,
+    /// The live endpoint, lingering.
+    endpoint: Option<live::Lingering>,
 }
 
 impl Beside {
@@ -403,6 +420,7 @@ impl Beside {
             )));
         }
         Ok(Beside {
+            linger: plan.metrics_linger,
             scrape_stop,
             scrapes,
             monitor_stop,
@@ -418,9 +436,15 @@ impl Beside {
     async fn stop(self) -> Gathered {
         self.monitor_stop.cancel();
         let (windows, stages) = self.monitor.await.unwrap_or_default();
-        if let Some(m) = self.metrics {
-            m.abort();
-        }
+        // The live endpoint stays with the final figures when asked to.
+        let endpoint = match self.metrics {
+            Some(m) if !self.linger.is_zero() => Some(live::Lingering::new(m, self.linger)),
+            Some(m) => {
+                m.abort();
+                None
+            }
+            None => None,
+        };
         for task in self.watchers {
             task.abort();
         }
@@ -439,6 +463,7 @@ impl Beside {
             stages,
             server,
             tripped: self.tripped.lock().ok().and_then(|t| t.clone()),
+            endpoint,
         }
     }
 }

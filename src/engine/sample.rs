@@ -94,6 +94,12 @@ const CLASSES: [(u16, ErrorClass, &str); 17] = [
 const STATUS_BASE: u16 = 1000;
 
 impl ErrorClass {
+    /// Every class's name but an HTTP status's (`http_503` is made when one
+    /// is seen), in code order.
+    pub fn fixed_names() -> impl Iterator<Item = &'static str> {
+        CLASSES.iter().map(|(_, _, n)| *n)
+    }
+
     /// The name used in results and reports.
     pub fn name(&self) -> String {
         match self {

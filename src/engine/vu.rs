@@ -282,7 +282,11 @@ impl User {
                 request_id = format!("{request_id}-b{}", b + 1);
             }
             let ctx = &mut ctxs[b];
+            let gaps_before = self.gaps[i].len();
             let (outcome, sent) = self.send(i, ctx, start, warmup, &request_id, cut_at).await;
+            shared
+                .live
+                .gaps(i, self.gaps[i].get(gaps_before..).unwrap_or_default());
             flow = sent;
             completed_steps += 1;
             self.discard.clear();

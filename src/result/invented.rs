@@ -102,6 +102,7 @@ pub fn invented_result(
         late: Duration::ZERO,
         clock_offset_ms: None,
         server: Vec::new(),
+        endpoint: None,
     };
     let target =
         Target::parse("http://127.0.0.1:9", Source { name: "--target" }).expect("a loopback URL");

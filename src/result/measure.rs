@@ -70,6 +70,8 @@ pub struct Measured {
     pub late: std::time::Duration,
     /// A shard's clock minus the target's, ms.
     pub clock_offset_ms: Option<f64>,
+    /// The live endpoint, lingering with the final figures.
+    pub endpoint: Option<crate::engine::live::Lingering>,
 }
 
 impl Measured {
@@ -113,6 +115,7 @@ pub async fn measure(
                 late: std::time::Duration::ZERO,
                 clock_offset_ms: None,
                 current: Current::Duet(Box::new(result)),
+                endpoint: None,
                 requests: vec![
                     (Some("reference"), out.reference.recorder.records),
                     (Some("candidate"), out.candidate.recorder.records),
@@ -120,13 +123,15 @@ pub async fn measure(
             })
         }
         None => {
-            let out = engine::run(plan.clone(), signals, kill).await?;
+            let mut out = engine::run(plan.clone(), signals, kill).await?;
+            let endpoint = out.endpoint.take();
             let result = build(plan, &out)?;
             Ok(Measured {
                 late: out.late,
                 clock_offset_ms: out.clock_offset_ms,
                 current: Current::Single(Box::new(result)),
                 requests: vec![(None, out.recorder.records)],
+                endpoint,
             })
         }
     }

@@ -615,6 +615,7 @@ pub fn merge(
         late: Duration::from_secs_f64(late / 1000.0),
         clock_offset_ms: None,
         server: Vec::new(),
+        endpoint: None,
     };
     let mut r = super::build(plan, &out)?;
     fold_shards(&mut r, shards, late, missing);

@@ -387,7 +387,9 @@ async fn a_spike_recovers_when_the_mock_has_drained_its_queue() {
 // machine); the soak itself, two of them with and without a drifting mock,
 // is `benches/shapes.sh` phase 4.
 
-fn scrape(port: u16) -> BTreeMap<String, f64> {
+/// The live endpoint's series, keyed by name and labels without the run's
+/// own (`run_id`, `scenario`, `target`), which every series must carry.
+pub fn scrape(port: u16) -> BTreeMap<String, f64> {
     let out = std::process::Command::new("curl")
         .args([
             "-s",
@@ -397,11 +399,27 @@ fn scrape(port: u16) -> BTreeMap<String, f64> {
         ])
         .output()
         .expect("curl runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let e = flora_gate::stats::prom::parse(&text).expect("the exposition parses");
+    e.samples
+        .iter()
+        .map(|s| {
+            for l in ["run_id", "scenario", "target"] {
+                assert!(s.label(l).is_some(), "{} without {l}", s.name);
+            }
+            let rest: Vec<String> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "run_id" | "scenario" | "target"))
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            let key = if rest.is_empty() {
+                s.name.clone()
+            } else {
+                format!("{}{{{}}}", s.name, rest.join(","))
+            };
+            (key, s.value)
+        })
         .collect()
 }
 
@@ -848,4 +866,73 @@ async fn a_stage_shows_the_tokens_received_in_it_never_more_than_the_server_gave
         "{:.0}",
         held.totals.output_tokens_per_s
     );
+}
+
+/// `--metrics-linger`: once the run's files are written, the endpoint
+/// keeps serving the final figures (unchanging) for the time asked, then
+/// the command ends.
+#[test]
+fn the_live_endpoint_lingers_with_the_final_figures_after_the_files() {
+    let mock =
+        crate::common::spawn_mock(&["--ttft-ms", "10", "--itl-ms", "1", "--output-tokens", "8"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = crate::common::tokens_csv(dir.path(), 2);
+    let out = dir.path().join("r.json");
+    let mut child = std::process::Command::new(crate::common::BIN)
+        .args([
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tokens,
+        ])
+        .args(["-c", "2", "-d", "2s", "--warmup", "0s", "--no-progress"])
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-linger",
+            "4s",
+        ])
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    let started = std::time::Instant::now();
+    while !out.exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(out.exists(), "no result written");
+    // Files first; the final figures are still served, and no longer move.
+    std::thread::sleep(Duration::from_millis(300));
+    let written = std::time::Instant::now();
+    let a = scrape(port);
+    std::thread::sleep(Duration::from_millis(1000));
+    let b = scrape(port);
+    let key = "flora_gate_requests_total{step=\"chat\"}";
+    assert!(a.get(key).is_some_and(|n| *n > 0.0), "{a:?}");
+    assert_eq!(a.get(key), b.get(key));
+    let r = crate::common::read_json(&out);
+    let measured = r["totals"]["requests"].as_f64().expect("requests");
+    assert!(a[key] >= measured, "live {} < result {measured}", a[key]);
+    let status = child.wait().expect("ends");
+    assert!(status.success());
+    let lingered = written.elapsed();
+    assert!(
+        lingered >= Duration::from_secs(2) && lingered < Duration::from_secs(15),
+        "{lingered:?}"
+    );
+    assert!(scrape_fails(port), "still served after the linger");
+}
+
+fn scrape_fails(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
 }
