@@ -21,6 +21,7 @@ mod install;
 mod limits;
 mod markdown;
 mod prom;
+mod prometheus;
 mod report;
 mod resources;
 mod results;
