@@ -563,6 +563,20 @@ pub struct RunArgs {
         requires = "metrics_listen"
     )]
     pub metrics_linger: String,
+    /// Send the live figures to this Prometheus remote-write URL
+    /// (`http://host:9090/api/v1/write`; Mimir, Thanos, VictoriaMetrics)
+    /// every `--metrics-push-interval` and once at the end: a run that ends
+    /// before any scrape still leaves its figures.
+    #[arg(long, value_name = "URL")]
+    pub metrics_push: Option<String>,
+    /// How often to push during the run.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        requires = "metrics_push"
+    )]
+    pub metrics_push_interval: String,
     /// Scrape this Prometheus endpoint of the server during the run (repeat
     /// for several): the presets' families (vLLM, SGLang, TGI, Triton, DCGM,
     /// node_exporter, process) and any `--server-metric`, per window in the result.

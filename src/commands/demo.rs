@@ -70,6 +70,7 @@ pub async fn run_against_mock(
         ca_cert: None,
         metrics_listen: None,
         metrics_linger: Duration::ZERO,
+        metrics_push: None,
         client: None,
         start_at: None,
         // The mock's own /metrics, as a real server's would be scraped.

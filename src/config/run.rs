@@ -59,6 +59,8 @@ pub fn run_args(
         window: None,
         metrics_listen: None,
         metrics_linger: "30s".into(),
+        metrics_push: None,
+        metrics_push_interval: "5s".into(),
         server_metrics: Vec::new(),
         server_metrics_interval: None,
         server_metric: Vec::new(),
@@ -142,6 +144,7 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         }
     };
     let server_metrics = server_metrics(args, &scenario, &target)?;
+    let metrics_push = metrics_push(args, &scenario)?;
     // A `--var` that carries an access token is used, never recorded.
     scenario.secret_vars = scenario
         .var_overrides
@@ -169,10 +172,41 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
         } else {
             Duration::ZERO
         },
+        metrics_push,
         client: None,
         start_at: None,
         server_metrics,
     })
+}
+
+/// `--metrics-push`: a URL checked like the target (http(s), no credentials,
+/// inside `allow_hosts`), and its interval (1 s at least).
+fn metrics_push(
+    args: &RunArgs,
+    scenario: &Scenario,
+) -> Result<Option<crate::engine::push::PushTarget>, UserError> {
+    let Some(raw) = &args.metrics_push else {
+        return Ok(None);
+    };
+    let url = Target::parse(
+        raw,
+        Source {
+            name: "--metrics-push",
+        },
+    )?;
+    url.check_allowed(
+        &scenario.safety.allow_hosts,
+        "the metrics push URL",
+        &scenario.origin,
+    )?;
+    let interval = duration_flag("--metrics-push-interval", &args.metrics_push_interval)?;
+    if interval < Duration::from_secs(1) {
+        return Err(UserError::flag("--metrics-push-interval", "at least 1s"));
+    }
+    Ok(Some(crate::engine::push::PushTarget {
+        url: url.url().clone(),
+        interval,
+    }))
 }
 
 /// The server's metrics endpoints: the scenario's `[server_metrics]` and

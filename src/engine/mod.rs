@@ -11,6 +11,7 @@ pub mod duet;
 pub mod limits;
 pub mod live;
 pub mod monitor;
+pub mod push;
 mod recorder;
 pub mod request;
 mod run;
@@ -66,6 +67,8 @@ pub struct Plan {
     /// How long the live endpoint keeps serving the final figures after the
     /// run ([`RunOutput::endpoint`]); zero stops it with the run.
     pub metrics_linger: Duration,
+    /// Push the live figures here with the remote-write protocol.
+    pub metrics_push: Option<push::PushTarget>,
     /// An HTTP client to use instead of a new one: runs made one after the
     /// other (capacity probes) keep their warm connections.
     pub client: Option<wire::Client>,
@@ -99,6 +102,7 @@ impl Plan {
             ca_cert: None,
             metrics_listen: None,
             metrics_linger: Duration::ZERO,
+            metrics_push: None,
             client: None,
             start_at: None,
             server_metrics: Vec::new(),

@@ -355,6 +355,8 @@ struct Beside {
     tripped: Arc<Mutex<Option<String>>>,
     /// How long the live endpoint stays after the run.
     linger: Duration,
+    /// The remote-write pusher and its stop.
+    push: Option<(CancellationToken, JoinHandle<super::push::Pushed>)>,
 }
 
 /// What the tasks beside the users gathered.
@@ -419,7 +421,28 @@ impl Beside {
                 tripped.clone(),
             )));
         }
+        let push = match &plan.metrics_push {
+            Some(target) => {
+                let stop = CancellationToken::new();
+                let client = super::client(sc, 2, plan.ca_cert.as_deref())?;
+                let live = shared.clone();
+                let exposition = move || {
+                    let lag = live.live.lag_us.load(std::sync::atomic::Ordering::Relaxed);
+                    live.live
+                        .prometheus(if lag > 100_000 { "lagging" } else { "ok" })
+                };
+                let task = tokio::spawn(super::push::run(
+                    client,
+                    target.clone(),
+                    exposition,
+                    stop.clone(),
+                ));
+                Some((stop, task))
+            }
+            None => None,
+        };
         Ok(Beside {
+            push,
             linger: plan.metrics_linger,
             scrape_stop,
             scrapes,
@@ -436,6 +459,20 @@ impl Beside {
     async fn stop(self) -> Gathered {
         self.monitor_stop.cancel();
         let (windows, stages) = self.monitor.await.unwrap_or_default();
+        // The final figures go out once more before anything stops.
+        if let Some((stop, task)) = self.push {
+            stop.cancel();
+            if let Ok(p) = task.await {
+                if p.failures > 0 {
+                    eprintln!(
+                        "warning: {} of {} metrics pushes failed (last: {})",
+                        p.failures,
+                        p.pushes,
+                        p.last_error.as_deref().unwrap_or("unknown")
+                    );
+                }
+            }
+        }
         // The live endpoint stays with the final figures when asked to.
         let endpoint = match self.metrics {
             Some(m) if !self.linger.is_zero() => Some(live::Lingering::new(m, self.linger)),

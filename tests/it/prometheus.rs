@@ -286,3 +286,105 @@ fn the_dashboard_is_a_grafana_dashboard() {
         assert!(vars.contains(&ds.trim_start_matches("${").trim_end_matches('}')));
     }
 }
+
+/// `--metrics-push`: a run shorter than any scrape interval, pushing to a
+/// Prometheus that scrapes nothing, still leaves its final counters there.
+#[test]
+fn a_short_run_pushes_its_final_figures_with_remote_write() {
+    let Some(prometheus) = component("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_prom, prom_url) = start_prometheus(&prometheus, dir.path(), &[]);
+    let mock = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "16"]);
+    let tokens = tokens_csv(dir.path(), 2);
+    let out = dir.path().join("r.json");
+    let o = std::process::Command::new(BIN)
+        .args([
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tokens,
+        ])
+        .args(["-c", "2", "-d", "3s", "--warmup", "0s", "--no-progress"])
+        .args(["--metrics-push", &format!("{prom_url}/api/v1/write")])
+        .args(["--metrics-push-interval", "10s"])
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("pushes failed"), "{}", text(&o));
+    let r = read_json(&out);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    let v = query(
+        &prom_url,
+        "last_over_time(flora_gate_requests_total{job=\"flora-gate\",step=\"chat\"}[5m])",
+        now,
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    let pushed: f64 = v[0]["value"][1]
+        .as_str()
+        .expect("value")
+        .parse()
+        .expect("a number");
+    let measured = r["totals"]["requests"].as_f64().expect("requests");
+    assert!(
+        pushed >= measured && measured > 0.0,
+        "pushed {pushed}, the result {measured}"
+    );
+    // The histograms came too, with their buckets.
+    let p90 = query(
+        &prom_url,
+        "histogram_quantile(0.9, sum by (le) (last_over_time(flora_gate_ttft_seconds_bucket[5m])))",
+        now,
+    );
+    let theirs: f64 = p90[0]["value"][1]
+        .as_str()
+        .expect("value")
+        .parse()
+        .expect("a number");
+    let ours = r["steps"][0]["ttft_ms"]["p90"].as_f64().expect("p90") / 1000.0;
+    assert!(
+        (theirs / ours - 1.0).abs() <= 0.05,
+        "{theirs} against {ours}"
+    );
+}
+
+/// A receiver that is not there costs the run nothing: the pushes fail,
+/// the run completes, and the end says how many failed.
+#[test]
+fn a_dead_push_receiver_is_said_and_never_fails_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = spawn_mock(&[]);
+    let tokens = tokens_csv(dir.path(), 1);
+    let dead = free_port();
+    let o = std::process::Command::new(BIN)
+        .args([
+            "run",
+            "-s",
+            "openai-chat",
+            "-t",
+            &mock.url,
+            "--tokens",
+            &tokens,
+        ])
+        .args(["-c", "1", "-d", "2s", "--warmup", "0s", "--no-progress"])
+        .args([
+            "--metrics-push",
+            &format!("http://127.0.0.1:{dead}/api/v1/write"),
+        ])
+        .args(["--metrics-push-interval", "1s"])
+        .arg("-o")
+        .arg(dir.path().join("r.json"))
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("metrics pushes failed"), "{}", text(&o));
+}
