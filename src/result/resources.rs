@@ -174,26 +174,28 @@ fn endpoint_names(m: &ServerMetrics) -> Vec<String> {
         .collect()
 }
 
+/// Resources over one stretch: the figures `pick` gives of each series.
+pub fn usage_of(m: &ServerMetrics, pick: &dyn Fn(&ServerSeries) -> Option<&Figures>) -> Usage {
+    let read: Vec<Read<'_>> = m
+        .series
+        .iter()
+        .filter_map(|s| {
+            let figures = pick(s)?;
+            let (name, labels) = parts(&s.series);
+            Some(Read {
+                endpoint: s.endpoint as usize,
+                name,
+                labels,
+                figures,
+            })
+        })
+        .collect();
+    usage(&read, &endpoint_names(m))
+}
+
 /// Resources over the run, each window and each stage of `m`.
 pub fn resources(m: &ServerMetrics) -> Option<Resources> {
-    let names = endpoint_names(m);
-    let stretch = |pick: &dyn Fn(&ServerSeries) -> Option<&Figures>| {
-        let read: Vec<Read<'_>> = m
-            .series
-            .iter()
-            .filter_map(|s| {
-                let figures = pick(s)?;
-                let (name, labels) = parts(&s.series);
-                Some(Read {
-                    endpoint: s.endpoint as usize,
-                    name,
-                    labels,
-                    figures,
-                })
-            })
-            .collect();
-        usage(&read, &names)
-    };
+    let stretch = |pick: &dyn Fn(&ServerSeries) -> Option<&Figures>| usage_of(m, pick);
     let overall = stretch(&|s| Some(&s.overall));
     if overall.is_empty() {
         return None;

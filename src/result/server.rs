@@ -335,6 +335,8 @@ pub struct Signals {
     pub cpu_cores: Option<f64>,
     /// Tokens the server says it generated, per second.
     pub generated_per_s: Option<f64>,
+    /// The busiest scraped host's CPU busy share, % (node_exporter).
+    pub host_cpu_busy_pct: Option<f64>,
 }
 
 /// The role a series plays for the analysis, by its metric name. A pool's
@@ -379,6 +381,7 @@ impl Signals {
             pool_size: max(all.iter().map(|s| s.pool_size)),
             cpu_cores: mean(all.iter().map(|s| s.cpu_cores)),
             generated_per_s: mean(all.iter().map(|s| s.generated_per_s)),
+            host_cpu_busy_pct: max(all.iter().map(|s| s.host_cpu_busy_pct)),
         }
     }
 }
@@ -413,9 +416,16 @@ impl ServerMetrics {
                 "generated" => out.generated_per_s = add(out.generated_per_s, f.rate_per_s),
                 "pool_waiting" => out.pool_waiting = add(out.pool_waiting, f.mean),
                 "pool_in_use" => out.pool_in_use = add(out.pool_in_use, f.max),
-                _ => out.pool_size = add(out.pool_size, f.max),
+                "pool_size" => out.pool_size = add(out.pool_size, f.max),
+                _ => {}
             }
         }
+        // The busiest host's CPU, as the resource panel reads it.
+        out.host_cpu_busy_pct = super::resources::usage_of(self, &pick)
+            .hosts
+            .iter()
+            .filter_map(|h| h.cpu_busy_pct)
+            .reduce(f64::max);
         out
     }
 

@@ -84,7 +84,7 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// `queueing`, `batching`, `memory`, `prefill`, `rate_limiting`,
-    /// `client`, `non_llm_tier`, `abandoned_generation`.
+    /// `client`, `non_llm_tier`, `host_cpu`, `abandoned_generation`.
     pub kind: String,
     /// One line for people.
     pub title: String,
@@ -126,6 +126,7 @@ pub fn diagnose(ev: &Evidence) -> Vec<Finding> {
         out.extend(rules::prefill(&ev.prompts));
     }
     out.extend(rules::non_llm_tier(valid));
+    out.extend(rules::host_cpu(valid));
     let saturated = rules::saturation(valid, &out);
     out.extend(saturated);
     out.extend(rules::abandoned_generation(ev));
@@ -173,6 +174,42 @@ mod tests {
     fn with_server(mut l: Level, s: Signals) -> Level {
         l.server = Some(s);
         l
+    }
+
+    #[test]
+    fn a_busy_host_cpu_is_a_finding_only_with_latency_rising_beside_it() {
+        let cpu = |pct: f64| Signals {
+            host_cpu_busy_pct: Some(pct),
+            ..Signals::default()
+        };
+        // TPOT climbs with the host's CPU at 97%: host_cpu, with its numbers.
+        let busy = [
+            with_server(level(8.0, 50.0, 5.0, 1200.0), cpu(35.0)),
+            with_server(level(32.0, 52.0, 9.0, 3000.0), cpu(97.0)),
+        ];
+        let f = diagnose(&Evidence {
+            levels: busy.to_vec(),
+            ..Evidence::default()
+        });
+        let host = f.iter().find(|x| x.kind == "host_cpu").expect("host_cpu");
+        assert!(
+            host.evidence.contains("97% busy at 32 users")
+                && host.evidence.contains("35% at 8 users"),
+            "{}",
+            host.evidence
+        );
+        // As busy, latency flat: the CPU is not what limits.
+        let flat = [
+            with_server(level(8.0, 50.0, 5.0, 1200.0), cpu(35.0)),
+            with_server(level(32.0, 51.0, 5.1, 4700.0), cpu(97.0)),
+        ];
+        assert!(!kinds(&flat, false).contains(&"host_cpu".to_string()));
+        // Latency up, the host at 60%: not the host's CPU.
+        let idle = [
+            with_server(level(8.0, 50.0, 5.0, 1200.0), cpu(20.0)),
+            with_server(level(32.0, 52.0, 9.0, 3000.0), cpu(60.0)),
+        ];
+        assert!(!kinds(&idle, false).contains(&"host_cpu".to_string()));
     }
 
     #[test]

@@ -402,3 +402,42 @@ pub(super) fn saturation(levels: &[Level], found: &[Finding]) -> Option<Finding>
         ),
     })
 }
+
+/// The server's host CPU is saturated: at the highest valid level the
+/// busiest scraped host is at least 90% busy, and latency rose from the
+/// lowest level (or, with one level, the host is that busy at all).
+pub(super) fn host_cpu(levels: &[Level]) -> Option<Finding> {
+    let last = levels.last()?;
+    let busy = server(last).host_cpu_busy_pct?;
+    if busy < 90.0 {
+        return None;
+    }
+    let first = &levels[0];
+    let rose = |a: Option<f64>, b: Option<f64>| rise(a, b).is_some_and(|r| r > 0.2);
+    let slower = rose(first.ttft_p50, last.ttft_p50)
+        || rose(first.tpot_p50, last.tpot_p50)
+        || rose(first.json_e2e_p50, last.json_e2e_p50);
+    if levels.len() >= 2 && !slower {
+        return None;
+    }
+    let before = server(first)
+        .host_cpu_busy_pct
+        .filter(|_| levels.len() >= 2)
+        .map(|b| format!(" ({b:.0}% at {} users)", first.load))
+        .unwrap_or_default();
+    Some(Finding {
+        kind: "host_cpu".into(),
+        title: "the server's host CPU is saturated".into(),
+        evidence: format!(
+            "the busiest scraped host was {busy:.0}% busy at {} users{before}; TTFT p50 {} → {}, TPOT p50 {} → {}",
+            last.load,
+            ms(first.ttft_p50),
+            ms(last.ttft_p50),
+            ms(first.tpot_p50),
+            ms(last.tpot_p50)
+        ),
+        rule: "host CPU busy (node_exporter: not idle, not iowait) ≥ 90% at the highest level while TTFT, TPOT or the JSON steps' E2E rose > 20% from the lowest".into(),
+        refuted_by: "the same latency rise on a host with idle CPU (more cores, or the server alone on it)".into(),
+        next: "with more cores or fewer processes on the host, latency at this load returns to its low-load figure".into(),
+    })
+}
