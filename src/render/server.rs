@@ -73,14 +73,30 @@ fn rank(s: &ServerSeries) -> u8 {
     u8::from(!is_key(s))
 }
 
+/// A series as shown: with an `endpoint` label when several endpoints
+/// were scraped (two `process_cpu_seconds_total` are two processes).
+fn shown(s: &ServerSeries, endpoints: &[String]) -> String {
+    if endpoints.len() < 2 {
+        return s.series.clone();
+    }
+    let at = endpoints
+        .get(s.endpoint as usize)
+        .map_or("?", String::as_str);
+    match s.series.split_once('{') {
+        Some((name, rest)) => format!("{name}{{endpoint=\"{at}\",{rest}"),
+        None => format!("{}{{endpoint=\"{at}\"}}", s.series),
+    }
+}
+
 fn section(m: &ServerMetrics, stage_names: &[String]) -> ServerCtx {
     let mut series: Vec<&ServerSeries> = m.series.iter().collect();
     series.sort_by_key(|s| rank(s));
+    let endpoints = crate::result::resources::endpoint_names(m);
     let rows = series
         .iter()
         .take(MAX_ROWS)
         .map(|s| ServerRow {
-            series: super::md_code(&s.series),
+            series: super::md_code(&shown(s, &endpoints)),
             run: figures(&s.kind, &s.overall),
             stages: s
                 .stages
@@ -157,5 +173,27 @@ mod tests {
         assert_eq!(figures("counter", &f), "12.3k/s");
         assert_eq!(figures("histogram", &f), "p50 0.05 · p90 0.2");
         assert_eq!(headline("untyped", &Figures::default()), "–");
+    }
+
+    #[test]
+    fn two_endpoints_series_are_told_apart() {
+        let s = |endpoint: u32, key: &str| ServerSeries {
+            series: key.into(),
+            kind: "counter".into(),
+            endpoint,
+            overall: Figures::default(),
+            windows: Vec::new(),
+            stages: Vec::new(),
+        };
+        let two = ["10.0.0.1:8000".to_string(), "10.0.0.2:8000".to_string()];
+        assert_eq!(
+            shown(&s(1, "process_cpu_seconds_total"), &two),
+            "process_cpu_seconds_total{endpoint=\"10.0.0.2:8000\"}"
+        );
+        assert_eq!(
+            shown(&s(0, "x{a=\"1\"}"), &two),
+            "x{endpoint=\"10.0.0.1:8000\",a=\"1\"}"
+        );
+        assert_eq!(shown(&s(0, "x"), &two[..1]), "x");
     }
 }

@@ -159,7 +159,7 @@ struct Read<'a> {
 }
 
 /// `host:port` of each endpoint, for people.
-fn endpoint_names(m: &ServerMetrics) -> Vec<String> {
+pub fn endpoint_names(m: &ServerMetrics) -> Vec<String> {
     m.endpoints
         .iter()
         .map(|e| {

@@ -98,6 +98,14 @@ fn points_in(s: &Series, from: f64, to: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// A counter's points for a stretch: the last one before it too, so a
+/// stretch as short as the scrape interval still has an increase (the one
+/// between the scrapes around its start and its end).
+fn counter_points(s: &Series, from: f64, to: f64) -> Vec<(f64, f64)> {
+    let before = s.points.iter().rev().find(|(t, _)| *t < from).copied();
+    before.into_iter().chain(points_in(s, from, to)).collect()
+}
+
 fn gauge(points: &[(f64, f64)]) -> Figures {
     let vals: Vec<f64> = points
         .iter()
@@ -209,12 +217,9 @@ pub fn summarise(
                 }
                 continue;
             }
-            let figures = |a: f64, b: f64| {
-                let p = points_in(ser, a, b);
-                match kind {
-                    Kind::Counter => counter(&p),
-                    _ => gauge(&p),
-                }
+            let figures = |a: f64, b: f64| match kind {
+                Kind::Counter => counter(&counter_points(ser, a, b)),
+                _ => gauge(&points_in(ser, a, b)),
             };
             series.push(ServerSeries {
                 series: key.clone(),

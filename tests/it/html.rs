@@ -248,10 +248,25 @@ fn the_demo_report_opens_offline_in_chromium_without_a_console_error() {
         .filter(|svg| svg.contains("d=\"M") || svg.contains("<rect class=\"bar"))
         .count();
     assert_eq!(drawn, charts, "a chart without a drawn series");
+    // The server section opens with the resource panel: its table, then its
+    // charts (the mock's process), before any raw series.
+    let server = &dom[dom.find("id=\"server\"").expect("the server section")..];
+    let panel = server.find("id=\"resources\"").expect("the resource panel");
+    let process_chart = server
+        .find("process CPU, per window")
+        .expect("a resource chart");
+    let raw = server.find("<th>series</th>").expect("the series table");
+    assert!(
+        panel < process_chart && process_chart < raw,
+        "resources not first"
+    );
     let shot = dir.path().join("report.png");
     open_in_browser(&chromium, &file, Some(&shot));
     let size = std::fs::metadata(&shot).expect("a screenshot").len();
     assert!(size > 20_000, "{size} bytes");
+    if let Some(keep) = std::env::var_os("FLORA_GATE_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).expect("keep the screenshot");
+    }
 
     // The check can fail: a page breaking the policy is reported.
     let bad = dir.path().join("bad.html");
