@@ -84,6 +84,23 @@ fn proc_memory_used_pct() -> f64 {
     (1.0 - kb("MemAvailable:") / kb("MemTotal:")) * 100.0
 }
 
+/// Bytes received and sent by interface (`/proc/net/dev`).
+fn proc_net() -> std::collections::BTreeMap<String, [u64; 2]> {
+    std::fs::read_to_string("/proc/net/dev")
+        .expect("/proc/net/dev")
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (dev, rest) = l.split_once(':')?;
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some((dev.trim().to_string(), [*v.first()?, *v.get(8)?]))
+        })
+        .collect()
+}
+
 #[test]
 fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
     let Some(exporter) = component("prometheus-node-exporter") else {
@@ -114,7 +131,8 @@ fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("http://127.0.0.1:{port}/metrics");
-    let (cpu0, mem0) = (proc_cpu(), proc_memory_used_pct());
+    let (cpu0, mem0, net0) = (proc_cpu(), proc_memory_used_pct(), proc_net());
+    let t0 = std::time::Instant::now();
     let (o, out) = run_cli(
         dir.path(),
         "openai-chat",
@@ -133,7 +151,8 @@ fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
             "500ms",
         ],
     );
-    let (cpu1, mem1) = (proc_cpu(), proc_memory_used_pct());
+    let (cpu1, mem1, net1) = (proc_cpu(), proc_memory_used_pct(), proc_net());
+    let secs = t0.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     spin.join().expect("spin");
     assert!(o.status.success(), "{}", text(&o));
@@ -199,6 +218,22 @@ fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
         .unwrap_or_default();
     got.sort();
     assert_eq!(got, want, "{host}");
+    // Bytes per second as /proc/net/dev counts them over the run: within
+    // 20% or 2 kB/s (the run's span and the measured window differ a little).
+    for n in host["network"].as_array().expect("network") {
+        let dev = n["device"].as_str().expect("device");
+        let (Some(a), Some(b)) = (net0.get(dev), net1.get(dev)) else {
+            continue;
+        };
+        for (k, field) in [(0, "rx_bytes_per_s"), (1, "tx_bytes_per_s")] {
+            let proc = (b[k] - a[k]) as f64 / secs;
+            let ours = n[field].as_f64().expect("rate");
+            assert!(
+                (ours - proc).abs() <= (0.2 * proc).max(2000.0),
+                "{dev} {field}: {ours:.0} against /proc's {proc:.0}"
+            );
+        }
+    }
     // The panel comes first in the report, before the raw series.
     let report = crate::common::report_md(&out);
     let panel = report.find("CPU busy").expect("the panel in the report");
