@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{read_json, spawn_mock, text, tokens_csv, BIN};
-use crate::resources::{component, free_port, wait_listening, Child};
+use crate::common::{read_json, run_cli, spawn_mock, text};
+use crate::resources::{component, free_port, start_node_exporter, wait_listening, Child};
 
 /// A Prometheus on loopback scraping `targets` (job → `host:port`) every
 /// second, with the kit's rules; its base URL.
@@ -120,16 +120,7 @@ fn the_dashboard_and_rules_read_a_ramp_through_a_real_prometheus() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let node_port = free_port();
-    let _node = Child(
-        std::process::Command::new(exporter)
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node exporter"),
-    );
-    wait_listening(node_port);
+    let (_node, node_port) = start_node_exporter(&exporter);
     let mock = spawn_mock(&[
         "--jitter-ms",
         "20",
@@ -149,30 +140,23 @@ fn the_dashboard_and_rules_read_a_ramp_through_a_real_prometheus() {
             ("node", format!("127.0.0.1:{node_port}")),
         ],
     );
-    let tokens = tokens_csv(dir.path(), 12);
-    let out = dir.path().join("r.json");
-    let o = std::process::Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            "openai-chat",
-            "-t",
-            &mock.url,
-            "--tokens",
-            &tokens,
-        ])
-        .args(["--stages", "hold 4=1s:4,at 4=10s:4,rise=1s:12,at 12=10s:12"])
-        .args(["--warmup", "0s", "--no-progress"])
-        .args([
+    let live = format!("127.0.0.1:{live_port}");
+    let (o, out) = run_cli(
+        dir.path(),
+        "openai-chat",
+        &mock.url,
+        12,
+        &[
+            "--stages",
+            "hold 4=1s:4,at 4=10s:4,rise=1s:12,at 12=10s:12",
+            "--warmup",
+            "0s",
             "--metrics-listen",
-            &format!("127.0.0.1:{live_port}"),
+            &live,
             "--metrics-linger",
             "3s",
-        ])
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("runs");
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let r = read_json(&out);
     let started = chrono::DateTime::parse_from_rfc3339(
@@ -297,25 +281,25 @@ fn a_short_run_pushes_its_final_figures_with_remote_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_prom, prom_url) = start_prometheus(&prometheus, dir.path(), &[]);
     let mock = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "16"]);
-    let tokens = tokens_csv(dir.path(), 2);
-    let out = dir.path().join("r.json");
-    let o = std::process::Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            "openai-chat",
-            "-t",
-            &mock.url,
-            "--tokens",
-            &tokens,
-        ])
-        .args(["-c", "2", "-d", "3s", "--warmup", "0s", "--no-progress"])
-        .args(["--metrics-push", &format!("{prom_url}/api/v1/write")])
-        .args(["--metrics-push-interval", "10s"])
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("runs");
+    let push = format!("{prom_url}/api/v1/write");
+    let (o, out) = run_cli(
+        dir.path(),
+        "openai-chat",
+        &mock.url,
+        2,
+        &[
+            "-c",
+            "2",
+            "-d",
+            "3s",
+            "--warmup",
+            "0s",
+            "--metrics-push",
+            &push,
+            "--metrics-push-interval",
+            "10s",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("pushes failed"), "{}", text(&o));
     let r = read_json(&out);
@@ -363,28 +347,25 @@ fn a_short_run_pushes_its_final_figures_with_remote_write() {
 fn a_dead_push_receiver_is_said_and_never_fails_the_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = spawn_mock(&[]);
-    let tokens = tokens_csv(dir.path(), 1);
-    let dead = free_port();
-    let o = std::process::Command::new(BIN)
-        .args([
-            "run",
-            "-s",
-            "openai-chat",
-            "-t",
-            &mock.url,
-            "--tokens",
-            &tokens,
-        ])
-        .args(["-c", "1", "-d", "2s", "--warmup", "0s", "--no-progress"])
-        .args([
+    let push = format!("http://127.0.0.1:{}/api/v1/write", free_port());
+    let (o, _) = run_cli(
+        dir.path(),
+        "openai-chat",
+        &mock.url,
+        1,
+        &[
+            "-c",
+            "1",
+            "-d",
+            "2s",
+            "--warmup",
+            "0s",
             "--metrics-push",
-            &format!("http://127.0.0.1:{dead}/api/v1/write"),
-        ])
-        .args(["--metrics-push-interval", "1s"])
-        .arg("-o")
-        .arg(dir.path().join("r.json"))
-        .output()
-        .expect("runs");
+            &push,
+            "--metrics-push-interval",
+            "1s",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("metrics pushes failed"), "{}", text(&o));
 }

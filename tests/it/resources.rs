@@ -52,6 +52,21 @@ impl Drop for Child {
     }
 }
 
+/// `prometheus-node-exporter` on a free loopback port, listening.
+pub fn start_node_exporter(bin: &std::path::Path) -> (Child, u16) {
+    let port = free_port();
+    let child = Child(
+        std::process::Command::new(bin)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node exporter starts"),
+    );
+    wait_listening(port);
+    (child, port)
+}
+
 /// Busy and total jiffies of all cores (`/proc/stat`, busy = not idle and
 /// not iowait, as the panel counts).
 fn proc_cpu() -> (u64, u64) {
@@ -106,16 +121,7 @@ fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
     let Some(exporter) = component("prometheus-node-exporter") else {
         return;
     };
-    let port = free_port();
-    let _exporter = Child(
-        std::process::Command::new(exporter)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node exporter starts"),
-    );
-    wait_listening(port);
+    let (_exporter, port) = start_node_exporter(&exporter);
     let mock = spawn_mock(&[]);
     // One core kept busy for the whole run.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
