@@ -41,61 +41,65 @@ struct Line {
 /// A text read from one stretch's usage, if it has the resource.
 type Read = Box<dyn Fn(&Usage) -> Option<String>>;
 
+/// A host's lines: CPU, memory, each interface, the busiest disk.
+fn host_lines(i: usize, h: &crate::result::resources::Host) -> Vec<Line> {
+    let mut out = Vec::new();
+    let host = move |u: &Usage| u.hosts.get(i).cloned();
+    if h.cpu_busy_pct.is_some() {
+        out.push(Line {
+            what: format!("{} CPU busy", h.endpoint),
+            full: Box::new(move |u| {
+                let h = host(u)?;
+                Some(format!(
+                    "{} (busiest core {}, {} cores)",
+                    pct(h.cpu_busy_pct),
+                    pct(h.busiest_core_pct),
+                    h.cores.unwrap_or(0)
+                ))
+            }),
+            headline: Box::new(move |u| host(u).map(|h| pct(h.cpu_busy_pct))),
+        });
+    }
+    if h.memory_used_pct.is_some() {
+        out.push(Line {
+            what: format!("{} memory used", h.endpoint),
+            full: Box::new(move |u| {
+                let h = host(u)?;
+                Some(match h.memory_total_bytes {
+                    Some(t) => format!("{} of {}", pct(h.memory_used_pct), bytes(t)),
+                    None => pct(h.memory_used_pct),
+                })
+            }),
+            headline: Box::new(move |u| host(u).map(|h| pct(h.memory_used_pct))),
+        });
+    }
+    for (k, n) in h.network.iter().enumerate() {
+        let nic = move |u: &Usage| host(u).and_then(|h| h.network.get(k).cloned());
+        out.push(Line {
+            what: format!("{} {} receive / send", h.endpoint, n.device),
+            full: Box::new(move |u| {
+                nic(u).map(|n| format!("{} / {}", per_s(n.rx_bytes_per_s), per_s(n.tx_bytes_per_s)))
+            }),
+            headline: Box::new(move |u| {
+                nic(u).map(|n| format!("{}/{}", per_s(n.rx_bytes_per_s), per_s(n.tx_bytes_per_s)))
+            }),
+        });
+    }
+    if h.disk_busy_pct.is_some() {
+        out.push(Line {
+            what: format!("{} busiest disk busy", h.endpoint),
+            full: Box::new(move |u| host(u).map(|h| pct(h.disk_busy_pct))),
+            headline: Box::new(move |u| host(u).map(|h| pct(h.disk_busy_pct))),
+        });
+    }
+    out
+}
+
 /// The lines of what `u` holds, in the panel's order.
 fn lines(u: &Usage) -> Vec<Line> {
     let mut out = Vec::new();
     for (i, h) in u.hosts.iter().enumerate() {
-        let host = move |u: &Usage| u.hosts.get(i).cloned();
-        if h.cpu_busy_pct.is_some() {
-            out.push(Line {
-                what: format!("{} CPU busy", h.endpoint),
-                full: Box::new(move |u| {
-                    let h = host(u)?;
-                    Some(format!(
-                        "{} (busiest core {}, {} cores)",
-                        pct(h.cpu_busy_pct),
-                        pct(h.busiest_core_pct),
-                        h.cores.unwrap_or(0)
-                    ))
-                }),
-                headline: Box::new(move |u| host(u).map(|h| pct(h.cpu_busy_pct))),
-            });
-        }
-        if h.memory_used_pct.is_some() {
-            out.push(Line {
-                what: format!("{} memory used", h.endpoint),
-                full: Box::new(move |u| {
-                    let h = host(u)?;
-                    Some(match h.memory_total_bytes {
-                        Some(t) => format!("{} of {}", pct(h.memory_used_pct), bytes(t)),
-                        None => pct(h.memory_used_pct),
-                    })
-                }),
-                headline: Box::new(move |u| host(u).map(|h| pct(h.memory_used_pct))),
-            });
-        }
-        for (k, n) in h.network.iter().enumerate() {
-            let nic = move |u: &Usage| host(u).and_then(|h| h.network.get(k).cloned());
-            out.push(Line {
-                what: format!("{} {} receive / send", h.endpoint, n.device),
-                full: Box::new(move |u| {
-                    nic(u).map(|n| {
-                        format!("{} / {}", per_s(n.rx_bytes_per_s), per_s(n.tx_bytes_per_s))
-                    })
-                }),
-                headline: Box::new(move |u| {
-                    nic(u)
-                        .map(|n| format!("{}/{}", per_s(n.rx_bytes_per_s), per_s(n.tx_bytes_per_s)))
-                }),
-            });
-        }
-        if h.disk_busy_pct.is_some() {
-            out.push(Line {
-                what: format!("{} busiest disk busy", h.endpoint),
-                full: Box::new(move |u| host(u).map(|h| pct(h.disk_busy_pct))),
-                headline: Box::new(move |u| host(u).map(|h| pct(h.disk_busy_pct))),
-            });
-        }
+        out.extend(host_lines(i, h));
     }
     for (i, p) in u.processes.iter().enumerate() {
         let proc = move |u: &Usage| u.processes.get(i).cloned();

@@ -443,8 +443,6 @@ pub fn server_panels(r: &RunResult) -> Vec<Figure> {
 
 /// One chart per resource line, per window.
 fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> Vec<Figure> {
-    use crate::result::resources::Usage;
-    type Pick = Box<dyn Fn(&Usage) -> Option<f64>>;
     let bands = bands(r);
     let over = |pick: &Pick| -> Vec<(f64, Option<f64>)> {
         res.windows
@@ -454,9 +452,40 @@ fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> 
             .map(|(u, w)| (mid_s(w.start_ms, w.end_ms), pick(u)))
             .collect()
     };
-    type Lines = Vec<(&'static str, Pick)>;
+    resource_charts(&res.overall)
+        .into_iter()
+        .filter_map(|(title, unit, lines)| {
+            let series: Vec<Series> = lines
+                .iter()
+                .zip(CLASSES)
+                .map(|((name, pick), class)| series(name, class, over(pick)))
+                .collect();
+            let chart = Chart {
+                title: title.clone(),
+                x_label: "seconds from the start".into(),
+                y_label: unit.into(),
+                series,
+                bands: bands.clone(),
+                ..Chart::default()
+            };
+            chart.has_data().then(|| Figure {
+                svg: chart.svg(),
+                caption: format!("{title}, per window ({unit})."),
+            })
+        })
+        .collect()
+}
+
+/// A resource read from one window's usage.
+type Pick = Box<dyn Fn(&crate::result::resources::Usage) -> Option<f64>>;
+/// A chart's lines: a name and what it reads.
+type Lines = Vec<(&'static str, Pick)>;
+
+/// The resource charts `u` has: title, unit and lines.
+fn resource_charts(u: &crate::result::resources::Usage) -> Vec<(String, &'static str, Lines)> {
+    use crate::result::resources::Usage;
     let mut charts: Vec<(String, &str, Lines)> = Vec::new();
-    for (i, h) in res.overall.hosts.iter().enumerate() {
+    for (i, h) in u.hosts.iter().enumerate() {
         charts.push((
             format!("{} CPU busy", h.endpoint),
             "%",
@@ -500,7 +529,7 @@ fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> 
             ));
         }
     }
-    for (i, p) in res.overall.processes.iter().enumerate() {
+    for (i, p) in u.processes.iter().enumerate() {
         charts.push((
             format!("{} process CPU", p.endpoint),
             "% of a core",
@@ -510,7 +539,7 @@ fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> 
             )],
         ));
     }
-    for (i, g) in res.overall.gpus.iter().enumerate() {
+    for (i, g) in u.gpus.iter().enumerate() {
         charts.push((
             g.gpu.clone(),
             "%",
@@ -526,7 +555,7 @@ fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> 
             ],
         ));
     }
-    if res.overall.pool.is_some() {
+    if u.pool.is_some() {
         charts.push((
             "DB pool".into(),
             "connections",
@@ -537,27 +566,6 @@ fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> 
         ));
     }
     charts
-        .into_iter()
-        .filter_map(|(title, unit, lines)| {
-            let series: Vec<Series> = lines
-                .iter()
-                .zip(CLASSES)
-                .map(|((name, pick), class)| series(name, class, over(pick)))
-                .collect();
-            let chart = Chart {
-                title: title.clone(),
-                x_label: "seconds from the start".into(),
-                y_label: unit.into(),
-                series,
-                bands: bands.clone(),
-                ..Chart::default()
-            };
-            chart.has_data().then(|| Figure {
-                svg: chart.svg(),
-                caption: format!("{title}, per window ({unit})."),
-            })
-        })
-        .collect()
 }
 
 /// The server's key series over the run's windows.
