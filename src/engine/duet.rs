@@ -91,6 +91,7 @@ impl SideRuns {
             clock_offset_ms: None,
             server: Vec::new(),
             endpoint: None,
+            trace_salt: None,
         })
     }
 }

@@ -148,6 +148,9 @@ pub struct RunOutput {
     /// The live endpoint, still serving the final figures, when the plan
     /// asked it to linger.
     pub endpoint: Option<live::Lingering>,
+    /// The salt of the requests' trace ids (`None`: a duet side or a merge,
+    /// whose records come from several runs).
+    pub trace_salt: Option<u64>,
 }
 
 struct Shared {
@@ -155,6 +158,8 @@ struct Shared {
     client: wire::Client,
     /// Every request URL is joined to it.
     target: Target,
+    /// This run's trace salt ([`sample::trace_id`]).
+    trace_salt: u64,
     t0: Instant,
     warmup: Duration,
     think_time: crate::scenario::Think,

@@ -127,6 +127,9 @@ pub struct Prepared<'a> {
     pub auth: Option<(&'a str, HeaderValue)>,
     /// Sent as `X-Request-Id`, so server logs can be matched to the request log.
     pub request_id: String,
+    /// Sent as `traceparent` (W3C Trace Context), so the server's tracing
+    /// (OpenTelemetry, Jaeger, Tempo, Datadog) records the request under it.
+    pub traceparent: String,
 }
 
 /// `resumed` ids against the last one delivered before the break.
@@ -162,10 +165,12 @@ pub async fn execute(
         body,
         auth,
         request_id,
+        traceparent,
     } = req;
     let who = Who {
         step,
         request_id: &request_id,
+        traceparent: &traceparent,
     };
     // Only a step that may resume keeps its request for a second send.
     let kept = step
@@ -229,6 +234,7 @@ struct Send<'a> {
 struct Who<'a> {
     step: &'a Step,
     request_id: &'a str,
+    traceparent: &'a str,
 }
 
 /// A request's headers: the credential, the resume point, the request id
@@ -237,9 +243,9 @@ fn headers<'a>(
     step: &'a Step,
     auth: Option<&'a (&'a str, HeaderValue)>,
     last_event_id: Option<&'a str>,
-    request_id: &'a str,
+    who: &'a Who<'a>,
 ) -> Vec<(&'a str, &'a str)> {
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + step.headers.len());
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4 + step.headers.len());
     if let Some((name, value)) = auth {
         // A header value built from a `&str` is UTF-8.
         if let Ok(v) = std::str::from_utf8(value.as_bytes()) {
@@ -249,7 +255,8 @@ fn headers<'a>(
     if let Some(v) = last_event_id {
         headers.push(("last-event-id", v));
     }
-    headers.push(("x-request-id", request_id));
+    headers.push(("x-request-id", who.request_id));
+    headers.push(("traceparent", who.traceparent));
     for (k, v) in &step.headers {
         headers.push((k, v));
     }
@@ -306,7 +313,7 @@ async fn execute_once(
         last_event_id,
         cancel,
     } = send;
-    let headers = headers(step, auth.as_ref(), last_event_id, req.request_id);
+    let headers = headers(step, auth.as_ref(), last_event_id, req);
     let sent_chars = body
         .as_ref()
         .map_or(0, |b| u32::try_from(b.chars().count()).unwrap_or(u32::MAX));

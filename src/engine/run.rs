@@ -114,6 +114,7 @@ pub async fn run_checked(
         clock_offset_ms: None,
         server: gathered.server,
         endpoint: gathered.endpoint,
+        trace_salt: Some(shared.trace_salt),
     })
 }
 
@@ -223,6 +224,7 @@ fn shared(
         scenario: sc.clone(),
         client,
         target: plan.target.clone(),
+        trace_salt: super::sample::trace_salt(),
         t0,
         warmup: plan.load.warmup,
         think_time: plan.load.think_time,

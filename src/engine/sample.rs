@@ -203,6 +203,42 @@ pub struct Resume {
     pub lost: u32,
 }
 
+/// The W3C trace id of a request, from the run's salt and what its record
+/// keeps (user, iteration, step, start): sent as `traceparent`, and found
+/// again from the record for the result's slowest requests. Hex, 32 digits.
+pub fn trace_id(salt: u64, vu: u32, iteration: u64, step: u16, start: Duration) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(salt.to_le_bytes());
+    h.update(vu.to_le_bytes());
+    h.update(iteration.to_le_bytes());
+    h.update(step.to_le_bytes());
+    h.update(
+        u64::try_from(start.as_micros())
+            .unwrap_or(u64::MAX)
+            .to_le_bytes(),
+    );
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `traceparent` header of a trace id: version 00, a span id from the
+/// trace id's second half, sampled.
+pub fn traceparent(trace_id: &str) -> String {
+    format!("00-{trace_id}-{}-01", &trace_id[16..32])
+}
+
+/// A run's trace salt: the clock and the process, so two runs' trace ids
+/// never meet in the tracing backend.
+pub fn trace_salt() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
 /// The id sent as `X-Request-Id` and written to the request log.
 pub fn request_id(vu: u32, iteration: u64, step: u16) -> String {
     format!("fg-{vu}-{iteration}-{step}")

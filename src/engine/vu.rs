@@ -379,6 +379,13 @@ impl User {
                 .clone()
                 .map(|v| (sc.auth.header.as_str(), v)),
             request_id: request_id.to_string(),
+            traceparent: super::sample::traceparent(&super::sample::trace_id(
+                shared.trace_salt,
+                self.vu,
+                self.iteration,
+                u16::try_from(i).unwrap_or(u16::MAX),
+                start,
+            )),
         };
         let sink = if warmup {
             &mut self.discard

@@ -50,6 +50,16 @@ pub struct ErrorRow {
     example: String,
 }
 
+/// A slow request and its trace id, for the tracing backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowRow {
+    step: String,
+    request_id: String,
+    trace_id: String,
+    ttft: String,
+    e2e: String,
+}
+
 /// The bottleneck analysis: its findings, or why there is none.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiagnosisCtx {
@@ -221,6 +231,8 @@ pub struct ReportContext {
     pub(super) steps: Vec<StepRow>,
     pub(super) truncated: Option<String>,
     pub(super) error_rows: Vec<ErrorRow>,
+    /// The slowest requests with their trace ids.
+    pub(super) slowest: Vec<SlowRow>,
     pub(super) chart: Option<String>,
     pub(super) chart_caption: String,
     pub(super) details: bool,
@@ -419,6 +431,17 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         steps,
         truncated: None,
         error_rows,
+        slowest: r
+            .slowest
+            .iter()
+            .map(|s| SlowRow {
+                step: md_cell(&s.step),
+                request_id: super::md_code(&s.request_id),
+                trace_id: super::md_code(&s.trace_id),
+                ttft: crate::stats::format::ms(s.ttft_ms),
+                e2e: crate::stats::format::ms(Some(s.e2e_ms)),
+            })
+            .collect(),
         chart,
         chart_caption,
         details: true,

@@ -60,6 +60,47 @@ fn provenance(plan: &Plan, out: &RunOutput) -> Provenance {
     }
 }
 
+/// The slowest successful measured requests by E2E, with the trace id
+/// each was sent under; none when the records come from several runs (a
+/// duet side, a merge), whose trace salts differ.
+fn slowest(plan: &Plan, out: &RunOutput) -> Result<Vec<SlowRequest>, UserError> {
+    let Some(salt) = out.trace_salt else {
+        return Ok(Vec::new());
+    };
+    let mut top: Vec<crate::engine::Sample> = Vec::with_capacity(SLOWEST + 1);
+    out.recorder
+        .records
+        .for_each(|s| {
+            let Some(e2e) = s.e2e else { return };
+            if s.warmup || s.error.is_some() {
+                return;
+            }
+            if top.len() < SLOWEST || top.last().and_then(|t| t.e2e).is_some_and(|t| e2e > t) {
+                top.push(s.clone());
+                top.sort_by_key(|s| std::cmp::Reverse(s.e2e));
+                top.truncate(SLOWEST);
+            }
+        })
+        .map_err(|m| UserError::Environment {
+            message: format!("the run's records cannot be read: {m}"),
+            hint: None,
+        })?;
+    Ok(top
+        .iter()
+        .map(|s| SlowRequest {
+            step: plan
+                .scenario
+                .steps
+                .get(usize::from(s.step))
+                .map_or_else(|| "?".into(), |st| st.name.clone()),
+            request_id: crate::engine::sample::request_id(s.vu, s.iteration, s.step),
+            trace_id: crate::engine::sample::trace_id(salt, s.vu, s.iteration, s.step, s.start),
+            ttft_ms: s.ttft.map(ms),
+            e2e_ms: s.e2e.map_or(0.0, ms),
+        })
+        .collect())
+}
+
 /// Summarise a run of `plan`, reading its records pass by pass.
 pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
     let (sc, load) = (&*plan.scenario, &plan.load);
@@ -125,6 +166,7 @@ pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
                 request_id: e.request_id.clone(),
             })
             .collect(),
+        slowest: slowest(plan, out)?,
         self_check: out.self_check.clone(),
         slo: sc.slo.clone(),
         gate: sc.gate.clone(),

@@ -103,6 +103,7 @@ pub fn invented_result(
         clock_offset_ms: None,
         server: Vec::new(),
         endpoint: None,
+        trace_salt: None,
     };
     let target =
         Target::parse("http://127.0.0.1:9", Source { name: "--target" }).expect("a loopback URL");

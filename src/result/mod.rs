@@ -71,6 +71,10 @@ pub struct RunResult {
     /// A few failed requests per step and error class, with what the server said.
     #[serde(default)]
     pub error_examples: Vec<ErrorExampleOut>,
+    /// The slowest successful measured requests, with the trace id each
+    /// was sent under (`traceparent`), to find them in the server's tracing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest: Vec<SlowRequest>,
     /// The generator's own health.
     pub self_check: SelfCheck,
     /// Objectives goodput was counted against.
@@ -159,6 +163,25 @@ impl<'de> Deserialize<'de> for RunState {
         })
     }
 }
+
+/// A slow request and where to find it in the server's traces.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SlowRequest {
+    /// Step name.
+    pub step: String,
+    /// Its `X-Request-Id`.
+    pub request_id: String,
+    /// Its W3C trace id (32 hex digits).
+    pub trace_id: String,
+    /// Time to first token, ms (streamed steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// End to end, ms.
+    pub e2e_ms: f64,
+}
+
+/// How many slow requests a result keeps.
+pub const SLOWEST: usize = 5;
 
 /// A failed request kept as an example of its class.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -616,6 +616,7 @@ pub fn merge(
         clock_offset_ms: None,
         server: Vec::new(),
         endpoint: None,
+        trace_salt: None,
     };
     let mut r = super::build(plan, &out)?;
     fold_shards(&mut r, shards, late, missing);

@@ -697,3 +697,89 @@ fn sighup_keeps_the_partial_result() {
     let r = flora_gate::result::RunResult::read(&out).expect("partial result written");
     assert_eq!(r.status.as_str(), "partial");
 }
+
+/// Every request carries a W3C `traceparent` (its own trace id), and the
+/// result's slowest requests name the trace ids they were sent under, so a
+/// slow request is found in the server's own traces.
+#[test]
+fn every_request_carries_a_traceparent_and_the_slowest_are_found_by_it() {
+    fn json(_: &str) -> Response {
+        axum::Json(serde_json::json!({"ok": true})).into_response()
+    }
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let (url, log) = rt.block_on(recorder(json));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sc = dir.path().join("s.toml");
+    std::fs::write(
+        &sc,
+        "name = \"x\"\n[auth]\nkind = \"none\"\n[[steps]]\nname = \"a\"\npath = \"/x\"\nresponse = \"json\"\n",
+    )
+    .expect("write");
+    let out = dir.path().join("r.json");
+    let o = flora(&[
+        "run",
+        "-s",
+        sc.to_str().expect("utf8"),
+        "-t",
+        &url,
+        "--requests",
+        "20",
+        "-c",
+        "2",
+        "--no-progress",
+        "-o",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let sent: Vec<(String, String)> = log
+        .lock()
+        .expect("lock")
+        .requests
+        .iter()
+        .map(|(_, _, h)| {
+            let get = |k: &str| {
+                h.iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (get("traceparent"), get("x-request-id"))
+        })
+        .collect();
+    assert_eq!(sent.len(), 20);
+    let mut ids = std::collections::BTreeSet::new();
+    for (tp, _) in &sent {
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert!(
+            parts.len() == 4
+                && parts[0] == "00"
+                && parts[1].len() == 32
+                && parts[2].len() == 16
+                && parts[3] == "01"
+                && parts[1].chars().all(|c| c.is_ascii_hexdigit()),
+            "{tp}"
+        );
+        assert!(
+            ids.insert(parts[1].to_string()),
+            "trace id {} twice",
+            parts[1]
+        );
+    }
+    let r = crate::common::read_json(&out);
+    let slowest = r["slowest"].as_array().expect("slowest");
+    assert_eq!(slowest.len(), 5);
+    for s in slowest {
+        let trace = s["trace_id"].as_str().expect("trace id");
+        let request = s["request_id"].as_str().expect("request id");
+        assert!(
+            sent.iter()
+                .any(|(tp, rid)| tp.contains(trace) && rid == request),
+            "{trace} / {request} was not sent"
+        );
+    }
+    let e2e: Vec<f64> = slowest
+        .iter()
+        .map(|s| s["e2e_ms"].as_f64().expect("e2e"))
+        .collect();
+    assert!(e2e.windows(2).all(|w| w[0] >= w[1]), "{e2e:?}");
+}
