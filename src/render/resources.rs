@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::short_number as short;
-use crate::result::resources::{Resources, Usage};
+use crate::result::usage::{Resources, Usage};
 
 /// One resource over the run and per stage.
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +42,7 @@ struct Line {
 type Read = Box<dyn Fn(&Usage) -> Option<String>>;
 
 /// A host's lines: CPU, memory, each interface, the busiest disk.
-fn host_lines(i: usize, h: &crate::result::resources::Host) -> Vec<Line> {
+fn host_lines(i: usize, h: &crate::result::usage::Host) -> Vec<Line> {
     let mut out = Vec::new();
     let host = move |u: &Usage| u.hosts.get(i).cloned();
     if h.cpu_busy_pct.is_some() {
@@ -179,7 +179,7 @@ pub fn rows(r: &Resources) -> Vec<ResourceRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::resources::{Host, Interface, Pool, Process};
+    use crate::result::usage::{Host, Interface, Pool, Process};
 
     #[test]
     fn the_panel_reads_as_people_read_resources() {

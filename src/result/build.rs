@@ -185,6 +185,7 @@ pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
             w_end.as_secs_f64(),
             load.window.as_secs_f64(),
             &stage_spans,
-        ),
+        )
+        .map(super::resources::with_resources),
     })
 }

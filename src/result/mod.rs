@@ -17,6 +17,7 @@ pub mod resources;
 pub mod server;
 pub mod shard;
 pub mod time;
+pub mod usage;
 mod validate;
 pub mod values;
 

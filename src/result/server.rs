@@ -87,7 +87,7 @@ pub struct ServerMetrics {
     pub series: Vec<ServerSeries>,
     /// Resources as people read them, derived from the series.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<super::resources::Resources>,
+    pub resources: Option<super::usage::Resources>,
 }
 
 fn points_in(s: &Series, from: f64, to: f64) -> Vec<(f64, f64)> {
@@ -253,7 +253,7 @@ pub fn summarise(
             });
         }
     }
-    let mut m = ServerMetrics {
+    let m = ServerMetrics {
         endpoints: scraped
             .iter()
             .map(|s| Endpoint {
@@ -269,7 +269,6 @@ pub fn summarise(
         series,
         resources: None,
     };
-    m.resources = super::resources::resources(&m);
     Some(m)
 }
 
@@ -312,7 +311,6 @@ pub fn merge(shards: &[(u32, &ServerMetrics)]) -> Option<ServerMetrics> {
             );
         }
     }
-    m.resources = super::resources::resources(&m);
     Some(m)
 }
 
@@ -425,28 +423,43 @@ impl ServerMetrics {
                 _ => {}
             }
         }
-        // The busiest host's CPU, as the resource panel reads it.
-        out.host_cpu_busy_pct = super::resources::usage_of(self, &pick)
-            .hosts
+        out
+    }
+
+    /// The busiest host's CPU in a stretch's resources.
+    fn host_cpu(u: Option<&super::usage::Usage>) -> Option<f64> {
+        u?.hosts
             .iter()
             .filter_map(|h| h.cpu_busy_pct)
-            .reduce(f64::max);
-        out
+            .reduce(f64::max)
     }
 
     /// Over the measured run.
     pub fn overall(&self) -> Signals {
-        self.signals(|s| Some(&s.overall))
+        Signals {
+            host_cpu_busy_pct: Self::host_cpu(self.resources.as_ref().map(|r| &r.overall)),
+            ..self.signals(|s| Some(&s.overall))
+        }
     }
 
     /// Over the result's `i`-th stage (its place in `stages`, not its index in the load).
     pub fn stage(&self, i: usize) -> Signals {
-        self.signals(|s| s.stages.get(i))
+        Signals {
+            host_cpu_busy_pct: Self::host_cpu(
+                self.resources.as_ref().and_then(|r| r.stages.get(i)),
+            ),
+            ..self.signals(|s| s.stages.get(i))
+        }
     }
 
     /// Over window `i`.
     pub fn window(&self, i: usize) -> Signals {
-        self.signals(|s| s.windows.get(i))
+        Signals {
+            host_cpu_busy_pct: Self::host_cpu(
+                self.resources.as_ref().and_then(|r| r.windows.get(i)),
+            ),
+            ..self.signals(|s| s.windows.get(i))
+        }
     }
 }
 

@@ -632,7 +632,7 @@ fn fold_shards(r: &mut RunResult, shards: &[ShardFile], late: f64, missing: Vec<
         .iter()
         .filter_map(|(_, s, i)| s.server_metrics.as_ref().map(|m| (i.index, m)))
         .collect();
-    r.server_metrics = super::server::merge(&scraped);
+    r.server_metrics = super::server::merge(&scraped).map(super::resources::with_resources);
     for (_, s, _) in shards {
         for e in &s.error_examples {
             let same = r

@@ -442,7 +442,7 @@ pub fn server_panels(r: &RunResult) -> Vec<Figure> {
 }
 
 /// One chart per resource line, per window.
-fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> Vec<Figure> {
+fn resource_panels(r: &RunResult, res: &crate::result::usage::Resources) -> Vec<Figure> {
     let bands = bands(r);
     let over = |pick: &Pick| -> Vec<(f64, Option<f64>)> {
         res.windows
@@ -477,13 +477,13 @@ fn resource_panels(r: &RunResult, res: &crate::result::resources::Resources) -> 
 }
 
 /// A resource read from one window's usage.
-type Pick = Box<dyn Fn(&crate::result::resources::Usage) -> Option<f64>>;
+type Pick = Box<dyn Fn(&crate::result::usage::Usage) -> Option<f64>>;
 /// A chart's lines: a name and what it reads.
 type Lines = Vec<(&'static str, Pick)>;
 
 /// The resource charts `u` has: title, unit and lines.
-fn resource_charts(u: &crate::result::resources::Usage) -> Vec<(String, &'static str, Lines)> {
-    use crate::result::resources::Usage;
+fn resource_charts(u: &crate::result::usage::Usage) -> Vec<(String, &'static str, Lines)> {
+    use crate::result::usage::Usage;
     let mut charts: Vec<(String, &str, Lines)> = Vec::new();
     for (i, h) in u.hosts.iter().enumerate() {
         charts.push((
