@@ -86,6 +86,23 @@ fn proc_cpu() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// Busy and total jiffies of each core (`cpuN` lines).
+fn proc_cores() -> Vec<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let total: u64 = v.iter().take(8).sum();
+            (total - v[3] - v[4], total)
+        })
+        .collect()
+}
+
 /// `1 − MemAvailable / MemTotal`, %.
 fn proc_memory_used_pct() -> f64 {
     let info = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
@@ -137,7 +154,7 @@ fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("http://127.0.0.1:{port}/metrics");
-    let (cpu0, mem0, net0) = (proc_cpu(), proc_memory_used_pct(), proc_net());
+    let (cpu0, mem0, net0, cores0) = (proc_cpu(), proc_memory_used_pct(), proc_net(), proc_cores());
     let t0 = std::time::Instant::now();
     let (o, out) = run_cli(
         dir.path(),
@@ -157,7 +174,7 @@ fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
             "500ms",
         ],
     );
-    let (cpu1, mem1, net1) = (proc_cpu(), proc_memory_used_pct(), proc_net());
+    let (cpu1, mem1, net1, cores1) = (proc_cpu(), proc_memory_used_pct(), proc_net(), proc_cores());
     let secs = t0.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     spin.join().expect("spin");
@@ -188,12 +205,19 @@ fn node_exporter_gives_cpu_memory_and_network_as_proc_does() {
         (busy - expected).abs() < 10.0,
         "CPU busy {busy:.1}% against /proc's {expected:.1}% over the run: {host}"
     );
-    // The busy loop holds one core: the busiest is nearly all busy.
+    // The busiest core as /proc/stat counts each core over the run (the
+    // busy loop moves between cores: no core need be all busy).
     let busiest = host["busiest_core_pct"].as_f64().expect("busiest core");
-    eprintln!(
-        "CPU busy {busy:.1}% (/proc {expected:.1}%), busiest core {busiest:.1}%, {cores} cores"
+    let proc_busiest = cores0
+        .iter()
+        .zip(&cores1)
+        .map(|(a, b)| (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64 * 100.0)
+        .fold(0.0, f64::max);
+    eprintln!("CPU busy {busy:.1}% (/proc {expected:.1}%), busiest core {busiest:.1}% (/proc {proc_busiest:.1}%), {cores} cores");
+    assert!(
+        (busiest - proc_busiest).abs() < 10.0 && busiest >= busy - 0.1,
+        "busiest core {busiest:.1}% against /proc's {proc_busiest:.1}%: {host}"
     );
-    assert!(busiest > 80.0, "busiest core {busiest:.1}%: {host}");
     let mem = host["memory_used_pct"].as_f64().expect("memory");
     let (lo, hi) = (mem0.min(mem1) - 3.0, mem0.max(mem1) + 3.0);
     assert!(
