@@ -183,6 +183,10 @@ pub struct Live {
     labels: String,
     /// The stages' names.
     stage_names: Vec<String>,
+    /// Someone reads the figures (`--metrics-listen` or `--metrics-push`):
+    /// only then are the per-gap ITL histograms kept, off the hot path
+    /// otherwise.
+    exposed: bool,
 }
 
 impl Live {
@@ -214,8 +218,17 @@ impl Live {
         }
     }
 
+    /// The figures are served or pushed: keep what only they show.
+    pub fn exposed(mut self, exposed: bool) -> Self {
+        self.exposed = exposed;
+        self
+    }
+
     /// Count the gaps between content events of one request of `step`, µs.
     pub fn gaps(&self, step: usize, gaps_us: &[u32]) {
+        if !self.exposed {
+            return;
+        }
         if let Some(st) = self.steps.get(step) {
             for g in gaps_us {
                 st.itl.record(Duration::from_micros(u64::from(*g)));

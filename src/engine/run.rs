@@ -237,7 +237,8 @@ fn shared(
         hard_stop: CancellationToken::new(),
         signalled: signals.clone(),
         requests_left: plan.load.requests.map(AtomicU64::new),
-        live: live::Live::new(&sc.steps, &live_labels(plan)),
+        live: live::Live::new(&sc.steps, &live_labels(plan))
+            .exposed(plan.metrics_listen.is_some() || plan.metrics_push.is_some()),
         open_hold: vu::OpenHold::default(),
         spill: spill::Spill::create()
             .map(Arc::new)

@@ -67,14 +67,9 @@ pub fn start_node_exporter(bin: &std::path::Path) -> (Child, u16) {
     (child, port)
 }
 
-/// Busy and total jiffies of all cores (`/proc/stat`, busy = not idle and
+/// Busy and total jiffies of a `/proc/stat` cpu line (busy = not idle and
 /// not iowait, as the panel counts).
-fn proc_cpu() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
-    let line = stat
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .expect("cpu line");
+fn jiffies(line: &str) -> (u64, u64) {
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
@@ -82,8 +77,17 @@ fn proc_cpu() -> (u64, u64) {
         .collect();
     // user nice system idle iowait irq softirq steal (guest is within user).
     let total: u64 = v.iter().take(8).sum();
-    let idle = v[3] + v[4];
-    (total - idle, total)
+    (total - v[3] - v[4], total)
+}
+
+/// Busy and total jiffies of all cores.
+fn proc_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    jiffies(
+        stat.lines()
+            .find(|l| l.starts_with("cpu "))
+            .expect("cpu line"),
+    )
 }
 
 /// Busy and total jiffies of each core (`cpuN` lines).
