@@ -10,11 +10,13 @@
 
 mod baseline;
 pub mod capacity;
+pub mod change;
 pub mod diagnosis;
 pub mod duet;
 pub mod hypothesis;
 pub mod math;
 pub mod slo;
+pub mod trend;
 
 pub use baseline::compare_baseline;
 

@@ -71,7 +71,8 @@ pub struct BaselineRun {
     pub blocks: Vec<Block>,
 }
 
-fn git_commit() -> Option<String> {
+/// The commit being measured: `GITHUB_SHA`, else `git rev-parse HEAD`.
+pub(crate) fn git_commit() -> Option<String> {
     if let Ok(sha) = std::env::var("GITHUB_SHA") {
         if !sha.is_empty() {
             return Some(sha);

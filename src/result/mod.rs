@@ -9,6 +9,7 @@ mod build;
 pub mod capacity;
 pub mod duet;
 pub mod dynamics;
+pub mod history;
 pub mod invented;
 pub mod measure;
 mod passes;
