@@ -60,6 +60,75 @@ pub enum Command {
     /// Merge the results of a distributed run's shards into one result,
     /// exactly: their requests summarised as one run's.
     Merge(MergeArgs),
+    /// Keep nightly results and see where they moved: add a result to a
+    /// history, then find each series' change points (with their commit
+    /// range, step and probability) and any drift from the long-term
+    /// reference, as Markdown, text, JSON or an HTML trend report.
+    History(HistoryArgs),
+}
+
+/// `flora-gate history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The history: a directory (its `history.jsonl`) or a `.jsonl` file;
+    /// with `--branch`, the file's path on that branch.
+    #[arg(value_name = "DIR|FILE")]
+    pub path: PathBuf,
+    /// Add this run result to the history first (a run of the gated stage
+    /// that is unfit — saturated, partial, failing — is kept and marked).
+    #[arg(long, value_name = "RESULT")]
+    pub add: Option<PathBuf>,
+    /// The commit the added result measured (default: `GITHUB_SHA`, else
+    /// `git rev-parse HEAD`).
+    #[arg(long, value_name = "SHA", requires = "add")]
+    pub commit: Option<String>,
+    /// What made the added result: `nightly`, `gate`, or your word.
+    #[arg(long, value_name = "WORD", default_value = "nightly", requires = "add")]
+    pub source: String,
+    /// Keep the history on this branch of the repository (`GITHUB_REPOSITORY`,
+    /// through the API with `GITHUB_TOKEN`) instead of a local path; made
+    /// from the default branch when missing.
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// owner/name for `--branch` (default: `GITHUB_REPOSITORY`).
+    #[arg(long, value_name = "OWNER/NAME", requires = "branch")]
+    pub repo: Option<String>,
+    /// The setup to analyse: a scenario name or a prefix of its sha256
+    /// (default: the newest record's).
+    #[arg(long, value_name = "NAME|SHA")]
+    pub setup: Option<String>,
+    /// Only the newest N nights.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Largest permutation p-value of a change point (and of a drift).
+    #[arg(long, value_name = "P", default_value_t = 0.01)]
+    pub alpha: f64,
+    /// Fewest nights on either side of a change point.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub min_nights: usize,
+    /// Smallest step reported (0.02 = 2%); smaller significant steps are
+    /// counted in the notes.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.02)]
+    pub min_step: f64,
+    /// Format of the report on stdout (or in `--out`).
+    #[arg(long, short = 'f', value_enum, default_value = "markdown")]
+    pub format: FormatArg,
+    /// Write the report here instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Also write the Markdown report here.
+    #[arg(long, value_name = "FILE")]
+    pub markdown_out: Option<PathBuf>,
+    /// Also write the analysis as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+    /// Also write the HTML trend report here.
+    #[arg(long, value_name = "FILE")]
+    pub html_out: Option<PathBuf>,
+    /// Exit 1 when a gated metric stepped worse within the newest N nights
+    /// or drifted past the warn margin (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fail_recent: usize,
 }
 
 /// `flora-gate plan`.

@@ -14,7 +14,7 @@ use crate::github::api::{Api, RetryPolicy};
 use crate::github::comment::{self, CommentOutcome};
 use tokio_util::sync::CancellationToken;
 
-fn github_token(env: &ActionsEnv) -> Result<String, UserError> {
+pub(super) fn github_token(env: &ActionsEnv) -> Result<String, UserError> {
     env.token
         .as_ref()
         .map(|t| t.expose().to_string())
@@ -24,7 +24,7 @@ fn github_token(env: &ActionsEnv) -> Result<String, UserError> {
         })
 }
 
-fn repository(env: &ActionsEnv, flag: Option<&str>) -> Result<String, UserError> {
+pub(super) fn repository(env: &ActionsEnv, flag: Option<&str>) -> Result<String, UserError> {
     flag.map(str::to_owned)
         .or_else(|| env.repository.clone())
         .filter(|r| r.split('/').count() == 2 && !r.starts_with('/') && !r.ends_with('/'))

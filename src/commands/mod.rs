@@ -8,6 +8,7 @@ mod compare;
 mod demo;
 mod gate;
 mod github;
+mod history;
 mod mock;
 mod refresh;
 mod run;
@@ -61,6 +62,7 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         Settings::ReportCapacity(s) => capacity::report(&s),
         Settings::Plan(s) => shard::plan(&s),
         Settings::Merge(s) => shard::merge(&s),
+        Settings::History(s) => history::history(&s).await,
     }
 }
 

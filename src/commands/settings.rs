@@ -42,6 +42,51 @@ pub enum Settings {
     Plan(PlanSettings),
     /// `merge`.
     Merge(Box<MergeSettings>),
+    /// `history`.
+    History(Box<HistorySettings>),
+}
+
+/// Where a history is kept.
+#[derive(Debug, Clone)]
+pub enum HistoryStore {
+    /// A local JSON Lines file.
+    File(PathBuf),
+    /// A file on a branch of the repository, through the API.
+    Branch {
+        /// owner/name (default: `GITHUB_REPOSITORY`).
+        repo: Option<String>,
+        /// The branch.
+        branch: String,
+        /// The file's path on it.
+        path: String,
+    },
+}
+
+/// `history`.
+#[derive(Debug, Clone)]
+pub struct HistorySettings {
+    /// The store.
+    pub store: HistoryStore,
+    /// A result to add first.
+    pub add: Option<PathBuf>,
+    /// Its commit.
+    pub commit: Option<String>,
+    /// What made it.
+    pub source: String,
+    /// The analysis.
+    pub trend: crate::gate::trend::Settings,
+    /// Format on stdout or `out`.
+    pub format: crate::render::report::Format,
+    /// Instead of stdout.
+    pub out: Option<PathBuf>,
+    /// Markdown beside.
+    pub markdown_out: Option<PathBuf>,
+    /// JSON beside.
+    pub json_out: Option<PathBuf>,
+    /// HTML beside.
+    pub html_out: Option<PathBuf>,
+    /// Exit 1 on a finding this recent (0: never).
+    pub fail_recent: usize,
 }
 
 /// `plan`: the plan to write.

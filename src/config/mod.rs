@@ -25,6 +25,7 @@ use crate::tokens;
 mod capacity;
 mod compare;
 mod gate;
+mod history;
 mod mock;
 mod refresh;
 mod run;
@@ -106,6 +107,7 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
         Command::Capacity(a) => Settings::Capacity(Box::new(capacity(&a)?)),
         Command::Plan(a) => Settings::Plan(shard::plan(&a)?),
         Command::Merge(a) => Settings::Merge(Box::new(shard::merge(&a)?)),
+        Command::History(a) => Settings::History(Box::new(history::history(&a)?)),
     })
 }
 

@@ -24,7 +24,7 @@ pub const KIND: &str = "flora-gate/trend";
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How the history is read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The change-point search.
     pub change: change::Settings,
@@ -33,6 +33,20 @@ pub struct Settings {
     pub setup: Option<String>,
     /// Only the newest N nights.
     pub last: Option<usize>,
+    /// Smallest step reported (0.02 = 2%): a series quieter than its
+    /// server's meaning shows real but idle changes.
+    pub min_step: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            change: change::Settings::default(),
+            setup: None,
+            last: None,
+            min_step: 0.02,
+        }
+    }
 }
 
 /// One night: a record of the setup that is a fair measurement.
@@ -85,6 +99,8 @@ pub struct Drift {
     pub since: String,
     /// Change points between the reference and now.
     pub steps: usize,
+    /// The largest of their steps (0 without any).
+    pub largest_step: f64,
     /// `warn` past the warn margin, `fail` past the margin.
     pub level: String,
 }
@@ -132,12 +148,15 @@ pub struct Trend {
 }
 
 impl Trend {
-    /// Change points of gated metrics in the worse direction, past the
-    /// warn margin, and drifts: what a nightly issue leads with.
+    /// The series a nightly report leads with: the gated metrics over all
+    /// steps.
+    pub fn headline_series(&self) -> impl Iterator<Item = &Series> {
+        self.series.iter().filter(|s| s.gated && s.scope == ALL)
+    }
+
+    /// Regression steps and drifts of the headline series.
     pub fn findings(&self) -> usize {
-        self.series
-            .iter()
-            .filter(|s| s.gated)
+        self.headline_series()
             .map(|s| {
                 s.changes.iter().filter(|c| c.regression).count() + usize::from(s.drift.is_some())
             })
@@ -145,21 +164,34 @@ impl Trend {
     }
 }
 
-/// Analyse the records read from a history file.
-pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
-    let mut notes: Vec<String> = read
-        .skipped
-        .iter()
-        .map(|k| format!("line {} left out: {}", k.line, k.why))
-        .collect();
-    let setup = choose_setup(&read.records, s.setup.as_deref(), &mut notes)?;
+impl Drift {
+    /// Worth saying beside the change points: no step since the reference
+    /// explains most of it.
+    pub fn beyond_steps(&self) -> bool {
+        self.largest_step.abs() < self.change.abs() / 2.0
+    }
+}
+
+/// The records of the chosen setup that are fair measurements, oldest
+/// first, with what was left out said in `notes`.
+pub fn nights_of<'a>(
+    read: &'a Read,
+    s: &Settings,
+    notes: &mut Vec<String>,
+) -> Result<(Setup, Vec<&'a Record>), String> {
+    notes.extend(
+        read.skipped
+            .iter()
+            .map(|k| format!("line {} left out: {}", k.line, k.why)),
+    );
+    let setup = choose_setup(&read.records, s.setup.as_deref(), notes)?;
     let mut records: Vec<(usize, &Record)> = read
         .records
         .iter()
         .enumerate()
         .filter(|(_, r)| r.setup() == setup)
         .collect();
-    sort_and_dedupe(&mut records, &mut notes);
+    sort_and_dedupe(&mut records, notes);
     records.retain(|(i, r)| match &r.unfit {
         Some(why) => {
             notes.push(format!(
@@ -178,12 +210,18 @@ pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
         ));
         records.drain(..records.len() - last);
     }
-    let records: Vec<&Record> = records.into_iter().map(|(_, r)| r).collect();
-    let Some(newest) = records.last() else {
+    if records.is_empty() {
         return Err(format!(
             "no record of {setup} is a fair measurement; nothing to analyse"
         ));
-    };
+    }
+    Ok((setup, records.into_iter().map(|(_, r)| r).collect()))
+}
+
+/// Analyse the records read from a history file.
+pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
+    let mut notes = Vec::new();
+    let (setup, records) = nights_of(read, s, &mut notes)?;
     let need = 2 * s.change.min_segment.max(1);
     if records.len() < need {
         notes.push(format!(
@@ -193,7 +231,7 @@ pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
     }
     describe_nights(&records, &mut notes);
     let nights: Vec<Night> = records.iter().map(|r| night(r)).collect();
-    let policy = &newest.gate;
+    let policy = &records[records.len() - 1].gate;
     let series = keys(&records)
         .into_iter()
         .map(|(scope, metric)| series(&records, &nights, policy, &scope, &metric, s, &mut notes))
@@ -210,6 +248,50 @@ pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
             s.change.permutations, s.change.alpha, s.change.min_segment, RECENT, s.change.alpha
         ),
     })
+}
+
+/// The nights since the newest change point of any gated metric over all
+/// steps (all nights when there is none): what a baseline that must not
+/// mix two levels holds. Returns the records and a sentence saying why.
+pub fn since_last_change<'a>(
+    read: &'a Read,
+    s: &Settings,
+) -> Result<(Vec<&'a Record>, String), String> {
+    let t = analyse(read, s)?;
+    let mut notes = Vec::new();
+    let (_, records) = nights_of(read, s, &mut notes)?;
+    let newest = t
+        .series
+        .iter()
+        .filter(|x| x.gated && x.scope == ALL)
+        .flat_map(|x| x.changes.iter().map(move |c| (x, c)))
+        .max_by_key(|(_, c)| c.change.index);
+    let (from, why) = match newest {
+        Some((x, c)) => (
+            c.change.latest,
+            format!(
+                "the {} nights since {}'s change point ({} {:+.1}%, from {})",
+                records.len() - c.change.latest,
+                x.label,
+                day(&c.date),
+                c.change.step * 100.0,
+                day(&records[c.change.latest].date)
+            ),
+        ),
+        None => (
+            0,
+            format!("all {} nights (no change point in the gated metrics)", records.len()),
+        ),
+    };
+    let min = s.change.min_segment.max(1);
+    if records.len() - from < min {
+        return Err(format!(
+            "only {} night(s) since the newest change point ({}); a baseline of one level needs {min}: wait for more nights or refresh from runs",
+            records.len() - from,
+            day(&records[from.min(records.len() - 1)].date)
+        ));
+    }
+    Ok((records[from..].to_vec(), why))
 }
 
 /// Nights that make the newest level.
@@ -425,7 +507,7 @@ fn series(
             "{name}: unbounded (failures) on {unbounded} night(s); left out of its series"
         ));
     }
-    if nonpositive > 0 {
+    if nonpositive > 0 && nonpositive < raw.len() {
         notes.push(format!(
             "{name}: zero on {nonpositive} night(s); a relative series leaves them out"
         ));
@@ -437,8 +519,17 @@ fn series(
         .collect();
     let xs: Vec<f64> = present.iter().map(|p| p.1).collect();
     let at = |k: usize| present[k.min(present.len() - 1)].0;
-    let changes: Vec<Found> = change::detect(&xs, &s.change)
+    let all = change::detect(&xs, &s.change);
+    let small = all.iter().filter(|c| c.step.abs() < s.min_step).count();
+    if small > 0 {
+        notes.push(format!(
+            "{name}: {small} significant step(s) under {:.0}% left out (`--min-step`)",
+            s.min_step * 100.0
+        ));
+    }
+    let changes: Vec<Found> = all
         .into_iter()
+        .filter(|c| c.step.abs() >= s.min_step)
         .map(|c| {
             let (earliest, latest, index) = (at(c.earliest), at(c.latest), at(c.index));
             let from = present[c.earliest.saturating_sub(1)].0;
@@ -462,11 +553,15 @@ fn series(
             .position(|p| p.0 == c.change.index)
             .unwrap_or(0)
     });
+    let largest = changes
+        .iter()
+        .map(|c| c.change.step)
+        .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
     let drift = drift(
         &present,
         nights,
         first_change,
-        changes.len(),
+        (changes.len(), largest),
         policy,
         metric,
         higher_is_worse,
@@ -496,7 +591,7 @@ fn drift(
     present: &[(usize, f64)],
     nights: &[Night],
     first_change: Option<usize>,
-    changes: usize,
+    (changes, largest_step): (usize, f64),
     policy: &Policy,
     metric: &str,
     higher_is_worse: bool,
@@ -533,6 +628,7 @@ fn drift(
         nights: n - reference,
         since: nights[present[reference - 1].0].date.clone(),
         steps: changes,
+        largest_step,
         level: if past(margin) { "fail" } else { "warn" }.into(),
     })
 }

@@ -104,6 +104,17 @@ impl Api {
         self.send(Method::Get, path, None::<&()>).await
     }
 
+    /// GET a path that may not exist: `None` on 404.
+    pub async fn get_if_any(&self, path: &str) -> Result<Option<Reply>, UserError> {
+        match self.send(Method::Get, path, None::<&()>).await {
+            Ok(r) => Ok(Some(r)),
+            Err(UserError::Environment { message, .. }) if message.contains("answered HTTP 404") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// POST JSON.
     pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<Reply, UserError> {
         self.send(Method::Post, path, Some(body)).await

@@ -2,6 +2,7 @@
 
 pub mod capacity;
 pub mod context;
+pub mod history;
 pub mod html;
 pub mod prompt;
 pub mod report;

@@ -243,7 +243,7 @@ pub fn render(
                 timeline: Vec::new(),
                 analysis: Vec::new(),
                 server: Vec::new(),
-                capacity: None,
+                sections: None,
             },
         ),
     }

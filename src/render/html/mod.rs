@@ -6,6 +6,7 @@
 pub mod capacity;
 pub mod charts;
 pub mod svg;
+pub mod trend;
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -103,8 +104,8 @@ pub struct Page<'a> {
     pub analysis: Vec<Figure>,
     /// The server's metrics.
     pub server: Vec<Figure>,
-    /// A capacity search's own sections (pre-rendered HTML).
-    pub capacity: Option<String>,
+    /// A capacity search's or a history's own sections (pre-rendered HTML).
+    pub sections: Option<String>,
 }
 
 /// The page of a run (a single run, a merged one, or a duet's candidate).
@@ -133,7 +134,7 @@ pub fn run_page<'a>(
         timeline: charts::timeline(r),
         analysis,
         server: charts::server_panels(r),
-        capacity: None,
+        sections: None,
     }
 }
 
@@ -151,7 +152,22 @@ pub fn capacity_page(
         timeline: Vec::new(),
         analysis: Vec::new(),
         server: Vec::new(),
-        capacity: Some(capacity::body(r, verdict)),
+        sections: Some(capacity::body(r, verdict)),
+    }
+}
+
+/// The page of a history's analysis.
+pub fn trend_page(t: &crate::gate::trend::Trend) -> Page<'static> {
+    Page {
+        title: format!("flora-gate history · {}", t.setup.scenario),
+        kind: "history",
+        csp: csp(),
+        css: CSS,
+        r: None,
+        timeline: Vec::new(),
+        analysis: Vec::new(),
+        server: Vec::new(),
+        sections: Some(trend::body(t)),
     }
 }
 

@@ -21,7 +21,7 @@ pub const MAX_POINTS: usize = 600;
 /// One line.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
-    /// In the legend.
+    /// In the legend (none when empty).
     pub name: String,
     /// x, y; `None` breaks the line.
     pub points: Vec<(f64, Option<f64>)>,
@@ -361,7 +361,8 @@ impl Chart {
         } else {
             &[]
         };
-        for s in legend.iter().rev() {
+        // A line without a name (one more piece of a named one) has no entry.
+        for s in legend.iter().rev().filter(|s| !s.name.is_empty()) {
             let w = 22.0 + 6.5 * s.name.chars().count() as f64;
             x -= w;
             let _ = write!(
