@@ -1,21 +1,16 @@
 #!/usr/bin/env bash
-# Turns the action's inputs (environment variables, never inline
-# expressions) into a `flora-gate gate` command line.
+# mode: gate. Turns the action's inputs (environment variables, never
+# inline expressions) into a `flora-gate gate` command line.
 set -euo pipefail
-out_dir="${RUNNER_TEMP:-/tmp}/flora-gate"
-mkdir -p "$out_dir"
+# shellcheck source=scripts/common.sh
+. "$(dirname "$0")/common.sh"
+need scenario "${FG_SCENARIO:-}" gate
+need target "${FG_TARGET:-}" gate
 args=(gate --scenario "$FG_SCENARIO" --target "$FG_TARGET"
   --out "$out_dir/result.json" --verdict-out "$out_dir/verdict.json" --report-out "$out_dir/report.md"
   --html-out "$out_dir/report.html"
-  --comment-id "$FG_COMMENT_ID" --fail-on-regression "$FG_FAIL")
-
-if [ -n "${FG_TOKENS:-}" ]; then
-  tokens_file="$out_dir/access_tokens.csv"
-  ( umask 077; printf '%s\n' "$FG_TOKENS" > "$tokens_file" )
-  args+=(--tokens "$tokens_file")
-elif [ -n "${FG_TOKENS_FILE:-}" ]; then
-  args+=(--tokens "$FG_TOKENS_FILE")
-fi
+  --comment-id "${FG_COMMENT_ID:-default}" --fail-on-regression "${FG_FAIL:-true}")
+add_tokens args
 [ -n "${FG_BASELINE:-}" ] && args+=(--baseline "$FG_BASELINE")
 [ -n "${FG_BASELINE_TARGET:-}" ] && args+=(--baseline-target "$FG_BASELINE_TARGET")
 [ -n "${FG_CONCURRENCY:-}" ] && args+=(--concurrency "$FG_CONCURRENCY")
@@ -24,13 +19,10 @@ case "${FG_COMMENT:-true}" in
   true) args+=(--comment auto) ;;
   *) args+=(--comment never) ;;
 esac
-if [ -n "${FG_ARGS:-}" ]; then
-  # Quoted values stay one argument; nothing in them is evaluated.
-  split=$(bash "$(dirname "$0")/split-args.sh" "$FG_ARGS" | base64 -w0) || exit 2
-  mapfile -d '' -t extra < <(printf '%s' "$split" | base64 -d)
-  args+=("${extra[@]}")
-fi
+# A failing run is measured once more and fails only if both agree.
+[ "${FG_CONFIRM:-true}" = true ] && args+=(--confirm)
+add_extra_args args
 status=0
 flora-gate "${args[@]}" || status=$?
-rm -f "$out_dir/access_tokens.csv"
+remove_tokens
 exit "$status"

@@ -78,12 +78,19 @@ pub struct HistoryArgs {
     /// that is unfit — saturated, partial, failing — is kept and marked).
     #[arg(long, value_name = "RESULT")]
     pub add: Option<PathBuf>,
+    /// Add one record of a baseline's newest `--runs` runs (a nightly
+    /// refresh): each value the median of theirs, a steadier night than one run.
+    #[arg(long, value_name = "BASELINE", conflicts_with = "add")]
+    pub add_baseline: Option<PathBuf>,
+    /// With `--add-baseline`: how many of its newest runs make the night.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "add_baseline")]
+    pub runs: usize,
     /// The commit the added result measured (default: `GITHUB_SHA`, else
     /// `git rev-parse HEAD`).
-    #[arg(long, value_name = "SHA", requires = "add")]
+    #[arg(long, value_name = "SHA")]
     pub commit: Option<String>,
     /// What made the added result: `nightly`, `gate`, or your word.
-    #[arg(long, value_name = "WORD", default_value = "nightly", requires = "add")]
+    #[arg(long, value_name = "WORD", default_value = "nightly")]
     pub source: String,
     /// Keep the history on this branch of the repository (`GITHUB_REPOSITORY`,
     /// through the API with `GITHUB_TOKEN`) instead of a local path; made
@@ -547,6 +554,19 @@ pub struct RefreshArgs {
     /// Existing result files to combine instead of running.
     #[arg(value_name = "RESULT", conflicts_with_all = ["scenario", "target", "mock"])]
     pub from: Vec<PathBuf>,
+    /// Make the baseline from a history (`flora-gate history`): the nights
+    /// since the newest change point of a gated metric, so the baseline
+    /// holds one level and does not absorb a creep.
+    #[arg(
+        long,
+        value_name = "HISTORY",
+        conflicts_with_all = ["scenario", "target", "mock", "from", "append", "stages"]
+    )]
+    pub since_change_point: Option<PathBuf>,
+    /// With `--since-change-point`: the setup to take (scenario name or
+    /// sha256 prefix; default: the newest record's).
+    #[arg(long, value_name = "NAME|SHA", requires = "since_change_point")]
+    pub setup: Option<String>,
 }
 
 /// `flora-gate run`.

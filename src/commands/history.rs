@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use super::github::{bounded, github_token, repository};
-use super::{signal_tokens, HistorySettings, HistoryStore, Outcome};
+use super::{signal_tokens, HistoryAdd, HistorySettings, HistoryStore, Outcome};
 use crate::error::UserError;
 use crate::gate::trend::{self, Trend};
 use crate::github::actions::ActionsEnv;
@@ -15,7 +15,7 @@ use crate::result::history::{self as store, Read, Record};
 use crate::result::RunResult;
 
 pub(super) async fn history(s: &HistorySettings) -> anyhow::Result<Outcome> {
-    let record = s.add.as_deref().map(|p| new_record(s, p)).transpose()?;
+    let record = s.add.as_ref().map(|a| new_record(s, a)).transpose()?;
     let read = match &s.store {
         HistoryStore::File(path) => in_file(path, record.as_ref())?,
         HistoryStore::Branch { repo, branch, path } => {
@@ -38,10 +38,19 @@ pub(super) async fn history(s: &HistorySettings) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn new_record(s: &HistorySettings, path: &std::path::Path) -> Result<Record, UserError> {
-    let r = RunResult::read(path)?;
-    let record = Record::from_result(&r, s.commit.clone(), &s.source)
-        .map_err(|m| UserError::invalid("result", path, None, m))?;
+fn new_record(s: &HistorySettings, add: &HistoryAdd) -> Result<Record, UserError> {
+    let record = match add {
+        HistoryAdd::Result(path) => {
+            let r = RunResult::read(path)?;
+            Record::from_result(&r, s.commit.clone(), &s.source)
+                .map_err(|m| UserError::invalid("result", path, None, m))?
+        }
+        HistoryAdd::Baseline(path, n) => {
+            let b = crate::result::baseline::Baseline::read(path)?;
+            Record::from_baseline(&b, *n, s.commit.clone(), &s.source)
+                .map_err(|m| UserError::invalid("baseline", path, None, m))?
+        }
+    };
     if let Some(why) = &record.unfit {
         crate::output::err_line(&format!(
             "note: the run is kept in the history but left out of its series: {why}"
@@ -50,11 +59,12 @@ fn new_record(s: &HistorySettings, path: &std::path::Path) -> Result<Record, Use
     Ok(record)
 }
 
-/// The same run already in the history (same start, commit and setup).
+/// The same run already in the history (the same start and setup, under
+/// whatever commit it was added).
 fn already_in(read: &Read, r: &Record) -> bool {
     read.records
         .iter()
-        .any(|x| x.date == r.date && x.commit == r.commit && x.setup() == r.setup())
+        .any(|x| x.date == r.date && x.setup() == r.setup())
 }
 
 fn in_file(path: &std::path::Path, record: Option<&Record>) -> Result<Read, UserError> {

@@ -12,6 +12,9 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
     if let RefreshSource::CapacityFile(_) | RefreshSource::CapacitySearch(_) = &args.source {
         return refresh_capacity(args).await;
     }
+    if let RefreshSource::History { file, setup } = &args.source {
+        return from_history(file, setup.clone(), &args.out);
+    }
     // With `--append`, the baseline to extend is read (and checked) first.
     let existing = match (args.append, args.out.exists()) {
         (true, true) => Some(Baseline::read(&args.out)?),
@@ -48,6 +51,32 @@ pub(super) async fn refresh(args: &RefreshSettings) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// A baseline of the history's nights since its newest change point.
+fn from_history(
+    file: &std::path::Path,
+    setup: Option<String>,
+    out: &std::path::Path,
+) -> anyhow::Result<Outcome> {
+    let read = crate::result::history::read(file)?;
+    let settings = crate::gate::trend::Settings {
+        setup,
+        ..Default::default()
+    };
+    let (records, why) = crate::gate::trend::since_last_change(&read, &settings).map_err(|m| {
+        UserError::invalid("history", file, None, m)
+            .with_hint("`flora-gate history FILE` shows its change points")
+    })?;
+    let b = Baseline::from_history(&records)?;
+    b.write(out)?;
+    eprintln!(
+        "baseline of {} run(s) of `{}` written to {}: {why}",
+        b.runs.len(),
+        b.provenance.scenario.name,
+        out.display()
+    );
+    Ok(Outcome::Success)
+}
+
 /// The runs of a baseline, by name, each admitted as it comes.
 async fn gather(args: &RefreshSettings) -> anyhow::Result<Vec<(String, RunResult)>> {
     let mut results: Vec<(String, RunResult)> = Vec::new();
@@ -73,8 +102,10 @@ async fn gather(args: &RefreshSettings) -> anyhow::Result<Vec<(String, RunResult
                 results.push((name, r));
             }
         }
-        RefreshSource::CapacityFile(_) | RefreshSource::CapacitySearch(_) => {
-            unreachable!("a capacity refresh does not gather runs")
+        RefreshSource::CapacityFile(_)
+        | RefreshSource::CapacitySearch(_)
+        | RefreshSource::History { .. } => {
+            unreachable!("a capacity or history refresh does not gather runs")
         }
         RefreshSource::Plan(plan) => {
             for i in 0..args.runs {

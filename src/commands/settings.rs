@@ -62,13 +62,22 @@ pub enum HistoryStore {
     },
 }
 
+/// What `history` adds.
+#[derive(Debug, Clone)]
+pub enum HistoryAdd {
+    /// One run's result.
+    Result(PathBuf),
+    /// The median of a baseline's newest N runs.
+    Baseline(PathBuf, usize),
+}
+
 /// `history`.
 #[derive(Debug, Clone)]
 pub struct HistorySettings {
     /// The store.
     pub store: HistoryStore,
-    /// A result to add first.
-    pub add: Option<PathBuf>,
+    /// What to add first.
+    pub add: Option<HistoryAdd>,
     /// Its commit.
     pub commit: Option<String>,
     /// What made it.
@@ -227,6 +236,13 @@ pub enum RefreshSource {
     CapacityFile(PathBuf),
     /// The search of the capacity baseline in `--out`, repeated.
     CapacitySearch(Box<CapacitySettings>),
+    /// The nights of a history since its newest change point.
+    History {
+        /// The history file.
+        file: PathBuf,
+        /// Its setup to take.
+        setup: Option<String>,
+    },
 }
 
 /// `baseline refresh`.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::cli::HistoryArgs;
-use crate::commands::{HistorySettings, HistoryStore};
+use crate::commands::{HistoryAdd, HistorySettings, HistoryStore};
 use crate::render::report::Format;
 
 pub(super) fn history(a: &HistoryArgs) -> Result<HistorySettings, UserError> {
@@ -20,6 +20,9 @@ pub(super) fn history(a: &HistoryArgs) -> Result<HistorySettings, UserError> {
     }
     if a.source.is_empty() || a.source.len() > 40 || !a.source.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(UserError::flag("--source", "one word of letters, digits, `-`, `_` or `.` (at most 40)"));
+    }
+    if a.runs == 0 || a.runs > 100 {
+        return Err(UserError::flag("--runs", "between 1 and 100"));
     }
     if let Some(c) = &a.commit {
         if c.is_empty() || c.len() > 64 || !c.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -52,7 +55,7 @@ pub(super) fn history(a: &HistoryArgs) -> Result<HistorySettings, UserError> {
         }
         None => {
             let file = crate::result::history::file_of(&a.path);
-            if a.add.is_none() && !file.exists() {
+            if a.add.is_none() && a.add_baseline.is_none() && !file.exists() {
                 return Err(UserError::flag(
                     "DIR|FILE",
                     format!("`{}` does not exist; add a result first (`--add result.json`)", file.display()),
@@ -71,14 +74,18 @@ pub(super) fn history(a: &HistoryArgs) -> Result<HistorySettings, UserError> {
     .filter_map(|(f, p)| p.map(|p| (f, p)))
     .collect();
     crate::error::check_outputs(&outputs)?;
-    let mut inputs: Vec<std::path::PathBuf> = a.add.iter().cloned().collect();
+    let mut inputs: Vec<std::path::PathBuf> = a.add.iter().chain(&a.add_baseline).cloned().collect();
     if let HistoryStore::File(f) = &store {
         inputs.push(f.clone());
     }
     crate::error::check_not_inputs(&outputs, &inputs)?;
     Ok(HistorySettings {
         store,
-        add: a.add.clone(),
+        add: match (&a.add, &a.add_baseline) {
+            (Some(r), _) => Some(HistoryAdd::Result(r.clone())),
+            (None, Some(b)) => Some(HistoryAdd::Baseline(b.clone(), a.runs)),
+            (None, None) => None,
+        },
         commit: a.commit.clone(),
         source: a.source.clone(),
         trend: crate::gate::trend::Settings {

@@ -7,6 +7,28 @@ pub(super) fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
         return Err(UserError::flag("--runs", "must be between 1 and 100"));
     }
     crate::error::check_outputs(&[("--out", a.out.as_path())])?;
+    if let Some(h) = &a.since_change_point {
+        let file = crate::result::history::file_of(h);
+        if !file.exists() {
+            return Err(UserError::flag(
+                "--since-change-point",
+                format!("`{}` does not exist", file.display()),
+            ));
+        }
+        crate::error::check_not_inputs(&[("--out", a.out.as_path())], std::slice::from_ref(&file))?;
+        return Ok(RefreshSettings {
+            source: RefreshSource::History {
+                file,
+                setup: a.setup.clone(),
+            },
+            gate_stage: None,
+            runs: 0,
+            out: a.out.clone(),
+            append: false,
+            keep: 0,
+            accept_bad_runs: false,
+        });
+    }
     use crate::result::capacity::CapacityResult;
     let capacities = a.from.iter().filter(|p| CapacityResult::is_one(p)).count();
     let refreshes_capacity =

@@ -346,9 +346,10 @@ fn sort_and_dedupe(records: &mut Vec<(usize, &Record)>, notes: &mut Vec<String>)
         notes.push("the records were not in date order; they are read by date".into());
     }
     records.sort_by(|a, b| a.1.date.cmp(&b.1.date).then(a.0.cmp(&b.0)));
-    let mut seen: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
+    // A run is its start: the same start twice is one run added twice.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     records.retain(|(i, r)| {
-        let key = (r.date.clone(), r.commit.clone());
+        let key = r.date.clone();
         match seen.get(&key) {
             Some(first) => {
                 notes.push(format!(

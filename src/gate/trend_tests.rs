@@ -49,6 +49,7 @@ fn record(night: usize, ttft: f64, draft: Option<f64>) -> Record {
         },
         gate: Policy::default(),
         unfit: None,
+        runs: 1,
         run: BaselineRun {
             started_at: date,
             metrics,

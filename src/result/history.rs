@@ -57,8 +57,16 @@ pub struct Record {
     /// when it is not; such records are kept and left out of the series.
     #[serde(default)]
     pub unfit: Option<String>,
+    /// How many runs the values are the median of (a nightly refresh of
+    /// five runs makes one record of five).
+    #[serde(default = "one")]
+    pub runs: u32,
     /// What the gate judges: metric values per scope.
     pub run: BaselineRun,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Record {
@@ -87,7 +95,76 @@ impl Record {
             runner: r.provenance.host.clone(),
             gate: r.gate.clone(),
             unfit: unfit(r),
+            runs: 1,
             run,
+        })
+    }
+
+    /// One record of the newest `n` runs of a baseline (a night's
+    /// refresh): each value the median of theirs, an unbounded value
+    /// counting as the largest. The median of several runs is a steadier
+    /// night than any one of them.
+    pub fn from_baseline(
+        b: &super::baseline::Baseline,
+        n: usize,
+        commit: Option<String>,
+        source: &str,
+    ) -> Result<Self, String> {
+        if n == 0 || n > b.runs.len() {
+            return Err(format!(
+                "the baseline holds {} run(s); cannot take the newest {n}",
+                b.runs.len()
+            ));
+        }
+        let newest = &b.runs[b.runs.len() - n..];
+        let mut metrics: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<f64>>> =
+            std::collections::BTreeMap::new();
+        for run in newest {
+            for (scope, m) in &run.metrics {
+                for metric in m.keys() {
+                    metrics.entry(scope.clone()).or_default().entry(metric.clone()).or_insert(None);
+                }
+            }
+        }
+        for (scope, m) in &mut metrics {
+            for (metric, value) in m.iter_mut() {
+                let mut v: Vec<f64> = newest
+                    .iter()
+                    .filter_map(|r| r.metrics.get(scope).and_then(|x| x.get(metric)))
+                    .map(|x| x.unwrap_or(f64::INFINITY))
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                let k = v.len();
+                *value = match k {
+                    0 => None,
+                    _ if k % 2 == 1 => Some(v[k / 2]),
+                    _ => Some((v[k / 2 - 1] + v[k / 2]) / 2.0),
+                }
+                .filter(|x| x.is_finite());
+            }
+        }
+        let p = &b.provenance;
+        let last = &newest[newest.len() - 1];
+        Ok(Self {
+            kind: KIND.into(),
+            schema_version: SCHEMA_VERSION,
+            commit: commit.or_else(|| p.git_commit.clone()).or_else(super::baseline::git_commit),
+            date: last.started_at.clone(),
+            source: source.into(),
+            tool_version: p.tool_version.clone(),
+            scenario: p.scenario.clone(),
+            concurrency: p.concurrency,
+            vars: p.vars.clone(),
+            target: p.target.clone(),
+            runner: p.runner.clone(),
+            gate: b.gate.clone(),
+            unfit: None,
+            runs: n as u32,
+            run: BaselineRun {
+                started_at: last.started_at.clone(),
+                metrics,
+                blocks: Vec::new(),
+            },
         })
     }
 

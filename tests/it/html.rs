@@ -168,7 +168,7 @@ fn html_report_snapshot_with_numbers_filtered() {
     });
 }
 
-fn browser() -> Option<PathBuf> {
+pub(crate) fn browser() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .find_map(|b| {
@@ -183,7 +183,7 @@ fn browser() -> Option<PathBuf> {
 /// Chromium on `file`, with the network off (its own network namespace
 /// when one can be made, and no name resolution in any case): the DOM it
 /// built and what it logged.
-fn open_in_browser(chromium: &Path, file: &Path, screenshot: Option<&Path>) -> (String, String) {
+pub(crate) fn open_in_browser(chromium: &Path, file: &Path, screenshot: Option<&Path>) -> (String, String) {
     let isolated = Command::new("unshare")
         .args(["-n", "true"])
         .status()
