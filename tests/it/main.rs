@@ -22,6 +22,7 @@ mod hypotheses;
 mod install;
 mod limits;
 mod markdown;
+mod nightly;
 mod prom;
 mod prometheus;
 mod report;

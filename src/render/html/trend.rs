@@ -65,6 +65,7 @@ fn chart(t: &Trend, s: &Series) -> String {
     let bands = s
         .drift
         .as_ref()
+        .filter(|d| d.beyond_steps())
         .map(|d| Band {
             from: 0.5,
             to: d.reference_nights as f64 + 0.5,
