@@ -51,9 +51,10 @@ done
 duets=0
 for i in $(seq "$runs"); do
   code=0
-  "$bin" gate -t "$a" --baseline-target "$b" "${load[@]}" -d "$duration" --comment never \
+  "$bin" gate -t "$a" --baseline-target "$b" "${load[@]}" --comment never \
     -o "$work/d$i.json" --verdict-out "$work/dv$i.json" --report-out "$work/d$i.md" > /dev/null 2>&1 || code=$?
   [ "$code" = 1 ] && duets=$((duets + 1))
+  [ "$code" = 2 ] && { echo "duet $i could not run:"; "$bin" gate -t "$a" --baseline-target "$b" "${load[@]}" --comment never -o "$work/x.json" --verdict-out "$work/xv.json" --report-out "$work/x.md" 2>&1 | tail -3; exit 2; }
   echo "  duet $i: exit $code"
 done
 echo

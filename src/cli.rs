@@ -343,6 +343,12 @@ pub struct GateArgs {
     /// `RESULT.unconfirmed.json`).
     #[arg(long)]
     pub confirm: bool,
+    /// Also judge the run against the long-term reference of this history
+    /// (`flora-gate history`): a drift of the gated metrics past the warn
+    /// margin since the nights before its first change point is a note, and
+    /// a warning past the margin.
+    #[arg(long, value_name = "HISTORY")]
+    pub history: Option<PathBuf>,
     /// Exit 1 on a regression (`false`: report only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub fail_on_regression: bool,
@@ -384,7 +390,7 @@ pub struct CommentArgs {
 #[derive(Debug, Subcommand)]
 pub enum BaselineCommand {
     /// Run N times (or take existing result files) and write a baseline.
-    Refresh(RefreshArgs),
+    Refresh(Box<RefreshArgs>),
     /// Propose a baseline file as a pull request (nightly refresh).
     Propose(ProposeArgs),
 }

@@ -29,7 +29,8 @@ pub(super) async fn gate(args: &GateSettings) -> anyhow::Result<Outcome> {
                     actions::mask(&mut out, t.expose());
                 }
             }
-            let verdict = judge(current, &args.judge)?;
+            let mut verdict = judge(current, &args.judge)?;
+            long_term(args, current, &mut verdict)?;
             return conclude(args, &env, &signals, current, &verdict, &mut out).await;
         }
     };
@@ -91,7 +92,8 @@ async fn measure_and_judge(
     if let Some(diagnosis) = current.shown().failure_diagnosis() {
         crate::output::err_line(&format!("warning: {diagnosis}"));
     }
-    let verdict = judge(&current, &args.judge)?;
+    let mut verdict = judge(&current, &args.judge)?;
+    long_term(args, &current, &mut verdict)?;
     let confirmable =
         matches!(&current, Current::Single(r) if r.state() == result::RunState::Complete);
     if !(args.confirm && verdict.verdict == Status::Fail && confirmable) || signals.is_cancelled() {
@@ -110,6 +112,7 @@ async fn measure_and_judge(
     again.write(&run.out, run.requests_out.as_deref(), plan)?;
     let second = again.current;
     let mut v2 = judge(&second, &args.judge)?;
+    long_term(args, &second, &mut v2)?;
     if v2.verdict == Status::Fail {
         v2.notes.push(format!(
             "confirmed: the first run failed too ({})",
@@ -125,6 +128,30 @@ async fn measure_and_judge(
         v2.headline = format!("not confirmed by a second run: {}", verdict.headline);
     }
     Ok((second, v2))
+}
+
+/// With `--history`, the run against the history's long-term reference:
+/// each drift a note, a warning past the margin (a creep is not this
+/// change's failure, but it is not to be missed either).
+fn long_term(
+    args: &GateSettings,
+    current: &Current,
+    verdict: &mut Verdict,
+) -> Result<(), UserError> {
+    let (Some(path), Current::Single(r)) = (&args.history, current) else {
+        return Ok(());
+    };
+    let read = crate::result::history::read(path)?;
+    let Ok(record) = crate::result::history::Record::from_result(r, None, "gate") else {
+        return Ok(());
+    };
+    for (note, past_margin) in crate::gate::trend::against_reference(&read, record) {
+        if past_margin {
+            verdict.verdict = verdict.verdict.max(Status::Warn);
+        }
+        verdict.notes.push(note);
+    }
+    Ok(())
 }
 
 /// The verdict and the Markdown report to files, the text report to stdout;

@@ -66,7 +66,7 @@ fn from_history(
         UserError::invalid("history", file, None, m)
             .with_hint("`flora-gate history FILE` shows its change points")
     })?;
-    let b = Baseline::from_history(&records)?;
+    let b = crate::result::history::baseline_of(&records)?;
     b.write(out)?;
     eprintln!(
         "baseline of {} run(s) of `{}` written to {}: {why}",

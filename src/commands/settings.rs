@@ -332,6 +332,8 @@ pub struct GateSettings {
     pub fail_on_regression: bool,
     /// Run once more before failing.
     pub confirm: bool,
+    /// The history whose long-term reference the run is also judged against.
+    pub history: Option<PathBuf>,
     /// Against a baseline capacity: the search to repeat instead of one run.
     pub capacity: Option<Box<CapacityGate>>,
 }

@@ -86,6 +86,14 @@ pub(super) fn gate(a: &GateArgs) -> Result<GateSettings, UserError> {
         },
         fail_on_regression: a.fail_on_regression,
         confirm: a.confirm,
+        history: match &a.history {
+            Some(h) => {
+                let file = crate::result::history::file_of(h);
+                crate::result::history::read(&file)?;
+                Some(file)
+            }
+            None => None,
+        },
         capacity,
     })
 }

@@ -8,26 +8,7 @@ pub(super) fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
     }
     crate::error::check_outputs(&[("--out", a.out.as_path())])?;
     if let Some(h) = &a.since_change_point {
-        let file = crate::result::history::file_of(h);
-        if !file.exists() {
-            return Err(UserError::flag(
-                "--since-change-point",
-                format!("`{}` does not exist", file.display()),
-            ));
-        }
-        crate::error::check_not_inputs(&[("--out", a.out.as_path())], std::slice::from_ref(&file))?;
-        return Ok(RefreshSettings {
-            source: RefreshSource::History {
-                file,
-                setup: a.setup.clone(),
-            },
-            gate_stage: None,
-            runs: 0,
-            out: a.out.clone(),
-            append: false,
-            keep: 0,
-            accept_bad_runs: false,
-        });
+        return since_change_point(a, h);
     }
     use crate::result::capacity::CapacityResult;
     let capacities = a.from.iter().filter(|p| CapacityResult::is_one(p)).count();
@@ -116,6 +97,31 @@ pub(super) fn refresh(a: &RefreshArgs) -> Result<RefreshSettings, UserError> {
         append: a.append,
         keep: a.keep as usize,
         accept_bad_runs: a.accept_bad_runs,
+    })
+}
+
+/// `--since-change-point HISTORY`: the baseline is the history's nights
+/// since its newest change point; nothing runs.
+fn since_change_point(a: &RefreshArgs, h: &std::path::Path) -> Result<RefreshSettings, UserError> {
+    let file = crate::result::history::file_of(h);
+    if !file.exists() {
+        return Err(UserError::flag(
+            "--since-change-point",
+            format!("`{}` does not exist", file.display()),
+        ));
+    }
+    crate::error::check_not_inputs(&[("--out", a.out.as_path())], std::slice::from_ref(&file))?;
+    Ok(RefreshSettings {
+        source: RefreshSource::History {
+            file,
+            setup: a.setup.clone(),
+        },
+        gate_stage: None,
+        runs: 0,
+        out: a.out.clone(),
+        append: false,
+        keep: 0,
+        accept_bad_runs: false,
     })
 }
 

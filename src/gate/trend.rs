@@ -280,7 +280,10 @@ pub fn since_last_change<'a>(
         ),
         None => (
             0,
-            format!("all {} nights (no change point in the gated metrics)", records.len()),
+            format!(
+                "all {} nights (no change point in the gated metrics)",
+                records.len()
+            ),
         ),
     };
     let min = s.change.min_segment.max(1);
@@ -292,6 +295,45 @@ pub fn since_last_change<'a>(
         ));
     }
     Ok((records[from..].to_vec(), why))
+}
+
+/// The current run against the history's long-term reference: it joins
+/// the history as its newest night, and each gated metric over all steps
+/// that drifted past the warn margin is a sentence, with whether it is past
+/// the margin itself.
+pub fn against_reference(read: &Read, current: Record) -> Vec<(String, bool)> {
+    let mut read = read.clone();
+    let sha = current.scenario.sha256.clone();
+    read.records.push(current);
+    let s = Settings {
+        setup: Some(sha),
+        ..Settings::default()
+    };
+    let Ok(t) = analyse(&read, &s) else {
+        return Vec::new();
+    };
+    t.headline_series()
+        .filter_map(|x| {
+            let d = x.drift.as_ref()?;
+            let steps = match d.steps {
+                0 => "no single step".to_string(),
+                n => format!("{n} step(s) on the way"),
+            };
+            Some((
+                format!(
+                    "against the long-term reference (the {} nights up to {}): {} {:+.1}% (95% {:+.1}% to {:+.1}%) with this run, over {} nights, {steps}",
+                    d.reference_nights,
+                    day(&d.since),
+                    x.label,
+                    d.change * 100.0,
+                    d.low * 100.0,
+                    d.high * 100.0,
+                    d.nights
+                ),
+                d.level == "fail",
+            ))
+        })
+        .collect()
 }
 
 /// Nights that make the newest level.
@@ -476,50 +518,14 @@ fn series(
 ) -> Series {
     let def = metric_def(metric);
     let higher_is_worse = def.as_ref().is_none_or(|d| d.higher_is_worse);
-    let raw: Vec<Option<Option<f64>>> = records
-        .iter()
-        .map(|r| {
-            r.run
-                .metrics
-                .get(scope)
-                .and_then(|m| m.get(metric))
-                .copied()
-        })
-        .collect();
-    let absent = raw.iter().filter(|v| v.is_none()).count();
-    let unbounded = raw.iter().filter(|v| matches!(v, Some(None))).count();
-    let values: Vec<Option<f64>> = raw
-        .iter()
-        .map(|v| v.flatten().filter(|x| x.is_finite() && *x > 0.0))
-        .collect();
-    let nonpositive = raw
-        .iter()
-        .filter(|v| matches!(v, Some(Some(x)) if *x <= 0.0))
-        .count();
     let name = format!("{metric} of `{scope}`");
-    if absent > 0 {
-        notes.push(format!(
-            "{name}: missing on {absent} of {} nights",
-            records.len()
-        ));
-    }
-    if unbounded > 0 {
-        notes.push(format!(
-            "{name}: unbounded (failures) on {unbounded} night(s); left out of its series"
-        ));
-    }
-    if nonpositive > 0 && nonpositive < raw.len() {
-        notes.push(format!(
-            "{name}: zero on {nonpositive} night(s); a relative series leaves them out"
-        ));
-    }
+    let values = night_values(records, scope, metric, &name, notes);
     let present: Vec<(usize, f64)> = values
         .iter()
         .enumerate()
         .filter_map(|(i, v)| v.map(|x| (i, x)))
         .collect();
     let xs: Vec<f64> = present.iter().map(|p| p.1).collect();
-    let at = |k: usize| present[k.min(present.len() - 1)].0;
     let all = change::detect(&xs, &s.change);
     let small = all.iter().filter(|c| c.step.abs() < s.min_step).count();
     if small > 0 {
@@ -531,22 +537,7 @@ fn series(
     let changes: Vec<Found> = all
         .into_iter()
         .filter(|c| c.step.abs() >= s.min_step)
-        .map(|c| {
-            let (earliest, latest, index) = (at(c.earliest), at(c.latest), at(c.index));
-            let from = present[c.earliest.saturating_sub(1)].0;
-            Found {
-                from_commit: nights[from].commit.clone(),
-                to_commit: nights[latest].commit.clone(),
-                date: nights[index].date.clone(),
-                regression: (c.step > 0.0) == higher_is_worse,
-                change: Change {
-                    index,
-                    earliest,
-                    latest,
-                    ..c
-                },
-            }
-        })
+        .map(|c| place(c, &present, nights, higher_is_worse))
         .collect();
     let first_change = changes.first().map(|c| {
         present
@@ -554,10 +545,11 @@ fn series(
             .position(|p| p.0 == c.change.index)
             .unwrap_or(0)
     });
-    let largest = changes
-        .iter()
-        .map(|c| c.change.step)
-        .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
+    let largest =
+        changes
+            .iter()
+            .map(|c| c.change.step)
+            .fold(0.0f64, |a, b| if b.abs() > a.abs() { b } else { a });
     let drift = drift(
         &present,
         nights,
@@ -580,6 +572,72 @@ fn series(
         values,
         changes,
         drift,
+    }
+}
+
+/// Each night's value of a series (`None`: missing, unbounded or not
+/// positive), with a note for each kind of gap.
+fn night_values(
+    records: &[&Record],
+    scope: &str,
+    metric: &str,
+    name: &str,
+    notes: &mut Vec<String>,
+) -> Vec<Option<f64>> {
+    let raw: Vec<Option<Option<f64>>> = records
+        .iter()
+        .map(|r| {
+            r.run
+                .metrics
+                .get(scope)
+                .and_then(|m| m.get(metric))
+                .copied()
+        })
+        .collect();
+    let absent = raw.iter().filter(|v| v.is_none()).count();
+    let unbounded = raw.iter().filter(|v| matches!(v, Some(None))).count();
+    let nonpositive = raw
+        .iter()
+        .filter(|v| matches!(v, Some(Some(x)) if *x <= 0.0))
+        .count();
+    if absent > 0 {
+        notes.push(format!(
+            "{name}: missing on {absent} of {} nights",
+            records.len()
+        ));
+    }
+    if unbounded > 0 {
+        notes.push(format!(
+            "{name}: unbounded (failures) on {unbounded} night(s); left out of its series"
+        ));
+    }
+    if nonpositive > 0 && nonpositive < raw.len() {
+        notes.push(format!(
+            "{name}: zero on {nonpositive} night(s); a relative series leaves them out"
+        ));
+    }
+    raw.iter()
+        .map(|v| v.flatten().filter(|x| x.is_finite() && *x > 0.0))
+        .collect()
+}
+
+/// A change found among the present values, placed on the nights (indices
+/// of `present` become nights) with its commit range.
+fn place(c: Change, present: &[(usize, f64)], nights: &[Night], higher_is_worse: bool) -> Found {
+    let at = |k: usize| present[k.min(present.len() - 1)].0;
+    let (earliest, latest, index) = (at(c.earliest), at(c.latest), at(c.index));
+    let from = present[c.earliest.saturating_sub(1)].0;
+    Found {
+        from_commit: nights[from].commit.clone(),
+        to_commit: nights[latest].commit.clone(),
+        date: nights[index].date.clone(),
+        regression: (c.step > 0.0) == higher_is_worse,
+        change: Change {
+            index,
+            earliest,
+            latest,
+            ..c
+        },
     }
 }
 

@@ -108,7 +108,9 @@ impl Api {
     pub async fn get_if_any(&self, path: &str) -> Result<Option<Reply>, UserError> {
         match self.send(Method::Get, path, None::<&()>).await {
             Ok(r) => Ok(Some(r)),
-            Err(UserError::Environment { message, .. }) if message.contains("answered HTTP 404") => {
+            Err(UserError::Environment { message, .. })
+                if message.contains("answered HTTP 404") =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e),

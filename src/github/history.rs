@@ -44,14 +44,19 @@ pub async fn fetch(api: &Api, b: &Branch<'_>) -> Result<Option<(Vec<u8>, String)
                 b.branch,
                 MAX_FILE / (1024 * 1024)
             ),
-            hint: Some("start a new history file (`--history-path`), or keep fewer nights in it".into()),
+            hint: Some(
+                "start a new history file (`--history-path`), or keep fewer nights in it".into(),
+            ),
         });
     }
     let text: String = field("content").split_whitespace().collect();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| UserError::Environment {
-            message: format!("`{}` on branch `{}`: the API's content is not base64 ({e})", b.path, b.branch),
+            message: format!(
+                "`{}` on branch `{}`: the API's content is not base64 ({e})",
+                b.path, b.branch
+            ),
             hint: None,
         })?;
     Ok(Some((bytes, sha)))

@@ -26,7 +26,10 @@ fn name(s: &Series) -> String {
 }
 
 fn commit(c: Option<&str>) -> String {
-    c.map_or_else(|| "(no commit)".into(), |c| format!("`{}`", md_code(short(c))))
+    c.map_or_else(
+        || "(no commit)".into(),
+        |c| format!("`{}`", md_code(short(c))),
+    )
 }
 
 /// "TTFT p90 +6.1% (±1.4%) between abc1234 and def5678, 2026-12-02".
@@ -104,7 +107,12 @@ pub fn headline(t: &Trend) -> String {
                 day(&c.date)
             ));
         } else if let Some(d) = &s.drift {
-            moved.push(format!("{} {:+.1}% over {} nights", s.label, d.change * 100.0, d.nights));
+            moved.push(format!(
+                "{} {:+.1}% over {} nights",
+                s.label,
+                d.change * 100.0,
+                d.nights
+            ));
         }
     }
     let what = if moved.is_empty() {
@@ -115,10 +123,11 @@ pub fn headline(t: &Trend) -> String {
     format!("{what} ({} nights, {span})", t.nights.len())
 }
 
+/// Change points and drifts, each with its series.
+type Findings<'a> = (Vec<(&'a Series, &'a Found)>, Vec<(&'a Series, &'a Drift)>);
+
 /// Changes and shown drifts of some series.
-fn findings<'a>(
-    series: impl Iterator<Item = &'a Series>,
-) -> (Vec<(&'a Series, &'a Found)>, Vec<(&'a Series, &'a Drift)>) {
+fn findings<'a>(series: impl Iterator<Item = &'a Series>) -> Findings<'a> {
     let mut changes = Vec::new();
     let mut drifts = Vec::new();
     for s in series {
@@ -136,7 +145,11 @@ fn change_rows(o: &mut String, rows: &[(&Series, &Found)]) {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} … {} | {} | {} |",
-            if c.regression { "🔺 worse" } else { "🔻 better" },
+            if c.regression {
+                "🔺 worse"
+            } else {
+                "🔻 better"
+            },
             md_inline(&name(s)),
             step_text(c.change.step, c.change.low, c.change.high),
             commit(c.from_commit.as_deref()),
@@ -172,19 +185,28 @@ pub fn markdown(t: &Trend) -> String {
         }
         o.push('\n');
     }
-    o.push_str("### Gated series\n\n| metric | newest | nights | last 30 nights |\n|---|---:|---:|---|\n");
+    o.push_str(
+        "### Gated series\n\n| metric | newest | nights | last 30 nights |\n|---|---:|---:|---|\n",
+    );
     for s in t.headline_series() {
         let newest = s.values.iter().rev().flatten().next();
         let _ = writeln!(
             o,
             "| {} | {} | {} | `{}` |",
             md_inline(&name(s)),
-            newest.map_or_else(|| "—".into(), |v| format!("{} {}", short_number(*v), s.unit)),
+            newest.map_or_else(
+                || "—".into(),
+                |v| format!("{} {}", short_number(*v), s.unit)
+            ),
             s.values.iter().flatten().count(),
             spark(&s.values, 30)
         );
     }
-    let (others, other_drifts) = findings(t.series.iter().filter(|s| !(s.gated && s.scope == crate::policy::metrics::ALL)));
+    let (others, other_drifts) = findings(
+        t.series
+            .iter()
+            .filter(|s| !(s.gated && s.scope == crate::policy::metrics::ALL)),
+    );
     if !others.is_empty() || !other_drifts.is_empty() {
         let _ = writeln!(
             o,
@@ -194,7 +216,11 @@ pub fn markdown(t: &Trend) -> String {
         );
         change_rows(&mut o, &others[..others.len().min(MAX_OTHER_ROWS)]);
         if others.len() > MAX_OTHER_ROWS {
-            let _ = writeln!(o, "\n… and {} more in the JSON.", others.len() - MAX_OTHER_ROWS);
+            let _ = writeln!(
+                o,
+                "\n… and {} more in the JSON.",
+                others.len() - MAX_OTHER_ROWS
+            );
         }
         for (s, d) in other_drifts.iter().take(MAX_OTHER_ROWS) {
             let _ = writeln!(o, "- {}", md_inline(&drift_sentence(s, d)));
@@ -231,7 +257,11 @@ pub fn text(t: &Trend) -> String {
     for (s, d) in drifts {
         let _ = writeln!(o, "  drift:  {}", unmark(drift_sentence(s, d)));
     }
-    let (others, other_drifts) = findings(t.series.iter().filter(|s| !(s.gated && s.scope == crate::policy::metrics::ALL)));
+    let (others, other_drifts) = findings(
+        t.series
+            .iter()
+            .filter(|s| !(s.gated && s.scope == crate::policy::metrics::ALL)),
+    );
     if !others.is_empty() || !other_drifts.is_empty() {
         let _ = writeln!(
             o,

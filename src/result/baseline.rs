@@ -221,33 +221,6 @@ impl Baseline {
         })
     }
 
-    /// A baseline of history records (one setup, oldest first): the
-    /// newest record's setup and policy, every record's summary.
-    pub fn from_history(records: &[&super::history::Record]) -> Result<Self, UserError> {
-        let Some(newest) = records.last() else {
-            return Err(UserError::Environment {
-                message: "a baseline needs at least one run".into(),
-                hint: None,
-            });
-        };
-        Ok(Baseline {
-            schema_version: SCHEMA_VERSION,
-            kind: KIND.into(),
-            provenance: BaselineProvenance {
-                tool_version: env!("CARGO_PKG_VERSION").into(),
-                git_commit: newest.commit.clone(),
-                created_at: chrono::Utc::now().to_rfc3339(),
-                scenario: newest.scenario.clone(),
-                target: newest.target.clone(),
-                concurrency: newest.concurrency,
-                vars: newest.vars.clone(),
-                runner: newest.runner.clone(),
-            },
-            gate: newest.gate.clone(),
-            runs: records.iter().map(|r| r.run.clone()).collect(),
-        })
-    }
-
     /// Finite values of one metric across runs.
     pub fn values(&self, scope: &str, metric: &str) -> Vec<f64> {
         self.runs

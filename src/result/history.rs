@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{unfit, BaselineRun};
+use super::baseline::{unfit, Baseline, BaselineRun};
 use super::{Host, RunResult, ScenarioRef};
 use crate::error::UserError;
 use crate::policy::Policy;
@@ -117,12 +117,18 @@ impl Record {
             ));
         }
         let newest = &b.runs[b.runs.len() - n..];
-        let mut metrics: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<f64>>> =
-            std::collections::BTreeMap::new();
+        let mut metrics: std::collections::BTreeMap<
+            String,
+            std::collections::BTreeMap<String, Option<f64>>,
+        > = std::collections::BTreeMap::new();
         for run in newest {
             for (scope, m) in &run.metrics {
                 for metric in m.keys() {
-                    metrics.entry(scope.clone()).or_default().entry(metric.clone()).or_insert(None);
+                    metrics
+                        .entry(scope.clone())
+                        .or_default()
+                        .entry(metric.clone())
+                        .or_insert(None);
                 }
             }
         }
@@ -148,7 +154,9 @@ impl Record {
         Ok(Self {
             kind: KIND.into(),
             schema_version: SCHEMA_VERSION,
-            commit: commit.or_else(|| p.git_commit.clone()).or_else(super::baseline::git_commit),
+            commit: commit
+                .or_else(|| p.git_commit.clone())
+                .or_else(super::baseline::git_commit),
             date: last.started_at.clone(),
             source: source.into(),
             tool_version: p.tool_version.clone(),
@@ -207,6 +215,33 @@ impl std::fmt::Display for Setup {
         }
         Ok(())
     }
+}
+
+/// A baseline of history records (one setup, oldest first): the
+/// newest record's setup and policy, every record's summary.
+pub fn baseline_of(records: &[&Record]) -> Result<Baseline, UserError> {
+    let Some(newest) = records.last() else {
+        return Err(UserError::Environment {
+            message: "a baseline needs at least one run".into(),
+            hint: None,
+        });
+    };
+    Ok(Baseline {
+        schema_version: super::baseline::SCHEMA_VERSION,
+        kind: super::baseline::KIND.into(),
+        provenance: super::baseline::BaselineProvenance {
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: newest.commit.clone(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            scenario: newest.scenario.clone(),
+            target: newest.target.clone(),
+            concurrency: newest.concurrency,
+            vars: newest.vars.clone(),
+            runner: newest.runner.clone(),
+        },
+        gate: newest.gate.clone(),
+        runs: records.iter().map(|r| r.run.clone()).collect(),
+    })
 }
 
 /// A line of the file that is not a record, and why.

@@ -250,6 +250,11 @@ const NOT_RUN_HERE: &[(&str, &str, &str)] = &[
         "gate --result result.json -b baseline.json",
         "judges the merge above",
     ),
+    (
+        "history.md",
+        "baseline refresh --since-change-point perf/history",
+        "needs three nights in the history; the page makes one",
+    ),
 ];
 
 /// How a documented command is run here: against the page's mock, with

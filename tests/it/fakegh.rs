@@ -275,4 +275,3 @@ pub(crate) fn writes(s: &Shared) -> usize {
         .filter(|l| l.starts_with("POST") || l.starts_with("PATCH"))
         .count()
 }
-

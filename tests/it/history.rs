@@ -68,8 +68,17 @@ fn twenty_nights_with_a_slowdown_at_night_twelve_name_its_commits() {
         assert!(o.status.success(), "{}", text(&o));
     }
     // Added twice, kept once.
-    let again = flora(&["history", h, "--add", d.join("r20.json").to_str().expect("utf-8")]);
-    assert!(text(&again).contains("already in the history"), "{}", text(&again));
+    let again = flora(&[
+        "history",
+        h,
+        "--add",
+        d.join("r20.json").to_str().expect("utf-8"),
+    ]);
+    assert!(
+        text(&again).contains("already in the history"),
+        "{}",
+        text(&again)
+    );
     let lines = std::fs::read_to_string(history.join("history.jsonl")).expect("history");
     assert_eq!(lines.lines().count(), 20);
 
@@ -109,7 +118,8 @@ fn twenty_nights_with_a_slowdown_at_night_twelve_name_its_commits() {
     let md = std::fs::read_to_string(d.join("history.md")).expect("markdown");
     assert!(md.contains("<!-- flora-gate:history -->"), "{md}");
     assert!(
-        md.contains(&format!("`{}`", short(12))) || md.contains(&format!("`{}`", short(latest + 1))),
+        md.contains(&format!("`{}`", short(12)))
+            || md.contains(&format!("`{}`", short(latest + 1))),
         "{md}"
     );
     assert!(md.contains("TTFT p90"), "{md}");
@@ -132,7 +142,40 @@ fn twenty_nights_with_a_slowdown_at_night_twelve_name_its_commits() {
     assert!((3..=9).contains(&runs), "{runs} runs");
     assert!(text(&o).contains("since"), "{}", text(&o));
 
-    check_in_chromium(&html, d, &format!("{}…{}", short(earliest), short(latest + 1)));
+    // The PR gate also reads the long-term reference: tonight passes its
+    // one-level baseline, and the creep since the first nights is a note and
+    // a warning.
+    let o = flora(&[
+        "gate",
+        "--result",
+        d.join("r20.json").to_str().expect("utf-8"),
+        "-b",
+        baseline.to_str().expect("utf-8"),
+        "--history",
+        h,
+        "--verdict-out",
+        d.join("v.json").to_str().expect("utf-8"),
+        "--report-out",
+        d.join("v.md").to_str().expect("utf-8"),
+        "--comment",
+        "never",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("v.json")).expect("verdict"))
+            .expect("json");
+    assert_eq!(v["verdict"], "warn", "{v:#}");
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("against the long-term reference (the 11 nights"),
+        "{notes}"
+    );
+    assert!(notes.contains("TTFT p90 +2"), "{notes}");
+    check_in_chromium(
+        &html,
+        d,
+        &format!("{}…{}", short(earliest), short(latest + 1)),
+    );
 }
 
 fn check_in_chromium(html: &Path, d: &Path, marker: &str) {
@@ -177,7 +220,11 @@ fn bad_histories_and_flags_get_clear_errors() {
     let missing = d.join("nothing");
     let o = flora(&["history", missing.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("does not exist") && text(&o).contains("--add"), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not exist") && text(&o).contains("--add"),
+        "{}",
+        text(&o)
+    );
 
     let o = flora(&["history", d.to_str().expect("utf-8"), "--alpha", "0.7"]);
     assert_eq!(o.status.code(), Some(2));
@@ -201,7 +248,14 @@ fn bad_histories_and_flags_get_clear_errors() {
     let tokens = tokens_csv(d, 4);
     let r = d.join("r.json");
     night(&mock.url, &tokens, &r);
-    let o = flora(&["history", file.to_str().expect("utf-8"), "--add", r.to_str().expect("utf-8"), "-f", "text"]);
+    let o = flora(&[
+        "history",
+        file.to_str().expect("utf-8"),
+        "--add",
+        r.to_str().expect("utf-8"),
+        "-f",
+        "text",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("line 1 left out: not JSON"), "{out}");
@@ -222,6 +276,11 @@ fn bad_histories_and_flags_get_clear_errors() {
     assert!(!d.join("b.json").exists());
 
     // The output may not be the history it reads.
-    let o = flora(&["history", file.to_str().expect("utf-8"), "-o", file.to_str().expect("utf-8")]);
+    let o = flora(&[
+        "history",
+        file.to_str().expect("utf-8"),
+        "-o",
+        file.to_str().expect("utf-8"),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }

@@ -183,7 +183,11 @@ pub(crate) fn browser() -> Option<PathBuf> {
 /// Chromium on `file`, with the network off (its own network namespace
 /// when one can be made, and no name resolution in any case): the DOM it
 /// built and what it logged.
-pub(crate) fn open_in_browser(chromium: &Path, file: &Path, screenshot: Option<&Path>) -> (String, String) {
+pub(crate) fn open_in_browser(
+    chromium: &Path,
+    file: &Path,
+    screenshot: Option<&Path>,
+) -> (String, String) {
     let isolated = Command::new("unshare")
         .args(["-n", "true"])
         .status()

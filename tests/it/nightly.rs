@@ -130,7 +130,11 @@ fn run_action_step(
         .current_dir(workspace)
         .env(
             "PATH",
-            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()),
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
         )
         .env("GITHUB_ACTION_PATH", ROOT)
         .env("GITHUB_ACTIONS", "true")
@@ -252,13 +256,19 @@ async fn the_consumer_nightly_refreshes_proposes_and_comments_its_history() {
         assert_eq!(history.lines().count(), night, "{history}");
         let record: serde_json::Value =
             serde_json::from_str(history.lines().last().expect("a line")).expect("json");
-        assert_eq!(record["runs"], 2, "tonight is the median of the refresh's runs");
+        assert_eq!(
+            record["runs"], 2,
+            "tonight is the median of the refresh's runs"
+        );
         assert_eq!(record["commit"], "5eed0000000000000000000000000000000000ff");
         let f = s.lock().expect("lock");
         assert_eq!(f.comments.len(), 1, "one sticky comment, updated");
         let (pr, _, body, _) = &f.comments[0];
         assert_eq!(*pr, 42);
-        assert!(body.contains("<!-- flora-gate:history-default -->"), "{body}");
+        assert!(
+            body.contains("<!-- flora-gate:history-default -->"),
+            "{body}"
+        );
         assert!(body.contains("flora-gate history"), "{body}");
         assert!(body.contains(&format!("{night} nights")), "{body}");
         assert!(!body.contains("gh-token-nightly"));
@@ -269,15 +279,22 @@ async fn the_consumer_nightly_refreshes_proposes_and_comments_its_history() {
     let b = std::fs::read_to_string(workspace.join("baselines/novel-mock.json")).expect("baseline");
     assert!(b.contains("flora-gate/baseline"));
     let f = s.lock().expect("lock");
-    assert!(f.log.iter().any(|l| l == "PUT file baselines/novel-mock.json"), "{:?}", f.log);
+    assert!(
+        f.log
+            .iter()
+            .any(|l| l == "PUT file baselines/novel-mock.json"),
+        "{:?}",
+        f.log
+    );
     assert!(f.files.iter().all(|(_, c)| !c.contains("gh-token")));
     drop(f);
 }
 
 #[test]
 fn the_documented_nightly_is_the_tested_one() {
-    let wf = std::fs::read_to_string(Path::new(ROOT).join(".github/workflows/nightly-baseline.yml"))
-        .expect("workflow");
+    let wf =
+        std::fs::read_to_string(Path::new(ROOT).join(".github/workflows/nightly-baseline.yml"))
+            .expect("workflow");
     let part = |text: &str| -> String {
         let from = text.find("# nightly:begin").expect("begin marker");
         let to = text.find("# nightly:end").expect("end marker");

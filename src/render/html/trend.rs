@@ -36,13 +36,21 @@ fn chart(t: &Trend, s: &Series) -> String {
     edges.extend(s.changes.iter().map(|c| c.change.index));
     edges.push(s.values.len());
     for (k, w) in edges.windows(2).enumerate() {
-        let seg: Vec<f64> = s.values[w[0]..w[1]].iter().flatten().map(|v| v.ln()).collect();
+        let seg: Vec<f64> = s.values[w[0]..w[1]]
+            .iter()
+            .flatten()
+            .map(|v| v.ln())
+            .collect();
         if seg.is_empty() {
             continue;
         }
         let level = (seg.iter().sum::<f64>() / seg.len() as f64).exp();
         series.push(Line {
-            name: if k == 0 { "level".into() } else { String::new() },
+            name: if k == 0 {
+                "level".into()
+            } else {
+                String::new()
+            },
             points: vec![(w[0] as f64 + 1.0, Some(level)), (w[1] as f64, Some(level))],
             class: "s2",
             dashed: true,
@@ -90,7 +98,11 @@ fn chart(t: &Trend, s: &Series) -> String {
 pub fn body(t: &Trend) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let findings = t.findings();
-    let (class, word) = if findings == 0 { ("PASS", "STEADY") } else { ("WARN", "MOVED") };
+    let (class, word) = if findings == 0 {
+        ("PASS", "STEADY")
+    } else {
+        ("WARN", "MOVED")
+    };
     let _ = write!(
         o,
         "<header><h1><span class=\"verdict {class}\">{word}</span>flora-gate history · {}</h1><p class=\"headline\">{}</p><p class=\"muted\">history · {} nights · {} series</p></header>",
@@ -129,18 +141,31 @@ pub fn body(t: &Trend) -> String {
             ),
             None => "No change point.".into(),
         };
-        let _ = write!(o, "<figure>{}<figcaption>{}</figcaption></figure>", chart(t, s), esc(&caption));
+        let _ = write!(
+            o,
+            "<figure>{}<figcaption>{}</figcaption></figure>",
+            chart(t, s),
+            esc(&caption)
+        );
     }
     o.push_str("</div></section>");
     nights(t, &mut o);
     if !t.notes.is_empty() {
         o.push_str("<section id=\"notes\"><h2>Notes</h2><ul>");
         for n in &t.notes {
-            let _ = write!(o, "<li>{}</li>", from_markdown(&crate::render::md_inline(n)));
+            let _ = write!(
+                o,
+                "<li>{}</li>",
+                from_markdown(&crate::render::md_inline(n))
+            );
         }
         o.push_str("</ul></section>");
     }
-    let _ = write!(o, "<section id=\"method\"><h2>Method</h2><p>{}.</p></section>", esc(&t.method));
+    let _ = write!(
+        o,
+        "<section id=\"method\"><h2>Method</h2><p>{}.</p></section>",
+        esc(&t.method)
+    );
     o
 }
 
@@ -159,7 +184,11 @@ fn findings_of(series: &[&Series], o: &mut String) -> bool {
         }
         if let Some(d) = s.drift.as_ref().filter(|d| d.beyond_steps()) {
             any = true;
-            let _ = write!(o, "<div class=\"finding\">{}</div>", from_markdown(&drift_sentence(s, d)));
+            let _ = write!(
+                o,
+                "<div class=\"finding\">{}</div>",
+                from_markdown(&drift_sentence(s, d))
+            );
         }
     }
     any
