@@ -21,6 +21,8 @@ case "${FG_COMMENT:-true}" in
 esac
 # A failing run is measured once more and fails only if both agree.
 [ "${FG_CONFIRM:-true}" = true ] && args+=(--confirm)
+# A history in the workspace: the run is also judged against its long-term reference.
+if [ -n "${FG_HISTORY:-}" ] && [ -z "${FG_HISTORY_BRANCH:-}" ]; then args+=(--history "$FG_HISTORY"); fi
 add_extra_args args
 status=0
 flora-gate "${args[@]}" || status=$?

@@ -113,21 +113,28 @@ async fn measure_and_judge(
     let second = again.current;
     let mut v2 = judge(&second, &args.judge)?;
     long_term(args, &second, &mut v2)?;
-    if v2.verdict == Status::Fail {
-        v2.notes.push(format!(
+    confirmed(&verdict, &mut v2, &first);
+    Ok((second, v2))
+}
+
+/// The second run's verdict, told what the first said: a failure both
+/// runs show is confirmed; one only the first showed is a warning whose
+/// headline says so (the job summary and the comment lead with it).
+fn confirmed(first: &Verdict, second: &mut Verdict, first_result: &Path) {
+    if second.verdict == Status::Fail {
+        second.notes.push(format!(
             "confirmed: the first run failed too ({})",
-            verdict.headline
+            first.headline
         ));
     } else {
-        v2.notes.push(format!(
+        second.notes.push(format!(
             "not confirmed: the first run failed ({}) but the confirmation run did not; reported as a warning (first result: {})",
-            verdict.headline,
-            first.display()
+            first.headline,
+            first_result.display()
         ));
-        v2.verdict = v2.verdict.max(Status::Warn);
-        v2.headline = format!("not confirmed by a second run: {}", verdict.headline);
+        second.verdict = second.verdict.max(Status::Warn);
+        second.headline = format!("not confirmed by a second run: {}", first.headline);
     }
-    Ok((second, v2))
 }
 
 /// With `--history`, the run against the history's long-term reference:
@@ -192,4 +199,38 @@ fn sibling(path: &Path, tag: &str) -> PathBuf {
         .extension()
         .map_or_else(String::new, |e| format!(".{}", e.to_string_lossy()));
     path.with_file_name(format!("{stem}.{tag}{ext}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(status: Status, headline: &str) -> Verdict {
+        Verdict {
+            schema_version: crate::gate::SCHEMA_VERSION,
+            kind: crate::gate::KIND.into(),
+            mode: crate::gate::Mode::Baseline,
+            verdict: status,
+            headline: headline.into(),
+            policy: crate::policy::Policy::default(),
+            evidence: 5,
+            checks: Vec::new(),
+            notes: Vec::new(),
+            hypotheses: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failure_only_the_first_run_showed_is_a_warning_that_says_so() {
+        let first = verdict(Status::Fail, "TTFT p90 +14%");
+        let mut second = verdict(Status::Pass, "no regression");
+        confirmed(&first, &mut second, Path::new("r.unconfirmed.json"));
+        assert_eq!(second.verdict, Status::Warn);
+        assert_eq!(second.headline, "not confirmed by a second run: TTFT p90 +14%");
+        assert!(second.notes[0].contains("r.unconfirmed.json"));
+        let mut both = verdict(Status::Fail, "TTFT p90 +15%");
+        confirmed(&first, &mut both, Path::new("r.unconfirmed.json"));
+        assert_eq!(both.verdict, Status::Fail);
+        assert!(both.notes[0].starts_with("confirmed: the first run failed too"));
+    }
 }

@@ -439,6 +439,13 @@ fn describe_nights(records: &[&Record], notes: &mut Vec<String>) {
             short(c)
         ));
     }
+    let medians = records.iter().filter(|r| r.runs > 1).count();
+    if medians > 0 {
+        let most = records.iter().map(|r| r.runs).max().unwrap_or(1);
+        notes.push(format!(
+            "{medians} night(s) are the median of several runs (up to {most}): steadier than one run"
+        ));
+    }
     let missing = records.iter().filter(|r| r.commit.is_none()).count();
     if missing > 0 {
         notes.push(format!(

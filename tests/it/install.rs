@@ -216,6 +216,11 @@ async fn missing_asset_falls_back_to_cargo_install() {
 /// The Action's `args` input as `scripts/gate.sh` hands it to flora-gate:
 /// the words it received, one per line.
 fn gate_sh_words(args: &str) -> (Option<i32>, Vec<String>) {
+    gate_sh_words_with(args, &[])
+}
+
+/// [`gate_sh_words`] with more of the action's environment.
+fn gate_sh_words_with(args: &str, env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).expect("mkdir");
@@ -246,6 +251,7 @@ fn gate_sh_words(args: &str) -> (Option<i32>, Vec<String>) {
         .env("FG_COMMENT_ID", "default")
         .env("FG_FAIL", "true")
         .env("FG_ARGS", args)
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .output()
         .expect("runs");
@@ -258,6 +264,19 @@ fn gate_sh_words(args: &str) -> (Option<i32>, Vec<String>) {
         .map(str::to_owned)
         .collect();
     (out.status.code(), words)
+}
+
+#[test]
+fn the_actions_gate_confirms_a_failure_unless_told_not_to() {
+    let (code, words) = gate_sh_words("");
+    assert_eq!(code, Some(0));
+    assert!(words.iter().any(|w| w == "--confirm"), "{words:?}");
+    let (_, words) = gate_sh_words_with("", &[("FG_CONFIRM", "false")]);
+    assert!(!words.iter().any(|w| w == "--confirm"), "{words:?}");
+    // A mode without its inputs is refused before anything runs.
+    let (code, words) = gate_sh_words_with("", &[("FG_TARGET", "")]);
+    assert_eq!(code, Some(2), "{words:?}");
+    assert!(words.iter().any(|w| w.contains("needs the `target` input")), "{words:?}");
 }
 
 #[test]
