@@ -226,7 +226,10 @@ mod tests {
         let mut second = verdict(Status::Pass, "no regression");
         confirmed(&first, &mut second, Path::new("r.unconfirmed.json"));
         assert_eq!(second.verdict, Status::Warn);
-        assert_eq!(second.headline, "not confirmed by a second run: TTFT p90 +14%");
+        assert_eq!(
+            second.headline,
+            "not confirmed by a second run: TTFT p90 +14%"
+        );
         assert!(second.notes[0].contains("r.unconfirmed.json"));
         let mut both = verdict(Status::Fail, "TTFT p90 +15%");
         confirmed(&first, &mut both, Path::new("r.unconfirmed.json"));

@@ -276,7 +276,10 @@ fn the_actions_gate_confirms_a_failure_unless_told_not_to() {
     // A mode without its inputs is refused before anything runs.
     let (code, words) = gate_sh_words_with("", &[("FG_TARGET", "")]);
     assert_eq!(code, Some(2), "{words:?}");
-    assert!(words.iter().any(|w| w.contains("needs the `target` input")), "{words:?}");
+    assert!(
+        words.iter().any(|w| w.contains("needs the `target` input")),
+        "{words:?}"
+    );
 }
 
 #[test]
