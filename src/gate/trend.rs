@@ -154,6 +154,11 @@ impl Trend {
         self.series.iter().filter(|s| s.gated && s.scope == ALL)
     }
 
+    /// Every other series: per step, per workflow, ungated metrics.
+    pub fn other_series(&self) -> impl Iterator<Item = &Series> {
+        self.series.iter().filter(|s| !(s.gated && s.scope == ALL))
+    }
+
     /// Regression steps and drifts of the headline series.
     pub fn findings(&self) -> usize {
         self.headline_series()

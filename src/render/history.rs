@@ -202,11 +202,7 @@ pub fn markdown(t: &Trend) -> String {
             spark(&s.values, 30)
         );
     }
-    let (others, other_drifts) = findings(
-        t.series
-            .iter()
-            .filter(|s| !(s.gated && s.scope == crate::policy::metrics::ALL)),
-    );
+    let (others, other_drifts) = findings(t.other_series());
     if !others.is_empty() || !other_drifts.is_empty() {
         let _ = writeln!(
             o,
@@ -257,11 +253,7 @@ pub fn text(t: &Trend) -> String {
     for (s, d) in drifts {
         let _ = writeln!(o, "  drift:  {}", unmark(drift_sentence(s, d)));
     }
-    let (others, other_drifts) = findings(
-        t.series
-            .iter()
-            .filter(|s| !(s.gated && s.scope == crate::policy::metrics::ALL)),
-    );
+    let (others, other_drifts) = findings(t.other_series());
     if !others.is_empty() || !other_drifts.is_empty() {
         let _ = writeln!(
             o,

@@ -222,6 +222,24 @@ pub(crate) fn open_in_browser(
     )
 }
 
+/// A page Chromium opened without a console message, naming no resource,
+/// every chart with a drawn series: how many charts.
+pub(crate) fn a_clean_page(dom: &str, log: &str) -> usize {
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console: {console:#?}");
+    for attr in [" src=", " href=", "url("] {
+        assert!(!dom.contains(attr), "`{attr}` in the page");
+    }
+    let charts = dom.matches("<svg class=\"chart\"").count();
+    let drawn = dom
+        .split("<svg class=\"chart\"")
+        .skip(1)
+        .filter(|svg| svg.contains("d=\"M") || svg.contains("<rect class=\"bar"))
+        .count();
+    assert_eq!(drawn, charts, "a chart without a drawn series");
+    charts
+}
+
 #[test]
 fn the_demo_report_opens_offline_in_chromium_without_a_console_error() {
     let Some(chromium) = browser() else {
@@ -237,21 +255,9 @@ fn the_demo_report_opens_offline_in_chromium_without_a_console_error() {
     let o = flora(&["demo", "-d", "4s", "--html", file.to_str().expect("utf-8")]);
     assert!(o.status.success(), "{}", text(&o));
     let (dom, log) = open_in_browser(&chromium, &file, None);
-    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
-    assert!(console.is_empty(), "console: {console:#?}");
     assert!(dom.contains("flora-gate · novel"), "{dom}");
-    for attr in [" src=", " href=", "url("] {
-        assert!(!dom.contains(attr), "`{attr}` in the page");
-    }
-    // Every chart has at least one line with points.
-    let charts = dom.matches("<svg class=\"chart\"").count();
+    let charts = a_clean_page(&dom, &log);
     assert!(charts >= 6, "{charts} charts");
-    let drawn = dom
-        .split("<svg class=\"chart\"")
-        .skip(1)
-        .filter(|svg| svg.contains("d=\"M") || svg.contains("<rect class=\"bar"))
-        .count();
-    assert_eq!(drawn, charts, "a chart without a drawn series");
     // The server section opens with the resource panel: its table, then its
     // charts (the mock's process), before any raw series.
     let server = &dom[dom.find("id=\"server\"").expect("the server section")..];

@@ -114,9 +114,7 @@ pub fn body(t: &Trend) -> String {
     o.push_str("<section id=\"findings\"><h2>Change points and drift</h2>");
     let headline: Vec<&Series> = t.headline_series().collect();
     let others: Vec<&Series> = t
-        .series
-        .iter()
-        .filter(|s| !(s.gated && s.scope == crate::policy::metrics::ALL))
+        .other_series()
         .filter(|s| !s.changes.is_empty() || s.drift.as_ref().is_some_and(|d| d.beyond_steps()))
         .collect();
     if !findings_of(&headline, &mut o) {
