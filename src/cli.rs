@@ -610,6 +610,13 @@ pub struct RunArgs {
     /// `-c 1`, the prefill curve).
     #[arg(long, value_name = "KEY=V1,V2,...")]
     pub sweep: Option<String>,
+    /// Scale the scenario's own times by this factor: every stage duration
+    /// and hold, the run length, warm-up, window (at least 1 s) and think
+    /// times (`0.05` runs the bundled 10.5-minute `ramp` in about 32 s).
+    /// Values given by flags (`--duration`, `--stages`, `--warmup`) are
+    /// taken as given.
+    #[arg(long, value_name = "FACTOR")]
+    pub time_scale: Option<f64>,
     /// Where to write the result JSON.
     #[arg(long, short = 'o', value_name = "FILE", default_value = "result.json")]
     pub out: PathBuf,

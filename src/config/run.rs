@@ -47,6 +47,7 @@ pub fn run_args(
         seed: None,
         vars: Vec::new(),
         sweep: None,
+        time_scale: None,
         out: std::path::PathBuf::from("result.json"),
         requests_out: None,
         drain: crate::cli::DEFAULT_DRAIN.into(),
@@ -130,6 +131,11 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     })?;
     if let Some(s) = &args.sweep {
         scenario.sweep = Some(parse_sweep(s)?);
+    }
+    if let Some(f) = args.time_scale {
+        scenario
+            .scale_time(f)
+            .map_err(|m| UserError::flag("--time-scale", m))?;
     }
     let (target, reference) = destinations(args, &scenario)?;
     let load = load_spec(args, &scenario, reference.is_some())?;

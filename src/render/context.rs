@@ -336,6 +336,11 @@ fn reproduce(r: &RunResult, reference: Option<&str>) -> String {
             format!("{}ms", (s * 1000.0).round())
         }
     };
+    // The scenario's think times at the same scale (the lengths below are
+    // flags, taken as given).
+    if let Some(f) = p.time_scale {
+        cmd.push_str(&format!(" --time-scale {f}"));
+    }
     match r.load.as_ref().filter(|l| !l.stages.is_empty()) {
         Some(l) => {
             // Stages set users and length; they are given as they ran.

@@ -54,6 +54,7 @@ fn provenance(plan: &Plan, out: &RunOutput) -> Provenance {
             })
             .collect(),
         sweep: sc.sweep.as_ref().map(crate::scenario::Sweep::describe),
+        time_scale: sc.time_scale,
         started_at: out.started_at.to_rfc3339(),
         elapsed_s: out.elapsed.as_secs_f64(),
         host: host(),

@@ -242,6 +242,9 @@ pub struct Provenance {
     /// A variable swept over the iterations (`--sweep NAME=V1,V2,...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<String>,
+    /// `--time-scale`: the factor on the scenario's own times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_scale: Option<f64>,
     /// Start, RFC 3339.
     pub started_at: String,
     /// Run length including warm-up and drain, seconds.

@@ -88,6 +88,7 @@ impl Scenario {
             books_per_user,
             story_cap: file.story_cap.unwrap_or(16_000).clamp(1, 4 << 20),
             sweep: None,
+            time_scale: None,
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;

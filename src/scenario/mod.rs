@@ -11,6 +11,7 @@ pub mod data;
 mod file;
 pub mod hypothesis;
 mod load;
+pub mod scale;
 pub mod shape;
 mod template;
 
@@ -317,6 +318,8 @@ pub struct Scenario {
     pub story_cap: usize,
     /// A variable swept over the iterations (`--sweep`).
     pub sweep: Option<Sweep>,
+    /// The factor its own times were scaled by (`--time-scale`).
+    pub time_scale: Option<f64>,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }

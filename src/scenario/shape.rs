@@ -280,6 +280,16 @@ pub enum Think {
 }
 
 impl Think {
+    /// The same pause `f` times as long (a log-normal keeps its σ).
+    pub fn scaled(&self, f: f64) -> Self {
+        match *self {
+            Think::None => Think::None,
+            Think::Constant(d) => Think::Constant(d.mul_f64(f)),
+            Think::Uniform(a, b) => Think::Uniform(a.mul_f64(f), b.mul_f64(f)),
+            Think::LogNormal(m, s) => Think::LogNormal(m.mul_f64(f), s),
+        }
+    }
+
     /// Parse `2s`, `uniform(1s, 3s)` or `lognormal(2s, 0.5)`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();

@@ -317,3 +317,44 @@ fn a_baseline_refresh_the_machine_starves_measures_again_and_names_the_machine()
     assert_ne!(o.status.code(), Some(0), "{t}");
     assert!(!out.exists(), "{t}");
 }
+
+/// `--time-scale 0.05` makes the bundled 10.5-minute `ramp` (10 → 2,000
+/// users, seven ramps and holds) a 31.5 s run with its stages in
+/// proportion, recorded in the result and its reproduce command.
+#[test]
+fn the_bundled_ramp_at_a_twentieth_of_its_time() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    // Slow answers (about a second each): 2,000 users ask ~2,000 requests
+    // a second at the top, which this machine's generator can keep.
+    let server = spawn_mock(&["--ttft-ms", "600", "--itl-ms", "50", "--output-tokens", "8"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (o, out) = run_cli(
+        dir.path(),
+        "ramp",
+        &server.url,
+        2000,
+        &["--time-scale", "0.05", "--drain", "5s"],
+    );
+    assert!(out.exists(), "no result: {}", text(&o));
+    let r = read_json(&out);
+    assert_eq!(r["provenance"]["time_scale"], 0.05);
+    let stages = r["load"]["stages"].as_array().expect("stages");
+    let lengths: Vec<f64> = stages
+        .iter()
+        .map(|s| s["end_s"].as_f64().expect("end") - s["start_s"].as_f64().expect("start"))
+        .collect();
+    // The bundled ramp: 30 s ramps and 60 s holds, seven of each.
+    assert_eq!(lengths.len(), 14, "{lengths:?}");
+    for (i, l) in lengths.iter().enumerate() {
+        let want = if i % 2 == 0 { 1.5 } else { 3.0 };
+        assert!((l - want).abs() < 1e-6, "stage {i}: {l} s, not {want} s");
+    }
+    let planned: f64 = lengths.iter().sum();
+    assert!((planned - 31.5).abs() < 1e-6, "{planned}");
+    // The run took its stages' time, plus the last requests' drain.
+    let elapsed = r["provenance"]["elapsed_s"].as_f64().expect("elapsed");
+    assert!((31.5..40.0).contains(&elapsed), "elapsed {elapsed} s");
+    assert_eq!(r["stages"].as_array().expect("stage results").len(), 14);
+    let md = report_md(&out);
+    assert!(md.contains("--time-scale 0.05"), "{md}");
+}

@@ -251,6 +251,11 @@ const NOT_RUN_HERE: &[(&str, &str, &str)] = &[
         "judges the merge above",
     ),
     (
+        "scenarios.md",
+        "run -s ramp -t http://127.0.0.1:8080 --tokens access_tokens.csv --time-scale 0.05",
+        "2,000 users for 32 s: the headline test `the_bundled_ramp_at_a_twentieth_of_its_time` runs it",
+    ),
+    (
         "history.md",
         "baseline refresh --since-change-point perf/history",
         "needs three nights in the history; the page makes one",
