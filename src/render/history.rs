@@ -160,6 +160,39 @@ fn change_rows(o: &mut String, rows: &[(&Series, &Found)]) {
     }
 }
 
+/// A gated series' row: its newest value, its nights, a sparkline of the
+/// last 30 and their range (a sparkline always fills its height).
+fn series_row(s: &Series) -> String {
+    let newest = s.values.iter().rev().flatten().next();
+    let tail = &s.values[s.values.len().saturating_sub(30)..];
+    let lo = tail.iter().flatten().copied().fold(f64::INFINITY, f64::min);
+    let hi = tail
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let range = if lo.is_finite() && hi > lo {
+        format!(
+            "{}–{} ({:.1}%)",
+            short_number(lo),
+            short_number(hi),
+            (hi / lo - 1.0) * 100.0
+        )
+    } else {
+        "—".into()
+    };
+    format!(
+        "| {} | {} | {} | `{}` | {range} |",
+        md_inline(&name(s)),
+        newest.map_or_else(
+            || "—".into(),
+            |v| format!("{} {}", short_number(*v), s.unit)
+        ),
+        s.values.iter().flatten().count(),
+        spark(&s.values, 30)
+    )
+}
+
 /// Rows of the "other series" table at most.
 const MAX_OTHER_ROWS: usize = 60;
 
@@ -168,7 +201,7 @@ pub fn markdown(t: &Trend) -> String {
     let mut o = String::with_capacity(8 * 1024);
     let _ = writeln!(
         o,
-        "<!-- flora-gate:history -->\n## flora-gate history · {}\n\n**{}.**\n",
+        "## flora-gate history · {}\n\n**{}.**\n",
         md_inline(&t.setup.to_string()),
         md_inline(&headline(t))
     );
@@ -185,22 +218,9 @@ pub fn markdown(t: &Trend) -> String {
         }
         o.push('\n');
     }
-    o.push_str(
-        "### Gated series\n\n| metric | newest | nights | last 30 nights |\n|---|---:|---:|---|\n",
-    );
+    o.push_str("### Gated series\n\n| metric | newest | nights | last 30 nights | their range |\n|---|---:|---:|---|---:|\n");
     for s in t.headline_series() {
-        let newest = s.values.iter().rev().flatten().next();
-        let _ = writeln!(
-            o,
-            "| {} | {} | {} | `{}` |",
-            md_inline(&name(s)),
-            newest.map_or_else(
-                || "—".into(),
-                |v| format!("{} {}", short_number(*v), s.unit)
-            ),
-            s.values.iter().flatten().count(),
-            spark(&s.values, 30)
-        );
+        let _ = writeln!(o, "{}", series_row(s));
     }
     let (others, other_drifts) = findings(t.other_series());
     if !others.is_empty() || !other_drifts.is_empty() {
