@@ -45,7 +45,8 @@ pub async fn fetch(api: &Api, b: &Branch<'_>) -> Result<Option<(Vec<u8>, String)
                 MAX_FILE / (1024 * 1024)
             ),
             hint: Some(
-                "start a new history file (`--history-path`), or keep fewer nights in it".into(),
+                "give the history a new file on the branch (e.g. `history/novel-2027.jsonl`)"
+                    .into(),
             ),
         });
     }
@@ -77,7 +78,10 @@ pub async fn store(
                 content.len() / 1024,
                 MAX_FILE / (1024 * 1024)
             ),
-            hint: Some("start a new history file (`--history-path`)".into()),
+            hint: Some(
+                "give the history a new file on the branch (e.g. `history/novel-2027.jsonl`)"
+                    .into(),
+            ),
         });
     }
     ensure_branch(api, b).await?;
