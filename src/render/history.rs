@@ -18,11 +18,26 @@ pub fn step_text(step: f64, low: f64, high: f64) -> String {
 
 /// The series' name in a sentence: `TTFT p90` or `TTFT p90 of step draft`.
 fn name(s: &Series) -> String {
+    let label = md_cell(&s.label);
     match s.scope.as_str() {
-        crate::policy::metrics::ALL => s.label.clone(),
-        crate::policy::metrics::WORKFLOW => format!("{} of the workflow", s.label),
-        step => format!("{} of step `{}`", s.label, md_code(step)),
+        crate::policy::metrics::ALL => label,
+        crate::policy::metrics::WORKFLOW => format!("{label} of the workflow"),
+        step => format!("{label} of step `{}`", md_code(step)),
     }
+}
+
+/// The setup in Markdown: the scenario's name and variables in code spans.
+pub fn setup_md(s: &crate::result::history::Setup) -> String {
+    let mut out = format!(
+        "`{}` ({}) at {} users",
+        md_code(&s.scenario),
+        md_code(s.sha256.get(..12).unwrap_or(&s.sha256)),
+        s.concurrency
+    );
+    if s.vars != "{}" {
+        out.push_str(&format!(" with `{}`", md_code(&s.vars)));
+    }
+    out
 }
 
 fn commit(c: Option<&str>) -> String {
@@ -150,7 +165,7 @@ fn change_rows(o: &mut String, rows: &[(&Series, &Found)]) {
             } else {
                 "🔻 better"
             },
-            md_inline(&name(s)),
+            name(s),
             step_text(c.change.step, c.change.low, c.change.high),
             commit(c.from_commit.as_deref()),
             commit(c.to_commit.as_deref()),
@@ -183,7 +198,7 @@ fn series_row(s: &Series) -> String {
     };
     format!(
         "| {} | {} | {} | `{}` | {range} |",
-        md_inline(&name(s)),
+        name(s),
         newest.map_or_else(
             || "—".into(),
             |v| format!("{} {}", short_number(*v), s.unit)
@@ -202,7 +217,7 @@ pub fn markdown(t: &Trend) -> String {
     let _ = writeln!(
         o,
         "## flora-gate history · {}\n\n**{}.**\n",
-        md_inline(&t.setup.to_string()),
+        setup_md(&t.setup),
         md_inline(&headline(t))
     );
     let (changes, drifts) = findings(t.headline_series());
@@ -214,7 +229,7 @@ pub fn markdown(t: &Trend) -> String {
     if !drifts.is_empty() {
         o.push_str("### Against the long-term reference\n\n");
         for (s, d) in drifts {
-            let _ = writeln!(o, "- **{}**", md_inline(&drift_sentence(s, d)));
+            let _ = writeln!(o, "- **{}**", drift_sentence(s, d));
         }
         o.push('\n');
     }
@@ -239,7 +254,7 @@ pub fn markdown(t: &Trend) -> String {
             );
         }
         for (s, d) in other_drifts.iter().take(MAX_OTHER_ROWS) {
-            let _ = writeln!(o, "- {}", md_inline(&drift_sentence(s, d)));
+            let _ = writeln!(o, "- {}", drift_sentence(s, d));
         }
         o.push_str("\n</details>\n");
     }
@@ -297,6 +312,92 @@ mod tests {
         assert_eq!(spark(&[Some(1.0), None, Some(2.0), Some(1.5)], 30), "▁ █▅");
         assert_eq!(spark(&[Some(3.0), Some(3.0)], 30), "▄▄");
         assert_eq!(spark(&[Some(1.0), Some(2.0), Some(3.0)], 2), "▁█");
+    }
+
+    #[test]
+    fn foreign_names_and_commits_stay_inert() {
+        use crate::gate::change::Change;
+        use crate::gate::trend::{Found, Night, Trend};
+        use crate::result::history::Setup;
+        let night = |c: &str| Night {
+            commit: Some(c.into()),
+            date: "2026-12-01T03:00:00Z".into(),
+            source: "nightly".into(),
+            tool_version: "1".into(),
+            runner: "r".into(),
+        };
+        let series = Series {
+            scope: "dr|aft`<img src=x onerror=alert(1)>".into(),
+            metric: "ttft_p90".into(),
+            label: "TTFT p90".into(),
+            unit: "ms".into(),
+            higher_is_worse: true,
+            gated: true,
+            values: vec![Some(1.0), Some(2.0)],
+            changes: vec![Found {
+                change: Change {
+                    index: 1,
+                    earliest: 1,
+                    latest: 1,
+                    step: 1.0,
+                    low: 0.5,
+                    high: 1.5,
+                    p_value: 0.001,
+                    before: 1,
+                    after: 1,
+                },
+                from_commit: Some("`|@everyone".into()),
+                to_commit: Some("<script>x".into()),
+                date: "2026-12-01T03:00:00Z".into(),
+                regression: true,
+            }],
+            drift: None,
+        };
+        let t = Trend {
+            kind: "flora-gate/trend".into(),
+            schema_version: 1,
+            setup: Setup {
+                scenario: "[click](https://evil.test) <b>".into(),
+                sha256: "ab".into(),
+                concurrency: 1,
+                vars: "{}".into(),
+            },
+            nights: vec![night("a"), night("b")],
+            series: vec![series],
+            notes: vec!["line 3 left out: a `<iframe>` record @team #12".into()],
+            method: "m".into(),
+        };
+        // Outside code spans (which GitHub renders as text), nothing is live.
+        let md: String = markdown(&t)
+            .lines()
+            .map(|l| l.split('`').step_by(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for raw in [
+            "<img",
+            "<script",
+            "<b>",
+            "<iframe",
+            "](https",
+            "@everyone",
+            "@team",
+        ] {
+            assert!(!md.contains(raw), "`{raw}` is live in:\n{md}");
+        }
+        // Every table row keeps its cells: no foreign pipe splits one.
+        let full = markdown(&t);
+        for row in full.lines().filter(|l| l.starts_with("| 🔺")) {
+            let cells = row.replace("\\|", "").matches('|').count();
+            assert_eq!(cells, 7, "{row}");
+        }
+        assert!(
+            full.contains("`dr\\|aft'<img src=x onerror=alert(1)>`"),
+            "{full}"
+        );
+        let html = crate::render::html::trend::body(&t);
+        for raw in ["<img", "<script", "<b>", "<iframe"] {
+            assert!(!html.contains(raw), "`{raw}` is live in the HTML");
+        }
     }
 
     #[test]

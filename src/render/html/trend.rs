@@ -8,7 +8,6 @@ use super::svg::{Band, Chart, Marker, Series as Line};
 use super::{esc, from_markdown};
 use crate::gate::trend::{day, short, Series, Trend};
 use crate::render::history::{change_sentence, drift_sentence, headline, step_text};
-use crate::render::md_cell;
 
 /// Most charts drawn (gated series first); the rest are in the JSON.
 const MAX_CHARTS: usize = 24;
@@ -106,7 +105,7 @@ pub fn body(t: &Trend) -> String {
     let _ = write!(
         o,
         "<header><h1><span class=\"verdict {class}\">{word}</span>flora-gate history · {}</h1><p class=\"headline\">{}</p><p class=\"muted\">history · {} nights · {} series</p></header>",
-        from_markdown(&md_cell(&t.setup.to_string())),
+        from_markdown(&crate::render::history::setup_md(&t.setup)),
         esc(&headline(t)),
         t.nights.len(),
         t.series.len()
