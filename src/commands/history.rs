@@ -67,26 +67,30 @@ fn already_in(read: &Read, r: &Record) -> bool {
         .any(|x| x.date == r.date && x.setup() == r.setup())
 }
 
+/// The history in `path`, with `record` appended to the file (and to
+/// what was read) unless the run is in it already.
 fn in_file(path: &std::path::Path, record: Option<&Record>) -> Result<Read, UserError> {
-    if let Some(r) = record {
-        let before = if path.exists() {
-            store::read(path)?
-        } else {
-            Read::default()
-        };
-        if already_in(&before, r) {
-            crate::output::err_line("this run is already in the history; not added again");
-        } else {
-            store::append(path, r)?;
-            crate::output::err_line(&format!(
-                "added the run of {} to {} ({} records)",
-                trend::day(&r.date),
-                path.display(),
-                before.records.len() + 1
-            ));
-        }
+    let Some(r) = record else {
+        return store::read(path);
+    };
+    let mut read = if path.exists() {
+        store::read(path)?
+    } else {
+        Read::default()
+    };
+    if already_in(&read, r) {
+        crate::output::err_line("this run is already in the history; not added again");
+        return Ok(read);
     }
-    store::read(path)
+    store::append(path, r)?;
+    read.records.push(r.clone());
+    crate::output::err_line(&format!(
+        "added the run of {} to {} ({} records)",
+        trend::day(&r.date),
+        path.display(),
+        read.records.len()
+    ));
+    Ok(read)
 }
 
 async fn on_branch(
@@ -107,7 +111,7 @@ async fn on_branch(
     let found = bounded(&signals, "reading the history", branch::fetch(&api, &b)).await?;
     let (mut bytes, sha) = found.map_or((Vec::new(), None), |(b, s)| (b, Some(s)));
     let name = std::path::PathBuf::from(format!("{branch_name}:{path}"));
-    let read = store::read_from(bytes.as_slice(), &name)?;
+    let mut read = store::read_from(bytes.as_slice(), &name)?;
     let Some(r) = record else {
         if sha.is_none() {
             return Err(UserError::Environment {
@@ -136,12 +140,13 @@ async fn on_branch(
     );
     let write = branch::store(&api, &b, &bytes, sha.as_deref(), &message);
     bounded(&signals, "writing the history", write).await?;
+    read.records.push(r.clone());
     crate::output::err_line(&format!(
         "added the run of {} to `{path}` on branch `{branch_name}` ({} records)",
         trend::day(&r.date),
-        read.records.len() + 1
+        read.records.len()
     ));
-    store::read_from(bytes.as_slice(), &name)
+    Ok(read)
 }
 
 fn render(t: &Trend, format: Format) -> Result<String, UserError> {

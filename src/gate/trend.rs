@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::change::{self, Change};
-use super::math::{mean_sd, t_quantile};
+use super::math::{mean_sd, t_cdf, t_quantile};
 use crate::policy::metrics::{metric_def, ALL, WORKFLOW};
 use crate::policy::Policy;
 use crate::result::history::{Read, Record, Setup};
@@ -225,6 +225,11 @@ pub fn nights_of<'a>(
 
 /// Analyse the records read from a history file.
 pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
+    analyse_nights(read, s).map(|(t, _)| t)
+}
+
+/// The analysis and the records its nights are, in the same order.
+fn analyse_nights<'a>(read: &'a Read, s: &Settings) -> Result<(Trend, Vec<&'a Record>), String> {
     let mut notes = Vec::new();
     let (setup, records) = nights_of(read, s, &mut notes)?;
     let need = 2 * s.change.min_segment.max(1);
@@ -241,7 +246,7 @@ pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
         .into_iter()
         .map(|(scope, metric)| series(&records, &nights, policy, &scope, &metric, s, &mut notes))
         .collect();
-    Ok(Trend {
+    let trend = Trend {
         kind: KIND.into(),
         schema_version: SCHEMA_VERSION,
         setup,
@@ -252,7 +257,8 @@ pub fn analyse(read: &Read, s: &Settings) -> Result<Trend, String> {
             "binary segmentation of each series' logarithms: the split with the largest two-sample t is a change point when {} shuffled copies say p ≤ {} (at least {} nights each side); the newest {} nights against the nights before the first change point, past the warn margin at p ≤ {}",
             s.change.permutations, s.change.alpha, s.change.min_segment, RECENT, s.change.alpha
         ),
-    })
+    };
+    Ok((trend, records))
 }
 
 /// The nights since the newest change point of any gated metric over all
@@ -262,9 +268,7 @@ pub fn since_last_change<'a>(
     read: &'a Read,
     s: &Settings,
 ) -> Result<(Vec<&'a Record>, String), String> {
-    let t = analyse(read, s)?;
-    let mut notes = Vec::new();
-    let (_, records) = nights_of(read, s, &mut notes)?;
+    let (t, records) = analyse_nights(read, s)?;
     let newest = t
         .series
         .iter()
@@ -702,11 +706,6 @@ fn drift(
         largest_step,
         level: if past(margin) { "fail" } else { "warn" }.into(),
     })
-}
-
-fn t_cdf(t: f64, df: f64) -> f64 {
-    use statrs::distribution::{ContinuousCDF, StudentsT};
-    StudentsT::new(0.0, 1.0, df.max(1.0)).map_or(f64::NAN, |d| d.cdf(t))
 }
 
 /// `2026-12-02T03:17:00Z` → `2026-12-02`.

@@ -110,17 +110,7 @@ async fn ensure_branch(api: &Api, b: &Branch<'_>) -> Result<(), UserError> {
         .and_then(|d| d.as_str())
         .unwrap_or("main")
         .to_string();
-    let base = api
-        .get(&format!("/repos/{}/git/ref/heads/{default}", b.repo))
-        .await?;
-    let sha = base
-        .json
-        .pointer("/object/sha")
-        .and_then(|s| s.as_str())
-        .ok_or_else(|| UserError::Environment {
-            message: format!("the default branch `{default}` has no commit sha in the API reply"),
-            hint: None,
-        })?;
+    let sha = super::propose::branch_sha(api, b.repo, &default).await?;
     api.post(
         &format!("/repos/{}/git/refs", b.repo),
         &json!({"ref": format!("refs/heads/{}", b.branch), "sha": sha}),

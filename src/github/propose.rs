@@ -26,23 +26,25 @@ pub struct Proposal<'a> {
     pub body: &'a str,
 }
 
-/// Push the file to the branch and return the PR's URL.
-pub async fn propose(api: &Api, p: &Proposal<'_>) -> Result<String, UserError> {
-    let base_ref = api
-        .get(&format!("/repos/{}/git/ref/heads/{}", p.repo, p.base))
+/// The commit a branch points at.
+pub async fn branch_sha(api: &Api, repo: &str, branch: &str) -> Result<String, UserError> {
+    let reply = api
+        .get(&format!("/repos/{repo}/git/ref/heads/{branch}"))
         .await?;
-    let sha = base_ref
+    reply
         .json
         .pointer("/object/sha")
         .and_then(|s| s.as_str())
+        .map(str::to_owned)
         .ok_or_else(|| UserError::Environment {
-            message: format!(
-                "the base branch `{}` has no commit sha in the API reply",
-                p.base
-            ),
+            message: format!("the branch `{branch}` has no commit sha in the API reply"),
             hint: None,
-        })?
-        .to_string();
+        })
+}
+
+/// Push the file to the branch and return the PR's URL.
+pub async fn propose(api: &Api, p: &Proposal<'_>) -> Result<String, UserError> {
+    let sha = branch_sha(api, p.repo, p.base).await?;
     // Create the branch, or reset an earlier proposal's branch to the base.
     let created = api
         .post(

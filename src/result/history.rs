@@ -139,14 +139,7 @@ impl Record {
                     .filter_map(|r| r.metrics.get(scope).and_then(|x| x.get(metric)))
                     .map(|x| x.unwrap_or(f64::INFINITY))
                     .collect();
-                v.sort_by(f64::total_cmp);
-                let k = v.len();
-                *value = match k {
-                    0 => None,
-                    _ if k % 2 == 1 => Some(v[k / 2]),
-                    _ => Some((v[k / 2 - 1] + v[k / 2]) / 2.0),
-                }
-                .filter(|x| x.is_finite());
+                *value = super::passes::median(&mut v).filter(|x| x.is_finite());
             }
         }
         let p = &b.provenance;
@@ -376,16 +369,16 @@ pub fn append(path: &Path, record: &Record) -> Result<(), UserError> {
     let write = |p: &Path| -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(p)?;
         // A file whose last line lacks its newline (cut off) gets one first,
-        // so the new record is a line of its own.
-        let len = f.metadata()?.len();
-        if len > 0 {
+        // so the new record is a line of its own (writes go to the end
+        // whatever was read).
+        if f.metadata()?.len() > 0 {
             let mut last = [0u8; 1];
-            let mut r = std::fs::File::open(p)?;
-            std::io::Seek::seek(&mut r, std::io::SeekFrom::End(-1))?;
-            std::io::Read::read_exact(&mut r, &mut last)?;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::End(-1))?;
+            std::io::Read::read_exact(&mut f, &mut last)?;
             if last[0] != b'\n' {
                 f.write_all(b"\n")?;
             }

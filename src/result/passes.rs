@@ -133,7 +133,8 @@ impl StepHists {
     }
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
+/// The median (sorting `v`); `None` when empty.
+pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
