@@ -65,6 +65,50 @@ pub enum Command {
     /// range, step and probability) and any drift from the long-term
     /// reference, as Markdown, text, JSON or an HTML trend report.
     History(HistoryArgs),
+    /// Traces of real usage to replay with `run --replay`: check one
+    /// against a scenario, or convert a run's request log into one.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+/// `flora-gate trace …`.
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Read a trace line by line against a scenario and say what its
+    /// replay would send (requests per step, sessions, how long).
+    Check(TraceCheckArgs),
+    /// Turn a run's request log (`--requests-out`) into a trace in
+    /// flora-gate's format, each request at its start.
+    Convert(TraceConvertArgs),
+}
+
+/// `flora-gate trace check`.
+#[derive(Debug, Args)]
+pub struct TraceCheckArgs {
+    /// The trace (flora-gate or Mooncake JSONL).
+    pub trace: PathBuf,
+    /// The scenario whose steps it names.
+    #[arg(long, short = 's', value_name = "FILE|NAME")]
+    pub scenario: String,
+    /// How many times faster than recorded.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speed: f64,
+    /// Only the requests in this slice of the trace's time, `FROM..TO`.
+    #[arg(long, value_name = "FROM..TO")]
+    pub replay_window: Option<String>,
+    /// The step of lines that name none.
+    #[arg(long, value_name = "STEP")]
+    pub replay_step: Option<String>,
+}
+
+/// `flora-gate trace convert`.
+#[derive(Debug, Args)]
+pub struct TraceConvertArgs {
+    /// The request log (`run --requests-out`).
+    pub requests: PathBuf,
+    /// Where to write the trace.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `flora-gate history`.
@@ -617,6 +661,11 @@ pub struct RunArgs {
     /// taken as given.
     #[arg(long, value_name = "FACTOR")]
     pub time_scale: Option<f64>,
+    /// Characters per token for prompt lengths in tokens, instead of the
+    /// short calibration against the server's `usage.prompt_tokens` made
+    /// before the measured part (needed when the server reports no usage).
+    #[arg(long, value_name = "N")]
+    pub chars_per_token: Option<f64>,
     /// Where to write the result JSON.
     #[arg(long, short = 'o', value_name = "FILE", default_value = "result.json")]
     pub out: PathBuf,
@@ -697,6 +746,26 @@ pub struct RunArgs {
     /// Which shard of the plan this process runs, `i/N` (0-based), e.g. `0/3`.
     #[arg(long, value_name = "I/N", requires = "plan")]
     pub shard: Option<String>,
+    /// Replay a trace open-loop instead of users or stages: flora-gate's
+    /// JSONL (`t_ms`, `session`, `book`, `step`, lengths, `prefix`) or
+    /// Mooncake's (`timestamp`, `input_length`, `output_length`,
+    /// `hash_ids`); each session's requests in order, at their recorded
+    /// times. A request log from `--requests-out` is converted first with
+    /// `flora-gate trace convert`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["stages", "model", "requests", "concurrency", "baseline_target", "plan"])]
+    pub replay: Option<PathBuf>,
+    /// With `--replay`: this many times faster than recorded (`10` sends a
+    /// 10-minute trace in 1 minute).
+    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay")]
+    pub speed: f64,
+    /// With `--replay`: only the requests in this slice of the trace's
+    /// time, `FROM..TO`, e.g. `60s..180s` or `..5m`.
+    #[arg(long, value_name = "FROM..TO", requires = "replay")]
+    pub replay_window: Option<String>,
+    /// With `--replay`: the step of lines that name none (Mooncake's) —
+    /// by default the scenario's only step, or its first streamed one.
+    #[arg(long, value_name = "STEP", requires = "replay")]
+    pub replay_step: Option<String>,
 }
 
 /// `flora-gate mock`.
@@ -776,6 +845,12 @@ pub struct MockBehaviour {
     /// microseconds to its TTFT (long prompts answer later).
     #[arg(long, default_value_t = 0.0, value_name = "US")]
     pub prefill_us_per_char: f64,
+    /// A prefix cache: the leading 64-character blocks of a prompt seen
+    /// before skip their prefill (with no `--prefill-us-per-char`, the
+    /// prefill is 50 µs a character); hits and queries in `/metrics` as
+    /// vLLM names them.
+    #[arg(long)]
+    pub prefix_cache: bool,
     /// KV-cache room for this many streams: while more are generated, each
     /// is preempted once mid-stream and stalls `--preempt-ms` (its cache
     /// recomputed); `vllm:gpu_cache_usage_perc` is the share in use.

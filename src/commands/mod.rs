@@ -14,6 +14,7 @@ mod refresh;
 mod run;
 pub mod settings;
 mod shard;
+mod trace;
 
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +64,8 @@ pub async fn execute(settings: Settings) -> anyhow::Result<Outcome> {
         Settings::Plan(s) => shard::plan(&s),
         Settings::Merge(s) => shard::merge(&s),
         Settings::History(s) => history::history(&s).await,
+        Settings::TraceCheck(s) => trace::check(&s),
+        Settings::TraceConvert(s) => trace::convert(&s),
     }
 }
 

@@ -44,6 +44,28 @@ pub enum Settings {
     Merge(Box<MergeSettings>),
     /// `history`.
     History(Box<HistorySettings>),
+    /// `trace check`.
+    TraceCheck(Box<TraceCheckSettings>),
+    /// `trace convert`.
+    TraceConvert(TraceConvertSettings),
+}
+
+/// `trace check`: a checked trace and its scenario.
+#[derive(Debug)]
+pub struct TraceCheckSettings {
+    /// The scenario's label.
+    pub scenario: String,
+    /// The checked trace.
+    pub replay: crate::scenario::trace::Replay,
+}
+
+/// `trace convert`.
+#[derive(Debug)]
+pub struct TraceConvertSettings {
+    /// The request log.
+    pub requests: PathBuf,
+    /// The trace to write.
+    pub out: PathBuf,
 }
 
 /// Where a history is kept.

@@ -73,7 +73,10 @@ pub fn mock_config(
             other => other,
         },
         db_time: non_negative("--db-ms", b.db_ms)?,
-        prefill_per_char: if b.prefill_us_per_char.is_finite() && b.prefill_us_per_char >= 0.0 {
+        prefix_cache: b.prefix_cache,
+        prefill_per_char: if b.prefix_cache && b.prefill_us_per_char == 0.0 {
+            Duration::from_micros(50)
+        } else if b.prefill_us_per_char.is_finite() && b.prefill_us_per_char >= 0.0 {
             Duration::from_secs_f64(b.prefill_us_per_char / 1e6)
         } else {
             return Err(UserError::flag(

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use crate::cli::{
     BaselineCommand, Cli, Command, CommentArgs, CompareArgs, DemoArgs, FormatArg, GateArgs,
-    MockArgs, MockBehaviour, ProposeArgs, RefreshArgs, ReportArgs, RunArgs,
+    MockArgs, MockBehaviour, ProposeArgs, RefreshArgs, ReportArgs, RunArgs, TraceCommand,
 };
 use crate::commands::{
     CommentMode, CommentSettings, CompareSettings, DemoSettings, GateSettings, GateSource,
     JudgeSettings, MockSettings, ProposeSettings, RefreshSettings, RefreshSource, ReportSettings,
-    RunSettings, Settings, Sticky,
+    RunSettings, Settings, Sticky, TraceCheckSettings, TraceConvertSettings,
 };
 use crate::error::UserError;
 use crate::mock::{FaultRates, MockConfig};
@@ -108,6 +108,36 @@ pub fn settings(cli: Cli) -> Result<Settings, UserError> {
         Command::Plan(a) => Settings::Plan(shard::plan(&a)?),
         Command::Merge(a) => Settings::Merge(Box::new(shard::merge(&a)?)),
         Command::History(a) => Settings::History(Box::new(history::history(&a)?)),
+        Command::Trace(TraceCommand::Check(a)) => Settings::TraceCheck(Box::new(trace_check(&a)?)),
+        Command::Trace(TraceCommand::Convert(a)) => {
+            crate::error::check_outputs(&[("--out", a.out.as_path())])?;
+            Settings::TraceConvert(TraceConvertSettings {
+                requests: a.requests,
+                out: a.out,
+            })
+        }
+    })
+}
+
+/// `trace check`: the trace read against the scenario.
+fn trace_check(a: &crate::cli::TraceCheckArgs) -> Result<TraceCheckSettings, UserError> {
+    let scenario = crate::scenario::Scenario::load(&a.scenario, &[])?;
+    let window = a
+        .replay_window
+        .as_deref()
+        .map(crate::scenario::trace::Window::parse)
+        .transpose()
+        .map_err(|m| UserError::flag("--replay-window", m))?;
+    let replay = crate::scenario::trace::Replay::open(
+        &a.trace,
+        &scenario,
+        a.speed,
+        window,
+        a.replay_step.as_deref(),
+    )?;
+    Ok(TraceCheckSettings {
+        scenario: scenario.label(),
+        replay,
     })
 }
 

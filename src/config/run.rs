@@ -1,6 +1,7 @@
 //! `run` flags and a scenario into a validated plan: destinations checked,
 //! load within the caps, credentials read.
 
+use crate::scenario::trace::{Replay, Window};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,11 @@ pub fn run_args(
         vars: Vec::new(),
         sweep: None,
         time_scale: None,
+        chars_per_token: None,
+        replay: None,
+        speed: 1.0,
+        replay_window: None,
+        replay_step: None,
         out: std::path::PathBuf::from("result.json"),
         requests_out: None,
         drain: crate::cli::DEFAULT_DRAIN.into(),
@@ -104,6 +110,90 @@ fn parse_sweep(s: &str) -> Result<crate::scenario::Sweep, UserError> {
     })
 }
 
+/// The checked trace of `--replay`, its steps made ready: a step given
+/// prompt lengths in tokens is calibrated, and one given lengths must
+/// use them (`{{ prompt }}`, `{{ max_tokens }}`).
+fn replay(args: &RunArgs, scenario: &mut Scenario) -> Result<Option<Arc<Replay>>, UserError> {
+    let Some(path) = &args.replay else {
+        return Ok(None);
+    };
+    let window = args
+        .replay_window
+        .as_deref()
+        .map(Window::parse)
+        .transpose()
+        .map_err(|m| UserError::flag("--replay-window", m))?;
+    let r = Replay::open(
+        path,
+        scenario,
+        args.speed,
+        window,
+        args.replay_step.as_deref(),
+    )?;
+    for &i in &r.sized_steps {
+        let step = &scenario.steps[i];
+        let uses = |name: &str| {
+            [Some(&step.path_template), step.body_template.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|t| {
+                    scenario
+                        .templates
+                        .get_template(t)
+                        .is_ok_and(|t| t.undeclared_variables(false).contains(name))
+                })
+        };
+        if !uses("prompt") && !uses("max_tokens") {
+            return Err(UserError::flag(
+                "--replay",
+                format!(
+                    "the trace gives step `{}` its lengths, and its body uses neither `{{{{ prompt }}}}` nor `{{{{ max_tokens }}}}`: they would be ignored",
+                    step.name
+                ),
+            )
+            .with_hint("use the bundled `replay-example` scenario, or put `{{ prompt | tojson }}` and `{{ max_tokens }}` in the step's body"));
+        }
+    }
+    for &i in &r.token_steps {
+        let step = &mut scenario.steps[i];
+        if step.lengths.is_none() {
+            step.lengths = Some(crate::scenario::lengths::Lengths {
+                prompt: Some(crate::scenario::lengths::Dist::Constant(64.0)),
+                unit: crate::scenario::lengths::Unit::Tokens,
+                output: None,
+                prefix: None,
+            });
+        }
+    }
+    Ok(Some(Arc::new(r)))
+}
+
+/// The load of a replay: the trace's span at its speed (cut by
+/// `--duration`), no warm-up unless given.
+fn replay_load(
+    args: &RunArgs,
+    load: &mut crate::scenario::LoadSpec,
+    r: Arc<Replay>,
+) -> Result<(), UserError> {
+    load.shape = None;
+    load.requests = None;
+    load.concurrency = u32::try_from(r.sessions.min(10_000)).unwrap_or(1).max(1);
+    let span = r.duration();
+    load.duration = Some(match &args.duration {
+        Some(d) => duration_flag("--duration", d)?.min(span),
+        None => span,
+    });
+    load.warmup = match &args.warmup {
+        Some(w) => duration_flag("--warmup", w)?,
+        None => std::time::Duration::ZERO,
+    };
+    if let Some(s) = args.seed {
+        load.seed = s;
+    }
+    load.replay = Some(r);
+    crate::scenario::caps::check(load).map_err(|e| UserError::flag("--replay", e.message))
+}
+
 /// Validate `run` arguments into a plan.
 pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
     let vars = parse_vars(&args.vars)?;
@@ -137,8 +227,21 @@ pub fn run_plan(args: &RunArgs) -> Result<Plan, UserError> {
             .scale_time(f)
             .map_err(|m| UserError::flag("--time-scale", m))?;
     }
+    if let Some(c) = args.chars_per_token {
+        if !(c.is_finite() && (0.05..=100.0).contains(&c)) {
+            return Err(UserError::flag(
+                "--chars-per-token",
+                format!("{c} is not a number of characters a token from 0.05 to 100"),
+            ));
+        }
+        scenario.set_chars_per_token(c);
+    }
+    let replay = replay(args, &mut scenario)?;
     let (target, reference) = destinations(args, &scenario)?;
-    let load = load_spec(args, &scenario, reference.is_some())?;
+    let mut load = load_spec(args, &scenario, reference.is_some())?;
+    if let Some(r) = replay {
+        replay_load(args, &mut load, r)?;
+    }
     let drain = duration_flag("--drain", &args.drain)?;
     let metrics_listen = metrics_listen(args)?;
     let tokens = match (&args.tokens, scenario.auth.kind) {

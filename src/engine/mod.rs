@@ -13,6 +13,7 @@ pub mod live;
 pub mod monitor;
 pub mod push;
 mod recorder;
+mod replay;
 pub mod request;
 mod run;
 pub mod runaway;
@@ -186,6 +187,11 @@ struct Shared {
     spill: Arc<spill::Spill>,
     /// Pooled gaps between content chunks, per step.
     itl: Vec<std::sync::Mutex<crate::stats::LatencyHist>>,
+    /// Prefixes the run has sent (their keys): a prompt opening with one
+    /// of them is a repeat.
+    prefixes: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// The most streams one writer had in flight at once (`books_parallel`).
+    writer_streams_max: AtomicU64,
 }
 
 impl Shared {
@@ -200,6 +206,17 @@ impl Shared {
             }
         }
         gaps.clear();
+    }
+
+    /// Whether prefix `key` is sent for the first time in the run.
+    fn first_use_of_prefix(&self, key: u64) -> bool {
+        // Past a million prefixes, the oldest are not remembered.
+        self.prefixes.lock().is_ok_and(|mut seen| {
+            if seen.len() >= 1_000_000 {
+                seen.clear();
+            }
+            seen.insert(key)
+        })
     }
 
     /// Take one request from the request budget; false when it is spent.

@@ -68,6 +68,8 @@ pub struct ArrivalStats {
     pub lateness: LatencyHist,
     /// A workflow task that panicked.
     pub crashed: Option<String>,
+    /// A replay's own figures.
+    pub replay: Option<crate::scenario::trace::ReplayStats>,
 }
 
 /// One stage's load, intended and achieved.
@@ -104,6 +106,10 @@ pub struct LoadTrace {
     pub stages: Vec<StageLoad>,
     /// Open loop only.
     pub arrivals: Option<ArrivalStats>,
+    /// The most streams one writer had at once (`books_parallel`; 0 otherwise).
+    pub writer_streams_max: u64,
+    /// A replay's own figures.
+    pub replay: Option<crate::scenario::trace::ReplayStats>,
 }
 
 #[derive(Default)]

@@ -87,6 +87,7 @@ impl Outcome {
             status: self.status,
             error: self.error,
             warmup,
+            asked: super::sample::Asked::default(),
         }
     }
 }

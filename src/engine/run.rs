@@ -108,6 +108,10 @@ pub async fn run_checked(
             window: plan.load.window,
             windows: gathered.windows,
             stages: gathered.stages,
+            writer_streams_max: shared
+                .writer_streams_max
+                .load(std::sync::atomic::Ordering::Relaxed),
+            replay: arrivals.as_ref().and_then(|a| a.replay.clone()),
             arrivals,
         },
         late,
@@ -254,6 +258,8 @@ fn shared(
             .iter()
             .map(|_| Mutex::new(crate::stats::LatencyHist::new()))
             .collect(),
+        prefixes: Mutex::default(),
+        writer_streams_max: AtomicU64::new(0),
     }))
 }
 
@@ -276,6 +282,15 @@ fn start_users(
             users.spawn(monitor::dispatch(
                 shared.clone(),
                 shape,
+                plan.tokens.clone(),
+                arrivals.clone(),
+            ));
+            true
+        }
+        schedule::Schedule::Replay(replay) => {
+            users.spawn(super::replay::dispatch(
+                shared.clone(),
+                replay,
                 plan.tokens.clone(),
                 arrivals.clone(),
             ));

@@ -190,6 +190,57 @@ pub struct Sample {
     pub error: Option<ErrorClass>,
     /// Started inside the warm-up: written to the request log, not measured.
     pub warmup: bool,
+    /// What the request asked: its drawn lengths, prefix and book.
+    pub asked: Asked,
+}
+
+/// What one request asked for, as the scenario (or the trace) drew it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// Characters of the drawn `prompt`, its prefix included (0: none drawn).
+    pub prompt_chars: u32,
+    /// The drawn `max_tokens` (0: none drawn).
+    pub max_tokens: u32,
+    /// Whether it opened with a prefix the run had sent before.
+    pub prefix: PrefixUse,
+    /// The writer's book it was for, from 1 (0: one book).
+    pub book: u8,
+    /// Which prefix it opened with (its key; 0 without one).
+    pub prefix_key: u64,
+    /// The prefix's characters.
+    pub prefix_chars: u32,
+}
+
+/// A request's shared prefix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PrefixUse {
+    /// None.
+    #[default]
+    None,
+    /// The first request of the run with this prefix.
+    First,
+    /// A prefix the run had already sent.
+    Repeated,
+}
+
+impl PrefixUse {
+    /// Its code in the record file.
+    pub fn code(self) -> u8 {
+        match self {
+            PrefixUse::None => 0,
+            PrefixUse::First => 1,
+            PrefixUse::Repeated => 2,
+        }
+    }
+
+    /// From its code.
+    pub fn from_code(c: u8) -> Self {
+        match c {
+            1 => PrefixUse::First,
+            2 => PrefixUse::Repeated,
+            _ => PrefixUse::None,
+        }
+    }
 }
 
 /// How a resumed stream joined the one it continues.
@@ -324,6 +375,7 @@ mod tests {
             status: Some(200),
             error: None,
             warmup: false,
+            asked: Asked::default(),
         }
     }
 

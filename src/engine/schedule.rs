@@ -50,6 +50,8 @@ pub enum Schedule {
     Closed(Vec<UserStart>),
     /// Workflow starts at the times an [`Arrivals`] sequence gives.
     Open(Shape),
+    /// A trace's requests at their own times.
+    Replay(std::sync::Arc<crate::scenario::trace::Replay>),
 }
 
 impl Schedule {
@@ -59,6 +61,9 @@ impl Schedule {
     /// loop's arrivals are thinned as they are dispatched.
     pub fn of(load: &LoadSpec, tokens: &[UserToken]) -> Self {
         let mine = |u: &UserStart| load.shard.is_none_or(|s| s.takes(u64::from(u.vu)));
+        if let Some(r) = &load.replay {
+            return Schedule::Replay(r.clone());
+        }
         match &load.shape {
             None => Schedule::Closed(Self::fixed(load, tokens).into_iter().filter(mine).collect()),
             Some(s) if s.model == Model::Closed => {
@@ -272,6 +277,9 @@ impl Iterator for Arrivals {
 pub fn intended_at(load: &LoadSpec, t: Duration) -> f64 {
     if load.duration.is_some_and(|d| t >= d) {
         return 0.0;
+    }
+    if let Some(r) = &load.replay {
+        return r.rate_at(t);
     }
     let users = |n: f64| match load.shard {
         None => n,

@@ -29,6 +29,8 @@ pub const PRESETS: &[(&str, &[&str])] = &[
             "vllm:inter_token_latency_seconds",
             "vllm:time_per_output_token_seconds",
             "vllm:e2e_request_latency_seconds",
+            "vllm:prefix_cache_queries_total",
+            "vllm:prefix_cache_hits_total",
         ],
     ),
     (
@@ -40,6 +42,7 @@ pub const PRESETS: &[(&str, &[&str])] = &[
             "sglang:gen_throughput",
             "sglang:generation_tokens_total",
             "sglang:time_to_first_token_seconds",
+            "sglang:cache_hit_rate",
         ],
     ),
     (

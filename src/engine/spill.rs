@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::sample::{ErrorClass, IterationSample, Sample};
 
-const SAMPLE_BYTES: usize = 96;
+const SAMPLE_BYTES: usize = 120;
 const ITERATION_BYTES: usize = 40;
 const NONE: u64 = u64::MAX;
 
@@ -483,6 +483,12 @@ fn encode_sample(s: &Sample) -> [u8; SAMPLE_BYTES] {
         b[90..92].copy_from_slice(&u16::try_from(r.lost).unwrap_or(u16::MAX).to_le_bytes());
     }
     b[80..84].copy_from_slice(&s.sent_chars.to_le_bytes());
+    b[96..100].copy_from_slice(&s.asked.prompt_chars.to_le_bytes());
+    b[100..104].copy_from_slice(&s.asked.max_tokens.to_le_bytes());
+    b[104] = s.asked.prefix.code();
+    b[105] = s.asked.book;
+    b[106..110].copy_from_slice(&s.asked.prefix_chars.to_le_bytes());
+    b[112..120].copy_from_slice(&s.asked.prefix_key.to_le_bytes());
     b
 }
 
@@ -519,6 +525,14 @@ fn decode_sample(b: &[u8]) -> Sample {
         sent_chars: u32_at(b, 80),
         cancelled: b[79] & 1 != 0,
         prompt_tokens: Some(u32_at(b, 92)).filter(|n| *n != u32::MAX),
+        asked: super::sample::Asked {
+            prompt_chars: u32_at(b, 96),
+            max_tokens: u32_at(b, 100),
+            prefix: super::sample::PrefixUse::from_code(b[104]),
+            book: b[105],
+            prefix_chars: u32_at(b, 106),
+            prefix_key: word(b, 14),
+        },
         resume: (b[79] & 2 != 0).then(|| super::sample::Resume {
             ttft: Some(u32_at(b, 84))
                 .filter(|t| *t != u32::MAX)
@@ -595,6 +609,14 @@ mod tests {
                 status: (i != 3).then_some(200),
                 error,
                 warmup: i == 2,
+                asked: crate::engine::sample::Asked {
+                    prompt_chars: 3_000_000 + i as u32,
+                    max_tokens: 4_000_000_000 - i as u32,
+                    prefix: crate::engine::sample::PrefixUse::from_code(i as u8 % 3),
+                    book: 200 + i as u8,
+                    prefix_key: u64::MAX - i as u64,
+                    prefix_chars: 70_000 + i as u32,
+                },
             };
             spill.sample(&s);
             written.push(s);

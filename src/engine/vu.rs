@@ -19,15 +19,49 @@ use crate::scenario::shape::draw_workflow;
 use crate::scenario::{AuthKind, Finish, Scenario, TemplateContext};
 use crate::tokens::UserToken;
 
-/// A closed-loop user: loops workflows while its spans last.
+/// A closed-loop user: loops workflows while its spans last; a writer
+/// whose books are written at once runs one lane per stream.
 pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder {
-    let mut user = User::new(shared.clone(), start.vu, start.token);
+    let users = lanes(&shared, start.vu, start.token.as_ref());
+    let _active = Active::new(&shared.live.users);
+    let runs = users
+        .into_iter()
+        .map(|u| run_lane(shared.clone(), &start, u));
+    let mut rec = Recorder::new(shared.scenario.steps.len());
+    for r in futures_util::future::join_all(runs).await {
+        rec.absorb(r);
+    }
+    rec
+}
+
+/// The users a writer is: one, or one per lane of `books_parallel`
+/// (lane `l` writes books `l`, `l + lanes`, …), sharing its token.
+fn lanes(shared: &Arc<Shared>, vu: u32, token: Option<&UserToken>) -> Vec<User> {
+    let sc = &shared.scenario;
+    let (books, lanes) = (
+        sc.books_per_user.max(1),
+        sc.books_parallel.clamp(1, sc.books_per_user.max(1)),
+    );
+    let writer = (lanes > 1).then(|| Arc::new(AtomicU32::new(0)));
+    (0..lanes)
+        .map(|l| {
+            let mut u = User::new(shared.clone(), vu, token.cloned());
+            u.books = (l..books).step_by(lanes as usize).collect();
+            if lanes > 1 {
+                u.reseed(l);
+            }
+            u.writer.clone_from(&writer);
+            u
+        })
+        .collect()
+}
+
+async fn run_lane(shared: Arc<Shared>, start: &UserStart, mut user: User) -> Recorder {
     'spans: for span in &start.spans {
         if !span.start.is_zero() && !user.pause_until(shared.t0 + span.start, None).await {
             break;
         }
         let end = span.end.map(|e| shared.t0 + e);
-        let _active = Active::new(&shared.live.users);
         while !shared.stop.is_cancelled() && end.is_none_or(|e| Instant::now() < e) {
             if user.iterate(end).await == Flow::Abandoned {
                 break 'spans;
@@ -40,14 +74,22 @@ pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder 
     user.finish()
 }
 
-/// An open-loop arrival: one workflow iteration by a fresh user.
+/// An open-loop arrival: one workflow iteration by a fresh user (its
+/// books at once in lanes, as a closed-loop writer's).
 pub(super) async fn run_arrival(shared: Arc<Shared>, n: u64, token: Option<UserToken>) -> Recorder {
     // Arrival numbers past u32 wrap: they only seed draws and name requests.
-    let mut user = User::new(shared.clone(), n as u32, token);
-    user.open = true;
+    let users = lanes(&shared, n as u32, token.as_ref());
     let _active = Active::new(&shared.live.users);
-    user.iterate(None).await;
-    user.finish()
+    let runs = users.into_iter().map(|mut u| async move {
+        u.open = true;
+        u.iterate(None).await;
+        u.finish()
+    });
+    let mut rec = Recorder::new(shared.scenario.steps.len());
+    for r in futures_util::future::join_all(runs).await {
+        rec.absorb(r);
+    }
+    rec
 }
 
 /// The open loop's back-off: an arrival is a fresh user with no failures
@@ -96,9 +138,20 @@ impl Drop for Active<'_> {
     }
 }
 
+/// One request to send: its step, its book (of `books`), the user's
+/// iteration, its drawn lengths, and when it is cut.
+pub(super) struct OneRequest {
+    pub(super) step: usize,
+    pub(super) book: usize,
+    pub(super) books: u32,
+    pub(super) iteration: u64,
+    pub(super) drawn: Option<crate::scenario::lengths::Drawn>,
+    pub(super) cut_at: Option<Instant>,
+}
+
 /// How an iteration ended.
 #[derive(Debug, PartialEq, Eq)]
-enum Flow {
+pub(super) enum Flow {
     /// Go on.
     Next,
     /// A request was cut at the end: the user is done.
@@ -106,7 +159,7 @@ enum Flow {
 }
 
 /// One virtual user's state across its iterations.
-struct User {
+pub(super) struct User {
     shared: Arc<Shared>,
     vu: u32,
     user: Option<UserToken>,
@@ -120,10 +173,12 @@ struct User {
     /// Back-off jitter: its own generator, so the data a user draws does
     /// not depend on how often the target failed.
     jitter: SmallRng,
-    iteration: u64,
+    /// Prompt and output lengths: their own generator too.
+    lengths: SmallRng,
+    pub(super) iteration: u64,
     consecutive_failures: u32,
     /// An open-loop arrival: its back-off is the dispatcher's ([`OpenHold`]).
-    open: bool,
+    pub(super) open: bool,
     server_wait: Option<Duration>,
     /// Gaps between content chunks, per step, flushed to the shared
     /// histograms in batches so users hold no histogram of their own.
@@ -132,10 +187,14 @@ struct User {
     rec: Recorder,
     /// Per book: the `append_text` variables carried across iterations.
     stories: Vec<BTreeMap<String, String>>,
+    /// The books (from 0) this user writes, in turn each iteration.
+    books: Vec<u32>,
+    /// The writer's streams in flight, shared by its lanes.
+    writer: Option<Arc<AtomicU32>>,
 }
 
 impl User {
-    fn new(shared: Arc<Shared>, vu: u32, user: Option<UserToken>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, vu: u32, user: Option<UserToken>) -> Self {
         let sc = &shared.scenario;
         let auth_value = match (&sc.auth.kind, &user) {
             (AuthKind::Bearer, Some(u)) => {
@@ -165,6 +224,7 @@ impl User {
             rng: SmallRng::seed_from_u64(seed),
             mix: SmallRng::seed_from_u64(seed ^ 0x3A7C_41D0),
             jitter: SmallRng::seed_from_u64(seed ^ 0xB0FF),
+            lengths: SmallRng::seed_from_u64(seed ^ 0x1E46_7A55),
             iteration: 0,
             consecutive_failures: 0,
             open: false,
@@ -173,8 +233,20 @@ impl User {
             discard: Vec::new(),
             rec: Recorder::new(sc.steps.len()),
             stories: Vec::new(),
+            books: (0..sc.books_per_user.max(1)).collect(),
+            writer: None,
             shared,
         }
+    }
+
+    /// Lane `lane`'s own draws: its books get data and lengths of their own.
+    fn reseed(&mut self, lane: u32) {
+        let seed =
+            sc_seed(self.shared.seed, self.vu) ^ crate::scenario::lengths::mix(u64::from(lane) + 1);
+        self.rng = SmallRng::seed_from_u64(seed);
+        self.mix = SmallRng::seed_from_u64(seed ^ 0x3A7C_41D0);
+        self.jitter = SmallRng::seed_from_u64(seed ^ 0xB0FF);
+        self.lengths = SmallRng::seed_from_u64(seed ^ 0x1E46_7A55);
     }
 
     /// Whether a new request may start: the run goes on and, unless the
@@ -190,8 +262,10 @@ impl User {
 
     /// One context per book the user writes: ids and captured text are
     /// kept per book and never crossed.
-    fn book_contexts(&mut self, sc: &Scenario, iteration: u64, books: u32) -> Vec<TemplateContext> {
-        (0..books)
+    fn book_contexts(&mut self, sc: &Scenario, iteration: u64) -> Vec<TemplateContext> {
+        self.books
+            .clone()
+            .into_iter()
             .map(|b| {
                 let mut ctx = TemplateContext::new(
                     sc,
@@ -209,6 +283,16 @@ impl User {
                 ctx
             })
             .collect()
+    }
+
+    /// A fresh context of this user's, with data drawn from `rng`.
+    pub(super) fn context(
+        &self,
+        sc: &Scenario,
+        iteration: u64,
+        rng: &mut impl rand::Rng,
+    ) -> TemplateContext {
+        TemplateContext::new(sc, self.vu, &self.user_id, iteration, sc.data.sample(rng))
     }
 
     /// Append a step's text to book `b`'s story (`append_text`), within the
@@ -255,7 +339,8 @@ impl User {
         // One context per book the user writes: ids and captured text
         // are kept per book and never crossed.
         let books = sc.books_per_user.max(1);
-        let mut ctxs = self.book_contexts(sc, iteration, books);
+        let mine = self.books.clone();
+        let mut ctxs = self.book_contexts(sc, iteration);
         // A request still open this long after its user was retired is cut.
         let cut_at = end.map(|e| e + shared.drain);
         let iter_start = shared.t0.elapsed();
@@ -267,52 +352,28 @@ impl User {
         let turns = workflow
             .steps
             .iter()
-            .flat_map(|&i| (0..books as usize).map(move |b| (i, b)));
-        for (k, (i, b)) in turns.enumerate() {
+            .flat_map(|&i| (0..mine.len()).map(move |c| (i, c)));
+        for (k, (i, c)) in turns.enumerate() {
+            let b = mine[c] as usize;
             let step = &sc.steps[i];
             if !self.may_send(end, k == 0) || !shared.claim_request() {
                 cut_short = true;
                 break;
             }
-            let start = shared.t0.elapsed();
-            let warmup = start < shared.warmup;
-            let step_no = u16::try_from(i).unwrap_or(u16::MAX);
-            let mut request_id = super::sample::request_id(self.vu, iteration, step_no);
-            if books > 1 {
-                request_id = format!("{request_id}-b{}", b + 1);
-            }
-            let ctx = &mut ctxs[b];
-            let gaps_before = self.gaps[i].len();
-            let (outcome, sent) = self.send(i, ctx, start, warmup, &request_id, cut_at).await;
-            shared
-                .live
-                .gaps(i, self.gaps[i].get(gaps_before..).unwrap_or_default());
+            let drawn = self.draw_lengths(i, b, iteration);
+            let req = OneRequest {
+                step: i,
+                book: b,
+                books,
+                iteration,
+                drawn,
+                cut_at,
+            };
+            let (sent, failed) = self.one_request(req, &mut ctxs[c]).await;
             flow = sent;
             completed_steps += 1;
-            self.discard.clear();
-            if self.gaps[i].len() >= 4096 {
-                shared.flush_gaps(i, &mut self.gaps[i]);
-            }
-            let sample = outcome.sample(step_no, self.vu, iteration, start, warmup);
-            let mut failed = sample.error;
-            if failed.is_none() {
-                failed = apply_outputs(step, &outcome, ctx);
-            }
-            if let (None, Some(var), Some(text)) = (failed, &step.append_text, &outcome.text) {
-                self.grow_story(b, var, text, sc.story_cap, ctx);
-            }
-            shared.live.record(&sample, failed, warmup);
-            shared.spill.sample(&Sample {
-                error: failed,
-                ..sample
-            });
-            if flow == Flow::Abandoned {
-                // Its request failed (class `abandoned`): so did the workflow.
-                iter_ok = false;
-                break;
-            }
-            if let Some(class) = failed {
-                self.failed(step_no, class, &outcome, request_id, warmup);
+            if flow == Flow::Abandoned || failed {
+                // A failed request (an abandoned one too) fails the workflow.
                 iter_ok = false;
                 break;
             }
@@ -331,11 +392,119 @@ impl User {
                 iteration,
                 start: iter_start,
                 duration: end.saturating_sub(iter_start),
-                ok: iter_ok && completed_steps == workflow.steps.len() * books as usize,
+                ok: iter_ok && completed_steps == workflow.steps.len() * mine.len(),
                 warmup: iter_start < shared.warmup,
             });
         }
         flow
+    }
+
+    /// Send one request and record it: its outputs go to `ctx` (and the
+    /// book's story), a failure to the back-off. Returns how the send
+    /// ended and whether the request failed.
+    pub(super) async fn one_request(
+        &mut self,
+        req: OneRequest,
+        ctx: &mut TemplateContext,
+    ) -> (Flow, bool) {
+        let shared = self.shared.clone();
+        let sc = &shared.scenario;
+        let OneRequest {
+            step: i,
+            book: b,
+            books,
+            iteration,
+            drawn,
+            cut_at,
+        } = req;
+        let step = &sc.steps[i];
+        let start = shared.t0.elapsed();
+        let warmup = start < shared.warmup;
+        let step_no = u16::try_from(i).unwrap_or(u16::MAX);
+        let mut request_id = super::sample::request_id(self.vu, iteration, step_no);
+        if books > 1 {
+            request_id = format!("{request_id}-b{}", b + 1);
+        }
+        ctx.set_drawn(drawn.as_ref());
+        let gaps_before = self.gaps[i].len();
+        let (outcome, flow) = self.send(i, ctx, start, warmup, &request_id, cut_at).await;
+        shared
+            .live
+            .gaps(i, self.gaps[i].get(gaps_before..).unwrap_or_default());
+        self.discard.clear();
+        if self.gaps[i].len() >= 4096 {
+            shared.flush_gaps(i, &mut self.gaps[i]);
+        }
+        let mut sample = outcome.sample(step_no, self.vu, iteration, start, warmup);
+        sample.asked = self.asked(drawn.as_ref(), b, books);
+        let mut failed = sample.error;
+        if failed.is_none() {
+            failed = apply_outputs(step, &outcome, ctx);
+        }
+        if let (None, Some(var), Some(text)) = (failed, &step.append_text, &outcome.text) {
+            self.grow_story(b, var, text, sc.story_cap, ctx);
+        }
+        shared.live.record(&sample, failed, warmup);
+        shared.spill.sample(&Sample {
+            error: failed,
+            ..sample
+        });
+        if flow == Flow::Abandoned {
+            return (flow, true);
+        }
+        if let Some(class) = failed {
+            self.failed(step_no, class, &outcome, request_id, warmup);
+            return (flow, true);
+        }
+        (flow, false)
+    }
+
+    /// Step `i`'s drawn lengths for book `b` (none when it draws none);
+    /// a calibration run sends its known lengths instead.
+    fn draw_lengths(
+        &mut self,
+        i: usize,
+        b: usize,
+        iteration: u64,
+    ) -> Option<crate::scenario::lengths::Drawn> {
+        let sc = &self.shared.scenario;
+        let step = &sc.steps[i];
+        let lengths = step.lengths.as_ref()?;
+        let probe = sc
+            .calibrating
+            .then(|| crate::scenario::lengths::PROBE_CHARS[(iteration % 2) as usize]);
+        let book = crate::scenario::lengths::mix(u64::from(self.vu) << 8 | b as u64);
+        Some(lengths.draw(step.calibration, &sc.data, &mut self.lengths, book, probe))
+    }
+
+    /// What a request asked, for its record.
+    fn asked(
+        &self,
+        drawn: Option<&crate::scenario::lengths::Drawn>,
+        b: usize,
+        books: u32,
+    ) -> super::sample::Asked {
+        use super::sample::PrefixUse;
+        let mut asked = super::sample::Asked {
+            book: if books > 1 {
+                u8::try_from(b + 1).unwrap_or(u8::MAX)
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        if let Some(d) = drawn {
+            asked.prompt_chars = d.prompt_chars;
+            asked.max_tokens = d.max_tokens.unwrap_or(0);
+            asked.prefix_key = d.prefix.unwrap_or(0);
+            asked.prefix_chars = d.prefix_chars;
+            asked.prefix = match d.prefix {
+                None => PrefixUse::None,
+                Some(k) if self.shared.first_use_of_prefix(k) => PrefixUse::First,
+                Some(_) => PrefixUse::Repeated,
+            };
+        }
+        asked
     }
 
     /// Render step `i` and send it; a request still open at `cut_at` (or
@@ -401,6 +570,12 @@ impl User {
         // The gaps of a request that is cut are not kept.
         let kept = sink.len();
         shared.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = &self.writer {
+            let now = w.fetch_add(1, Ordering::Relaxed) + 1;
+            shared
+                .writer_streams_max
+                .fetch_max(u64::from(now), Ordering::Relaxed);
+        }
         let sent = tokio::select! {
             biased;
             o = execute(&shared.client, req, &sc.timeouts, sc.safety.max_response_bytes, &mut *sink) => (o, Flow::Next),
@@ -408,6 +583,9 @@ impl User {
             () = cut => (abandoned(&shared, start), Flow::Abandoned),
         };
         shared.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(w) = &self.writer {
+            w.fetch_sub(1, Ordering::Relaxed);
+        }
         if sent.1 == Flow::Abandoned {
             sink.truncate(kept);
         }
@@ -480,7 +658,7 @@ impl User {
         }
     }
 
-    fn finish(mut self) -> Recorder {
+    pub(super) fn finish(mut self) -> Recorder {
         for (i, g) in self.gaps.iter_mut().enumerate() {
             self.shared.flush_gaps(i, g);
         }

@@ -59,6 +59,9 @@ pub struct MockConfig {
     /// Prefill: each character of a generation request's body adds this to its
     /// TTFT (long prompts answer later).
     pub prefill_per_char: Duration,
+    /// Prefix cache: a prompt's leading blocks of 64 characters seen
+    /// before skip the prefill (`vllm:prefix_cache_hits_total`).
+    pub prefix_cache: bool,
     /// KV-cache capacity in streams: while more are generated, each
     /// stream is preempted once mid-stream and stalls for `preempt`.
     pub kv_slots: Option<usize>,
@@ -132,6 +135,7 @@ impl Default for MockConfig {
             db_pool: None,
             db_time: Duration::from_millis(10),
             prefill_per_char: Duration::ZERO,
+            prefix_cache: false,
             kv_slots: None,
             preempt: Duration::from_millis(200),
             ignore_disconnect: false,
@@ -190,6 +194,42 @@ pub struct MockStats {
     /// (bounded; the oldest entries are kept).
     pub timings: Mutex<Vec<(String, u64)>>,
     pub(super) started: Instant,
+    /// Prompt tokens looked up in the prefix cache (`--prefix-cache`).
+    pub prefix_queries: AtomicU64,
+    /// Of those, tokens found there.
+    pub prefix_hits: AtomicU64,
+    /// Streams being generated now per bearer token (its hash).
+    pub per_token: Mutex<std::collections::HashMap<u64, u64>>,
+    /// The most streams one bearer token had at once.
+    pub per_token_max: AtomicU64,
+}
+
+/// Counts one stream of a bearer token while it lives.
+#[derive(Debug)]
+pub(super) struct TokenStream(Arc<MockStats>, u64);
+
+impl TokenStream {
+    pub(super) fn new(stats: &Arc<MockStats>, owner: u64) -> Self {
+        if let Ok(mut m) = stats.per_token.lock() {
+            let n = m.entry(owner).or_insert(0);
+            *n += 1;
+            stats.per_token_max.fetch_max(*n, Ordering::Relaxed);
+        }
+        TokenStream(stats.clone(), owner)
+    }
+}
+
+impl Drop for TokenStream {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.per_token.lock() {
+            if let Some(n) = m.get_mut(&self.1) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.1);
+                }
+            }
+        }
+    }
 }
 
 /// Counts one unit of a gauge while it lives.
@@ -226,6 +266,10 @@ impl MockStats {
             db_waiting: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
+            prefix_queries: AtomicU64::new(0),
+            prefix_hits: AtomicU64::new(0),
+            per_token: Mutex::default(),
+            per_token_max: AtomicU64::new(0),
             #[allow(clippy::expect_used, reason = "constant, valid bounds")]
             ttft_us: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),

@@ -70,6 +70,39 @@ pub fn render(
     );
     head(
         &mut o,
+        "vllm:prefix_cache_queries_total",
+        "counter",
+        "Prompt tokens looked up in the prefix cache.",
+    );
+    let _ = writeln!(
+        o,
+        "vllm:prefix_cache_queries_total{{{label}}} {}",
+        load(&stats.prefix_queries)
+    );
+    head(
+        &mut o,
+        "vllm:prefix_cache_hits_total",
+        "counter",
+        "Prompt tokens found in the prefix cache.",
+    );
+    let _ = writeln!(
+        o,
+        "vllm:prefix_cache_hits_total{{{label}}} {}",
+        load(&stats.prefix_hits)
+    );
+    head(
+        &mut o,
+        "mock_streams_per_token_max",
+        "gauge",
+        "The most streams one bearer token has had at once.",
+    );
+    let _ = writeln!(
+        o,
+        "mock_streams_per_token_max {}",
+        load(&stats.per_token_max)
+    );
+    head(
+        &mut o,
         "mock_client_disconnects_total",
         "counter",
         "Streams whose client left before the last token.",

@@ -54,6 +54,8 @@ struct App {
     books: std::sync::Mutex<Vec<BookLog>>,
     next_request: AtomicU64,
     prose: prose::Prose,
+    /// The prefix cache's blocks (chained hashes), `--prefix-cache`.
+    prefix_blocks: std::sync::Mutex<std::collections::HashSet<u64>>,
     shutdown: CancellationToken,
 }
 
@@ -146,6 +148,7 @@ pub fn router(cfg: MockConfig, shutdown: CancellationToken) -> (Router, Arc<Mock
         next_book: AtomicU64::new(1),
         books: std::sync::Mutex::new(Vec::new()),
         next_request: AtomicU64::new(1),
+        prefix_blocks: std::sync::Mutex::default(),
         prose: prose::Prose::new(),
         shutdown,
     });
@@ -215,7 +218,50 @@ impl RequestCtx {
     }
 }
 
+/// Characters a prefix-cache block holds.
+const PREFIX_BLOCK: usize = 64;
+/// Blocks the prefix cache keeps (emptied when full).
+const PREFIX_BLOCKS: usize = 200_000;
+
 impl App {
+    /// Characters of `body` the prefill must compute: all of them, or with
+    /// `--prefix-cache` those after the leading whole blocks seen before
+    /// (each block's hash chains the ones before it, as vLLM's do). Counts
+    /// queries and hits in prompt tokens (two for every three characters).
+    fn uncached_chars(&self, body: &Bytes, chars: u32) -> u32 {
+        if !self.cfg.prefix_cache {
+            return chars;
+        }
+        use std::hash::{Hash, Hasher};
+        let text = String::from_utf8_lossy(body);
+        let all: Vec<char> = text.chars().collect();
+        let Ok(mut seen) = self.prefix_blocks.lock() else {
+            return chars;
+        };
+        if seen.len() > PREFIX_BLOCKS {
+            seen.clear();
+        }
+        let (mut chain, mut cached, mut hit) = (0u64, 0usize, true);
+        for block in all.chunks_exact(PREFIX_BLOCK) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            chain.hash(&mut h);
+            block.hash(&mut h);
+            chain = h.finish();
+            hit = !seen.insert(chain) && hit;
+            if hit {
+                cached += PREFIX_BLOCK;
+            }
+        }
+        let tokens = |c: usize| (c as u64 * 2).div_ceil(3);
+        self.stats
+            .prefix_queries
+            .fetch_add(tokens(all.len()), Ordering::Relaxed);
+        self.stats
+            .prefix_hits
+            .fetch_add(tokens(cached), Ordering::Relaxed);
+        chars.saturating_sub(cached as u32)
+    }
+
     fn admit(&self, headers: &HeaderMap) -> Gate {
         let t0 = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -527,7 +573,10 @@ async fn book_stream(
         Gate::Reject(r) => return r,
     };
     ctx.prompt_chars = chars(&body);
-    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(ctx.prompt_chars);
+    ctx.prefill = app
+        .cfg
+        .prefill_per_char
+        .saturating_mul(app.uncached_chars(&body, ctx.prompt_chars));
     if let Err(r) = app.check_book(id, ctx.owner, step) {
         return r;
     }
@@ -574,7 +623,10 @@ async fn completion(
         Gate::Reject(r) => return r,
     };
     ctx.prompt_chars = chars(&body);
-    ctx.prefill = app.cfg.prefill_per_char.saturating_mul(ctx.prompt_chars);
+    ctx.prefill = app
+        .cfg
+        .prefill_per_char
+        .saturating_mul(app.uncached_chars(&body, ctx.prompt_chars));
     let fields = match parse_body(&body) {
         Ok(m) => m,
         Err(r) => return r,

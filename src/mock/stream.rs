@@ -42,6 +42,8 @@ pub(super) struct ChunkStream {
     _permit: Option<OwnedSemaphorePermit>,
     /// Counts this stream as being generated (after its queue wait).
     _streaming: super::config::Held,
+    /// Counts this stream for its bearer token.
+    _token_stream: super::config::TokenStream,
     /// Preempted already (each stream at most once).
     preempted: bool,
 }
@@ -57,6 +59,7 @@ impl ChunkStream {
     ) -> Self {
         let ttft = app.ttft(&mut ctx.rng) + ctx.prefill;
         let app_stats = app.stats.clone();
+        let ctx_owner = ctx.owner;
         // Generation starts once a slot is free: queueing adds to the TTFT.
         Self {
             next_at: Instant::now() + ttft,
@@ -69,6 +72,7 @@ impl ChunkStream {
             created: chrono::Utc::now().timestamp(),
             _permit: permit,
             _streaming: super::config::Held::new(&app_stats, |s| &s.streaming),
+            _token_stream: super::config::TokenStream::new(&app_stats, ctx_owner),
             preempted: false,
         }
     }

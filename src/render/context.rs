@@ -250,6 +250,7 @@ pub struct ReportContext {
     pub html_link: Option<String>,
     pub(super) prefill: Vec<super::prompt::PrefillRow>,
     pub(super) resumes: Vec<String>,
+    pub(super) traffic: Option<super::traffic::TrafficCtx>,
     pub(super) shards_note: Option<String>,
 }
 
@@ -336,6 +337,7 @@ fn reproduce(r: &RunResult, reference: Option<&str>) -> String {
             format!("{}ms", (s * 1000.0).round())
         }
     };
+    let replay = r.traffic.as_ref().and_then(|t| t.replay.as_ref());
     // The scenario's think times at the same scale (the lengths below are
     // flags, taken as given).
     if let Some(f) = p.time_scale {
@@ -355,6 +357,22 @@ fn reproduce(r: &RunResult, reference: Option<&str>) -> String {
                 shell_quote(&stages.join(","))
             ));
         }
+        None if replay.is_some() => {
+            // A replay sends the trace's own requests at their times.
+            if let Some(rp) = replay {
+                cmd.push_str(&format!(
+                    " --replay {} --speed {}",
+                    shell_quote(&rp.file),
+                    rp.speed
+                ));
+                if let Some(w) = &rp.window {
+                    cmd.push_str(&format!(
+                        " --replay-window {}",
+                        shell_quote(&w.replace(' ', ""))
+                    ));
+                }
+            }
+        }
         None => {
             cmd.push_str(&format!(" --concurrency {}", p.concurrency));
             if let Some(d) = p.duration_s {
@@ -367,6 +385,19 @@ fn reproduce(r: &RunResult, reference: Option<&str>) -> String {
     }
     for (k, v) in &p.var_overrides {
         cmd.push_str(&format!(" --var {}", shell_quote(&format!("{k}={v}"))));
+    }
+    // Prompt lengths in tokens at the same characters a token.
+    let given: Vec<f64> = r
+        .steps
+        .iter()
+        .filter_map(|s| s.lengths.as_ref()?.calibration)
+        .map(|c| c.chars_per_token)
+        .collect();
+    if let Some(c) = given.first().filter(|c| given.iter().all(|x| x == *c)) {
+        cmd.push_str(&format!(
+            " --chars-per-token {}",
+            (c * 1000.0).round() / 1000.0
+        ));
     }
     if let Some(s) = &p.sweep {
         cmd.push_str(&format!(" --sweep {}", shell_quote(s)));
@@ -470,6 +501,7 @@ pub fn context(r: &RunResult, verdict: Option<&Verdict>, reference: Option<&str>
         html_link: None,
         prefill: super::prompt::rows(r),
         resumes: super::prompt::resume_lines(r),
+        traffic: super::traffic::context(r),
     }
 }
 

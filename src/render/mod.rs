@@ -10,6 +10,7 @@ pub mod resources;
 pub mod server;
 pub mod shape;
 pub mod text;
+pub mod traffic;
 
 pub use crate::stats::format::{ms, ms_number};
 

@@ -49,22 +49,26 @@ pub fn summary(r: &RunResult) -> String {
         ]);
     }
     let w = &r.workflow;
-    rows.push([
-        "workflow".into(),
-        w.iterations.to_string(),
-        format!("{:.1}", w.success_rate * 100.0),
-        "-".into(),
-        "-".into(),
-        "-".into(),
-        fmt_ms(&w.duration_ms, "p50"),
-        fmt_ms(&w.duration_ms, "p90"),
-        format!("{:.0}", r.totals.output_tokens_per_s),
-        if w.failed > 0 {
-            format!("failed×{}", w.failed)
-        } else {
-            "-".into()
-        },
-    ]);
+    // A replay sends requests, not workflows: no workflow row.
+    let replayed = r.traffic.as_ref().is_some_and(|t| t.replay.is_some());
+    if !replayed || w.iterations > 0 {
+        rows.push([
+            "workflow".into(),
+            w.iterations.to_string(),
+            format!("{:.1}", w.success_rate * 100.0),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            fmt_ms(&w.duration_ms, "p50"),
+            fmt_ms(&w.duration_ms, "p90"),
+            format!("{:.0}", r.totals.output_tokens_per_s),
+            if w.failed > 0 {
+                format!("failed×{}", w.failed)
+            } else {
+                "-".into()
+            },
+        ]);
+    }
     let widths: Vec<usize> = (0..10)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();

@@ -174,6 +174,7 @@ pub fn build(plan: &Plan, out: &RunOutput) -> Result<RunResult, UserError> {
         load: Some(super::time::load_info(load)),
         stages,
         arrivals: super::time::arrivals(out),
+        traffic: super::lengths::Traffic::of(sc, load, &out.trace),
         workflows,
         windows,
         dynamics,

@@ -72,6 +72,7 @@ pub fn invented_result(
             status: Some(if ok { 200 } else { 500 }),
             error: (!ok).then_some(ErrorClass::Status(500)),
             warmup: false,
+            asked: crate::engine::sample::Asked::default(),
         });
         spill.iteration(&IterationSample {
             vu,

@@ -99,6 +99,7 @@ pub async fn measure(
     signals: CancellationToken,
     kill: CancellationToken,
 ) -> Result<Measured, UserError> {
+    let plan = &super::calibrate::calibrate(plan, &signals, &kill).await?;
     match &plan.reference {
         Some(reference) => {
             let out = engine::duet::run_duet(

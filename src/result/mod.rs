@@ -6,11 +6,13 @@
 
 pub mod baseline;
 mod build;
+pub mod calibrate;
 pub mod capacity;
 pub mod duet;
 pub mod dynamics;
 pub mod history;
 pub mod invented;
+pub mod lengths;
 pub mod measure;
 mod passes;
 pub mod requests;
@@ -95,6 +97,9 @@ pub struct RunResult {
     /// Open-loop arrivals due, started and missed (schema 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrivals: Option<time::ArrivalResult>,
+    /// Writers' parallel books and a replayed trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<lengths::Traffic>,
     /// Spike recovery and drift (schema 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamics: Option<dynamics::Dynamics>,
@@ -368,6 +373,12 @@ pub struct StepResult {
     /// Streams resumed after their break (`resume = "last-event-id"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<ResumeResult>,
+    /// Prompt and output lengths asked and realised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lengths: Option<lengths::LengthsResult>,
+    /// TTFT of first and repeated shared prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<lengths::PrefixResult>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -49,6 +49,7 @@ pub(super) struct StepHists {
     resume_ttft: Vec<f64>,
     resume_dup: u64,
     resume_lost: u64,
+    lengths: super::lengths::LengthAcc,
     errors: BTreeMap<String, u64>,
     statuses: BTreeMap<String, u64>,
     requests: u64,
@@ -128,6 +129,7 @@ impl StepHists {
                 if meets_slo(s, slo) {
                     self.good += 1;
                 }
+                self.lengths.add(s);
             }
         }
     }
@@ -286,6 +288,8 @@ pub(super) fn step_results(
                 itl: itl.encode(),
             },
             cancelled: h.cancelled,
+            lengths: h.lengths.lengths(step),
+            prefix: h.lengths.prefix(step),
             prompt_tokens_per_char: (h.calib_chars > 0 && h.calib_tokens > 0)
                 .then(|| h.calib_tokens as f64 / h.calib_chars as f64),
             resume: (h.resumed > 0).then(|| super::ResumeResult {

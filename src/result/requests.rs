@@ -32,6 +32,28 @@ struct Line<'a> {
     status: Option<u16>,
     error: Option<ErrorClass>,
     warmup: bool,
+    /// The writer's book, from 1, when a writer has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    book: Option<u8>,
+    /// Characters of the drawn prompt (its prefix included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_chars: Option<u32>,
+    /// Prompt tokens as the server counted them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens: Option<u32>,
+    /// The drawn `max_tokens`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    /// `first` or `repeated`: the prompt's shared prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<&'static str>,
+    /// The prefix's group (its key, hex): requests with the same group
+    /// open with the same text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix_group: Option<String>,
+    /// The prefix's characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix_chars: Option<u32>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -110,6 +132,18 @@ fn write_line(
         status: s.status,
         error: s.error,
         warmup: s.warmup,
+        book: (s.asked.book > 0).then_some(s.asked.book),
+        prompt_chars: (s.asked.prompt_chars > 0).then_some(s.asked.prompt_chars),
+        prompt_tokens: s.prompt_tokens,
+        max_tokens: (s.asked.max_tokens > 0).then_some(s.asked.max_tokens),
+        prefix: match s.asked.prefix {
+            crate::engine::sample::PrefixUse::None => None,
+            crate::engine::sample::PrefixUse::First => Some("first"),
+            crate::engine::sample::PrefixUse::Repeated => Some("repeated"),
+        },
+        prefix_group: (s.asked.prefix != crate::engine::sample::PrefixUse::None)
+            .then(|| format!("{:016x}", s.asked.prefix_key)),
+        prefix_chars: (s.asked.prefix_chars > 0).then_some(s.asked.prefix_chars),
     };
     serde_json::to_writer(&mut *w, &line).map_err(std::io::Error::other)?;
     w.write_all(b"\n")

@@ -340,6 +340,12 @@ pub struct Signals {
     pub generated_per_s: Option<f64>,
     /// The busiest scraped host's CPU busy share, % (node_exporter).
     pub host_cpu_busy_pct: Option<f64>,
+    /// Prompt tokens looked up in the prefix cache, per second (vLLM).
+    pub prefix_queries_per_s: Option<f64>,
+    /// Of those, found there, per second.
+    pub prefix_hits_per_s: Option<f64>,
+    /// The cache hit rate a server reports itself (SGLang), mean.
+    pub prefix_hit_rate: Option<f64>,
 }
 
 /// The role a series plays for the analysis, by its metric name. A pool's
@@ -353,6 +359,9 @@ pub(super) fn role(name: &str) -> Option<&'static str> {
         }
         "vllm:gpu_cache_usage_perc" | "vllm:kv_cache_usage_perc" | "sglang:token_usage" => "kv",
         "vllm:num_preemptions_total" => "preemptions",
+        "vllm:prefix_cache_queries_total" | "vllm:prefix_cache_queries" => "prefix_queries",
+        "vllm:prefix_cache_hits_total" | "vllm:prefix_cache_hits" => "prefix_hits",
+        "sglang:cache_hit_rate" => "prefix_hit_rate",
         "vllm:generation_tokens_total" | "sglang:generation_tokens_total" => "generated",
         "process_cpu_seconds_total" => "cpu",
         n if pool && (n.contains("waiting") || n.contains("pending")) => "pool_waiting",
@@ -364,6 +373,15 @@ pub(super) fn role(name: &str) -> Option<&'static str> {
 }
 
 impl Signals {
+    /// The share of prompt tokens the server's prefix cache served: hits
+    /// over queries (vLLM), or the rate it reports (SGLang).
+    pub fn prefix_cache_hit_rate(&self) -> Option<f64> {
+        match (self.prefix_hits_per_s, self.prefix_queries_per_s) {
+            (Some(h), Some(q)) if q > 0.0 => Some((h / q).clamp(0.0, 1.0)),
+            _ => self.prefix_hit_rate,
+        }
+    }
+
     /// Several stretches' signals as one: gauges and rates averaged over
     /// the stretches that have them, highs kept as the highest.
     pub fn combine(all: &[Signals]) -> Signals {
@@ -385,6 +403,9 @@ impl Signals {
             cpu_cores: mean(all.iter().map(|s| s.cpu_cores)),
             generated_per_s: mean(all.iter().map(|s| s.generated_per_s)),
             host_cpu_busy_pct: max(all.iter().map(|s| s.host_cpu_busy_pct)),
+            prefix_queries_per_s: mean(all.iter().map(|s| s.prefix_queries_per_s)),
+            prefix_hits_per_s: mean(all.iter().map(|s| s.prefix_hits_per_s)),
+            prefix_hit_rate: mean(all.iter().map(|s| s.prefix_hit_rate)),
         }
     }
 }
@@ -420,6 +441,11 @@ impl ServerMetrics {
                 "pool_waiting" => out.pool_waiting = add(out.pool_waiting, f.mean),
                 "pool_in_use" => out.pool_in_use = add(out.pool_in_use, f.max),
                 "pool_size" => out.pool_size = add(out.pool_size, f.max),
+                "prefix_queries" => {
+                    out.prefix_queries_per_s = add(out.prefix_queries_per_s, f.rate_per_s);
+                }
+                "prefix_hits" => out.prefix_hits_per_s = add(out.prefix_hits_per_s, f.rate_per_s),
+                "prefix_hit_rate" => out.prefix_hit_rate = add(out.prefix_hit_rate, f.mean),
                 _ => {}
             }
         }

@@ -472,6 +472,12 @@ fn merged_trace(
         windows,
         stages,
         arrivals,
+        writer_streams_max: shards
+            .iter()
+            .filter_map(|(_, r, _)| r.traffic.as_ref()?.streams_per_writer_max)
+            .max()
+            .unwrap_or(0),
+        replay: None,
     }
 }
 

@@ -2,6 +2,8 @@
 //! key, each error naming its line and key.
 
 use super::*;
+use file::LengthSpec;
+use lengths::{Dist, Lengths, Prefix, Scope, Unit, MAX_LENGTH};
 
 impl Scenario {
     /// Parse scenario text. `origin` names it in errors; relative data paths
@@ -47,6 +49,7 @@ impl Scenario {
             .map_err(|(key, msg)| invalid(Some(format!("`{key}`")), msg))?;
 
         let books_per_user = books_per_user(&file, &invalid)?;
+        let books_parallel = books_parallel(&file, books_per_user, &invalid)?;
         let server_metrics = file
             .server_metrics
             .resolve()
@@ -56,7 +59,7 @@ impl Scenario {
         let mut steps = Vec::with_capacity(file.steps.len());
         let mut names = BTreeSet::new();
         for (i, s) in file.steps.iter().enumerate() {
-            steps.push(build_step(i, s, &mut env, &mut names, text, &invalid)?);
+            steps.push(build_step(i, s, &mut env, &mut names, text, dir, &invalid)?);
         }
         let workflows = load::workflows(&file.workflows, &steps, text, &invalid)?;
         let hypotheses = hypotheses(&file, text, &invalid)?;
@@ -86,9 +89,11 @@ impl Scenario {
             hypotheses,
             server_metrics,
             books_per_user,
+            books_parallel,
             story_cap: file.story_cap.unwrap_or(16_000).clamp(1, 4 << 20),
             sweep: None,
             time_scale: None,
+            calibrating: false,
             templates: Arc::new(env),
         };
         scenario.dry_run(&file.steps, text, origin)?;
@@ -193,6 +198,20 @@ fn books_per_user(file: &FileScenario, invalid: Invalid) -> Result<u32, UserErro
         Some(k) => Err(invalid(
             Some("`books_per_user`".into()),
             format!("{k} is not between 1 and {MAX_BOOKS_PER_USER}"),
+        )),
+    }
+}
+
+/// How many of a user's books are written at once (1: one after another).
+fn books_parallel(file: &FileScenario, books: u32, invalid: Invalid) -> Result<u32, UserError> {
+    use file::BooksParallel;
+    match file.books_parallel {
+        None | Some(BooksParallel::All(false)) => Ok(1),
+        Some(BooksParallel::All(true)) => Ok(books),
+        Some(BooksParallel::Count(k)) if (1..=books).contains(&k) => Ok(k),
+        Some(BooksParallel::Count(k)) => Err(invalid(
+            Some("`books_parallel`".into()),
+            format!("{k} is not between 1 and `books_per_user` ({books})"),
         )),
     }
 }
@@ -329,6 +348,7 @@ fn build_step(
     env: &mut minijinja::Environment<'static>,
     names: &mut BTreeSet<String>,
     text: &str,
+    dir: Option<&Path>,
     invalid: &dyn Fn(Option<String>, String) -> UserError,
 ) -> Result<Step, UserError> {
     let at = |span: std::ops::Range<usize>, k: &str| at(text, span, k);
@@ -376,6 +396,7 @@ fn build_step(
     }
     let stream = stream_spec(s.stream.as_ref()).finish();
     let (cancel, resume) = cancel_and_resume(s, &key, invalid)?;
+    let lengths = step_lengths(s, text, dir, &key, invalid)?;
     Ok(Step {
         name: s.name.clone(),
         method,
@@ -403,5 +424,66 @@ fn build_step(
             None => Think::None,
         },
         cancel,
+        lengths,
+        calibration: None,
     })
+}
+
+/// A step's drawn lengths and prefix (`prompt_length`, `prompt_unit`,
+/// `output_length`, `prefix`), or `None` when it draws none.
+fn step_lengths(
+    s: &FileStep,
+    text: &str,
+    dir: Option<&Path>,
+    key: &dyn Fn(&str) -> String,
+    invalid: &dyn Fn(Option<String>, String) -> UserError,
+) -> Result<Option<Lengths>, UserError> {
+    let dist = |l: &Option<toml::Spanned<LengthSpec>>, k: &str| {
+        l.as_ref()
+            .map(|l| {
+                Dist::parse(&l.get_ref().text(), dir)
+                    .map_err(|m| invalid(at(text, l.span(), &key(k)), m))
+            })
+            .transpose()
+    };
+    let prompt = dist(&s.prompt_length, "prompt_length")?;
+    let output = dist(&s.output_length, "output_length")?;
+    let prefix = match &s.prefix {
+        Some(p) => {
+            if p.count == 0 || p.count > 10_000 || p.length == 0 || f64::from(p.length) > MAX_LENGTH
+            {
+                return Err(invalid(
+                    Some(format!("`{}`", key("prefix"))),
+                    format!("a prefix needs a count from 1 to 10000 and a length from 1 to {MAX_LENGTH:.0}"),
+                ));
+            }
+            Some(Prefix {
+                count: p.count,
+                length: p.length,
+                scope: p.scope.unwrap_or(Scope::Shared),
+            })
+        }
+        None => None,
+    };
+    if prefix.is_some() && prompt.is_none() {
+        return Err(invalid(
+            Some(format!("`{}`", key("prefix"))),
+            "a prefix opens the drawn prompt: set `prompt_length` too".into(),
+        ));
+    }
+    if s.prompt_unit.is_some() && prompt.is_none() {
+        return Err(invalid(
+            Some(format!("`{}`", key("prompt_unit"))),
+            "`prompt_unit` needs `prompt_length`".into(),
+        ));
+    }
+    if prompt.is_none() && output.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Lengths {
+        prompt,
+        unit: s.prompt_unit.unwrap_or(Unit::Tokens),
+        output,
+        prefix,
+    }))
 }

@@ -49,6 +49,10 @@ pub(super) struct FileScenario {
     /// workflow for each, their steps interleaved.
     #[serde(default)]
     pub(super) books_per_user: Option<u32>,
+    /// Write a user's books as concurrent streams: `true` (all at once)
+    /// or how many at once.
+    #[serde(default)]
+    pub(super) books_parallel: Option<BooksParallel>,
     /// Most characters an `append_text` variable keeps (the latest ones).
     #[serde(default)]
     pub(super) story_cap: Option<usize>,
@@ -314,6 +318,52 @@ pub(super) struct FileStep {
     /// Stop reading (disconnect) this long after the request started.
     #[serde(default)]
     pub(super) cancel_after: Option<Dur>,
+    /// The drawn prompt's length (`prompt`): a number or a distribution.
+    #[serde(default)]
+    pub(super) prompt_length: Option<Spanned<LengthSpec>>,
+    /// `tokens` (the default, calibrated) or `chars`.
+    #[serde(default)]
+    pub(super) prompt_unit: Option<super::lengths::Unit>,
+    /// The drawn output length in tokens (`max_tokens`).
+    #[serde(default)]
+    pub(super) output_length: Option<Spanned<LengthSpec>>,
+    /// The shared prefix the prompt opens with.
+    #[serde(default)]
+    pub(super) prefix: Option<FilePrefix>,
+}
+
+/// `books_parallel = true` or a count.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum BooksParallel {
+    All(bool),
+    Count(u32),
+}
+
+/// A length as written: a number or a distribution's text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum LengthSpec {
+    Number(f64),
+    Text(String),
+}
+
+impl LengthSpec {
+    pub(super) fn text(&self) -> String {
+        match self {
+            LengthSpec::Number(n) => n.to_string(),
+            LengthSpec::Text(t) => t.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FilePrefix {
+    pub(super) count: u32,
+    pub(super) length: u32,
+    #[serde(default)]
+    pub(super) scope: Option<super::lengths::Scope>,
 }
 
 pub(super) fn default_method() -> String {

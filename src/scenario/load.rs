@@ -54,6 +54,7 @@ pub(super) fn build(l: &FileLoad, text: &str, invalid: Invalid) -> Result<LoadSp
         stop_runaway: false,
         start_together: false,
         shard: None,
+        replay: None,
     };
     let model = match &l.model {
         None => Model::Closed,

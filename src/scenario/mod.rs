@@ -10,10 +10,12 @@ pub mod caps;
 pub mod data;
 mod file;
 pub mod hypothesis;
+pub mod lengths;
 mod load;
 pub mod scale;
 pub mod shape;
 mod template;
+pub mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -65,9 +67,22 @@ pub const BUNDLED: &[(&str, &str)] = &[
         "hypotheses",
         include_str!("../../scenarios/hypotheses.toml"),
     ),
+    (
+        "replay-example",
+        include_str!("../../scenarios/replay-example.toml"),
+    ),
 ];
 
-const BUILTIN_VARS: &[&str] = &["vars", "data", "vu", "user_id", "iteration", "book"];
+const BUILTIN_VARS: &[&str] = &[
+    "vars",
+    "data",
+    "vu",
+    "user_id",
+    "iteration",
+    "book",
+    "prompt",
+    "max_tokens",
+];
 /// Most books one user writes at once.
 pub const MAX_BOOKS_PER_USER: u32 = 32;
 
@@ -107,6 +122,8 @@ pub struct LoadSpec {
     /// One shard of a distributed run: this process takes every
     /// `count`-th user or arrival of the one global plan.
     pub shard: Option<Shard>,
+    /// A trace replayed open-loop instead of users or a shape (`--replay`).
+    pub replay: Option<Arc<trace::Replay>>,
 }
 
 /// Shard `index` of `count` (0-based).
@@ -157,6 +174,7 @@ impl LoadSpec {
             stop_runaway: false,
             start_together: false,
             shard: None,
+            replay: None,
         }
     }
 
@@ -233,6 +251,10 @@ pub struct Step {
     /// (`resume = "last-event-id"`) and reads the rest; the ids must go on
     /// from the break with none repeated or skipped.
     pub resume: bool,
+    /// Drawn prompt and output lengths and the prefix (`prompt`, `max_tokens`).
+    pub lengths: Option<lengths::Lengths>,
+    /// Characters per token for a prompt length in tokens, once calibrated.
+    pub calibration: Option<lengths::Calibration>,
 }
 
 /// A template variable whose value changes with each iteration of a user:
@@ -314,12 +336,18 @@ pub struct Scenario {
     /// iteration runs the workflow once per book, step by step in turn,
     /// every book with its own variables (`book` is its number).
     pub books_per_user: u32,
+    /// How many of those books are written at once (`books_parallel`):
+    /// each such lane is a stream of its own, with the user's token.
+    pub books_parallel: u32,
     /// Most characters an `append_text` variable keeps (its latest ones).
     pub story_cap: usize,
     /// A variable swept over the iterations (`--sweep`).
     pub sweep: Option<Sweep>,
     /// The factor its own times were scaled by (`--time-scale`).
     pub time_scale: Option<f64>,
+    /// A calibration run: steps with prompt lengths in tokens send the
+    /// known lengths [`lengths::PROBE_CHARS`] in turn.
+    pub calibrating: bool,
     /// Compiled templates.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
@@ -376,6 +404,11 @@ impl Scenario {
         let mut ctx = TemplateContext::new(self, 0, "user-0", 0, self.data.first());
         for &i in &workflow.steps {
             let (step, fs) = (&self.steps[i], &file_steps[i]);
+            let drawn = step.lengths.as_ref().map(|l| {
+                let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(0);
+                l.draw(step.calibration, &self.data, &mut rng, 0, Some(16))
+            });
+            ctx.set_drawn(drawn.as_ref());
             let place = |span: std::ops::Range<usize>, k: &str| {
                 let (l, _) = line_col(text, span.start);
                 Some(format!("line {l}, key `steps[{i}].{k}`"))
@@ -422,6 +455,32 @@ impl Scenario {
     /// Render a named template.
     pub fn render(&self, name: &str, ctx: &TemplateContext) -> Result<String, minijinja::Error> {
         self.templates.get_template(name)?.render(&ctx.values)
+    }
+
+    /// Steps whose prompt length is in tokens and not yet calibrated.
+    pub fn uncalibrated(&self) -> Vec<usize> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.calibration.is_none()
+                    && s.lengths
+                        .as_ref()
+                        .is_some_and(|l| l.prompt.is_some() && l.unit == lengths::Unit::Tokens)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Give every step with a prompt length in tokens this many characters a token.
+    pub fn set_chars_per_token(&mut self, c: f64) {
+        for i in self.uncalibrated() {
+            self.steps[i].calibration = Some(lengths::Calibration {
+                chars_per_token: c,
+                overhead_tokens: 0.0,
+                requests: 0,
+            });
+        }
     }
 
     /// The scenario's short display form: name and hash prefix.

@@ -409,7 +409,7 @@ fn exponential(rng: &mut impl Rng) -> f64 {
 }
 
 /// A standard normal draw (Box–Muller).
-fn normal(rng: &mut impl Rng) -> f64 {
+pub(crate) fn normal(rng: &mut impl Rng) -> f64 {
     let u1 = 1.0 - rng.random::<f64>();
     let u2 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

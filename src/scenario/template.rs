@@ -90,6 +90,24 @@ impl TemplateContext {
         self.values
             .insert(name.to_string(), minijinja::Value::from_serialize(&value));
     }
+
+    /// Give one request its drawn `prompt` and `max_tokens`; a step that
+    /// draws none sees neither (a template naming them fails at load).
+    pub fn set_drawn(&mut self, drawn: Option<&super::lengths::Drawn>) {
+        let d = drawn.cloned().unwrap_or_default();
+        match d.prompt {
+            Some(p) => self
+                .values
+                .insert("prompt".into(), minijinja::Value::from(p)),
+            None => self.values.remove("prompt"),
+        };
+        match d.max_tokens {
+            Some(n) => self
+                .values
+                .insert("max_tokens".into(), minijinja::Value::from(n)),
+            None => self.values.remove("max_tokens"),
+        };
+    }
 }
 
 /// The template environment: strict about undefined variables, with a
