@@ -820,6 +820,9 @@ pub struct MockBehaviour {
     /// End streams without `data: [DONE]`, as some servers do.
     #[arg(long)]
     pub no_done: bool,
+    /// Send no usage chunk on the OpenAI API, as servers that report none.
+    #[arg(long)]
+    pub no_usage: bool,
     /// Batching: each other stream being generated adds this to every
     /// inter-token gap (TPOT grows with load, as on a real accelerator).
     #[arg(long, default_value_t = 0.0, value_name = "MS")]

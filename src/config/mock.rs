@@ -51,6 +51,7 @@ pub fn mock_config(
         tokens,
         seed: b.seed,
         no_done: b.no_done,
+        no_usage: b.no_usage,
         itl_per_stream: non_negative("--itl-per-stream-ms", b.itl_per_stream_ms)?,
         ttft_per_stream: non_negative("--ttft-per-stream-ms", b.ttft_per_stream_ms)?,
         rate_limit: match b.rate_limit {

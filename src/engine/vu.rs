@@ -426,6 +426,8 @@ impl User {
             request_id = format!("{request_id}-b{}", b + 1);
         }
         ctx.set_drawn(drawn.as_ref());
+        // First or repeated as sent, not as answered.
+        let asked = self.asked(drawn.as_ref(), b, books);
         let gaps_before = self.gaps[i].len();
         let (outcome, flow) = self.send(i, ctx, start, warmup, &request_id, cut_at).await;
         shared
@@ -436,7 +438,7 @@ impl User {
             shared.flush_gaps(i, &mut self.gaps[i]);
         }
         let mut sample = outcome.sample(step_no, self.vu, iteration, start, warmup);
-        sample.asked = self.asked(drawn.as_ref(), b, books);
+        sample.asked = asked;
         let mut failed = sample.error;
         if failed.is_none() {
             failed = apply_outputs(step, &outcome, ctx);

@@ -40,6 +40,8 @@ pub struct MockConfig {
     /// End streams without `data: [DONE]` (the body just completes), as
     /// `transformers serve` does.
     pub no_done: bool,
+    /// Send no usage chunk (OpenAI dialect), as servers that report none.
+    pub no_usage: bool,
     /// Batching: every other stream being generated adds this to each
     /// inter-token gap, as continuous batching on one accelerator does.
     pub itl_per_stream: Duration,
@@ -128,6 +130,7 @@ impl Default for MockConfig {
             seed: 1,
             burst: None,
             no_done: false,
+            no_usage: false,
             itl_per_stream: Duration::ZERO,
             ttft_per_stream: Duration::ZERO,
             rate_limit: None,

@@ -252,7 +252,15 @@ impl ChunkStream {
         ));
             Bytes::from(s)
         } else {
-            self.phase = Phase::Usage;
+            self.phase = if self.app.cfg.no_usage {
+                if self.app.cfg.no_done {
+                    Phase::End
+                } else {
+                    Phase::Done
+                }
+            } else {
+                Phase::Usage
+            };
             self.chunk("", Some("stop"))
         }
     }

@@ -427,7 +427,7 @@ impl Scenario {
                         "scenario",
                         origin,
                         place(fb.span(), "body"),
-                        template_message(&e),
+                        format!("{}{}", template_message(&e), self.drawn_hint(step, b)),
                     )
                 })?;
                 serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
@@ -450,6 +450,29 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// Why a template naming `prompt` or `max_tokens` may fail: they exist
+    /// only in steps that draw them.
+    fn drawn_hint(&self, step: &Step, template: &str) -> String {
+        let names = self
+            .templates
+            .get_template(template)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default();
+        let l = step.lengths.as_ref();
+        let mut missing = Vec::new();
+        if names.contains("prompt") && l.is_none_or(|l| l.prompt.is_none()) {
+            missing.push("`prompt` needs the step's `prompt_length`");
+        }
+        if names.contains("max_tokens") && l.is_none_or(|l| l.output.is_none()) {
+            missing.push("`max_tokens` needs the step's `output_length`");
+        }
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", missing.join(", "))
+        }
     }
 
     /// Render a named template.

@@ -276,3 +276,84 @@ fn server_metrics_are_read_and_a_bad_interval_is_refused() {
     let err = parse(&unknown).expect_err("unknown key").to_string();
     assert!(err.contains("intervall"), "{err}");
 }
+
+const SIZED: &str = r#"
+name = "t"
+books_per_user = 3
+[[steps]]
+name = "chat"
+path = "/v1/chat/completions"
+prompt_length = "lognormal(300, 0.5)"
+output_length = 128
+prefix = { count = 4, length = 100, scope = "book" }
+body = '{"p": {{ prompt | tojson }}, "max_tokens": {{ max_tokens }}, "stream": true}'
+"#;
+
+#[test]
+fn drawn_lengths_and_prefixes_parse() {
+    let s = parse(SIZED).expect("valid");
+    let l = s.steps[0].lengths.as_ref().expect("lengths");
+    assert_eq!(l.unit, lengths::Unit::Tokens);
+    assert_eq!(l.output, Some(lengths::Dist::Constant(128.0)));
+    assert_eq!(
+        l.prefix.map(|p| (p.count, p.scope)),
+        Some((4, lengths::Scope::Book))
+    );
+    assert_eq!(s.uncalibrated(), vec![0]);
+    assert_eq!(s.books_parallel, 1);
+    let mut s2 = s.clone();
+    s2.set_chars_per_token(1.5);
+    assert!(s2.uncalibrated().is_empty());
+    let p = parse(&SIZED.replace(
+        "books_per_user = 3",
+        "books_per_user = 3\nbooks_parallel = true",
+    ))
+    .expect("valid");
+    assert_eq!(p.books_parallel, 3);
+    let p = parse(&SIZED.replace(
+        "books_per_user = 3",
+        "books_per_user = 3\nbooks_parallel = 2",
+    ))
+    .expect("valid");
+    assert_eq!(p.books_parallel, 2);
+}
+
+#[test]
+fn bad_lengths_name_their_line_and_key() {
+    for (from, to, says) in [
+        (
+            "\"lognormal(300, 0.5)\"",
+            "\"lognormal(300, -1)\"",
+            "line 7",
+        ),
+        ("\"lognormal(300, 0.5)\"", "\"gauss(3)\"", "not a length"),
+        ("output_length = 128", "output_length = -4", "from 1 to"),
+        ("count = 4", "count = 0", "count from 1"),
+        (
+            "books_per_user = 3",
+            "books_per_user = 3\nbooks_parallel = 5",
+            "between 1 and",
+        ),
+        (
+            "prompt_length = \"lognormal(300, 0.5)\"\n",
+            "",
+            "set `prompt_length` too",
+        ),
+    ] {
+        let text = SIZED.replace(from, to);
+        let e = parse(&text).expect_err(to).to_string();
+        assert!(e.contains(says), "{to}: {e}");
+    }
+}
+
+#[test]
+fn a_body_naming_prompt_without_a_length_fails_at_load() {
+    let text = SIZED
+        .replace("prompt_length = \"lognormal(300, 0.5)\"\n", "")
+        .replace(
+            "prefix = { count = 4, length = 100, scope = \"book\" }\n",
+            "",
+        );
+    let e = parse(&text).expect_err("prompt is undefined").to_string();
+    assert!(e.contains("prompt"), "{e}");
+}

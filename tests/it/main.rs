@@ -33,6 +33,7 @@ mod shapes;
 mod shards;
 mod streams;
 mod tls;
+mod traffic;
 mod trust;
 mod wire;
 mod writers;
