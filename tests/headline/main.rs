@@ -358,3 +358,127 @@ fn the_bundled_ramp_at_a_twentieth_of_its_time() {
     let md = report_md(&out);
     assert!(md.contains("--time-scale 0.05"), "{md}");
 }
+
+/// A 10-minute trace of 40 writers (several books each, their steps in
+/// order, gaps of seconds) replayed at `--speed 10`: a one-minute run that
+/// sends every request at its time (lateness p99 under 5 ms on the mock),
+/// the trace's per-step mix exactly, and each writer's requests in order.
+#[test]
+fn a_ten_minute_trace_replayed_at_ten_times_its_speed() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let steps = ["outline", "draft", "continue", "expand", "summarize"];
+    let mut lines = Vec::new();
+    for w in 0..40u64 {
+        // A fixed pseudo-random walk per writer (no generator needed).
+        let mut x = w * 7919 + 13;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut t = next(20_000);
+        let mut k = 0usize;
+        while t < 600_000 {
+            let step = steps[k % steps.len()];
+            let book = format!("b{}", 1 + (k / steps.len()) % 2);
+            lines.push((t, format!(
+                "{{\"t_ms\": {t}, \"session\": \"writer-{w}\", \"book\": \"{book}\", \"step\": \"{step}\", \"prompt_tokens\": {}, \"output_tokens\": {}, \"prefix\": \"bible-{w}-{book}\", \"prefix_tokens\": 100}}",
+                150 + next(300),
+                8 + next(8)
+            ), w, step));
+            t += 8_000 + next(20_000);
+            k += 1;
+        }
+    }
+    lines.sort_by_key(|l| l.0);
+    let mut mix = std::collections::BTreeMap::new();
+    let mut order: std::collections::BTreeMap<u64, Vec<&str>> = std::collections::BTreeMap::new();
+    for (_, _, w, step) in &lines {
+        *mix.entry(step.to_string()).or_insert(0u64) += 1;
+        order.entry(*w).or_default().push(step);
+    }
+    for attempt in 1..=ATTEMPTS {
+        let server = spawn_mock(&["--ttft-ms", "20", "--itl-ms", "2", "--output-tokens", "16"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let trace = dir.path().join("trace.jsonl");
+        let body: String = lines.iter().map(|l| format!("{}\n", l.1)).collect();
+        std::fs::write(&trace, body).expect("trace written");
+        let requests = dir.path().join("q.jsonl");
+        let (o, out) = run_cli(
+            dir.path(),
+            "replay-example",
+            &server.url,
+            40,
+            &[
+                "--replay",
+                trace.to_str().expect("utf-8"),
+                "--speed",
+                "10",
+                "--chars-per-token",
+                "1.5",
+                "--requests-out",
+                requests.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(out.exists(), "no result: {}", text(&o));
+        let r = read_json(&out);
+        let rp = &r["traffic"]["replay"];
+        assert_eq!(rp["requests"], lines.len(), "{rp}");
+        let elapsed = r["provenance"]["elapsed_s"].as_f64().expect("elapsed");
+        assert!(
+            (59.0..66.0).contains(&elapsed),
+            "a 10-minute trace at 10×: {elapsed} s"
+        );
+        // The mix exactly: every request of the trace, of its step.
+        for s in r["steps"].as_array().expect("steps") {
+            let name = s["name"].as_str().expect("name");
+            assert_eq!(s["requests"].as_u64(), mix.get(name).copied(), "{name}");
+            assert_eq!(s["failed"], 0, "{name}: {}", s["errors"]);
+        }
+        // Each writer's requests in the trace's order (sessions numbered as
+        // they first appear; a request's iteration counts its session's).
+        let log: Vec<serde_json::Value> = std::fs::read_to_string(&requests)
+            .expect("log")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("line"))
+            .collect();
+        let mut seen: Vec<u64> = Vec::new();
+        for (_, _, w, _) in &lines {
+            if !seen.contains(w) {
+                seen.push(*w);
+            }
+        }
+        for (vu, w) in seen.iter().enumerate() {
+            let mut mine: Vec<&serde_json::Value> = log.iter().filter(|l| l["vu"] == vu).collect();
+            mine.sort_by_key(|l| l["iteration"].as_u64());
+            let sent: Vec<&str> = mine
+                .iter()
+                .map(|l| l["step"].as_str().expect("step"))
+                .collect();
+            assert_eq!(sent, order[w], "writer-{w}");
+            let starts: Vec<f64> = mine
+                .iter()
+                .map(|l| l["start_ms"].as_f64().expect("start"))
+                .collect();
+            assert!(
+                starts.windows(2).all(|p| p[0] <= p[1]),
+                "writer-{w} out of order"
+            );
+        }
+        let p99 = r["arrivals"]["lateness_p99_ms"].as_f64().expect("lateness");
+        if p99 < 5.0 {
+            assert_eq!(r["arrivals"]["started"], lines.len());
+            let md = report_md(&out);
+            assert!(md.contains("--replay trace.jsonl --speed 10"), "{md}");
+            return;
+        }
+        assert_eq!(
+            r["self_check"]["cause"], "machine",
+            "lateness p99 {p99} ms on a generator the self-check did not blame: {}",
+            r["self_check"]
+        );
+        eprintln!("attempt {attempt}: lateness p99 {p99} ms on a starved machine; measuring again");
+    }
+    eprintln!("every attempt was starved by other work on this machine: the lateness was not measured here");
+}

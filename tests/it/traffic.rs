@@ -10,6 +10,16 @@ use flora_gate::scenario::lengths::{ks_critical_01, ks_statistic, Dist};
 
 use crate::common::{flora, read_json, report_md, run_cli, spawn_mock, text};
 
+/// A result validates against the schema (its traffic, lengths and prefixes included).
+fn valid(r: &serde_json::Value) {
+    let v = crate::schema::validator();
+    let errors: Vec<String> = v
+        .iter_errors(r)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 /// The request log's lines.
 fn log(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -101,6 +111,7 @@ output_length = "empirical(lengths.txt)"
     }
     // The result and the report carry the realised distributions.
     let r = read_json(&out);
+    valid(&r);
     let a = &r["steps"][0]["lengths"];
     assert_eq!(a["asked_prompt"], "uniform(100, 400) characters");
     let p50 = a["prompt_chars"]["p50"].as_f64().expect("p50");
@@ -242,6 +253,7 @@ fn repeated_prefixes_are_cheaper_on_a_prefix_cache_and_its_hit_rate_is_the_mocks
     );
     assert!(out.exists(), "{}", text(&o));
     let r = read_json(&out);
+    valid(&r);
     let p = &r["steps"][0]["prefix"];
     assert_eq!(p["first"], 3, "three prefixes, each first once: {p}");
     assert_eq!(p["repeated"], 57, "{p}");
@@ -319,6 +331,7 @@ fn a_writer_with_three_parallel_books_holds_three_streams_at_once() {
         (max, read_json(&out))
     };
     let (max, r) = streams(true);
+    valid(&r);
     assert_eq!(
         max, 3,
         "the mock saw one writer's token stream three books at once"
@@ -430,6 +443,7 @@ fn a_runs_request_log_converted_and_replayed_gives_the_same_arrivals() {
     };
     assert_eq!(count(&a), count(&b), "the same requests of each step");
     let r = read_json(&out2);
+    valid(&r);
     assert_eq!(r["traffic"]["replay"]["requests"], a.len());
     assert!(report_md(&out2).contains("--replay t.jsonl"));
 }
