@@ -128,13 +128,8 @@ fn trace_check(a: &crate::cli::TraceCheckArgs) -> Result<TraceCheckSettings, Use
         .map(crate::scenario::trace::Window::parse)
         .transpose()
         .map_err(|m| UserError::flag("--replay-window", m))?;
-    let replay = crate::scenario::trace::Replay::open(
-        &a.trace,
-        &scenario,
-        a.speed,
-        window,
-        a.replay_step.as_deref(),
-    )?;
+    let (speed, step) = run::replay_options(&scenario, a.speed, a.replay_step.as_deref())?;
+    let replay = crate::scenario::trace::Replay::open(&a.trace, &scenario, speed, window, step)?;
     Ok(TraceCheckSettings {
         scenario: scenario.label(),
         replay,

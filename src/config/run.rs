@@ -123,13 +123,8 @@ fn replay(args: &RunArgs, scenario: &mut Scenario) -> Result<Option<Arc<Replay>>
         .map(Window::parse)
         .transpose()
         .map_err(|m| UserError::flag("--replay-window", m))?;
-    let r = Replay::open(
-        path,
-        scenario,
-        args.speed,
-        window,
-        args.replay_step.as_deref(),
-    )?;
+    let (speed, step) = replay_options(scenario, args.speed, args.replay_step.as_deref())?;
+    let r = Replay::open(path, scenario, speed, window, step)?;
     for &i in &r.sized_steps {
         let step = &scenario.steps[i];
         let uses = |name: &str| {
@@ -166,6 +161,35 @@ fn replay(args: &RunArgs, scenario: &mut Scenario) -> Result<Option<Arc<Replay>>
         }
     }
     Ok(Some(Arc::new(r)))
+}
+
+/// `--speed` and `--replay-step` checked: the speed, and the step's index.
+pub(super) fn replay_options(
+    scenario: &Scenario,
+    speed: f64,
+    step: Option<&str>,
+) -> Result<(f64, Option<usize>), UserError> {
+    if !(speed.is_finite() && (0.001..=1000.0).contains(&speed)) {
+        return Err(UserError::flag(
+            "--speed",
+            format!("{speed} is not a speed from 0.001 to 1000"),
+        ));
+    }
+    let step = step
+        .map(|n| {
+            scenario
+                .steps
+                .iter()
+                .position(|s| s.name == n)
+                .ok_or_else(|| {
+                    UserError::flag(
+                        "--replay-step",
+                        format!("`{n}` is not a step of the scenario"),
+                    )
+                })
+        })
+        .transpose()?;
+    Ok((speed, step))
 }
 
 /// The load of a replay: the trace's span at its speed (cut by

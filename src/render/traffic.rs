@@ -52,16 +52,20 @@ fn ttft(n: u64, p50: Option<f64>, p90: Option<f64>) -> String {
 
 /// The section, when the run has anything to say of its traffic.
 pub fn context(r: &RunResult) -> Option<TrafficCtx> {
+    // A replay sends the trace's lengths and prefixes, not the scenario's.
+    let replayed = r.traffic.as_ref().is_some_and(|t| t.replay.is_some());
     let lengths: Vec<LengthRow> = r
         .steps
         .iter()
         .filter_map(|s| {
             let l = s.lengths.as_ref()?;
             let mut asked = Vec::new();
-            if let Some(p) = &l.asked_prompt {
+            if replayed {
+                asked.push("the trace's lengths".to_string());
+            } else if let Some(p) = &l.asked_prompt {
                 asked.push(format!("prompt {}", super::md_cell(p)));
             }
-            if let Some(o) = &l.asked_output {
+            if let Some(o) = l.asked_output.as_ref().filter(|_| !replayed) {
                 asked.push(format!("output {}", super::md_cell(o)));
             }
             if let Some(c) = &l.calibration {
@@ -95,7 +99,11 @@ pub fn context(r: &RunResult) -> Option<TrafficCtx> {
             let p = s.prefix.as_ref()?;
             Some(PrefixRow {
                 step: super::md_cell(&s.name),
-                asked: super::md_cell(&p.asked),
+                asked: if replayed {
+                    "the trace's prefix groups".into()
+                } else {
+                    super::md_cell(&p.asked)
+                },
                 first: ttft(p.first, p.ttft_first_p50_ms, p.ttft_first_p90_ms),
                 repeated: ttft(p.repeated, p.ttft_repeated_p50_ms, p.ttft_repeated_p90_ms),
                 saving: match (p.ttft_first_p50_ms, p.ttft_repeated_p50_ms) {

@@ -216,7 +216,7 @@ impl LengthAcc {
 }
 
 fn spread(h: &Histogram<u64>) -> Option<Spread> {
-    (h.len() > 0).then(|| Spread {
+    (!h.is_empty()).then(|| Spread {
         n: h.len(),
         min: h.min(),
         p10: h.value_at_quantile(0.1),

@@ -344,6 +344,35 @@ pub fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<boo
     Ok(true)
 }
 
+/// A trace's lines as text, read one at a time, hashed as they go.
+struct Lines<'a, R> {
+    reader: R,
+    buf: Vec<u8>,
+    hash: Sha256,
+    /// Lines read so far.
+    n: u64,
+    path: &'a Path,
+}
+
+impl<R: BufRead> Lines<'_, R> {
+    /// The next line, `None` at the end.
+    fn next(&mut self) -> Result<Option<String>, UserError> {
+        let more = read_line(&mut self.reader, &mut self.buf)
+            .map_err(|e| self.invalid(Some(self.n + 1), e.to_string()))?;
+        if !more {
+            return Ok(None);
+        }
+        self.n += 1;
+        self.hash.update(&self.buf);
+        self.hash.update(b"\n");
+        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+    }
+
+    fn invalid(&self, line: Option<u64>, m: String) -> UserError {
+        UserError::invalid("trace", self.path, line.map(|l| format!("line {l}")), m)
+    }
+}
+
 /// A slice of the trace's time: `[from, to)` ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {
@@ -476,63 +505,38 @@ pub struct ReplayStats {
 
 impl Replay {
     /// Check `path` line by line against `scenario`'s steps and plan its
-    /// replay at `speed` over `window`. `step` names the step of lines
-    /// that name none (default: the scenario's only step, or its first
-    /// streamed one for a Mooncake trace).
+    /// replay at `speed` (checked by the caller) over `window`. `step` is
+    /// the step of lines that name none (default: the scenario's only
+    /// step, or its first streamed one for a Mooncake trace).
     pub fn open(
         path: &Path,
         scenario: &Scenario,
         speed: f64,
         window: Option<Window>,
-        step: Option<&str>,
+        step: Option<usize>,
     ) -> Result<Replay, UserError> {
-        let invalid = |line: Option<u64>, m: String| {
-            UserError::invalid("trace", path, line.map(|l| format!("line {l}")), m)
-        };
-        if !(speed.is_finite() && (0.001..=1000.0).contains(&speed)) {
-            return Err(UserError::flag(
-                "--speed",
-                format!("{speed} is not a speed from 0.001 to 1000"),
-            ));
-        }
-        let steps: Vec<String> = scenario.steps.iter().map(|s| s.name.clone()).collect();
-        let named = match step {
-            Some(n) => Some(steps.iter().position(|s| s == n).ok_or_else(|| {
-                UserError::flag(
-                    "--replay-step",
-                    format!("`{n}` is not a step of the scenario"),
-                )
-            })?),
-            None => None,
-        };
         let file = std::fs::File::open(path).map_err(|e| UserError::Read {
             path: path.to_path_buf(),
             source: e,
         })?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
-        let mut buf = Vec::new();
-        let mut hash = Sha256::new();
-        let mut n = 0u64;
-        let mut first = None;
+        let mut lines = Lines {
+            reader: std::io::BufReader::with_capacity(1 << 16, file),
+            buf: Vec::new(),
+            hash: Sha256::new(),
+            n: 0,
+            path,
+        };
         // The first line that is not blank says the format.
-        while first.is_none() {
-            let more = read_line(&mut reader, &mut buf)
-                .map_err(|e| invalid(Some(n + 1), e.to_string()))?;
-            if !more {
-                return Err(invalid(None, "the trace holds no requests".into()));
+        let first = loop {
+            match lines.next()? {
+                None => return Err(lines.invalid(None, "the trace holds no requests".into())),
+                Some(t) if t.trim().is_empty() => {}
+                Some(t) => break t,
             }
-            n += 1;
-            hash.update(&buf);
-            hash.update(b"\n");
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            if !text.trim().is_empty() {
-                first = Some(text);
-            }
-        }
-        let first = first.unwrap_or_default();
-        let format = detect(&first).map_err(|m| invalid(Some(n), m))?;
-        let default_step = named.or_else(|| {
-            if steps.len() == 1 {
+        };
+        let format = detect(&first).map_err(|m| lines.invalid(Some(lines.n), m))?;
+        let default_step = step.or_else(|| {
+            if scenario.steps.len() == 1 {
                 return Some(0);
             }
             (format == Format::Mooncake)
@@ -546,13 +550,13 @@ impl Replay {
         });
         let grammar = Grammar {
             format,
-            steps,
+            steps: scenario.steps.iter().map(|s| s.name.clone()).collect(),
             default_step,
         };
         let mut plan = Replay {
             path: path.to_path_buf(),
             format,
-            grammar: grammar.clone(),
+            grammar,
             speed,
             window,
             lines: 0,
@@ -566,46 +570,9 @@ impl Replay {
             token_steps: Vec::new(),
             sized_steps: Vec::new(),
         };
-        let mut sessions: HashSet<String> = HashSet::new();
-        let mut prev = f64::NEG_INFINITY;
-        let mut text = first;
-        loop {
-            let r = grammar.parse(n, &text).map_err(|m| invalid(Some(n), m))?;
-            if let Some(r) = r {
-                if r.t_ms < prev {
-                    return Err(invalid(Some(n), format!(
-                        "its time {} ms is before the line above's {prev} ms: a trace is in time order (sort it by time)",
-                        r.t_ms
-                    )));
-                }
-                prev = r.t_ms;
-                if window.is_some_and(|w| r.t_ms >= w.to_ms) {
-                    break;
-                }
-                if window.is_none_or(|w| r.t_ms >= w.from_ms) {
-                    plan.count(&r);
-                    if !sessions.contains(&r.session) {
-                        if sessions.len() >= MAX_SESSIONS {
-                            return Err(invalid(Some(n), format!(
-                                "more than {MAX_SESSIONS} sessions: replay a slice with `--replay-window`"
-                            )));
-                        }
-                        sessions.insert(r.session.clone());
-                    }
-                }
-            }
-            let more = read_line(&mut reader, &mut buf)
-                .map_err(|e| invalid(Some(n + 1), e.to_string()))?;
-            if !more {
-                break;
-            }
-            n += 1;
-            hash.update(&buf);
-            hash.update(b"\n");
-            text = String::from_utf8_lossy(&buf).into_owned();
-        }
+        plan.scan(&mut lines, first)?;
         if plan.requests == 0 {
-            return Err(invalid(
+            return Err(lines.invalid(
                 None,
                 match window {
                     Some(w) => format!("no request in the window {}", w.label()),
@@ -613,10 +580,54 @@ impl Replay {
                 },
             ));
         }
-        plan.lines = n;
-        plan.sessions = sessions.len() as u64;
-        plan.sha256 = format!("{:x}", hash.finalize());
+        plan.lines = lines.n;
+        plan.sha256 = format!("{:x}", lines.hash.finalize());
         Ok(plan)
+    }
+
+    /// Read every line from `first` on (to the window's end), checking
+    /// each and counting the window's requests and sessions.
+    fn scan<R: BufRead>(
+        &mut self,
+        lines: &mut Lines<'_, R>,
+        first: String,
+    ) -> Result<(), UserError> {
+        let mut sessions: HashSet<String> = HashSet::new();
+        let mut prev = f64::NEG_INFINITY;
+        let mut text = Some(first);
+        while let Some(t) = text {
+            let n = lines.n;
+            if let Some(r) = self
+                .grammar
+                .parse(n, &t)
+                .map_err(|m| lines.invalid(Some(n), m))?
+            {
+                if r.t_ms < prev {
+                    return Err(lines.invalid(Some(n), format!(
+                        "its time {} ms is before the line above's {prev} ms: a trace is in time order (sort it by time)",
+                        r.t_ms
+                    )));
+                }
+                prev = r.t_ms;
+                if self.window.is_some_and(|w| r.t_ms >= w.to_ms) {
+                    break;
+                }
+                if self.window.is_none_or(|w| r.t_ms >= w.from_ms) {
+                    self.count(&r);
+                    if !sessions.contains(&r.session) {
+                        if sessions.len() >= MAX_SESSIONS {
+                            return Err(lines.invalid(Some(n), format!(
+                                "more than {MAX_SESSIONS} sessions: replay a slice with `--replay-window`"
+                            )));
+                        }
+                        sessions.insert(r.session.clone());
+                    }
+                }
+            }
+            text = lines.next()?;
+        }
+        self.sessions = sessions.len() as u64;
+        Ok(())
     }
 
     /// Count request `r` (in the window) into the plan.

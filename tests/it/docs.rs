@@ -289,6 +289,11 @@ fn runnable(args: &[String], url: &str) -> Vec<String> {
                 let _ = it.next();
                 out.extend([a, "2s:4".to_string()]);
             }
+            // A replay in seconds: the bundled trace's ten minutes at 120×.
+            "--speed" => {
+                let _ = it.next();
+                out.extend([a, "120".to_string()]);
+            }
             "--max-users" => {
                 let _ = it.next();
                 out.extend([a, "2".to_string()]);

@@ -480,6 +480,26 @@ fn bad_traces_are_refused_with_their_line_before_any_request() {
         t.to_str().expect("utf-8"),
     ]);
     assert!(text(&o).contains("would be ignored"), "{}", text(&o));
+    // A speed or a step that cannot be.
+    for (flag, v) in [
+        ("--speed", "0"),
+        ("--replay-step", "poem"),
+        ("--replay-window", "5s..1s"),
+    ] {
+        let o = flora(&[
+            "run",
+            "-s",
+            "replay-example",
+            "-t",
+            "http://127.0.0.1:9",
+            "--replay",
+            t.to_str().expect("utf-8"),
+            flag,
+            v,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(flag), "{}", text(&o));
+    }
     // Flags a replay does not take.
     let o = flora(&[
         "run",

@@ -84,10 +84,8 @@ fn a_mooncake_trace_maps_to_the_first_streamed_step() {
     assert_eq!(all[0].step, 0);
     assert_eq!(all[0].prefix, Some(TracePrefix::Blocks(vec![46, 47, 48])));
     assert_eq!(all[1].output, Some(10));
-    let named = Replay::open(f.path(), &scenario(), 1.0, None, Some("summarize")).expect("reads");
+    let named = Replay::open(f.path(), &scenario(), 1.0, None, Some(4)).expect("reads");
     assert_eq!(named.per_step[4], 2);
-    let e = Replay::open(f.path(), &scenario(), 1.0, None, Some("nope")).expect_err("no step");
-    assert!(e.to_string().contains("--replay-step"), "{e}");
 }
 
 #[test]
@@ -180,8 +178,6 @@ fn a_window_takes_a_slice_and_its_start_is_the_run_start() {
     for bad in ["5s..2s", "2s", "x..3s"] {
         assert!(Window::parse(bad).is_err(), "{bad}");
     }
-    let e = Replay::open(f.path(), &scenario(), 0.0, None, None).expect_err("speed");
-    assert!(e.to_string().contains("--speed"), "{e}");
 }
 
 #[test]
@@ -192,7 +188,7 @@ fn too_many_sessions_ask_for_a_window() {
     }
     let f = trace(&text);
     let sc = scenario();
-    let e = Replay::open(f.path(), &sc, 1.0, None, Some("outline")).expect_err("too many");
+    let e = Replay::open(f.path(), &sc, 1.0, None, Some(0)).expect_err("too many");
     assert!(e.to_string().contains("--replay-window"), "{e}");
     assert!(
         e.to_string()
