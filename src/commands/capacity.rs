@@ -74,17 +74,31 @@ pub(super) trait Prober {
 pub(super) struct Live<'a> {
     signals: &'a CancellationToken,
     kill: &'a CancellationToken,
+    /// The scenario with its prompt lengths in tokens calibrated, once.
+    calibrated: Option<std::sync::Arc<crate::scenario::Scenario>>,
 }
 
 impl<'a> Live<'a> {
     pub(super) fn new(signals: &'a CancellationToken, kill: &'a CancellationToken) -> Self {
-        Live { signals, kill }
+        Live {
+            signals,
+            kill,
+            calibrated: None,
+        }
     }
 }
 
 impl Prober for Live<'_> {
     async fn probe(&mut self, plan: &crate::engine::Plan) -> Result<RunResult, UserError> {
-        let m = result::measure(plan, self.signals.clone(), self.kill.clone()).await?;
+        let mut plan = plan.clone();
+        match &self.calibrated {
+            Some(sc) => plan.scenario = sc.clone(),
+            None => {
+                plan = result::calibrate::calibrate(&plan, self.signals, self.kill).await?;
+                self.calibrated = Some(plan.scenario.clone());
+            }
+        }
+        let m = result::measure(&plan, self.signals.clone(), self.kill.clone()).await?;
         Ok(match m.current {
             result::Current::Single(r) => *r,
             result::Current::Duet(d) => d.candidate,

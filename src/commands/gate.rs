@@ -81,7 +81,8 @@ async fn measure_and_judge(
     env: &ActionsEnv,
     out: &mut impl Write,
 ) -> Result<(Current, Verdict), UserError> {
-    let plan = &run.plan;
+    // Prompt lengths in tokens: one calibration for the run and its confirmation.
+    let plan = &result::calibrate::calibrate(&run.plan, signals, kill).await?;
     let measured = result::measure(plan, signals.clone(), kill.clone()).await?;
     measured.write(&run.out, run.requests_out.as_deref(), plan)?;
     eprintln!("result written to {}", run.out.display());

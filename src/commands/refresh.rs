@@ -108,6 +108,9 @@ async fn gather(args: &RefreshSettings) -> anyhow::Result<Vec<(String, RunResult
             unreachable!("a capacity or history refresh does not gather runs")
         }
         RefreshSource::Plan(plan) => {
+            // Prompt lengths in tokens: one calibration for every run.
+            let (signals, kill) = signal_tokens();
+            let plan = &result::calibrate::calibrate(plan, &signals, &kill).await?;
             for i in 0..args.runs {
                 eprintln!(
                     "baseline run {}/{} against {}",

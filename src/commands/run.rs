@@ -9,13 +9,25 @@ use crate::{gate, output, render};
 pub(super) async fn run(args: &RunSettings) -> anyhow::Result<Outcome> {
     let plan = &args.plan;
     let (signals, kill) = signal_tokens();
-    eprintln!(
-        "running {} against {} with {} users for {}",
-        plan.scenario.label(),
-        plan.target,
-        plan.load.concurrency,
-        describe_stop(&plan.load)
-    );
+    match &plan.load.replay {
+        Some(r) => eprintln!(
+            "replaying {} ({} requests of {} sessions) with {} against {} at speed {}: {}",
+            r.path.display(),
+            r.requests,
+            r.sessions,
+            plan.scenario.label(),
+            plan.target,
+            r.speed,
+            describe_stop(&plan.load)
+        ),
+        None => eprintln!(
+            "running {} against {} with {} users for {}",
+            plan.scenario.label(),
+            plan.target,
+            plan.load.concurrency,
+            describe_stop(&plan.load)
+        ),
+    }
     let mut measured = result::measure(plan, signals.clone(), kill).await?;
     if let (Some((sp, index)), Current::Single(r)) = (&args.shard, &mut measured.current) {
         r.shard = Some(ShardInfo {

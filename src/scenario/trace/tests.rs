@@ -1,6 +1,9 @@
 use std::io::Write;
 
 use super::*;
+use crate::error::UserError;
+use crate::scenario::Scenario;
+use std::time::Duration;
 
 fn scenario() -> Scenario {
     Scenario::load("replay-example", &[]).expect("bundled")
