@@ -268,17 +268,6 @@ pub(super) async fn dispatch(
     let mut st = ArrivalStats::default();
     let mut rec = Recorder::new(shared.scenario.steps.len());
     let mut set: JoinSet<Recorder> = JoinSet::new();
-    let reap = |set: &mut JoinSet<Recorder>, rec: &mut Recorder, st: &mut ArrivalStats| {
-        while let Some(r) = set.try_join_next() {
-            match r {
-                Ok(r) => rec.absorb(r),
-                Err(e) => {
-                    st.crashed
-                        .get_or_insert_with(|| format!("a workflow task crashed ({e})"));
-                }
-            }
-        }
-    };
     let mine = Arrivals::new(&shape, shared.seed)
         .filter(|a| shard.is_none_or(|s| s.takes(a.n)))
         // A shard that started late joins at its place: what was due
@@ -286,25 +275,17 @@ pub(super) async fn dispatch(
         .filter(|a| a.at >= shared.late);
     for a in mine {
         let due = shared.t0 + a.at;
-        tokio::select! {
-            () = tokio::time::sleep_until(due) => {}
-            () = shared.stop.cancelled() => break,
+        if !arrive(&shared, due, &mut st).await {
+            break;
         }
         reap(&mut set, &mut rec, &mut st);
-        st.due += 1;
-        live.arrivals_due.fetch_add(1, Ordering::Relaxed);
         let late = Instant::now().saturating_duration_since(due);
         if late > LATE_LIMIT {
             st.missed_late += 1;
             live.arrivals_missed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if shared
-            .open_hold
-            .holding(a.at.max(Instant::now().saturating_duration_since(shared.t0)))
-        {
-            st.missed_held += 1;
-            live.arrivals_missed.fetch_add(1, Ordering::Relaxed);
+        if held(&shared, a.at, &mut st) {
             continue;
         }
         if set.len() as u64 >= cap {
@@ -323,16 +304,56 @@ pub(super) async fn dispatch(
     }
     // In-flight workflows finish (or are cut by the hard stop) on their own.
     while let Some(r) = set.join_next().await {
-        match r {
-            Ok(r) => rec.absorb(r),
-            Err(e) => {
-                st.crashed
-                    .get_or_insert_with(|| format!("a workflow task crashed ({e})"));
-            }
-        }
+        absorb(r, &mut rec, &mut st);
     }
     if let Ok(mut s) = stats.lock() {
         *s = st;
     }
     rec
+}
+
+/// Wait until an arrival is `due` and count it; false when the run
+/// stopped first.
+pub(super) async fn arrive(shared: &Shared, due: Instant, st: &mut ArrivalStats) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep_until(due) => {}
+        () = shared.stop.cancelled() => return false,
+    }
+    st.due += 1;
+    shared.live.arrivals_due.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Whether the open loop's hold (the target asked to wait, or kept
+/// failing) keeps back an arrival due at `at`: then it is counted missed.
+pub(super) fn held(shared: &Shared, at: Duration, st: &mut ArrivalStats) -> bool {
+    let now = Instant::now().saturating_duration_since(shared.t0);
+    if !shared.open_hold.holding(at.max(now)) {
+        return false;
+    }
+    st.missed_held += 1;
+    shared.live.arrivals_missed.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Gather the workflows (or sessions) that ended.
+pub(super) fn reap(set: &mut JoinSet<Recorder>, rec: &mut Recorder, st: &mut ArrivalStats) {
+    while let Some(r) = set.try_join_next() {
+        absorb(r, rec, st);
+    }
+}
+
+/// One ended task's records; a task that crashed is named.
+pub(super) fn absorb(
+    r: Result<Recorder, tokio::task::JoinError>,
+    rec: &mut Recorder,
+    st: &mut ArrivalStats,
+) {
+    match r {
+        Ok(r) => rec.absorb(r),
+        Err(e) => {
+            st.crashed
+                .get_or_insert_with(|| format!("a task of the run crashed ({e})"));
+        }
+    }
 }

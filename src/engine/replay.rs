@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::monitor::{ArrivalStats, LATE_LIMIT};
+use super::monitor::{absorb, arrive, held, reap, ArrivalStats, LATE_LIMIT};
 use super::schedule::token;
 use super::vu::{OneRequest, User};
 use super::{Recorder, Shared};
@@ -74,18 +74,13 @@ pub(super) async fn dispatch(
                 break;
             }
         };
-        let due = shared.t0 + replay.due(req.t_ms);
-        tokio::select! {
-            () = tokio::time::sleep_until(due) => {}
-            () = shared.stop.cancelled() => break,
+        let at = replay.due(req.t_ms);
+        let due = shared.t0 + at;
+        if !arrive(&shared, due, &mut st).await {
+            break;
         }
         reap(&mut set, &mut rec, &mut st);
-        st.due += 1;
-        live.arrivals_due.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now().saturating_duration_since(shared.t0);
-        if shared.open_hold.holding(now) {
-            st.missed_held += 1;
-            live.arrivals_missed.fetch_add(1, Ordering::Relaxed);
+        if held(&shared, at, &mut st) {
             continue;
         }
         if live.in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
@@ -110,22 +105,6 @@ pub(super) async fn dispatch(
     }
     drop(sessions);
     finish(set, rec, st, &timing, &stats).await
-}
-
-fn reap(set: &mut JoinSet<Recorder>, rec: &mut Recorder, st: &mut ArrivalStats) {
-    while let Some(r) = set.try_join_next() {
-        absorb(r, rec, st);
-    }
-}
-
-fn absorb(r: Result<Recorder, tokio::task::JoinError>, rec: &mut Recorder, st: &mut ArrivalStats) {
-    match r {
-        Ok(r) => rec.absorb(r),
-        Err(e) => {
-            st.crashed
-                .get_or_insert_with(|| format!("a session task crashed ({e})"));
-        }
-    }
 }
 
 /// Wait for the sessions, then put the figures together.
