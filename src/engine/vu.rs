@@ -23,10 +23,11 @@ use crate::tokens::UserToken;
 /// whose books are written at once runs one lane per stream.
 pub(super) async fn run_user(shared: Arc<Shared>, start: UserStart) -> Recorder {
     let users = lanes(&shared, start.vu, start.token.as_ref());
-    let _active = Active::new(&shared.live.users);
+    // A writer counts as one user while its spans last: its first lane counts it.
     let runs = users
         .into_iter()
-        .map(|u| run_lane(shared.clone(), &start, u));
+        .enumerate()
+        .map(|(l, u)| run_lane(shared.clone(), &start, u, l == 0));
     let mut rec = Recorder::new(shared.scenario.steps.len());
     for r in futures_util::future::join_all(runs).await {
         rec.absorb(r);
@@ -56,12 +57,18 @@ fn lanes(shared: &Arc<Shared>, vu: u32, token: Option<&UserToken>) -> Vec<User> 
         .collect()
 }
 
-async fn run_lane(shared: Arc<Shared>, start: &UserStart, mut user: User) -> Recorder {
+async fn run_lane(
+    shared: Arc<Shared>,
+    start: &UserStart,
+    mut user: User,
+    counts: bool,
+) -> Recorder {
     'spans: for span in &start.spans {
         if !span.start.is_zero() && !user.pause_until(shared.t0 + span.start, None).await {
             break;
         }
         let end = span.end.map(|e| shared.t0 + e);
+        let _active = counts.then(|| Active::new(&shared.live.users));
         while !shared.stop.is_cancelled() && end.is_none_or(|e| Instant::now() < e) {
             if user.iterate(end).await == Flow::Abandoned {
                 break 'spans;

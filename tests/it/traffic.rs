@@ -446,6 +446,36 @@ fn a_runs_request_log_converted_and_replayed_gives_the_same_arrivals() {
     valid(&r);
     assert_eq!(r["traffic"]["replay"]["requests"], a.len());
     assert!(report_md(&out2).contains("--replay t.jsonl"));
+    // The HTML report's traffic section, as a reader's browser shows it.
+    let Some(chromium) = crate::html::browser() else {
+        assert!(
+            std::env::var_os("FLORA_GATE_BROWSER_REQUIRED").is_none(),
+            "no chromium on PATH"
+        );
+        return;
+    };
+    let page = dir.path().join("replay.html");
+    let o = flora(&[
+        "report",
+        "-r",
+        out2.to_str().expect("utf-8"),
+        "--format",
+        "html",
+        "-o",
+        page.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (dom, log) = crate::html::open_in_browser(&chromium, &page, None);
+    crate::html::a_clean_page(&dom, &log);
+    let traffic = &dom[dom.find("id=\"traffic\"").expect("the traffic section")..];
+    for shown in [
+        "the trace's lengths",
+        "first use: TTFT",
+        "replayed",
+        "trace mix: chat",
+    ] {
+        assert!(traffic.contains(shown), "{shown}: {traffic}");
+    }
 }
 
 #[test]
