@@ -34,6 +34,8 @@ pub struct PrefixRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrafficCtx {
     lengths: Vec<LengthRow>,
+    /// The prompt tokens of the steps that draw no lengths, on one line.
+    prompt_tokens: Option<String>,
     prefixes: Vec<PrefixRow>,
     hit_rate: Option<String>,
     lines: Vec<String>,
@@ -54,11 +56,27 @@ fn ttft(n: u64, p50: Option<f64>, p90: Option<f64>) -> String {
 pub fn context(r: &RunResult) -> Option<TrafficCtx> {
     // A replay sends the trace's lengths and prefixes, not the scenario's.
     let replayed = r.traffic.as_ref().is_some_and(|t| t.replay.is_some());
+    let drew = |l: &crate::result::lengths::LengthsResult| {
+        l.asked_prompt.is_some() || l.asked_output.is_some() || l.prompt_chars.is_some()
+    };
+    let counted: Vec<String> = r
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let l = s.lengths.as_ref().filter(|l| !drew(l))?;
+            Some(format!(
+                "{} {}",
+                super::md_cell(&s.name),
+                l.prompt_tokens.as_ref()?.p50
+            ))
+        })
+        .collect();
+    let prompt_tokens = (!counted.is_empty()).then(|| counted.join(" · "));
     let lengths: Vec<LengthRow> = r
         .steps
         .iter()
         .filter_map(|s| {
-            let l = s.lengths.as_ref()?;
+            let l = s.lengths.as_ref().filter(|l| drew(l))?;
             let mut asked = Vec::new();
             if replayed {
                 asked.push("the trace's lengths".to_string());
@@ -130,8 +148,10 @@ pub fn context(r: &RunResult) -> Option<TrafficCtx> {
             lines.extend(replay_lines(r, rp));
         }
     }
-    (!lengths.is_empty() || !prefixes.is_empty() || !lines.is_empty()).then_some(TrafficCtx {
+    let any = !lengths.is_empty() || !prefixes.is_empty() || !lines.is_empty();
+    (any || prompt_tokens.is_some()).then_some(TrafficCtx {
         lengths,
+        prompt_tokens,
         prefixes,
         hit_rate,
         lines,
