@@ -52,13 +52,15 @@ fn ttft(n: u64, p50: Option<f64>, p90: Option<f64>) -> String {
     format!("{n} requests, p50 {}, p90 {}", ms(p50), ms(p90))
 }
 
+/// Whether a step drew its lengths (or was sent a trace's).
+fn drew(l: &crate::result::lengths::LengthsResult) -> bool {
+    l.asked_prompt.is_some() || l.asked_output.is_some() || l.prompt_chars.is_some()
+}
+
 /// The section, when the run has anything to say of its traffic.
 pub fn context(r: &RunResult) -> Option<TrafficCtx> {
     // A replay sends the trace's lengths and prefixes, not the scenario's.
     let replayed = r.traffic.as_ref().is_some_and(|t| t.replay.is_some());
-    let drew = |l: &crate::result::lengths::LengthsResult| {
-        l.asked_prompt.is_some() || l.asked_output.is_some() || l.prompt_chars.is_some()
-    };
     let counted: Vec<String> = r
         .steps
         .iter()
@@ -72,65 +74,8 @@ pub fn context(r: &RunResult) -> Option<TrafficCtx> {
         })
         .collect();
     let prompt_tokens = (!counted.is_empty()).then(|| counted.join(" · "));
-    let lengths: Vec<LengthRow> = r
-        .steps
-        .iter()
-        .filter_map(|s| {
-            let l = s.lengths.as_ref().filter(|l| drew(l))?;
-            let mut asked = Vec::new();
-            if replayed {
-                asked.push("the trace's lengths".to_string());
-            } else if let Some(p) = &l.asked_prompt {
-                asked.push(format!("prompt {}", super::md_cell(p)));
-            }
-            if let Some(o) = l.asked_output.as_ref().filter(|_| !replayed) {
-                asked.push(format!("output {}", super::md_cell(o)));
-            }
-            if let Some(c) = &l.calibration {
-                asked.push(if c.requests > 0 {
-                    format!(
-                        "{:.2} chars a token, calibrated over {} requests",
-                        c.chars_per_token, c.requests
-                    )
-                } else {
-                    format!("{:.2} chars a token, given", c.chars_per_token)
-                });
-            }
-            Some(LengthRow {
-                step: super::md_cell(&s.name),
-                asked: if asked.is_empty() {
-                    "–".into()
-                } else {
-                    asked.join("; ")
-                },
-                prompt_chars: spread(l.prompt_chars.as_ref()),
-                prompt_tokens: spread(l.prompt_tokens.as_ref()),
-                max_tokens: spread(l.max_tokens.as_ref()),
-                output_tokens: spread(l.output_tokens.as_ref()),
-            })
-        })
-        .collect();
-    let prefixes: Vec<PrefixRow> = r
-        .steps
-        .iter()
-        .filter_map(|s| {
-            let p = s.prefix.as_ref()?;
-            Some(PrefixRow {
-                step: super::md_cell(&s.name),
-                asked: if replayed {
-                    "the trace's prefix groups".into()
-                } else {
-                    super::md_cell(&p.asked)
-                },
-                first: ttft(p.first, p.ttft_first_p50_ms, p.ttft_first_p90_ms),
-                repeated: ttft(p.repeated, p.ttft_repeated_p50_ms, p.ttft_repeated_p90_ms),
-                saving: match (p.ttft_first_p50_ms, p.ttft_repeated_p50_ms) {
-                    (Some(a), Some(b)) if a > 0.0 => format!("{:+.0}%", (b / a - 1.0) * 100.0),
-                    _ => "–".into(),
-                },
-            })
-        })
-        .collect();
+    let lengths = length_rows(r, replayed);
+    let prefixes = prefix_rows(r, replayed);
     let hit_rate = r
         .server_metrics
         .as_ref()
@@ -193,4 +138,69 @@ fn replay_lines(r: &RunResult, rp: &crate::scenario::trace::ReplayInfo) -> Vec<S
         ));
     }
     out
+}
+
+/// The steps that draw lengths: asked and realised.
+fn length_rows(r: &RunResult, replayed: bool) -> Vec<LengthRow> {
+    r.steps
+        .iter()
+        .filter_map(|s| {
+            let l = s.lengths.as_ref().filter(|l| drew(l))?;
+            let mut asked = Vec::new();
+            if replayed {
+                asked.push("the trace's lengths".to_string());
+            } else if let Some(p) = &l.asked_prompt {
+                asked.push(format!("prompt {}", super::md_cell(p)));
+            }
+            if let Some(o) = l.asked_output.as_ref().filter(|_| !replayed) {
+                asked.push(format!("output {}", super::md_cell(o)));
+            }
+            if let Some(c) = &l.calibration {
+                asked.push(if c.requests > 0 {
+                    format!(
+                        "{:.2} chars a token, calibrated over {} requests",
+                        c.chars_per_token, c.requests
+                    )
+                } else {
+                    format!("{:.2} chars a token, given", c.chars_per_token)
+                });
+            }
+            Some(LengthRow {
+                step: super::md_cell(&s.name),
+                asked: if asked.is_empty() {
+                    "–".into()
+                } else {
+                    asked.join("; ")
+                },
+                prompt_chars: spread(l.prompt_chars.as_ref()),
+                prompt_tokens: spread(l.prompt_tokens.as_ref()),
+                max_tokens: spread(l.max_tokens.as_ref()),
+                output_tokens: spread(l.output_tokens.as_ref()),
+            })
+        })
+        .collect()
+}
+
+/// The steps with shared prefixes: first against repeated.
+fn prefix_rows(r: &RunResult, replayed: bool) -> Vec<PrefixRow> {
+    r.steps
+        .iter()
+        .filter_map(|s| {
+            let p = s.prefix.as_ref()?;
+            Some(PrefixRow {
+                step: super::md_cell(&s.name),
+                asked: if replayed {
+                    "the trace's prefix groups".into()
+                } else {
+                    super::md_cell(&p.asked)
+                },
+                first: ttft(p.first, p.ttft_first_p50_ms, p.ttft_first_p90_ms),
+                repeated: ttft(p.repeated, p.ttft_repeated_p50_ms, p.ttft_repeated_p90_ms),
+                saving: match (p.ttft_first_p50_ms, p.ttft_repeated_p50_ms) {
+                    (Some(a), Some(b)) if a > 0.0 => format!("{:+.0}%", (b / a - 1.0) * 100.0),
+                    _ => "–".into(),
+                },
+            })
+        })
+        .collect()
 }
