@@ -334,7 +334,8 @@ impl Replay {
 
     /// How long the replay sends: up to its last request.
     pub fn duration(&self) -> Duration {
-        self.due(self.last_ms) + Duration::from_millis(1)
+        // Whole milliseconds, past the last request's time.
+        Duration::from_millis(self.due(self.last_ms).as_millis() as u64 + 1)
     }
 
     /// Requests due per second at `t` from the run's start.
