@@ -17,6 +17,12 @@ pub(super) fn check(s: &TraceCheckSettings) -> anyhow::Result<Outcome> {
         i.sessions,
         humantime::format_duration(std::time::Duration::from_millis((i.span_s * 1000.0) as u64)),
     );
+    if s.replay.begun_before > 0 {
+        out.push_str(&format!(
+            "{} of those sessions began before the window: their steps that need ids made earlier will fail\n",
+            s.replay.begun_before
+        ));
+    }
     for (step, n) in &i.per_step {
         out.push_str(&format!("  {step}: {n}\n"));
     }

@@ -125,6 +125,12 @@ fn replay(args: &RunArgs, scenario: &mut Scenario) -> Result<Option<Arc<Replay>>
         .map_err(|m| UserError::flag("--replay-window", m))?;
     let (speed, step) = replay_options(scenario, args.speed, args.replay_step.as_deref())?;
     let r = Replay::open(path, scenario, speed, window, step)?;
+    if r.begun_before > 0 {
+        crate::output::err_line(&format!(
+            "warning: {} of the window's {} sessions began before it: their steps that need ids made earlier (a book's id) will fail as `template` errors",
+            r.begun_before, r.sessions
+        ));
+    }
     for &i in &r.sized_steps {
         let step = &scenario.steps[i];
         let uses = |name: &str| {

@@ -118,6 +118,9 @@ pub struct Replay {
     pub token_steps: Vec<usize>,
     /// Steps whose prompt (or output) lengths the trace gives.
     pub sized_steps: Vec<usize>,
+    /// Sessions of the window that began before it (their steps that need
+    /// ids made earlier fail as `template` errors).
+    pub begun_before: u64,
 }
 
 impl PartialEq for Replay {
@@ -240,6 +243,7 @@ impl Replay {
             per_second: Vec::new(),
             token_steps: Vec::new(),
             sized_steps: Vec::new(),
+            begun_before: 0,
         };
         plan.scan(&mut lines, first)?;
         if plan.requests == 0 {
@@ -264,6 +268,8 @@ impl Replay {
         first: String,
     ) -> Result<(), UserError> {
         let mut sessions: HashSet<String> = HashSet::new();
+        // Sessions seen before the window (as many as the window may hold).
+        let mut before: HashSet<String> = HashSet::new();
         let mut prev = f64::NEG_INFINITY;
         let mut text = Some(first);
         while let Some(t) = text {
@@ -283,9 +289,14 @@ impl Replay {
                 if self.window.is_some_and(|w| r.t_ms >= w.to_ms) {
                     break;
                 }
-                if self.window.is_none_or(|w| r.t_ms >= w.from_ms) {
+                if self.window.is_some_and(|w| r.t_ms < w.from_ms) {
+                    if before.len() < MAX_SESSIONS {
+                        before.insert(r.session.clone());
+                    }
+                } else {
                     self.count(&r);
                     if !sessions.contains(&r.session) {
+                        self.begun_before += u64::from(before.contains(&r.session));
                         if sessions.len() >= MAX_SESSIONS {
                             return Err(lines.invalid(Some(n), format!(
                                 "more than {MAX_SESSIONS} sessions: replay a slice with `--replay-window`"

@@ -169,6 +169,10 @@ fn a_window_takes_a_slice_and_its_start_is_the_run_start() {
         .collect();
     assert_eq!(times, vec![2000.0, 3000.0, 4000.0]);
     assert_eq!(r.lines, 6, "reading stops at the window's end");
+    // w0 and w1 sent a request before 2 s; w2 began inside the window.
+    assert_eq!(r.begun_before, 2);
+    let whole = Replay::open(f.path(), &scenario(), 1.0, None, None).expect("reads");
+    assert_eq!(whole.begun_before, 0);
     let e = Replay::open(
         f.path(),
         &scenario(),
