@@ -133,18 +133,7 @@ fn replay(args: &RunArgs, scenario: &mut Scenario) -> Result<Option<Arc<Replay>>
     }
     for &i in &r.sized_steps {
         let step = &scenario.steps[i];
-        let uses = |name: &str| {
-            [Some(&step.path_template), step.body_template.as_ref()]
-                .into_iter()
-                .flatten()
-                .any(|t| {
-                    scenario
-                        .templates
-                        .get_template(t)
-                        .is_ok_and(|t| t.undeclared_variables(false).contains(name))
-                })
-        };
-        if !uses("prompt") && !uses("max_tokens") {
+        if !scenario.step_names(step, "prompt") && !scenario.step_names(step, "max_tokens") {
             return Err(UserError::flag(
                 "--replay",
                 format!(

@@ -18,7 +18,7 @@ use super::monitor::{absorb, arrive, held, reap, ArrivalStats, LATE_LIMIT};
 use super::schedule::token;
 use super::vu::{OneRequest, User};
 use super::{Recorder, Shared};
-use crate::scenario::lengths::{mix, prefix_text, Drawn, Unit};
+use crate::scenario::lengths::{mix, prefix_text, to_chars, Drawn, Unit};
 use crate::scenario::trace::{Replay, ReplayStats, TracePrefix, TraceRequest, MOONCAKE_BLOCK};
 use crate::scenario::{Scenario, TemplateContext};
 use crate::stats::LatencyHist;
@@ -200,47 +200,39 @@ async fn session(
 /// A traced request's prompt and `max_tokens`: its prefix (a named group,
 /// or Mooncake's blocks) then fresh prose, as long as the trace says.
 fn drawn(sc: &Scenario, r: &TraceRequest, rng: &mut impl rand::Rng) -> Option<Drawn> {
-    let step = &sc.steps[r.step];
     if r.prompt.is_none() && r.output.is_none() {
         return None;
     }
-    let chars = |n: u32, unit: Unit| match (unit, step.calibration) {
-        (Unit::Tokens, Some(c)) => c.chars(n),
-        _ => n,
-    };
-    let mut out = Drawn {
-        max_tokens: r.output,
-        ..Drawn::default()
-    };
     let Some(p) = r.prompt else {
-        return Some(out);
+        return Some(Drawn {
+            max_tokens: r.output,
+            ..Drawn::default()
+        });
     };
-    let total = chars(p.n, p.unit) as usize;
-    let mut text = String::new();
-    match &r.prefix {
+    let chars = |n: u32, unit: Unit| to_chars(n, unit, sc.steps[r.step].calibration) as usize;
+    let total = chars(p.n, p.unit);
+    let prefix = match &r.prefix {
         Some(TracePrefix::Group { key, len }) => {
-            text = prefix_text(*key, chars(len.n, len.unit) as usize, &sc.data);
-            out.prefix = Some(*key);
+            Some((*key, prefix_text(*key, chars(len.n, len.unit), &sc.data)))
         }
+        // As many whole blocks as the prompt holds, one text per hash id.
         Some(TracePrefix::Blocks(ids)) => {
-            let block = chars(MOONCAKE_BLOCK, Unit::Tokens) as usize;
-            for id in ids {
-                if text.chars().count() + block > total {
-                    break;
-                }
-                text.push_str(&prefix_text(mix(*id ^ 0x3007), block, &sc.data));
-            }
-            out.prefix = ids.first().map(|id| mix(*id ^ 0x3007));
+            let block = chars(MOONCAKE_BLOCK, Unit::Tokens);
+            let n = (total / block.max(1)).min(ids.len());
+            let text: String = ids[..n]
+                .iter()
+                .map(|id| prefix_text(mix(*id ^ 0x3007), block, &sc.data))
+                .collect();
+            ids.first().map(|id| (mix(*id ^ 0x3007), text))
         }
-        None => {}
-    }
-    let have = text.chars().count();
-    if out.prefix.is_some() {
-        out.prefix_chars = have as u32;
-    }
-    let offset = rng.random_range(0..1usize << 30);
-    text.push_str(&sc.data.filler(total.saturating_sub(have), offset));
-    out.prompt_chars = text.chars().count() as u32;
-    out.prompt = Some(text);
-    Some(out)
+        None => None,
+    };
+    let have = prefix.as_ref().map_or(0, |(_, t)| t.chars().count());
+    Some(Drawn::prompt(
+        prefix,
+        total.saturating_sub(have),
+        r.output,
+        &sc.data,
+        rng,
+    ))
 }

@@ -233,6 +233,15 @@ impl PrefixUse {
         }
     }
 
+    /// `first` or `repeated`; `None` without a prefix.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            PrefixUse::None => None,
+            PrefixUse::First => Some("first"),
+            PrefixUse::Repeated => Some("repeated"),
+        }
+    }
+
     /// From its code.
     pub fn from_code(c: u8) -> Self {
         match c {

@@ -432,9 +432,9 @@ impl User {
         if books > 1 {
             request_id = format!("{request_id}-b{}", b + 1);
         }
-        ctx.set_drawn(drawn.as_ref());
         // First or repeated as sent, not as answered.
         let asked = self.asked(drawn.as_ref(), b, books);
+        ctx.set_drawn(drawn);
         let gaps_before = self.gaps[i].len();
         let (outcome, flow) = self.send(i, ctx, start, warmup, &request_id, cut_at).await;
         shared

@@ -164,13 +164,9 @@ impl LengthAcc {
         let l = step.lengths.as_ref();
         let r = LengthsResult {
             asked_prompt: l.and_then(|l| {
-                let unit = match l.unit {
-                    crate::scenario::lengths::Unit::Tokens => "tokens",
-                    crate::scenario::lengths::Unit::Chars => "characters",
-                };
                 l.prompt
                     .as_ref()
-                    .map(|d| format!("{} {unit}", d.describe()))
+                    .map(|d| format!("{} {}", d.describe(), l.unit.noun()))
             }),
             asked_output: l.and_then(|l| {
                 l.output
@@ -189,17 +185,15 @@ impl LengthAcc {
 
     /// First against repeated prefixes, when the step has prefixes.
     pub(super) fn prefix(&self, step: &Step) -> Option<PrefixResult> {
-        let p = step.lengths.as_ref()?.prefix?;
+        let l = step.lengths.as_ref()?;
+        let p = l.prefix?;
         let q = |h: &LatencyHist, x: f64| h.quantile_ms(x).filter(|v| v.is_finite());
         Some(PrefixResult {
             asked: format!(
                 "{} × {} {}, {}",
                 p.count,
                 p.length,
-                match step.lengths.as_ref().map(|l| l.unit) {
-                    Some(crate::scenario::lengths::Unit::Chars) => "characters",
-                    _ => "tokens",
-                },
+                l.unit.noun(),
                 match p.scope {
                     crate::scenario::lengths::Scope::Shared => "shared",
                     crate::scenario::lengths::Scope::Book => "per book",

@@ -136,13 +136,12 @@ fn write_line(
         prompt_chars: (s.asked.prompt_chars > 0).then_some(s.asked.prompt_chars),
         prompt_tokens: s.prompt_tokens,
         max_tokens: (s.asked.max_tokens > 0).then_some(s.asked.max_tokens),
-        prefix: match s.asked.prefix {
-            crate::engine::sample::PrefixUse::None => None,
-            crate::engine::sample::PrefixUse::First => Some("first"),
-            crate::engine::sample::PrefixUse::Repeated => Some("repeated"),
-        },
-        prefix_group: (s.asked.prefix != crate::engine::sample::PrefixUse::None)
-            .then(|| format!("{:016x}", s.asked.prefix_key)),
+        prefix: s.asked.prefix.name(),
+        prefix_group: s
+            .asked
+            .prefix
+            .name()
+            .map(|_| format!("{:016x}", s.asked.prefix_key)),
         prefix_chars: (s.asked.prefix_chars > 0).then_some(s.asked.prefix_chars),
     };
     serde_json::to_writer(&mut *w, &line).map_err(std::io::Error::other)?;

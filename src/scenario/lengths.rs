@@ -221,6 +221,16 @@ pub enum Unit {
     Tokens,
 }
 
+impl Unit {
+    /// Its plural, as a report says it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Unit::Chars => "characters",
+            Unit::Tokens => "tokens",
+        }
+    }
+}
+
 /// Whose prefixes they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -313,14 +323,47 @@ pub struct Drawn {
     pub prefix_chars: u32,
 }
 
-impl Lengths {
-    /// Characters for a length in this step's unit (tokens by the
-    /// calibration; one a token before one is made).
-    pub fn chars(&self, n: u32, cal: Option<Calibration>) -> u32 {
-        match (self.unit, cal) {
-            (Unit::Tokens, Some(c)) => c.chars(n),
-            _ => n,
+/// Characters for `n` of `unit`: tokens by the calibration (one a token
+/// before one is made).
+pub fn to_chars(n: u32, unit: Unit, cal: Option<Calibration>) -> u32 {
+    match (unit, cal) {
+        (Unit::Tokens, Some(c)) => c.chars(n),
+        _ => n,
+    }
+}
+
+impl Drawn {
+    /// A prompt of `prefix` (its key and text), then `more` characters of
+    /// fresh prose from a random place; and `max_tokens`.
+    pub fn prompt(
+        prefix: Option<(u64, String)>,
+        more: usize,
+        max_tokens: Option<u32>,
+        data: &super::DataSet,
+        rng: &mut impl Rng,
+    ) -> Drawn {
+        let (key, mut text) = prefix.map_or((None, String::new()), |(k, t)| (Some(k), t));
+        let prefix_chars = if key.is_some() {
+            text.chars().count() as u32
+        } else {
+            0
+        };
+        let offset = rng.random_range(0..1usize << 30);
+        text.push_str(&data.filler(more, offset));
+        Drawn {
+            prompt_chars: prefix_chars + more as u32,
+            prompt: Some(text),
+            max_tokens,
+            prefix: key,
+            prefix_chars,
         }
+    }
+}
+
+impl Lengths {
+    /// Characters for a length in this step's unit.
+    pub fn chars(&self, n: u32, cal: Option<Calibration>) -> u32 {
+        to_chars(n, self.unit, cal)
     }
 
     /// Draw one request's lengths: `book_key` names the writer's book
@@ -334,30 +377,26 @@ impl Lengths {
         book_key: u64,
         probe: Option<u32>,
     ) -> Drawn {
-        let mut out = Drawn {
-            max_tokens: self.output.as_ref().map(|d| d.draw(rng)),
-            ..Drawn::default()
-        };
+        let max_tokens = self.output.as_ref().map(|d| d.draw(rng));
         let Some(dist) = &self.prompt else {
-            return out;
+            return Drawn {
+                max_tokens,
+                ..Drawn::default()
+            };
         };
-        let mut text = String::new();
-        if let Some(p) = &self.prefix {
+        let prefix = self.prefix.map(|p| {
             let k = u64::from(rng.random_range(0..p.count));
             let key = match p.scope {
                 Scope::Shared => k,
                 Scope::Book => mix(book_key ^ mix(k.wrapping_add(1))),
             };
-            text = prefix_text(key, self.chars(p.length, cal) as usize, data);
-            out.prefix = Some(key);
-            out.prefix_chars = text.chars().count() as u32;
-        }
+            (
+                key,
+                prefix_text(key, self.chars(p.length, cal) as usize, data),
+            )
+        });
         let body = probe.unwrap_or_else(|| self.chars(dist.draw(rng), cal));
-        let offset = rng.random_range(0..1usize << 30);
-        text.push_str(&data.filler(body as usize, offset));
-        out.prompt_chars = text.chars().count() as u32;
-        out.prompt = Some(text);
-        out
+        Drawn::prompt(prefix, body as usize, max_tokens, data, rng)
     }
 }
 

@@ -408,7 +408,7 @@ impl Scenario {
                 let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(0);
                 l.draw(step.calibration, &self.data, &mut rng, 0, Some(16))
             });
-            ctx.set_drawn(drawn.as_ref());
+            ctx.set_drawn(drawn);
             let place = |span: std::ops::Range<usize>, k: &str| {
                 let (l, _) = line_col(text, span.start);
                 Some(format!("line {l}, key `steps[{i}].{k}`"))
@@ -452,14 +452,26 @@ impl Scenario {
         Ok(())
     }
 
+    /// Whether one of the step's templates (path or body) names `var`.
+    pub fn step_names(&self, step: &Step, var: &str) -> bool {
+        [Some(&step.path_template), step.body_template.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|t| self.template_names(t).contains(var))
+    }
+
+    /// The variables a named template reads.
+    fn template_names(&self, template: &str) -> std::collections::HashSet<String> {
+        self.templates
+            .get_template(template)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default()
+    }
+
     /// Why a template naming `prompt` or `max_tokens` may fail: they exist
     /// only in steps that draw them.
     fn drawn_hint(&self, step: &Step, template: &str) -> String {
-        let names = self
-            .templates
-            .get_template(template)
-            .map(|t| t.undeclared_variables(false))
-            .unwrap_or_default();
+        let names = self.template_names(template);
         let l = step.lengths.as_ref();
         let mut missing = Vec::new();
         if names.contains("prompt") && l.is_none_or(|l| l.prompt.is_none()) {

@@ -93,8 +93,8 @@ impl TemplateContext {
 
     /// Give one request its drawn `prompt` and `max_tokens`; a step that
     /// draws none sees neither (a template naming them fails at load).
-    pub fn set_drawn(&mut self, drawn: Option<&super::lengths::Drawn>) {
-        let d = drawn.cloned().unwrap_or_default();
+    pub fn set_drawn(&mut self, drawn: Option<super::lengths::Drawn>) {
+        let d = drawn.unwrap_or_default();
         match d.prompt {
             Some(p) => self
                 .values

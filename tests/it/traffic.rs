@@ -20,6 +20,17 @@ fn valid(r: &serde_json::Value) {
     assert!(errors.is_empty(), "{errors:#?}");
 }
 
+/// The value of the first sample of the mock's `/metrics` whose line
+/// starts with `name`.
+fn mock_metric(url: &str, name: &str) -> f64 {
+    let body = crate::common::http("GET", &format!("{url}/metrics"), &[], "");
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {body}"))
+}
+
 /// The request log's lines.
 fn log(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -263,14 +274,7 @@ fn repeated_prefixes_are_cheaper_on_a_prefix_cache_and_its_hit_rate_is_the_mocks
     assert!(first > 250.0, "{p}");
     assert!(repeated < first / 3.0, "{p}");
     // The hit rate the report gives is the mock's own, from its counters.
-    let body = crate::common::http("GET", &metrics, &[], "");
-    let counter = |name: &str| -> f64 {
-        body.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {body}"))
-    };
+    let counter = |name: &str| mock_metric(&server.url, name);
     let mock_rate =
         counter("vllm:prefix_cache_hits_total") / counter("vllm:prefix_cache_queries_total");
     let md = report_md(&out);
@@ -321,13 +325,7 @@ fn a_writer_with_three_parallel_books_holds_three_streams_at_once() {
             &["-c", "1", "--duration", "3s", "--warmup", "0s"],
         );
         assert!(out.exists(), "{}", text(&o));
-        let body = crate::common::http("GET", &format!("{}/metrics", server.url), &[], "");
-        let max = body
-            .lines()
-            .find(|l| l.starts_with("mock_streams_per_token_max "))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{body}"));
+        let max = mock_metric(&server.url, "mock_streams_per_token_max ") as u64;
         (max, read_json(&out))
     };
     let (max, r) = streams(true);
